@@ -1,0 +1,34 @@
+"""Shared test fixtures: the torch oracle and the `gpu` marker's skip rule."""
+
+import os
+
+import pytest
+
+from fastconv.backend import gpu_status
+
+
+def require_torch():
+    """Import torch, the test oracle; skip without it unless FASTCONV_REQUIRE_TORCH=1."""
+    try:
+        import torch
+    except ImportError:
+        if os.environ.get("FASTCONV_REQUIRE_TORCH") == "1":
+            pytest.fail("FASTCONV_REQUIRE_TORCH=1 but torch is not installed: the oracle would vanish")
+        pytest.skip("torch is not installed (the PyTorch oracle is optional outside CI)")
+    torch.set_num_threads(1)
+    return torch
+
+
+@pytest.fixture
+def torch():
+    return require_torch()
+
+
+def pytest_collection_modifyitems(config, items):
+    available, reason = gpu_status()
+    if available:
+        return
+    skip = pytest.mark.skip(reason=f"no usable GPU: {reason}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
