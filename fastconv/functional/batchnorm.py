@@ -1,0 +1,113 @@
+"""Batch normalisation over (N, D) features and, per channel, over (N, C, H, W) maps.
+
+PyTorch semantics: in train mode the batch is normalised with its biased
+variance and the running statistics are updated IN PLACE as
+``running = (1 - momentum) * running + momentum * batch``, the variance with
+the unbiased batch variance; in eval mode the running statistics are used.
+Passing ``running_mean=running_var=None`` tracks no running statistics and
+normalises with the batch statistics in both modes (PyTorch's
+``track_running_stats=False``). float16 inputs are normalised in float32.
+"""
+
+from ..backend import get_array_module
+from .._validate import check_dout, check_float, check_ndim, check_same_dtype
+
+
+def _check_vector(name, v, d):
+    check_float(v, name)
+    check_ndim(v, 1, name, "(features,)")
+    if v.shape[0] != d:
+        raise ValueError(f"batchnorm: {name} has {v.shape[0]} entries ({name}.shape="
+                         f"{tuple(v.shape)}) but x has {d} features/channels")
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
+                      momentum=0.1, eps=1e-5):
+    """Batchnorm forward for x of shape (N, D); returns ``(out, cache)``."""
+    xp = get_array_module(x, gamma, beta, running_mean, running_var)
+    check_float(x, "x")
+    check_ndim(x, 2, "x", "(N, D)")
+    n, d = x.shape
+    _check_vector("gamma", gamma, d)
+    _check_vector("beta", beta, d)
+    for name, v in (("running_mean", running_mean), ("running_var", running_var)):
+        if v is not None:
+            _check_vector(name, v, d)
+    check_same_dtype(x, "x", gamma, "gamma")
+    check_same_dtype(x, "x", beta, "beta")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batchnorm: give both running_mean and running_var, or neither")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"batchnorm: momentum must be in [0, 1], got {momentum}")
+    if eps <= 0:
+        raise ValueError(f"batchnorm: eps must be > 0, got {eps}")
+    work = xp.result_type(x.dtype, xp.float32)  # float16 statistics in float32
+    xw = x.astype(work, copy=False)
+    use_batch = train or running_mean is None
+    if use_batch:
+        if n < 2 and train:
+            raise ValueError(f"batchnorm: train mode needs more than one value per feature, "
+                             f"got x.shape={tuple(x.shape)}")
+        mean = xw.mean(axis=0)
+        var = xw.var(axis=0)
+        if train and running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += momentum * var * (n / (n - 1))
+    else:
+        mean = running_mean.astype(work)
+        var = running_var.astype(work)
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat = (xw - mean) * inv_std
+    out = (xhat * gamma.astype(work) + beta.astype(work)).astype(x.dtype, copy=False)
+    return out, (xhat, gamma, inv_std, use_batch, mean, var)
+
+
+def batchnorm_backward(dout, cache):
+    """Batchnorm backward for (N, D); returns ``(dx, dgamma, dbeta)``.
+
+    With batch statistics the gradient flows through the mean and variance; in
+    eval mode (running statistics, constants) it does not.
+    """
+    xhat, gamma, inv_std, use_batch, _, _ = cache
+    check_dout(dout, xhat.shape, gamma.dtype)
+    g = dout.astype(xhat.dtype, copy=False)
+    dbeta = g.sum(axis=0)
+    dgamma = (g * xhat).sum(axis=0)
+    dxhat = g * gamma.astype(xhat.dtype)
+    if use_batch:
+        n = xhat.shape[0]
+        dx = (inv_std / n) * (n * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
+    else:
+        dx = dxhat * inv_std
+    dt = dout.dtype
+    return dx.astype(dt, copy=False), dgamma.astype(dt, copy=False), dbeta.astype(dt, copy=False)
+
+
+def _to_rows(x):
+    n, c, h, w = x.shape
+    return x.transpose(0, 2, 3, 1).reshape(n * h * w, c)
+
+
+def _from_rows(rows, shape):
+    n, c, h, w = shape
+    return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
+                              momentum=0.1, eps=1e-5):
+    """Batchnorm per channel for x of shape (N, C, H, W) (statistics over N, H, W)."""
+    check_float(x, "x")
+    check_ndim(x, 4, "x", "(N, C, H, W)")
+    out, cache = batchnorm_forward(_to_rows(x), gamma, beta, running_mean, running_var,
+                                   train=train, momentum=momentum, eps=eps)
+    return _from_rows(out, x.shape), (x.shape, cache)
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Spatial batchnorm backward; returns ``(dx, dgamma, dbeta)`` with dx of shape (N, C, H, W)."""
+    shape, inner = cache
+    check_dout(dout, shape, inner[1].dtype)
+    dx, dgamma, dbeta = batchnorm_backward(_to_rows(dout), inner)
+    return _from_rows(dx, shape), dgamma, dbeta

@@ -1,0 +1,49 @@
+"""Inverted dropout: zero each input with probability ``p`` and scale the rest by 1/(1-p).
+
+``p`` is the DROP probability (PyTorch's convention; the CS231n front-end in
+fastconv.compat.cs231n converts the course's keep probability). Because the kept
+values are scaled at training time, evaluation is the identity. The mask is
+drawn with the input's array module (``xp.random``), so on the GPU it is made on
+the GPU and never copied.
+"""
+
+from ..backend import get_array_module
+from .._validate import check_dout, check_float
+
+
+def dropout_forward(x, p=0.5, train=True, seed=None, rng=None):
+    """Dropout forward pass; returns ``(out, cache)``.
+
+    ``train=False`` returns x unchanged. The mask comes from ``rng`` (a
+    ``numpy.random.Generator`` or ``cupy.random.Generator`` on x's device) if
+    given, else from a fresh ``xp.random.default_rng(seed)`` when ``seed`` is
+    given (the same seed gives the same mask, e.g. for gradient checks), else
+    from ``xp.random``'s global state.
+    """
+    xp = get_array_module(x)
+    check_float(x, "x")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p is the drop probability and must be in [0, 1], got {p}")
+    if seed is not None and rng is not None:
+        raise ValueError("dropout: give seed or rng, not both")
+    if not train or p == 0.0:
+        return x, None
+    if p == 1.0:
+        mask = xp.zeros(x.shape, dtype=x.dtype)
+    else:
+        if rng is None and seed is not None:
+            rng = xp.random.default_rng(seed)
+        u = rng.random(x.shape) if rng is not None else xp.random.random(x.shape)
+        get_array_module(x, u)  # raises on a numpy rng with a cupy x (and vice versa)
+        mask = (u >= p).astype(x.dtype) / x.dtype.type(1.0 - p)
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    """Dropout backward pass: ``dout * mask`` (the identity in eval mode)."""
+    mask = cache
+    if mask is None:
+        check_float(dout, "dout")
+        return dout
+    check_dout(dout, mask.shape, mask.dtype)
+    return dout * mask

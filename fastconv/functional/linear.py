@@ -1,0 +1,57 @@
+"""Fully connected (affine) layer: ``out = x.reshape(N, D) @ w + b``.
+
+Weights follow the course convention ``w`` of shape (D, M) (inputs by outputs),
+so a CS231n/DLFS network's weights can be used as they are. Inputs of any rank
+(N, d1, ..., dk) are flattened per sample, so a linear layer can follow a conv
+layer without an explicit reshape.
+"""
+
+from ..backend import get_array_module
+from .._validate import check_dout, check_float, check_ndim, check_same_dtype
+
+
+def linear_forward(x, w, b=None):
+    """Affine forward pass; returns ``(out, cache)`` with ``out`` of shape (N, M).
+
+    ``x``: (N, d1, ..., dk), flattened to (N, D) with D = d1*...*dk;
+    ``w``: (D, M); ``b``: (M,) or None (no bias).
+    """
+    xp = get_array_module(x, w, b)
+    check_float(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"linear: x must be (N, d1, ..., dk) with at least 2 dimensions, "
+                         f"got shape {tuple(x.shape)}")
+    check_float(w, "w")
+    check_ndim(w, 2, "w", "(in_features, out_features)")
+    check_same_dtype(x, "x", w, "w")
+    if b is not None:
+        check_float(b, "b")
+        check_ndim(b, 1, "b", "(out_features,)")
+        check_same_dtype(x, "x", b, "b")
+    n = x.shape[0]
+    d = 1
+    for s in x.shape[1:]:
+        d *= s
+    if w.shape[0] != d:
+        raise ValueError(
+            f"linear: x has {d} features per sample (x.shape={tuple(x.shape)}) but w "
+            f"expects {w.shape[0]} (w.shape={tuple(w.shape)}, (in_features, out_features))")
+    if b is not None and b.shape[0] != w.shape[1]:
+        raise ValueError(f"linear: b has {b.shape[0]} entries (b.shape={tuple(b.shape)}) but w "
+                         f"has {w.shape[1]} outputs (w.shape={tuple(w.shape)})")
+    x2 = x.reshape(n, d)
+    out = xp.matmul(x2, w)
+    if b is not None:
+        out += b
+    return out, (x.shape, x2, w, b is not None)
+
+
+def linear_backward(dout, cache):
+    """Affine backward pass; returns ``(dx, dw, db)``, dx in x's original shape, db None without bias."""
+    x_shape, x2, w, has_bias = cache
+    xp = get_array_module(dout, w)
+    check_dout(dout, (x2.shape[0], w.shape[1]), w.dtype)
+    dx = xp.matmul(dout, w.T).reshape(x_shape)
+    dw = xp.matmul(x2.T, dout)
+    db = dout.sum(axis=0) if has_bias else None
+    return dx, dw, db

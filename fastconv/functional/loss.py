@@ -1,0 +1,161 @@
+"""Losses returning ``(loss, dscores)`` (mean over the batch), L2 regularisation and metrics.
+
+Multiclass losses take scores (N, C) and integer labels y (N,) in [0, C).
+Binary losses take scores (N,) or (N, 1) and labels (N,). ``loss`` is a 0-d
+value of the scores' array module (``float(loss)`` gives a Python number);
+``dscores`` has the scores' shape and dtype.
+"""
+
+from ..backend import get_array_module
+from .._validate import check_float, check_ndim
+from .activation import sigmoid
+
+
+def _check_labels(scores, y, n_classes):
+    """Integer labels of shape (N,) with values in [0, n_classes)."""
+    if not hasattr(y, "dtype") or y.dtype.kind not in "iu":
+        raise TypeError(f"y must be an integer array of class labels, got "
+                        f"{getattr(y, 'dtype', type(y).__name__)}")
+    if y.shape != (scores.shape[0],):
+        raise ValueError(f"y has shape {tuple(y.shape)}, expected ({scores.shape[0]},) "
+                         f"for scores of shape {tuple(scores.shape)}")
+    bad = (y < 0) | (y >= n_classes)
+    if bool(bad.any()):
+        label = int(y[bad][0])
+        raise ValueError(f"label {label} is out of range for {n_classes} classes "
+                         f"(labels must be in [0, {n_classes}))")
+
+
+def _check_multiclass(scores, y):
+    get_array_module(scores, y)
+    check_float(scores, "scores")
+    check_ndim(scores, 2, "scores", "(N, C)")
+    _check_labels(scores, y, scores.shape[1])
+
+
+def softmax_cross_entropy(scores, y):
+    """Softmax + cross-entropy over C classes, log-sum-exp stable; returns ``(loss, dscores)``."""
+    xp = get_array_module(scores, y)
+    _check_multiclass(scores, y)
+    n = scores.shape[0]
+    rows = xp.arange(n)
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[rows, y].mean()
+    dscores = xp.exp(log_probs)
+    dscores[rows, y] -= 1
+    dscores /= n
+    return loss, dscores
+
+
+def multiclass_hinge(scores, y, margin=1.0):
+    """The multiclass SVM loss of CS231n: ``mean_i sum_{j != y_i} max(0, s_j - s_{y_i} + margin)``."""
+    xp = get_array_module(scores, y)
+    _check_multiclass(scores, y)
+    n = scores.shape[0]
+    rows = xp.arange(n)
+    margins = xp.maximum(scores - scores[rows, y][:, None] + scores.dtype.type(margin), 0)
+    margins[rows, y] = 0
+    loss = margins.sum() / n
+    dscores = (margins > 0).astype(scores.dtype)
+    dscores[rows, y] = -dscores.sum(axis=1)
+    dscores /= n
+    return loss, dscores
+
+
+def _check_binary(scores, y):
+    get_array_module(scores, y)
+    check_float(scores, "scores")
+    n = scores.shape[0] if scores.ndim else 0
+    if scores.ndim not in (1, 2) or (scores.ndim == 2 and scores.shape[1] != 1):
+        raise ValueError(f"binary loss: scores must have shape (N,) or (N, 1), got "
+                         f"{tuple(scores.shape)}")
+    if not hasattr(y, "dtype") or y.shape != (n,):
+        raise ValueError(f"binary loss: y must have shape ({n},) for scores of shape "
+                         f"{tuple(scores.shape)}, got {tuple(getattr(y, 'shape', ()))}")
+
+
+def binary_logistic(scores, y):
+    """Sigmoid + binary cross-entropy for labels y in {0, 1}, stable for large |scores|.
+
+    ``loss = mean(max(s, 0) - s*y + log(1 + exp(-|s|)))``; ``dscores = (sigmoid(s) - y) / N``.
+    """
+    xp = get_array_module(scores, y)
+    _check_binary(scores, y)
+    if bool(((y != 0) & (y != 1)).any()):
+        raise ValueError(f"binary_logistic: labels must be 0 or 1, got {int(y[(y != 0) & (y != 1)][0])}")
+    s = scores.reshape(-1)
+    t = y.astype(scores.dtype)
+    loss = (xp.maximum(s, 0) - s * t + xp.log1p(xp.exp(-xp.abs(s)))).mean()
+    dscores = ((sigmoid(s) - t) / s.shape[0]).reshape(scores.shape)
+    return loss, dscores
+
+
+def binary_hinge(scores, y):
+    """Binary SVM loss ``mean(max(0, 1 - t*s))`` with t = +1 for the positive class.
+
+    Labels may be given as {0, 1} or as {-1, +1}: 1 is the positive class, and 0
+    or -1 (whichever the array uses; mixing both is an error) the negative one.
+    """
+    xp = get_array_module(scores, y)
+    _check_binary(scores, y)
+    neg0, negm1 = bool((y == 0).any()), bool((y == -1).any())
+    invalid = (y != 0) & (y != 1) & (y != -1)
+    if bool(invalid.any()) or (neg0 and negm1):
+        raise ValueError("binary_hinge: labels must be all in {0, 1} or all in {-1, 1}; "
+                         f"got values {sorted({float(v) for v in xp.unique(y).tolist()})}")
+    s = scores.reshape(-1)
+    t = xp.where(y == 1, 1, -1).astype(scores.dtype)
+    active = (1 - t * s) > 0
+    loss = xp.where(active, 1 - t * s, 0).mean()
+    dscores = (xp.where(active, -t, 0) / s.shape[0]).astype(scores.dtype).reshape(scores.shape)
+    return loss, dscores
+
+
+def l2_regularization(params, reg):
+    """L2 penalty ``0.5 * reg * sum(w**2)`` over every array in ``params``; returns ``(loss, grads)``.
+
+    The 0.5 makes the gradient exactly ``reg * w`` (the CS231n convention). Pass
+    only the arrays to be penalised (usually the weights, not the biases).
+    ``grads`` has the same keys as ``params``.
+    """
+    if reg < 0:
+        raise ValueError(f"l2_regularization: reg must be >= 0, got {reg}")
+    loss = 0.0
+    grads = {}
+    for name, w in params.items():
+        check_float(w, f"params[{name!r}]")
+        loss = loss + 0.5 * reg * (w * w).sum()
+        grads[name] = reg * w
+    return loss, grads
+
+
+def _predictions(scores):
+    return scores.argmax(axis=1) if scores.ndim == 2 and scores.shape[1] > 1 \
+        else (scores.reshape(-1) > 0).astype(int)
+
+
+def accuracy(scores, y):
+    """Fraction of samples whose top-scoring class equals y, as a Python float.
+
+    Scores (N, C) use argmax; binary scores (N,) or (N, 1) predict 1 where > 0.
+    """
+    xp = get_array_module(scores, y)
+    check_float(scores, "scores")
+    if y.shape != (scores.shape[0],):
+        raise ValueError(f"y has shape {tuple(y.shape)}, expected ({scores.shape[0]},)")
+    return float((_predictions(scores) == xp.where(y == -1, 0, y)).mean())
+
+
+def topk_error(scores, y, k=5):
+    """Fraction of samples whose label is not among the k highest scores, as a Python float.
+
+    A label scoring the same as the k-th best counts as in the top k.
+    """
+    xp = get_array_module(scores, y)
+    _check_multiclass(scores, y)
+    if not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"topk_error: k must be in [1, {scores.shape[1]}], got {k}")
+    true = scores[xp.arange(scores.shape[0]), y][:, None]
+    rank = (scores > true).sum(axis=1)
+    return float((rank >= k).mean())
