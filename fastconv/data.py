@@ -1,0 +1,392 @@
+"""Datasets as NCHW float arrays with integer labels, split and normalised.
+
+Three sources, none of which touches the network:
+
+- :func:`load_digits`: scikit-learn's bundled 8x8 handwritten digits (the ``data`` extra),
+  the embedded default for quick experiments;
+- :func:`load_mnist`: the original MNIST IDX files, gzipped or not;
+- :func:`load_cifar10`: the original CIFAR-10 "python version" batches, read through a
+  restricted unpickler that resolves no global from the file at all (see
+  :class:`_CifarUnpickler`), so a crafted pickle cannot run code.
+
+Every loader returns a :class:`Dataset`: train/validation/test splits, normalised with the
+per-channel mean and standard deviation of the training split.
+"""
+
+import gzip
+import math
+import os
+import pickle
+from dataclasses import dataclass
+
+import numpy as np
+
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MNIST_SOURCE = "https://yann.lecun.com/exdb/mnist/ (or any mirror of the four original files)"
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+CIFAR10_SOURCE = ("https://www.cs.toronto.edu/~kriz/cifar.html "
+                  "(download cifar-10-python.tar.gz and extract it)")
+
+
+@dataclass
+class Dataset:
+    """Train/validation/test splits of one dataset (x: NCHW float, y: int64 labels).
+
+    ``mean``/``std`` are the per-channel statistics of the raw training images that were
+    used to normalise every split (None when not normalised).
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple
+    mean: np.ndarray = None
+    std: np.ndarray = None
+
+    @property
+    def num_classes(self):
+        """Number of label classes."""
+        return len(self.classes)
+
+    @property
+    def input_shape(self):
+        """(C, H, W) of one image."""
+        return tuple(self.X_train.shape[1:])
+
+    def as_dict(self):
+        """The splits under the CS231n keys (X_train, y_train, X_val, y_val, X_test, y_test)."""
+        keys = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+        return {k: getattr(self, k) for k in keys}
+
+    def summary(self):
+        """One line: name, split sizes and image shape."""
+        c, h, w = self.input_shape
+        return (f"{self.name}: {len(self.y_train)} train / {len(self.y_val)} val / "
+                f"{len(self.y_test)} test images of {c}x{h}x{w}, {self.num_classes} classes")
+
+
+def _finish(name, x_train, y_train, x_val, y_val, x_test, y_test, classes, dtype, normalize):
+    """Cast to ``dtype`` and normalise all splits with the training split's channel stats."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"dtype must be a floating type, got {dtype}")
+    splits = [np.asarray(x, dtype=np.float64) for x in (x_train, x_val, x_test)]
+    mean = std = None
+    if normalize:
+        mean = splits[0].mean(axis=(0, 2, 3))
+        std = splits[0].std(axis=(0, 2, 3))
+        std[std == 0] = 1.0
+        splits = [(x - mean[:, None, None]) / std[:, None, None] for x in splits]
+    x_train, x_val, x_test = (np.ascontiguousarray(x, dtype=dtype) for x in splits)
+    labels = [np.asarray(y, dtype=np.int64) for y in (y_train, y_val, y_test)]
+    return Dataset(name, x_train, labels[0], x_val, labels[1], x_test, labels[2],
+                   tuple(classes), mean, std)
+
+
+def _check_fraction(name, value):
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+
+def load_digits(val_fraction=0.1, test_fraction=0.2, seed=0, dtype=np.float32, normalize=True):
+    """scikit-learn's bundled handwritten digits (1797 images, 1x8x8, 10 classes).
+
+    The embedded default dataset: real data shipped inside scikit-learn, so it works
+    offline. The split is a seeded permutation (the same ``seed`` gives the same split).
+    Needs the ``data`` extra (``pip install "fastconv[data]"``).
+    """
+    _check_fraction("val_fraction", val_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got "
+                         f"{val_fraction} + {test_fraction}")
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError as exc:
+        raise ImportError("load_digits needs scikit-learn: pip install \"fastconv[data]\"") from exc
+    bunch = sk_load_digits()
+    x = bunch.images[:, None, :, :]
+    y = bunch.target
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = int(round(test_fraction * len(y)))
+    n_val = int(round(val_fraction * len(y)))
+    test, val, train = np.split(order, [n_test, n_test + n_val])
+    return _finish("digits", x[train], y[train], x[val], y[val], x[test], y[test],
+                   [str(c) for c in range(10)], dtype, normalize)
+
+
+# --------------------------------------------------------------------------- MNIST
+
+def _find_file(directory, name, expected, source):
+    """The path of ``name`` or ``name.gz`` in ``directory``; a clear error when absent."""
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f"{name}[.gz] not found in {directory}; expected the files "
+        f"{', '.join(expected)} there. Get them from {source}")
+
+
+def _check_directory(path, expected, source):
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"dataset directory {path} does not exist; it should hold "
+            f"{', '.join(expected)} (get them from {source})")
+
+
+def read_idx(path):
+    """Read one IDX file (unsigned-byte data, optionally gzipped) into a NumPy array.
+
+    The format of the original MNIST files: two zero bytes, type code 0x08, the number of
+    dimensions, the dimensions as big-endian int32, then the data. Anything else raises a
+    ValueError naming the file.
+    """
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable IDX file: {exc}") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    if raw[2] != 0x08:
+        raise ValueError(f"{path}: IDX type code 0x{raw[2]:02x} is not unsigned byte (0x08)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path} is truncated inside its IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    expected = math.prod(shape)
+    if len(raw) - header != expected:
+        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes) but the file "
+                         f"holds {len(raw) - header} bytes of data")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _mnist_pair(directory, images_key, labels_key):
+    expected = [n + "[.gz]" for n in MNIST_FILES.values()]
+    images = read_idx(_find_file(directory, MNIST_FILES[images_key], expected, MNIST_SOURCE))
+    labels = read_idx(_find_file(directory, MNIST_FILES[labels_key], expected, MNIST_SOURCE))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{directory}: {MNIST_FILES[images_key]} has shape {images.shape} and "
+                         f"{MNIST_FILES[labels_key]} has shape {labels.shape}; expected "
+                         "(N, H, W) images and N labels")
+    if labels.size and labels.max() > 9:
+        raise ValueError(f"{directory}: {MNIST_FILES[labels_key]} holds label {labels.max()} > 9")
+    return images[:, None, :, :], labels
+
+
+def load_mnist(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
+    """MNIST from the four original IDX files in directory ``path`` (gzipped or not).
+
+    The validation split is ``val_size`` images drawn (seeded) from the training file; the
+    test split is the t10k file. Missing or malformed files raise an error that names the
+    expected files and where to get them; nothing is downloaded.
+    """
+    _check_directory(path, [n + "[.gz]" for n in MNIST_FILES.values()], MNIST_SOURCE)
+    x, y = _mnist_pair(path, "train_images", "train_labels")
+    x_test, y_test = _mnist_pair(path, "test_images", "test_labels")
+    if not 0 <= val_size < len(y):
+        raise ValueError(f"val_size must be in [0, {len(y)}) for {len(y)} training images, "
+                         f"got {val_size}")
+    order = np.random.default_rng(seed).permutation(len(y))
+    val, train = order[:val_size], order[val_size:]
+    return _finish("mnist", x[train], y[train], x[val], y[val], x_test, y_test,
+                   [str(c) for c in range(10)], dtype, normalize)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+class _Marker:
+    """Stand-in for ``numpy.ndarray`` inside a pickle: only ever passed as an argument."""
+
+
+class _ArrayStub:
+    """What ``numpy.core.multiarray._reconstruct`` yields here: it records the BUILD state."""
+
+    def __init__(self):
+        self.state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _DtypeStub:
+    """What ``numpy.dtype(...)`` yields here: the type string and its byte order."""
+
+    def __init__(self, descr):
+        self.descr = descr.decode("ascii") if isinstance(descr, bytes) else str(descr)
+        self.state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+_SIMPLE_DTYPES = {"u1", "i1", "b1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8"}
+
+
+def _reconstruct(cls, shape, typecode):
+    if cls is not _ARRAY_MARKER:
+        raise pickle.UnpicklingError("_reconstruct called with something other than ndarray")
+    return _ArrayStub()
+
+
+def _codecs_encode(text, encoding):
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin-1")
+
+
+_ARRAY_MARKER = _Marker()
+# The only globals a CIFAR-10 batch refers to, mapped to harmless stand-ins: the real
+# numpy functions are never called with data from the file.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): _ARRAY_MARKER,
+    ("numpy", "dtype"): lambda descr, align=False, copy=False: _DtypeStub(descr),
+    ("_codecs", "encode"): _codecs_encode,  # bytes in a protocol-2 pickle written by Python 3
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler for CIFAR-10 batches: dicts, lists, bytes, ints and plain numeric arrays.
+
+    ``find_class`` returns only the stand-ins of ``_CIFAR_GLOBALS``; any other global (for
+    example ``os.system`` planted through ``__reduce__``) is refused before it is looked up.
+    """
+
+    def find_class(self, module, name):
+        try:
+            return _CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refused to load global {module}.{name}: an original CIFAR-10 batch holds only "
+                "dicts, lists, bytes and uint8 arrays") from None
+
+
+def _array_from_stub(stub):
+    """Turn a recorded array state into a real ndarray, validating every field."""
+    try:
+        _version, shape, dtype_stub, fortran, raw = stub.state
+        if not isinstance(dtype_stub, _DtypeStub):
+            raise TypeError("not a dtype")
+        byteorder = dtype_stub.state[1] if dtype_stub.state else "|"
+        if isinstance(byteorder, bytes):
+            byteorder = byteorder.decode("ascii")
+    except (TypeError, ValueError, AttributeError, IndexError):
+        raise pickle.UnpicklingError("malformed ndarray state") from None
+    if dtype_stub.descr not in _SIMPLE_DTYPES or byteorder not in "<>|=":
+        raise pickle.UnpicklingError(f"refused array dtype {dtype_stub.descr!r}")
+    dtype = np.dtype(dtype_stub.descr).newbyteorder(byteorder if byteorder != "|" else "=")
+    shape = tuple(int(s) for s in shape)
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1")
+    if not isinstance(raw, bytes) or len(raw) != math.prod(shape) * dtype.itemsize:
+        raise pickle.UnpicklingError(f"array data does not match shape {shape} and dtype {dtype}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _materialise(obj):
+    if isinstance(obj, _ArrayStub):
+        return _array_from_stub(obj)
+    if isinstance(obj, dict):
+        return {_materialise(k): _materialise(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_materialise(v) for v in obj)
+    if isinstance(obj, (_DtypeStub, _Marker)):
+        raise pickle.UnpicklingError("a bare numpy dtype/ndarray object at top level")
+    return obj
+
+
+def load_cifar_pickle(path):
+    """Load one CIFAR-10 python batch through the restricted unpickler.
+
+    Returns the dict with ``str`` keys. A file that is not a pickle of the expected kind, or
+    that refers to any global beyond the numpy array machinery, raises a ValueError naming
+    the file; no code from the file runs.
+    """
+    try:
+        with open(path, "rb") as f:
+            obj = _materialise(_CifarUnpickler(f, encoding="bytes").load())
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+            AttributeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not an original CIFAR-10 python batch: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} is not an original CIFAR-10 python batch: it holds a "
+                         f"{type(obj).__name__}, not a dict")
+    return {(k.decode("latin-1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+def _cifar_batch(path):
+    batch = load_cifar_pickle(path)
+    data, labels = batch.get("data"), batch.get("labels")
+    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
+            or data.shape[1] != 3 * 32 * 32 or labels is None or len(labels) != len(data)):
+        shape = getattr(data, "shape", None)
+        raise ValueError(f"{path}: expected 'data' uint8 (N, 3072) and N 'labels', got data "
+                         f"{shape} and {None if labels is None else len(labels)} labels")
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{path}: labels outside 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
+    """CIFAR-10 from the original python batches (data_batch_1..5, test_batch, batches.meta).
+
+    ``path`` is the extracted ``cifar-10-batches-py`` directory or its parent. The files are
+    read through a restricted unpickler (no global from the file is ever resolved). The
+    validation split is ``val_size`` images drawn (seeded) from the training batches.
+    """
+    root = path
+    nested = os.path.join(path, "cifar-10-batches-py")
+    if os.path.isdir(nested):
+        root = nested
+    _check_directory(root, CIFAR10_FILES, CIFAR10_SOURCE)
+    missing = [n for n in CIFAR10_FILES if not os.path.isfile(os.path.join(root, n))]
+    if missing:
+        raise FileNotFoundError(
+            f"{', '.join(missing)} not found in {root}; expected the files "
+            f"{', '.join(CIFAR10_FILES)} there (or in {root}/cifar-10-batches-py). "
+            f"Get them from {CIFAR10_SOURCE}")
+    train = [_cifar_batch(os.path.join(root, n)) for n in CIFAR10_FILES[:5]]
+    x = np.concatenate([b[0] for b in train])
+    y = np.concatenate([b[1] for b in train])
+    x_test, y_test = _cifar_batch(os.path.join(root, "test_batch"))
+    meta = load_cifar_pickle(os.path.join(root, "batches.meta"))
+    names = meta.get("label_names")
+    if not isinstance(names, list) or len(names) != 10:
+        raise ValueError(f"{os.path.join(root, 'batches.meta')}: expected 10 label_names")
+    classes = [n.decode("latin-1") if isinstance(n, bytes) else str(n) for n in names]
+    if not 0 <= val_size < len(y):
+        raise ValueError(f"val_size must be in [0, {len(y)}) for {len(y)} training images, "
+                         f"got {val_size}")
+    order = np.random.default_rng(seed).permutation(len(y))
+    val, tr = order[:val_size], order[val_size:]
+    return _finish("cifar10", x[tr], y[tr], x[val], y[val], x_test, y_test, classes,
+                   dtype, normalize)
+
+
+LOADERS = {"digits": load_digits, "mnist": load_mnist, "cifar10": load_cifar10}
+
+
+def load_dataset(name, path=None, **kwargs):
+    """Load dataset ``name`` ('digits', 'mnist' or 'cifar10'); mnist/cifar10 need ``path``."""
+    if name not in LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
+    if name == "digits":
+        return load_digits(**kwargs)
+    if path is None:
+        raise ValueError(f"dataset {name!r} needs a data directory (the path argument)")
+    return LOADERS[name](path, **kwargs)

@@ -1,0 +1,254 @@
+"""Datasets: real file formats written by the tests themselves, splits, normalisation, errors."""
+
+import gzip
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from fastconv import data
+
+
+# ----------------------------------------------------------------------------- writers
+
+def write_idx(path, array, compress=False):
+    """Write an unsigned-byte IDX file as in the original MNIST distribution."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    payload = header + array.tobytes()
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+
+
+def write_mnist(directory, n_train=40, n_test=12, compress=False, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28)),
+        "train_labels": np.arange(n_train) % 10,
+        "test_images": rng.integers(0, 256, (n_test, 28, 28)),
+        "test_labels": (np.arange(n_test) * 3) % 10,
+    }
+    suffix = ".gz" if compress else ""
+    for key, name in data.MNIST_FILES.items():
+        write_idx(os.path.join(directory, name + suffix), arrays[key], compress)
+    return arrays
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes str and bytes as BINSTRING, as Python 2's cPickle did for the CIFAR-10 files."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_string(self, obj):
+        raw = obj.encode("latin-1") if isinstance(obj, str) else obj
+        if len(raw) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
+        self.memoize(obj)
+
+    dispatch[str] = save_py2_string
+    dispatch[bytes] = save_py2_string
+
+
+def py2_pickle(obj):
+    import io
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(obj)
+    # numpy 1.x (which wrote the original files) lived in numpy.core, not numpy._core
+    return buf.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+
+
+def write_cifar(directory, n_per_batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    written = {}
+    for name in data.CIFAR10_FILES[:-1]:
+        pixels = rng.integers(0, 256, (n_per_batch, 3072)).astype(np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, n_per_batch)]
+        batch = {b"batch_label": b"training batch", b"labels": labels, b"data": pixels,
+                 b"filenames": [b"img_%d.png" % i for i in range(n_per_batch)]}
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(py2_pickle(batch))
+        written[name] = (pixels, labels)
+    meta = {b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog",
+                             b"frog", b"horse", b"ship", b"truck"],
+            b"num_cases_per_batch": n_per_batch, b"num_vis": 3072}
+    with open(os.path.join(directory, "batches.meta"), "wb") as f:
+        f.write(py2_pickle(meta))
+    return written
+
+
+# ----------------------------------------------------------------------------- digits
+
+def test_digits_splits_are_disjoint_deterministic_and_normalised():
+    pytest.importorskip("sklearn")
+    a = data.load_digits(seed=3)
+    b = data.load_digits(seed=3)
+    c = data.load_digits(seed=4)
+    assert a.X_train.shape[1:] == (1, 8, 8) and a.X_train.dtype == np.float32
+    assert len(a.y_train) + len(a.y_val) + len(a.y_test) == 1797
+    assert len(a.y_test) == round(0.2 * 1797) and len(a.y_val) == round(0.1 * 1797)
+    np.testing.assert_array_equal(a.X_test, b.X_test)
+    assert not np.array_equal(a.y_test, c.y_test)
+    assert abs(float(a.X_train.mean())) < 1e-5 and abs(float(a.X_train.std()) - 1) < 1e-4
+    # the splits are disjoint pieces of sklearn's data: undo the normalisation and match rows
+    from sklearn.datasets import load_digits
+    raw = load_digits().images.reshape(1797, -1)
+    def rows(x):
+        return {tuple(np.rint(r).astype(int)) for r in
+                (x.astype(np.float64) * a.std[0] + a.mean[0]).reshape(len(x), -1)}
+    train, test = rows(a.X_train), rows(a.X_test)
+    assert train | test <= {tuple(r) for r in raw.astype(int)}
+    assert a.num_classes == 10 and a.y_train.dtype == np.int64
+    assert set(a.as_dict()) == {"X_train", "y_train", "X_val", "y_val", "X_test", "y_test"}
+
+
+def test_digits_bad_fractions():
+    with pytest.raises(ValueError, match="val_fraction"):
+        data.load_digits(val_fraction=1.5)
+    with pytest.raises(ValueError, match="val_fraction \\+ test_fraction"):
+        data.load_digits(val_fraction=0.5, test_fraction=0.5)
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_mnist_reads_original_idx_files(tmp_path, compress):
+    arrays = write_mnist(tmp_path, compress=compress)
+    ds = data.load_mnist(str(tmp_path), val_size=10, normalize=False, dtype=np.float64)
+    assert ds.X_train.shape == (30, 1, 28, 28) and ds.X_val.shape == (10, 1, 28, 28)
+    np.testing.assert_array_equal(ds.X_test[:, 0], arrays["test_images"])
+    np.testing.assert_array_equal(ds.y_test, arrays["test_labels"])
+    # train + val are a permutation of the training file, labels travelling with images
+    x = np.concatenate([ds.X_train, ds.X_val])[:, 0].reshape(40, -1)
+    y = np.concatenate([ds.y_train, ds.y_val])
+    original = {tuple(r): l for r, l in zip(arrays["train_images"].reshape(40, -1), arrays["train_labels"])}
+    assert {tuple(r.astype(int)): l for r, l in zip(x, y)} == original
+
+
+def test_mnist_normalisation_uses_training_statistics(tmp_path):
+    write_mnist(tmp_path)
+    ds = data.load_mnist(str(tmp_path), val_size=5)
+    assert abs(float(ds.X_train.mean())) < 1e-5
+    assert abs(float(ds.X_train.astype(np.float64).std()) - 1) < 1e-4
+    assert ds.mean.shape == (1,) and ds.std.shape == (1,)
+
+
+def test_mnist_missing_directory_and_files_say_what_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*train-images-idx3-ubyte"):
+        data.load_mnist(str(tmp_path / "nope"))
+    write_mnist(tmp_path)
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte")
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.*yann.lecun.com"):
+        data.load_mnist(str(tmp_path))
+
+
+def test_mnist_malformed_files_are_named(tmp_path):
+    write_mnist(tmp_path)
+    bad = tmp_path / "train-images-idx3-ubyte"
+    bad.write_bytes(b"PK\x03\x04 not an idx file")
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.*magic"):
+        data.load_mnist(str(tmp_path))
+    write_idx(bad, np.zeros((40, 28, 28)))
+    bad.write_bytes(bad.read_bytes()[:-7])  # truncated
+    with pytest.raises(ValueError, match="header says shape"):
+        data.load_mnist(str(tmp_path))
+    write_idx(bad, np.zeros((39, 28, 28)))  # one image short of the 40 labels
+    with pytest.raises(ValueError, match="expected \\(N, H, W\\) images and N labels"):
+        data.load_mnist(str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_cifar10_reads_python2_batches(tmp_path, nested):
+    root = tmp_path / "cifar-10-batches-py" if nested else tmp_path
+    written = write_cifar(str(root))
+    ds = data.load_cifar10(str(tmp_path), val_size=6, normalize=False, dtype=np.float64)
+    assert ds.classes[0] == "airplane" and ds.classes[-1] == "truck"
+    assert ds.X_train.shape == (14, 3, 32, 32) and ds.X_val.shape == (6, 3, 32, 32)
+    pixels, labels = written["test_batch"]
+    np.testing.assert_array_equal(ds.X_test, pixels.reshape(4, 3, 32, 32))
+    np.testing.assert_array_equal(ds.y_test, labels)
+    train_pixels = np.concatenate([written[f"data_batch_{i}"][0] for i in range(1, 6)])
+    got = np.concatenate([ds.X_train, ds.X_val]).reshape(20, -1)
+    assert sorted(map(tuple, got.astype(int))) == sorted(map(tuple, train_pixels.astype(int)))
+
+
+def test_cifar10_normalises_per_channel(tmp_path):
+    write_cifar(str(tmp_path), n_per_batch=6)
+    ds = data.load_cifar10(str(tmp_path), val_size=3)
+    means = ds.X_train.astype(np.float64).mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(means, 0, atol=1e-5)
+    assert ds.mean.shape == (3,) and ds.input_shape == (3, 32, 32)
+
+
+def test_cifar10_accepts_python3_protocol2_pickles(tmp_path):
+    # the same batches re-pickled by Python 3 at protocol 2 use _codecs.encode for bytes
+    write_cifar(str(tmp_path))
+    path = tmp_path / "data_batch_2"
+    batch = data.load_cifar_pickle(str(path))
+    path.write_bytes(pickle.dumps({k.encode(): v for k, v in batch.items()}, protocol=2))
+    again = data.load_cifar_pickle(str(path))
+    np.testing.assert_array_equal(again["data"], batch["data"])
+
+
+class Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar10_refuses_a_pickle_that_runs_code(tmp_path):
+    write_cifar(str(tmp_path))
+    marker = tmp_path / "pwned"
+    evil = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [Exploit(marker)]}
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(evil, protocol=2))
+    with pytest.raises(ValueError, match="data_batch_3.*refused to load global (posix|os).system"):
+        data.load_cifar10(str(tmp_path))
+    assert not marker.exists()
+    # protocol 4 (STACK_GLOBAL) goes through the same gate
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(evil, protocol=4))
+    with pytest.raises(ValueError, match="refused to load global"):
+        data.load_cifar10(str(tmp_path))
+    assert not marker.exists()
+
+
+def test_cifar10_refuses_object_arrays_and_bad_shapes(tmp_path):
+    write_cifar(str(tmp_path))
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": np.array([object()] * 2), b"labels": [0, 1]},
+                                  protocol=2))
+    with pytest.raises(ValueError, match="data_batch_1"):
+        data.load_cifar10(str(tmp_path))
+    path.write_bytes(py2_pickle({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
+    with pytest.raises(ValueError, match="expected 'data' uint8 \\(N, 3072\\)"):
+        data.load_cifar10(str(tmp_path))
+    path.write_bytes(b"garbage, not a pickle")
+    with pytest.raises(ValueError, match="data_batch_1 is not an original CIFAR-10"):
+        data.load_cifar10(str(tmp_path))
+
+
+def test_cifar10_missing_files_are_listed(tmp_path):
+    write_cifar(str(tmp_path))
+    os.remove(tmp_path / "batches.meta")
+    os.remove(tmp_path / "data_batch_5")
+    with pytest.raises(FileNotFoundError, match="data_batch_5, batches.meta not found.*cs.toronto.edu"):
+        data.load_cifar10(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load_cifar10(str(tmp_path / "missing"))
+
+
+def test_load_dataset_dispatch_and_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        data.load_dataset("svhn")
+    with pytest.raises(ValueError, match="needs a data directory"):
+        data.load_dataset("mnist")
+    write_mnist(tmp_path)
+    assert data.load_dataset("mnist", str(tmp_path), val_size=4).name == "mnist"
