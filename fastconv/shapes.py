@@ -23,3 +23,47 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mo
     if (out - 1) * stride >= size + before:
         out -= 1
     return out
+
+
+class WindowGeometry:
+    """Where the sliding windows of one conv or pool call fall, along H and W.
+
+    Built once per call from validated arguments; every CPU and GPU path and
+    the reference loops read their output size and padding from here.
+
+    kernel, stride, dilation: (h, w) pairs. pads: ((top, bottom), (left, right)).
+    out: (OH, OW). padded: (Hp, Wp), the extent of the padded input that the
+    windows touch (with ``ceil_mode`` this can exceed the requested padding).
+    """
+
+    __slots__ = ("kernel", "stride", "dilation", "pads", "size", "out", "padded")
+
+    def __init__(self, size, kernel, stride, pads, dilation, ceil_mode=False):
+        self.size = tuple(size)
+        self.kernel = tuple(kernel)
+        self.stride = tuple(stride)
+        self.pads = tuple(tuple(p) for p in pads)
+        self.dilation = tuple(dilation)
+        self.out = tuple(
+            conv_output_size(n, k, s, p, d, ceil_mode)
+            for n, k, s, p, d in zip(self.size, self.kernel, self.stride, self.pads, self.dilation))
+        self.padded = tuple(
+            max(n + before + after, (o - 1) * s + d * (k - 1) + 1)
+            for n, (before, after), o, s, d, k in zip(
+                self.size, self.pads, self.out, self.stride, self.dilation, self.kernel))
+
+    @property
+    def is_identity(self):
+        """True for a 1x1 kernel with stride 1 and no padding: the columns are the input."""
+        return (self.kernel == (1, 1) and self.stride == (1, 1)
+                and self.pads == ((0, 0), (0, 0)))
+
+    def offset_slices(self, i, j):
+        """The (H, W) slices of the padded input that kernel offset (i, j) reads."""
+        (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.out
+        return (slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+
+    def __repr__(self):
+        return (f"WindowGeometry(size={self.size}, kernel={self.kernel}, stride={self.stride}, "
+                f"pads={self.pads}, dilation={self.dilation}, out={self.out})")

@@ -1,0 +1,26 @@
+"""fastconv: fast im2col convolution and pooling for from-scratch NumPy networks,
+on the GPU (CuPy + CUDA kernels) and the CPU (NumPy), with one API."""
+
+__version__ = "0.1.0"
+
+from .backend import (
+    as_numpy,
+    default_device,
+    get_array_module,
+    gpu_available,
+    gpu_status,
+    to_device,
+)
+from .functional import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    conv2d_backward,
+    conv2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from .im2col import col2im, im2col
+from .shapes import conv_output_size
+from .workspace import get_workspace_limit, set_workspace_limit, workspace_limit

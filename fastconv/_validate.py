@@ -1,0 +1,78 @@
+"""Argument checks shared by every op: clear errors that name the argument and the shapes."""
+
+import numbers
+
+import numpy
+
+FLOAT_DTYPES = (numpy.float16, numpy.float32, numpy.float64)
+
+
+def pair(value, name):
+    """Normalise an int or a pair of ints to a tuple ``(height, width)``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value), int(value)
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def positive_pair(value, name):
+    """A pair of ints, each >= 1 (stride, dilation, kernel size)."""
+    result = pair(value, name)
+    if min(result) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return result
+
+
+def padding_pairs(value, name="padding"):
+    """int, (ph, pw) or ((top, bottom), (left, right)) -> ((top, bottom), (left, right)), each >= 0."""
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, (tuple, list)) for v in value):
+        pads = tuple(pair(v, name) for v in value)
+    else:
+        ph, pw = pair(value, name)
+        pads = ((ph, ph), (pw, pw))
+    if min(min(p) for p in pads) < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return pads
+
+
+def check_ndim(x, ndim, name, layout):
+    """Raise ValueError unless ``x`` has ``ndim`` dimensions laid out as ``layout``."""
+    if getattr(x, "ndim", None) != ndim:
+        got = f"shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got {got}")
+
+
+def check_float(x, name):
+    """Raise TypeError unless ``x`` is a float16/32/64 array (no ints, bools, complex)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(x).__name__}")
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a floating-point array (float16, float32 or float64), got {dtype}")
+
+
+def check_same_dtype(reference, reference_name, other, other_name):
+    """Raise TypeError when two arrays of one op have different float dtypes."""
+    if other.dtype != reference.dtype:
+        raise TypeError(f"{reference_name} is {reference.dtype} but {other_name} is {other.dtype}")
+
+
+def check_dout(dout, expected_shape, expected_dtype):
+    """Validate the upstream gradient against the forward output's shape and dtype."""
+    check_float(dout, "dout")
+    if tuple(dout.shape) != tuple(expected_shape):
+        raise ValueError(
+            f"dout has shape {tuple(dout.shape)} but the forward output had shape {tuple(expected_shape)}")
+    if dout.dtype != expected_dtype:
+        raise TypeError(f"dout is {dout.dtype} but the forward output was {expected_dtype}")
+
+
+def check_cache(cache, expected_type, op_name):
+    """Raise TypeError when a backward function gets a cache from another op."""
+    if not isinstance(cache, expected_type):
+        origin = getattr(cache, "op", None) or type(cache).__name__
+        raise TypeError(f"cache comes from {origin}, not {op_name}")

@@ -1,0 +1,185 @@
+"""2-D convolution, forward and backward, by im2col and one batched GEMM.
+
+Data path: im2col (one strided copy per batch chunk) -> ``xp.matmul`` of the
+weights (G, F/G, C/G*KH*KW) with the columns (n, G, C/G*KH*KW, OH*OW), whose
+result is already contiguous NCHW -> bias. Backward: dW and dcols by two GEMMs,
+dx by col2im. A 1x1, stride-1, unpadded convolution skips im2col: the input is
+its own column matrix.
+
+The batch is processed in chunks whose buffers fit the workspace limit
+(:mod:`fastconv.workspace`). When the whole batch fits in one chunk, the
+forward columns are kept in the cache for the backward pass (no second
+im2col); otherwise the backward recomputes them chunk by chunk.
+"""
+
+import numbers
+
+from .. import _validate
+from ..backend import get_array_module
+from ..im2col import col2im_into, im2col_into, window_geometry
+from ..workspace import batch_chunks
+
+
+class ConvCache:
+    """What conv2d_backward needs from conv2d_forward."""
+
+    op = "conv2d_forward"
+    __slots__ = ("x", "w", "has_bias", "geometry", "groups", "cols", "out_shape")
+
+    def __init__(self, x, w, has_bias, geometry, groups, cols, out_shape):
+        self.x, self.w, self.has_bias = x, w, has_bias
+        self.geometry, self.groups, self.cols, self.out_shape = geometry, groups, cols, out_shape
+
+
+def _same_padding(kernel, dilation, stride):
+    """PyTorch's padding='same': total d*(k-1) per axis, the odd one on the bottom/right."""
+    if stride != (1, 1):
+        raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return tuple((t // 2, t - t // 2) for t in totals)
+
+
+def _resolve_padding(padding, w, stride, dilation):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0
+        if padding == "same":
+            return _same_padding(w.shape[2:], _validate.positive_pair(dilation, "dilation"),
+                                 _validate.positive_pair(stride, "stride"))
+        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    return padding
+
+
+def _check_conv_args(x, w, b, groups):
+    _validate.check_ndim(x, 4, "x", "(N, C, H, W)")
+    _validate.check_ndim(w, 4, "w", "(F, C/groups, KH, KW)")
+    _validate.check_float(x, "x")
+    _validate.check_float(w, "w")
+    _validate.check_same_dtype(x, "x", w, "w")
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    channels, filters = x.shape[1], w.shape[0]
+    if channels % groups:
+        raise ValueError(
+            f"x has {channels} channels, which is not divisible by groups={groups} "
+            f"(x shape {tuple(x.shape)})")
+    if filters % groups:
+        raise ValueError(
+            f"out channels (w.shape[0]={filters}) must be divisible by groups={groups} "
+            f"(w shape {tuple(w.shape)})")
+    if w.shape[1] * groups != channels:
+        raise ValueError(
+            f"w expects {w.shape[1]} input channels per group, x has {channels} channels "
+            f"with groups={groups} (x shape {tuple(x.shape)}, w shape {tuple(w.shape)})")
+    if b is not None:
+        _validate.check_float(b, "b")
+        _validate.check_same_dtype(x, "x", b, "b")
+        if tuple(b.shape) != (filters,):
+            raise ValueError(f"b must have shape ({filters},) to match w {tuple(w.shape)}, "
+                             f"got {tuple(b.shape)}")
+
+
+def _column_bytes(x, geometry):
+    """Workspace bytes of one image's columns (C*KH*KW*OH*OW elements)."""
+    (kh, kw), (oh, ow) = geometry.kernel, geometry.out
+    return x.shape[1] * kh * kw * oh * ow * x.dtype.itemsize
+
+
+def _padded_bytes(x, geometry):
+    """Workspace bytes of one padded image (zero when there is no padding)."""
+    hp, wp = geometry.padded
+    return 0 if geometry.padded == geometry.size else x.shape[1] * hp * wp * x.dtype.itemsize
+
+
+def _columns(x, geometry, buffer):
+    """im2col of ``x`` into the front of ``buffer`` (shape (n_max, G, C/G*KH*KW, OH*OW))."""
+    n = x.shape[0]
+    cols = buffer[:n]
+    im2col_into(x, geometry, cols.reshape((n, x.shape[1]) + geometry.kernel + geometry.out))
+    return cols
+
+
+def _chunk_plan(x, geometry, groups, per_image):
+    """The batch chunks for ``per_image`` workspace bytes, and the column buffer shape of the largest."""
+    chunks = batch_chunks(x.shape[0], per_image)
+    largest = chunks[0].stop - chunks[0].start
+    (kh, kw), (oh, ow) = geometry.kernel, geometry.out
+    shape = (largest, groups, x.shape[1] // groups * kh * kw, oh * ow)
+    return chunks, shape
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Convolve ``x`` (N, C, H, W) with ``w`` (F, C/groups, KH, KW); return ``(out, cache)``.
+
+    stride, dilation: int or (h, w) pair. padding: int, (h, w), 'valid' or
+    'same' (stride 1; PyTorch's rule, the odd pad on the bottom/right). groups
+    splits channels as in ``torch.nn.functional.conv2d`` (groups == C is a
+    depthwise convolution). ``b`` (F,) is optional. Output size follows
+    PyTorch's formula; the output is C-contiguous, in x's dtype.
+    """
+    xp = get_array_module(x, w, b)
+    _check_conv_args(x, w, b, groups)
+    padding = _resolve_padding(padding, w, stride, dilation)
+    geometry = window_geometry(x.shape, w.shape[2:], stride, padding, dilation)
+    n, f = x.shape[0], w.shape[0]
+    (oh, ow) = geometry.out
+    w_mat = w.reshape(groups, f // groups, -1)
+    out = xp.empty((n, f, oh, ow), dtype=x.dtype)
+    out_groups = out.reshape(n, groups, f // groups, oh * ow)
+    cols = None
+    if geometry.is_identity:
+        xp.matmul(w_mat, xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow), out=out_groups)
+    else:
+        per_image = _column_bytes(x, geometry) + _padded_bytes(x, geometry)
+        chunks, shape = _chunk_plan(x, geometry, groups, per_image)
+        buffer = xp.empty(shape, dtype=x.dtype)
+        for chunk in chunks:
+            cols = _columns(x[chunk], geometry, buffer)
+            xp.matmul(w_mat, cols, out=out_groups[chunk])
+        if len(chunks) > 1:
+            cols = None  # too big to keep: the backward recomputes them
+    if b is not None:
+        out += b.reshape(1, f, 1, 1)
+    return out, ConvCache(x, w, b is not None, geometry, groups, cols, out.shape)
+
+
+def conv2d_backward(dout, cache):
+    """Gradients of :func:`conv2d_forward`: return ``(dx, dw, db)`` (db None without bias).
+
+    dw and the column gradient are GEMMs; dx is col2im of the column gradient.
+    Every gradient has the dtype and shape of its forward input.
+    """
+    _validate.check_cache(cache, ConvCache, "conv2d_forward")
+    x, w, geometry, groups = cache.x, cache.w, cache.geometry, cache.groups
+    _validate.check_dout(dout, cache.out_shape, x.dtype)
+    xp = get_array_module(dout, x)
+    n, f = x.shape[0], w.shape[0]
+    (oh, ow) = geometry.out
+    dout_groups = xp.ascontiguousarray(dout).reshape(n, groups, f // groups, oh * ow)
+    w_t = w.reshape(groups, f // groups, -1).transpose(0, 2, 1)
+    db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    dx = xp.empty(x.shape, dtype=x.dtype)
+
+    if geometry.is_identity:
+        x_cols = xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow)
+        dw = xp.matmul(dout_groups, x_cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
+        return dx, dw.reshape(w.shape), db
+
+    dw = xp.zeros((groups, f // groups, w_t.shape[1]), dtype=x.dtype)
+    recompute = cache.cols is None
+    per_image = (_column_bytes(x, geometry) * (2 if recompute else 1)
+                 + _padded_bytes(x, geometry) + dw.nbytes)
+    chunks, shape = _chunk_plan(x, geometry, groups, per_image)
+    col_buffer = xp.empty(shape, dtype=x.dtype) if recompute else None
+    dcol_buffer = xp.empty(shape, dtype=x.dtype)
+    for chunk in chunks:
+        cols = _columns(x[chunk], geometry, col_buffer) if recompute else cache.cols
+        dout_chunk = dout_groups[chunk]
+        dw += xp.matmul(dout_chunk, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        dcols = xp.matmul(w_t, dout_chunk, out=dcol_buffer[:cols.shape[0]])
+        col2im_into(dcols.reshape((cols.shape[0], x.shape[1]) + geometry.kernel + geometry.out),
+                    geometry, dx[chunk])
+    return dx, dw.reshape(w.shape), db

@@ -1,0 +1,231 @@
+"""2-D max, average and adaptive average pooling, forward and backward.
+
+The CPU path never materialises the windows: it walks the KH*KW kernel
+offsets, each one a strided slab of the padded input of output size, and
+reduces them elementwise. Backward adds each offset's share back onto its
+slab. This is as fast as a reshape for tiling windows (stride == kernel) and
+also covers overlap, padding, dilation and ``ceil_mode``.
+
+Rules, the same on every path (CPU, GPU, reference):
+
+* Max pooling pads with -inf, so padding never wins over a real value.
+* Ties: the gradient goes to the first maximum in row-major window order
+  (the smallest kernel offset i*KW + j), as in PyTorch.
+* NaN propagates: a window holding a NaN outputs NaN, and its gradient goes
+  to the first NaN of the window (PyTorch picks the last; the output is the
+  same).
+* ``ceil_mode`` adds a last window if it starts inside the input or its left
+  padding (PyTorch's rule); for average pooling, as in PyTorch, the divisor
+  counts the padding only up to the padded border (``count_include_pad``),
+  never the part of a ceil-mode window beyond it.
+"""
+
+from .. import _validate
+from ..backend import get_array_module
+from ..im2col import pad_input, window_geometry
+
+
+class MaxPoolCache:
+    """What max_pool2d_backward needs: the input shape, geometry and argmax offsets."""
+
+    op = "max_pool2d_forward"
+    __slots__ = ("x_shape", "dtype", "geometry", "argmax")
+
+    def __init__(self, x_shape, dtype, geometry, argmax):
+        self.x_shape, self.dtype, self.geometry, self.argmax = x_shape, dtype, geometry, argmax
+
+
+class AvgPoolCache:
+    """What avg_pool2d_backward needs: the input shape, geometry and divisors."""
+
+    op = "avg_pool2d_forward"
+    __slots__ = ("x_shape", "dtype", "geometry", "divisor")
+
+    def __init__(self, x_shape, dtype, geometry, divisor):
+        self.x_shape, self.dtype, self.geometry, self.divisor = x_shape, dtype, geometry, divisor
+
+
+class AdaptiveAvgPoolCache:
+    """What adaptive_avg_pool2d_backward needs: the input shape and the window bounds."""
+
+    op = "adaptive_avg_pool2d_forward"
+    __slots__ = ("x_shape", "dtype", "rows", "columns")
+
+    def __init__(self, x_shape, dtype, rows, columns):
+        self.x_shape, self.dtype, self.rows, self.columns = x_shape, dtype, rows, columns
+
+
+def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validate pooling arguments (PyTorch's rules) and build the window geometry."""
+    _validate.check_ndim(x, 4, "x", "(N, C, H, W)")
+    _validate.check_float(x, "x")
+    kernel = _validate.positive_pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else _validate.positive_pair(stride, "stride")
+    pad = _validate.pair(padding, "padding")
+    if min(pad) < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
+        raise ValueError(
+            f"padding {padding!r} must be at most half of kernel_size {kernel_size!r}")
+    geometry = window_geometry(x.shape, kernel, stride, pad, dilation, ceil_mode)
+    if min(geometry.out) < 1:
+        raise ValueError(f"output size {geometry.out} is too small for x shape {tuple(x.shape)}")
+    return geometry
+
+
+def _slab(padded, geometry, i, j):
+    rows, columns = geometry.offset_slices(i, j)
+    return padded[:, :, rows, columns]
+
+
+def _offsets(geometry):
+    kh, kw = geometry.kernel
+    return [(k, k // kw, k % kw) for k in range(kh * kw)]
+
+
+def _add_back(grad_slabs, geometry, x_shape, dtype, xp):
+    """Sum per-offset gradients (k, slab) onto the padded input, then crop to ``x_shape``."""
+    (top, _), (left, _) = geometry.pads
+    height, width = geometry.size
+    padded = xp.zeros(tuple(x_shape[:2]) + geometry.padded, dtype=dtype)
+    for (_, i, j), grad in zip(_offsets(geometry), grad_slabs):
+        _slab(padded, geometry, i, j)[...] += grad
+    return xp.ascontiguousarray(padded[:, :, top:top + height, left:left + width])
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                       return_indices=False):
+    """Max pooling of ``x`` (N, C, H, W); return ``(out, cache)``.
+
+    As ``torch.nn.functional.max_pool2d``: stride defaults to kernel_size,
+    padding (at most half the kernel) is -inf, dilation spreads the window,
+    ``ceil_mode`` keeps a last partial window. With ``return_indices`` return
+    ``(out, indices, cache)``, indices (int64) being the flat position
+    ``h * W + w`` of each maximum in its input plane, as PyTorch's. Ties go to
+    the first maximum in row-major window order; NaN propagates.
+    """
+    xp = get_array_module(x)
+    geometry = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    padded = pad_input(x, geometry, value=-xp.inf)
+    out = _slab(padded, geometry, 0, 0).copy()
+    argmax = xp.zeros(out.shape, dtype=xp.int32)  # kernel offset i*KW + j of each maximum
+    for k, i, j in _offsets(geometry)[1:]:
+        candidate = _slab(padded, geometry, i, j)
+        better = (candidate > out) | (xp.isnan(candidate) & ~xp.isnan(out))
+        xp.copyto(out, candidate, where=better)
+        xp.copyto(argmax, k, where=better)
+    out = xp.ascontiguousarray(out)
+    cache = MaxPoolCache(x.shape, x.dtype, geometry, argmax)
+    if return_indices:
+        return out, _flat_indices(argmax, geometry, xp), cache
+    return out, cache
+
+
+def _flat_indices(argmax, geometry, xp):
+    """PyTorch-style indices h * W + w of each window's maximum from kernel offsets."""
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
+    (top, _), (left, _) = geometry.pads
+    oh, ow = geometry.out
+    offset = argmax.astype(xp.int64)
+    rows = xp.arange(oh, dtype=xp.int64).reshape(oh, 1) * sh - top + (offset // kw) * dh
+    cols = xp.arange(ow, dtype=xp.int64) * sw - left + (offset % kw) * dw
+    return rows * geometry.size[1] + cols
+
+
+def max_pool2d_backward(dout, cache):
+    """Gradient of :func:`max_pool2d_forward`: each window's gradient goes to its argmax."""
+    _validate.check_cache(cache, MaxPoolCache, "max_pool2d_forward")
+    _validate.check_dout(dout, cache.argmax.shape, cache.dtype)
+    xp = get_array_module(dout)
+    zero = xp.zeros((), dtype=dout.dtype)
+    grads = (xp.where(cache.argmax == k, dout, zero) for k, _, _ in _offsets(cache.geometry))
+    return _add_back(grads, cache.geometry, cache.x_shape, cache.dtype, xp)
+
+
+def _avg_divisor(geometry, count_include_pad, dtype, xp):
+    """Per-output window sizes (OH, OW) under PyTorch's avg-pool divisor rule."""
+    sizes = []
+    for n, k, s, (before, _), o in zip(geometry.size, geometry.kernel, geometry.stride,
+                                        geometry.pads, geometry.out):
+        start = xp.arange(o) * s - before
+        end = xp.minimum(start + k, n + before)
+        if count_include_pad:
+            sizes.append(end - start)
+        else:
+            sizes.append(xp.minimum(end, n) - xp.maximum(start, 0))
+    return (sizes[0].reshape(-1, 1) * sizes[1]).astype(dtype)
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True):
+    """Average pooling of ``x`` (N, C, H, W); return ``(out, cache)``.
+
+    As ``torch.nn.functional.avg_pool2d``: zero padding (at most half the
+    kernel), ``count_include_pad`` counts it in the divisor, ``ceil_mode``
+    keeps a last partial window whose divisor stops at the padded border.
+    """
+    xp = get_array_module(x)
+    geometry = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode)
+    padded = pad_input(x, geometry, value=0)
+    out = _slab(padded, geometry, 0, 0).copy()
+    for _, i, j in _offsets(geometry)[1:]:
+        out += _slab(padded, geometry, i, j)
+    divisor = _avg_divisor(geometry, count_include_pad, x.dtype, xp)
+    out /= divisor
+    return xp.ascontiguousarray(out), AvgPoolCache(x.shape, x.dtype, geometry, divisor)
+
+
+def avg_pool2d_backward(dout, cache):
+    """Gradient of :func:`avg_pool2d_forward`: each window spreads dout / divisor evenly."""
+    _validate.check_cache(cache, AvgPoolCache, "avg_pool2d_forward")
+    _validate.check_dout(dout, cache.x_shape[:2] + cache.geometry.out, cache.dtype)
+    xp = get_array_module(dout)
+    share = dout / cache.divisor
+    grads = (share for _ in _offsets(cache.geometry))
+    return _add_back(grads, cache.geometry, cache.x_shape, cache.dtype, xp)
+
+
+def _adaptive_bounds(size, out_size):
+    """PyTorch's adaptive windows: [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [((i * size) // out_size, -(-((i + 1) * size) // out_size)) for i in range(out_size)]
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """Average ``x`` (N, C, H, W) over adaptive windows to (OH, OW); return ``(out, cache)``.
+
+    ``output_size`` is an int or (OH, OW) pair (``None`` in the pair keeps that
+    input size), as ``torch.nn.functional.adaptive_avg_pool2d``; window i spans
+    [floor(i*H/OH), ceil((i+1)*H/OH)). ``output_size=1`` is global average pooling.
+    """
+    _validate.check_ndim(x, 4, "x", "(N, C, H, W)")
+    _validate.check_float(x, "x")
+    xp = get_array_module(x)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = tuple(x.shape[2 + a] if s is None else s for a, s in enumerate(output_size))
+    oh, ow = _validate.pair(output_size, "output_size")
+    if oh < 1 or ow < 1:
+        raise ValueError(f"output_size must be >= 1, got {output_size!r}")
+    n, c, h, w = x.shape
+    rows, columns = _adaptive_bounds(h, oh), _adaptive_bounds(w, ow)
+    pooled_rows = xp.empty((n, c, oh, w), dtype=x.dtype)
+    for o, (start, end) in enumerate(rows):
+        pooled_rows[:, :, o] = x[:, :, start:end].sum(axis=2) / (end - start)
+    out = xp.empty((n, c, oh, ow), dtype=x.dtype)
+    for o, (start, end) in enumerate(columns):
+        out[..., o] = pooled_rows[..., start:end].sum(axis=3) / (end - start)
+    return out, AdaptiveAvgPoolCache(x.shape, x.dtype, rows, columns)
+
+
+def adaptive_avg_pool2d_backward(dout, cache):
+    """Gradient of :func:`adaptive_avg_pool2d_forward`."""
+    _validate.check_cache(cache, AdaptiveAvgPoolCache, "adaptive_avg_pool2d_forward")
+    n, c, h, w = cache.x_shape
+    _validate.check_dout(dout, (n, c, len(cache.rows), len(cache.columns)), cache.dtype)
+    xp = get_array_module(dout)
+    drows = xp.zeros((n, c, len(cache.rows), w), dtype=dout.dtype)
+    for o, (start, end) in enumerate(cache.columns):
+        drows[..., start:end] += dout[..., o:o + 1] / (end - start)
+    dx = xp.zeros(cache.x_shape, dtype=dout.dtype)
+    for o, (start, end) in enumerate(cache.rows):
+        dx[:, :, start:end] += drows[:, :, o:o + 1] / (end - start)
+    return dx

@@ -1,0 +1,143 @@
+"""im2col and col2im: sliding windows as a matrix, and back.
+
+Column layout, shared by the CPU path, the CUDA kernels and the reference
+loops: for an input of shape (N, C, H, W) and a KH x KW kernel with output
+size OH x OW, the columns have shape (N, C, KH, KW, OH, OW), i.e.
+(N, C*KH*KW, OH*OW) as a matrix per image:
+
+    cols[n, c*KH*KW + i*KW + j, oh*OW + ow]
+        = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]
+
+so one matrix product ``w.reshape(F, C*KH*KW) @ cols[n]`` gives image n's
+output already in (F, OH*OW) order, i.e. contiguous NCHW.
+
+On the CPU, im2col is one strided view of the padded input and one copy
+(never fancy indexing); col2im adds each kernel offset's slab into a padded
+buffer with strided slices (never ``np.add.at``), KH*KW vectorised adds.
+"""
+
+import numpy
+from numpy.lib.stride_tricks import as_strided
+
+from . import _validate
+from .backend import get_array_module
+from .shapes import WindowGeometry
+
+
+def window_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode=False):
+    """Validate window arguments against an (N, C, H, W) shape and build the geometry.
+
+    Raises ValueError naming the axis, the padding and the dilated kernel when
+    the kernel does not fit in the padded input.
+    """
+    kernel = _validate.positive_pair(kernel_size, "kernel_size")
+    stride = _validate.positive_pair(stride, "stride")
+    dilation = _validate.positive_pair(dilation, "dilation")
+    pads = _validate.padding_pairs(padding)
+    size = tuple(x_shape[2:])
+    for axis, name, n, k, d, (before, after) in zip(
+            ("height", "width"), ("H", "W"), size, kernel, dilation, pads):
+        span = d * (k - 1) + 1
+        if span > n + before + after:
+            pad_text = before if before == after else (before, after)
+            raise ValueError(
+                f"dilated kernel {axis} {span} is larger than the padded input {axis} "
+                f"{n + before + after} ({name}={n}, padding={pad_text})")
+    return WindowGeometry(size, kernel, stride, pads, dilation, ceil_mode)
+
+
+def pad_input(x, geometry, value=0):
+    """Return ``x`` padded to ``geometry.padded`` with ``value`` (``x`` itself if no padding)."""
+    xp = get_array_module(x)
+    (top, _), (left, _) = geometry.pads
+    height, width = geometry.size
+    hp, wp = geometry.padded
+    if (hp, wp) == (height, width):
+        return x
+    padded = xp.empty(x.shape[:2] + (hp, wp), dtype=x.dtype)
+    padded[:, :, :top] = value
+    padded[:, :, top + height:] = value
+    padded[:, :, top:top + height, :left] = value
+    padded[:, :, top:top + height, left + width:] = value
+    padded[:, :, top:top + height, left:left + width] = x
+    return padded
+
+
+def window_view(padded, geometry):
+    """A read-only strided view (N, C, KH, KW, OH, OW) of the windows of a padded input."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = (
+        geometry.kernel, geometry.stride, geometry.dilation, geometry.out)
+    s0, s1, s2, s3 = padded.strides
+    return as_strided(padded, shape=padded.shape[:2] + (kh, kw, oh, ow),
+                      strides=(s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
+
+
+def im2col_into(x, geometry, out):
+    """Write the columns of ``x`` into ``out`` of shape (N, C, KH, KW, OH, OW); NumPy only."""
+    numpy.copyto(out, window_view(pad_input(x, geometry), geometry))
+    return out
+
+
+def col2im_into(cols, geometry, out):
+    """Sum columns (N, C, KH, KW, OH, OW) back onto ``out`` of shape (N, C, H, W); NumPy only.
+
+    Each kernel offset is one strided slab of the padded image, added with one
+    vectorised ``+=``; the padding border is then cropped away.
+    """
+    (top, _), (left, _) = geometry.pads
+    height, width = geometry.size
+    padded = numpy.zeros(cols.shape[:2] + geometry.padded, dtype=cols.dtype)
+    kh, kw = geometry.kernel
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = geometry.offset_slices(i, j)
+            padded[:, :, rows, columns] += cols[:, :, i, j]
+    out[...] = padded[:, :, top:top + height, left:left + width]
+    return out
+
+
+def _check_image(x, name):
+    _validate.check_ndim(x, 4, name, "(N, C, H, W)")
+    _validate.check_float(x, name)
+
+
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
+    """Unfold an (N, C, H, W) array into columns of shape (N, C*KH*KW, OH*OW).
+
+    Row ``c*KH*KW + i*KW + j`` of image n holds kernel offset (i, j) of
+    channel c at every output position ``oh*OW + ow`` (see the module doc).
+    Zero padding; dtype preserved; the result is C-contiguous. Equivalent to
+    ``torch.nn.functional.unfold`` reshaped to three axes.
+    """
+    _check_image(x, "x")
+    geometry = window_geometry(x.shape, kernel_size, stride, padding, dilation)
+    xp = get_array_module(x)
+    n, c = x.shape[:2]
+    (kh, kw), (oh, ow) = geometry.kernel, geometry.out
+    cols = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    im2col_into(x, geometry, cols)
+    return cols.reshape(n, c * kh * kw, oh * ow)
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
+    """Fold columns (N, C*KH*KW, OH*OW) back to an (N, C, H, W) image, summing overlaps.
+
+    The adjoint of :func:`im2col` (not its inverse): each input element
+    receives the sum of every column entry that was copied from it. This is
+    the data gradient of a convolution.
+    """
+    _validate.check_float(cols, "cols")
+    if len(x_shape) != 4:
+        raise ValueError(f"x_shape must be (N, C, H, W), got {tuple(x_shape)}")
+    geometry = window_geometry(tuple(x_shape), kernel_size, stride, padding, dilation)
+    n, c = x_shape[:2]
+    (kh, kw), (oh, ow) = geometry.kernel, geometry.out
+    expected = (n, c * kh * kw, oh * ow)
+    if tuple(cols.shape) != expected:
+        raise ValueError(
+            f"cols has shape {tuple(cols.shape)} but x_shape {tuple(x_shape)} with this kernel "
+            f"needs {expected}")
+    xp = get_array_module(cols)
+    out = xp.empty(tuple(x_shape), dtype=cols.dtype)
+    col2im_into(cols.reshape(n, c, kh, kw, oh, ow), geometry, out)
+    return out
