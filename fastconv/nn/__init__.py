@@ -1,0 +1,22 @@
+"""Layers and networks with params/grads dicts, forward/backward, written once for NumPy and CuPy.
+
+Every layer calls the ops of ``fastconv.functional``; ``Module`` (module.py)
+holds the shared machinery: named params/grads/buffers, train/eval, ``to(device)``
+and state dicts. Model builders live in ``fastconv.nn.models``.
+"""
+
+from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
+from .batchnorm import BatchNorm1d, BatchNorm2d
+from .conv import Conv2d
+from .dropout import Dropout
+from .linear import Flatten, Linear
+from .models import (MODELS, Classifier, ThreeLayerConvNet, build_model, linear_classifier, mlp,
+                     three_layer_convnet, two_layer_mlp, vgg_cnn)
+from .module import Module, NamedArrays, Sequential
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+
+__all__ = ["Module", "NamedArrays", "Sequential", "Conv2d", "Linear", "Flatten", "MaxPool2d",
+           "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout",
+           "BatchNorm1d", "BatchNorm2d", "Classifier", "ThreeLayerConvNet", "MODELS",
+           "build_model", "linear_classifier", "mlp", "two_layer_mlp", "three_layer_convnet",
+           "vgg_cnn"]

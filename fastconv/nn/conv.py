@@ -1,0 +1,68 @@
+"""The Conv2d layer: im2col convolution through fastconv.functional.conv2d_forward/backward."""
+
+import numpy
+
+from .._validate import positive_pair
+from ..functional.conv import conv2d_backward, conv2d_forward
+from .init import add_weight_and_bias
+from .module import Module
+
+
+def _positive_int(value, name, layer):
+    if not isinstance(value, (int, numpy.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class Conv2d(Module):
+    """2-D convolution of NCHW input; weight ``W`` (F, C/groups, KH, KW), bias ``b`` (F,).
+
+    ``init`` is 'he' (default) or 'xavier'; a float ``weight_scale`` instead
+    draws Normal(0, weight_scale) weights (the course's convention). Biases
+    start at zero. Parameters are ``dtype`` (float32 default, or float64) on
+    ``device`` (default: ``fastconv.backend.default_device()``); ``seed`` or
+    ``rng`` (a numpy Generator) makes the initialisation reproducible.
+    ``padding`` may also be "same" or "valid".
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, init="he", weight_scale=None, dtype=numpy.float32,
+                 device=None, seed=None, rng=None):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels", "Conv2d")
+        self.out_channels = _positive_int(out_channels, "out_channels", "Conv2d")
+        self.groups = _positive_int(groups, "groups", "Conv2d")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels "
+                             f"({out_channels}) must both be divisible by groups ({groups})")
+        self.kernel_size = positive_pair(kernel_size, "kernel_size")
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        kh, kw = self.kernel_size
+        fan_in = in_channels // groups * kh * kw
+        add_weight_and_bias(self, (out_channels, in_channels // groups, kh, kw), fan_in,
+                            out_channels * kh * kw, out_channels, bias, init, weight_scale,
+                            dtype, device, seed, rng)
+        self._cache = None
+
+    def forward(self, x):
+        """Convolve ``x`` (N, in_channels, H, W); returns (N, out_channels, OH, OW)."""
+        if getattr(x, "ndim", None) != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d(in_channels={self.in_channels}) expects x of shape "
+                             f"(N, {self.in_channels}, H, W), got {tuple(getattr(x, 'shape', ()))}")
+        out, self._cache = conv2d_forward(x, self.params["W"], self.params.get("b"),
+                                          stride=self.stride, padding=self.padding,
+                                          dilation=self.dilation, groups=self.groups)
+        return out
+
+    def backward(self, dout):
+        """dL/dx; stores dL/dW and dL/db."""
+        dx, dw, db = conv2d_backward(dout, self._take_cache())
+        self.grads["W"] = dw
+        if db is not None:
+            self.grads["b"] = db
+        return dx
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+                f"groups={self.groups}, bias={'b' in self.params}")

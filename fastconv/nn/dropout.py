@@ -1,0 +1,44 @@
+"""The Dropout layer: inverted dropout in training mode, the identity in eval mode."""
+
+from ..backend import get_array_module
+from ..functional.dropout import dropout_backward, dropout_forward
+from .module import Module
+
+
+class Dropout(Module):
+    """Zero each input with probability ``p`` (the DROP probability) while training.
+
+    The mask is drawn on the input's device from a generator seeded with
+    ``seed`` (fresh entropy when None), created on first use and again after
+    the layer moves to another device.
+    """
+
+    def __init__(self, p=0.5, seed=None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p is the drop probability and must be in [0, 1], got {p}")
+        self.p = p
+        self.seed = seed
+        self._rng = None
+        self._rng_module = None
+        self._cache = None
+
+    def _generator(self, xp):
+        if self._rng_module is not xp:
+            self._rng = xp.random.default_rng(self.seed)
+            self._rng_module = xp
+        return self._rng
+
+    def forward(self, x):
+        """Drop and rescale in training mode; return ``x`` unchanged in eval mode."""
+        rng = self._generator(get_array_module(x)) if self.training else None
+        out, mask = dropout_forward(x, self.p, train=self.training, rng=rng)
+        self._cache = ("mask", mask)
+        return out
+
+    def backward(self, dout):
+        """``dout`` times the mask of the last forward."""
+        return dropout_backward(dout, self._take_cache()[1])
+
+    def extra_repr(self):
+        return f"p={self.p}"
