@@ -1,0 +1,189 @@
+"""fastconv.functional conv2d against PyTorch (hypothesis), the loop reference, and layout rules."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastconv.functional as F
+import torch_oracle
+from conftest import require_torch
+from fastconv import reference as ref
+from torch_oracle import rel_err
+
+DTYPES = [np.float64, np.float32]
+TOL = {np.float64: 1e-12, np.float32: 1e-5}  # vs the loop reference (accumulates in double)
+
+
+def hypothesis_settings(n):
+    """Deterministic hypothesis settings for CI: fixed examples, no deadline, no database."""
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def conv_cases(draw):
+    """Geometry + seed of a conv2d case: batch, groups (depthwise too), every padding form."""
+    n = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    depthwise = groups > 1 and draw(st.booleans())
+    cin = groups * (1 if depthwise else draw(st.integers(1, 3)))
+    fout = groups * draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2, 3])))
+    mode = draw(st.sampled_from(["int", "pair", "valid", "same"]))
+    if mode == "same":
+        stride, padding = (1, 1), "same"
+        pad_totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    else:
+        stride = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))  # > kernel too
+        if mode == "int":
+            padding = draw(st.integers(0, 3))
+            pads = (padding, padding)
+        elif mode == "pair":
+            padding = pads = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+        else:
+            padding, pads = "valid", (0, 0)
+        pad_totals = [2 * p for p in pads]
+    # smallest size the dilated kernel fits in (extra == 0: kernel equals the padded input)
+    size = [max(1, d * (k - 1) + 1 - t) + draw(st.integers(0, 5))
+            for k, d, t in zip(kernel, dilation, pad_totals)]
+    return dict(x_shape=(n, cin, *size), w_shape=(fout, cin // groups, *kernel),
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)),
+                kw=dict(stride=stride, padding=padding, dilation=dilation, groups=groups))
+
+
+def _arrays(case, dtype):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(case["x_shape"]).astype(dtype)
+    w = rng.standard_normal(case["w_shape"]).astype(dtype)
+    b = rng.standard_normal(case["w_shape"][0]).astype(dtype) if case["bias"] else None
+    return rng, x, w, b
+
+
+@hypothesis_settings(150)
+@given(case=conv_cases())
+def test_conv2d_matches_torch(case):
+    torch = require_torch()
+    for dtype in DTYPES:
+        rng, x, w, b = _arrays(case, dtype)
+        t_out, dout, t_dx, t_dw, t_db = torch_oracle.conv2d(
+            torch, x, w, b, lambda s: rng.standard_normal(s).astype(dtype), **case["kw"])
+        out, cache = F.conv2d_forward(x, w, b, **case["kw"])
+        dx, dw, db = F.conv2d_backward(dout, cache)
+        pairs = dict(out=(out, t_out), dx=(dx, t_dx), dw=(dw, t_dw))
+        if b is None:
+            assert db is None
+        else:
+            pairs["db"] = (db, t_db)
+        for name, (got, _) in pairs.items():
+            assert got.dtype == np.dtype(dtype), f"{name} is {got.dtype}, x was {np.dtype(dtype)}"
+        torch_oracle.check("conv2d", dtype, pairs)
+    torch_oracle.count_case("conv2d")
+
+
+def _check_against_reference(x, w, b, dout_seed=0, **kw):
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    r_out, r_cache = ref.conv2d_forward(x, w, b, **kw)
+    dout = np.random.default_rng(dout_seed).standard_normal(r_out.shape).astype(x.dtype)
+    grads = F.conv2d_backward(dout, cache)
+    r_grads = ref.conv2d_backward(dout, r_cache)
+    tol = TOL[x.dtype.type]
+    for name, got, want in zip(("out", "dx", "dw", "db"), (out, *grads), (r_out, *r_grads)):
+        if want is None:
+            assert got is None, f"{name} should be None without bias"
+            continue
+        assert got.dtype == x.dtype, f"{name} is {got.dtype}, x was {x.dtype}"
+        assert rel_err(got, want) <= tol, f"{name}: {rel_err(got, want):.3g} vs the loop reference"
+
+
+@hypothesis_settings(25)
+@given(case=conv_cases())
+def test_conv2d_matches_reference(case):
+    _, x, w, b = _arrays(case, np.float64)
+    _check_against_reference(x, w, b, **case["kw"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, w_shape, groups", [
+    ((3, 5, 4, 7), (6, 5, 1, 1), 1),
+    ((2, 4, 1, 1), (2, 4, 1, 1), 1),
+    ((2, 6, 3, 5), (4, 3, 1, 1), 2),
+    ((2, 4, 3, 3), (4, 1, 1, 1), 4),
+])
+def test_pointwise_1x1_fast_path_matches_reference(dtype, x_shape, w_shape, groups):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    _check_against_reference(x, w, b, groups=groups)
+    _check_against_reference(x, w, None, groups=groups)
+
+
+def test_1x1_with_stride_or_padding_is_not_the_fast_path_and_still_right():
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((4, 3, 1, 1))
+    _check_against_reference(x, w, None, stride=2)
+    _check_against_reference(x, w, None, padding=1)
+
+
+def _views(dtype=np.float64):
+    """x, w, b, dout as non-contiguous views (transposed and sliced) of ``dtype`` arrays."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((7, 2, 3, 8)).astype(dtype).transpose(2, 1, 3, 0)[:, :, ::2, 1:]
+    w = rng.standard_normal((3, 3, 2, 4)).astype(dtype).transpose(3, 2, 1, 0)  # (4, 2, 3, 3)
+    b = rng.standard_normal(8).astype(dtype)[::2]
+    dout = rng.standard_normal((3, 4, 7, 3)).astype(dtype)[:, :, ::2, :]  # the output's shape
+    return x, w, b, dout
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_noncontiguous_inputs_give_the_contiguous_result(dtype):
+    x, w, b, dout = _views(dtype)
+    for a in (x, w, b, dout):
+        assert not a.flags.c_contiguous
+    kw = dict(stride=(1, 2), padding=1, dilation=(1, 1))
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    assert out.shape[2:] == dout.shape[2:], "test set-up: dout must match the output"
+    grads = F.conv2d_backward(dout, cache)
+    c_out, c_cache = F.conv2d_forward(*(np.ascontiguousarray(a) for a in (x, w, b)), **kw)
+    c_grads = F.conv2d_backward(np.ascontiguousarray(dout), c_cache)
+    for got, want in zip((out, *grads), (c_out, *c_grads)):
+        assert got.flags.c_contiguous
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=0)
+
+
+def test_noncontiguous_inputs_match_reference():
+    x, w, b, dout = _views()
+    kw = dict(stride=(1, 2), padding=1)
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    r_out, r_cache = ref.conv2d_forward(x, w, b, **kw)
+    for got, want in zip((out, dx, dw, db), (r_out, *ref.conv2d_backward(dout, r_cache))):
+        assert rel_err(got, want) <= 1e-12
+
+
+def test_float32_preserved_and_outputs_c_contiguous():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    out, cache = F.conv2d_forward(x, w, b, stride=2, padding=1, groups=2)
+    grads = F.conv2d_backward(np.ones_like(out), cache)
+    for a in (out, *grads):
+        assert a.dtype == np.float32 and a.flags.c_contiguous
+
+
+def test_backward_twice_gives_identical_results_and_leaves_inputs_untouched():
+    rng = np.random.default_rng(11)
+    x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    copies = [a.copy() for a in (x, w, b)]
+    out, cache = F.conv2d_forward(x, w, b, padding=1)
+    dout = rng.standard_normal(out.shape)
+    first = F.conv2d_backward(dout, cache)
+    second = F.conv2d_backward(dout, cache)
+    for g1, g2 in zip(first, second):
+        np.testing.assert_array_equal(g1, g2)
+    for a, c in zip((x, w, b), copies):
+        np.testing.assert_array_equal(a, c)
