@@ -1,0 +1,193 @@
+"""Numerical gradient checking for functional ops, losses, layers and whole models.
+
+One core, :func:`numerical_gradient`, takes float64 central differences of a
+scalar function of an array that it perturbs in place, either element by element
+or, for large arrays, along a few random directions. Thin adapters build that
+scalar for each kind of thing and compare with its analytic gradient:
+
+- :func:`check_op` — a functional op ``forward(*inputs) -> (out, cache)`` with
+  ``backward(dout, cache) -> grads``, through ``sum(out * dout)`` for a random,
+  non-uniform ``dout`` (a uniform one hides batchnorm bugs);
+- :func:`check_loss` — a loss ``loss_fn(scores, *args) -> (loss, dscores)``;
+- :func:`check_layer` — a :class:`fastconv.nn.Module` (``params``, ``grads``,
+  ``forward(x)``, ``backward(dout) -> dx``), for dx and every parameter;
+- :func:`check_model` — the course model interface: ``model.params`` dict and
+  ``model.loss(X, y) -> (loss, grads)``.
+
+Each returns the largest relative error over everything it checked, where the
+relative error of one array is ``max|analytic - numeric| / max(max|analytic|,
+max|numeric|)`` (the error relative to the gradient's scale, so elements that
+are tiny by cancellation do not dominate). In float64 a correct gradient gives
+about 1e-9 or less. Layers and models must hold float64 parameters; op and loss
+inputs are cast to float64 copies.
+"""
+
+import numpy
+
+from .backend import get_array_module
+
+_SCALE_FLOOR = 1e-10  # below this the gradient counts as zero
+
+
+def numerical_gradient(f, x, h=1e-6, directions=None, seed=0):
+    """Central-difference gradient of the scalar ``f()`` with respect to ``x``.
+
+    ``f`` takes no arguments and reads ``x``, which is perturbed in place and
+    restored. With ``directions=None`` returns the full gradient (2 calls of
+    ``f`` per element). With ``directions=k`` returns ``(derivatives, vs)``:
+    the derivatives of ``f`` along k random unit directions ``vs`` (2 calls
+    each), for arrays too large to check element by element.
+    """
+    xp = get_array_module(x)
+    if x.dtype != numpy.float64:
+        raise TypeError(f"numerical gradients need a float64 array, got {x.dtype} "
+                        f"(shape {tuple(x.shape)})")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"numerical gradients perturb x in place; x of shape "
+                         f"{tuple(x.shape)} must be C-contiguous")
+
+    def central(set_plus, set_minus, restore):
+        set_plus()
+        fp = float(f())
+        set_minus()
+        fm = float(f())
+        restore()
+        return (fp - fm) / (2 * h)
+
+    if directions is None:
+        flat = x.reshape(-1)
+        grad = numpy.zeros(flat.size)
+        for i in range(flat.size):
+            old = float(flat[i])
+            grad[i] = central(lambda: flat.__setitem__(i, old + h),
+                              lambda: flat.__setitem__(i, old - h),
+                              lambda: flat.__setitem__(i, old))
+        return xp.asarray(grad.reshape(x.shape))
+    rng = numpy.random.default_rng(seed)
+    x0 = x.copy()
+    derivatives, vs = [], []
+    for _ in range(directions):
+        v = rng.standard_normal(x.shape)
+        v = xp.asarray(v / numpy.linalg.norm(v))
+        derivatives.append(central(lambda: x.__setitem__(Ellipsis, x0 + h * v),
+                                   lambda: x.__setitem__(Ellipsis, x0 - h * v),
+                                   lambda: x.__setitem__(Ellipsis, x0)))
+        vs.append(v)
+    return derivatives, vs
+
+
+def relative_error(analytic, numeric):
+    """``max|a - n| / max(max|a|, max|n|)``: the error relative to the gradient's scale (0 if both ~0)."""
+    a = numpy.asarray(_host(analytic), dtype=numpy.float64)
+    n = numpy.asarray(_host(numeric), dtype=numpy.float64)
+    if a.shape != n.shape:
+        raise ValueError(f"gradient shapes differ: analytic {a.shape}, numeric {n.shape}")
+    scale = max(numpy.abs(a).max(initial=0.0), numpy.abs(n).max(initial=0.0))
+    if scale < _SCALE_FLOOR:
+        return 0.0
+    return float(numpy.abs(a - n).max(initial=0.0) / scale)
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") and not isinstance(a, numpy.ndarray) else a
+
+
+def _error(f, x, analytic, h, directions, seed):
+    """Relative error of ``analytic`` against the numerical gradient of f at x."""
+    if analytic is None:
+        raise ValueError(f"no analytic gradient for an input of shape {tuple(x.shape)}")
+    if tuple(analytic.shape) != tuple(x.shape):
+        raise ValueError(f"analytic gradient has shape {tuple(analytic.shape)}, "
+                         f"its input has shape {tuple(x.shape)}")
+    if directions is None:
+        return relative_error(analytic, numerical_gradient(f, x, h))
+    xp = get_array_module(x)
+    derivatives, vs = numerical_gradient(f, x, h, directions, seed)
+    projected = [float((analytic * v).sum()) for v in vs]
+    scale = float(xp.sqrt((analytic * analytic).sum()))  # |<g, v>| <= |g| for unit v
+    if max(scale, *map(abs, derivatives)) < _SCALE_FLOOR:
+        return 0.0
+    worst = max(abs(p - d) for p, d in zip(projected, derivatives))
+    return worst / max(scale, *map(abs, derivatives))
+
+
+def _random_like(out, seed):
+    """A non-uniform upstream gradient on out's device, float64."""
+    xp = get_array_module(out)
+    return xp.asarray(numpy.random.default_rng(seed).standard_normal(out.shape))
+
+
+def _float64_copy(a):
+    return a.astype(numpy.float64, order="C")
+
+
+def check_op(forward, backward, *inputs, h=1e-6, directions=None, seed=0):
+    """Largest relative error of a functional op's gradients with respect to ``inputs``.
+
+    ``forward(*inputs) -> (out, cache)``; ``backward(dout, cache)`` returns one
+    gradient per input, in order (a single array for one input); extra trailing
+    gradients are ignored. Bind other arguments with ``functools.partial``
+    (e.g. ``partial(dropout_forward, p=0.3, seed=1)``). ``seed`` draws the
+    upstream gradient and the random directions.
+    """
+    inputs = [_float64_copy(a) for a in inputs]
+    out, cache = forward(*inputs)
+    dout = _random_like(out, seed)
+    grads = backward(dout, cache)
+    grads = (grads,) if not isinstance(grads, (tuple, list)) else grads
+    if len(grads) < len(inputs):
+        raise ValueError(f"backward returned {len(grads)} gradients for {len(inputs)} inputs")
+
+    def f():
+        return (forward(*inputs)[0] * dout).sum()
+
+    return max(_error(f, x, g, h, directions, seed) for x, g in zip(inputs, grads))
+
+
+def check_loss(loss_fn, scores, *args, h=1e-6, directions=None, seed=0):
+    """Relative error of ``dscores`` from ``loss_fn(scores, *args) -> (loss, dscores)``."""
+    scores = _float64_copy(scores)
+    _, dscores = loss_fn(scores, *args)
+    return _error(lambda: loss_fn(scores, *args)[0], scores, dscores,
+                  h, directions, seed)
+
+
+def _require_float64(arrays, what):
+    for name, a in arrays.items():
+        if a.dtype != numpy.float64:
+            raise TypeError(f"gradient checks need float64 parameters: {what} {name!r} is "
+                            f"{a.dtype}; build it with dtype=numpy.float64")
+
+
+def check_layer(layer, x, h=1e-6, directions=None, seed=0):
+    """Largest relative error of a layer's dx and of every ``layer.grads[name]``.
+
+    The layer must be deterministic between calls (dropout in eval mode or with
+    a fixed seed) and hold float64 parameters.
+    """
+    params = layer.params
+    _require_float64(params, "parameter")
+    x = _float64_copy(x)
+    dout = _random_like(layer.forward(x), seed)
+    dx = layer.backward(dout)
+    analytic = {name: layer.grads[name].copy() for name in params}
+
+    def f():
+        return (layer.forward(x) * dout).sum()
+
+    errors = [_error(f, x, dx, h, directions, seed)]
+    errors += [_error(f, params[name], analytic[name], h, directions, seed) for name in analytic]
+    return max(errors)
+
+
+def check_model(model, X, y, h=1e-6, directions=None, seed=0):
+    """Largest relative error of ``model.loss(X, y)``'s grads over every ``model.params[name]``."""
+    params = model.params
+    _require_float64(params, "parameter")
+    _, grads = model.loss(X, y)
+    missing = [name for name in params if name not in grads]
+    if missing:
+        raise ValueError(f"model.loss returned no gradient for parameter {missing[0]!r}")
+    analytic = {name: grads[name].copy() for name in params}
+    return max(_error(lambda: model.loss(X, y)[0], params[name], analytic[name],
+                      h, directions, seed) for name in analytic)

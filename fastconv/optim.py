@@ -1,0 +1,292 @@
+"""Optimisers: SGD (momentum, Nesterov), RMSProp, AdaGrad, Adam; weight decay; lr schedules.
+
+Two interfaces over the same update math:
+
+1. Optimiser objects that step a whole model::
+
+       opt = Adam(model.params, lr=1e-3)   # any name -> array mapping (or an object with .params)
+       loss, grads = model.loss(X, y)      # or: model.backward(...); grads = model.grads
+       opt.step(grads)                     # updates every params[name] IN PLACE
+       opt.lr = 5e-4                       # the learning rate may be changed at any time
+
+   ``params`` is kept by reference: a :class:`fastconv.nn.Module`'s live
+   ``params`` view or a course model's ``params`` dict. ``step(grads)`` reads
+   ``grads[name]`` for every parameter name and updates the parameter array in
+   place (so references to it stay valid). State (momentum buffers, moment
+   estimates) is created with ``xp.zeros_like(param)``, i.e. on the parameter's
+   device, the first time a parameter is stepped, and kept in ``opt.state[name]``.
+   The update formulas are PyTorch's (``torch.optim``), including
+   ``weight_decay`` as an L2 term added to the gradient (``g + wd * w``), the
+   momentum buffer ``v = mu * v + g`` with ``w -= lr * v`` (Nesterov:
+   ``w -= lr * (g + mu * v)``), and ``eps`` added outside the square root, after
+   Adam's bias correction (``w -= lr * m_hat / (sqrt(v_hat) + eps)``), which is
+   also the paper's and CS231n's placement.
+   Schedules (:class:`StepLR`, :class:`ExponentialLR`) change ``opt.lr`` once per
+   epoch when their ``step()`` is called.
+
+2. The CS231n update rules ``rule(w, dw, config=None) -> (next_w, config)``:
+   :func:`sgd`, :func:`sgd_momentum`, :func:`rmsprop`, :func:`adam`, with the
+   course's config keys and defaults (learning_rate, momentum 0.9, decay_rate
+   0.99, epsilon 1e-8, beta1 0.9, beta2 0.999, t) and its state stored in the
+   config (velocity, cache, m, v). ``sgd_momentum`` uses the course's velocity
+   form ``v = mu * v - lr * dw; w += v`` (equal to PyTorch's for a constant lr).
+   A course Solver finds them with ``getattr(fastconv.optim, update_rule)``.
+"""
+
+from collections.abc import Mapping
+
+from .backend import get_array_module
+
+
+# --------------------------------------------------------------------------
+# the update math shared by both interfaces (state arrays are updated in place)
+# --------------------------------------------------------------------------
+
+def _rmsprop_direction(g, square_avg, decay, eps):
+    """Update the running mean of g**2 in place; return ``g / (sqrt(mean) + eps)``."""
+    xp = get_array_module(g, square_avg)
+    square_avg *= decay
+    square_avg += (1 - decay) * g * g
+    return g / (xp.sqrt(square_avg) + eps)
+
+
+def _adam_direction(g, m, v, t, beta1, beta2, eps):
+    """Update the moment estimates in place; return ``m_hat / (sqrt(v_hat) + eps)`` for step t >= 1."""
+    xp = get_array_module(g, m, v)
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * g * g
+    return (m / (1 - beta1 ** t)) / (xp.sqrt(v / (1 - beta2 ** t)) + eps)
+
+
+def _check_hyper(name, value, low=0.0, high=None, high_open=False):
+    ok = value >= low and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        bound = f"[{low}, {high})" if high_open else (f"[{low}, {high}]" if high is not None
+                                                       else f">= {low}")
+        raise ValueError(f"{name} must be in {bound}, got {value}")
+
+
+# --------------------------------------------------------------------------
+# optimiser objects
+# --------------------------------------------------------------------------
+
+class Optimizer:
+    """Base class: holds ``params`` (by reference), ``lr``, ``weight_decay`` and per-name ``state``.
+
+    Subclasses implement ``_update(param, grad, state)``, changing ``param`` in place.
+    """
+
+    def __init__(self, params, lr, weight_decay=0.0):
+        if not isinstance(params, Mapping) and hasattr(params, "params"):
+            params = params.params
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a name -> array mapping (e.g. model.params), "
+                            f"got {type(params).__name__}")
+        _check_hyper("lr", lr)
+        _check_hyper("weight_decay", weight_decay)
+        self.params = params
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.state = {}
+
+    def step(self, grads):
+        """Update every parameter in place from ``grads`` (same names and shapes as ``params``)."""
+        for name, param in self.params.items():
+            if name not in grads:
+                raise ValueError(f"grads has no entry for parameter {name!r}")
+            grad = grads[name]
+            get_array_module(param, grad)  # one device
+            if tuple(grad.shape) != tuple(param.shape):
+                raise ValueError(f"grads[{name!r}] has shape {tuple(grad.shape)}, "
+                                 f"params[{name!r}] has shape {tuple(param.shape)}")
+            if self.weight_decay:
+                grad = grad + self.weight_decay * param
+            self._update(param, grad, self.state.setdefault(name, {}))
+
+    def _update(self, param, grad, state):
+        raise NotImplementedError
+
+    def _zeros(self, state, key, like):
+        """The state array ``key``, created as zeros on ``like``'s device on first use."""
+        if key not in state:
+            state[key] = get_array_module(like).zeros_like(like)
+        return state[key]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum, as ``torch.optim.SGD``."""
+
+    def __init__(self, params, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        _check_hyper("momentum", momentum, 0.0, 1.0)
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    def _update(self, param, grad, state):
+        if self.momentum:
+            buf = self._zeros(state, "momentum_buffer", param)
+            buf *= self.momentum
+            buf += grad
+            grad = grad + self.momentum * buf if self.nesterov else buf
+        param -= self.lr * grad
+
+
+class RMSProp(Optimizer):
+    """RMSProp: ``w -= lr * g / (sqrt(avg(g**2)) + eps)``, as ``torch.optim.RMSprop`` (alpha = decay)."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        _check_hyper("alpha", alpha, 0.0, 1.0)
+        _check_hyper("eps", eps)
+        self.alpha = alpha
+        self.eps = eps
+
+    def _update(self, param, grad, state):
+        square_avg = self._zeros(state, "square_avg", param)
+        param -= self.lr * _rmsprop_direction(grad, square_avg, self.alpha, self.eps)
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: ``w -= lr * g / (sqrt(sum(g**2)) + eps)``, as ``torch.optim.Adagrad``."""
+
+    def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        _check_hyper("eps", eps)
+        self.eps = eps
+
+    def _update(self, param, grad, state):
+        xp = get_array_module(param)
+        total = self._zeros(state, "sum", param)
+        total += grad * grad
+        param -= self.lr * grad / (xp.sqrt(total) + self.eps)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction, as ``torch.optim.Adam`` (``betas=(beta1, beta2)``)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        beta1, beta2 = betas
+        _check_hyper("betas[0]", beta1, 0.0, 1.0, high_open=True)
+        _check_hyper("betas[1]", beta2, 0.0, 1.0, high_open=True)
+        _check_hyper("eps", eps)
+        self.betas = (beta1, beta2)
+        self.eps = eps
+
+    def _update(self, param, grad, state):
+        m = self._zeros(state, "exp_avg", param)
+        v = self._zeros(state, "exp_avg_sq", param)
+        state["step"] = state.get("step", 0) + 1
+        param -= self.lr * _adam_direction(grad, m, v, state["step"], *self.betas, self.eps)
+
+
+# --------------------------------------------------------------------------
+# learning-rate schedules (call step() once per epoch)
+# --------------------------------------------------------------------------
+
+class _Schedule:
+    """Sets ``optimizer.lr = base_lr * factor(epoch)`` each time ``step()`` ends an epoch."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.epoch = 0
+
+    def step(self):
+        """End an epoch: advance the count and set the optimiser's learning rate."""
+        self.epoch += 1
+        self.optimizer.lr = self.base_lr * self.factor(self.epoch)
+        return self.optimizer.lr
+
+
+class ExponentialLR(_Schedule):
+    """Per-epoch decay ``lr = base_lr * gamma**epoch`` (the CS231n Solver's ``lr_decay``)."""
+
+    def __init__(self, optimizer, gamma):
+        _check_hyper("gamma", gamma)
+        super().__init__(optimizer)
+        self.gamma = gamma
+
+    def factor(self, epoch):
+        """gamma ** epoch."""
+        return self.gamma ** epoch
+
+
+class StepLR(_Schedule):
+    """Step schedule ``lr = base_lr * gamma**(epoch // step_size)``, as torch's StepLR."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        if not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"step_size must be a positive int, got {step_size!r}")
+        _check_hyper("gamma", gamma)
+        super().__init__(optimizer)
+        self.step_size = step_size
+        self.gamma = gamma
+
+    def factor(self, epoch):
+        """gamma ** (epoch // step_size)."""
+        return self.gamma ** (epoch // self.step_size)
+
+
+# --------------------------------------------------------------------------
+# the CS231n update rules: rule(w, dw, config=None) -> (next_w, config)
+# --------------------------------------------------------------------------
+
+def _config(config, **defaults):
+    config = {} if config is None else config
+    for key, value in defaults.items():
+        config.setdefault(key, value)
+    return config
+
+
+def sgd(w, dw, config=None):
+    """Vanilla SGD, in place as in the course: ``w -= learning_rate * dw`` (default 1e-2)."""
+    config = _config(config, learning_rate=1e-2)
+    w -= config["learning_rate"] * dw
+    return w, config
+
+
+def sgd_momentum(w, dw, config=None):
+    """SGD with momentum: ``v = momentum * v - learning_rate * dw; next_w = w + v``.
+
+    config: learning_rate (1e-2), momentum (0.9), velocity (zeros like w).
+    """
+    config = _config(config, learning_rate=1e-2, momentum=0.9)
+    v = config.get("velocity")
+    v = get_array_module(w).zeros_like(w) if v is None else v
+    v = config["momentum"] * v - config["learning_rate"] * dw
+    config["velocity"] = v
+    return w + v, config
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp: ``cache = decay_rate * cache + (1 - decay_rate) * dw**2;
+    next_w = w - learning_rate * dw / (sqrt(cache) + epsilon)``.
+
+    config: learning_rate (1e-2), decay_rate (0.99), epsilon (1e-8), cache.
+    """
+    config = _config(config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
+    if config.get("cache") is None:
+        config["cache"] = get_array_module(w).zeros_like(w)
+    step = _rmsprop_direction(dw, config["cache"], config["decay_rate"], config["epsilon"])
+    return w - config["learning_rate"] * step, config
+
+
+def adam(w, dw, config=None):
+    """Adam with bias correction; ``t`` is incremented before use (the first update has t = 1).
+
+    config: learning_rate (1e-3), beta1 (0.9), beta2 (0.999), epsilon (1e-8), m, v, t (0).
+    """
+    config = _config(config, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, t=0)
+    xp = get_array_module(w)
+    for key in ("m", "v"):
+        if config.get(key) is None:
+            config[key] = xp.zeros_like(w)
+    config["t"] += 1
+    step = _adam_direction(dw, config["m"], config["v"], config["t"],
+                           config["beta1"], config["beta2"], config["epsilon"])
+    return w - config["learning_rate"] * step, config
