@@ -2,23 +2,17 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fastconv.functional as F
 import torch_oracle
 from conftest import require_torch
 from fastconv import reference as ref
-from torch_oracle import rel_err
+from torch_oracle import hypothesis_settings, rel_err
 
 DTYPES = [np.float64, np.float32]
 TOL = {np.float64: 1e-12, np.float32: 1e-5}  # vs the loop reference (accumulates in double)
-
-
-def hypothesis_settings(n):
-    """Deterministic hypothesis settings for CI: fixed examples, no deadline, no database."""
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

@@ -9,12 +9,19 @@ compared and the largest relative error per dtype.
 import warnings
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 
 TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
 
 # op name -> number of cases compared; dtype name -> largest relative error seen
 CASES = {}
 WORST = {}
+
+
+def hypothesis_settings(n):
+    """Deterministic hypothesis settings for CI: n fixed examples, no deadline, no database."""
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 def rel_err(got, want):

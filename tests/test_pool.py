@@ -1,0 +1,272 @@
+"""fastconv.functional pooling against PyTorch (hypothesis), the loop reference, and the
+documented semantics: first-maximum ties, NaN propagation, -inf padding."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import fastconv.functional as F
+import torch_oracle
+from conftest import require_torch
+from fastconv import reference as ref
+from fastconv.shapes import conv_output_size
+from torch_oracle import hypothesis_settings, rel_err
+
+DTYPES = [np.float64, np.float32]
+TOL = {np.float64: 1e-12, np.float32: 1e-5}  # vs the loop reference (accumulates in double)
+
+
+def _distinct(shape, seed, dtype=np.float64):
+    """Distinct values 0.5 apart (a shuffled ramp around 0), so every maximum is unique."""
+    size = int(np.prod(shape))
+    perm = np.random.default_rng(seed).permutation(size)
+    return ((perm - size / 2) * 0.5).reshape(shape).astype(dtype)
+
+
+def _every_window_touches_input(size, kernel, stride, pad, dilation, ceil_mode):
+    """True when no pooling window lies wholly in the padding (PyTorch leaves those undefined)."""
+    n_out = conv_output_size(size, kernel, stride, pad, dilation, ceil_mode)
+    return n_out >= 1 and all(
+        any(0 <= o * stride - pad + k * dilation < size for k in range(kernel))
+        for o in range(n_out))
+
+
+def _pool_axes(draw, dilated):
+    """Kernel, stride, padding (<= half the kernel), dilation and size, per axis."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 5), st.integers(1, 5))))
+    dilation = (draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2, 3]))) \
+        if dilated else (1, 1)
+    pads = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    padding = pads[0] if pads[0] == pads[1] and draw(st.booleans()) else pads
+    size = [max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 5))
+            for k, d, p in zip(kernel, dilation, pads)]
+    return kernel, stride, padding, pads, dilation, size
+
+
+@st.composite
+def max_pool_cases(draw):
+    """Geometry + seed of a max-pool case whose windows all touch the input."""
+    kernel, stride, padding, pads, dilation, size = _pool_axes(draw, dilated=True)
+    ceil_mode = draw(st.booleans())
+    strides = kernel if stride is None else stride
+    for i in range(2):
+        assume(_every_window_touches_input(size[i], kernel[i], strides[i], pads[i],
+                                           dilation[i], ceil_mode))
+    return dict(x_shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3)), *size),
+                seed=draw(st.integers(0, 2**32 - 1)),
+                kw=dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                        ceil_mode=ceil_mode))
+
+
+@st.composite
+def avg_pool_cases(draw):
+    """Geometry + seed of an avg-pool case (no dilation, as PyTorch)."""
+    kernel, stride, padding, _, _, size = _pool_axes(draw, dilated=False)
+    return dict(x_shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3)), *size),
+                seed=draw(st.integers(0, 2**32 - 1)),
+                kw=dict(kernel_size=kernel, stride=stride, padding=padding,
+                        ceil_mode=draw(st.booleans()), count_include_pad=draw(st.booleans())))
+
+
+@st.composite
+def adaptive_cases(draw):
+    """Input size, output size (int or pair; smaller, equal or larger than the input), seed."""
+    size = (draw(st.integers(1, 10)), draw(st.integers(1, 10)))
+    output_size = draw(st.one_of(st.integers(1, 6), st.tuples(st.integers(1, 6), st.integers(1, 6))))
+    return dict(x_shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3)), *size),
+                seed=draw(st.integers(0, 2**32 - 1)), output_size=output_size)
+
+
+def _dout_fn(seed, dtype):
+    rng = np.random.default_rng(seed + 1)
+    return lambda shape: rng.standard_normal(shape).astype(dtype)
+
+
+def _assert_dtype(dtype, **arrays):
+    for name, a in arrays.items():
+        assert a.dtype == np.dtype(dtype), f"{name} is {a.dtype}, x was {np.dtype(dtype)}"
+        assert a.flags.c_contiguous, f"{name} is not C-contiguous"
+
+
+# ---------------------------------------------------------------- against PyTorch
+
+@hypothesis_settings(80)
+@given(case=max_pool_cases())
+def test_max_pool2d_matches_torch(case):
+    torch = require_torch()
+    for dtype in DTYPES:
+        x = _distinct(case["x_shape"], case["seed"], dtype)
+        t_out, t_idx, dout, t_dx = torch_oracle.max_pool2d(
+            torch, x, _dout_fn(case["seed"], dtype), **case["kw"])
+        out, idx, cache = F.max_pool2d_forward(x, return_indices=True, **case["kw"])
+        dx = F.max_pool2d_backward(dout, cache)
+        _assert_dtype(dtype, out=out, dx=dx)
+        assert idx.dtype == np.int64
+        np.testing.assert_array_equal(idx, t_idx)
+        torch_oracle.check("max_pool2d", dtype, dict(out=(out, t_out), dx=(dx, t_dx)))
+    torch_oracle.count_case("max_pool2d")
+
+
+@hypothesis_settings(50)
+@given(case=avg_pool_cases())
+def test_avg_pool2d_matches_torch(case):
+    torch = require_torch()
+    for dtype in DTYPES:
+        x = np.random.default_rng(case["seed"]).standard_normal(case["x_shape"]).astype(dtype)
+        t_out, dout, t_dx = torch_oracle.avg_pool2d(torch, x, _dout_fn(case["seed"], dtype),
+                                                    **case["kw"])
+        out, cache = F.avg_pool2d_forward(x, **case["kw"])
+        dx = F.avg_pool2d_backward(dout, cache)
+        _assert_dtype(dtype, out=out, dx=dx)
+        torch_oracle.check("avg_pool2d", dtype, dict(out=(out, t_out), dx=(dx, t_dx)))
+    torch_oracle.count_case("avg_pool2d")
+
+
+@hypothesis_settings(30)
+@given(case=adaptive_cases())
+def test_adaptive_avg_pool2d_matches_torch(case):
+    torch = require_torch()
+    for dtype in DTYPES:
+        x = np.random.default_rng(case["seed"]).standard_normal(case["x_shape"]).astype(dtype)
+        t_out, dout, t_dx = torch_oracle.adaptive_avg_pool2d(
+            torch, x, _dout_fn(case["seed"], dtype), case["output_size"])
+        out, cache = F.adaptive_avg_pool2d_forward(x, case["output_size"])
+        dx = F.adaptive_avg_pool2d_backward(dout, cache)
+        _assert_dtype(dtype, out=out, dx=dx)
+        torch_oracle.check("adaptive_avg_pool2d", dtype, dict(out=(out, t_out), dx=(dx, t_dx)))
+    torch_oracle.count_case("adaptive_avg_pool2d")
+
+
+# ---------------------------------------------------------------- against the loop reference
+
+def _max_pool_both(x, dout=None, **kw):
+    """(fastconv, reference) results of max pool: (out, indices, dx) each."""
+    results = []
+    for impl in (F, ref):
+        out, idx, cache = impl.max_pool2d_forward(x, return_indices=True, **kw)
+        g = np.ones_like(out) if dout is None else dout
+        results.append((out, idx, impl.max_pool2d_backward(g, cache)))
+    return results
+
+
+@hypothesis_settings(20)
+@given(case=max_pool_cases())
+def test_max_pool2d_matches_reference_with_indices(case):
+    x = _distinct(case["x_shape"], case["seed"])
+    r_out, _ = ref.max_pool2d_forward(x, **case["kw"])
+    dout = _dout_fn(case["seed"], np.float64)(r_out.shape)
+    (out, idx, dx), (r_out, r_idx, r_dx) = _max_pool_both(x, dout, **case["kw"])
+    np.testing.assert_array_equal(out, r_out)
+    np.testing.assert_array_equal(idx, r_idx)
+    assert rel_err(dx, r_dx) <= TOL[np.float64]
+
+
+@hypothesis_settings(15)
+@given(case=avg_pool_cases())
+def test_avg_pool2d_matches_reference(case):
+    x = np.random.default_rng(case["seed"]).standard_normal(case["x_shape"])
+    out, cache = F.avg_pool2d_forward(x, **case["kw"])
+    r_out, r_cache = ref.avg_pool2d_forward(x, **case["kw"])
+    dout = _dout_fn(case["seed"], np.float64)(r_out.shape)
+    assert rel_err(out, r_out) <= TOL[np.float64]
+    assert rel_err(F.avg_pool2d_backward(dout, cache), ref.avg_pool2d_backward(dout, r_cache)) \
+        <= TOL[np.float64]
+
+
+@hypothesis_settings(15)
+@given(case=adaptive_cases())
+def test_adaptive_avg_pool2d_matches_reference(case):
+    x = np.random.default_rng(case["seed"]).standard_normal(case["x_shape"])
+    out, cache = F.adaptive_avg_pool2d_forward(x, case["output_size"])
+    r_out, r_cache = ref.adaptive_avg_pool2d_forward(x, case["output_size"])
+    dout = _dout_fn(case["seed"], np.float64)(r_out.shape)
+    assert rel_err(out, r_out) <= TOL[np.float64]
+    assert rel_err(F.adaptive_avg_pool2d_backward(dout, cache),
+                   ref.adaptive_avg_pool2d_backward(dout, r_cache)) <= TOL[np.float64]
+
+
+# ---------------------------------------------------------------- documented semantics
+
+TIE_GEOMETRIES = [
+    dict(kernel_size=2),  # tiling windows (a reshape fast path, if any)
+    dict(kernel_size=(2, 3)),  # tiling, non-square
+    dict(kernel_size=3, stride=1, padding=1),  # overlapping, padded
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=2, stride=1, dilation=2),
+]
+
+
+@pytest.mark.parametrize("kw", TIE_GEOMETRIES)
+def test_ties_send_the_gradient_to_the_first_maximum(kw):
+    x = np.full((2, 2, 6, 6), 1.5)
+    (out, idx, dx), (r_out, r_idx, r_dx) = _max_pool_both(x, **kw)
+    np.testing.assert_array_equal(out, r_out)
+    np.testing.assert_array_equal(idx, r_idx)
+    np.testing.assert_array_equal(dx, r_dx)
+
+
+def test_tie_rule_on_tiling_windows_is_the_top_left_cell():
+    x = np.zeros((1, 1, 4, 6))
+    dout = np.arange(1.0, 7.0).reshape(1, 1, 2, 3)
+    out, cache = F.max_pool2d_forward(x, 2)
+    dx = F.max_pool2d_backward(dout, cache)
+    expected = np.zeros_like(x)
+    expected[:, :, ::2, ::2] = dout
+    np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
+def test_nan_propagates_through_max_pool(kw):
+    x = _distinct((2, 2, 6, 6), 0)
+    x[0, 0, 2, 3] = np.nan
+    x[1, 1, 5, 0] = np.nan
+    (out, idx, dx), (r_out, r_idx, r_dx) = _max_pool_both(x, **kw)
+    assert np.isnan(r_out).sum() > 0
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(r_out))
+    np.testing.assert_array_equal(out, r_out)  # NaN == NaN in assert_array_equal
+    np.testing.assert_array_equal(idx, r_idx)  # a window's only NaN is its maximum
+    np.testing.assert_array_equal(dx, r_dx)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", [dict(kernel_size=2, padding=1),
+                                dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+                                dict(kernel_size=(3, 2), stride=1, padding=(1, 1), dilation=2)])
+def test_all_negative_input_with_padding_never_pools_a_zero(dtype, kw):
+    x = -1.0 - _distinct((2, 3, 5, 5), 1, dtype) ** 2
+    out, _ = F.max_pool2d_forward(x, **kw)
+    r_out, _ = ref.max_pool2d_forward(x, **kw)
+    assert (out < 0).all()
+    np.testing.assert_array_equal(out, r_out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pool_views_give_contiguous_results(dtype):
+    rng = np.random.default_rng(12)
+    x = _distinct((6, 3, 2, 9), 3, dtype).transpose(1, 2, 0, 3)[:, :, :, 1:]  # (3, 2, 6, 8)
+    assert not x.flags.c_contiguous
+    xc = np.ascontiguousarray(x)
+    ops = [
+        (F.max_pool2d_forward, F.max_pool2d_backward, dict(kernel_size=3, stride=2, padding=1)),
+        (F.avg_pool2d_forward, F.avg_pool2d_backward, dict(kernel_size=2, padding=1)),
+        (F.adaptive_avg_pool2d_forward, F.adaptive_avg_pool2d_backward, dict(output_size=(4, 3))),
+    ]
+    for forward, backward, kw in ops:
+        out, cache = forward(x, **kw)
+        c_out, c_cache = forward(xc, **kw)
+        big = rng.standard_normal(out.shape[:3] + (2 * out.shape[3],)).astype(dtype)
+        dout = big[..., ::2]
+        dx = backward(dout, cache)
+        c_dx = backward(np.ascontiguousarray(dout), c_cache)
+        _assert_dtype(dtype, out=out, dx=dx)
+        np.testing.assert_allclose(out, c_out, rtol=TOL[dtype], atol=0)
+        np.testing.assert_allclose(dx, c_dx, rtol=TOL[dtype], atol=0)
+
+
+def test_global_average_pooling_is_output_size_one():
+    x = np.random.default_rng(13).standard_normal((2, 3, 5, 7))
+    out, _ = F.adaptive_avg_pool2d_forward(x, 1)
+    assert out.shape == (2, 3, 1, 1)
+    np.testing.assert_allclose(out[:, :, 0, 0], x.mean(axis=(2, 3)), rtol=1e-13)
