@@ -477,13 +477,14 @@ def find_mpiexec():
     return shutil.which("mpiexec")
 
 
-def mpiexec_command(nproc, args, module="fastconv"):
-    """The command that runs ``python -m <module> <args>`` on ``nproc`` local ranks.
+def mpiexec_command(nproc, python_args):
+    """The command that runs ``python -m mpi4py <python_args>`` on ``nproc`` local ranks.
 
-    Runs under ``python -m mpi4py`` so an exception on one rank aborts all.
-    Open MPI gets ``--oversubscribe`` (and ``--allow-run-as-root`` as root);
-    MPICH's hydra needs neither. Raises RuntimeError when the ``mpi`` extra
-    is missing.
+    ``python_args`` is what follows ``python`` (``["-m", "fastconv", "train", ...]``
+    or ``["script.py", ...]``). ``-m mpi4py`` makes an exception on one rank
+    abort all ranks. Open MPI gets ``--oversubscribe`` (and
+    ``--allow-run-as-root`` as root); MPICH's hydra needs neither. Raises
+    RuntimeError when the ``mpi`` extra is missing.
     """
     import subprocess
     nproc = int(nproc)
@@ -492,33 +493,36 @@ def mpiexec_command(nproc, args, module="fastconv"):
     try:
         import mpi4py  # noqa: F401  (the ranks need it; fail here, clearly, not in N tracebacks)
     except ImportError as exc:
-        raise RuntimeError("--nproc needs the mpi extra: pip install 'fastconv[mpi]' "
-                           "(mpi4py and the mpich wheel, which provides mpiexec)") from exc
+        raise RuntimeError("running on several processes needs the mpi extra: pip install "
+                           "'fastconv[mpi]' (mpi4py and the mpich wheel, which provides mpiexec)") from exc
     launcher = find_mpiexec()
     if launcher is None:
-        raise RuntimeError("--nproc needs an mpiexec: pip install mpich (or put one on PATH)")
+        raise RuntimeError("no mpiexec found beside this Python or on PATH: pip install mpich")
     flags = []
     version = subprocess.run([launcher, "--version"], capture_output=True, text=True).stdout
     if "Open MPI" in version or "OpenRTE" in version:
         flags.append("--oversubscribe")
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             flags.append("--allow-run-as-root")
-    return [launcher, *flags, "-n", str(nproc), sys.executable, "-m", "mpi4py",
-            "-m", module, *args]
+    return [launcher, *flags, "-n", str(nproc), sys.executable, "-m", "mpi4py", *python_args]
 
 
-def launch(nproc, args, module="fastconv"):
-    """Run ``python -m <module> <args>`` on ``nproc`` ranks of this machine; return the exit code.
+def launch_env(nproc, env=None):
+    """A copy of ``env`` (default os.environ) with BLAS threads capped at cores // nproc per rank.
 
-    BLAS thread pools are capped at cores // nproc per rank (unless
-    OMP_NUM_THREADS/OPENBLAS_NUM_THREADS/MKL_NUM_THREADS is already set), so
-    the ranks do not oversubscribe the cores.
+    Left alone when OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS
+    is already set, so the user's choice wins; otherwise N ranks with a
+    full-width BLAS pool each would fight over the same cores.
     """
-    import subprocess
-    command = mpiexec_command(nproc, args, module)
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     thread_vars = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     if not any(v in env for v in thread_vars):
         threads = str(max(1, (os.cpu_count() or 1) // int(nproc)))
         env.update({v: threads for v in thread_vars})
-    return subprocess.run(command, env=env).returncode
+    return env
+
+
+def launch(nproc, python_args):
+    """Run ``python -m mpi4py <python_args>`` on ``nproc`` ranks of this machine; return its exit code."""
+    import subprocess
+    return subprocess.run(mpiexec_command(nproc, python_args), env=launch_env(nproc)).returncode
