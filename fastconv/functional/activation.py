@@ -8,18 +8,18 @@ from .._validate import check_dout, check_float
 
 
 def relu_forward(x):
-    """``max(x, 0)``; the cache keeps x. NaN propagates."""
+    """``max(x, 0)``; the cache keeps x. NaN propagates (as in PyTorch)."""
     xp = get_array_module(x)
     check_float(x, "x")
-    return xp.where(x > 0, x, xp.zeros((), x.dtype)), x
+    return xp.maximum(x, xp.zeros((), x.dtype)), x
 
 
 def relu_backward(dout, cache):
-    """Gradient of relu: dout where x > 0, else 0 (0 at x == 0, as PyTorch)."""
+    """Gradient of relu: 0 where x <= 0, else dout (0 at x == 0; a NaN passes dout, as PyTorch)."""
     x = cache
     xp = get_array_module(dout, x)
     check_dout(dout, x.shape, x.dtype)
-    return xp.where(x > 0, dout, xp.zeros((), dout.dtype))
+    return xp.where(x <= 0, xp.zeros((), dout.dtype), dout)
 
 
 def leaky_relu_forward(x, negative_slope=0.01):

@@ -1,0 +1,267 @@
+"""Linear, activations, dropout and batchnorm (fastconv.functional) against PyTorch CPU,
+numerical gradients (float64) and their error contracts."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+import fastconv.functional as F
+from fastconv import gradcheck
+from torch_oracle import check
+
+DTYPES = [np.float64, np.float32]
+
+
+def randn(shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def torch_grads(torch, fn, arrays, dout):
+    """Run ``fn(*tensors)`` with autograd; returns (out, [grad per array])."""
+    leaves = [torch.from_numpy(a.copy()).requires_grad_(True) for a in arrays]
+    out = fn(*leaves)
+    out.backward(torch.from_numpy(dout))
+    return out.detach().numpy(), [t.grad.numpy() for t in leaves]
+
+
+# --------------------------------------------------------------------------- linear
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape", [(4, 6), (3, 2, 3, 2), (1, 5)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_torch(torch, dtype, x_shape, bias):
+    d = int(np.prod(x_shape[1:]))
+    x, w = randn(x_shape, dtype, 1), randn((d, 5), dtype, 2)
+    b = randn((5,), dtype, 3) if bias else None
+    out, cache = F.linear_forward(x, w, b)
+    dout = randn(out.shape, dtype, 4)
+    dx, dw, db = F.linear_backward(dout, cache)
+
+    def fn(tx, tw, *tb):  # torch's Linear weight is (out, in): the course's w transposed
+        return torch.nn.functional.linear(tx.reshape(tx.shape[0], -1), tw.T, *tb)
+    want, grads = torch_grads(torch, fn, [x, w] + ([b] if bias else []), dout)
+    pairs = {"out": (out, want), "dx": (dx, grads[0]), "dw": (dw, grads[1])}
+    if bias:
+        pairs["db"] = (db, grads[2])
+    else:
+        assert db is None
+    check("linear", dtype, pairs)
+    assert dx.shape == x.shape and out.dtype == dx.dtype == dw.dtype == dtype
+
+
+def test_linear_wrong_feature_count_names_both_numbers():
+    with pytest.raises(ValueError, match=r"x has 12 features.*w expects 10"):
+        F.linear_forward(randn((2, 3, 4)), randn((10, 5)))
+
+
+@pytest.mark.parametrize("x, w, b, err", [
+    (randn((2, 3)).astype(np.int64), randn((3, 4)), None, TypeError),
+    (randn((2, 3)), randn((3, 4), np.float32), None, TypeError),
+    (randn((2, 3)), randn((3, 4)), randn((5,)), ValueError),
+    (randn((3,)), randn((3, 4)), None, ValueError),
+])
+def test_linear_rejects_bad_input(x, w, b, err):
+    with pytest.raises(err):
+        F.linear_forward(x, w, b)
+
+
+def test_backward_rejects_dout_of_wrong_shape():
+    _, cache = F.linear_forward(randn((2, 3)), randn((3, 4)))
+    with pytest.raises(ValueError, match=r"dout has shape \(2, 5\)"):
+        F.linear_backward(randn((2, 5)), cache)
+
+
+# ----------------------------------------------------------------------- activations
+
+ACTIVATIONS = {
+    "relu": (F.relu_forward, F.relu_backward, lambda t, x: t.relu(x)),
+    "leaky_relu": (partial(F.leaky_relu_forward, negative_slope=0.2),
+                   F.leaky_relu_backward,
+                   lambda t, x: t.nn.functional.leaky_relu(x, 0.2)),
+    "tanh": (F.tanh_forward, F.tanh_backward, lambda t, x: t.tanh(x)),
+    "sigmoid": (F.sigmoid_forward, F.sigmoid_backward, lambda t, x: t.sigmoid(x)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_matches_torch(torch, name, dtype):
+    forward, backward, torch_fn = ACTIVATIONS[name]
+    x = randn((3, 4, 5), dtype, 5) * 3
+    out, cache = forward(x)
+    dout = randn(out.shape, dtype, 6)
+    dx = backward(dout, cache)
+    want, (want_dx,) = torch_grads(torch, lambda t: torch_fn(torch, t), [x], dout)
+    check(name, dtype, {"out": (out, want), "dx": (dx, want_dx)})
+    assert out.dtype == dx.dtype == dtype
+
+
+def test_sigmoid_is_stable_for_large_inputs():
+    x = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], np.float32)
+    with np.errstate(over="raise"):
+        out, _ = F.sigmoid_forward(x)
+    assert np.all(np.isfinite(out))
+    assert out[0] == 0.0 and out[-1] == 1.0 and out[2] == 0.5
+
+
+def test_relu_at_zero_and_nan_like_torch(torch):
+    x = np.array([-1.0, 0.0, 2.0, np.nan])
+    out, cache = F.relu_forward(x)
+    want, (want_dx,) = torch_grads(torch, torch.relu, [x], np.ones(4))
+    np.testing.assert_array_equal(out, want)  # NaN propagates, equal_nan by default
+    np.testing.assert_array_equal(F.relu_backward(np.ones(4), cache), want_dx)
+
+
+def test_float16_is_preserved():
+    x = randn((2, 3), np.float16)
+    for forward, backward, _ in ACTIVATIONS.values():
+        out, cache = forward(x)
+        assert out.dtype == np.float16 and backward(out, cache).dtype == np.float16
+
+
+# --------------------------------------------------------------------------- dropout
+
+def test_dropout_eval_is_identity_like_torch(torch):
+    x = randn((4, 5), np.float32)
+    out, cache = F.dropout_forward(x, p=0.7, train=False)
+    want = torch.nn.functional.dropout(torch.from_numpy(x), 0.7, training=False).numpy()
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(F.dropout_backward(x, cache), x)
+
+
+def test_dropout_train_statistics_and_inverted_scaling():
+    x = np.ones((200, 500))
+    p = 0.3
+    out, cache = F.dropout_forward(x, p=p, seed=1)
+    kept = out != 0
+    assert abs(kept.mean() - (1 - p)) < 0.01  # 100k draws: 5 standard deviations
+    np.testing.assert_allclose(out[kept], 1 / (1 - p))  # inverted: the mean is preserved
+    dout = randn(x.shape, seed=2)
+    np.testing.assert_array_equal(F.dropout_backward(dout, cache), dout * out)
+
+
+def test_dropout_seed_reproduces_the_mask_and_rng_is_used():
+    x = randn((6, 7))
+    a, _ = F.dropout_forward(x, p=0.5, seed=3)
+    b, _ = F.dropout_forward(x, p=0.5, seed=3)
+    c, _ = F.dropout_forward(x, p=0.5, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    d, _ = F.dropout_forward(x, p=0.5, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(a, d)
+
+
+def test_dropout_edge_probabilities_and_bad_p():
+    x = randn((3, 4))
+    np.testing.assert_array_equal(F.dropout_forward(x, p=0.0)[0], x)
+    np.testing.assert_array_equal(F.dropout_forward(x, p=1.0)[0], np.zeros_like(x))
+    with pytest.raises(ValueError, match="drop probability"):
+        F.dropout_forward(x, p=1.5)
+    with pytest.raises(TypeError):
+        F.dropout_forward(x.astype(np.int32))
+
+
+# ------------------------------------------------------------------------- batchnorm
+
+def _torch_batchnorm(torch, x, gamma, beta, rm, rv, dout, train, momentum, eps):
+    trm, trv = torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
+    fn = partial(torch.nn.functional.batch_norm, running_mean=trm, running_var=trv,
+                 training=train, momentum=momentum, eps=eps)
+    out, grads = torch_grads(torch, lambda tx, tg, tb: fn(tx, weight=tg, bias=tb),
+                             [x, gamma, beta], dout)
+    return out, grads, trm.numpy(), trv.numpy()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("spatial", [False, True])
+def test_batchnorm_matches_torch(torch, dtype, train, spatial):
+    shape = (5, 3, 4, 2) if spatial else (6, 4)
+    c = shape[1]
+    x = randn(shape, dtype, 7) * 2 + 1
+    gamma, beta = randn((c,), dtype, 8), randn((c,), dtype, 9)
+    rm, rv = randn((c,), dtype, 10), np.abs(randn((c,), dtype, 11)) + 0.5
+    dout = randn(shape, dtype, 12)
+    our_rm, our_rv = rm.copy(), rv.copy()
+    forward = F.spatial_batchnorm_forward if spatial else F.batchnorm_forward
+    backward = F.spatial_batchnorm_backward if spatial else F.batchnorm_backward
+    out, cache = forward(x, gamma, beta, our_rm, our_rv, train=train, momentum=0.2, eps=1e-3)
+    dx, dgamma, dbeta = backward(dout, cache)
+    want, grads, want_rm, want_rv = _torch_batchnorm(torch, x, gamma, beta, rm, rv, dout,
+                                                     train, 0.2, 1e-3)
+    check("batchnorm", dtype, {"out": (out, want), "dx": (dx, grads[0]),
+                               "dgamma": (dgamma, grads[1]), "dbeta": (dbeta, grads[2]),
+                               "running_mean": (our_rm, want_rm),
+                               "running_var": (our_rv, want_rv)})
+    if train:  # the running statistics moved, in place
+        assert not np.allclose(our_rm, rm)
+    else:
+        np.testing.assert_array_equal(our_rm, rm)
+    assert out.shape == dx.shape == shape and out.dtype == dtype
+
+
+def test_batchnorm_without_running_stats_uses_batch_statistics_in_eval():
+    x = randn((8, 3)) * 4 + 2
+    out, _ = F.batchnorm_forward(x, np.ones(3), np.zeros(3), None, None, train=False, eps=1e-12)
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-9)
+
+
+def test_batchnorm_float16_is_preserved():
+    x = randn((4, 3), np.float16)
+    ones, zeros = np.ones(3, np.float16), np.zeros(3, np.float16)
+    out, cache = F.batchnorm_forward(x, ones, zeros, zeros.copy(), ones.copy())
+    assert out.dtype == np.float16
+    assert all(g.dtype == np.float16 for g in F.batchnorm_backward(out, cache))
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    (dict(gamma=np.ones(4)), ValueError, r"gamma has 4 entries.*3 features"),
+    (dict(running_var=None), ValueError, "both running_mean and running_var"),
+    (dict(x=np.ones((1, 3))), ValueError, "more than one value"),
+    (dict(gamma=np.ones(3, np.float32)), TypeError, "gamma"),
+])
+def test_batchnorm_rejects_bad_input(kwargs, err, match):
+    args = dict(x=randn((4, 3)), gamma=np.ones(3), beta=np.zeros(3),
+                running_mean=np.zeros(3), running_var=np.ones(3))
+    args.update(kwargs)
+    with pytest.raises(err, match=match):
+        F.batchnorm_forward(**args)
+
+
+# ---------------------------------------------------------------- gradient checks
+
+def _bn(forward, train):
+    def op(x, gamma, beta):
+        c = gamma.shape[0]
+        return forward(x, gamma, beta, np.zeros(c) + 0.3, np.ones(c) * 2, train=train)
+    return op
+
+
+GRADCHECK_CASES = {
+    "linear": (F.linear_forward, F.linear_backward, [(3, 2, 2), (4, 5), (5,)]),
+    "relu": (F.relu_forward, F.relu_backward, [(3, 4)]),
+    "leaky_relu": (F.leaky_relu_forward, F.leaky_relu_backward, [(3, 4)]),
+    "tanh": (F.tanh_forward, F.tanh_backward, [(3, 4)]),
+    "sigmoid": (F.sigmoid_forward, F.sigmoid_backward, [(3, 4)]),
+    "dropout (fixed mask)": (partial(F.dropout_forward, p=0.4, seed=5), F.dropout_backward,
+                             [(3, 4)]),
+    "batchnorm train": (_bn(F.batchnorm_forward, True), F.batchnorm_backward,
+                        [(5, 3), (3,), (3,)]),
+    "batchnorm eval": (_bn(F.batchnorm_forward, False), F.batchnorm_backward,
+                       [(5, 3), (3,), (3,)]),
+    "spatial batchnorm train": (_bn(F.spatial_batchnorm_forward, True),
+                                F.spatial_batchnorm_backward, [(3, 2, 2, 3), (2,), (2,)]),
+    "spatial batchnorm eval": (_bn(F.spatial_batchnorm_forward, False),
+                               F.spatial_batchnorm_backward, [(3, 2, 2, 3), (2,), (2,)]),
+}
+
+
+@pytest.mark.parametrize("name", GRADCHECK_CASES)
+def test_gradcheck_functional_op(name):
+    forward, backward, shapes = GRADCHECK_CASES[name]
+    # inputs away from relu's kink by more than the finite-difference step
+    inputs = [randn(s, seed=i) + np.sign(randn(s, seed=i)) * 0.1 for i, s in enumerate(shapes)]
+    err = gradcheck.check_op(forward, backward, *inputs)
+    assert err < 1e-6, f"{name}: relative error {err:.2e}"

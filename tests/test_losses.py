@@ -1,0 +1,165 @@
+"""Losses, L2 regularisation and metrics (fastconv.functional.loss) against PyTorch CPU,
+numerical gradients and their label checks."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+import fastconv.functional as F
+from fastconv import gradcheck
+from torch_oracle import check
+
+DTYPES = [np.float64, np.float32]
+
+
+def randn(shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def labels(n, c, seed=1):
+    return np.random.default_rng(seed).integers(0, c, n)
+
+
+def torch_loss(torch, fn, scores, *args):
+    """(loss, dscores) from torch autograd."""
+    s = torch.from_numpy(scores.copy()).requires_grad_(True)
+    loss = fn(s, *args)
+    loss.backward()
+    return loss.detach().numpy(), s.grad.numpy()
+
+
+def torch_multiclass(torch, name):
+    f = torch.nn.functional
+    if name == "softmax_cross_entropy":
+        return lambda s, y: f.cross_entropy(s, torch.from_numpy(y))
+    # torch's multi_margin_loss divides each sample's sum by the class count C
+    return lambda s, y: f.multi_margin_loss(s, torch.from_numpy(y), p=1, margin=1.0) * s.shape[1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "multiclass_hinge"])
+@pytest.mark.parametrize("n, c", [(7, 5), (1, 3), (4, 2)])
+def test_multiclass_loss_matches_torch(torch, name, dtype, n, c):
+    scores, y = randn((n, c), dtype, n * c) * 2, labels(n, c, n)
+    loss, dscores = getattr(F, name)(scores, y)
+    want, want_d = torch_loss(torch, torch_multiclass(torch, name), scores, y)
+    check(name, dtype, {"loss": (np.asarray(loss), want), "dscores": (dscores, want_d)})
+    assert dscores.dtype == dtype and dscores.shape == scores.shape
+
+
+def torch_binary(torch, name):
+    f = torch.nn.functional
+    if name == "binary_logistic":
+        return lambda s, y: f.binary_cross_entropy_with_logits(s, torch.from_numpy(y).to(s.dtype))
+
+    def hinge(s, y):  # two-class margin loss on scores [0, s]: max(0, 1 - t*s) times 2 / 2
+        pair = torch.stack([torch.zeros_like(s), s], dim=1)
+        return f.multi_margin_loss(pair, torch.from_numpy(y), p=1, margin=1.0) * 2
+    return hinge
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["binary_logistic", "binary_hinge"])
+@pytest.mark.parametrize("column", [False, True])
+def test_binary_loss_matches_torch(torch, name, dtype, column):
+    s = randn((9,), dtype, 3) * 2
+    y = labels(9, 2, 4)
+    scores = s[:, None] if column else s
+    loss, dscores = getattr(F, name)(scores, y)
+    want, want_d = torch_loss(torch, torch_binary(torch, name), s, y)
+    check(name, dtype, {"loss": (np.asarray(loss), want),
+                        "dscores": (dscores.reshape(-1), want_d)})
+    assert dscores.shape == scores.shape and dscores.dtype == dtype
+
+
+def test_binary_hinge_accepts_plus_minus_one_labels_and_rejects_mixtures():
+    s = randn((6,), seed=5)
+    y01 = np.array([0, 1, 1, 0, 1, 0])
+    ypm = np.where(y01 == 1, 1, -1)
+    a, da = F.binary_hinge(s, y01)
+    b, db = F.binary_hinge(s, ypm)
+    assert a == b and np.array_equal(da, db)
+    with pytest.raises(ValueError, match="all in"):
+        F.binary_hinge(s, np.array([0, 1, -1, 0, 1, 0]))
+    with pytest.raises(ValueError, match="0 or 1"):
+        F.binary_logistic(s, ypm)
+
+
+def test_losses_are_stable_for_large_scores():
+    big = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 0.0]], np.float32)
+    loss, d = F.softmax_cross_entropy(big, np.array([0, 0]))
+    assert np.isclose(float(loss), 1e4) and np.all(np.isfinite(d))  # sample 2 pays 2e4 / 2
+    s = np.array([1000.0, -1000.0, 1000.0, -1000.0])
+    with np.errstate(over="raise"):
+        loss, d = F.binary_logistic(s, np.array([1, 0, 0, 1]))
+    assert np.isclose(float(loss), 500.0) and np.all(np.isfinite(d))
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "multiclass_hinge", "topk_error"])
+def test_labels_out_of_range_name_the_label_and_class_count(name):
+    with pytest.raises(ValueError, match=r"label 5 is out of range for 4 classes"):
+        getattr(F, name)(randn((3, 4)), np.array([0, 5, 2]))
+    with pytest.raises(ValueError, match=r"label -1"):
+        getattr(F, name)(randn((3, 4)), np.array([0, -1, 2]))
+
+
+@pytest.mark.parametrize("y, err", [(np.array([0.0, 1.0, 2.0]), TypeError),
+                                    (np.array([0, 1]), ValueError)])
+def test_labels_of_wrong_dtype_or_shape_are_rejected(y, err):
+    with pytest.raises(err, match="y"):
+        F.softmax_cross_entropy(randn((3, 4)), y)
+
+
+def test_scores_must_be_float():
+    with pytest.raises(TypeError, match="scores"):
+        F.multiclass_hinge(np.ones((3, 4), np.int32), np.array([0, 1, 2]))
+
+
+LOSSES = {
+    "softmax_cross_entropy": (F.softmax_cross_entropy, (6, 4), 4),
+    "multiclass_hinge": (F.multiclass_hinge, (6, 4), 4),
+    "multiclass_hinge margin 0.5": (partial(F.multiclass_hinge, margin=0.5), (6, 4), 4),
+    "binary_logistic": (F.binary_logistic, (6,), 2),
+    "binary_hinge": (F.binary_hinge, (6,), 2),
+}
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_gradcheck_loss(name):
+    fn, shape, c = LOSSES[name]
+    scores = randn(shape, seed=7) * 3  # hinge kinks are a measure-zero set for these draws
+    err = gradcheck.check_loss(fn, scores, labels(shape[0], c, 8))
+    assert err < 1e-6, f"{name}: relative error {err:.2e}"
+
+
+def test_l2_regularization_value_gradient_and_torch(torch):
+    params = {"W1": np.array([[3.0, 4.0]]), "W2": randn((3, 2), seed=9)}
+    loss, grads = F.l2_regularization(params, reg=0.1)
+    expected = 0.5 * 0.1 * (25.0 + float((params["W2"] ** 2).sum()))
+    assert np.isclose(float(loss), expected)
+    tw = {k: torch.from_numpy(v.copy()).requires_grad_(True) for k, v in params.items()}
+    (0.5 * 0.1 * sum((t ** 2).sum() for t in tw.values())).backward()
+    for k in params:
+        np.testing.assert_allclose(grads[k], tw[k].grad.numpy(), rtol=1e-14)
+    with pytest.raises(ValueError, match="reg"):
+        F.l2_regularization(params, -1.0)
+
+
+def test_accuracy_and_topk_error_match_torch(torch):
+    scores, y = randn((50, 10), seed=10), labels(50, 10, 11)
+    t = torch.from_numpy(scores)
+    assert F.accuracy(scores, y) == float((t.argmax(1).numpy() == y).mean())
+    for k in (1, 3, 10):
+        in_top = (torch.topk(t, k, dim=1).indices.numpy() == y[:, None]).any(axis=1)
+        assert F.topk_error(scores, y, k=k) == pytest.approx(1 - in_top.mean())
+    assert F.topk_error(scores, y, k=10) == 0.0
+    assert F.topk_error(scores, y, k=1) == pytest.approx(1 - F.accuracy(scores, y))
+    with pytest.raises(ValueError, match="k must be"):
+        F.topk_error(scores, y, k=11)
+
+
+def test_accuracy_of_binary_scores():
+    scores = np.array([2.0, -1.0, 0.5, -3.0])
+    assert F.accuracy(scores, np.array([1, 0, 0, 0])) == 0.75
+    assert F.accuracy(scores[:, None], np.array([1, -1, 1, -1])) == 1.0
