@@ -1,0 +1,206 @@
+"""Bad input gets a clear ValueError/TypeError naming the argument and the shapes: one test per case."""
+
+import re
+
+import numpy as np
+import pytest
+
+import fastconv.functional as F
+
+
+def _raises(exc, *fragments):
+    """pytest.raises that also checks every fragment appears in the message."""
+    return pytest.raises(exc, match="".join(f"(?=.*{re.escape(f)})" for f in fragments))
+
+
+def x_(*shape, dtype=np.float64):
+    return np.zeros(shape, dtype=dtype)
+
+
+POOLS = [
+    lambda x, **kw: F.max_pool2d_forward(x, 2, **kw),
+    lambda x, **kw: F.avg_pool2d_forward(x, 2, **kw),
+]
+
+
+def test_x_not_4d():
+    with _raises(ValueError, "x must be 4-D"):
+        F.conv2d_forward(x_(3, 5, 5), x_(2, 3, 3, 3))
+
+
+@pytest.mark.parametrize("pool", POOLS + [lambda x: F.adaptive_avg_pool2d_forward(x, 2)])
+def test_pool_x_not_4d(pool):
+    with _raises(ValueError, "x must be 4-D"):
+        pool(x_(2, 3, 5, 5, 1))
+
+
+def test_w_not_4d():
+    with _raises(ValueError, "w must be 4-D"):
+        F.conv2d_forward(x_(1, 3, 5, 5), x_(2, 27))
+
+
+def test_channel_mismatch_with_groups():
+    with _raises(ValueError, "w expects 3 input channels per group, x has 4 channels with groups=2"):
+        F.conv2d_forward(x_(1, 4, 5, 5), x_(2, 3, 3, 3), groups=2)
+
+
+def test_channel_mismatch_without_groups():
+    with _raises(ValueError, "w expects 3 input channels per group, x has 4 channels with groups=1"):
+        F.conv2d_forward(x_(1, 4, 5, 5), x_(2, 3, 3, 3))
+
+
+def test_in_channels_not_divisible_by_groups():
+    with _raises(ValueError, "divisible by groups"):
+        F.conv2d_forward(x_(1, 5, 5, 5), x_(2, 2, 3, 3), groups=2)
+
+
+def test_out_channels_not_divisible_by_groups():
+    with _raises(ValueError, "out channels", "divisible by groups"):
+        F.conv2d_forward(x_(1, 4, 5, 5), x_(3, 2, 3, 3), groups=2)
+
+
+@pytest.mark.parametrize("stride", [0, (1, 0), -2])
+def test_stride_below_one(stride):
+    with _raises(ValueError, "stride must be >= 1"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3), stride=stride)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_pool_stride_below_one(pool):
+    with _raises(ValueError, "stride must be >= 1"):
+        pool(x_(1, 1, 5, 5), stride=0)
+
+
+@pytest.mark.parametrize("dilation", [0, (0, 1)])
+def test_dilation_below_one(dilation):
+    with _raises(ValueError, "dilation must be >= 1"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3), dilation=dilation)
+
+
+def test_pool_dilation_below_one():
+    with _raises(ValueError, "dilation must be >= 1"):
+        F.max_pool2d_forward(x_(1, 1, 5, 5), 2, dilation=0)
+
+
+def test_groups_below_one():
+    with _raises(ValueError, "groups must be >= 1"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3), groups=0)
+
+
+@pytest.mark.parametrize("padding", [-1, (0, -1)])
+def test_negative_padding(padding):
+    with _raises(ValueError, "padding must be >= 0"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3), padding=padding)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_pool_negative_padding(pool):
+    with _raises(ValueError, "padding must be >= 0"):
+        pool(x_(1, 1, 5, 5), padding=-1)
+
+
+def test_dilated_kernel_taller_than_padded_input():
+    with _raises(ValueError, "kernel height 5", "padded input height 4", "H=2"):
+        F.conv2d_forward(x_(1, 1, 2, 6), x_(1, 1, 3, 3), padding=1, dilation=2)
+
+
+def test_dilated_kernel_wider_than_padded_input():
+    with _raises(ValueError, "kernel width 5", "padded input width 4", "W=2"):
+        F.conv2d_forward(x_(1, 1, 6, 2), x_(1, 1, 3, 3), padding=1, dilation=2)
+
+
+def test_pool_kernel_larger_than_padded_input():
+    with _raises(ValueError, "kernel height 5", "H=2"):
+        F.max_pool2d_forward(x_(1, 1, 2, 6), 3, padding=1, dilation=2)
+
+
+def test_same_padding_with_stride():
+    with _raises(ValueError, "same"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3), stride=2, padding="same")
+
+
+def test_unknown_padding_string():
+    with _raises(ValueError, "padding"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3), padding="full")
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_pool_padding_more_than_half_the_kernel(pool):
+    with _raises(ValueError, "at most half"):
+        pool(x_(1, 1, 6, 6), padding=2)
+
+
+def test_pool_padding_more_than_half_the_kernel_even_when_dilated():
+    """As PyTorch: the bound is half the kernel size, not of the dilated span."""
+    with _raises(ValueError, "at most half"):
+        F.max_pool2d_forward(x_(1, 1, 9, 9), 3, padding=2, dilation=3)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.complex128, np.int32])
+def test_non_float_x(dtype):
+    with _raises(TypeError, "floating-point", np.dtype(dtype).name):
+        F.conv2d_forward(x_(1, 1, 5, 5, dtype=dtype), x_(1, 1, 3, 3))
+
+
+@pytest.mark.parametrize("op", POOLS + [lambda x: F.adaptive_avg_pool2d_forward(x, 2)])
+def test_pool_non_float_x(op):
+    with _raises(TypeError, "floating-point", "int64"):
+        op(x_(1, 1, 4, 4, dtype=np.int64))
+
+
+def test_non_float_w():
+    with _raises(TypeError, "floating-point", "int64"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3, dtype=np.int64))
+
+
+def test_x_and_w_of_different_float_dtypes():
+    with _raises(TypeError, "x is float32 but w is float64"):
+        F.conv2d_forward(x_(1, 1, 5, 5, dtype=np.float32), x_(1, 1, 3, 3))
+
+
+def test_bias_of_another_dtype():
+    with _raises(TypeError, "b is float32"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(2, 1, 3, 3), x_(2, dtype=np.float32))
+
+
+@pytest.mark.parametrize("b_shape", [(3,), (2, 1), ()])
+def test_bias_of_wrong_shape(b_shape):
+    with _raises(ValueError, "b must have shape"):
+        F.conv2d_forward(x_(1, 1, 5, 5), x_(2, 1, 3, 3), x_(*b_shape))
+
+
+def test_conv_dout_of_wrong_shape():
+    out, cache = F.conv2d_forward(x_(2, 1, 5, 5), x_(2, 1, 3, 3))
+    with _raises(ValueError, "forward output had shape", str(out.shape)):
+        F.conv2d_backward(x_(2, 2, 3, 4), cache)
+
+
+@pytest.mark.parametrize("forward, backward", [
+    (lambda x: F.max_pool2d_forward(x, 2), F.max_pool2d_backward),
+    (lambda x: F.avg_pool2d_forward(x, 2), F.avg_pool2d_backward),
+    (lambda x: F.adaptive_avg_pool2d_forward(x, 2), F.adaptive_avg_pool2d_backward),
+])
+def test_pool_dout_of_wrong_shape(forward, backward):
+    out, cache = forward(x_(2, 1, 6, 6))
+    with _raises(ValueError, "forward output had shape"):
+        backward(x_(2, 1, 3, 4), cache)
+
+
+def test_cache_from_another_op():
+    _, cache = F.max_pool2d_forward(x_(1, 1, 4, 4), 2)
+    with _raises(TypeError, "cache comes from"):
+        F.conv2d_backward(x_(1, 1, 2, 2), cache)
+
+
+@pytest.mark.parametrize("backward", [F.max_pool2d_backward, F.avg_pool2d_backward,
+                                      F.adaptive_avg_pool2d_backward])
+def test_pool_cache_from_another_op(backward):
+    _, cache = F.conv2d_forward(x_(1, 1, 4, 4), x_(1, 1, 3, 3))
+    with _raises(TypeError, "cache comes from"):
+        backward(x_(1, 1, 2, 2), cache)
+
+
+@pytest.mark.parametrize("output_size", [0, (2, 0), -1])
+def test_adaptive_output_size_below_one(output_size):
+    with _raises(ValueError, "output_size"):
+        F.adaptive_avg_pool2d_forward(x_(1, 1, 4, 4), output_size)
