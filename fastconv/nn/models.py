@@ -33,7 +33,7 @@ from .activation import ReLU
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .conv import Conv2d
 from .dropout import Dropout
-from .init import constant, make_rng, normal_weight
+from .init import constant, make_rng, normal_weight, weight_std
 from .linear import Flatten, Linear
 from .module import Module, Sequential
 from .pooling import AdaptiveAvgPool2d, MaxPool2d
@@ -97,8 +97,9 @@ class ThreeLayerConvNet(CourseInterface, Module):
 
     Same constructor and params as CS231n's ``ThreeLayerConvNet``: W1 (F, C, k, k),
     b1, W2 (F*(H//2)*(W//2), hidden_dim), b2, W3 (hidden_dim, num_classes), b3;
-    the convolution keeps the spatial size (stride 1, padding (k-1)//2). Extra
-    keyword-only options: ``device``, ``seed``/``rng``.
+    the convolution keeps the spatial size (stride 1, padding (k-1)//2). Weights
+    are Normal(0, weight_scale) as in the course; ``weight_scale=None`` uses He
+    initialisation instead. Extra keyword-only options: ``device``, ``seed``/``rng``.
     """
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
@@ -118,7 +119,9 @@ class ThreeLayerConvNet(CourseInterface, Module):
                   "W2": (num_filters * (h // 2) * (w // 2), hidden_dim),
                   "W3": (hidden_dim, num_classes)}
         for i, (name, shape) in enumerate(shapes.items(), 1):
-            self.add_param(name, normal_weight(shape, weight_scale, dtype, device, rng))
+            fan_in = int(numpy.prod(shape[1:])) if i == 1 else shape[0]
+            std = weight_std("he", weight_scale, fan_in, None)
+            self.add_param(name, normal_weight(shape, std, dtype, device, rng))
             self.add_param(f"b{i}", constant((shape[0] if i == 1 else shape[1],), 0.0,
                                              dtype, device))
         self._cache = None

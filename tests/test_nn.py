@@ -1,0 +1,347 @@
+"""fastconv.nn layers: against PyTorch CPU, numerical gradients (float64), state dicts, devices, errors."""
+
+import numpy as np
+import pytest
+
+import fastconv.nn as nn
+from fastconv import gradcheck
+from fastconv.backend import gpu_available
+from torch_oracle import check
+
+GRAD_TOL = 1e-6
+
+
+def randn(shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def distinct(shape, seed=0):
+    """float64 values that are pairwise at least 0.1 apart (no max-pool ties within +-h)."""
+    values = np.random.default_rng(seed).permutation(int(np.prod(shape))) * 0.1
+    return (values - values.mean() + 0.037).reshape(shape)  # and none within 0.01 of 0
+
+
+def torch_run(torch, module, x, dout):
+    """Forward ``x`` through a torch module, backward ``dout``; returns (out, dx)."""
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    out = module(tx)
+    out.backward(torch.from_numpy(dout))
+    return out.detach().numpy(), tx.grad.numpy()
+
+
+# ----------------------------------------------------------------- against PyTorch
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kw", [dict(stride=1, padding=1), dict(stride=2, padding=(1, 2)),
+                                dict(dilation=2, groups=2, bias=False)])
+def test_conv2d_matches_torch(torch, dtype, kw):
+    layer = nn.Conv2d(4, 6, (3, 2), dtype=dtype, seed=1, **kw)
+    ref = torch.nn.Conv2d(4, 6, (3, 2), dtype=torch.float64 if dtype == np.float64 else torch.float32,
+                          **kw)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(layer.params["W"]))
+        if "b" in layer.params:
+            layer.params["b"][...] = randn(6, dtype, 5)  # a non-zero bias
+            ref.bias.copy_(torch.from_numpy(layer.params["b"]))
+    x = randn((3, 4, 9, 8), dtype, 2)
+    out = layer.forward(x)
+    dout = randn(out.shape, dtype, 3)
+    dx = layer.backward(dout)
+    want, want_dx = torch_run(torch, ref, x, dout)
+    pairs = {"out": (out, want), "dx": (dx, want_dx),
+             "dW": (layer.grads["W"], ref.weight.grad.numpy())}
+    if "b" in layer.params:
+        pairs["db"] = (layer.grads["b"], ref.bias.grad.numpy())
+    check("Conv2d", dtype, pairs)
+    assert out.dtype == dx.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_linear_matches_torch_on_image_input(torch, dtype):
+    layer = nn.Linear(2 * 3 * 4, 5, dtype=dtype, seed=3)
+    layer.params["b"][...] = randn(5, dtype, 6)
+    ref = torch.nn.Linear(24, 5, dtype=torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))  # torch stores (out, in)
+        ref.bias.copy_(torch.from_numpy(layer.params["b"]))
+    x = randn((4, 2, 3, 4), dtype, 7)
+    out = layer.forward(x)
+    dout = randn(out.shape, dtype, 8)
+    dx = layer.backward(dout)
+    want, want_dx = torch_run(torch, lambda t: ref(t.reshape(4, -1)), x, dout)
+    check("Linear", dtype, {"out": (out, want), "dx": (dx, want_dx),
+                            "dW": (layer.grads["W"], ref.weight.grad.numpy().T),
+                            "db": (layer.grads["b"], ref.bias.grad.numpy())})
+    assert dx.shape == x.shape
+
+
+@pytest.mark.parametrize("ours, theirs, shape", [
+    (nn.BatchNorm1d, "BatchNorm1d", (6, 5)),
+    (nn.BatchNorm2d, "BatchNorm2d", (4, 5, 3, 2)),
+])
+def test_batchnorm_matches_torch_train_then_eval(torch, ours, theirs, shape):
+    layer = ours(5, momentum=0.2, eps=1e-4, dtype=np.float64)
+    layer.params["gamma"][...] = randn(5, seed=1)
+    layer.params["beta"][...] = randn(5, seed=2)
+    ref = getattr(torch.nn, theirs)(5, momentum=0.2, eps=1e-4, dtype=torch.float64)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(layer.params["gamma"]))
+        ref.bias.copy_(torch.from_numpy(layer.params["beta"]))
+    for step in range(2):  # two training steps: the running statistics accumulate
+        x = randn(shape, seed=10 + step) * 3 + 1
+        dout = randn(shape, seed=20 + step)
+        ref.weight.grad = ref.bias.grad = None
+        out, dx = layer.forward(x), None
+        dx = layer.backward(dout)
+        want, want_dx = torch_run(torch, ref, x, dout)
+        check(theirs, np.float64, {"out": (out, want), "dx": (dx, want_dx),
+                                   "dgamma": (layer.grads["gamma"], ref.weight.grad.numpy()),
+                                   "dbeta": (layer.grads["beta"], ref.bias.grad.numpy())})
+    check(theirs, np.float64, {
+        "running_mean": (layer.buffers["running_mean"], ref.running_mean.numpy()),
+        "running_var": (layer.buffers["running_var"], ref.running_var.numpy())})
+    layer.eval()
+    ref.eval()
+    x, dout = randn(shape, seed=30), randn(shape, seed=31)
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+    want, want_dx = torch_run(torch, ref, x, dout)
+    check(theirs, np.float64, {"eval out": (out, want), "eval dx": (dx, want_dx)})
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (nn.MaxPool2d(3, stride=2, padding=1), "max_pool2d"),
+    (nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False), "avg_pool2d"),
+    (nn.AdaptiveAvgPool2d((2, 3)), "adaptive_avg_pool2d"),
+    (nn.LeakyReLU(0.2), "leaky_relu"),
+])
+def test_parameter_free_layers_match_torch(torch, ours, theirs):
+    f = torch.nn.functional
+    fns = {"max_pool2d": lambda t: f.max_pool2d(t, 3, stride=2, padding=1),
+           "avg_pool2d": lambda t: f.avg_pool2d(t, 2, ceil_mode=True, count_include_pad=False),
+           "adaptive_avg_pool2d": lambda t: f.adaptive_avg_pool2d(t, (2, 3)),
+           "leaky_relu": lambda t: f.leaky_relu(t, 0.2)}
+    x = distinct((2, 3, 7, 5), seed=4)
+    out = ours.forward(x)
+    dout = randn(out.shape, seed=5)
+    dx = ours.backward(dout)
+    want, want_dx = torch_run(torch, fns[theirs], x, dout)
+    check(theirs, np.float64, {"out": (out, want), "dx": (dx, want_dx)})
+
+
+# ----------------------------------------------------------------- numerical gradients
+
+class FixedMaskDropout(nn.Dropout):
+    """Dropout drawing the same mask on every call, so the function is differentiable."""
+
+    def _generator(self, xp):
+        return xp.random.default_rng(self.seed)
+
+
+def f64(**kw):
+    return dict(dtype=np.float64, seed=0, **kw)
+
+
+LAYERS = {
+    "Conv2d": (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1, **f64()), (2, 3, 7, 6)),
+    "Conv2d groups+dilation": (lambda: nn.Conv2d(4, 4, 2, dilation=2, groups=2, **f64()),
+                               (2, 4, 6, 6)),
+    "Linear": (lambda: nn.Linear(12, 5, **f64()), (3, 3, 2, 2)),
+    "MaxPool2d": (lambda: nn.MaxPool2d(2, stride=1), (2, 2, 4, 5)),
+    "AvgPool2d": (lambda: nn.AvgPool2d(3, stride=2, padding=1), (2, 2, 5, 5)),
+    "AdaptiveAvgPool2d": (lambda: nn.AdaptiveAvgPool2d(3), (2, 2, 5, 4)),
+    "ReLU": (nn.ReLU, (3, 7)),
+    "LeakyReLU": (lambda: nn.LeakyReLU(0.1), (3, 7)),
+    "Tanh": (nn.Tanh, (3, 7)),
+    "Sigmoid": (nn.Sigmoid, (3, 7)),
+    "Dropout (fixed mask)": (lambda: FixedMaskDropout(0.4, seed=3), (4, 6)),
+    "BatchNorm1d": (lambda: nn.BatchNorm1d(4, dtype=np.float64), (5, 4)),
+    "BatchNorm2d": (lambda: nn.BatchNorm2d(3, dtype=np.float64), (3, 3, 2, 2)),
+    "Flatten": (nn.Flatten, (2, 3, 2)),
+    "Sequential": (lambda: nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, bias=False, **f64()), nn.BatchNorm2d(3, dtype=np.float64),
+        nn.Tanh(),
+        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(12, 4, **f64())), (3, 2, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_gradients_match_numerical(name):
+    make, shape = LAYERS[name]
+    layer = make()
+    x = distinct(shape, seed=1)  # distinct values, none at 0: no kinks within +-h
+    err = gradcheck.check_layer(layer, x)
+    assert err < GRAD_TOL, f"{name}: relative error {err:.2e}"
+
+
+def test_gradcheck_catches_a_wrong_layer_gradient():
+    class Doubled(nn.Linear):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads["W"] = 2 * self.grads["W"]
+            return dx
+    assert gradcheck.check_layer(Doubled(4, 3, **f64()), randn((2, 4))) > 0.1
+
+
+# ----------------------------------------------------------------- Module machinery
+
+def small_net(seed=0, dtype=np.float32):
+    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=dtype, seed=seed),
+                         nn.BatchNorm2d(2, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(8, 3, dtype=dtype, seed=seed + 1), nn.Dropout(0.5, seed=seed))
+
+
+def test_container_names_and_live_views():
+    net = small_net()
+    assert list(net.params) == ["0.W", "0.b", "1.gamma", "1.beta", "5.W", "5.b"]
+    assert list(net.grads) == list(net.params)
+    assert list(net.buffers) == ["1.running_mean", "1.running_var"]
+    new = np.zeros((8, 3), np.float32)
+    net.params["5.W"] = new  # an optimizer assigning through the container's view
+    assert net[5].params["W"] is new
+    with pytest.raises(KeyError):
+        net.params["9.W"]
+    with pytest.raises(KeyError, match="cannot add"):
+        net.params["5.extra"] = new
+
+
+def test_train_eval_switch_recursively_and_change_behaviour():
+    net = small_net()
+    x = randn((4, 1, 4, 4), np.float32, 1)
+    net.eval()
+    assert all(not layer.training for layer in net)
+    np.testing.assert_array_equal(net.forward(x), net.forward(x))  # no dropout, running stats
+    net.train()
+    assert all(layer.training for layer in net)
+    assert not np.array_equal(net.forward(x), net.forward(x))  # dropout masks differ
+
+
+def test_state_dict_round_trip_includes_buffers():
+    a, b = small_net(seed=0), small_net(seed=5)
+    x = randn((4, 1, 4, 4), np.float32, 2)
+    a.forward(x)  # one training step moves the running statistics
+    state = a.state_dict()
+    assert set(state) == set(a.params) | set(a.buffers)
+    assert not np.array_equal(state["1.running_mean"], 0)
+    b.load_state_dict(state)
+    a.eval()
+    b.eval()
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    state["0.W"][...] = 7  # a copy, not the module's array
+    assert not np.any(a.params["0.W"] == 7)
+
+
+def test_load_state_dict_names_missing_unexpected_and_mismatched_keys():
+    net = small_net()
+    state = net.state_dict()
+    del state["1.running_var"]
+    with pytest.raises(ValueError, match=r"missing '1.running_var'"):
+        net.load_state_dict(state)
+    state = net.state_dict()
+    state["5.W"] = np.zeros((9, 3), np.float32)
+    with pytest.raises(ValueError, match=r"'5.W' has shape \(9, 3\).*\(8, 3\)"):
+        net.load_state_dict(state)
+    state = net.state_dict()
+    state["7.W"] = np.zeros(1)
+    with pytest.raises(ValueError, match="unexpected key '7.W'"):
+        net.load_state_dict(state)
+
+
+def test_load_state_dict_casts_to_the_parameter_dtype():
+    net = small_net(dtype=np.float32)
+    state = {k: v.astype(np.float64) + 1 for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    assert net.params["0.W"].dtype == np.float32
+    np.testing.assert_allclose(net.params["0.W"], state["0.W"], rtol=1e-6)
+
+
+def test_to_cpu_keeps_numpy_arrays_and_returns_the_module():
+    net = small_net()
+    assert net.to("cpu") is net and net.device == "cpu"
+    assert all(type(v) is np.ndarray for v in list(net.params.values()) + list(net.buffers.values()))
+
+
+def test_parameters_default_to_float32_on_the_default_device(monkeypatch):
+    monkeypatch.setenv("FASTCONV_DEVICE", "cpu")
+    layer = nn.Conv2d(2, 3, 3)
+    assert type(layer.params["W"]) is np.ndarray and layer.params["W"].dtype == np.float32
+    assert not layer.params["b"].any() and not layer.grads["W"].any()
+
+
+def test_parameters_on_an_unusable_gpu_fail_clearly(monkeypatch):
+    if gpu_available():
+        pytest.skip("a GPU is usable here; the error path cannot be reached")
+    monkeypatch.setenv("FASTCONV_DEVICE", "gpu")
+    with pytest.raises(RuntimeError, match="GPU was asked for but none is usable"):
+        nn.Linear(3, 4)
+
+
+def test_initialisations_have_the_documented_scale():
+    fan_in, fan_out = 64 * 3 * 3, 128 * 3 * 3
+    he = nn.Conv2d(64, 128, 3, seed=0).params["W"]
+    xavier = nn.Conv2d(64, 128, 3, init="xavier", seed=0).params["W"]
+    scaled = nn.Linear(500, 400, weight_scale=1e-3, seed=0).params["W"]
+    assert he.std() == pytest.approx((2 / fan_in) ** 0.5, rel=0.02)
+    assert xavier.std() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.02)
+    assert scaled.std() == pytest.approx(1e-3, rel=0.02)
+    np.testing.assert_array_equal(he, nn.Conv2d(64, 128, 3, seed=0).params["W"])  # seeded
+
+
+def test_bad_input_errors_name_the_layer_and_shapes():
+    with pytest.raises(ValueError, match=r"Linear\(in_features=10\).*\(2, 3, 4\) with 12 features"):
+        nn.Linear(10, 4).forward(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"Conv2d\(in_channels=3\).*\(N, 3, H, W\).*\(2, 4, 5, 5\)"):
+        nn.Conv2d(3, 2, 3).forward(np.zeros((2, 4, 5, 5), np.float32))
+    with pytest.raises(ValueError, match=r"BatchNorm1d\(num_features=4\).*\(2, 5\)"):
+        nn.BatchNorm1d(4).forward(np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="divisible by groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="init must be one of"):
+        nn.Linear(3, 4, init="lecun")
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        nn.Linear(3, 4, dtype=np.int32)
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        nn.ReLU().backward(np.zeros(3))
+    with pytest.raises(ValueError, match="drop probability"):
+        nn.Dropout(1.5)
+
+
+def test_dropout_eval_is_identity_and_train_keeps_expectation():
+    layer = nn.Dropout(0.25, seed=0)
+    x = np.ones((400, 50))
+    out = layer.forward(x)
+    assert set(np.unique(out)) == {0.0, 1 / 0.75}
+    assert abs(out.mean() - 1) < 0.02
+    np.testing.assert_array_equal(layer.backward(x), out)  # dout times the same mask
+    np.testing.assert_array_equal(layer.eval().forward(x), x)
+
+
+# ----------------------------------------------------------------- GPU
+
+@pytest.mark.gpu
+def test_whole_network_on_cupy_matches_numpy():
+    import cupy
+    cpu = small_net(dtype=np.float64)
+    cpu[6].p = 0.0  # dropout masks differ by device; compare the deterministic rest
+    gpu = small_net(dtype=np.float64)
+    gpu[6].p = 0.0
+    gpu.to("gpu")
+    assert gpu.device == "gpu" and isinstance(gpu.params["0.W"], cupy.ndarray)
+    x = randn((4, 1, 4, 4), seed=3)
+    out_c, out_g = cpu.forward(x), gpu.forward(cupy.asarray(x))
+    assert isinstance(out_g, cupy.ndarray)
+    np.testing.assert_allclose(out_g.get(), out_c, rtol=1e-10, atol=1e-12)
+    dout = randn(out_c.shape, seed=4)
+    dx_c, dx_g = cpu.backward(dout), gpu.backward(cupy.asarray(dout))
+    np.testing.assert_allclose(dx_g.get(), dx_c, rtol=1e-10, atol=1e-12)
+    for k in cpu.grads:
+        np.testing.assert_allclose(gpu.grads[k].get(), cpu.grads[k], rtol=1e-10, atol=1e-12)
+    gpu.to("cpu")
+    assert type(gpu.params["0.W"]) is np.ndarray
+
+
+@pytest.mark.gpu
+def test_dropout_mask_is_drawn_on_the_gpu():
+    import cupy
+    out = nn.Dropout(0.5, seed=0).forward(cupy.ones((64, 64), cupy.float32))
+    assert isinstance(out, cupy.ndarray) and 0.3 < float((out == 0).mean()) < 0.7
