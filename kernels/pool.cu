@@ -1,0 +1,126 @@
+// Max and average pooling, forward and backward, NCHW (see kernels/common.cuh).
+//
+// Semantics are the CPU path's (fastconv/functional/pool.py): max pooling
+// reads -inf outside the input, keeps the first maximum in row-major window
+// order (kernel offset k = kh*KW + kw), and lets the first NaN win; the
+// average divides by a per-output-position divisor computed by the caller.
+#include "common.cuh"
+
+// One thread per output element: the window's maximum and its kernel offset.
+template <class T>
+__global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__ out,
+                                        int* __restrict__ argmax,
+                                        idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
+                                        idx_t KH, idx_t KW, idx_t SH, idx_t SW,
+                                        idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
+    typedef typename fc_acc<T>::type acc_t;
+    const acc_t padding = fc_neg_inf(acc_t());
+    const idx_t total = NC * OH * OW;
+    for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
+        const idx_t ow = i % OW;
+        const idx_t oh = (i / OW) % OH;
+        const T* plane = x + (i / (OH * OW)) * H * W;
+        acc_t best = padding;
+        int best_k = 0;
+        int k = 0;
+        for (idx_t kh = 0; kh < KH; ++kh) {
+            const idx_t h = oh * SH - PT + kh * DH;
+            for (idx_t kw = 0; kw < KW; ++kw, ++k) {
+                const idx_t w = ow * SW - PL + kw * DW;
+                const bool inside = h >= 0 && h < H && w >= 0 && w < W;
+                const acc_t v = inside ? fc_load(plane[h * W + w]) : padding;
+                const bool v_nan = v != v, best_nan = best != best;
+                if (k == 0 || v > best || (v_nan && !best_nan)) {
+                    best = v;
+                    best_k = k;
+                }
+            }
+        }
+        out[i] = fc_store<T>(best);
+        argmax[i] = best_k;
+    }
+}
+
+// Gather-style: one thread per input element sums the gradients of the
+// windows whose maximum it was, in kernel-offset order.
+template <class T>
+__global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* __restrict__ argmax,
+                                         T* __restrict__ dx,
+                                         idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
+                                         idx_t KH, idx_t KW, idx_t SH, idx_t SW,
+                                         idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
+    typedef typename fc_acc<T>::type acc_t;
+    const idx_t total = NC * H * W;
+    for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
+        const idx_t w = i % W;
+        const idx_t h = (i / W) % H;
+        const idx_t plane = (i / (H * W)) * OH * OW;
+        acc_t sum = 0;
+        for (idx_t kh = 0; kh < KH; ++kh) {
+            const idx_t oh = fc_window_of(h, PT, kh, DH, SH, OH);
+            if (oh < 0) continue;
+            for (idx_t kw = 0; kw < KW; ++kw) {
+                const idx_t ow = fc_window_of(w, PL, kw, DW, SW, OW);
+                if (ow < 0) continue;
+                const idx_t o = plane + oh * OW + ow;
+                if (argmax[o] == kh * KW + kw) sum += fc_load(dout[o]);
+            }
+        }
+        dx[i] = fc_store<T>(sum);
+    }
+}
+
+// One thread per output element: the window's sum over the input (the zero
+// padding adds nothing) divided by divisor[oh*OW + ow].
+template <class T>
+__global__ void avg_pool_forward_kernel(const T* __restrict__ x, const T* __restrict__ divisor,
+                                        T* __restrict__ out,
+                                        idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
+                                        idx_t KH, idx_t KW, idx_t SH, idx_t SW,
+                                        idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
+    typedef typename fc_acc<T>::type acc_t;
+    const idx_t total = NC * OH * OW;
+    for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
+        const idx_t ow = i % OW;
+        const idx_t oh = (i / OW) % OH;
+        const T* plane = x + (i / (OH * OW)) * H * W;
+        acc_t sum = 0;
+        for (idx_t kh = 0; kh < KH; ++kh) {
+            const idx_t h = oh * SH - PT + kh * DH;
+            if (h < 0 || h >= H) continue;
+            for (idx_t kw = 0; kw < KW; ++kw) {
+                const idx_t w = ow * SW - PL + kw * DW;
+                if (w >= 0 && w < W) sum += fc_load(plane[h * W + w]);
+            }
+        }
+        out[i] = fc_store<T>(sum / fc_load(divisor[oh * OW + ow]));
+    }
+}
+
+// Gather-style: one thread per input element sums dout / divisor over the
+// windows that contain it, in kernel-offset order.
+template <class T>
+__global__ void avg_pool_backward_kernel(const T* __restrict__ dout, const T* __restrict__ divisor,
+                                         T* __restrict__ dx,
+                                         idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
+                                         idx_t KH, idx_t KW, idx_t SH, idx_t SW,
+                                         idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
+    typedef typename fc_acc<T>::type acc_t;
+    const idx_t total = NC * H * W;
+    for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
+        const idx_t w = i % W;
+        const idx_t h = (i / W) % H;
+        const idx_t plane = (i / (H * W)) * OH * OW;
+        acc_t sum = 0;
+        for (idx_t kh = 0; kh < KH; ++kh) {
+            const idx_t oh = fc_window_of(h, PT, kh, DH, SH, OH);
+            if (oh < 0) continue;
+            for (idx_t kw = 0; kw < KW; ++kw) {
+                const idx_t ow = fc_window_of(w, PL, kw, DW, SW, OW);
+                if (ow < 0) continue;
+                sum += fc_load(dout[plane + oh * OW + ow]) / fc_load(divisor[oh * OW + ow]);
+            }
+        }
+        dx[i] = fc_store<T>(sum);
+    }
+}

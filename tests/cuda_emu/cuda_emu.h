@@ -1,0 +1,186 @@
+// CUDA on the CPU, for testing fastconv's kernels without a GPU.
+//
+// Force-included (g++ -include cuda_emu.h) in front of an unchanged kernel
+// file. Defines the CUDA built-ins the kernels use and runs a launch serially:
+// block after block, thread after thread (x fastest), optionally in reversed
+// order, each CUDA thread seeing its own threadIdx/blockIdx. Kernels that use
+// __shared__ or __syncthreads are refused at compile time: serial execution
+// cannot honour barriers (fastconv's kernels use neither).
+//
+// fc_emu_launch mimics cuLaunchKernel(void** params): each kernel named by
+// FC_EMU_ENTRY gets a type-erased trampoline and a description of its
+// parameters (count, byte size, pointer or scalar, element kind) that the
+// Python side (emu.py) checks every launch against, as strictly as possible.
+#pragma once
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#define FC_CUDA_EMU 1
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ FC_EMU_ERROR_shared_memory_is_not_emulated_in_serial_mode
+#define __syncthreads() static_assert(false, "__syncthreads is not emulated in serial mode")
+
+struct uint3 { unsigned int x, y, z; };
+struct dim3 { unsigned int x, y, z; };
+
+inline thread_local uint3 threadIdx;
+inline thread_local uint3 blockIdx;
+inline thread_local dim3 blockDim;
+inline thread_local dim3 gridDim;
+
+inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
+inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
+inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
+inline long long __double_as_longlong(double d) { long long i; std::memcpy(&i, &d, 8); return i; }
+template <class T> T __ldg(const T* p) { return *p; }
+template <class T, class U> T atomicAdd(T* p, U v) { return std::atomic_ref<T>(*p).fetch_add(T(v)); }
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace fc_emu {
+
+// What Python needs to know about one kernel parameter.
+enum Kind : char { SCALAR_INT = 'i', SCALAR_FLOAT = 'f', CONST_POINTER = 'p', POINTER = 'P' };
+enum Element : char { NONE = '-', INTEGER = 'i', FLOATING = 'f', OTHER = 'o' };
+
+template <class P> constexpr char kind() {
+    if constexpr (std::is_pointer_v<P>)
+        return std::is_const_v<std::remove_pointer_t<P>> ? CONST_POINTER : POINTER;
+    else if constexpr (std::is_floating_point_v<P>)
+        return SCALAR_FLOAT;
+    else
+        return SCALAR_INT;
+}
+
+template <class P> constexpr char element() {
+    if constexpr (!std::is_pointer_v<P>) {
+        return NONE;
+    } else {
+        using E = std::remove_cv_t<std::remove_pointer_t<P>>;
+        if constexpr (std::is_floating_point_v<E>) return FLOATING;
+        else if constexpr (std::is_integral_v<E>) return INTEGER;
+        else return OTHER;  // e.g. fc_half, the binary16 storage struct
+    }
+}
+
+// Byte size of a scalar, or of one element for a pointer.
+template <class P> constexpr size_t size() {
+    if constexpr (std::is_pointer_v<P>) return sizeof(std::remove_pointer_t<P>);
+    else return sizeof(P);
+}
+
+template <class F> struct signature;
+template <class... P> struct signature<void (*)(P...)> {
+    static constexpr int arity = sizeof...(P);
+    static constexpr size_t sizes[] = {size<P>()..., 0};
+    static constexpr char kinds[] = {kind<P>()..., 0};
+    static constexpr char elements[] = {element<P>()..., 0};
+    template <auto K, size_t... I> static void call(void** args, std::index_sequence<I...>) {
+        K(*static_cast<std::remove_cv_t<P>*>(args[I])...);
+    }
+};
+
+template <auto K> void invoke(void** args) {
+    using S = signature<decltype(K)>;
+    S::template call<K>(args, std::make_index_sequence<S::arity>{});
+}
+
+struct Entry {
+    const char* name;
+    int arity;
+    const size_t* sizes;
+    const char* kinds;
+    const char* elements;
+    void (*call)(void**);
+};
+
+inline bool sanitizer_error = false;
+
+#if defined(__SANITIZE_ADDRESS__)
+inline void on_asan_report(const char*) {
+    std::fprintf(stderr, "cuda_emu: failing CUDA thread blockIdx=(%u,%u,%u) threadIdx=(%u,%u,%u)\n",
+                 blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y, threadIdx.z);
+    sanitizer_error = true;
+}
+#endif
+
+}  // namespace fc_emu
+
+#define FC_EMU_ENTRY(...)                                                                 \
+    {#__VA_ARGS__, fc_emu::signature<decltype(&__VA_ARGS__)>::arity,                      \
+     fc_emu::signature<decltype(&__VA_ARGS__)>::sizes,                                    \
+     fc_emu::signature<decltype(&__VA_ARGS__)>::kinds,                                    \
+     fc_emu::signature<decltype(&__VA_ARGS__)>::elements, &fc_emu::invoke<&__VA_ARGS__>},
+
+// Status codes of fc_emu_launch, mirrored in emu.py.
+#define FC_EMU_OK 0
+#define FC_EMU_UNKNOWN_KERNEL 1
+#define FC_EMU_BAD_CONFIGURATION 2
+#define FC_EMU_SANITIZER_ERROR 3
+
+// The exported C interface: FC_EMU_TABLE(FC_EMU_ENTRY(k<float>) ...) after the kernels.
+#define FC_EMU_TABLE(...)                                                                 \
+    static const fc_emu::Entry fc_emu_entries[] = {__VA_ARGS__{nullptr, 0, nullptr, nullptr, nullptr, nullptr}}; \
+    static const fc_emu::Entry* fc_emu_find(const char* name) {                          \
+        for (const fc_emu::Entry* e = fc_emu_entries; e->name; ++e)                       \
+            if (std::strcmp(e->name, name) == 0) return e;                                \
+        return nullptr;                                                                   \
+    }                                                                                     \
+    extern "C" int fc_emu_describe(const char* name, int* arity, const size_t** sizes,    \
+                                   const char** kinds, const char** elements) {           \
+        const fc_emu::Entry* e = fc_emu_find(name);                                       \
+        if (!e) return FC_EMU_UNKNOWN_KERNEL;                                             \
+        *arity = e->arity; *sizes = e->sizes; *kinds = e->kinds; *elements = e->elements; \
+        return FC_EMU_OK;                                                                 \
+    }                                                                                     \
+    extern "C" int fc_emu_launch(const char* name, const unsigned* grid, const unsigned* block, \
+                                 int reversed, void** args) {                              \
+        return fc_emu::launch(fc_emu_find(name), grid, block, reversed, args);           \
+    }
+
+namespace fc_emu {
+
+// Run every thread of the grid, one after the other. The limits are a real
+// launch's: at most 1024 threads per block, block z <= 64, grid y, z <= 65535.
+inline int launch(const Entry* entry, const unsigned* grid, const unsigned* block, int reversed,
+                  void** args) {
+    if (!entry) return FC_EMU_UNKNOWN_KERNEL;
+    const unsigned long long threads = 1ull * block[0] * block[1] * block[2];
+    if (threads == 0 || threads > 1024 || block[2] > 64 || grid[0] == 0 || grid[1] == 0 ||
+        grid[2] == 0 || grid[0] > 2147483647u || grid[1] > 65535 || grid[2] > 65535)
+        return FC_EMU_BAD_CONFIGURATION;
+#if defined(__SANITIZE_ADDRESS__)
+    __asan_set_error_report_callback(on_asan_report);
+#endif
+    sanitizer_error = false;
+    gridDim = {grid[0], grid[1], grid[2]};
+    blockDim = {block[0], block[1], block[2]};
+    const unsigned long long blocks = 1ull * grid[0] * grid[1] * grid[2];
+    for (unsigned long long b = 0; b < blocks; ++b) {
+        const unsigned long long bb = reversed ? blocks - 1 - b : b;
+        blockIdx = {unsigned(bb % grid[0]), unsigned(bb / grid[0] % grid[1]),
+                    unsigned(bb / grid[0] / grid[1])};
+        for (unsigned long long t = 0; t < threads; ++t) {
+            const unsigned long long tt = reversed ? threads - 1 - t : t;
+            threadIdx = {unsigned(tt % block[0]), unsigned(tt / block[0] % block[1]),
+                         unsigned(tt / block[0] / block[1])};
+            entry->call(args);
+            if (sanitizer_error) return FC_EMU_SANITIZER_ERROR;
+        }
+    }
+    return FC_EMU_OK;
+}
+
+}  // namespace fc_emu
