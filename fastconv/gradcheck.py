@@ -49,22 +49,21 @@ def numerical_gradient(f, x, h=1e-6, directions=None, seed=0):
         raise ValueError(f"numerical gradients perturb x in place; x of shape "
                          f"{tuple(x.shape)} must be C-contiguous")
 
-    def central(set_plus, set_minus, restore):
-        set_plus()
+    def central(shift):
+        """(f(x0 + h) - f(x0 - h)) / 2h, where ``shift(t)`` sets x to x0 + t (t = 0 restores it)."""
+        shift(h)
         fp = float(f())
-        set_minus()
+        shift(-h)
         fm = float(f())
-        restore()
+        shift(0.0)
         return (fp - fm) / (2 * h)
 
     if directions is None:
-        flat = x.reshape(-1)
+        flat = x.reshape(-1)  # a view: x is contiguous
         grad = numpy.zeros(flat.size)
         for i in range(flat.size):
             old = float(flat[i])
-            grad[i] = central(lambda: flat.__setitem__(i, old + h),
-                              lambda: flat.__setitem__(i, old - h),
-                              lambda: flat.__setitem__(i, old))
+            grad[i] = central(lambda t: flat.__setitem__(i, old + t))
         return xp.asarray(grad.reshape(x.shape))
     rng = numpy.random.default_rng(seed)
     x0 = x.copy()
@@ -72,9 +71,7 @@ def numerical_gradient(f, x, h=1e-6, directions=None, seed=0):
     for _ in range(directions):
         v = rng.standard_normal(x.shape)
         v = xp.asarray(v / numpy.linalg.norm(v))
-        derivatives.append(central(lambda: x.__setitem__(Ellipsis, x0 + h * v),
-                                   lambda: x.__setitem__(Ellipsis, x0 - h * v),
-                                   lambda: x.__setitem__(Ellipsis, x0)))
+        derivatives.append(central(lambda t: x.__setitem__(Ellipsis, x0 + t * v)))
         vs.append(v)
     return derivatives, vs
 
