@@ -19,7 +19,7 @@ buffer with strided slices (never ``np.add.at``), KH*KW vectorised adds.
 import numpy
 from numpy.lib.stride_tricks import as_strided
 
-from . import _validate
+from . import _cuda, _validate
 from .backend import get_array_module
 from .shapes import WindowGeometry
 
@@ -73,17 +73,25 @@ def window_view(padded, geometry):
 
 
 def im2col_into(x, geometry, out):
-    """Write the columns of ``x`` into ``out`` of shape (N, C, KH, KW, OH, OW); NumPy only."""
+    """Write the columns of ``x`` into ``out`` of shape (N, C, KH, KW, OH, OW).
+
+    CuPy arrays go to the ``im2col`` CUDA kernel (fastconv/_cuda.py).
+    """
+    if _cuda.uses_kernels(x):
+        return _cuda.im2col_into(x, geometry, out)
     numpy.copyto(out, window_view(pad_input(x, geometry), geometry))
     return out
 
 
 def col2im_into(cols, geometry, out):
-    """Sum columns (N, C, KH, KW, OH, OW) back onto ``out`` of shape (N, C, H, W); NumPy only.
+    """Sum columns (N, C, KH, KW, OH, OW) back onto ``out`` of shape (N, C, H, W).
 
     Each kernel offset is one strided slab of the padded image, added with one
-    vectorised ``+=``; the padding border is then cropped away.
+    vectorised ``+=``; the padding border is then cropped away. CuPy arrays go
+    to the gather-style ``col2im`` CUDA kernel instead (no atomics, deterministic).
     """
+    if _cuda.uses_kernels(cols):
+        return _cuda.col2im_into(cols, geometry, out)
     (top, _), (left, _) = geometry.pads
     height, width = geometry.size
     padded = numpy.zeros(cols.shape[:2] + geometry.padded, dtype=cols.dtype)

@@ -20,7 +20,7 @@ Rules, the same on every path (CPU, GPU, reference):
   never the part of a ceil-mode window beyond it.
 """
 
-from .. import _validate
+from .. import _cuda, _validate
 from ..backend import get_array_module
 from ..im2col import pad_input, window_geometry
 
@@ -106,6 +106,18 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     """
     xp = get_array_module(x)
     geometry = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    if _cuda.uses_kernels(x):
+        out, argmax = _cuda.max_pool2d_forward(x, geometry)
+    else:
+        out, argmax = _max_over_slabs(x, geometry, xp)
+    cache = MaxPoolCache(x.shape, x.dtype, geometry, argmax)
+    if return_indices:
+        return out, _flat_indices(argmax, geometry, xp), cache
+    return out, cache
+
+
+def _max_over_slabs(x, geometry, xp):
+    """The CPU max pooling: ``(out, argmax)``, argmax the int32 kernel offset i*KW + j."""
     padded = pad_input(x, geometry, value=-xp.inf)
     out = _slab(padded, geometry, 0, 0).copy()
     argmax = xp.zeros(out.shape, dtype=xp.int32)  # kernel offset i*KW + j of each maximum
@@ -114,11 +126,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
         better = (candidate > out) | (xp.isnan(candidate) & ~xp.isnan(out))
         xp.copyto(out, candidate, where=better)
         xp.copyto(argmax, k, where=better)
-    out = xp.ascontiguousarray(out)
-    cache = MaxPoolCache(x.shape, x.dtype, geometry, argmax)
-    if return_indices:
-        return out, _flat_indices(argmax, geometry, xp), cache
-    return out, cache
+    return xp.ascontiguousarray(out), argmax
 
 
 def _flat_indices(argmax, geometry, xp):
@@ -137,6 +145,8 @@ def max_pool2d_backward(dout, cache):
     _validate.check_cache(cache, MaxPoolCache, "max_pool2d_forward")
     _validate.check_dout(dout, cache.argmax.shape, cache.dtype)
     xp = get_array_module(dout)
+    if _cuda.uses_kernels(dout):
+        return _cuda.max_pool2d_backward(dout, cache.argmax, cache.x_shape, cache.geometry)
     zero = xp.zeros((), dtype=dout.dtype)
     grads = (xp.where(cache.argmax == k, dout, zero) for k, _, _ in _offsets(cache.geometry))
     return _add_back(grads, cache.geometry, cache.x_shape, cache.dtype, xp)
@@ -166,13 +176,22 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     """
     xp = get_array_module(x)
     geometry = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode)
+    divisor = _avg_divisor(geometry, count_include_pad, x.dtype, xp)
+    if _cuda.uses_kernels(x):
+        out = _cuda.avg_pool2d_forward(x, geometry, divisor)
+    else:
+        out = _mean_over_slabs(x, geometry, divisor, xp)
+    return out, AvgPoolCache(x.shape, x.dtype, geometry, divisor)
+
+
+def _mean_over_slabs(x, geometry, divisor, xp):
+    """The CPU average pooling: the sum of the kernel-offset slabs over ``divisor``."""
     padded = pad_input(x, geometry, value=0)
     out = _slab(padded, geometry, 0, 0).copy()
     for _, i, j in _offsets(geometry)[1:]:
         out += _slab(padded, geometry, i, j)
-    divisor = _avg_divisor(geometry, count_include_pad, x.dtype, xp)
     out /= divisor
-    return xp.ascontiguousarray(out), AvgPoolCache(x.shape, x.dtype, geometry, divisor)
+    return xp.ascontiguousarray(out)
 
 
 def avg_pool2d_backward(dout, cache):
@@ -180,6 +199,8 @@ def avg_pool2d_backward(dout, cache):
     _validate.check_cache(cache, AvgPoolCache, "avg_pool2d_forward")
     _validate.check_dout(dout, cache.x_shape[:2] + cache.geometry.out, cache.dtype)
     xp = get_array_module(dout)
+    if _cuda.uses_kernels(dout):
+        return _cuda.avg_pool2d_backward(dout, cache.divisor, cache.x_shape, cache.geometry)
     share = dout / cache.divisor
     grads = (share for _ in _offsets(cache.geometry))
     return _add_back(grads, cache.geometry, cache.x_shape, cache.dtype, xp)
