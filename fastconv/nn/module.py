@@ -46,6 +46,8 @@ class NamedArrays(MutableMapping):
 
     def __getitem__(self, key):
         own, name = self._owner(key)
+        if name not in own:
+            raise KeyError(key)
         return own[name]
 
     def __setitem__(self, key, value):
@@ -56,6 +58,8 @@ class NamedArrays(MutableMapping):
 
     def __delitem__(self, key):
         own, name = self._owner(key)
+        if name not in own:
+            raise KeyError(key)
         del own[name]
 
     def __iter__(self):
