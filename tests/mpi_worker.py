@@ -46,7 +46,50 @@ def fail(comm, out, args):
     comm.allreduce_sum({"never": 1.0})
 
 
-JOBS = {"collectives": collectives, "fail": fail}
+def problem(batchnorm, num_samples, features=6, classes=3, seed=0):
+    """The float64 model and data every equivalence run starts from (same on every rank)."""
+    from fastconv.nn.models import mlp
+    rng = np.random.default_rng(1234)
+    X = rng.normal(size=(num_samples + 20, features))
+    y = rng.integers(0, classes, size=num_samples + 20)
+    data = {"X_train": X[:num_samples], "y_train": y[:num_samples],
+            "X_val": X[num_samples:], "y_val": y[num_samples:]}
+    model = mlp(features, classes, hidden_dims=(8, 7), batchnorm=batchnorm, reg=0.01,
+                dtype=np.float64, device="cpu", seed=seed)
+    return model, data
+
+
+def build_solver(batchnorm, num_samples, batch_size, epochs, model_seed=0, **options):
+    """The Solver of every equivalence run (plain or data-parallel, as the launch decides)."""
+    from fastconv.train import Solver
+    model, data = problem(batchnorm, num_samples, seed=model_seed)
+    return Solver(model, data, update_rule="sgd_momentum",
+                  optim_config={"learning_rate": 0.05, "momentum": 0.9},
+                  batch_size=batch_size, num_epochs=epochs, num_train_samples=None,
+                  seed=5, progress=False, verbose=False, **options)
+
+
+def train(comm, out, args):
+    """Train with the (auto-detected) data-parallel Solver; save every rank's final state."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batchnorm", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=49)
+    parser.add_argument("--resume")
+    parser.add_argument("--checkpoint")
+    opts = parser.parse_args(args)
+    # Each rank seeds its model differently: the broadcast from rank 0 must fix that.
+    solver = build_solver(opts.batchnorm, opts.samples, opts.batch_size, opts.epochs,
+                          model_seed=comm.rank, checkpoint_name=opts.checkpoint,
+                          resume=opts.resume)
+    solver.train()
+    np.savez(out, kind=type(solver).__name__, loss=np.array(solver.loss_history),
+             val_acc=np.array(solver.val_acc_history), train_acc=np.array(solver.train_acc_history),
+             **{f"final/{k}": v for k, v in solver.model.state_dict().items()})
+
+
+JOBS = {"collectives": collectives, "fail": fail, "train": train}
 
 
 def main():

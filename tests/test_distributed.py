@@ -171,3 +171,102 @@ def test_a_failing_rank_aborts_the_whole_job(tmp_path, under_mpi4py):
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "rank 1 failed on purpose" in output
+
+
+# ---------------------------------------------------------------- training equivalence
+LR, MOMENTUM, SEED = 0.05, 0.9, 5  # as in mpi_worker.train
+
+
+def oracle_training(batchnorm, num_samples, global_batch, epochs, parts=1, state=None):
+    """Hand-written SGD-momentum loop over one process's global batches (independent of the Solver).
+
+    With ``parts`` > 1 each global batch is cut as the ranks cut it and each part
+    is normalised on its own (batch norm statistics per rank); the gradients are
+    combined weighted by part size and the running statistics follow part 0 only
+    (rank 0's, as the distributed Solver keeps them). Returns params and buffers.
+    """
+    from mpi_worker import problem
+    model, data = problem(batchnorm, num_samples)
+    if state is not None:
+        model.load_state_dict(state)
+    X, y = data["X_train"], data["y_train"]
+    velocity = {k: np.zeros_like(v) for k, v in model.params.items()}
+    losses = []
+    for epoch in range(epochs):
+        order = np.random.default_rng([SEED, epoch]).permutation(num_samples)
+        for start in range(0, num_samples, global_batch):
+            batch = order[start:start + global_batch]
+            total = {k: np.zeros_like(v) for k, v in model.params.items()}
+            rank0_buffers, loss = None, 0.0
+            for r, part in enumerate(np.array_split(batch, parts)):
+                if len(part) == 0:
+                    continue
+                part_loss, grads = model.loss(X[part], y[part])
+                loss += len(part) * part_loss / len(batch)
+                for k in total:
+                    total[k] += len(part) * grads[k]
+                if r == 0:
+                    rank0_buffers = {k: v.copy() for k, v in model.buffers.items()}
+            losses.append(loss)
+            for k, v in rank0_buffers.items():
+                model.buffers[k] = v
+            for k in velocity:
+                velocity[k] = MOMENTUM * velocity[k] - LR * total[k] / len(batch)
+                model.params[k] = model.params[k] + velocity[k]
+    return model.state_dict(), np.array(losses)
+
+
+def max_abs_diff(state, reference):
+    assert sorted(state) == sorted(reference)
+    return max(float(np.max(np.abs(state[k] - reference[k]))) for k in reference)
+
+
+def checkpoint_model_state(path):
+    with np.load(path) as ck:
+        return {k[len("model/"):]: ck[k] for k in ck.files if k.startswith("model/")}
+
+
+@pytest.mark.parametrize("batchnorm, num_samples", [(False, 49), (False, 51), (True, 52)],
+                         ids=["mlp-last-shard-empty", "mlp-last-shards-2-1", "mlp-batchnorm"])
+def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, batchnorm, num_samples):
+    # 2 ranks x batch 4 for 2 epochs. The last global batch holds 49 % 8 = 1 sample (rank 1
+    # gets none) or 51 % 8 = 3 (shards of 2 and 1: the weighting by shard size matters).
+    checkpoint = tmp_path / "ck.npz"
+    args = [WORKER, "train", str(tmp_path), "--samples", str(num_samples),
+            "--checkpoint", str(checkpoint)] + (["--batchnorm"] if batchnorm else [])
+    result = run_job(2, args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ranks = [np.load(tmp_path / f"train-rank{r}.npz") for r in range(2)]
+    assert str(ranks[0]["kind"]) == "DistributedSolver"
+    for key in ranks[0].files:  # every rank ends with the same bits and the same history
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
+    # checkpoint = the state after the last epoch (train() then restores the best epoch's)
+    reference, losses = oracle_training(batchnorm, num_samples, global_batch=8, epochs=2,
+                                        parts=2 if batchnorm else 1)
+    error = max_abs_diff(checkpoint_model_state(checkpoint), reference)
+    np.testing.assert_allclose(ranks[0]["loss"], losses, rtol=1e-12)  # the global batch's loss
+    print(f"\n2 ranks x batch 4 vs 1 process x batch 8 ({'batchnorm per rank' if batchnorm else 'mlp'})"
+          f": max |param difference| = {error:.2e}")
+    assert error < 1e-10
+    if batchnorm:  # the per-rank statistics matter: one process normalising all 8 differs
+        whole, _ = oracle_training(True, num_samples, global_batch=8, epochs=2, parts=1)
+        assert max_abs_diff(reference, whole) > 1e-6
+
+
+def test_resume_a_one_process_checkpoint_on_two_ranks(tmp_path):
+    # Epoch 1 in this process (world size 1, batch 8), epoch 2 on 2 ranks x batch 4:
+    # the same path as 2 uninterrupted epochs with global batch 8.
+    from mpi_worker import build_solver
+    first = tmp_path / "epoch1.npz"
+    solver = build_solver(False, 51, batch_size=8, epochs=1, checkpoint_name=str(first))
+    assert type(solver).__name__ == "Solver"
+    solver.train()
+    second = tmp_path / "epoch2.npz"
+    result = run_job(2, [WORKER, "train", str(tmp_path), "--samples", "51", "--epochs", "2",
+                         "--resume", str(first), "--checkpoint", str(second)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    reference, losses = oracle_training(False, 51, global_batch=8, epochs=2)
+    error = max_abs_diff(checkpoint_model_state(second), reference)
+    print(f"\nresumed 1 -> 2 ranks vs 1 process: max |param difference| = {error:.2e}")
+    assert error < 1e-10
+    np.testing.assert_allclose(np.load(tmp_path / "train-rank0.npz")["loss"], losses, rtol=1e-12)
