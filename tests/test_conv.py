@@ -181,3 +181,15 @@ def test_backward_twice_gives_identical_results_and_leaves_inputs_untouched():
         np.testing.assert_array_equal(g1, g2)
     for a, c in zip((x, w, b), copies):
         np.testing.assert_array_equal(a, c)
+
+
+def test_empty_batch_gives_empty_results_like_torch(torch):
+    rng = np.random.default_rng(12)
+    x = np.zeros((0, 3, 7, 6))
+    w, b = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    t_out, dout, t_dx, t_dw, t_db = torch_oracle.conv2d(torch, x, w, b, np.zeros, padding=1)
+    out, cache = F.conv2d_forward(x, w, b, padding=1)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    assert out.shape == t_out.shape and dx.shape == t_dx.shape
+    np.testing.assert_array_equal(dw, t_dw)  # all zero: no image contributed
+    np.testing.assert_array_equal(db, t_db)

@@ -270,3 +270,16 @@ def test_global_average_pooling_is_output_size_one():
     out, _ = F.adaptive_avg_pool2d_forward(x, 1)
     assert out.shape == (2, 3, 1, 1)
     np.testing.assert_allclose(out[:, :, 0, 0], x.mean(axis=(2, 3)), rtol=1e-13)
+
+
+@pytest.mark.parametrize("op, kw", [
+    ("max_pool2d", dict(kernel_size=2, padding=1)),
+    ("avg_pool2d", dict(kernel_size=3, stride=2)),
+    ("adaptive_avg_pool2d", dict(output_size=(2, 3))),
+])
+def test_empty_batch_gives_empty_results(op, kw):
+    x = np.zeros((0, 3, 7, 6))
+    r_out, _ = getattr(ref, op + "_forward")(x, **kw)
+    out, cache = getattr(F, op + "_forward")(x, **kw)
+    assert out.shape == r_out.shape
+    assert getattr(F, op + "_backward")(out, cache).shape == x.shape
