@@ -1,0 +1,125 @@
+"""What machine the numbers come from, and its measured GEMM peak.
+
+The description (CPU model, cores, BLAS and its threads, library versions, GPU or why
+none) goes into the benchmark JSON and ``fastconv info``; the GEMM peak, measured in the
+same run, is the denominator of every "% of peak" figure.
+"""
+
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from ..backend import gpu_status
+
+
+def cpu_model():
+    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores():
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
+def blas_info():
+    """The BLAS libraries NumPy uses and their thread counts.
+
+    Uses threadpoolctl when installed (it reports live thread counts), else NumPy's build
+    configuration (library name only).
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        pools = [{"library": p.get("internal_api"), "version": p.get("version"),
+                  "threads": p.get("num_threads"), "architecture": p.get("architecture"),
+                  "prefix": p.get("prefix")}
+                 for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            return pools
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return [{"library": blas.get("name"), "version": blas.get("version"), "threads": None,
+                 "architecture": None, "prefix": None}]
+    except Exception:  # older NumPy without mode="dicts"
+        return [{"library": "unknown", "version": None, "threads": None, "architecture": None,
+                 "prefix": None}]
+
+
+def _version(module_name):
+    try:
+        module = __import__(module_name)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return getattr(module, "__version__", "unknown"), None
+
+
+def describe(include_torch=True):
+    """A JSON-ready dict describing this machine and the library versions."""
+    import fastconv
+    gpu_ok, gpu_reason = gpu_status()
+    info = {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "fastconv": fastconv.__version__,
+        "numpy": np.__version__,
+        "blas": blas_info(),
+        "gpu_available": gpu_ok,
+        "gpu": gpu_reason,
+    }
+    cupy_version, cupy_error = _version("cupy")
+    info["cupy"] = cupy_version or f"not importable ({cupy_error})"
+    if cupy_version and gpu_ok:
+        import cupy
+        info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    if include_torch:
+        torch_version, _ = _version("torch")
+        info["torch"] = torch_version or "not installed"
+        if torch_version:
+            import torch
+            info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def gemm_peak(dtype, xp=np, n=2048, repeats=3, pause=0.3, sync=None):
+    """Median GFLOP/s of an n x n x n matrix product in ``dtype`` on ``xp`` (numpy or cupy).
+
+    One warm-up, then ``repeats`` timed products (each after ``pause`` seconds so idle
+    BLAS threads start from the same state as in the benchmark). ``sync`` waits for the
+    device when ``xp`` is CuPy.
+    """
+    rng = np.random.default_rng(0)
+    a = xp.asarray(rng.standard_normal((n, n)).astype(dtype))
+    b = xp.asarray(rng.standard_normal((n, n)).astype(dtype))
+    out = xp.empty((n, n), dtype=dtype)
+    xp.matmul(a, b, out=out)
+    if sync:
+        sync()
+    rates = []
+    for _ in range(repeats):
+        if pause:
+            time.sleep(pause)
+        t0 = time.perf_counter()
+        xp.matmul(a, b, out=out)
+        if sync:
+            sync()
+        rates.append(2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return statistics.median(rates)

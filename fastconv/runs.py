@@ -1,0 +1,153 @@
+"""Training runs on disk: the history JSON, learning-curve figures and summary tables.
+
+``fastconv train --out DIR`` writes ``DIR/history.json`` (config, per-iteration loss,
+per-epoch accuracies, test results), ``DIR/learning_curves.png`` and
+``DIR/checkpoint.npz``; ``fastconv report DIR...`` reads the histories back.
+"""
+
+import json
+import os
+
+HISTORY = "history.json"
+CURVES = "learning_curves.png"
+CHECKPOINT = "checkpoint.npz"
+SETTING_KEYS = ("dataset", "optimizer", "lr", "lr_decay", "epochs", "batch_size", "reg",
+                "dropout", "batchnorm", "device", "seed")
+
+
+def write_history(directory, history):
+    """Write ``history`` (a JSON-ready dict) to ``directory/history.json``, atomically."""
+    path = os.path.join(directory, HISTORY)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(history, f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def read_history(directory):
+    """Read a run's history; a clear FileNotFoundError/ValueError when it is missing or broken."""
+    path = os.path.join(directory, HISTORY)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{directory} has no {HISTORY}: not a `fastconv train --out` directory")
+    try:
+        with open(path) as f:
+            history = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable history file: {exc}") from exc
+    for key in ("config", "loss_history", "train_acc_history", "val_acc_history"):
+        if key not in history:
+            raise ValueError(f"{path} has no {key!r} entry")
+    return history
+
+
+def top_k_error(scores, labels, k):
+    """Fraction of rows whose label is not among the ``k`` highest scores."""
+    import numpy as np
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return float(1.0 - np.mean((top == labels[:, None]).any(axis=1)))
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+NO_MATPLOTLIB = "no figure: matplotlib is not installed (pip install \"fastconv[plot]\")"
+
+
+def _draw(axes, history, label):
+    loss = history["loss_history"]
+    axes[0].plot(range(1, len(loss) + 1), loss, alpha=0.35 if label is None else 0.8,
+                 label=label)
+    epochs = range(1, len(history["val_acc_history"]) + 1)
+    if label is None:
+        axes[1].plot(epochs, history["train_acc_history"], "o-", label="train")
+        axes[1].plot(epochs, history["val_acc_history"], "s-", label="validation")
+    else:
+        line, = axes[1].plot(epochs, history["val_acc_history"], "o-", label=f"{label} val")
+        axes[1].plot(epochs, history["train_acc_history"], ":", color=line.get_color())
+
+
+def plot_curves(histories, path, labels=None):
+    """Loss per iteration and train/validation accuracy per epoch for one or more runs.
+
+    One run: loss, train and validation accuracy. Several: one colour per run (solid
+    validation, dotted train). Returns None, or a one-line message without matplotlib.
+    """
+    plt = _pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, history in enumerate(histories):
+        _draw(axes, history, None if len(histories) == 1 else (labels or [])[i] if labels else str(i))
+    axes[0].set(xlabel="iteration", ylabel="training loss", title="loss")
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    axes[1].legend(fontsize=8)
+    if len(histories) > 1:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return None
+
+
+def run_label(history):
+    """Short name of a run: model plus the settings that distinguish it."""
+    c = history["config"]
+    return f"{c['model']} {c['optimizer']} lr={c['lr']:g}" + (" bn" if c.get("batchnorm") else "") + (
+        f" do={c['dropout']:g}" if c.get("dropout") else "")
+
+
+def _fmt(value, digits=4):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def summary_table(histories, names):
+    """Markdown: one row per run (settings, best validation and test accuracy, top-5 error, time),
+    then, when there are several runs, a models x settings grid of test accuracy.
+    """
+    lines = ["| run | model | dataset | optimizer | lr | epochs | batch | reg | dropout | batchnorm "
+             "| best val acc | test acc | top-5 error | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, h in zip(names, histories):
+        c = h["config"]
+        settings = [c["model"], c["dataset"], c["optimizer"], f"{c['lr']:g}", c["epochs"],
+                    c["batch_size"], f"{c['reg']:g}", f"{c['dropout']:g}",
+                    "yes" if c["batchnorm"] else "no"]
+        results = [_fmt(h.get("best_val_acc")), _fmt(h.get("test_acc")),
+                   _fmt(h.get("top5_error")), _fmt(h.get("seconds"), 1)]
+        label = f"{name} (interrupted)" if h.get("interrupted") else name
+        lines.append("| " + " | ".join(str(v) for v in [label] + settings + results) + " |")
+    grid = _grid(histories)
+    if grid:
+        lines += ["", grid]
+    return "\n".join(lines)
+
+
+def _grid(histories):
+    """Models x settings (the config values that vary across runs) of test accuracy."""
+    varying = [k for k in SETTING_KEYS if len({str(h["config"].get(k)) for h in histories}) > 1]
+    models = list(dict.fromkeys(h["config"]["model"] for h in histories))
+    settings = list(dict.fromkeys(
+        ", ".join(f"{k}={h['config'].get(k)}" for k in varying) or "default" for h in histories))
+    if len(histories) < 2:
+        return ""
+    cells = {}
+    for h in histories:
+        key = ", ".join(f"{k}={h['config'].get(k)}" for k in varying) or "default"
+        cells[(h["config"]["model"], key)] = h.get("test_acc")
+    lines = ["| test accuracy | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
+    for model in models:
+        lines.append(f"| {model} | " + " | ".join(_fmt(cells.get((model, s))) for s in settings) + " |")
+    return "\n".join(lines)
