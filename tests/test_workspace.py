@@ -87,6 +87,22 @@ def test_chunked_results_equal_the_unchunked_ones(dtype, tol):
         assert rel_err(got, want) <= tol
 
 
+@pytest.mark.filterwarnings("ignore:the column buffer:UserWarning")
+@pytest.mark.parametrize("images_per_limit", [1, 1.5, 2, 3, 4, 5, 8])
+def test_any_limit_gives_the_unlimited_result(images_per_limit):
+    """Limits from one image's columns to the whole batch's: forward and backward may chunk
+    differently (the backward needs more buffers per image), the results may not differ."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((4, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    dout = rng.standard_normal((4, 3, 4, 4))
+    per_image = 2 * 3 * 3 * 4 * 4 * 8  # one image's columns, float64
+    want = _conv_all(x, w, b, dout)
+    with fastconv.workspace_limit(int(images_per_limit * per_image) + 8):
+        got = _conv_all(x, w, b, dout)
+    for g, r in zip(got, want):
+        assert rel_err(g, r) <= 1e-12
+
+
 def test_an_image_larger_than_the_limit_still_works_with_a_warning():
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((3, 2, 8, 8)), rng.standard_normal((3, 2, 3, 3))
