@@ -176,7 +176,7 @@ def conv2d_backward(dout, cache):
     col_buffer = xp.empty(shape, dtype=x.dtype) if recompute else None
     dcol_buffer = xp.empty(shape, dtype=x.dtype)
     for chunk in chunks:
-        cols = _columns(x[chunk], geometry, col_buffer) if recompute else cache.cols
+        cols = _columns(x[chunk], geometry, col_buffer) if recompute else cache.cols[chunk]
         dout_chunk = dout_groups[chunk]
         dw += xp.matmul(dout_chunk, cols.transpose(0, 1, 3, 2)).sum(axis=0)
         dcols = xp.matmul(w_t, dout_chunk, out=dcol_buffer[:cols.shape[0]])
