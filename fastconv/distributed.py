@@ -621,3 +621,24 @@ class DistributedSolver(Solver):
         """Write the checkpoint on rank 0 only (every rank holds the same state)."""
         if self.comm.is_root:
             super().save_checkpoint(path)
+
+
+_data_parallel_classes = {}
+
+
+def data_parallel(solver_class):
+    """``solver_class`` (a Solver subclass) with DistributedSolver's hooks taking precedence.
+
+    What ``Solver(..., distributed=True)`` instantiates, so a customised Solver
+    (e.g. one that prints a line per epoch in ``save_checkpoint``) goes
+    data-parallel too, its per-epoch extras running on rank 0 only.
+    """
+    if issubclass(solver_class, DistributedSolver):
+        return solver_class
+    if solver_class is Solver:
+        return DistributedSolver
+    if solver_class not in _data_parallel_classes:
+        _data_parallel_classes[solver_class] = type(
+            f"DataParallel{solver_class.__name__}", (DistributedSolver, solver_class),
+            {"__doc__": f"{solver_class.__name__}, data-parallel (see DistributedSolver)."})
+    return _data_parallel_classes[solver_class]

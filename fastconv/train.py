@@ -84,10 +84,9 @@ class Solver:
     """
 
     def __new__(cls, *args, distributed=None, **kwargs):
-        if cls is Solver:
-            from . import distributed as dist  # mpi4py itself stays unimported until a rank needs it
-            if distributed or (distributed is None and dist.launched_world_size() > 1):
-                cls = dist.DistributedSolver
+        from . import distributed as dist  # mpi4py itself stays unimported until a rank needs it
+        if distributed or (distributed is None and dist.launched_world_size() > 1):
+            cls = dist.data_parallel(cls)  # this class (or subclass) with DistributedSolver's hooks
         return super().__new__(cls)
 
     def __init__(self, model, data, *, update_rule="sgd", optim_config=None, optimizer=None,

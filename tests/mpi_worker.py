@@ -59,11 +59,12 @@ def problem(batchnorm, num_samples, features=6, classes=3, seed=0):
     return model, data
 
 
-def build_solver(batchnorm, num_samples, batch_size, epochs, model_seed=0, **options):
+def build_solver(batchnorm, num_samples, batch_size, epochs, model_seed=0, solver_class=None,
+                 **options):
     """The Solver of every equivalence run (plain or data-parallel, as the launch decides)."""
     from fastconv.train import Solver
     model, data = problem(batchnorm, num_samples, seed=model_seed)
-    return Solver(model, data, update_rule="sgd_momentum",
+    return (solver_class or Solver)(model, data, update_rule="sgd_momentum",
                   optim_config={"learning_rate": 0.05, "momentum": 0.9},
                   batch_size=batch_size, num_epochs=epochs, num_train_samples=None,
                   seed=5, progress=False, verbose=False, **options)

@@ -90,6 +90,30 @@ def test_single_process_communicator_is_a_no_op():
         distributed.Communicator(None, "cpu", gpu_transport="carrier-pigeon")
 
 
+def test_solver_subclasses_go_data_parallel_when_asked(monkeypatch):
+    # World size 1 (no launcher): the data-parallel Solver must train exactly as the plain one.
+    from mpi_worker import build_solver
+    from fastconv.train import Solver
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    lines = []
+
+    class Chatty(Solver):
+        def save_checkpoint(self, path):
+            lines.append(self.epoch)
+
+    plain = build_solver(False, 20, batch_size=8, epochs=2).train()
+    assert type(plain) is Solver
+    chatty = build_solver(False, 20, batch_size=8, epochs=2, solver_class=Chatty,
+                          checkpoint_name="unused.npz", distributed=True)
+    assert isinstance(chatty, distributed.DistributedSolver) and isinstance(chatty, Chatty)
+    assert distributed.data_parallel(Chatty) is type(chatty)
+    chatty.train()
+    assert lines == [1, 2]  # the subclass's per-epoch hook still runs (on rank 0)
+    for key, value in plain.model.state_dict().items():
+        np.testing.assert_array_equal(chatty.model.state_dict()[key], value, err_msg=key)
+
+
 def test_launched_world_size_reads_the_launcher_environment(monkeypatch):
     for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
