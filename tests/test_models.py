@@ -33,9 +33,14 @@ def test_every_builder_fits_every_dataset_shape(name, dataset):
     assert all(grads[k].shape == v.shape for k, v in model.params.items())
 
 
-def test_build_model_rejects_an_unknown_name():
+def test_build_model_rejects_an_unknown_name_or_option():
     with pytest.raises(ValueError, match=r"unknown model 'resnet'.*'cnn'"):
         nn.build_model("resnet", (1, 8, 8), 10)
+    with pytest.raises(ValueError, match=r"model 'linear' does not take \['dropout'\]"):
+        nn.build_model("linear", (1, 8, 8), 10, dropout=0.5)
+    assert {"hidden_dims", "batchnorm", "dropout", "reg", "seed"} <= nn.model_options("mlp")
+    assert {"num_filters", "filter_size", "weight_scale"} <= nn.model_options("convnet")
+    assert "hidden_dims" not in nn.model_options("two_layer")
 
 
 def test_mlp_layers_follow_the_options():

@@ -276,6 +276,27 @@ def test_parameters_on_an_unusable_gpu_fail_clearly(monkeypatch):
         nn.Linear(3, 4)
 
 
+def test_seeding_through_rng_and_bad_init_arguments():
+    a = nn.Linear(5, 4, rng=np.random.default_rng(3)).params["W"]
+    np.testing.assert_array_equal(a, nn.Linear(5, 4, seed=3).params["W"])
+    with pytest.raises(ValueError, match="seed or rng, not both"):
+        nn.Linear(5, 4, seed=1, rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match="weight_scale must be a number >= 0"):
+        nn.Conv2d(1, 1, 1, weight_scale=-1.0)
+
+
+def test_zero_grad_children_append_and_repr():
+    net = nn.Sequential(nn.Linear(3, 2, seed=0))
+    net.append(nn.ReLU())
+    assert len(net) == 2 and net.children() == list(net) and isinstance(net[1], nn.ReLU)
+    net.forward(np.ones((4, 3), np.float32))
+    net.backward(np.ones((4, 2), np.float32))
+    assert net.grads["0.W"].any()
+    net.zero_grad()
+    assert not any(g.any() for g in net.grads.values())
+    assert repr(net) == "Sequential(\n  (0): Linear(3, 2, bias=True)\n  (1): ReLU()\n)"
+
+
 def test_initialisations_have_the_documented_scale():
     fan_in, fan_out = 64 * 3 * 3, 128 * 3 * 3
     he = nn.Conv2d(64, 128, 3, seed=0).params["W"]

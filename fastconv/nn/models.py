@@ -22,6 +22,8 @@ cross-entropy plus ``0.5 * reg * sum(W**2)`` over the weights. So both
 hand-written loops can train them.
 """
 
+import inspect
+
 import numpy
 
 from ..functional.activation import relu_backward, relu_forward
@@ -240,12 +242,34 @@ MODELS = {
 }
 
 
-def build_model(name, input_shape, num_classes, **options):
-    """Build the model ``name`` (a key of ``MODELS``) for ``input_shape`` samples and ``num_classes``."""
+def model_options(name):
+    """The option names ``build_model(name, ...)`` accepts (e.g. to check command-line flags)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    targets = [MODELS[name]]
+    if name == "convnet":
+        targets = [ThreeLayerConvNet.__init__]
+    elif name == "two_layer":
+        targets.append(mlp)
+    names = set()
+    for target in targets:
+        names |= {p.name for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    names -= {"self", "input_shape", "input_dim", "num_classes"}
+    return names - {"hidden_dims"} if name == "two_layer" else names
+
+
+def build_model(name, input_shape, num_classes, **options):
+    """Build the model ``name`` (a key of ``MODELS``) for ``input_shape`` samples and ``num_classes``.
+
+    An option the model does not take is a ValueError listing the ones it does.
+    """
+    unknown = sorted(set(options) - model_options(name))
+    if unknown:
+        raise ValueError(f"model {name!r} does not take {unknown}; its options are "
+                         f"{sorted(model_options(name))}")
     return MODELS[name](input_shape, num_classes, **options)
 
 
 __all__ = ["CourseInterface", "Classifier", "ThreeLayerConvNet", "linear_classifier", "mlp",
-           "two_layer_mlp", "three_layer_convnet", "vgg_cnn", "MODELS", "build_model"]
+           "two_layer_mlp", "three_layer_convnet", "vgg_cnn", "MODELS", "build_model", "model_options"]
