@@ -265,3 +265,35 @@ def test_gradcheck_functional_op(name):
     inputs = [randn(s, seed=i) + np.sign(randn(s, seed=i)) * 0.1 for i, s in enumerate(shapes)]
     err = gradcheck.check_op(forward, backward, *inputs)
     assert err < 1e-6, f"{name}: relative error {err:.2e}"
+
+
+# ------------------------------------------------------------------------------ GPU
+
+@pytest.mark.gpu
+def test_every_op_runs_on_cupy_and_matches_numpy():
+    import cupy
+    x, w, b = randn((4, 3, 2), seed=40), randn((6, 5), seed=41), randn((5,), seed=42)
+    gpu = [cupy.asarray(a) for a in (x, w, b)]
+    cases = [(F.linear_forward, F.linear_backward, (x, w, b), gpu)]
+    for forward, backward, _ in ACTIVATIONS.values():
+        cases.append((forward, backward, (x,), gpu[:1]))
+    bn = (randn((6, 3), seed=43), np.ones(3) * 1.5, np.zeros(3) + 0.2)
+    cases.append((_bn(F.batchnorm_forward, True), F.batchnorm_backward, bn,
+                  [cupy.asarray(a) for a in bn]))
+    for forward, backward, cpu, dev in cases:
+        out, cache = forward(*cpu)
+        g_out, g_cache = forward(*dev)
+        assert isinstance(g_out, cupy.ndarray)
+        np.testing.assert_allclose(g_out.get(), out, rtol=1e-12, atol=1e-12)
+        dout = randn(out.shape, seed=44)
+        grads = backward(dout, cache)
+        g_grads = backward(cupy.asarray(dout), g_cache)
+        for g, c in zip(g_grads if isinstance(g_grads, tuple) else (g_grads,),
+                        grads if isinstance(grads, tuple) else (grads,)):
+            np.testing.assert_allclose(g.get(), c, rtol=1e-11, atol=1e-12)
+    g_out, mask = F.dropout_forward(gpu[0], p=0.5, seed=1)
+    assert isinstance(mask, cupy.ndarray)  # drawn on the device
+    np.testing.assert_array_equal(g_out.get(), F.dropout_forward(gpu[0], p=0.5, seed=1)[0].get())
+    assert gradcheck.check_op(F.linear_forward, F.linear_backward, *gpu) < 1e-6
+    with pytest.raises(ValueError, match="two devices"):
+        F.linear_forward(gpu[0], w)

@@ -163,3 +163,25 @@ def test_accuracy_of_binary_scores():
     scores = np.array([2.0, -1.0, 0.5, -3.0])
     assert F.accuracy(scores, np.array([1, 0, 0, 0])) == 0.75
     assert F.accuracy(scores[:, None], np.array([1, -1, 1, -1])) == 1.0
+
+
+@pytest.mark.gpu
+def test_losses_and_metrics_run_on_cupy_and_match_numpy():
+    import cupy
+    scores, y = randn((7, 5), seed=50), labels(7, 5, 51)
+    gs, gy = cupy.asarray(scores), cupy.asarray(y)
+    for fn in (F.softmax_cross_entropy, F.multiclass_hinge):
+        loss, d = fn(scores, y)
+        g_loss, g_d = fn(gs, gy)
+        assert isinstance(g_d, cupy.ndarray)
+        assert float(g_loss) == pytest.approx(float(loss), rel=1e-12)
+        np.testing.assert_allclose(g_d.get(), d, rtol=1e-12, atol=1e-15)
+    for fn in (F.binary_logistic, F.binary_hinge):
+        loss, d = fn(scores[:, 0], y % 2)
+        g_loss, g_d = fn(gs[:, 0], gy % 2)
+        assert float(g_loss) == pytest.approx(float(loss), rel=1e-12)
+        np.testing.assert_allclose(g_d.get(), d, rtol=1e-12, atol=1e-15)
+    assert F.accuracy(gs, gy) == F.accuracy(scores, y)
+    assert F.topk_error(gs, gy, k=2) == F.topk_error(scores, y, k=2)
+    with pytest.raises(ValueError, match="label 9"):
+        F.softmax_cross_entropy(gs, cupy.asarray([0, 1, 9, 0, 1, 2, 3]))

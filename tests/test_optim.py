@@ -198,3 +198,20 @@ def test_course_rules_match_torch_over_several_steps(torch):
             t.grad = torch.from_numpy(g.copy())
             topt.step()
             check(f"optim.{rule} (course)", np.float64, {"w": (w, t.detach().numpy())})
+
+
+@pytest.mark.gpu
+def test_optimizer_state_is_allocated_on_the_parameters_device():
+    import cupy
+    cpu = make_params()
+    gpu = {k: cupy.asarray(v) for k, v in cpu.items()}
+    ours, theirs = optim.Adam(gpu, lr=0.01), optim.Adam(cpu, lr=0.01)
+    for step in range(3):
+        grads = grads_for(cpu, step, np.float64)
+        theirs.step(grads)
+        ours.step({k: cupy.asarray(v) for k, v in grads.items()})
+    assert isinstance(ours.state["W1"]["exp_avg"], cupy.ndarray)
+    for k in cpu:
+        np.testing.assert_allclose(gpu[k].get(), cpu[k], rtol=1e-12)
+    w, config = optim.rmsprop(cupy.asarray(W), cupy.asarray(DW))
+    assert isinstance(config["cache"], cupy.ndarray) and isinstance(w, cupy.ndarray)
