@@ -13,9 +13,10 @@ These loops are the oracle the vectorised code is tested against and the
 
 Conventions (as in PyTorch): NCHW inputs, weights ``(F, C // groups, KH, KW)``,
 output sizes from :func:`fastconv.shapes.conv_output_size`. Max pooling pads
-with -inf; the maximum of a window is its first largest element in row-major
-window order (ties go to the first), and a NaN counts as larger than every
-number (the first NaN wins), so NaN propagates to the output.
+with -inf but a padding cell is never the maximum; the maximum of a window is
+its first largest input element in row-major window order (ties go to the
+first), and a NaN counts as larger than every number (the first NaN wins), so
+NaN propagates to the output.
 """
 
 import math
@@ -247,7 +248,9 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1,
                             value = float(x[n, c, ih, iw])
                             if math.isnan(best):
                                 continue  # the first NaN already won
-                            if math.isnan(value) or value > best:
+                            # the first input cell starts the scan, so padding never wins
+                            # (an all -inf window picks its first input cell, as PyTorch)
+                            if best_index < 0 or math.isnan(value) or value > best:
                                 best, best_index = value, ih * width + iw
                     out[n, c, oh, ow] = best
                     indices[n, c, oh, ow] = best_index

@@ -283,3 +283,17 @@ def test_empty_batch_gives_empty_results(op, kw):
     out, cache = getattr(F, op + "_forward")(x, **kw)
     assert out.shape == r_out.shape
     assert getattr(F, op + "_backward")(out, cache).shape == x.shape
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
+                                dict(kernel_size=2, stride=1, padding=1, ceil_mode=True)])
+def test_minus_infinity_input_with_padding_indexes_an_input_cell_like_torch(torch, kw):
+    """-inf inputs tie with the -inf padding: the maximum must still be an input cell
+    (the first in window order), as in PyTorch, and the gradient must go there."""
+    x = np.full((2, 2, 4, 5), -np.inf)
+    x[0, 0, 3, 3], x[1, 1, 0, 4] = 1.0, -2.0
+    t_out, t_idx, dout, t_dx = torch_oracle.max_pool2d(torch, x, _dout_fn(0, np.float64), **kw)
+    out, idx, cache = F.max_pool2d_forward(x, return_indices=True, **kw)
+    np.testing.assert_array_equal(out, t_out)
+    np.testing.assert_array_equal(idx, t_idx)
+    np.testing.assert_allclose(F.max_pool2d_backward(dout, cache), t_dx, rtol=1e-12)

@@ -156,3 +156,15 @@ def test_reference_rejects_foreign_cache():
     _, cache = ref.avg_pool2d_forward(np.zeros((1, 1, 2, 2)), 2)
     with pytest.raises(TypeError, match="cache comes from"):
         ref.conv2d_backward(np.zeros((1, 1, 1, 1)), cache)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
+def test_reference_max_pool_of_minus_infinity_picks_the_first_input_cell(torch, kw):
+    x = np.full((1, 2, 4, 4), -np.inf)
+    x[0, 0, 3, 3] = 1.0
+    dout_fn = lambda shape: np.random.default_rng(6).standard_normal(shape)
+    t_out, t_idx, dout, t_dx = max_pool2d(torch, x, dout_fn, **kw)
+    out, idx, cache = ref.max_pool2d_forward(x, return_indices=True, **kw)
+    np.testing.assert_array_equal(out, t_out)
+    np.testing.assert_array_equal(idx, t_idx)
+    np.testing.assert_allclose(ref.max_pool2d_backward(dout, cache), t_dx, rtol=1e-12)
