@@ -192,6 +192,10 @@ def add_train_parser(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/run", help="output directory (created)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=_number(int, 1), default=1,
+                   help="data-parallel training on N processes of this machine: re-runs this "
+                        "command under the mpi extra's mpiexec, --batch-size per process "
+                        "(ignored inside an MPI job, whose size wins)")
     return p
 
 
@@ -249,16 +253,31 @@ def _evaluate(model, X, y, device, batch_size=200):
     return float(np.mean(scores.argmax(axis=1) == y)), top_k_error(scores, y, 5)
 
 
+def _launch_ranks(args):
+    """Re-run this ``fastconv`` command on ``--nproc`` ranks under mpiexec; their exit status."""
+    from .distributed import launch
+    try:
+        return launch(args.nproc, ["-m", "fastconv", *args.argv])
+    except RuntimeError as exc:
+        raise UsageError(f"--nproc {args.nproc}: {exc}") from None
+
+
 def cmd_train(args):
     """Train, print per-epoch lines and the test result, write history, curves and checkpoint."""
-    from . import runs
+    from . import distributed, runs
     from .train import Solver
+    if args.nproc > 1 and distributed.launched_world_size() == 1:
+        return _launch_ranks(args)
     device = _resolve_train_args(args)
+    # In an MPI job: join it (and pick this rank's GPU) before building the model; rank 0 reports.
+    root = distributed.launched_world_size() == 1 or distributed.init(device).is_root
     dataset = _load_data(args)
     os.makedirs(args.out, exist_ok=True)
-    print(dataset.summary())
+    if root:
+        print(dataset.summary())
     model = _build_model(args, dataset, device)
-    config = {k: v for k, v in vars(args).items() if k not in ("func", "command", "no_progress")}
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("func", "command", "no_progress", "argv")}
     history = {"config": config, "dataset": dataset.summary(), "interrupted": False}
     checkpoint = os.path.join(args.out, runs.CHECKPOINT)
     started = time.perf_counter()
@@ -279,6 +298,8 @@ def cmd_train(args):
             _record(self)
 
     def _record(solver):
+        if not root:
+            return
         history.update(loss_history=solver.loss_history, train_acc_history=solver.train_acc_history,
                        val_acc_history=solver.val_acc_history, best_val_acc=solver.best_val_acc,
                        best_epoch=solver.best_epoch, seconds=time.perf_counter() - started)
@@ -297,6 +318,8 @@ def cmd_train(args):
         done = f"epoch {solver.epoch}" if solver.epoch else "no epoch finished, so no checkpoint"
         print(f"\ninterrupted: the last checkpoint ({done}) is {checkpoint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if not root:
+        return 0
     acc, top5 = _evaluate(model, dataset.X_test, dataset.y_test, device)
     history.update(test_acc=acc, top1_error=1 - acc, top5_error=top5)
     _record(solver)
@@ -364,6 +387,8 @@ def cmd_info(args):
         print(f"  CUDA runtime {m['cuda_runtime']}")
     print(f"workspace limit: {get_workspace_limit() / 2**20:g} MiB per call "
           "(fastconv.set_workspace_limit)")
+    from .distributed import describe_transport
+    print(f"data-parallel: {describe_transport()}")
     return 0
 
 
@@ -390,6 +415,7 @@ def main(argv=None):
     """Entry point of the ``fastconv`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --nproc` to re-run
     try:
         return args.func(args)
     except UsageError as exc:
