@@ -294,3 +294,34 @@ def test_resume_a_one_process_checkpoint_on_two_ranks(tmp_path):
     print(f"\nresumed 1 -> 2 ranks vs 1 process: max |param difference| = {error:.2e}")
     assert error < 1e-10
     np.testing.assert_allclose(np.load(tmp_path / "train-rank0.npz")["loss"], losses, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the command line
+def test_fastconv_train_nproc_runs_two_ranks_and_only_rank_0_reports(tmp_path):
+    require_mpi()
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "fastconv", "train", "--model", "mlp", "--epochs", "1",
+               "--batch-size", "32", "--no-progress", "--nproc", "2", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert result.stdout.count("epoch 1/1:") == 1, output  # one report, from rank 0
+    assert result.stdout.count("test accuracy") == 1, output
+    assert (out / "checkpoint.npz").exists() and (out / "history.json").exists()
+
+
+def test_fastconv_train_nproc_without_the_mpi_extra_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    from fastconv import cli
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # makes `import mpi4py` raise ImportError
+    status = cli.main(["train", "--nproc", "2", "--out", str(tmp_path)])
+    assert status == 2
+    assert "pip install 'fastconv[mpi]'" in capsys.readouterr().err
+
+
+def test_fastconv_info_names_the_transport(capsys):
+    from fastconv import cli
+    assert cli.main(["info"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("data-parallel:")]
+    assert len(line) == 1 and "MPI" in line[0]
