@@ -295,3 +295,22 @@ def test_keyboard_interrupt_keeps_the_last_checkpoint(tmp_path):
     assert os.listdir(tmp_path) == ["c.npz"]
     resumed = make_solver(nn.mlp(6, 4, seed=0), resume=path, update_rule="adam")
     assert resumed.epoch == 1 and len(resumed.loss_history) == 4
+
+
+@pytest.mark.gpu
+def test_gpu_training_checkpoint_resumes_on_the_cpu(tmp_path):
+    import cupy
+    path = tmp_path / "gpu.npz"
+    gpu_model = nn.mlp(6, 4, hidden_dims=(8,), batchnorm=True, dtype=np.float64, seed=0).to("gpu")
+    data = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in toy_data().items()}
+    solver = make_solver(gpu_model, data, optimizer=optim.Adam(gpu_model.params, lr=1e-2),
+                         num_epochs=2, checkpoint_name=path).train()
+    assert isinstance(gpu_model.params["0.W"], cupy.ndarray)
+    cpu_model = nn.mlp(6, 4, hidden_dims=(8,), batchnorm=True, dtype=np.float64, seed=1)
+    resumed = make_solver(cpu_model, data, optimizer=optim.Adam(cpu_model.params, lr=1e-2),
+                          num_epochs=2, resume=path)
+    assert type(resumed.optimizer.state["0.W"]["exp_avg"]) is np.ndarray
+    assert resumed.loss_history == solver.loss_history
+    cpu_model.load_state_dict(resumed.best_params)
+    for k, v in gpu_model.state_dict().items():
+        np.testing.assert_allclose(cpu_model.state_dict()[k], v.get(), rtol=1e-12)
