@@ -5,10 +5,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import fastconv
 import fastconv.functional as F
 import torch_oracle
 from conftest import require_torch
 from fastconv import reference as ref
+from fastconv.shapes import conv_output_size
 from torch_oracle import hypothesis_settings, rel_err
 
 DTYPES = [np.float64, np.float32]
@@ -74,6 +76,31 @@ def test_conv2d_matches_torch(case):
             assert got.dtype == np.dtype(dtype), f"{name} is {got.dtype}, x was {np.dtype(dtype)}"
         torch_oracle.check("conv2d", dtype, pairs)
     torch_oracle.count_case("conv2d")
+
+
+def _columns_per_image(case, itemsize):
+    """Bytes of one image's im2col columns: C*KH*KW rows by OH*OW output positions."""
+    _, cin, *size = case["x_shape"]
+    _, _, *kernel = case["w_shape"]
+    kw = case["kw"]
+    if kw["padding"] == "same":
+        out = size
+    else:
+        pads = {"valid": (0, 0)}.get(kw["padding"], kw["padding"])
+        pads = (pads, pads) if isinstance(pads, int) else pads
+        out = [conv_output_size(*args) for args in zip(size, kernel, kw["stride"], pads, kw["dilation"])]
+    return cin * kernel[0] * kernel[1] * out[0] * out[1] * itemsize
+
+
+@pytest.mark.filterwarnings("ignore:the column buffer:UserWarning")
+@hypothesis_settings(40)
+@given(case=conv_cases(), images=st.sampled_from([0.5, 1, 1.5, 2, 3, 4]))
+def test_conv2d_matches_torch_under_any_workspace_limit(case, images):
+    """A limit of a few images' columns chunks the batch (the forward and the backward may
+    chunk differently); torch must still agree."""
+    limit = max(1, int(images * _columns_per_image(case, 4)))
+    with fastconv.workspace_limit(limit):
+        test_conv2d_matches_torch.hypothesis.inner_test(case)
 
 
 def _check_against_reference(x, w, b, dout_seed=0, **kw):
