@@ -78,14 +78,15 @@ def kernel_source(file, directory=None):
     return ((directory or kernel_dir()) / file).read_text(encoding="utf-8")
 
 
-def compile_options(directory, nvrtc_version):
+def compile_options(directory, nvrtc_version=None):
     """The NVRTC options fastconv passes (CuPy appends -arch, -ftz and more at run time).
 
-    NVRTC 12.8+ gets ``--pch`` from CuPy, whose notices would fill the log of
-    a clean compile; ``--pch-messages=false`` (that version's option) silences them.
+    NVRTC 12.8+ (``nvrtc_version`` as (major, minor)) gets ``--pch`` from
+    CuPy, whose notices would fill the log of a clean compile;
+    ``--pch-messages=false`` (that version's option) silences them.
     """
     options = ("-std=c++17", f"-I{directory}")
-    if tuple(nvrtc_version) >= (12, 8):
+    if nvrtc_version is not None and tuple(nvrtc_version) >= (12, 8):
         options += ("--pch-messages=false",)
     return options
 
@@ -160,7 +161,8 @@ class Launcher:
         if len(args) != len(params):
             raise TypeError(f"{kernel} takes {len(params)} arguments "
                             f"({', '.join(n for n, _ in params)}), got {len(args)}")
-        dtype = next((a.dtype for a, (_, t) in zip(args, params) if t == "T"), None)
+        dtype = next((getattr(a, "dtype", None) for a, (_, t) in zip(args, params) if t == "T"),
+                     None)
         if dtype not in CTYPES:
             raise TypeError(f"{kernel} runs on float16, float32 or float64 arrays, got {dtype}")
         packed = tuple(self._check(kernel, name, kind, arg, dtype)

@@ -82,10 +82,14 @@ class EmuModule:
 
     Options other than ``-I<dir>`` (NVRTC flags) do not apply to g++ and are
     ignored. Only the kernels named in ``name_expressions`` can be launched.
+    ``reversed_order`` runs blocks and threads last to first, so a kernel
+    whose result depends on the order threads run in is caught.
     """
 
-    def __init__(self, code, options=(), name_expressions=(), sanitize=None):
+    def __init__(self, code, options=(), name_expressions=(), sanitize=None,
+                 reversed_order=False):
         self.name_expressions = tuple(name_expressions)
+        self.reversed_order = reversed_order
         self.sanitize = sanitizing() if sanitize is None else sanitize
         self.path = _build(code, tuple(options), self.name_expressions, self.sanitize)
         self._lib = ctypes.CDLL(str(self.path))
@@ -102,16 +106,14 @@ class EmuModule:
         if name not in self.name_expressions:
             raise ValueError(f"{name!r} is not among this module's name expressions "
                              f"{self.name_expressions}")
-        return EmuFunction(self._lib, name)
+        return EmuFunction(self._lib, name, self.reversed_order)
 
 
 class EmuFunction:
     """One kernel; call it as a CuPy RawKernel: ``f(grid, block, args)``."""
 
-    reversed_order = False  # run blocks and threads last to first (order-dependence check)
-
-    def __init__(self, lib, name):
-        self._lib, self.name = lib, name
+    def __init__(self, lib, name, reversed_order=False):
+        self._lib, self.name, self.reversed_order = lib, name, reversed_order
         arity, sizes = ctypes.c_int(), ctypes.POINTER(ctypes.c_size_t)()
         kinds, elements = ctypes.c_char_p(), ctypes.c_char_p()
         lib.fc_emu_describe(name.encode(), ctypes.byref(arity), ctypes.byref(sizes),
@@ -180,3 +182,21 @@ def _dim3(value, name):
     if not 1 <= len(value) <= 3 or not all(isinstance(v, int) and v >= 1 for v in value):
         raise ValueError(f"{name} must be 1 to 3 positive ints, got {value!r}")
     return value + (1,) * (3 - len(value))
+
+
+def emu_launcher(*, block=None, max_blocks=None, reversed_order=False, kernel_dir=None,
+                 sanitize=None, poison=True):
+    """A fastconv._cuda.Launcher that runs the kernels on the CPU emulator (NumPy arrays).
+
+    Output arrays are poisoned with NaN by default, so an element a kernel
+    never writes cannot match the reference by luck.
+    """
+    from functools import partial
+
+    from fastconv import _cuda
+
+    return _cuda.Launcher(
+        numpy, partial(EmuModule, reversed_order=reversed_order, sanitize=sanitize),
+        options=_cuda.compile_options(kernel_dir or _cuda.kernel_dir()),
+        compile_errors=(EmuBuildError,), kernel_dir=kernel_dir,
+        block=block or _cuda.BLOCK, max_blocks=max_blocks or _cuda.MAX_BLOCKS, poison=poison)

@@ -1,0 +1,305 @@
+"""The CUDA kernels, run unchanged on the CPU emulator (tests/cuda_emu), against the NumPy path.
+
+Every launch goes through fastconv/_cuda.py's wrappers and launch helper, with
+the grid and block sizes it computes, on output buffers poisoned with NaN.
+Hypothesis draws the geometry (stride, padding, dilation, groups, ceil_mode),
+the dtype, a seed for the data, and the launch shape: blocks of 32 to 1024
+threads, grids capped at 1 or 2 blocks (so the grid-stride loops do the
+work) or not at all, threads run first-to-last or last-to-first.
+
+Oracles: the NumPy path (strided slabs and views, an independent formulation).
+im2col, max-pool outputs and argmax must be bitwise equal; sums within 1e-6
+(float32) or 1e-12 (float64) of the sum of the magnitudes of their terms.
+float16 kernels accumulate in float32 and are checked against the float64
+result, to half an ulp plus the float32 accumulation error.
+
+The same file runs again under AddressSanitizer and UBSan from
+tests/test_cuda_sanitizers.py (FC_EMU_SANITIZE=1).
+"""
+
+import collections
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import strategies as st
+
+import fastconv.functional as F
+from cuda_emu.emu import EmuBuildError, EmuModule, emu_launcher, sanitizing
+from cuda_emu.report import summary_lines
+from fastconv import _cuda
+from fastconv.im2col import col2im_into, im2col_into, window_geometry
+from fastconv.workspace import workspace_limit
+
+SUM_RTOL = {np.float32: 1e-6, np.float64: 1e-12}
+DTYPES = [np.float16, np.float32, np.float64]
+CASES = collections.Counter()
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+_launchers = {}
+
+
+def launcher(block=None, max_blocks=None, reversed_order=False):
+    """A cached emulator launcher for one launch shape."""
+    key = (block, max_blocks, reversed_order)
+    if key not in _launchers:
+        _launchers[key] = emu_launcher(block=block, max_blocks=max_blocks,
+                                       reversed_order=reversed_order)
+    return _launchers[key]
+
+
+launch_shapes = st.builds(launcher, st.sampled_from([32, 64, 256, 1024]),
+                          st.sampled_from([1, 2, None]), st.booleans())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_cases(request):
+    """Print the number of emulated hypothesis cases per property in the test output."""
+    yield
+    if CASES:
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
+        sanitizers = " under ASan+UBSan" if sanitizing() else ""
+        summary_lines(request.config).append(
+            f"CUDA emulation{sanitizers}: {sum(CASES.values())} hypothesis cases vs the "
+            f"NumPy path ({detail})")
+
+
+def bits(a):
+    """The raw bits of a float array, so NaN payloads and -0.0 compare exactly."""
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize])
+
+
+def assert_sum_close(actual, expected, exact, scale):
+    """Sums: float32/64 against the NumPy path, float16 against the float64 result.
+
+    ``scale`` is the same sum over the magnitudes of the terms (float64).
+    """
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    assert not np.isnan(actual).any(), "an output element was never written (NaN poison)"
+    if actual.dtype == np.float16:
+        err = np.abs(actual.astype(np.float64) - exact)
+        bound = 2.0**-11 * np.abs(exact) + 1e-6 * scale + 2.0**-24
+    else:
+        err = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+        bound = SUM_RTOL[actual.dtype.type] * scale
+    worst = np.max(err - bound, initial=-1.0)
+    assert worst <= 0, f"sum error exceeds its bound by {worst:.3g}"
+
+
+@st.composite
+def conv_windows(draw):
+    """x shape, kernel, stride, ((top, bottom), (left, right)) padding, dilation; kernel fits."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
+    size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    for n, k, d, (a, b) in zip(size, kernel, dilation, pads):
+        assume(d * (k - 1) + 1 <= n + a + b)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3))) + size
+    return shape, kernel, stride, pads, dilation
+
+
+@st.composite
+def pool_windows(draw, dilation=True):
+    """Pooling arguments valid under PyTorch's rules (padding at most half the kernel)."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    pad = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    for n, k, d, p in zip(size, kernel, dil, pad):
+        assume(d * (k - 1) + 1 <= n + 2 * p)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3))) + size
+    return shape, kernel, stride, pad, dil, draw(st.booleans())
+
+
+def normal(seed, shape, dtype):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def with_ties_and_specials(seed, shape, dtype):
+    """Small integers (many ties), with some -inf, +inf and NaN mixed in."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 3, shape).astype(dtype)
+    specials = rng.random(shape)
+    x[specials < 0.04] = -np.inf
+    x[(specials >= 0.04) & (specials < 0.06)] = np.nan
+    x[(specials >= 0.06) & (specials < 0.07)] = np.inf
+    return x
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(conv_windows(), st.sampled_from(DTYPES), st.integers(0, 2**32 - 1), launch_shapes)
+def test_im2col_and_col2im_match_numpy_path(window, dtype, seed, emu):
+    shape, kernel, stride, pads, dilation = window
+    geometry = window_geometry(shape, kernel, stride, pads, dilation)
+    note(f"{geometry} block={emu.block} max_blocks={emu.max_blocks}")
+    col_shape = shape[:2] + geometry.kernel + geometry.out
+
+    x = normal(seed, shape, dtype)
+    expected = im2col_into(x, geometry, np.empty(col_shape, dtype))
+    cols = _cuda.im2col_into(x, geometry, emu.empty(col_shape, dtype), emu)
+    np.testing.assert_array_equal(bits(cols), bits(expected))
+
+    dcols = normal(seed + 1, col_shape, dtype)
+    expected = col2im_into(dcols, geometry, np.empty(shape, dtype))
+    exact = col2im_into(dcols.astype(np.float64), geometry, np.empty(shape))
+    scale = col2im_into(np.abs(dcols.astype(np.float64)), geometry, np.empty(shape))
+    dx = _cuda.col2im_into(dcols, geometry, emu.empty(shape, dtype), emu)
+    assert_sum_close(dx, expected, exact, scale)
+    CASES["im2col+col2im"] += 1
+
+
+@settings(max_examples=100, **SETTINGS)
+@given(pool_windows(), st.sampled_from(DTYPES), st.integers(0, 2**32 - 1), launch_shapes)
+def test_max_pool_matches_numpy_path(window, dtype, seed, emu):
+    shape, kernel, stride, pad, dilation, ceil_mode = window
+    x = with_ties_and_specials(seed, shape, dtype)
+    expected, cache = F.max_pool2d_forward(x, kernel, stride, pad, dilation, ceil_mode)
+    note(f"{cache.geometry} block={emu.block} max_blocks={emu.max_blocks}")
+    out, argmax = _cuda.max_pool2d_forward(x, cache.geometry, emu)
+    np.testing.assert_array_equal(argmax, cache.argmax)
+    if dtype == np.float16:  # float16 NaNs come back canonical; every other bit must match
+        np.testing.assert_array_equal(out, expected)
+    else:
+        np.testing.assert_array_equal(bits(out), bits(expected))
+
+    dout = normal(seed + 1, expected.shape, dtype)
+    expected_dx = F.max_pool2d_backward(dout, cache)
+    exact = F.max_pool2d_backward(dout.astype(np.float64), _as_float64(cache))
+    scale = F.max_pool2d_backward(np.abs(dout.astype(np.float64)), _as_float64(cache))
+    dx = _cuda.max_pool2d_backward(dout, argmax, shape, cache.geometry, emu)
+    assert_sum_close(dx, expected_dx, exact, scale)
+    CASES["max_pool"] += 1
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(pool_windows(dilation=False), st.booleans(), st.sampled_from(DTYPES),
+       st.integers(0, 2**32 - 1), launch_shapes)
+def test_avg_pool_matches_numpy_path(window, count_include_pad, dtype, seed, emu):
+    shape, kernel, stride, pad, _, ceil_mode = window
+    x = normal(seed, shape, dtype)
+    expected, cache = F.avg_pool2d_forward(x, kernel, stride, pad, ceil_mode, count_include_pad)
+    cache64 = F.avg_pool2d_forward(x.astype(np.float64), kernel, stride, pad, ceil_mode,
+                                   count_include_pad)[1]
+    note(f"{cache.geometry} block={emu.block} max_blocks={emu.max_blocks}")
+    exact = F.avg_pool2d_forward(x.astype(np.float64), kernel, stride, pad, ceil_mode,
+                                 count_include_pad)[0]
+    scale = F.avg_pool2d_forward(np.abs(x.astype(np.float64)), kernel, stride, pad, ceil_mode,
+                                 count_include_pad)[0]
+    out = _cuda.avg_pool2d_forward(x, cache.geometry, cache.divisor, emu)
+    assert_sum_close(out, expected, exact, scale)
+
+    dout = normal(seed + 1, expected.shape, dtype)
+    expected_dx = F.avg_pool2d_backward(dout, cache)
+    exact = F.avg_pool2d_backward(dout.astype(np.float64), cache64)
+    scale = F.avg_pool2d_backward(np.abs(dout.astype(np.float64)), cache64)
+    dx = _cuda.avg_pool2d_backward(dout, cache.divisor, shape, cache.geometry, emu)
+    assert_sum_close(dx, expected_dx, exact, scale)
+    CASES["avg_pool"] += 1
+
+
+def _as_float64(cache):
+    """The same max-pool cache for float64 gradients (argmax and geometry unchanged)."""
+    return F.pool.MaxPoolCache(cache.x_shape, np.dtype(np.float64), cache.geometry, cache.argmax)
+
+
+@pytest.fixture
+def kernels_for_numpy(monkeypatch):
+    """Route NumPy arrays through the dispatch to the emulated kernels, recording launches."""
+    emu = emu_launcher()
+    launches = []
+    original = emu.launch
+
+    def recording_launch(kernel, threads, *args):
+        launches.append((kernel, [a.nbytes for a in args if isinstance(a, np.ndarray)]))
+        return original(kernel, threads, *args)
+
+    monkeypatch.setattr(emu, "launch", recording_launch)
+    monkeypatch.setattr(_cuda, "uses_kernels", lambda x: True)
+    monkeypatch.setattr(_cuda, "default_launcher", lambda: emu)
+    return launches
+
+
+def _cpu(fn, *args, **kwargs):
+    """Run ``fn`` on the plain NumPy path, whatever the dispatch is patched to."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_cuda, "uses_kernels", lambda x: False)
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:the column buffer of a single image")
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                  HealthCheck.too_slow], deadline=None)
+@given(conv_windows(), st.integers(1, 3), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 2**32 - 1), st.sampled_from([None, 64, 600]))
+def test_conv_through_the_dispatch_with_groups_and_workspace(
+        kernels_for_numpy, window, groups, dtype, seed, limit):
+    """conv2d forward/backward with the GPU dispatch taken (emulated kernels, NumPy GEMMs).
+
+    With a small workspace limit the batch is chunked; every column buffer a
+    kernel writes stays within the limit, and the results do not change.
+    """
+    shape, kernel, stride, pads, dilation = window
+    n, c, h, w = shape
+    shape = (n, c * groups, h, w)
+    x = normal(seed, shape, dtype)
+    wt = normal(seed + 1, (2 * groups, c) + kernel, dtype)
+    b = normal(seed + 2, (2 * groups,), dtype)
+    args = dict(stride=stride, padding=pads, dilation=dilation, groups=groups)
+    out_cpu, cache_cpu = _cpu(F.conv2d_forward, x, wt, b, **args)
+    dout = normal(seed + 3, out_cpu.shape, dtype)
+    grads_cpu = _cpu(F.conv2d_backward, dout, cache_cpu)
+
+    kernels_for_numpy.clear()
+    with workspace_limit(limit or 2**28):
+        out, cache = F.conv2d_forward(x, wt, b, **args)
+        grads = F.conv2d_backward(dout, cache)
+    rtol = 10 * SUM_RTOL[dtype]
+    np.testing.assert_allclose(out, out_cpu, rtol=rtol, atol=rtol)
+    for got, want in zip(grads, grads_cpu):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
+    used = [name for name, _ in kernels_for_numpy]
+    if cache.geometry.is_identity:
+        assert used == []
+    else:
+        assert "im2col_kernel" in used and "col2im_kernel" in used
+    if limit:
+        per_image = c * groups * np.prod(kernel) * np.prod(cache.geometry.out) * x.itemsize
+        for name, sizes in kernels_for_numpy:
+            if name == "im2col_kernel":
+                assert sizes[1] <= max(limit, per_image), (sizes, limit)
+    CASES["conv2d dispatch"] += 1
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                  HealthCheck.too_slow], deadline=None)
+@given(pool_windows(), st.integers(0, 2**32 - 1))
+def test_pooling_through_the_dispatch(kernels_for_numpy, window, seed):
+    """max/avg pooling with the GPU dispatch taken: caches, indices and gradients."""
+    shape, kernel, stride, pad, dilation, ceil_mode = window
+    x = with_ties_and_specials(seed, shape, np.float64)
+    out_cpu, idx_cpu, cache_cpu = _cpu(F.max_pool2d_forward, x, kernel, stride, pad, dilation,
+                                       ceil_mode, return_indices=True)
+    out, idx, cache = F.max_pool2d_forward(x, kernel, stride, pad, dilation, ceil_mode,
+                                           return_indices=True)
+    np.testing.assert_array_equal(bits(out), bits(out_cpu))
+    np.testing.assert_array_equal(idx, idx_cpu)
+    dout = normal(seed, out.shape, np.float64)
+    np.testing.assert_allclose(F.max_pool2d_backward(dout, cache),
+                               _cpu(F.max_pool2d_backward, dout, cache_cpu), rtol=1e-12)
+
+    x = normal(seed, shape, np.float64)
+    out_cpu, cache_cpu = _cpu(F.avg_pool2d_forward, x, kernel, stride, pad, ceil_mode)
+    out, cache = F.avg_pool2d_forward(x, kernel, stride, pad, ceil_mode)
+    np.testing.assert_allclose(out, out_cpu, rtol=1e-12, atol=1e-15)
+    dout = normal(seed + 1, out.shape, np.float64)
+    np.testing.assert_allclose(F.avg_pool2d_backward(dout, cache),
+                               _cpu(F.avg_pool2d_backward, dout, cache_cpu), rtol=1e-12,
+                               atol=1e-15)
+    assert {name for name, _ in kernels_for_numpy} == {
+        "max_pool_forward_kernel", "max_pool_backward_kernel",
+        "avg_pool_forward_kernel", "avg_pool_backward_kernel"}
+    CASES["pool dispatch"] += 1

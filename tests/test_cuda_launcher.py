@@ -1,0 +1,192 @@
+"""fastconv/_cuda.py's launcher and the emulator's strictness, without a GPU.
+
+The launch helper and the emulated launch must reject what a real launch
+would silently mis-run: wrong argument counts, dtypes and scalar widths,
+non-contiguous arrays. The launch plan must cover sizes beyond 2**31
+elements, and binary16 rounding in the kernels must be IEEE's.
+"""
+
+import re
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from cuda_emu.emu import EmuModule, emu_launcher
+from fastconv import _cuda
+from fastconv.im2col import col2im_into, im2col_into, window_geometry
+
+
+@pytest.fixture(scope="module")
+def emu():
+    return emu_launcher()
+
+
+def _im2col_args(x, cols):
+    n, c, h, w = x.shape
+    return [x, cols, n, c, h, w, h, w, 1, 1, 1, 1, 0, 0, 1, 1]
+
+
+def test_launch_helper_rejects_bad_arguments(emu):
+    x = np.zeros((1, 2, 3, 3), np.float32)
+    cols = np.zeros((1, 2, 1, 1, 3, 3), np.float32)
+    args = _im2col_args(x, cols)
+    with pytest.raises(TypeError, match=r"takes 16 arguments \(x, cols, N, C, H, W"):
+        emu.launch("im2col_kernel", 18, *args[:-1])
+    with pytest.raises(TypeError, match="argument cols has dtype float64, expected float32"):
+        emu.launch("im2col_kernel", 18, x, cols.astype(np.float64), *args[2:])
+    with pytest.raises(ValueError, match="argument x .* must be C-contiguous"):
+        emu.launch("im2col_kernel", 18, x.transpose(0, 1, 3, 2), cols, *args[2:])
+    with pytest.raises(TypeError, match="argument KH must be an int, got 1.0"):
+        emu.launch("im2col_kernel", 18, *args[:8], 1.0, *args[9:])
+    with pytest.raises(TypeError, match="must be a numpy array, got list"):
+        emu.launch("im2col_kernel", 18, x, [0.0], *args[2:])
+    with pytest.raises(TypeError, match="runs on float16, float32 or float64 arrays, got int32"):
+        emu.launch("im2col_kernel", 18, x.astype(np.int32), cols.astype(np.int32), *args[2:])
+    with pytest.raises(ValueError, match="does not fit in 64 bits"):
+        emu.launch("im2col_kernel", 18, *args[:2], 2**63, *args[3:])
+    out = np.zeros((1, 2, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="argmax has dtype int64, expected int32"):
+        emu.launch("max_pool_forward_kernel", 18, x, out, np.zeros(out.shape, np.int64),
+                   2, 3, 3, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1)
+
+
+def test_emulated_launch_is_stricter_than_cupy(emu):
+    """The emulator checks what CuPy cannot: scalar widths, pointer vs scalar, element size."""
+    x = np.zeros((1, 2, 3, 3), np.float32)
+    cols = np.zeros((1, 2, 1, 1, 3, 3), np.float32)
+    good = [np.int64(a) if isinstance(a, int) else a for a in _im2col_args(x, cols)]
+    kernel = emu.module("im2col.cu", np.float32).get_function("im2col_kernel<float>")
+    kernel((1,), (32,), tuple(good))
+    cases = [
+        (good[:-1], TypeError, "takes 16 arguments, got 15"),
+        (good[:2] + [2] + good[3:], TypeError, "CuPy would pack a Python int as 8 bytes"),
+        (good[:2] + [np.int32(2)] + good[3:], TypeError, "is int32, the kernel expects a 8-byte"),
+        (good[:2] + [np.float64(2)] + good[3:], TypeError, "expects a 8-byte integer"),
+        ([x, np.int64(0)] + good[2:], TypeError, "must be an array"),
+        ([x.astype(np.float64)] + good[1:], TypeError, "the kernel expects 4-byte floating"),
+        ([x.astype(np.int32)] + good[1:], TypeError, "the kernel expects 4-byte floating"),
+        ([x[:, :, ::2]] + good[1:], ValueError, "not C-contiguous"),
+    ]
+    for args, error, message in cases:
+        with pytest.raises(error, match=message):
+            kernel((1,), (32,), tuple(args))
+    readonly = cols.copy()
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="written by the kernel but is read-only"):
+        kernel((1,), (32,), (x, readonly, *good[2:]))
+    with pytest.raises(RuntimeError, match="out of the hardware limits"):
+        kernel((1,), (2048,), tuple(good))
+    with pytest.raises(RuntimeError, match="out of the hardware limits"):
+        kernel((1, 70000), (32,), tuple(good))
+    with pytest.raises(ValueError, match="not among this module's name expressions"):
+        emu.module("im2col.cu", np.float32).get_function("im2col_kernel<double>")
+
+
+def test_kernel_parameters_match_the_registry(emu):
+    """Every kernel's C++ parameters (read from the emulator) are what KERNELS declares:
+    64-bit integer scalars, and pointers whose element size fits the declared dtype."""
+    sizes = {"T": {np.float16: 2, np.float32: 4, np.float64: 8}, "int32": 4, "int64": 8}
+    for dtype in _cuda.CTYPES:
+        for name, (file, _) in _cuda.KERNELS.items():
+            fn = emu.module(file, dtype).get_function(f"{name}<{_cuda.CTYPES[dtype]}>")
+            params = _cuda._parameters(name)
+            assert fn.arity == len(params), name
+            for (pname, kind), size, ckind in zip(params, fn.sizes, fn.kinds):
+                if kind == "int64":
+                    assert (ckind, size) == ("i", 8), (name, pname)
+                else:
+                    expected = sizes["T"][dtype.type] if kind == "T" else sizes[kind]
+                    assert ckind in "pP" and size == expected, (name, pname)
+
+
+def test_launch_plan_beyond_32_bit_sizes():
+    """The grid is capped and the grid-stride loop covers any count, 2**31 and beyond;
+    the scalars reach the kernel as exact int64 (no allocation needed to check)."""
+    for threads in (1, 255, 256, 257, 2**31 - 1, 2**31, 2**33 + 5, 2**40):
+        grid, block = _cuda.launch_config(threads)
+        assert 1 <= grid <= _cuda.MAX_BLOCKS and block == _cuda.BLOCK
+        assert grid * block < 2**31  # blockIdx.x * blockDim.x cannot wrap in 32 bits
+        iterations = -(-threads // (grid * block))
+        assert grid * block * iterations >= threads > grid * block * (iterations - 1)
+    with pytest.raises(ValueError, match="at least one work item"):
+        _cuda.launch_config(0)
+    # An im2col of a (64, 256, 128, 128) input with a 3x3 kernel has 2.4e9 column
+    # entries; its size scalars survive packing exactly.
+    launcher = _cuda.Launcher(np, None, options=())
+    n, c, h, w = 64, 256, 128, 128
+    packed = launcher._check("im2col_kernel", "N", "int64", n * c * 9 * h * w, None)
+    assert packed.dtype == np.int64 and int(packed) == n * c * 9 * h * w > 2**31
+
+
+def test_float16_rounding_is_ieee_round_to_nearest_even(emu):
+    """avg pooling with a 1x1 window computes float(x) / float(d) and stores binary16:
+    the kernels' conversions must agree bit for bit with NumPy's (IEEE) conversions
+    over every finite binary16 input and divisors that reach subnormals and overflow."""
+    every = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    # -0.0 left out: the kernel's sum starts at +0, so a lone -0 averages to +0
+    x = every[np.isfinite(every) & (every.view(np.uint16) != 0x8000)].reshape(1, 1, 1, -1)
+    geometry = window_geometry(x.shape, 1, 1, 0, 1)
+    for d in (1.0, 3.0, 0.1, 7e-4, 1e4, 6e-5):
+        divisor = np.full(geometry.out, d, np.float16)
+        out = _cuda.avg_pool2d_forward(x, geometry, divisor, emu)
+        with np.errstate(over="ignore"):  # overflow to inf is part of what is checked
+            expected = (x.astype(np.float32) / divisor.astype(np.float32)).astype(np.float16)
+        np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
+    specials = np.array([[[[np.nan, -np.inf, np.inf, -0.0]]]], np.float16)
+    out = _cuda.avg_pool2d_forward(specials, window_geometry(specials.shape, 1, 1, 0, 1),
+                                   np.ones((1, 4), np.float16), emu)
+    assert np.isnan(out[0, 0, 0, 0]) and list(out[0, 0, 0, 1:]) == [-np.inf, np.inf, 0.0]
+
+
+def test_non_contiguous_inputs_and_outputs(emu):
+    """The wrappers make inputs contiguous and write non-contiguous outputs through a copy."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 5)).transpose(0, 1, 3, 2)  # (2, 3, 5, 6), strided
+    geometry = window_geometry(x.shape, 3, 2, 1, 1)
+    col_shape = x.shape[:2] + geometry.kernel + geometry.out
+    expected = im2col_into(x, geometry, np.empty(col_shape))
+    out = np.full(col_shape + (2,), np.nan)[..., 0]  # a strided output view
+    _cuda.im2col_into(x, geometry, out, emu)
+    np.testing.assert_array_equal(out, expected)
+    cols = rng.standard_normal(col_shape[::-1]).T  # Fortran-ordered columns
+    dx = np.full(x.shape + (2,), np.nan)[..., 1]
+    _cuda.col2im_into(cols, geometry, dx, emu)
+    np.testing.assert_allclose(dx, col2im_into(cols, geometry, np.empty(x.shape)), rtol=1e-12)
+
+
+def test_compile_error_carries_the_compiler_log(tmp_path):
+    for file in ("common.cuh", "im2col.cu", "pool.cu"):
+        shutil.copy(_cuda.kernel_dir() / file, tmp_path / file)
+    source = (tmp_path / "im2col.cu").read_text()
+    (tmp_path / "im2col.cu").write_text(source.replace("fc_zero<T>()", "fc_zero<T>(", 1))
+    broken = emu_launcher(kernel_dir=tmp_path)
+    x = np.zeros((1, 1, 2, 2), np.float32)
+    geometry = window_geometry(x.shape, 1, 1, 0, 1)
+    with pytest.raises(_cuda.KernelCompileError, match=r"(?s)im2col.cu failed to compile for "
+                                                        r"float32.*error"):
+        _cuda.im2col_into(x, geometry, np.empty((1, 1, 1, 1, 2, 2), np.float32), broken)
+
+
+def test_kernels_use_no_shared_memory_barriers_or_atomics():
+    """Serial emulation is sound only without __shared__/__syncthreads; gather-style
+    backward kernels need no atomics (and are deterministic)."""
+    for path in sorted(_cuda.kernel_dir().glob("*.cu*")):
+        code = re.sub(r"//[^\n]*", "", path.read_text())  # comments may name them
+        for word in ("__shared__", "__syncthreads", "atomic"):
+            assert word not in code, f"{path.name} uses {word}"
+
+
+def test_emulator_refuses_shared_memory_at_build_time(tmp_path):
+    code = "__global__ void k(float* x) { __shared__ float s[4]; s[0] = 1; x[0] = s[0]; }"
+    from cuda_emu.emu import EmuBuildError
+    with pytest.raises(EmuBuildError, match="shared_memory_is_not_emulated"):
+        EmuModule(code, name_expressions=["k"])
+
+
+def test_importing_the_launcher_does_not_import_cupy():
+    import subprocess
+    code = "import fastconv, fastconv._cuda, sys; print('cupy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
