@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+import fastconv
 import fastconv.functional as F
 
 
@@ -204,3 +205,18 @@ def test_pool_cache_from_another_op(backward):
 def test_adaptive_output_size_below_one(output_size):
     with _raises(ValueError, "output_size"):
         F.adaptive_avg_pool2d_forward(x_(1, 1, 4, 4), output_size)
+
+
+def test_im2col_x_not_4d():
+    with _raises(ValueError, "x must be 4-D"):
+        fastconv.im2col(x_(3, 5, 5), 3)
+
+
+def test_im2col_kernel_larger_than_padded_input():
+    with _raises(ValueError, "kernel height 7", "H=5"):
+        fastconv.im2col(x_(1, 1, 5, 9), 7)
+
+
+def test_col2im_cols_of_wrong_shape():
+    with _raises(ValueError, "cols has shape (2, 26, 9)", "(2, 27, 9)"):
+        fastconv.col2im(x_(2, 26, 9), (2, 3, 5, 5), 3)
