@@ -77,7 +77,7 @@ def numerical_gradient(f, x, h=1e-6, directions=None, seed=0):
 
 
 def relative_error(analytic, numeric):
-    """``max|a - n| / max(max|a|, max|n|)``: the error relative to the gradient's scale (0 if both ~0)."""
+    """``max|a - n| / max(max|a|, max|n|)``: error relative to the gradient's scale (0 if ~0)."""
     a, n = _host(analytic), _host(numeric)
     if a.shape != n.shape:
         raise ValueError(f"gradient shapes differ: analytic {a.shape}, numeric {n.shape}")

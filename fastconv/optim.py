@@ -51,7 +51,7 @@ def _rmsprop_direction(g, square_avg, decay, eps):
 
 
 def _adam_direction(g, m, v, t, beta1, beta2, eps):
-    """Update the moment estimates in place; return ``m_hat / (sqrt(v_hat) + eps)`` for step t >= 1."""
+    """Update the moments in place; return ``m_hat / (sqrt(v_hat) + eps)`` for step t >= 1."""
     xp = get_array_module(g, m, v)
     m *= beta1
     m += (1 - beta1) * g
@@ -136,7 +136,7 @@ class SGD(Optimizer):
 
 
 class RMSProp(Optimizer):
-    """RMSProp: ``w -= lr * g / (sqrt(avg(g**2)) + eps)``, as ``torch.optim.RMSprop`` (alpha = decay)."""
+    """RMSProp: ``w -= lr * g / (sqrt(avg(g**2)) + eps)``, as ``torch.optim.RMSprop``."""
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)

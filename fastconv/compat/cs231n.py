@@ -71,7 +71,7 @@ def conv_backward_naive(dout, cache):
 
 
 def max_pool_forward_naive(x, pool_param):
-    """Max pooling with ``pool_param`` {'pool_height', 'pool_width', 'stride'}; returns ``(out, cache)``."""
+    """Max pooling; ``pool_param`` {'pool_height', 'pool_width', 'stride'}. Returns (out, cache)."""
     ph, pw, stride = _get(pool_param, "pool_param", ["pool_height", "pool_width", "stride"])
     return F.max_pool2d_forward(x, (ph, pw), stride=stride)
 
@@ -144,7 +144,7 @@ batchnorm_backward_alt = batchnorm_backward
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
-    """Batchnorm per channel of x (N, C, H, W) with the course's ``bn_param``; returns ``(out, cache)``."""
+    """Batchnorm per channel of x (N, C, H, W) with the course's ``bn_param``; (out, cache)."""
     return _batchnorm(F.spatial_batchnorm_forward, x, gamma, beta, bn_param, (0, 2, 3))
 
 
@@ -154,7 +154,7 @@ def spatial_batchnorm_backward(dout, cache):
 
 
 def dropout_forward(x, dropout_param):
-    """Inverted dropout; ``dropout_param['p']`` is the KEEP probability; returns ``(out, cache)``."""
+    """Inverted dropout; ``dropout_param['p']`` is the KEEP probability; (out, cache)."""
     train = _mode(dropout_param, "dropout_param")
     keep = _get(dropout_param, "dropout_param", ["p"])[0]
     if not 0.0 < keep <= 1.0:

@@ -47,7 +47,7 @@ def linear_forward(x, w, b=None):
 
 
 def linear_backward(dout, cache):
-    """Affine backward pass; returns ``(dx, dw, db)``, dx in x's original shape, db None without bias."""
+    """Affine backward pass; returns ``(dx, dw, db)``: dx in x's shape, db None without bias."""
     x_shape, x2, w, has_bias = cache
     xp = get_array_module(dout, w)
     check_dout(dout, (x2.shape[0], w.shape[1]), w.dtype)

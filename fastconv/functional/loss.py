@@ -49,7 +49,7 @@ def softmax_cross_entropy(scores, y):
 
 
 def multiclass_hinge(scores, y, margin=1.0):
-    """The multiclass SVM loss of CS231n: ``mean_i sum_{j != y_i} max(0, s_j - s_{y_i} + margin)``."""
+    """The CS231n multiclass SVM loss ``mean_i sum_{j != y_i} max(0, s_j - s_{y_i} + margin)``."""
     xp = get_array_module(scores, y)
     _check_multiclass(scores, y)
     n = scores.shape[0]
@@ -82,8 +82,9 @@ def binary_logistic(scores, y):
     """
     xp = get_array_module(scores, y)
     _check_binary(scores, y)
-    if bool(((y != 0) & (y != 1)).any()):
-        raise ValueError(f"binary_logistic: labels must be 0 or 1, got {int(y[(y != 0) & (y != 1)][0])}")
+    bad = (y != 0) & (y != 1)
+    if bool(bad.any()):
+        raise ValueError(f"binary_logistic: labels must be 0 or 1, got {y[bad][0].item()}")
     s = scores.reshape(-1)
     t = y.astype(scores.dtype)
     loss = (xp.maximum(s, 0) - s * t + xp.log1p(xp.exp(-xp.abs(s)))).mean()
@@ -113,7 +114,7 @@ def binary_hinge(scores, y):
 
 
 def l2_regularization(params, reg):
-    """L2 penalty ``0.5 * reg * sum(w**2)`` over every array in ``params``; returns ``(loss, grads)``.
+    """L2 penalty ``0.5 * reg * sum(w**2)`` over the arrays in ``params``; returns (loss, grads).
 
     The 0.5 makes the gradient exactly ``reg * w`` (the CS231n convention). Pass
     only the arrays to be penalised (usually the weights, not the biases).
