@@ -131,21 +131,21 @@ def l2_regularization(params, reg):
     return loss, grads
 
 
-def _predictions(scores):
-    return scores.argmax(axis=1) if scores.ndim == 2 and scores.shape[1] > 1 \
-        else (scores.reshape(-1) > 0).astype(int)
-
-
 def accuracy(scores, y):
-    """Fraction of samples whose top-scoring class equals y, as a Python float.
+    """Fraction of samples predicted right, as a Python float.
 
-    Scores (N, C) use argmax; binary scores (N,) or (N, 1) predict 1 where > 0.
+    Scores (N, C) predict their argmax class. Binary scores (N,) or (N, 1)
+    predict the positive class (label 1) where > 0, the negative one (label 0
+    or -1, as for the binary losses) elsewhere.
     """
-    xp = get_array_module(scores, y)
+    get_array_module(scores, y)
     check_float(scores, "scores")
     if y.shape != (scores.shape[0],):
-        raise ValueError(f"y has shape {tuple(y.shape)}, expected ({scores.shape[0]},)")
-    return float((_predictions(scores) == xp.where(y == -1, 0, y)).mean())
+        raise ValueError(f"y has shape {tuple(y.shape)}, expected ({scores.shape[0]},) "
+                         f"for scores of shape {tuple(scores.shape)}")
+    if scores.ndim == 2 and scores.shape[1] > 1:
+        return float((scores.argmax(axis=1) == y).mean())
+    return float(((scores.reshape(-1) > 0) == (y == 1)).mean())
 
 
 def topk_error(scores, y, k=5):
