@@ -55,13 +55,6 @@ def _import_mpi():
     return MPI
 
 
-def _mpi_dtype(MPI, dtype):
-    types = {numpy.dtype(numpy.float64): MPI.DOUBLE, numpy.dtype(numpy.float32): MPI.FLOAT}
-    if dtype in types:
-        return types[dtype]
-    return MPI._typedict[dtype.char]  # float16 and the rest, as mpi4py maps them
-
-
 class Communicator:
     """The process group of a data-parallel job: rank, size and the collectives training needs.
 
@@ -74,7 +67,8 @@ class Communicator:
 
     def __init__(self, mpi_comm=None, device="cpu", gpu_transport="auto"):
         if gpu_transport not in GPU_TRANSPORTS:
-            raise ValueError(f"gpu_transport must be one of {GPU_TRANSPORTS}, got {gpu_transport!r}")
+            raise ValueError(f"gpu_transport must be one of {GPU_TRANSPORTS}, "
+                             f"got {gpu_transport!r}")
         self.comm = mpi_comm
         self.rank = 0 if mpi_comm is None else mpi_comm.Get_rank()
         self.world_size = 1 if mpi_comm is None else mpi_comm.Get_size()
@@ -137,8 +131,8 @@ class Communicator:
     def broadcast_(self, arrays, root=0):
         """Overwrite ``arrays`` (a dict or sequence) on every rank with ``root``'s values.
 
-        One flattened buffer per dtype. Also checks, once, that every rank
-        holds the same number and shapes of arrays, so a model mismatch is a
+        One flattened buffer per dtype. Also checks that every rank holds the
+        same number, shapes and dtypes of arrays, so a model mismatch is a
         clear error instead of a hang or silent corruption.
         """
         arrays = _as_list(arrays, "arrays")
@@ -172,7 +166,7 @@ class Communicator:
             self._allreduce_buffer(buf)
             total = float(buf[-1])
             if total > 0:
-                buf /= buf[-1]
+                buf /= total  # a Python number: dividing by buf[-1] would alias the divisor
             _unflatten_into(buf, group)
         return total
 
@@ -187,7 +181,7 @@ class Communicator:
         return {k: float(v) for k, v in zip(keys, buf)}
 
     def average_metrics(self, metrics, count):
-        """Weighted mean across ranks of per-rank metric means (loss, accuracy) over ``count`` samples.
+        """Weighted mean across ranks of per-rank means (loss, accuracy) over ``count`` samples.
 
         For logging: every rank gets the global-batch value. Ranks with
         ``count`` 0 contribute nothing; with no samples anywhere the result is NaN.
@@ -213,8 +207,8 @@ class Communicator:
 
     def _allreduce_buffer(self, buf):
         if device_of(buf) == "cpu":
-            MPI = _import_mpi()
-            self.comm.Allreduce(MPI.IN_PLACE, [buf, _mpi_dtype(MPI, buf.dtype)], op=MPI.SUM)
+            MPI = _import_mpi()  # mpi4py maps float16/32/64 from the buffer's own format
+            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         elif self._nccl is not None:
             import cupy
             from cupy.cuda import nccl
@@ -223,7 +217,7 @@ class Communicator:
         else:
             host = self._stage(buf)
             MPI = _import_mpi()
-            self.comm.Allreduce(MPI.IN_PLACE, [host, _mpi_dtype(MPI, host.dtype)], op=MPI.SUM)
+            self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
             buf.set(host)
 
     def _stage(self, buf):
@@ -289,7 +283,8 @@ def _as_list(arrays, name):
         return [arrays[k] for k in sorted(arrays)]
     if isinstance(arrays, (list, tuple)):
         return list(arrays)
-    raise TypeError(f"{name} must be a mapping or a sequence of arrays, got {type(arrays).__name__}")
+    raise TypeError(f"{name} must be a mapping or a sequence of arrays, "
+                    f"got {type(arrays).__name__}")
 
 
 def _group_by_dtype(arrays):
@@ -379,7 +374,7 @@ def describe_transport():
     Inside a launched job it describes the initialised communicator;
     otherwise it reports what is installed (mpi4py, the MPI runtime, NCCL).
     """
-    if _current is not None:
+    if _current is not None and _current.world_size > 1:
         return _current.describe()
     try:
         from importlib.metadata import PackageNotFoundError, version
@@ -495,7 +490,8 @@ def mpiexec_command(nproc, python_args):
         import mpi4py  # noqa: F401  (the ranks need it; fail here, clearly, not in N tracebacks)
     except ImportError as exc:
         raise RuntimeError("running on several processes needs the mpi extra: pip install "
-                           "'fastconv[mpi]' (mpi4py and the mpich wheel, which provides mpiexec)") from exc
+                           "'fastconv[mpi]' (mpi4py and the mpich wheel, which provides "
+                           "mpiexec)") from exc
     launcher = find_mpiexec()
     if launcher is None:
         raise RuntimeError("no mpiexec found beside this Python or on PATH: pip install mpich")
@@ -524,7 +520,7 @@ def launch_env(nproc, env=None):
 
 
 def launch(nproc, python_args):
-    """Run ``python -m mpi4py <python_args>`` on ``nproc`` ranks of this machine; return its exit code."""
+    """Run ``python -m mpi4py <python_args>`` on ``nproc`` ranks of this machine; its exit code."""
     import subprocess
     return subprocess.run(mpiexec_command(nproc, python_args), env=launch_env(nproc)).returncode
 
@@ -586,7 +582,7 @@ class DistributedSolver(Solver):
         return list(sampler.batches(epoch))
 
     def step(self, X_batch, y_batch):
-        """Local forward/backward, one all-reduce (gradients + loss), the update; returns the global loss."""
+        """Forward/backward on this shard, ONE all-reduce (grads + loss), the update; the loss."""
         n = len(y_batch)
         if n:
             loss, grads = self.compute_gradients(X_batch, y_batch)
@@ -594,7 +590,7 @@ class DistributedSolver(Solver):
             params = self.model.params
             loss, grads = 0.0, {k: get_array_module(v).zeros_like(v) for k, v in params.items()}
         first = next(iter(grads.values()))
-        loss_slot = get_array_module(first).full(1, loss, dtype=first.dtype)
+        loss_slot = get_array_module(first).full(1, float(loss), dtype=first.dtype)
         self.comm.allreduce_mean_([grads[k] for k in sorted(grads)] + [loss_slot], weight=n)
         self.apply_update(grads)
         return float(loss_slot[0])

@@ -1,6 +1,7 @@
 """Jobs that tests/test_distributed.py runs on several ranks with mpiexec.
 
-Usage: mpiexec -n N python [-m mpi4py] tests/mpi_worker.py JOB OUT_DIR [options]
+Usage: mpiexec -n N python [-m mpi4py] tests/mpi_worker.py JOB OUT_DIR [--device cpu|gpu]
+       [--gpu-transport auto|nccl|staged] [job options]
 Each rank writes what it computed to OUT_DIR/<job>-rank<r>.npz; the test
 compares it with an oracle computed in the test process.
 """
@@ -11,31 +12,39 @@ import os
 import numpy as np
 
 from fastconv import distributed
+from fastconv.backend import as_numpy, to_device
 
 SAMPLE_WEIGHTS = (3, 1, 2, 5)  # per-rank weights of the weighted mean (rank r uses [r])
 
 
 def collectives(comm, out, args):
-    """broadcast_, allreduce_mean_ (two dtypes, a zero weight), average_metrics, a layout mismatch."""
+    """broadcast_, allreduce_mean_ (3 dtypes, a zero weight), average_metrics, a layout mismatch."""
     r = comm.rank
-    params = {"w": np.random.default_rng(r).normal(size=(3, 4)),
-              "b": np.random.default_rng(10 + r).normal(size=5).astype(np.float32)}
+
+    def here(a):  # on this job's device: NumPy (MPI) or CuPy (NCCL or staged)
+        return to_device(a, comm.device)
+
+    params = {"w": here(np.random.default_rng(r).normal(size=(3, 4))),
+              "b": here(np.random.default_rng(10 + r).normal(size=5).astype(np.float32))}
     comm.broadcast_(params)
-    grads = [np.random.default_rng(100 + r).normal(size=(2, 3)),
-             np.random.default_rng(200 + r).normal(size=7).astype(np.float32)]
+    grads = [here(np.random.default_rng(100 + r).normal(size=(2, 3))),
+             here(np.random.default_rng(200 + r).normal(size=7).astype(np.float32)),
+             here(np.random.default_rng(300 + r).normal(size=5).astype(np.float16))]
     total = comm.allreduce_mean_(grads, weight=SAMPLE_WEIGHTS[r])
-    zero_weight = [np.full(4, float(r + 1))]
+    zero_weight = [here(np.full(4, float(r + 1)))]
     comm.allreduce_mean_(zero_weight, weight=0 if r == 0 else 2)
     metrics = comm.average_metrics({"loss": r + 1.0, "acc": 0.25 * r}, SAMPLE_WEIGHTS[r])
     try:
-        comm.broadcast_([np.zeros(3 + r)])
+        comm.broadcast_([here(np.zeros(3 + r))])
         mismatch = ""
     except ValueError as exc:
         mismatch = str(exc)
     comm.barrier()
-    np.savez(out, w=params["w"], b=params["b"], g0=grads[0], g1=grads[1], total=total,
-             zero_weight=zero_weight[0], loss=metrics["loss"], acc=metrics["acc"],
-             mismatch=mismatch, world_size=comm.world_size)
+    np.savez(out, w=as_numpy(params["w"]), b=as_numpy(params["b"]), g0=as_numpy(grads[0]),
+             g1=as_numpy(grads[1]), g2=as_numpy(grads[2]), total=total,
+             zero_weight=as_numpy(zero_weight[0]),
+             loss=metrics["loss"], acc=metrics["acc"], mismatch=mismatch,
+             world_size=comm.world_size, transport=comm.describe())
 
 
 def fail(comm, out, args):
@@ -46,7 +55,7 @@ def fail(comm, out, args):
     comm.allreduce_sum({"never": 1.0})
 
 
-def problem(batchnorm, num_samples, features=6, classes=3, seed=0):
+def problem(batchnorm, num_samples, features=6, classes=3, seed=0, device="cpu"):
     """The float64 model and data every equivalence run starts from (same on every rank)."""
     from fastconv.nn.models import mlp
     rng = np.random.default_rng(1234)
@@ -55,15 +64,15 @@ def problem(batchnorm, num_samples, features=6, classes=3, seed=0):
     data = {"X_train": X[:num_samples], "y_train": y[:num_samples],
             "X_val": X[num_samples:], "y_val": y[num_samples:]}
     model = mlp(features, classes, hidden_dims=(8, 7), batchnorm=batchnorm, reg=0.01,
-                dtype=np.float64, device="cpu", seed=seed)
+                dtype=np.float64, device=device, seed=seed)
     return model, data
 
 
 def build_solver(batchnorm, num_samples, batch_size, epochs, model_seed=0, solver_class=None,
-                 **options):
+                 device="cpu", **options):
     """The Solver of every equivalence run (plain or data-parallel, as the launch decides)."""
     from fastconv.train import Solver
-    model, data = problem(batchnorm, num_samples, seed=model_seed)
+    model, data = problem(batchnorm, num_samples, seed=model_seed, device=device)
     return (solver_class or Solver)(model, data, update_rule="sgd_momentum",
                   optim_config={"learning_rate": 0.05, "momentum": 0.9},
                   batch_size=batch_size, num_epochs=epochs, num_train_samples=None,
@@ -82,7 +91,7 @@ def train(comm, out, args):
     opts = parser.parse_args(args)
     # Each rank seeds its model differently: the broadcast from rank 0 must fix that.
     solver = build_solver(opts.batchnorm, opts.samples, opts.batch_size, opts.epochs,
-                          model_seed=comm.rank, checkpoint_name=opts.checkpoint,
+                          model_seed=comm.rank, device=comm.device, checkpoint_name=opts.checkpoint,
                           resume=opts.resume)
     solver.train()
     np.savez(out, kind=type(solver).__name__, loss=np.array(solver.loss_history),
@@ -97,8 +106,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("job", choices=sorted(JOBS))
     parser.add_argument("out_dir")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--gpu-transport", choices=distributed.GPU_TRANSPORTS, default="auto")
     args, rest = parser.parse_known_args()
-    comm = distributed.init(device="cpu")
+    comm = distributed.init(device=args.device, gpu_transport=args.gpu_transport)
     out = os.path.join(args.out_dir, f"{args.job}-rank{comm.rank}.npz")
     JOBS[args.job](comm, out, rest)
 

@@ -164,28 +164,37 @@ def run_job(nproc, python_args, under_mpi4py=True, timeout=JOB_TIMEOUT_S):
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
-def test_two_rank_collectives_match_numpy(tmp_path):
-    result = run_job(2, [WORKER, "collectives", str(tmp_path)])
-    assert result.returncode == 0, result.stdout + result.stderr
-    ranks = [np.load(tmp_path / f"collectives-rank{r}.npz") for r in range(2)]
-    weights = [3, 1]
+def check_collectives(out_dir):
+    """Check the collectives job's results against NumPy; return rank 0's transport line."""
+    ranks = [np.load(out_dir / f"collectives-rank{r}.npz") for r in range(2)]
+    g0 = [np.random.default_rng(100 + r).normal(size=(2, 3)) for r in range(2)]
+    g1 = [np.random.default_rng(200 + r).normal(size=7).astype(np.float32) for r in range(2)]
+    g2 = [np.random.default_rng(300 + r).normal(size=5).astype(np.float16) for r in range(2)]
     for out in ranks:
         # broadcast_: everyone holds rank 0's draws
         np.testing.assert_array_equal(out["w"], np.random.default_rng(0).normal(size=(3, 4)))
         np.testing.assert_array_equal(
             out["b"], np.random.default_rng(10).normal(size=5).astype(np.float32))
-        # allreduce_mean_: the sample-weighted mean, per dtype
-        g0 = [np.random.default_rng(100 + r).normal(size=(2, 3)) for r in range(2)]
-        g1 = [np.random.default_rng(200 + r).normal(size=7).astype(np.float32) for r in range(2)]
+        # allreduce_mean_: the sample-weighted mean (weights 3 and 1), per dtype
         np.testing.assert_allclose(out["g0"], (3 * g0[0] + 1 * g0[1]) / 4, rtol=1e-15, atol=0)
         np.testing.assert_allclose(out["g1"], (3 * g1[0] + 1 * g1[1]) / 4, rtol=1e-6)
-        assert out["g1"].dtype == np.float32 and float(out["total"]) == 4.0
+        np.testing.assert_allclose(out["g2"], (3 * g2[0].astype(np.float64) + g2[1]) / 4,
+                                   rtol=3e-3, atol=3e-3)
+        assert out["g1"].dtype == np.float32 and out["g2"].dtype == np.float16
+        assert float(out["total"]) == 4.0
         # weight 0 on rank 0: rank 1's values (2.0) alone
         np.testing.assert_array_equal(out["zero_weight"], np.full(4, 2.0))
         assert float(out["loss"]) == pytest.approx((3 * 1.0 + 1 * 2.0) / 4)
         assert float(out["acc"]) == pytest.approx((3 * 0.0 + 1 * 0.25) / 4)
         assert "different parameter sets" in str(out["mismatch"])
-    assert int(ranks[0]["world_size"]) == 2
+        assert int(out["world_size"]) == 2
+    return str(ranks[0]["transport"])
+
+
+def test_two_rank_collectives_match_numpy(tmp_path):
+    result = run_job(2, [WORKER, "collectives", str(tmp_path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MPI Allreduce" in check_collectives(tmp_path)
 
 
 @pytest.mark.parametrize("under_mpi4py", [True, False], ids=["python-m-mpi4py", "plain-python"])
@@ -269,8 +278,9 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, batchn
                                         parts=2 if batchnorm else 1)
     error = max_abs_diff(checkpoint_model_state(checkpoint), reference)
     np.testing.assert_allclose(ranks[0]["loss"], losses, rtol=1e-12)  # the global batch's loss
-    print(f"\n2 ranks x batch 4 vs 1 process x batch 8 ({'batchnorm per rank' if batchnorm else 'mlp'})"
-          f": max |param difference| = {error:.2e}")
+    kind = "batchnorm per rank" if batchnorm else "mlp"
+    print(f"\n2 ranks x batch 4 vs 1 process x batch 8 ({kind}): "
+          f"max |param difference| = {error:.2e}")
     assert error < 1e-10
     if batchnorm:  # the per-rank statistics matter: one process normalising all 8 differs
         whole, _ = oracle_training(True, num_samples, global_batch=8, epochs=2, parts=1)
@@ -325,3 +335,52 @@ def test_fastconv_info_names_the_transport(capsys):
     assert cli.main(["info"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("data-parallel:")]
     assert len(line) == 1 and "MPI" in line[0]
+
+
+# ---------------------------------------------------------------- GPU (NCCL, staged)
+def gpu_count():
+    import cupy
+    return cupy.cuda.runtime.getDeviceCount()
+
+
+@pytest.mark.gpu
+def test_one_process_gpu_communicator_uses_the_first_gpu():
+    import cupy
+    comm = distributed.Communicator(None, "gpu")
+    grads = [cupy.arange(4.0)]
+    assert comm.allreduce_mean_(grads, weight=3) == 3.0
+    cupy.testing.assert_array_equal(grads[0], cupy.arange(4.0))
+    assert cupy.cuda.Device().id == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("transport", ["staged", "nccl"])
+def test_two_rank_collectives_on_the_gpu(tmp_path, transport):
+    if transport == "nccl":
+        reason = distributed._nccl_unusable_reason(2, gpu_count())
+        if reason is not None:
+            pytest.skip(f"2 ranks over NCCL cannot run here: {reason}")
+    result = run_job(2, [WORKER, "collectives", str(tmp_path), "--device", "gpu",
+                         "--gpu-transport", transport])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    line = check_collectives(tmp_path)
+    if transport == "nccl":
+        assert "CuPy arrays: NCCL" in line, line
+    else:
+        assert "CuPy arrays: staged through host memory" in line, line
+        assert output.count("GPU arrays are exchanged staged") == 2, output  # once per rank
+
+
+@pytest.mark.gpu
+def test_two_ranks_on_the_gpu_train_like_one_cpu_process(tmp_path):
+    # NCCL where there is a GPU per rank, else staged through the host (with its warning).
+    checkpoint = tmp_path / "ck.npz"
+    result = run_job(2, [WORKER, "train", str(tmp_path), "--device", "gpu", "--samples", "51",
+                         "--checkpoint", str(checkpoint)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    reference, losses = oracle_training(False, 51, global_batch=8, epochs=2)
+    error = max_abs_diff(checkpoint_model_state(checkpoint), reference)
+    print(f"\n2 GPU ranks x batch 4 vs 1 CPU process x batch 8: "
+          f"max |param difference| = {error:.2e}")
+    assert error < 1e-10
