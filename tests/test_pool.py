@@ -297,3 +297,20 @@ def test_minus_infinity_input_with_padding_indexes_an_input_cell_like_torch(torc
     np.testing.assert_array_equal(out, t_out)
     np.testing.assert_array_equal(idx, t_idx)
     np.testing.assert_allclose(F.max_pool2d_backward(dout, cache), t_dx, rtol=1e-12)
+
+
+@pytest.mark.parametrize("op, kw", [
+    ("max_pool2d", dict(kernel_size=3, stride=2, padding=1)),
+    ("avg_pool2d", dict(kernel_size=3, stride=1, padding=1)),
+    ("adaptive_avg_pool2d", dict(output_size=(4, 5))),
+])
+def test_backward_twice_gives_identical_results_and_leaves_inputs_untouched(op, kw):
+    x = _distinct((2, 3, 7, 8), 5)
+    x_copy = x.copy()
+    out, cache = getattr(F, op + "_forward")(x, **kw)
+    dout = np.random.default_rng(5).standard_normal(out.shape)
+    dout_copy = dout.copy()
+    first = getattr(F, op + "_backward")(dout, cache)
+    np.testing.assert_array_equal(first, getattr(F, op + "_backward")(dout, cache))
+    np.testing.assert_array_equal(x, x_copy)
+    np.testing.assert_array_equal(dout, dout_copy)
