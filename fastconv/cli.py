@@ -66,7 +66,8 @@ def add_bench_parser(sub):
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
                    help="cpu, gpu, or auto: the CPU plus the GPU when one is usable (default)")
     p.add_argument("--repeats", type=_number(int, 1), help="timed repeats (default 10, quick 3)")
-    p.add_argument("--warmup", type=_number(int, 0), default=1, help="untimed repeats first")
+    p.add_argument("--warmup", type=_number(int, 0),
+                   help="untimed repeats after the checked first call (default 1, quick 0)")
     p.add_argument("--pause", type=_number(float, 0), default=0.3,
                    help="seconds to let BLAS threads settle before each timed CPU forward")
     p.add_argument("--loop-budget", type=_number(float, 0),
@@ -87,7 +88,9 @@ def _bench_settings(args):
     from .bench.runner import Settings
     default_repeats, default_budget = (3, 1.0) if args.quick else (10, 8.0)
     return Settings(dtypes=tuple(args.dtype), device=args.device,
-                    repeats=args.repeats or default_repeats, warmup=args.warmup, pause=args.pause,
+                    repeats=args.repeats or default_repeats,
+                    warmup=(0 if args.quick else 1) if args.warmup is None else args.warmup,
+                    pause=args.pause,
                     loops=not args.no_loops,
                     loop_budget=default_budget if args.loop_budget is None else args.loop_budget,
                     gemm_n=1024 if args.quick else 2048, torch=not args.no_torch)
@@ -160,10 +163,11 @@ MODEL_CHOICES = ("linear", "mlp", "cnn", "convnet")
 OPTIMIZERS = {"sgd": "sgd", "momentum": "sgd_momentum", "rmsprop": "rmsprop", "adam": "adam"}
 # Defaults chosen on the digits dataset (see the README's training table).
 TRAIN_DEFAULTS = {
-    "linear": dict(optimizer="adam", lr=1e-2, epochs=20, batch_size=64),
-    "mlp": dict(optimizer="adam", lr=1e-3, epochs=20, batch_size=64),
-    "cnn": dict(optimizer="adam", lr=2e-3, epochs=10, batch_size=64),
-    "convnet": dict(optimizer="adam", lr=1e-3, epochs=10, batch_size=64),
+    "linear": dict(optimizer="adam", lr=1e-2, lr_decay=1.0, epochs=20, batch_size=64, batchnorm=False),
+    "mlp": dict(optimizer="adam", lr=1e-3, lr_decay=1.0, epochs=20, batch_size=64, batchnorm=False),
+    "cnn": dict(optimizer="adam", lr=2e-3, lr_decay=0.9, epochs=15, batch_size=64, batchnorm=True),
+    "convnet": dict(optimizer="adam", lr=1e-3, lr_decay=1.0, epochs=10, batch_size=64,
+                    batchnorm=False),
 }
 
 
@@ -174,18 +178,21 @@ def add_train_parser(sub):
                                    "learning_curves.png and checkpoint.npz to --out.")
     p.add_argument("--model", choices=MODEL_CHOICES, default="cnn",
                    help="linear softmax, MLP, VGG-style cnn, or the course's three-layer convnet")
-    p.add_argument("--dataset", choices=("digits", "mnist", "cifar10"), default="digits")
+    p.add_argument("--dataset", choices=("digits", "mnist", "cifar10"), default="digits",
+                   help="digits (scikit-learn's, offline; default), mnist or cifar10 (--data-dir)")
     p.add_argument("--data-dir", help="directory with the MNIST IDX files or CIFAR-10 batches")
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), help="default: adam")
+    # per-model defaults for the options left unset: TRAIN_DEFAULTS
     p.add_argument("--lr", type=_number(float, 0, low_open=True), help="learning rate (> 0)")
-    p.add_argument("--lr-decay", type=_number(float, 0, 1, low_open=True), default=1.0,
+    p.add_argument("--lr-decay", type=_number(float, 0, 1, low_open=True),
                    help="multiply the learning rate by this after every epoch (0 < d <= 1)")
     p.add_argument("--epochs", type=_number(int, 1), help="epochs (>= 1)")
     p.add_argument("--batch-size", type=_number(int, 1))
     p.add_argument("--reg", type=_number(float, 0), default=0.0, help="L2 regularisation (>= 0)")
     p.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), default=0.0,
                    help="drop probability, 0 <= p < 1 (mlp, cnn)")
-    p.add_argument("--batchnorm", action="store_true", help="batch normalisation (mlp, cnn)")
+    p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction,
+                   help="batch normalisation (mlp, cnn; on by default for cnn)")
     p.add_argument("--hidden", type=_number(int, 1), nargs="+", default=[100],
                    help="hidden layer sizes (mlp) or hidden size (convnet)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
@@ -221,6 +228,8 @@ def _resolve_train_args(args):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.model in ("linear", "convnet") and (args.batchnorm or args.dropout):
+        raise UsageError(f"--batchnorm and --dropout apply to mlp and cnn, not {args.model}")
     if args.dataset != "digits" and not args.data_dir:
         raise UsageError(f"--dataset {args.dataset} needs --data-dir (the directory with its files)")
     from .backend import resolve_device

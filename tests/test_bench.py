@@ -220,3 +220,17 @@ def test_gpu_implementation_is_checked_and_timed():
             gpu = next(r for r in records if r["impl"] == "fastconv-gpu")
             assert gpu["status"] == "ok", gpu.get("reason")
             assert gpu["first_call_ms"] > 0 and gpu["passes"]["fwd"]["median_ms"] > 0
+
+
+def test_pytest_benchmark_suite_runs(tmp_path):
+    """benchmarks/ collects and runs (once each, --benchmark-disable) on a small case."""
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
+         os.path.join(root, "benchmarks", "test_ops.py"), "-k", "conv2d-tiny-float64 or max_pool2d-tinypool-float32"],
+        capture_output=True, text=True, timeout=300, cwd=root,
+        env=dict(os.environ, FASTCONV_BENCH_PAUSE="0", FASTCONV_BENCH_ROUNDS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout

@@ -149,7 +149,8 @@ def plot(report, path):
                 passes = rec["passes"]
                 ys.append(i + k * height)
                 widths.append(passes.get("fwd+bwd", passes["fwd"])["median_ms"])
-        ax.barh(ys, widths, height=height, label=name)
+        ax.barh(ys, widths, height=height,
+                label="loop (1 image, scaled to the batch)" if name == "loop" else name)
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(labels))], labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")

@@ -1,0 +1,185 @@
+"""The `fastconv` command: exit statuses, one-line errors, and smoke runs of bench, train, report, info."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastconv import cli
+from fastconv.backend import gpu_available
+from fastconv.checkpoint import load_arrays
+
+
+def run_main(capsys, *argv):
+    """Run the CLI in-process; return (exit status, stdout, stderr)."""
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exc:  # argparse exits on parse errors
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+BAD = [
+    (["train", "--epochs", "-1"], "--epochs: must be >= 1, got -1"),
+    (["train", "--epochs", "0"], "--epochs: must be >= 1"),
+    (["train", "--lr", "0"], "--lr: must be > 0, got 0"),
+    (["train", "--lr", "-0.1"], "--lr: must be > 0"),
+    (["train", "--lr", "fast"], "expected a number, got 'fast'"),
+    (["train", "--dropout", "1"], "--dropout: must be >= 0 and < 1"),
+    (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
+    (["train", "--model", "linear", "--batchnorm"], "apply to mlp and cnn"),
+    (["train", "--dataset", "mnist"], "needs --data-dir"),
+    (["train", "--dataset", "cifar10", "--data-dir", "no/such/dir"], "no/such/dir does not exist"),
+    (["bench", "--repeats", "0"], "--repeats: must be >= 1"),
+    (["bench", "--shapes", "1,2,3"], "expected 8 for a convolution"),
+    (["bench", "--ops", "conv3d"], "invalid choice: 'conv3d'"),
+    (["bench", "--breakdown", "--ops", "max_pool2d"], "--breakdown needs convolution shapes"),
+    (["report", "no/such/run"], "has no history.json"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ([], "required"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD)
+def test_bad_input_exits_2_with_one_line(capsys, argv, message):
+    status, out, err = run_main(capsys, *argv)
+    assert status == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.skipif(gpu_available(), reason="a GPU is usable here")
+@pytest.mark.parametrize("command", [["train", "--device", "gpu"], ["bench", "--device", "gpu"]])
+def test_missing_gpu_exits_2(capsys, command):
+    status, _, err = run_main(capsys, *command)
+    assert status == 2 and "GPU" in err and len(err.strip().splitlines()) == 1
+
+
+def test_info(capsys):
+    status, out, _ = run_main(capsys, "info")
+    assert status == 0
+    assert out.startswith("fastconv ")
+    assert "NumPy " + np.__version__ in out and "BLAS:" in out
+    assert "GPU: " in out and "workspace limit: 256 MiB" in out
+
+
+def test_bench_small_custom_shapes_writes_json_markdown_and_chart(capsys, tmp_path):
+    status, out, err = run_main(
+        capsys, "bench", "--quick", "--shapes", "a=4,3,10,10,4,3,1,1", "p=4,3,10,10,2,2,0", "--ops", "conv2d",
+        "max_pool2d", "im2col", "--dtype", "float32", "float64", "--repeats", "2", "--pause", "0",
+        "--device", "cpu", "--json", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md"),
+        "--plot", str(tmp_path / "b.png"))
+    assert status == 0, err
+    assert "GEMM peak (cpu, float32" in err
+    result = json.loads((tmp_path / "b.json").read_text())
+    statuses = {(r["op"], r["impl"], r["dtype"]): r["status"] for r in result["results"]}
+    assert statuses[("conv2d", "fastconv", "float64")] == "ok"
+    assert statuses[("conv2d", "loop", "float32")] == "ok"
+    assert "machine" in result and result["machine"]["cores"] >= 1
+    assert (tmp_path / "b.md").read_text().strip() == out.strip()
+    assert "| conv2d | a 4x3x10x10 F4 k3 s1 p1 | float64 | fwd+bwd | fastconv |" in out
+    if "matplotlib is not installed" not in err:
+        assert (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_bench_breakdown(capsys, tmp_path):
+    status, out, err = run_main(capsys, "bench", "--breakdown", "--shapes", "4,8,10,10,8,3,1,1",
+                                "--repeats", "1", "--pause", "0", "--json", str(tmp_path / "d.json"))
+    assert status == 0, err
+    assert "GEMM dcols (W^T @ dout)" in out and "Python overhead" in out
+    assert json.loads((tmp_path / "d.json").read_text())["breakdown"][0]["steps_ms"]["col2im"] >= 0
+
+
+def test_bench_quick_end_to_end(tmp_path):
+    """The README's main-job command, as a user runs it (separate process, standard shapes)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "fastconv", "bench", "--quick", "--json",
+                           str(tmp_path / "q.json")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("S1", "S2", "S3", "S4", "S5", "S6", "P1", "P2", "P3"):
+        assert f" {name} " in proc.stdout
+    results = json.loads((tmp_path / "q.json").read_text())["results"]
+    assert all(r["status"] in ("ok", "skipped", "unavailable") for r in results), \
+        [r for r in results if r["status"] not in ("ok", "skipped", "unavailable")]
+    assert any(r["impl"] == "loop" and r["status"] == "ok" for r in results)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One epoch of the default model on digits, in a child process."""
+    pytest.importorskip("sklearn")
+    out = tmp_path_factory.mktemp("runs") / "cnn1"
+    proc = subprocess.run([sys.executable, "-m", "fastconv", "train", "--epochs", "1",
+                           "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    return out, proc
+
+
+def test_train_one_epoch_on_digits(digits_run):
+    out, proc = digits_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "epoch 1/1: loss " in proc.stdout and "val acc" in proc.stdout
+    assert "test accuracy" in proc.stdout and "top-5 error" in proc.stdout
+    history = json.loads((out / "history.json").read_text())
+    assert history["config"]["model"] == "cnn" and history["config"]["batchnorm"] is True
+    assert len(history["val_acc_history"]) == 1 and len(history["loss_history"]) == 20
+    assert 0.5 < history["test_acc"] <= 1 and history["top5_error"] <= 1 - history["test_acc"]
+    assert load_arrays(out / "checkpoint.npz")["meta/epoch"] == 1
+    if "matplotlib is not installed" not in proc.stdout:
+        assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_combines_runs(capsys, tmp_path, digits_run):
+    first, _ = digits_run
+    status, _, err = run_main(capsys, "train", "--model", "linear", "--epochs", "2", "--lr", "0.05",
+                              "--out", str(tmp_path / "lin"), "--no-progress")
+    assert status == 0, err
+    plot = tmp_path / "all.png"
+    status, out, err = run_main(capsys, "report", str(first), str(tmp_path / "lin"), "--plot",
+                                str(plot), "--markdown", str(tmp_path / "r.md"))
+    assert status == 0, err
+    assert "| cnn1 | cnn | digits | adam |" in out and "| lin | linear | digits | adam | 0.05 | 2 |" in out
+    assert "| test accuracy |" in out  # the models x settings grid
+    assert (tmp_path / "r.md").read_text().strip() == out.strip()
+
+
+def test_train_on_mnist_files(capsys, tmp_path):
+    from test_data import write_mnist
+    write_mnist(tmp_path, n_train=5100, n_test=20, compress=True)  # 5000 of them validate
+    status, out, err = run_main(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                                "--model", "linear", "--epochs", "1", "--out",
+                                str(tmp_path / "run"), "--no-progress")
+    assert status == 0, err
+    assert "mnist: 100 train / 5000 val / 20 test images of 1x28x28" in out
+    assert "test accuracy" in out
+
+
+def test_ctrl_c_keeps_the_last_checkpoint(capsys, tmp_path, monkeypatch):
+    from fastconv.train import Solver
+    calls = {"n": 0}
+    original = Solver.step
+
+    def step(self, X, y):
+        calls["n"] += 1
+        if calls["n"] == 25:  # in the second epoch (20 batches per epoch)
+            raise KeyboardInterrupt
+        return original(self, X, y)
+
+    monkeypatch.setattr(Solver, "step", step)
+    status, out, err = run_main(capsys, "train", "--model", "linear", "--epochs", "3",
+                                "--out", str(tmp_path), "--no-progress")
+    assert status == 130
+    assert "interrupted: the last checkpoint (epoch 1)" in err
+    assert load_arrays(tmp_path / "checkpoint.npz")["meta/epoch"] == 1
+    assert json.loads((tmp_path / "history.json").read_text())["interrupted"] is True
+
+
+def test_python_dash_m_version():
+    proc = subprocess.run([sys.executable, "-m", "fastconv", "--version"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("fastconv ")
