@@ -85,8 +85,9 @@ def plot_curves(histories, path, labels=None):
     if plt is None:
         return NO_MATPLOTLIB
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for i, history in enumerate(histories):
-        _draw(axes, history, None if len(histories) == 1 else (labels or [])[i] if labels else str(i))
+    labels = labels or [str(i + 1) for i in range(len(histories))]
+    for history, label in zip(histories, labels):
+        _draw(axes, history, None if len(histories) == 1 else label)
     axes[0].set(xlabel="iteration", ylabel="training loss", title="loss")
     axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     axes[1].legend(fontsize=8)
@@ -137,16 +138,16 @@ def summary_table(histories, names):
 
 def _grid(histories):
     """Models x settings (the config values that vary across runs) of test accuracy."""
-    varying = [k for k in SETTING_KEYS if len({str(h["config"].get(k)) for h in histories}) > 1]
-    models = list(dict.fromkeys(h["config"]["model"] for h in histories))
-    settings = list(dict.fromkeys(
-        ", ".join(f"{k}={h['config'].get(k)}" for k in varying) or "default" for h in histories))
     if len(histories) < 2:
         return ""
-    cells = {}
-    for h in histories:
-        key = ", ".join(f"{k}={h['config'].get(k)}" for k in varying) or "default"
-        cells[(h["config"]["model"], key)] = h.get("test_acc")
+    varying = [k for k in SETTING_KEYS if len({str(h["config"].get(k)) for h in histories}) > 1]
+
+    def setting(h):
+        return ", ".join(f"{k}={h['config'].get(k)}" for k in varying) or "default"
+
+    models = list(dict.fromkeys(h["config"]["model"] for h in histories))
+    settings = list(dict.fromkeys(setting(h) for h in histories))
+    cells = {(h["config"]["model"], setting(h)): h.get("test_acc") for h in histories}
     lines = ["| test accuracy | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
     for model in models:
         lines.append(f"| {model} | " + " | ".join(_fmt(cells.get((model, s))) for s in settings) + " |")
