@@ -101,11 +101,17 @@ class Communicator:
             self._gpu_note = "staged through host memory and MPI (asked for)"
             return
         reason = _nccl_unusable_reason(self.local_size, count)
-        if reason is None:
+        # All ranks must choose alike: NCCL set-up is collective, a lone rank would hang in it.
+        if self._all_ranks_agree(reason is None):
             try:
                 self._nccl = self._make_nccl_comm()
             except Exception as exc:  # an NCCL init failure: fall back, but say why
                 reason = f"NCCL initialisation failed ({type(exc).__name__}: {exc})"
+            if not self._all_ranks_agree(reason is None):
+                self._nccl = None
+                reason = reason or "NCCL initialisation failed on another rank"
+        else:
+            reason = reason or "another rank cannot use NCCL"
         if reason is not None:
             if gpu_transport == "nccl":
                 raise RuntimeError(f"gpu_transport='nccl' was asked for but {reason}")
@@ -113,6 +119,13 @@ class Communicator:
         else:
             from cupy.cuda import nccl
             self._gpu_note = f"NCCL {nccl.get_version()} (cupy.cuda.nccl)"
+
+    def _all_ranks_agree(self, ok):
+        """True on every rank when ``ok`` is true on every rank (one tiny all-reduce)."""
+        MPI = _import_mpi()
+        flag = numpy.array([1 if ok else 0], dtype=numpy.int32)
+        self.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MIN)
+        return bool(flag[0])
 
     def _make_nccl_comm(self):
         from cupy.cuda import nccl
@@ -136,7 +149,7 @@ class Communicator:
         clear error instead of a hang or silent corruption.
         """
         arrays = _as_list(arrays, "arrays")
-        if self.world_size == 1 or not arrays:
+        if self.world_size == 1:
             return
         self._check_same_layout(arrays)
         for group in _group_by_dtype(arrays):
@@ -339,7 +352,7 @@ def init(device=None, gpu_transport="auto"):
         return _current
     device = resolve_device(device)
     if launched_world_size() == 1 and "mpi4py.MPI" not in sys.modules:
-        _current = Communicator(None, device)
+        _current = Communicator(None, device, gpu_transport)
         return _current
     MPI = _import_mpi()
     _current = Communicator(MPI.COMM_WORLD, device, gpu_transport)
