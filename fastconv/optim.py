@@ -14,13 +14,17 @@ Two interfaces over the same update math:
    ``grads[name]`` for every parameter name and updates the parameter array in
    place (so references to it stay valid). State (momentum buffers, moment
    estimates) is created with ``xp.zeros_like(param)``, i.e. on the parameter's
-   device, the first time a parameter is stepped, and kept in ``opt.state[name]``.
+   device, the first time a parameter is stepped, and kept in ``opt.state[name]``
+   under torch's names (momentum_buffer, square_avg, sum, exp_avg, exp_avg_sq,
+   step); fastconv.train.Solver saves and restores ``opt.state`` and ``opt.lr``.
    The update formulas are PyTorch's (``torch.optim``), including
    ``weight_decay`` as an L2 term added to the gradient (``g + wd * w``), the
    momentum buffer ``v = mu * v + g`` with ``w -= lr * v`` (Nesterov:
    ``w -= lr * (g + mu * v)``), and ``eps`` added outside the square root, after
    Adam's bias correction (``w -= lr * m_hat / (sqrt(v_hat) + eps)``), which is
-   also the paper's and CS231n's placement.
+   also the paper's and CS231n's placement. Not offered: torch's RMSprop
+   ``centered``/``momentum``, Adam's ``amsgrad``, AdaGrad's ``lr_decay``,
+   SGD's ``dampening``, and decoupled (AdamW) weight decay.
    Schedules (:class:`StepLR`, :class:`ExponentialLR`) change ``opt.lr`` once per
    epoch when their ``step()`` is called.
 
