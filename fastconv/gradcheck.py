@@ -165,21 +165,21 @@ def check_loss(loss_fn, scores, *args, h=1e-6, directions=None, seed=0):
                                h, directions, seed)])
 
 
-def _require_float64(arrays, what):
-    for name, a in arrays.items():
+def _require_float64(params):
+    for name, a in params.items():
         if a.dtype != numpy.float64:
-            raise TypeError(f"gradient checks need float64 parameters: {what} {name!r} is "
-                            f"{a.dtype}; build it with dtype=numpy.float64")
+            raise TypeError(f"gradient checks need float64 parameters: {name!r} is "
+                            f"{a.dtype}; build the model with dtype=numpy.float64")
 
 
 def check_layer(layer, x, h=1e-6, directions=None, seed=0):
     """Largest relative error of a layer's dx and of every ``layer.grads[name]``.
 
-    The layer must be deterministic between calls (dropout in eval mode or with
-    a fixed seed) and hold float64 parameters.
+    The layer must compute the same function on every call (dropout in eval
+    mode or with a fixed mask) and hold float64 parameters.
     """
     params = layer.params
-    _require_float64(params, "parameter")
+    _require_float64(params)
     x = _float64_copy(x)
     dout = _random_like(layer.forward(x), seed)
     dx = layer.backward(dout)
@@ -197,7 +197,7 @@ def check_layer(layer, x, h=1e-6, directions=None, seed=0):
 def check_model(model, X, y, h=1e-6, directions=None, seed=0):
     """Largest relative error of ``model.loss(X, y)``'s grads over every ``model.params[name]``."""
     params = model.params
-    _require_float64(params, "parameter")
+    _require_float64(params)
     _, grads = model.loss(X, y)
     missing = [name for name in params if name not in grads]
     if missing:
