@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 import fastconv.functional as F
-from cuda_emu.emu import EmuBuildError, EmuModule, emu_launcher, sanitizing
+from cuda_emu.emu import emu_launcher, prebuild, sanitizing
 from cuda_emu.report import summary_lines
 from fastconv import _cuda
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
@@ -55,7 +55,8 @@ launch_shapes = st.builds(launcher, st.sampled_from([32, 64, 256, 1024]),
 
 @pytest.fixture(scope="module", autouse=True)
 def report_cases(request):
-    """Print the number of emulated hypothesis cases per property in the test output."""
+    """Build the emulated kernels up front; print the number of cases per property at the end."""
+    prebuild()
     yield
     if CASES:
         detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))

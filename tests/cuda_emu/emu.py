@@ -49,7 +49,8 @@ def _include_dirs(options):
     return [Path(d) for d in dirs]
 
 
-def _build(code, options, name_expressions, sanitize):
+def build_library(code, options, name_expressions, sanitize):
+    """Build (or find in the cache) the shared library of one kernel source; return its path."""
     include_dirs = _include_dirs(options)
     flags = FLAGS + (SANITIZE_FLAGS if sanitize else [])
     digest = hashlib.sha256()
@@ -91,7 +92,7 @@ class EmuModule:
         self.name_expressions = tuple(name_expressions)
         self.reversed_order = reversed_order
         self.sanitize = sanitizing() if sanitize is None else sanitize
-        self.path = _build(code, tuple(options), self.name_expressions, self.sanitize)
+        self.path = build_library(code, tuple(options), self.name_expressions, self.sanitize)
         self._lib = ctypes.CDLL(str(self.path))
         self._lib.fc_emu_launch.restype = ctypes.c_int
         self._lib.fc_emu_launch.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint),
@@ -200,3 +201,21 @@ def emu_launcher(*, block=None, max_blocks=None, reversed_order=False, kernel_di
         options=_cuda.compile_options(kernel_dir or _cuda.kernel_dir()),
         compile_errors=(EmuBuildError,), kernel_dir=kernel_dir,
         block=block or _cuda.BLOCK, max_blocks=max_blocks or _cuda.MAX_BLOCKS, poison=poison)
+
+
+def prebuild(sanitize=None):
+    """Build every (kernel file, dtype) library fastconv uses, two g++ at a time.
+
+    Only builds (a sanitized library cannot be loaded without the ASan
+    runtime preloaded); later EmuModules find them in the cache.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastconv import _cuda
+
+    sanitize = sanitizing() if sanitize is None else sanitize
+    options = _cuda.compile_options(_cuda.kernel_dir())
+    jobs = [(_cuda.kernel_source(f), options, tuple(_cuda.name_expressions(f, d)), sanitize)
+            for f in _cuda.kernel_files() for d in _cuda.CTYPES]
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda job: build_library(*job), jobs))
