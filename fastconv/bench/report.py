@@ -92,7 +92,8 @@ def notes(report):
     """The lines under the table: what the columns mean and anything that was not timed."""
     m = report["machine"]
     peaks = report.get("gemm_peak_gflops", {})
-    threads = ", ".join(f"{b['library']} {b['version'] or ''} x{b['threads']}" for b in m["blas"])
+    threads = ", ".join(f"{b['library']} {b['version'] or ''}, {b['threads'] or '?'} threads"
+                        for b in m["blas"])
     out = [f"Machine: {m['cpu']}, {m['cores']} cores; NumPy {m['numpy']} ({threads}); "
            f"PyTorch {m.get('torch', 'not used')}; GPU: {m['gpu']}."]
     for device, per_dtype in peaks.items():
