@@ -202,9 +202,12 @@ def test_breakdown_refuses_a_replay_that_drifted(monkeypatch):
         breakdown.breakdown(cases.Case("conv2d", TINY_CONV), "float64", repeats=1, pause=0)
 
 
-def test_breakdown_follows_chunking():
+@pytest.mark.parametrize("limit", [25000, 38000])
+def test_breakdown_follows_chunking(limit):
+    # 25000: several forward chunks, columns recomputed in backward; 38000: the forward keeps
+    # its columns (one chunk) but the backward, needing more per image, chunks them finer
     from fastconv import workspace_limit
-    with workspace_limit(25000):  # several batch chunks, columns recomputed in backward
+    with workspace_limit(limit):
         result = breakdown.breakdown(cases.Case("conv2d", cases.ConvShape("c", 6, 2, 6, 6, 3, 3, 1, 1)),
                                      "float64", repeats=1, pause=0)
     assert result["steps_ms"]["im2col"] > 0

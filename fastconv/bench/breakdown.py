@@ -83,7 +83,7 @@ def _replay(x, w, b, dout, stride, padding, clock):
     col_buffer = np.empty(shape, dtype=x.dtype) if recompute else None
     dcol_buffer = np.empty(shape, dtype=x.dtype)
     for chunk in chunks:
-        cols = columns(x[chunk], col_buffer) if recompute else kept
+        cols = columns(x[chunk], col_buffer) if recompute else kept[chunk]
         dout_chunk = dout_groups[chunk]
         partial = clock("GEMM dW (dout @ cols^T)", np.matmul, dout_chunk, cols.transpose(0, 1, 3, 2))
         dw += clock("dW batch sum", partial.sum, axis=0)
