@@ -6,9 +6,15 @@ from functools import partial
 import numpy as np
 import pytest
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 import fastconv.functional as F
+import torch_oracle
+from conftest import require_torch
 from fastconv import gradcheck
-from torch_oracle import check
+from scaled_oracle import check_at_scale
+from torch_oracle import check, hypothesis_settings
 
 DTYPES = [np.float64, np.float32]
 
@@ -199,6 +205,37 @@ def test_batchnorm_matches_torch(torch, dtype, train, spatial):
     else:
         np.testing.assert_array_equal(our_rm, rm)
     assert out.shape == dx.shape == shape and out.dtype == dtype
+
+
+@hypothesis_settings(40)
+@given(spatial=st.booleans(), train=st.booleans(), n=st.integers(2, 6), c=st.integers(1, 5),
+       h=st.integers(1, 4), w=st.integers(1, 4), momentum=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**16))
+def test_batchnorm_matches_torch_over_shapes(spatial, train, n, c, h, w, momentum, scale, dtype,
+                                             seed):
+    """Against torch in float64 on the same values (the exact answer for float32 inputs too)."""
+    torch = require_torch()
+    shape = (n, c, h, w) if spatial else (n, c)
+    x = (randn(shape, np.float64, seed) * scale + scale).astype(dtype)
+    gamma, beta = randn((c,), dtype, seed + 1), randn((c,), dtype, seed + 2)
+    rm, rv = randn((c,), dtype, seed + 3), np.abs(randn((c,), dtype, seed + 4)) + 0.1
+    dout = randn(shape, dtype, seed + 5)
+    our_rm, our_rv = rm.copy(), rv.copy()
+    forward = F.spatial_batchnorm_forward if spatial else F.batchnorm_forward
+    backward = F.spatial_batchnorm_backward if spatial else F.batchnorm_backward
+    out, cache = forward(x, gamma, beta, our_rm, our_rv, train=train, momentum=momentum)
+    dx, dgamma, dbeta = backward(dout, cache)
+    f64 = [a.astype(np.float64) for a in (x, gamma, beta, rm, rv, dout)]
+    want, grads, want_rm, want_rv = _torch_batchnorm(torch, *f64, train, momentum, 1e-5)
+    torch_oracle.count_case("batchnorm")
+    # dx is a difference of terms of size |dout * gamma| / std: over few samples it cancels
+    var = x.astype(np.float64).var(axis=(0, 2, 3) if spatial else 0) if train else rv
+    terms = np.abs(f64[5]).max() * np.abs(f64[1]).max() / np.sqrt(var.min() + 1e-5)
+    check_at_scale("batchnorm", dtype, {
+        "out": (out, want, 0), "dx": (dx, grads[0], terms), "dgamma": (dgamma, grads[1], 0),
+        "dbeta": (dbeta, grads[2], 0), "running_mean": (our_rm, want_rm, 0),
+        "running_var": (our_rv, want_rv, 0)})
 
 
 def test_batchnorm_without_running_stats_uses_batch_statistics_in_eval():

@@ -6,9 +6,15 @@ from functools import partial
 import numpy as np
 import pytest
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 import fastconv.functional as F
+import torch_oracle
+from conftest import require_torch
 from fastconv import gradcheck
-from torch_oracle import check
+from scaled_oracle import check_at_scale
+from torch_oracle import check, hypothesis_settings
 
 DTYPES = [np.float64, np.float32]
 
@@ -71,6 +77,26 @@ def test_binary_loss_matches_torch(torch, name, dtype, column):
     check(name, dtype, {"loss": (np.asarray(loss), want),
                         "dscores": (dscores.reshape(-1), want_d)})
     assert dscores.shape == scores.shape and dscores.dtype == dtype
+
+
+@hypothesis_settings(60)
+@given(name=st.sampled_from(["softmax_cross_entropy", "multiclass_hinge", "binary_logistic",
+                             "binary_hinge"]),
+       n=st.integers(1, 8), c=st.integers(2, 7), scale=st.sampled_from([1e-2, 1.0, 30.0, 1e3]),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16))
+def test_losses_match_torch_over_shapes_and_scales(name, n, c, scale, dtype, seed):
+    """Against torch in float64 on the same values (the exact answer for float32 inputs too)."""
+    torch = require_torch()
+    binary = name.startswith("binary")
+    scores = (randn((n,) if binary else (n, c), np.float64, seed) * scale).astype(dtype)
+    y = labels(n, 2 if binary else c, seed + 1)
+    loss, dscores = getattr(F, name)(scores, y)
+    oracle = torch_binary(torch, name) if binary else torch_multiclass(torch, name)
+    want, want_d = torch_loss(torch, oracle, scores.astype(np.float64), y)
+    torch_oracle.count_case(name)
+    # a confidently right sample's loss (and p - 1) cancels terms of size |scores| (and 1/N)
+    check_at_scale(name, dtype, {"loss": (loss, want, np.abs(scores).max()),
+                                 "dscores": (dscores, want_d, 1 / n)})
 
 
 def test_binary_hinge_accepts_plus_minus_one_labels_and_rejects_mixtures():
