@@ -18,7 +18,6 @@ tests/test_cuda_sanitizers.py (FC_EMU_SANITIZE=1).
 """
 
 import collections
-import re
 
 import numpy as np
 import pytest

@@ -1,0 +1,241 @@
+"""Rung 3, on a GPU: CuPy through the CUDA kernels against the NumPy path.
+
+Every test here but the last is marked ``gpu``: conftest skips them, with the
+reason, where CuPy or a usable device is missing. Run them on a GPU machine
+with ``python -m pytest -m gpu -ra``.
+
+Each op runs on CuPy in float16/32/64 and is compared, forward and every
+gradient, with the NumPy path run in float64 on the same values (max-pool
+outputs and argmax exactly, in the op's own dtype). Backward passes must be
+bitwise reproducible; kernels compile on first use and are memoised.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+import fastconv.functional as F
+from cuda_emu.report import summary_lines
+from fastconv import _cuda, gpu_available
+from fastconv.im2col import col2im, im2col, window_geometry
+from fastconv.workspace import workspace_limit
+
+TOL = {np.float16: 5e-3, np.float32: 1e-5, np.float64: 1e-12}
+DTYPES = [np.float16, np.float32, np.float64]
+
+CONV_CASES = {
+    "groups": ((2, 4, 9, 8), (6, 2, 3, 3), dict(stride=1, padding=1, groups=2)),
+    "strided-dilated-asymmetric": ((2, 3, 11, 7), (4, 3, 3, 2),
+                                   dict(stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(2, 1))),
+    "depthwise-same": ((1, 3, 8, 8), (3, 1, 3, 3), dict(padding="same", groups=3)),
+    "1x1": ((2, 4, 5, 5), (3, 4, 1, 1), {}),
+}
+
+
+@pytest.fixture(scope="module")
+def cp():
+    import cupy
+    return cupy
+
+
+def assert_close(gpu, reference, dtype):
+    """A CuPy result against the float64 NumPy reference, relative to its largest value."""
+    got = gpu.get()
+    assert got.dtype == dtype and got.shape == reference.shape
+    tol = TOL[dtype]
+    np.testing.assert_allclose(got.astype(np.float64), reference, rtol=tol,
+                               atol=tol * max(np.abs(reference).max(), 1.0))
+
+
+def rand(shape, dtype, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def bits(a, xp):
+    return a.view({2: xp.uint16, 4: xp.uint32, 8: xp.uint64}[a.itemsize])
+
+
+gpu = pytest.mark.gpu
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_forward_and_gradients(cp, case, dtype):
+    x_shape, w_shape, args = CONV_CASES[case]
+    x, w, b = rand(x_shape, dtype, 0), rand(w_shape, dtype, 1), rand(w_shape[:1], dtype, 2)
+    out, cache = F.conv2d_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), **args)
+    ref, ref_cache = F.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), **args)
+    assert_close(out, ref, dtype)
+    assert isinstance(cache.x, cp.ndarray)
+    assert cache.cols is None or isinstance(cache.cols, cp.ndarray)
+    dout = rand(ref.shape, dtype, 3)
+    grads = F.conv2d_backward(cp.asarray(dout), cache)
+    for got, want in zip(grads, F.conv2d_backward(dout.astype(np.float64), ref_cache)):
+        assert_close(got, want, dtype)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_max_pool_exact_and_gradient(cp, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3, 3, (2, 3, 9, 10)).astype(dtype)  # many ties
+    x[0, 0, 2, 3] = np.nan
+    x[1, 2, :3, :3] = -np.inf
+    args = dict(kernel_size=3, stride=2, padding=1, dilation=(1, 2), ceil_mode=True,
+                return_indices=True)
+    out, idx, cache = F.max_pool2d_forward(cp.asarray(x), **args)
+    ref, ref_idx, ref_cache = F.max_pool2d_forward(x, **args)
+    np.testing.assert_array_equal(out.get(), ref)  # NaN == NaN here
+    np.testing.assert_array_equal(idx.get(), ref_idx)
+    np.testing.assert_array_equal(cache.argmax.get(), ref_cache.argmax)
+    dout = rand(ref.shape, dtype, 5)
+    dx = F.max_pool2d_backward(cp.asarray(dout), cache)
+    ref_cache64 = F.pool.MaxPoolCache(x.shape, np.dtype(np.float64), ref_cache.geometry,
+                                      ref_cache.argmax)
+    assert_close(dx, F.max_pool2d_backward(dout.astype(np.float64), ref_cache64), dtype)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool_and_gradient(cp, dtype, count_include_pad):
+    x = rand((2, 3, 9, 7), dtype, 6)
+    args = dict(kernel_size=(3, 2), stride=(2, 1), padding=1, ceil_mode=True,
+                count_include_pad=count_include_pad)
+    out, cache = F.avg_pool2d_forward(cp.asarray(x), **args)
+    ref, ref_cache = F.avg_pool2d_forward(x.astype(np.float64), **args)
+    assert_close(out, ref, dtype)
+    dout = rand(ref.shape, dtype, 7)
+    assert_close(F.avg_pool2d_backward(cp.asarray(dout), cache),
+                 F.avg_pool2d_backward(dout.astype(np.float64), ref_cache), dtype)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_adaptive_avg_pool_and_gradient(cp, dtype):
+    x = rand((2, 3, 10, 7), dtype, 8)
+    out, cache = F.adaptive_avg_pool2d_forward(cp.asarray(x), (4, 3))
+    ref, ref_cache = F.adaptive_avg_pool2d_forward(x.astype(np.float64), (4, 3))
+    assert_close(out, ref, dtype)
+    dout = rand(ref.shape, dtype, 9)
+    assert_close(F.adaptive_avg_pool2d_backward(cp.asarray(dout), cache),
+                 F.adaptive_avg_pool2d_backward(dout.astype(np.float64), ref_cache), dtype)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_im2col_exact_and_col2im(cp, dtype):
+    x = rand((2, 3, 8, 7), dtype, 10)
+    args = dict(kernel_size=(3, 2), stride=(2, 1), padding=((1, 0), (2, 1)), dilation=(1, 2))
+    cols = im2col(cp.asarray(x), **args)
+    np.testing.assert_array_equal(bits(cols, cp).get(), bits(im2col(x, **args), np))
+    dcols = rand(cols.shape, dtype, 11)
+    assert_close(col2im(cp.asarray(dcols), x.shape, **args),
+                 col2im(dcols.astype(np.float64), x.shape, **args), dtype)
+
+
+@gpu
+def test_backward_is_bitwise_deterministic(cp):
+    x, w = cp.asarray(rand((4, 6, 16, 16), np.float32, 12)), cp.asarray(rand((8, 3, 3, 3),
+                                                                             np.float32, 13))
+    out, cache = F.conv2d_forward(x, w, None, stride=1, padding=1, dilation=2, groups=2)
+    dout = cp.asarray(rand(out.shape, np.float32, 14))
+    first, second = F.conv2d_backward(dout, cache), F.conv2d_backward(dout, cache)
+    for a, b in zip(first[:2], second[:2]):
+        assert cp.array_equal(bits(a, cp), bits(b, cp))
+    for forward, backward in ((F.max_pool2d_forward, F.max_pool2d_backward),
+                              (F.avg_pool2d_forward, F.avg_pool2d_backward)):
+        pooled, cache = forward(x, 3, 1, 1)
+        grad = cp.asarray(rand(pooled.shape, np.float32, 15))
+        assert cp.array_equal(bits(backward(grad, cache), cp), bits(backward(grad, cache), cp))
+
+
+@gpu
+def test_first_call_compiles_then_the_module_is_memoised(cp, request):
+    fresh = _cuda.Launcher(cp, cp.RawModule, options=_cuda.default_launcher().options,
+                           compile_errors=_cuda.default_launcher().compile_errors,
+                           device_id=lambda: cp.cuda.Device().id)
+    x = cp.asarray(rand((2, 3, 8, 8), np.float32, 16))
+    geometry = window_geometry(x.shape, 3, 1, 1, 1)
+    out = cp.empty((2, 3, 3, 3, 8, 8), cp.float32)
+    start = time.perf_counter()
+    _cuda.im2col_into(x, geometry, out, fresh)
+    cp.cuda.Device().synchronize()
+    first = time.perf_counter() - start
+    module = fresh.module("im2col.cu", np.float32)
+    start = time.perf_counter()
+    _cuda.im2col_into(x, geometry, out, fresh)
+    cp.cuda.Device().synchronize()
+    second = time.perf_counter() - start
+    assert fresh.module("im2col.cu", np.float32) is module
+    assert list(fresh._modules) == [("im2col.cu", np.dtype(np.float32), cp.cuda.Device().id)]
+    summary_lines(request.config).append(
+        f"GPU first im2col call (compile or CuPy disk cache) {first * 1e3:.1f} ms, "
+        f"second {second * 1e3:.3f} ms")
+
+
+@gpu
+def test_compile_error_on_the_gpu_carries_the_log(cp, tmp_path):
+    for path in _cuda.kernel_dir().glob("*.cu*"):
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "pool.cu").write_text("this is not CUDA;\n")
+    broken = _cuda.Launcher(cp, cp.RawModule, options=_cuda.compile_options(tmp_path),
+                            compile_errors=_cuda.default_launcher().compile_errors,
+                            kernel_dir=tmp_path)
+    with pytest.raises(_cuda.KernelCompileError, match="(?s)pool.cu failed to compile.*error"):
+        broken.module("pool.cu", np.float32)
+
+
+@gpu
+def test_non_contiguous_inputs_and_device_rules(cp):
+    x = rand((2, 3, 9, 8), np.float32, 17)
+    w = rand((4, 3, 3, 3), np.float32, 18)
+    strided = cp.asarray(x.transpose(0, 1, 3, 2).copy()).transpose(0, 1, 3, 2)
+    assert not strided.flags.c_contiguous
+    out, _ = F.conv2d_forward(strided, cp.asarray(w), None, padding=1)
+    ref, _ = F.conv2d_forward(x, w, None, padding=1)
+    assert_close(out, ref.astype(np.float64), np.float32)
+    pooled, _ = F.max_pool2d_forward(strided, 2)
+    np.testing.assert_array_equal(pooled.get(), F.max_pool2d_forward(x, 2)[0])
+    with pytest.raises(ValueError, match="two devices"):
+        F.conv2d_forward(x, cp.asarray(w))
+    with pytest.raises(TypeError, match="must be a cupy array"):
+        _cuda.default_launcher().launch("col2im_kernel", 1, cp.asarray(x), x,
+                                        *([1] * 14))
+
+
+@gpu
+def test_workspace_limit_holds_on_the_gpu(cp, monkeypatch):
+    launcher = _cuda.default_launcher()
+    sizes, launch = [], launcher.launch
+
+    def recording(kernel, threads, *args):
+        if kernel == "im2col_kernel":
+            sizes.append(args[1].nbytes)
+        return launch(kernel, threads, *args)
+
+    monkeypatch.setattr(launcher, "launch", recording)
+    x, w = rand((16, 4, 12, 12), np.float32, 19), rand((5, 4, 3, 3), np.float32, 20)
+    limit = 3 * 4 * 9 * 144 * 4  # three images' columns
+    with workspace_limit(limit):
+        out, cache = F.conv2d_forward(cp.asarray(x), cp.asarray(w), None, padding=1)
+        dx = F.conv2d_backward(cp.ones_like(out), cache)[0]
+    assert len(sizes) > 1 and max(sizes) <= limit
+    ref, ref_cache = F.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None,
+                                      padding=1)
+    assert_close(out, ref, np.float32)
+    assert_close(dx, F.conv2d_backward(np.ones(ref.shape), ref_cache)[0], np.float32)
+
+
+def test_cupy_installed_without_a_gpu_leaves_the_cpu_path_working():
+    """CI installs cupy-cuda13x on a machine without a GPU: import and the CPU path work."""
+    cupy = pytest.importorskip("cupy")
+    if gpu_available():
+        pytest.skip("a GPU is usable here; this checks the machines without one")
+    assert cupy.__name__ == "cupy"
+    x = rand((1, 2, 5, 5), np.float32, 21)
+    out, cache = F.conv2d_forward(x, rand((3, 2, 3, 3), np.float32, 22))
+    assert isinstance(out, np.ndarray) and not _cuda.uses_kernels(x)
+    assert isinstance(F.conv2d_backward(np.ones_like(out), cache)[0], np.ndarray)
