@@ -9,11 +9,13 @@ Same function names, arguments, dict parameters and return values as the course:
 - ``bn_param = {'mode': 'train'|'test', 'eps' (1e-5), 'momentum' (0.9),
   'running_mean', 'running_var'}`` with the course's running-average rule
   ``running = momentum * running + (1 - momentum) * batch`` (biased batch
-  variance); the running statistics are created as zeros on x's device and
-  written back into ``bn_param`` in train mode;
+  variance); missing running statistics start as zeros on x's device, and
+  ``bn_param['running_mean']``/``['running_var']`` hold the (updated) ones after
+  every call, as in the course;
 - ``dropout_param = {'mode': 'train'|'test', 'p', 'seed' (optional)}`` where
-  ``p`` is the probability of KEEPING a unit, as the course defines it (inverted
-  dropout: kept units are divided by p). The same seed gives the same mask.
+  ``p`` is the probability of KEEPING a unit, as the course defines it since
+  2017 (earlier years used the drop probability); inverted dropout: kept units
+  are divided by p. The same seed gives the same mask.
 
 The ``_naive`` and ``_fast`` variants are the same fastconv functions (im2col +
 GEMM, on the GPU for CuPy arrays), so their results agree exactly and their caches
