@@ -18,6 +18,7 @@ wrapper code runs on CuPy and, in the tests, on a CPU emulation of the
 kernels. This module never imports CuPy until a GPU launch needs it.
 """
 
+import hashlib
 import importlib.resources
 import numbers
 from pathlib import Path
@@ -81,11 +82,15 @@ def kernel_source(file, directory=None):
 def compile_options(directory, nvrtc_version=None):
     """The NVRTC options fastconv passes (CuPy appends -arch, -ftz and more at run time).
 
+    The kernels include ``common.cuh`` from ``directory``; CuPy's disk cache
+    is keyed by the source and the options only, so a hash of the header is
+    passed as a define, and a changed header is never served a stale binary.
     NVRTC 12.8+ (``nvrtc_version`` as (major, minor)) gets ``--pch`` from
     CuPy, whose notices would fill the log of a clean compile;
     ``--pch-messages=false`` (that version's option) silences them.
     """
-    options = ("-std=c++17", f"-I{directory}")
+    header = hashlib.sha256((Path(directory) / "common.cuh").read_bytes()).hexdigest()[:16]
+    options = ("-std=c++17", f"-I{directory}", f"-DFC_COMMON_CUH_SHA256={header}")
     if nvrtc_version is not None and tuple(nvrtc_version) >= (12, 8):
         options += ("--pch-messages=false",)
     return options

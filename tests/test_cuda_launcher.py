@@ -134,6 +134,14 @@ def test_float16_rounding_is_ieee_round_to_nearest_even(emu):
         with np.errstate(over="ignore"):  # overflow to inf is part of what is checked
             expected = (x.astype(np.float32) / divisor.astype(np.float32)).astype(np.float16)
         np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
+    # The mean of two neighbouring binary16 values is an exact tie: ties go to even.
+    low = np.arange(0x7bff, dtype=np.uint16)
+    low = np.concatenate([low, low | 0x8000])
+    pairs = np.stack([low, low + 1], axis=-1).view(np.float16).reshape(1, 1, -1, 2)
+    geometry = window_geometry(pairs.shape, (1, 2), (1, 2), 0, 1)
+    out = _cuda.avg_pool2d_forward(pairs, geometry, np.full(geometry.out, 2, np.float16), emu)
+    expected = (pairs.astype(np.float32).sum(axis=-1, keepdims=True) / 2).astype(np.float16)
+    np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
     specials = np.array([[[[np.nan, -np.inf, np.inf, -0.0]]]], np.float16)
     out = _cuda.avg_pool2d_forward(specials, window_geometry(specials.shape, 1, 1, 0, 1),
                                    np.ones((1, 4), np.float16), emu)
@@ -190,3 +198,22 @@ def test_importing_the_launcher_does_not_import_cupy():
     code = "import fastconv, fastconv._cuda, sys; print('cupy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_default_launcher_uses_cupy_rawmodule_with_the_installed_sources():
+    """Built without a device (CuPy is imported, nothing compiles until a launch)."""
+    cupy = pytest.importorskip("cupy")
+    launcher = _cuda.default_launcher()
+    assert launcher.xp is cupy and launcher.module_class is cupy.RawModule
+    assert f"-I{_cuda.kernel_dir()}" in launcher.options
+    new_nvrtc = tuple(cupy.cuda.nvrtc.getVersion()) >= (12, 8)
+    assert ("--pch-messages=false" in launcher.options) == new_nvrtc
+
+
+def test_a_changed_header_changes_the_compile_options(tmp_path):
+    """CuPy's disk cache keys on source and options: a header edit must change the key."""
+    (tmp_path / "common.cuh").write_text("// one\n")
+    first = _cuda.compile_options(tmp_path)
+    (tmp_path / "common.cuh").write_text("// two\n")
+    assert _cuda.compile_options(tmp_path) != first
+    assert _cuda.compile_options(tmp_path) == _cuda.compile_options(tmp_path)

@@ -185,6 +185,15 @@ def _dim3(value, name):
     return value + (1,) * (3 - len(value))
 
 
+def kernels_under_test():
+    """The kernel sources the emulation tests run: FC_EMU_KERNEL_DIR (a mutant copy, see
+    mutants.py) or else the installed package's."""
+    from fastconv import _cuda
+
+    override = os.environ.get("FC_EMU_KERNEL_DIR")
+    return Path(override) if override else _cuda.kernel_dir()
+
+
 def emu_launcher(*, block=None, max_blocks=None, reversed_order=False, kernel_dir=None,
                  sanitize=None, poison=True):
     """A fastconv._cuda.Launcher that runs the kernels on the CPU emulator (NumPy arrays).
@@ -196,9 +205,10 @@ def emu_launcher(*, block=None, max_blocks=None, reversed_order=False, kernel_di
 
     from fastconv import _cuda
 
+    kernel_dir = kernel_dir or kernels_under_test()
     return _cuda.Launcher(
         numpy, partial(EmuModule, reversed_order=reversed_order, sanitize=sanitize),
-        options=_cuda.compile_options(kernel_dir or _cuda.kernel_dir()),
+        options=_cuda.compile_options(kernel_dir),
         compile_errors=(EmuBuildError,), kernel_dir=kernel_dir,
         block=block or _cuda.BLOCK, max_blocks=max_blocks or _cuda.MAX_BLOCKS, poison=poison)
 
@@ -214,8 +224,9 @@ def prebuild(sanitize=None):
     from fastconv import _cuda
 
     sanitize = sanitizing() if sanitize is None else sanitize
-    options = _cuda.compile_options(_cuda.kernel_dir())
-    jobs = [(_cuda.kernel_source(f), options, tuple(_cuda.name_expressions(f, d)), sanitize)
-            for f in _cuda.kernel_files() for d in _cuda.CTYPES]
+    directory = kernels_under_test()
+    options = _cuda.compile_options(directory)
+    jobs = [(_cuda.kernel_source(f, directory), options, tuple(_cuda.name_expressions(f, d)),
+             sanitize) for f in _cuda.kernel_files() for d in _cuda.CTYPES]
     with ThreadPoolExecutor(2) as pool:
         return list(pool.map(lambda job: build_library(*job), jobs))
