@@ -65,7 +65,12 @@ def add_bench_parser(sub):
     p.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32"])
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
                    help="cpu, gpu, or auto: the CPU plus the GPU when one is usable (default)")
-    p.add_argument("--repeats", type=_number(int, 1), help="timed repeats (default 10, quick 3)")
+    p.add_argument("--repeats", type=_number(int, 1),
+                   help="clean timed repeats wanted (default 10, quick 3); a repeat is clean when "
+                        "other processes kept under 0.15 cores busy")
+    p.add_argument("--max-repeats", type=_number(int, 1),
+                   help="repeat up to this many times to collect them (default 3x repeats, "
+                        "quick: repeats)")
     p.add_argument("--warmup", type=_number(int, 0),
                    help="untimed repeats after the checked first call (default 1, quick 0)")
     p.add_argument("--pause", type=_number(float, 0), default=0.3,
@@ -87,8 +92,9 @@ def add_bench_parser(sub):
 def _bench_settings(args):
     from .bench.runner import Settings
     default_repeats, default_budget = (3, 1.0) if args.quick else (10, 8.0)
-    return Settings(dtypes=tuple(args.dtype), device=args.device,
-                    repeats=args.repeats or default_repeats,
+    repeats = args.repeats or default_repeats
+    return Settings(dtypes=tuple(args.dtype), device=args.device, repeats=repeats,
+                    max_repeats=args.max_repeats or (repeats if args.quick else 3 * repeats),
                     warmup=(0 if args.quick else 1) if args.warmup is None else args.warmup,
                     pause=args.pause,
                     loops=not args.no_loops,

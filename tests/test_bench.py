@@ -237,3 +237,35 @@ def test_pytest_benchmark_suite_runs(tmp_path):
         env=dict(os.environ, FASTCONV_BENCH_PAUSE="0", FASTCONV_BENCH_ROUNDS="1"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+class ScriptedLoad:
+    """Stands in for OtherLoad: each block reports the next scripted number of busy cores."""
+
+    def __init__(self, script):
+        self.script = iter(script)
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cores = next(self.script)
+        return False
+
+
+@pytest.mark.parametrize("script, timed, clean, noisy", [
+    ([0.0, 1.0, 0.0, 0.9, 0.0], 5, 3, False),  # keeps going until 3 clean repeats are in
+    ([1.0] * 5, 5, 0, True),                    # never clean: every repeat used, marked noisy
+    ([0.0, 0.0, 0.0, 1.0, 1.0], 3, 3, False),   # clean at once: stops after 3
+])
+def test_repeats_on_a_busy_machine_are_dropped(monkeypatch, script, timed, clean, noisy):
+    monkeypatch.setattr(runner, "OtherLoad", ScriptedLoad(script))
+    settings = runner.Settings(torch=False, loops=False, **dict(FAST, repeats=3, max_repeats=5))
+    rec, = runner.run_case(cases.Case("max_pool2d", TINY_POOL), "float32", [ops.fastconv_cpu()],
+                           settings, log=lambda m: None)
+    assert rec["repeats"]["timed"] == timed and rec["repeats"]["clean"] == clean
+    assert rec["repeats"]["noisy"] is noisy
+    assert len(rec["passes"]["fwd"]["samples_ms"]) == (clean if not noisy else timed)

@@ -57,8 +57,10 @@ def rows(report):
                     continue
                 rate, pct = _rate(case, pass_name, p["median_ms"], dtype,
                                   peaks.get(rec["device"], {}).get(dtype))
+                noisy = rec.get("repeats", {}).get("noisy")
                 row = {"op": op, "shape": rec["label"], "dtype": dtype, "pass": pass_name,
-                       "impl": name, "ms": _fmt_ms(p), "rate": rate, "peak": pct,
+                       "impl": name, "ms": _fmt_ms(p) + (" *" if noisy else ""), "rate": rate,
+                       "peak": pct,
                        "vs_loop": "", "torch_ms": "", "vs_torch": "", "mem": ""}
                 if loop and loop["status"] == "ok" and pass_name in loop["passes"]:
                     row["vs_loop"] = f"~{loop['passes'][pass_name]['median_ms'] / p['median_ms']:,.0f}x"
@@ -100,10 +102,17 @@ def notes(report):
         out.append(f"GEMM peak measured in this run ({device}): " + ", ".join(
             f"{dtype} {rate:.1f} GFLOP/s" for dtype, rate in per_dtype.items()))
     s = report["settings"]
-    out.append(f"Medians of {s['repeats']} interleaved repeats after {s['warmup']} warm-up, "
+    out.append(f"Medians over interleaved repeats ({s['repeats']} clean ones wanted, at most "
+               f"{s.get('max_repeats') or s['repeats']} timed) after {s['warmup']} warm-up, "
                f"{s['pause']:g} s settle pause before each CPU forward. fwd+bwd = forward plus "
                "dx, dw, db. time / PyTorch: median of per-repeat ratios (< 1 is faster). "
                "Loop speedups (~) are from one image, scaled linearly to the batch.")
+    counts = [r["repeats"] for r in report["results"] if "repeats" in r and r["impl"] == "fastconv"]
+    if counts:
+        out.append(f"Clean repeats (other processes used < {s.get('noise_threshold', 0.15):g} cores): "
+                   f"{min(c['clean'] for c in counts)}-{max(c['clean'] for c in counts)} per case "
+                   f"of {min(c['timed'] for c in counts)}-{max(c['timed'] for c in counts)} timed; "
+                   "* marks cases with fewer than 3, whose statistics use every repeat.")
     for rec in report["results"]:
         if rec["status"] not in ("ok",) and rec["impl"] != "loop":
             out.append(f"- {rec['impl']} on {rec['op']} {rec['shape']} {rec['dtype']}: "

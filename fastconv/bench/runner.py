@@ -17,6 +17,7 @@ Per case and dtype:
    outside the timings.
 """
 
+import statistics
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 from . import ops
 from .cases import ConvShape
 from .machine import describe, gemm_peak
-from .timing import median_ratio, summarize, time_pair, wall
+from .timing import OtherLoad, median_ratio, summarize, time_pair, wall
 
 # Seconds per multiply-add (conv) or per window element (pools, im2col, col2im) of the
 # reference loops, forward plus backward, measured on a 2-core CI-class machine. Used only
@@ -42,7 +43,9 @@ class Settings:
 
     dtypes: tuple = ("float32",)
     device: str = "auto"          # cpu | gpu | auto (CPU, plus the GPU when usable)
-    repeats: int = 10
+    repeats: int = 10             # clean repeats wanted
+    max_repeats: int = None       # keep repeating up to this many to get them (None: repeats)
+    noise_threshold: float = 0.15  # cores other processes may use during a clean repeat
     warmup: int = 1
     pause: float = 0.3            # settle time before each timed CPU forward, seconds
     loops: bool = True
@@ -177,16 +180,38 @@ def run_case(case, dtype, impls, settings, log=print):
 
 
 def _time_interleaved(entries, settings):
-    samples = {rec["impl"]: ([], []) for _, _, rec in entries}
-    for r in range(settings.warmup + settings.repeats):
-        shift = r % max(1, len(entries))
-        for impl, b, rec in entries[shift:] + entries[:shift]:
-            fwd, bwd = time_pair(impl, b, settings.pause if impl.clock == "cpu" else 0.0)
-            if r >= settings.warmup:
-                samples[rec["impl"]][0].append(fwd)
-                samples[rec["impl"]][1].append(bwd)
+    """Time ``entries`` in rotating order; keep the repeats other processes left alone.
+
+    A repeat is clean when other processes kept fewer than ``settings.noise_threshold``
+    cores busy during it. Repeats continue (up to ``settings.max_repeats``) until
+    ``settings.repeats`` clean ones are in; statistics use the clean repeats when there
+    are at least 3 (or all asked for), else every repeat, and the record says so.
+    """
+    if not entries:
+        return
+    rounds = []  # (cores used by others, {impl: (fwd, bwd)})
+    limit = settings.max_repeats or settings.repeats
+    for r in range(settings.warmup + max(limit, settings.repeats)):
+        shift = r % len(entries)
+        times = {}
+        with OtherLoad() as load:
+            for impl, b, rec in entries[shift:] + entries[:shift]:
+                times[rec["impl"]] = time_pair(impl, b, settings.pause if impl.clock == "cpu" else 0.0)
+        if r < settings.warmup:
+            continue
+        rounds.append((load.cores, times))
+        clean = [t for cores, t in rounds if cores is None or cores < settings.noise_threshold]
+        if len(clean) >= settings.repeats or (len(rounds) >= settings.repeats and limit <= settings.repeats):
+            break
+    enough = min(3, settings.repeats)
+    used = clean if len(clean) >= enough else [t for _, t in rounds]
+    others = [cores for cores, _ in rounds if cores is not None]
     for _, _, rec in entries:
-        rec["passes"] = _passes(*samples[rec["impl"]])
+        name = rec["impl"]
+        rec["passes"] = _passes([t[name][0] for t in used], [t[name][1] for t in used])
+        rec["repeats"] = {"timed": len(rounds), "clean": len(clean), "used": len(used),
+                          "noisy": len(clean) < enough,
+                          "others_cores_median": statistics.median(others) if others else None}
     # ratios to PyTorch on the same device, from the same repeats
     by_name = {rec["impl"]: rec for _, _, rec in entries}
     for ours, theirs in (("fastconv", "torch"), ("fastconv-gpu", "torch-cuda")):
@@ -224,16 +249,15 @@ def measure_peaks(settings, impls, log=print):
     devices = {impl.device for impl in impls if impl.available}
     for dtype in settings.dtypes:
         if "cpu" in devices:
-            peaks.setdefault("cpu", {})[dtype] = gemm_peak(dtype, n=settings.gemm_n,
-                                                           pause=settings.pause)
+            n = settings.gemm_n
+            peaks.setdefault("cpu", {})[dtype] = gemm_peak(dtype, n=n, pause=settings.pause)
+            log(f"GEMM peak (cpu, {dtype}, n={n}): {peaks['cpu'][dtype]:.1f} GFLOP/s")
         if "gpu" in devices:
             import cupy
+            n = max(settings.gemm_n, 4096)
             peaks.setdefault("gpu", {})[dtype] = gemm_peak(
-                dtype, xp=cupy, n=max(settings.gemm_n, 4096), repeats=5, pause=0,
-                sync=cupy.cuda.Device().synchronize)
-    for device, per_dtype in peaks.items():
-        for dtype, rate in per_dtype.items():
-            log(f"GEMM peak ({device}, {dtype}, n={settings.gemm_n}): {rate:.1f} GFLOP/s")
+                dtype, xp=cupy, n=n, repeats=5, pause=0, sync=cupy.cuda.Device().synchronize)
+            log(f"GEMM peak (gpu, {dtype}, n={n}): {peaks['gpu'][dtype]:.1f} GFLOP/s")
     return peaks
 
 

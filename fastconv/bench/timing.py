@@ -5,8 +5,42 @@ worker threads keep spinning after a call and would slow whichever library runs 
 GPU passes with CUDA events recorded on the stream and a synchronisation before reading.
 """
 
+import os
 import statistics
 import time
+
+
+def _busy_seconds():
+    """CPU seconds all processes have used since boot (Linux /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """How many cores other processes kept busy while a block ran (the shared-machine check).
+
+    ``with OtherLoad() as load: ...`` then ``load.cores``: (all CPU time - this process's CPU
+    time) / wall time. None where /proc/stat is unavailable.
+    """
+
+    def __enter__(self):
+        self._busy, self._own, self._wall = _busy_seconds(), time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        busy = _busy_seconds()
+        if busy is None or self._busy is None:
+            self.cores = None
+        else:
+            wall = max(time.perf_counter() - self._wall, 1e-9)
+            own = time.process_time() - self._own
+            self.cores = max(0.0, (busy - self._busy - own) / wall)
+        return False
 
 
 def summarize(samples):
