@@ -287,9 +287,9 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, batchn
         assert max_abs_diff(reference, whole) > 1e-6
 
 
-def test_resume_a_one_process_checkpoint_on_two_ranks(tmp_path):
-    # Epoch 1 in this process (world size 1, batch 8), epoch 2 on 2 ranks x batch 4:
-    # the same path as 2 uninterrupted epochs with global batch 8.
+def test_resume_across_world_sizes_1_2_1(tmp_path):
+    # Epoch 1 in this process (world size 1, batch 8), epoch 2 on 2 ranks x batch 4, epoch 3
+    # here again: the same path as 3 uninterrupted epochs with global batch 8.
     from mpi_worker import build_solver
     first = tmp_path / "epoch1.npz"
     solver = build_solver(False, 51, batch_size=8, epochs=1, checkpoint_name=str(first))
@@ -304,6 +304,11 @@ def test_resume_a_one_process_checkpoint_on_two_ranks(tmp_path):
     print(f"\nresumed 1 -> 2 ranks vs 1 process: max |param difference| = {error:.2e}")
     assert error < 1e-10
     np.testing.assert_allclose(np.load(tmp_path / "train-rank0.npz")["loss"], losses, rtol=1e-12)
+    third = tmp_path / "epoch3.npz"
+    build_solver(False, 51, batch_size=8, epochs=3, resume=str(second),
+                 checkpoint_name=str(third)).train()
+    reference, _ = oracle_training(False, 51, global_batch=8, epochs=3)
+    assert max_abs_diff(checkpoint_model_state(third), reference) < 1e-10
 
 
 # ---------------------------------------------------------------- the command line
