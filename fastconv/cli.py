@@ -115,6 +115,7 @@ def cmd_bench(args):
         cases = bench_cases.build_cases(args.ops, shapes, args.quick)
     except ValueError as exc:
         raise UsageError(f"--shapes/--ops: {exc}") from None
+    _check_output_paths(args, ("--json", "--markdown", "--plot"))
     settings = _bench_settings(args)
     if args.breakdown:
         return _breakdown(cases, settings, args)
@@ -126,6 +127,19 @@ def cmd_bench(args):
     print(table)
     _write_outputs(args, result, table, report.plot)
     return 0
+
+
+def _check_output_paths(args, options):
+    """Fail before a long run, not after it, when an output file cannot be created."""
+    for option in options:
+        path = getattr(args, option.lstrip("-").replace("-", "_"))
+        if path is None:
+            continue
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise UsageError(f"{option} {path}: directory {parent} does not exist")
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path} is a directory; give a file name")
 
 
 def _write_outputs(args, result, text, plot):
@@ -287,7 +301,10 @@ def cmd_train(args):
     # In an MPI job: join it (and pick this rank's GPU) before building the model; rank 0 reports.
     root = distributed.launched_world_size() == 1 or distributed.init(device).is_root
     dataset = _load_data(args)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: {exc.strerror}") from None
     if root:
         print(dataset.summary())
     model = _build_model(args, dataset, device)
@@ -367,6 +384,7 @@ def cmd_report(args):
             histories.append(runs.read_history(directory))
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(str(exc)) from None
+    _check_output_paths(args, ("--markdown", "--plot"))
     names = [os.path.basename(os.path.normpath(d)) for d in args.dirs]
     table = runs.summary_table(histories, names)
     print(table)

@@ -39,6 +39,8 @@ BAD = [
     (["bench", "--ops", "conv3d"], "invalid choice: 'conv3d'"),
     (["bench", "--breakdown", "--ops", "max_pool2d"], "--breakdown needs convolution shapes"),
     (["report", "no/such/run"], "has no history.json"),
+    (["bench", "--json", "no/such/dir/b.json"], "--json no/such/dir/b.json: directory"),
+    (["train", "--out", "/dev/null/run"], "--out /dev/null/run: "),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "required"),
 ]

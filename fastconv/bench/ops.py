@@ -260,4 +260,4 @@ def relative_error(got, expected):
     return worst
 
 
-TOLERANCE = {"float16": 2e-2, "float32": 1e-4, "float64": 1e-10}
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
