@@ -314,6 +314,7 @@ def test_resume_across_world_sizes_1_2_1(tmp_path):
 # ---------------------------------------------------------------- the command line
 def test_fastconv_train_nproc_runs_two_ranks_and_only_rank_0_reports(tmp_path):
     require_mpi()
+    pytest.importorskip("sklearn", reason="the digits dataset needs the data extra")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "fastconv", "train", "--model", "mlp", "--epochs", "1",
                "--batch-size", "32", "--no-progress", "--nproc", "2", "--out", str(out)]
