@@ -1,7 +1,8 @@
 // Max and average pooling, forward and backward, NCHW (see kernels/common.cuh).
 //
-// Semantics are the CPU path's (fastconv/functional/pool.py): max pooling
-// reads -inf outside the input, keeps the first maximum in row-major window
+// Semantics are the CPU path's (fastconv/functional/pool.py) and PyTorch's:
+// max pooling scans only the input cells of a window (the -inf padding never
+// wins, even over -inf inputs), keeps the first maximum in row-major window
 // order (kernel offset k = kh*KW + kw), and lets the first NaN win; the
 // average divides by a per-output-position divisor computed by the caller.
 #include "common.cuh"
@@ -14,23 +15,22 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
                                         idx_t KH, idx_t KW, idx_t SH, idx_t SW,
                                         idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
     typedef typename fc_acc<T>::type acc_t;
-    const acc_t padding = fc_neg_inf(acc_t());
     const idx_t total = NC * OH * OW;
     for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
         const idx_t ow = i % OW;
         const idx_t oh = (i / OW) % OH;
         const T* plane = x + (i / (OH * OW)) * H * W;
-        acc_t best = padding;
-        int best_k = 0;
+        acc_t best = fc_neg_inf(acc_t());
+        int best_k = -1;  // the first input cell starts the scan
         int k = 0;
         for (idx_t kh = 0; kh < KH; ++kh) {
             const idx_t h = oh * SH - PT + kh * DH;
             for (idx_t kw = 0; kw < KW; ++kw, ++k) {
                 const idx_t w = ow * SW - PL + kw * DW;
-                const bool inside = h >= 0 && h < H && w >= 0 && w < W;
-                const acc_t v = inside ? fc_load(plane[h * W + w]) : padding;
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                const acc_t v = fc_load(plane[h * W + w]);
                 const bool v_nan = v != v, best_nan = best != best;
-                if (k == 0 || v > best || (v_nan && !best_nan)) {
+                if (best_k < 0 || v > best || (v_nan && !best_nan)) {
                     best = v;
                     best_k = k;
                 }

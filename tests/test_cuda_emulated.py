@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import fastconv.functional as F
 from cuda_emu.emu import emu_launcher, prebuild, sanitizing
 from cuda_emu.report import summary_lines
-from fastconv import _cuda
+from fastconv import _cuda, reference
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
 from fastconv.workspace import workspace_limit
 
@@ -120,11 +120,11 @@ def normal(seed, shape, dtype):
 
 
 def with_ties_and_specials(seed, shape, dtype):
-    """Small integers (many ties), with some -inf, +inf and NaN mixed in."""
+    """Small integers (many ties), with -inf (in some cases most cells), +inf and NaN."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-3, 3, shape).astype(dtype)
     specials = rng.random(shape)
-    x[specials < 0.04] = -np.inf
+    x[specials < rng.choice([0.04, 0.7])] = -np.inf
     x[(specials >= 0.04) & (specials < 0.06)] = np.nan
     x[(specials >= 0.06) & (specials < 0.07)] = np.inf
     return x
@@ -303,3 +303,23 @@ def test_pooling_through_the_dispatch(kernels_for_numpy, window, seed):
         "max_pool_forward_kernel", "max_pool_backward_kernel",
         "avg_pool_forward_kernel", "avg_pool_backward_kernel"}
     CASES["pool dispatch"] += 1
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=1, padding=1),
+                                dict(kernel_size=(2, 3), stride=2, padding=(1, 1), dilation=2,
+                                     ceil_mode=True)])
+def test_max_pool_of_minus_infinity_picks_an_input_cell(kw):
+    """-inf inputs tie with the -inf padding: the kernel's maximum is still the window's
+    first input cell, as in PyTorch and the loop reference (fastconv/reference.py)."""
+    x = np.full((2, 2, 4, 5), -np.inf)
+    x[0, 0, 3, 3], x[1, 1, 0, 4], x[1, 0, 2, 2] = 1.0, -2.0, np.nan
+    ref_out, ref_idx, _ = reference.max_pool2d_forward(x, return_indices=True, **kw)
+    geometry = F.max_pool2d_forward(x, **kw)[1].geometry
+    out, argmax = _cuda.max_pool2d_forward(x, geometry, launcher())
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(F.pool._flat_indices(argmax, geometry, np), ref_idx)
+    dout = normal(0, out.shape, np.float64)
+    ref_cache = reference.max_pool2d_forward(x, **kw)[1]
+    np.testing.assert_allclose(_cuda.max_pool2d_backward(dout, argmax, x.shape, geometry,
+                                                         launcher()),
+                               reference.max_pool2d_backward(dout, ref_cache), rtol=1e-12)

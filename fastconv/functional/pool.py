@@ -8,7 +8,8 @@ also covers overlap, padding, dilation and ``ceil_mode``.
 
 Rules, the same on every path (CPU, GPU, reference):
 
-* Max pooling pads with -inf, so padding never wins over a real value.
+* Max pooling pads with -inf and only input cells compete, so padding never
+  wins (a window of -inf inputs picks its first input cell, as PyTorch).
 * Ties: the gradient goes to the first maximum in row-major window order
   (the smallest kernel offset i*KW + j), as in PyTorch.
 * NaN propagates: a window holding a NaN outputs NaN, and its gradient goes
@@ -117,16 +118,33 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
 
 
 def _max_over_slabs(x, geometry, xp):
-    """The CPU max pooling: ``(out, argmax)``, argmax the int32 kernel offset i*KW + j."""
+    """The CPU max pooling: ``(out, argmax)``, argmax the int32 kernel offset i*KW + j.
+
+    Only input cells compete: the first input cell of a window starts the
+    scan, so the -inf padding never wins, even over -inf inputs (PyTorch's rule).
+    """
     padded = pad_input(x, geometry, value=-xp.inf)
     out = _slab(padded, geometry, 0, 0).copy()
     argmax = xp.zeros(out.shape, dtype=xp.int32)  # kernel offset i*KW + j of each maximum
+    found = _inside(geometry, 0, 0, xp)  # (OH, OW): has the window met an input cell yet
     for k, i, j in _offsets(geometry)[1:]:
         candidate = _slab(padded, geometry, i, j)
-        better = (candidate > out) | (xp.isnan(candidate) & ~xp.isnan(out))
+        inside = _inside(geometry, i, j, xp)
+        better = inside & (~found | (candidate > out) | (xp.isnan(candidate) & ~xp.isnan(out)))
         xp.copyto(out, candidate, where=better)
         xp.copyto(argmax, k, where=better)
+        found |= inside
     return xp.ascontiguousarray(out), argmax
+
+
+def _inside(geometry, i, j, xp):
+    """(OH, OW) mask: where kernel offset (i, j) reads an input cell, not padding."""
+    masks = []
+    for n, o, s, d, (before, _), offset in zip(geometry.size, geometry.out, geometry.stride,
+                                               geometry.dilation, geometry.pads, (i, j)):
+        position = xp.arange(o) * s - before + offset * d
+        masks.append((position >= 0) & (position < n))
+    return masks[0].reshape(-1, 1) & masks[1]
 
 
 def _flat_indices(argmax, geometry, xp):
