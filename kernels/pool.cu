@@ -37,7 +37,7 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
             }
         }
         out[i] = fc_store<T>(best);
-        argmax[i] = best_k;
+        argmax[i] = best_k < 0 ? 0 : best_k;  // a window of padding only: -inf, offset 0
     }
 }
 

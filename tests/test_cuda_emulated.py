@@ -323,3 +323,16 @@ def test_max_pool_of_minus_infinity_picks_an_input_cell(kw):
     np.testing.assert_allclose(_cuda.max_pool2d_backward(dout, argmax, x.shape, geometry,
                                                          launcher()),
                                reference.max_pool2d_backward(dout, ref_cache), rtol=1e-12)
+
+
+def test_max_pool_window_without_input_cells():
+    """A dilated window can fall entirely on padding: -inf, offset 0 and no gradient,
+    as on the NumPy path."""
+    x = np.arange(3.0).reshape(1, 1, 1, 3)
+    kw = dict(kernel_size=(2, 1), padding=(1, 0), dilation=(2, 1))
+    expected, cache = F.max_pool2d_forward(x, **kw)
+    out, argmax = _cuda.max_pool2d_forward(x, cache.geometry, launcher())
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(argmax, cache.argmax)
+    dx = _cuda.max_pool2d_backward(np.ones_like(out), argmax, x.shape, cache.geometry, launcher())
+    np.testing.assert_array_equal(dx, F.max_pool2d_backward(np.ones_like(out), cache))
