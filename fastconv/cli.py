@@ -168,7 +168,9 @@ def _breakdown(cases, settings, args):
         peak = gemm_peak(dtype, n=settings.gemm_n, pause=settings.pause)
         _log(f"GEMM peak (cpu, {dtype}, n={settings.gemm_n}): {peak:.1f} GFLOP/s")
         for case in conv:
-            item = breakdown.breakdown(case, dtype, settings.repeats, settings.pause, peak)
+            item = breakdown.breakdown(case, dtype, settings.repeats, settings.pause, peak,
+                                       max_repeats=settings.max_repeats,
+                                       noise_threshold=settings.noise_threshold)
             result["breakdown"].append(item)
             texts.append(breakdown.format_breakdown(item))
             print(texts[-1] + "\n", flush=True)

@@ -99,7 +99,7 @@ def notes(report):
     out = [f"Machine: {m['cpu']}, {m['cores']} cores; NumPy {m['numpy']} ({threads}); "
            f"PyTorch {m.get('torch', 'not used')}; GPU: {m['gpu']}."]
     for device, per_dtype in peaks.items():
-        out.append(f"GEMM peak measured in this run ({device}): " + ", ".join(
+        out.append(f"GEMM peak measured in this run ({device}, best of 5 square products): " + ", ".join(
             f"{dtype} {rate:.1f} GFLOP/s" for dtype, rate in per_dtype.items()))
     s = report["settings"]
     out.append(f"Medians over interleaved repeats ({s['repeats']} clean ones wanted, at most "
