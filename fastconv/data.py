@@ -13,6 +13,7 @@ Every loader returns a :class:`Dataset`: train/validation/test splits, normalise
 per-channel mean and standard deviation of the training split.
 """
 
+import contextlib
 import gzip
 import math
 import os
@@ -137,6 +138,16 @@ def _find_file(directory, name, expected, source):
         f"{', '.join(expected)} there. Get them from {source}")
 
 
+@contextlib.contextmanager
+def _malformed_hint(expected, source):
+    """Add the expected file names and their source to a malformed-file ValueError."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"{exc}. Expected the original files {', '.join(expected)}; get them "
+                         f"from {source}") from exc
+
+
 def _check_directory(path, expected, source):
     if not os.path.isdir(path):
         raise FileNotFoundError(
@@ -193,9 +204,11 @@ def load_mnist(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
     test split is the t10k file. Missing or malformed files raise an error that names the
     expected files and where to get them; nothing is downloaded.
     """
-    _check_directory(path, [n + "[.gz]" for n in MNIST_FILES.values()], MNIST_SOURCE)
-    x, y = _mnist_pair(path, "train_images", "train_labels")
-    x_test, y_test = _mnist_pair(path, "test_images", "test_labels")
+    expected = [n + "[.gz]" for n in MNIST_FILES.values()]
+    _check_directory(path, expected, MNIST_SOURCE)
+    with _malformed_hint(expected, MNIST_SOURCE):
+        x, y = _mnist_pair(path, "train_images", "train_labels")
+        x_test, y_test = _mnist_pair(path, "test_images", "test_labels")
     if not 0 <= val_size < len(y):
         raise ValueError(f"val_size must be in [0, {len(y)}) for {len(y)} training images, "
                          f"got {val_size}")
@@ -360,14 +373,15 @@ def load_cifar10(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
             f"{', '.join(missing)} not found in {root}; expected the files "
             f"{', '.join(CIFAR10_FILES)} there (or in {root}/cifar-10-batches-py). "
             f"Get them from {CIFAR10_SOURCE}")
-    train = [_cifar_batch(os.path.join(root, n)) for n in CIFAR10_FILES[:5]]
+    with _malformed_hint(CIFAR10_FILES, CIFAR10_SOURCE):
+        train = [_cifar_batch(os.path.join(root, n)) for n in CIFAR10_FILES[:5]]
+        x_test, y_test = _cifar_batch(os.path.join(root, "test_batch"))
+        meta = load_cifar_pickle(os.path.join(root, "batches.meta"))
+        names = meta.get("label_names")
+        if not isinstance(names, list) or len(names) != 10:
+            raise ValueError(f"{os.path.join(root, 'batches.meta')}: expected 10 label_names")
     x = np.concatenate([b[0] for b in train])
     y = np.concatenate([b[1] for b in train])
-    x_test, y_test = _cifar_batch(os.path.join(root, "test_batch"))
-    meta = load_cifar_pickle(os.path.join(root, "batches.meta"))
-    names = meta.get("label_names")
-    if not isinstance(names, list) or len(names) != 10:
-        raise ValueError(f"{os.path.join(root, 'batches.meta')}: expected 10 label_names")
     classes = [n.decode("latin-1") if isinstance(n, bytes) else str(n) for n in names]
     if not 0 <= val_size < len(y):
         raise ValueError(f"val_size must be in [0, {len(y)}) for {len(y)} training images, "
