@@ -174,7 +174,9 @@ def _breakdown(cases, settings, args):
             result["breakdown"].append(item)
             texts.append(breakdown.format_breakdown(item))
             print(texts[-1] + "\n", flush=True)
-    args.plot = None  # the chart is for the timing table
+    if args.plot:
+        _log("--plot ignored: the chart is drawn from the timing table, not the breakdown")
+        args.plot = None
     _write_outputs(args, result, "\n\n".join(texts), report.plot)
     return 0
 

@@ -28,7 +28,8 @@ def make_inputs(case, dtype, seed=0):
         return (rng.standard_normal(shape) * scale).astype(dtype)
 
     if case.op == "conv2d":
-        return {"x": normal(s.n, s.c, s.h, s.w), "w": normal(s.f, s.c, s.k, s.k, scale=1 / math.sqrt(s.c * s.k * s.k)),
+        fan_in = s.c * s.k * s.k
+        return {"x": normal(s.n, s.c, s.h, s.w), "w": normal(s.f, s.c, s.k, s.k, scale=fan_in ** -0.5),
                 "b": normal(s.f), "dout": normal(s.n, s.f, oh, ow)}
     if case.op in ("max_pool2d", "avg_pool2d"):
         return {"x": normal(s.n, s.c, s.h, s.w), "dout": normal(s.n, s.c, oh, ow)}
@@ -86,7 +87,8 @@ class Bound:
 
     def results(self):
         """The last outputs as NumPy arrays: a dict with out and dx/dw/db where they exist."""
-        return {k: as_numpy(v) for k, v in self._collect(self.state, self.grads).items() if v is not None}
+        collected = self._collect(self.state, self.grads)
+        return {k: as_numpy(v) for k, v in collected.items() if v is not None}
 
 
 def _fastconv_api_bind(mod, case, a):
@@ -226,20 +228,23 @@ def torch_cuda():
     return Impl("torch-cuda", "gpu", "torch-cuda", lambda case, a: _torch_bind(torch, "cuda", case, a))
 
 
+def _f64(arrays):
+    return {k: v.astype(np.float64) for k, v in arrays.items()}
+
+
 def torch_oracle():
     """PyTorch CPU in float64: the independent oracle every timed result is checked against."""
     torch = _import_torch()
     if torch is None:
         return None
-    return Impl("torch-float64", "cpu", "cpu",
-                lambda case, a: _torch_bind(torch, "cpu", case, {k: v.astype(np.float64) for k, v in a.items()}))
+    return Impl("torch-float64", "cpu", "cpu", lambda case, a: _torch_bind(torch, "cpu", case, _f64(a)))
 
 
 def loop_oracle():
     """The reference loops in float64: the oracle when torch is missing (run on a batch slice)."""
     from .. import reference
-    return Impl("loop-float64", "cpu", "cpu", lambda case, a: _fastconv_api_bind(
-        reference, case, {k: v.astype(np.float64) for k, v in a.items()}))
+    return Impl("loop-float64", "cpu", "cpu",
+                lambda case, a: _fastconv_api_bind(reference, case, _f64(a)))
 
 
 def relative_error(got, expected):

@@ -201,7 +201,7 @@ def _time_interleaved(entries, settings):
             continue
         rounds.append((load.cores, times))
         clean = [t for cores, t in rounds if cores is None or cores < settings.noise_threshold]
-        if len(clean) >= settings.repeats or (len(rounds) >= settings.repeats and limit <= settings.repeats):
+        if len(clean) >= settings.repeats:
             break
     enough = min(3, settings.repeats)
     used = clean if len(clean) >= enough else [t for _, t in rounds]
