@@ -31,6 +31,7 @@ KERNEL_PACKAGE = "fastconv._kernels"
 BLOCK = 256
 MAX_BLOCKS = 65535  # grid cap: the kernels' grid-stride loops cover any larger problem
 INDEX_LIMIT = 2**63 - 1  # every size and offset is a 64-bit idx_t inside the kernels
+PLANE_LIMIT = 2**31  # ... but in-plane divisions are 32-bit (kernels/common.cuh)
 
 # The C type each supported dtype is instantiated with (fc_half: binary16
 # storage, float arithmetic; see kernels/common.cuh).
@@ -221,9 +222,15 @@ def uses_kernels(x):
 
 
 def _window_args(geometry):
+    """The kernels' window scalars; refuses planes too large for their 32-bit in-plane math."""
     (h, w), (oh, ow), (kh, kw) = geometry.size, geometry.out, geometry.kernel
     (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
     (top, _), (left, _) = geometry.pads
+    extents = (h * w, oh * ow, h + top + kh * dh, w + left + kw * dw, oh * sh, ow * sw)
+    if max(extents) >= PLANE_LIMIT:
+        raise ValueError(
+            f"an image plane of {geometry} is too large for the CUDA kernels: planes "
+            f"(H*W, OH*OW) and their padded extents must stay below 2**31 elements")
     return h, w, oh, ow, kh, kw, sh, sw, top, left, dh, dw
 
 

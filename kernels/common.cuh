@@ -2,7 +2,9 @@
 //
 // Conventions of all fastconv kernels:
 // - NCHW arrays, C-contiguous; every size, offset and loop counter is a 64-bit
-//   idx_t, so no index can overflow whatever the array size.
+//   idx_t, so no index can overflow whatever the array size. Divisions (the
+//   costly part of index arithmetic) are 32-bit where they stay inside one
+//   image plane: fastconv/_cuda.py refuses planes of 2^31 elements or more.
 // - One thread per output element, in grid-stride loops: any grid size covers
 //   any problem size (fastconv/_cuda.py caps the grid).
 // - No __shared__ memory, no __syncthreads and no atomics: gather-style
@@ -27,14 +29,32 @@ __device__ __forceinline__ idx_t fc_grid_stride() {
     return (idx_t)gridDim.x * blockDim.x;
 }
 
+// A flat element index split into its image plane (n*C + c) and its row and
+// column in that plane: one 64-bit division, the others 32-bit.
+struct fc_cell {
+    idx_t plane;
+    int row, col;
+};
+
+__device__ __forceinline__ fc_cell fc_split(idx_t i, idx_t rows, idx_t cols) {
+    fc_cell cell;
+    cell.plane = i / (rows * cols);
+    const int rest = (int)(i - cell.plane * rows * cols);
+    cell.row = rest / (int)cols;
+    cell.col = rest % (int)cols;
+    return cell;
+}
+
 // The output position (along one axis) whose window reads input position p
 // through kernel offset k, or -1 when there is none. The gather-style
 // backward kernels use it to find what an input element contributed to.
+// Per-axis values fit in 32 bits, so the division is 32-bit.
 __device__ __forceinline__ idx_t fc_window_of(idx_t p, idx_t pad, idx_t k, idx_t dilation,
                                              idx_t stride, idx_t out) {
-    const idx_t start = p + pad - k * dilation;
-    if (start < 0 || start % stride != 0) return -1;
-    const idx_t o = start / stride;
+    const int start = (int)(p + pad - k * dilation);
+    const int step = (int)stride;
+    if (start < 0 || start % step != 0) return -1;
+    const int o = start / step;
     return o < out ? o : -1;
 }
 

@@ -15,9 +15,8 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ cols,
     const idx_t L = OH * OW;
     const idx_t total = N * C * L;
     for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const idx_t ow = i % OW;
-        const idx_t oh = (i / OW) % OH;
-        const idx_t nc = i / L;
+        const fc_cell cell = fc_split(i, OH, OW);
+        const idx_t nc = cell.plane, oh = cell.row, ow = cell.col;
         const T* plane = x + nc * H * W;
         T* col = cols + nc * KH * KW * L + oh * OW + ow;
         for (idx_t kh = 0; kh < KH; ++kh) {
@@ -43,9 +42,8 @@ __global__ void col2im_kernel(const T* __restrict__ cols, T* __restrict__ x,
     const idx_t L = OH * OW;
     const idx_t total = N * C * H * W;
     for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const idx_t w = i % W;
-        const idx_t h = (i / W) % H;
-        const idx_t nc = i / (H * W);
+        const fc_cell cell = fc_split(i, H, W);
+        const idx_t nc = cell.plane, h = cell.row, w = cell.col;
         const T* col = cols + nc * KH * KW * L;
         acc_t sum = 0;
         for (idx_t kh = 0; kh < KH; ++kh) {

@@ -17,9 +17,9 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
     typedef typename fc_acc<T>::type acc_t;
     const idx_t total = NC * OH * OW;
     for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const idx_t ow = i % OW;
-        const idx_t oh = (i / OW) % OH;
-        const T* plane = x + (i / (OH * OW)) * H * W;
+        const fc_cell cell = fc_split(i, OH, OW);
+        const idx_t oh = cell.row, ow = cell.col;
+        const T* plane = x + cell.plane * H * W;
         acc_t best = fc_neg_inf(acc_t());
         int best_k = -1;  // the first input cell starts the scan
         int k = 0;
@@ -52,9 +52,9 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* 
     typedef typename fc_acc<T>::type acc_t;
     const idx_t total = NC * H * W;
     for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const idx_t w = i % W;
-        const idx_t h = (i / W) % H;
-        const idx_t plane = (i / (H * W)) * OH * OW;
+        const fc_cell cell = fc_split(i, H, W);
+        const idx_t h = cell.row, w = cell.col;
+        const idx_t plane = cell.plane * OH * OW;
         acc_t sum = 0;
         for (idx_t kh = 0; kh < KH; ++kh) {
             const idx_t oh = fc_window_of(h, PT, kh, DH, SH, OH);
@@ -81,9 +81,9 @@ __global__ void avg_pool_forward_kernel(const T* __restrict__ x, const T* __rest
     typedef typename fc_acc<T>::type acc_t;
     const idx_t total = NC * OH * OW;
     for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const idx_t ow = i % OW;
-        const idx_t oh = (i / OW) % OH;
-        const T* plane = x + (i / (OH * OW)) * H * W;
+        const fc_cell cell = fc_split(i, OH, OW);
+        const idx_t oh = cell.row, ow = cell.col;
+        const T* plane = x + cell.plane * H * W;
         acc_t sum = 0;
         for (idx_t kh = 0; kh < KH; ++kh) {
             const idx_t h = oh * SH - PT + kh * DH;
@@ -108,9 +108,9 @@ __global__ void avg_pool_backward_kernel(const T* __restrict__ dout, const T* __
     typedef typename fc_acc<T>::type acc_t;
     const idx_t total = NC * H * W;
     for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const idx_t w = i % W;
-        const idx_t h = (i / W) % H;
-        const idx_t plane = (i / (H * W)) * OH * OW;
+        const fc_cell cell = fc_split(i, H, W);
+        const idx_t h = cell.row, w = cell.col;
+        const idx_t plane = cell.plane * OH * OW;
         acc_t sum = 0;
         for (idx_t kh = 0; kh < KH; ++kh) {
             const idx_t oh = fc_window_of(h, PT, kh, DH, SH, OH);

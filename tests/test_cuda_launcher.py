@@ -103,7 +103,8 @@ def test_kernel_parameters_match_the_registry(emu):
 
 def test_launch_plan_beyond_32_bit_sizes():
     """The grid is capped and the grid-stride loop covers any count, 2**31 and beyond;
-    the scalars reach the kernel as exact int64 (no allocation needed to check)."""
+    the scalars reach the kernel as exact int64; planes too large for the kernels'
+    32-bit in-plane arithmetic are refused (no allocation needed to check)."""
     for threads in (1, 255, 256, 257, 2**31 - 1, 2**31, 2**33 + 5, 2**40):
         grid, block = _cuda.launch_config(threads)
         assert 1 <= grid <= _cuda.MAX_BLOCKS and block == _cuda.BLOCK
@@ -118,6 +119,14 @@ def test_launch_plan_beyond_32_bit_sizes():
     n, c, h, w = 64, 256, 128, 128
     packed = launcher._check("im2col_kernel", "N", "int64", n * c * 9 * h * w, None)
     assert packed.dtype == np.int64 and int(packed) == n * c * 9 * h * w > 2**31
+    # In-plane divisions are 32-bit: a plane of 2**31 elements is refused before any
+    # launch or allocation, one of 2**30 accepted.
+    huge = window_geometry((1, 1, 2**16, 2**15), 3, 1, 1, 1)
+    tiny = np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="too large for the CUDA kernels"):
+        _cuda.im2col_into(tiny, huge, tiny, launcher)
+    assert _cuda._window_args(window_geometry((1, 1, 2**15, 2**15), 3, 1, 1, 1))[:2] == (
+        2**15, 2**15)
 
 
 def test_float16_rounding_is_ieee_round_to_nearest_even(emu):
