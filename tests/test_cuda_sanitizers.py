@@ -99,8 +99,8 @@ def test_planted_out_of_bounds_read_is_caught(sanitizer_env, tmp_path):
 
 def test_planted_division_by_zero_is_caught(sanitizer_env, tmp_path):
     """col2im whose stride test divides by (SH - 1): UBSan must stop the run."""
-    kernels = planted_copy(tmp_path, "common.cuh", "start % stride != 0",
-                           "start % (stride - 1) != 0")
+    kernels = planted_copy(tmp_path, "common.cuh", "start % step != 0",
+                           "start % (step - 1) != 0")
     script = textwrap.dedent(LAUNCH + """
     cols = np.ones((1, 1, 1, 1, 2, 2), np.float32)
     geometry = window_geometry((1, 1, 2, 2), 1, 1, 0, 1)
