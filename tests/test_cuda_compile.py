@@ -38,8 +38,8 @@ def nvrtc():
         from cupy_backends.cuda.libs import nvrtc
         nvrtc.getVersion()
     except Exception as exc:  # ImportError, or libnvrtc missing
-        if os.environ.get("FASTCONV_REQUIRE_NVRTC") == "1":
-            pytest.fail(f"FASTCONV_REQUIRE_NVRTC=1 but NVRTC is not usable: {exc}")
+        if os.environ.get("FASTCONV_REQUIRE_KERNEL_CHECKS") == "1":
+            pytest.fail(f"FASTCONV_REQUIRE_KERNEL_CHECKS=1 but NVRTC is not usable: {exc}")
         pytest.skip(f"NVRTC is not usable here (install the test extra): {exc}")
     return nvrtc
 

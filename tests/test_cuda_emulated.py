@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 import fastconv.functional as F
-from cuda_emu.emu import emu_launcher, prebuild, sanitizing
+from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools, sanitizing
 from cuda_emu.report import summary_lines
 from fastconv import _cuda, reference
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
@@ -55,6 +55,7 @@ launch_shapes = st.builds(launcher, st.sampled_from([32, 64, 256, 1024]),
 @pytest.fixture(scope="module", autouse=True)
 def report_cases(request):
     """Build the emulated kernels up front; print the number of cases per property at the end."""
+    require_kernel_tools("g++")
     prebuild()
     yield
     if CASES:

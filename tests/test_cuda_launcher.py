@@ -13,13 +13,14 @@ import sys
 import numpy as np
 import pytest
 
-from cuda_emu.emu import EmuModule, emu_launcher
+from cuda_emu.emu import EmuModule, emu_launcher, require_kernel_tools
 from fastconv import _cuda
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
 
 
 @pytest.fixture(scope="module")
 def emu():
+    require_kernel_tools("g++")
     return emu_launcher()
 
 
@@ -174,6 +175,7 @@ def test_non_contiguous_inputs_and_outputs(emu):
 
 
 def test_compile_error_carries_the_compiler_log(tmp_path):
+    require_kernel_tools("g++")
     for file in ("common.cuh", "im2col.cu", "pool.cu"):
         shutil.copy(_cuda.kernel_dir() / file, tmp_path / file)
     source = (tmp_path / "im2col.cu").read_text()
@@ -196,6 +198,7 @@ def test_kernels_use_no_shared_memory_barriers_or_atomics():
 
 
 def test_emulator_refuses_shared_memory_at_build_time(tmp_path):
+    require_kernel_tools("g++")
     code = "__global__ void k(float* x) { __shared__ float s[4]; s[0] = 1; x[0] = s[0]; }"
     from cuda_emu.emu import EmuBuildError
     with pytest.raises(EmuBuildError, match="shared_memory_is_not_emulated"):

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy
 import pytest
 
+from cuda_emu.emu import require_kernel_tools
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 
@@ -30,6 +32,7 @@ def run(*args, **kwargs):
 
 def test_wheel_installs_and_loads_the_kernels(tmp_path):
     pytest.importorskip("setuptools", minversion="70.1")  # builds wheels without 'wheel'
+    require_kernel_tools("g++")
     dist = tmp_path / "dist"
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
         "--no-index", "-q", "-w", str(dist), str(ROOT))

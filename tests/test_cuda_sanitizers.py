@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cuda_emu.emu import prebuild, sanitizing
+from cuda_emu.emu import prebuild, require_kernel_tools, sanitizing
 from cuda_emu.report import summary_lines
 from fastconv import _cuda
 
@@ -31,6 +31,7 @@ pytestmark = pytest.mark.skipif(sanitizing(), reason="this is the sanitizer pass
 @pytest.fixture(scope="module")
 def sanitizer_env():
     """The environment of a sanitized run: ASan preloaded, reports recoverable and complete."""
+    require_kernel_tools("g++")
     libasan = subprocess.run(["g++", "-print-file-name=libasan.so"],
                              capture_output=True, text=True).stdout.strip()
     if not os.path.isabs(libasan):

@@ -18,6 +18,7 @@ MemoryError naming the CUDA thread, a UBSan report aborts the process.
 import ctypes
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -37,6 +38,19 @@ STATUS = {1: "unknown kernel", 2: "launch configuration out of the hardware limi
 
 class EmuBuildError(RuntimeError):
     """g++ rejected the kernel source; the message holds its log."""
+
+
+def require_kernel_tools(*tools):
+    """Skip the calling test when a build tool (g++) is missing, or fail when
+    FASTCONV_REQUIRE_KERNEL_CHECKS=1 (CI sets it: the kernel checks must not vanish)."""
+    import pytest
+
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        message = f"{', '.join(missing)} not found: the CUDA kernels cannot be emulated"
+        if os.environ.get("FASTCONV_REQUIRE_KERNEL_CHECKS") == "1":
+            pytest.fail(f"FASTCONV_REQUIRE_KERNEL_CHECKS=1 but {message}")
+        pytest.skip(message)
 
 
 def sanitizing():
