@@ -104,7 +104,7 @@ def _columns(x, geometry, buffer):
 def _chunk_plan(x, geometry, groups, per_image):
     """The batch chunks for ``per_image`` workspace bytes, and the column buffer shape of the largest."""
     chunks = batch_chunks(x.shape[0], per_image)
-    largest = chunks[0].stop - chunks[0].start
+    largest = chunks[0].stop - chunks[0].start if chunks else 0  # no chunk for an empty batch
     (kh, kw), (oh, ow) = geometry.kernel, geometry.out
     shape = (largest, groups, x.shape[1] // groups * kh * kw, oh * ow)
     return chunks, shape
