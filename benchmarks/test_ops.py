@@ -11,8 +11,10 @@ Every case first checks the implementation against the oracle (PyTorch float64 w
 installed, else the reference loops on the first image); one that disagrees fails
 instead of being timed. The loops run only on the small shapes. CPU rounds start after a
 settle pause (FASTCONV_BENCH_PAUSE, default 0.3 s; see fastconv bench for why). GPU
-rounds synchronise the device inside the timed call, and the first call (kernel
-compilation) happens in the untimed check. Rounds: FASTCONV_BENCH_ROUNDS (default 5).
+rounds synchronise the device inside the timed call; the first call (kernel compilation)
+happens in the untimed check and its time is in each row's extra_info (--benchmark-json).
+Rounds: FASTCONV_BENCH_ROUNDS (default 5). benchmarks/gpu_bench.py is the CUDA-event GPU
+benchmark (fastconv bench --device gpu).
 For interleaved, same-run ratios with PyTorch and the GEMM peak, use `fastconv bench`.
 """
 
@@ -65,15 +67,17 @@ def _checked_bound(case, dtype, impl, oracles):
         oracles[case, dtype] = runner.Oracle(case, inputs, ops.torch_oracle() is not None)
     oracle = oracles[case, dtype]
     bound = impl.bind(case, oracle.check_inputs)
+    t0 = time.perf_counter()
     bound.forward()
     if bound.has_backward:
         bound.backward()
     impl.sync()
+    first_call_ms = (time.perf_counter() - t0) * 1e3  # includes kernel compilation on the GPU
     error = ops.relative_error(bound.results(), oracle.expected)
     assert error <= ops.TOLERANCE[dtype], (
         f"{impl.name} disagrees with {oracle.impl.name} on {case.label()} {dtype}: relative "
         f"error {error:.2e}; not timing a wrong result")
-    return bound if oracle.full else impl.bind(case, inputs)
+    return (bound if oracle.full else impl.bind(case, inputs)), first_call_ms
 
 
 @pytest.mark.parametrize("case, dtype, impl_name, pass_name", list(_cases()))
@@ -81,10 +85,10 @@ def test_op(benchmark, oracles, case, dtype, impl_name, pass_name):
     impl = IMPLS[impl_name]()
     if not impl.available:
         pytest.skip(impl.reason)
-    bound = _checked_bound(case, dtype, impl, oracles)
+    bound, first_call_ms = _checked_bound(case, dtype, impl, oracles)
     pause = PAUSE if impl.clock == "cpu" else 0.0
     benchmark.group = f"{case.op} {case.shape.label()} {dtype} {pass_name}"
-    benchmark.extra_info["impl"] = impl_name
+    benchmark.extra_info.update(impl=impl_name, first_call_ms=first_call_ms)
 
     def forward():
         bound.forward()

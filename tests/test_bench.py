@@ -269,3 +269,14 @@ def test_repeats_on_a_busy_machine_are_dropped(monkeypatch, script, timed, clean
     assert rec["repeats"]["timed"] == timed and rec["repeats"]["clean"] == clean
     assert rec["repeats"]["noisy"] is noisy
     assert len(rec["passes"]["fwd"]["samples_ms"]) == (clean if not noisy else timed)
+
+
+def test_gpu_benchmark_script_says_why_without_a_gpu():
+    import os
+    import subprocess
+    if ops.fastconv_gpu().available:
+        pytest.skip("a GPU is usable here: the script would run the full GPU benchmark")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gpu_bench.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no usable GPU" in proc.stderr
