@@ -165,7 +165,7 @@ def plot(report, path):
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("median ms (fwd+bwd where the op has a backward), log scale")
-    ax.legend()
+    ax.legend(loc="best", fontsize=8)
     ax.set_title("fastconv bench")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
