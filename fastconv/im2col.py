@@ -21,7 +21,9 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import _cuda, _validate
 from .backend import get_array_module
+from .profiling import step
 from .shapes import WindowGeometry
+from .workspace import scratch
 
 
 def window_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode=False):
@@ -47,14 +49,18 @@ def window_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode=F
 
 
 def pad_input(x, geometry, value=0):
-    """Return ``x`` padded to ``geometry.padded`` with ``value`` (``x`` itself if no padding)."""
+    """Return ``x`` padded to ``geometry.padded`` with ``value`` (``x`` itself if no padding).
+
+    The padded copy lives in the "padded" scratch buffer (:func:`fastconv.workspace.scratch`):
+    use it before the next pad_input call on this thread.
+    """
     xp = get_array_module(x)
     (top, _), (left, _) = geometry.pads
     height, width = geometry.size
     hp, wp = geometry.padded
     if (hp, wp) == (height, width):
         return x
-    padded = xp.empty(x.shape[:2] + (hp, wp), dtype=x.dtype)
+    padded = scratch(xp, "padded", x.shape[:2] + (hp, wp), x.dtype)
     padded[:, :, :top] = value
     padded[:, :, top + height:] = value
     padded[:, :, top:top + height, :left] = value
@@ -79,7 +85,10 @@ def im2col_into(x, geometry, out):
     """
     if _cuda.uses_kernels(x):
         return _cuda.im2col_into(x, geometry, out)
-    numpy.copyto(out, window_view(pad_input(x, geometry), geometry))
+    with step("pad"):
+        padded = pad_input(x, geometry)
+    with step("im2col"):
+        numpy.copyto(out, window_view(padded, geometry))
     return out
 
 
@@ -94,13 +103,18 @@ def col2im_into(cols, geometry, out):
         return _cuda.col2im_into(cols, geometry, out)
     (top, _), (left, _) = geometry.pads
     height, width = geometry.size
-    padded = numpy.zeros(cols.shape[:2] + geometry.padded, dtype=cols.dtype)
-    kh, kw = geometry.kernel
-    for i in range(kh):
-        for j in range(kw):
-            rows, columns = geometry.offset_slices(i, j)
-            padded[:, :, rows, columns] += cols[:, :, i, j]
-    out[...] = padded[:, :, top:top + height, left:left + width]
+    with step("col2im"):
+        unpadded = geometry.padded == geometry.size
+        padded = out if unpadded else scratch(
+            numpy, "col2im", cols.shape[:2] + geometry.padded, cols.dtype)
+        padded.fill(0)
+        kh, kw = geometry.kernel
+        for i in range(kh):
+            for j in range(kw):
+                rows, columns = geometry.offset_slices(i, j)
+                padded[:, :, rows, columns] += cols[:, :, i, j]
+        if not unpadded:
+            out[...] = padded[:, :, top:top + height, left:left + width]
     return out
 
 

@@ -7,9 +7,11 @@ dx by col2im. A 1x1, stride-1, unpadded convolution skips im2col: the input is
 its own column matrix.
 
 The batch is processed in chunks whose buffers fit the workspace limit
-(:mod:`fastconv.workspace`). When the whole batch fits in one chunk, the
-forward columns are kept in the cache for the backward pass (no second
-im2col); otherwise the backward recomputes them chunk by chunk.
+(:mod:`fastconv.workspace`); on the CPU those buffers are reused between calls.
+The cache holds only x and w, as PyTorch's does: the backward pass recomputes
+the columns into the reused buffer, which costs less than a page-faulting
+fresh buffer to keep them and frees a network from holding every layer's
+columns between its forward and backward passes.
 """
 
 import numbers
@@ -17,18 +19,19 @@ import numbers
 from .. import _validate
 from ..backend import get_array_module
 from ..im2col import col2im_into, im2col_into, window_geometry
-from ..workspace import batch_chunks
+from ..profiling import step
+from ..workspace import batch_chunks, scratch
 
 
 class ConvCache:
     """What conv2d_backward needs from conv2d_forward."""
 
     op = "conv2d_forward"
-    __slots__ = ("x", "w", "has_bias", "geometry", "groups", "cols", "out_shape")
+    __slots__ = ("x", "w", "has_bias", "geometry", "groups", "out_shape")
 
-    def __init__(self, x, w, has_bias, geometry, groups, cols, out_shape):
+    def __init__(self, x, w, has_bias, geometry, groups, out_shape):
         self.x, self.w, self.has_bias = x, w, has_bias
-        self.geometry, self.groups, self.cols, self.out_shape = geometry, groups, cols, out_shape
+        self.geometry, self.groups, self.out_shape = geometry, groups, out_shape
 
 
 def _same_padding(kernel, dilation, stride):
@@ -93,14 +96,6 @@ def _padded_bytes(x, geometry):
     return 0 if geometry.padded == geometry.size else x.shape[1] * hp * wp * x.dtype.itemsize
 
 
-def _columns(x, geometry, buffer):
-    """im2col of ``x`` into the front of ``buffer`` (shape (n_max, G, C/G*KH*KW, OH*OW))."""
-    n = x.shape[0]
-    cols = buffer[:n]
-    im2col_into(x, geometry, cols.reshape((n, x.shape[1]) + geometry.kernel + geometry.out))
-    return cols
-
-
 def _chunk_plan(x, geometry, groups, per_image):
     """The batch chunks for ``per_image`` workspace bytes, and the column buffer shape of the largest."""
     chunks = batch_chunks(x.shape[0], per_image)
@@ -108,6 +103,14 @@ def _chunk_plan(x, geometry, groups, per_image):
     (kh, kw), (oh, ow) = geometry.kernel, geometry.out
     shape = (largest, groups, x.shape[1] // groups * kh * kw, oh * ow)
     return chunks, shape
+
+
+def _columns(x, geometry, buffer):
+    """im2col of ``x`` into the front of ``buffer`` (shape (n_max, G, C/G*KH*KW, OH*OW))."""
+    n = x.shape[0]
+    cols = buffer[:n]
+    im2col_into(x, geometry, cols.reshape((n, x.shape[1]) + geometry.kernel + geometry.out))
+    return cols
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
@@ -125,24 +128,26 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     geometry = window_geometry(x.shape, w.shape[2:], stride, padding, dilation)
     n, f = x.shape[0], w.shape[0]
     (oh, ow) = geometry.out
-    w_mat = w.reshape(groups, f // groups, -1)
+    w_mat = xp.ascontiguousarray(w).reshape(groups, f // groups, -1)
     out = xp.empty((n, f, oh, ow), dtype=x.dtype)
     out_groups = out.reshape(n, groups, f // groups, oh * ow)
-    cols = None
     if geometry.is_identity:
-        xp.matmul(w_mat, xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow), out=out_groups)
+        with step("layout copies"):
+            x_cols = xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow)
+        with step("GEMM out = W @ cols"):
+            xp.matmul(w_mat, x_cols, out=out_groups)
     else:
         per_image = _column_bytes(x, geometry) + _padded_bytes(x, geometry)
         chunks, shape = _chunk_plan(x, geometry, groups, per_image)
-        buffer = xp.empty(shape, dtype=x.dtype)
+        buffer = scratch(xp, "cols", shape, x.dtype)
         for chunk in chunks:
             cols = _columns(x[chunk], geometry, buffer)
-            xp.matmul(w_mat, cols, out=out_groups[chunk])
-        if len(chunks) > 1:
-            cols = None  # too big to keep: the backward recomputes them
+            with step("GEMM out = W @ cols"):
+                xp.matmul(w_mat, cols, out=out_groups[chunk])
     if b is not None:
-        out += b.reshape(1, f, 1, 1)
-    return out, ConvCache(x, w, b is not None, geometry, groups, cols, out.shape)
+        with step("bias"):
+            out += b.reshape(1, f, 1, 1)
+    return out, ConvCache(x, w, b is not None, geometry, groups, out.shape)
 
 
 def conv2d_backward(dout, cache):
@@ -157,29 +162,44 @@ def conv2d_backward(dout, cache):
     xp = get_array_module(dout, x)
     n, f = x.shape[0], w.shape[0]
     (oh, ow) = geometry.out
-    dout_groups = xp.ascontiguousarray(dout).reshape(n, groups, f // groups, oh * ow)
-    w_t = w.reshape(groups, f // groups, -1).transpose(0, 2, 1)
-    db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    # Every GEMM operand is made C-contiguous: NumPy's stacked matmul runs a
+    # transposed view several times slower than a copy plus a plain GEMM.
+    # dout^T and w^T are output- and weight-sized, far smaller than the columns.
+    with step("layout copies"):
+        dout_groups = xp.ascontiguousarray(dout).reshape(n, groups, f // groups, oh * ow)
+        dout_t = xp.ascontiguousarray(dout_groups.transpose(0, 1, 3, 2))
+        w_t = xp.ascontiguousarray(w.reshape(groups, f // groups, -1).transpose(0, 2, 1))
+    with step("bias"):
+        db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
     dx = xp.empty(x.shape, dtype=x.dtype)
 
     if geometry.is_identity:
-        x_cols = xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow)
-        dw = xp.matmul(dout_groups, x_cols.transpose(0, 1, 3, 2)).sum(axis=0)
-        xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
-        return dx, dw.reshape(w.shape), db
+        with step("layout copies"):
+            x_cols = xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow)
+        with step("GEMM dW = cols @ dout^T"):
+            dw_t = xp.matmul(x_cols, dout_t).sum(axis=0)
+        with step("GEMM dcols = W^T @ dout"):
+            xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
+        return dx, _weight_grad(dw_t, w.shape), db
 
-    dw = xp.zeros((groups, f // groups, w_t.shape[1]), dtype=x.dtype)
-    recompute = cache.cols is None
-    per_image = (_column_bytes(x, geometry) * (2 if recompute else 1)
-                 + _padded_bytes(x, geometry) + dw.nbytes)
+    dw_t = xp.zeros(w_t.shape, dtype=x.dtype)
+    per_image = 2 * _column_bytes(x, geometry) + 2 * _padded_bytes(x, geometry) + dw_t.nbytes
     chunks, shape = _chunk_plan(x, geometry, groups, per_image)
-    col_buffer = xp.empty(shape, dtype=x.dtype) if recompute else None
-    dcol_buffer = xp.empty(shape, dtype=x.dtype)
+    col_buffer = scratch(xp, "cols", shape, x.dtype)
+    dcol_buffer = scratch(xp, "dcols", shape, x.dtype)
+    dw_buffer = scratch(xp, "dw", (shape[0],) + w_t.shape, x.dtype)
     for chunk in chunks:
-        cols = _columns(x[chunk], geometry, col_buffer) if recompute else cache.cols[chunk]
-        dout_chunk = dout_groups[chunk]
-        dw += xp.matmul(dout_chunk, cols.transpose(0, 1, 3, 2)).sum(axis=0)
-        dcols = xp.matmul(w_t, dout_chunk, out=dcol_buffer[:cols.shape[0]])
-        col2im_into(dcols.reshape((cols.shape[0], x.shape[1]) + geometry.kernel + geometry.out),
+        cols = _columns(x[chunk], geometry, col_buffer)
+        m = cols.shape[0]
+        with step("GEMM dW = cols @ dout^T"):
+            dw_t += xp.matmul(cols, dout_t[chunk], out=dw_buffer[:m]).sum(axis=0)
+        with step("GEMM dcols = W^T @ dout"):
+            dcols = xp.matmul(w_t, dout_groups[chunk], out=dcol_buffer[:m])
+        col2im_into(dcols.reshape((m, x.shape[1]) + geometry.kernel + geometry.out),
                     geometry, dx[chunk])
-    return dx, dw.reshape(w.shape), db
+    return dx, _weight_grad(dw_t, w.shape), db
+
+
+def _weight_grad(dw_t, w_shape):
+    """(G, C/G*KH*KW, F/G) transposed weight gradient -> contiguous (F, C/G, KH, KW)."""
+    return dw_t.transpose(0, 2, 1).copy().reshape(w_shape)
