@@ -363,7 +363,7 @@ def test_one_process_gpu_communicator_uses_the_first_gpu():
 @pytest.mark.parametrize("transport", ["staged", "nccl"])
 def test_two_rank_collectives_on_the_gpu(tmp_path, transport):
     if transport == "nccl":
-        reason = distributed._nccl_unusable_reason(2, gpu_count())
+        reason = distributed.comm._nccl_unusable_reason(2, gpu_count())
         if reason is not None:
             pytest.skip(f"2 ranks over NCCL cannot run here: {reason}")
     result = run_job(2, [WORKER, "collectives", str(tmp_path), "--device", "gpu",

@@ -1,0 +1,30 @@
+"""Data-parallel training over MPI (NumPy arrays) and NCCL (CuPy arrays).
+
+One process per rank, started by ``mpiexec`` (or ``fastconv train --nproc N``).
+Every rank holds a full copy of the model; rank 0's initial parameters are
+broadcast to all; each step every rank runs forward/backward on its own shard
+of the global batch, and the gradients are averaged across ranks in ONE
+flattened buffer per step before the (identical) optimiser update.
+
+Averaging is weighted by each rank's number of samples, so uneven shards (the
+last batch of an epoch) give exactly the gradient of the mean loss over the
+global batch, the same as one process with the whole batch. Batch-norm
+statistics stay per rank, as in PyTorch's default DistributedDataParallel.
+
+mpi4py (the ``mpi`` extra) is imported lazily: the core stays NumPy-only and a
+job with world size 1 never needs MPI.
+
+Modules: ``comm`` (the Communicator, :func:`init`, transports), ``sampler``
+(:class:`ShardedSampler`), ``launch`` (``mpiexec`` on this machine) and
+``solver`` (:class:`DistributedSolver`).
+"""
+
+from .comm import (GPU_TRANSPORTS, Communicator, current, describe_transport, init,
+                   launched_world_size)
+from .launch import find_mpiexec, launch, launch_env, mpiexec_command
+from .sampler import ShardedSampler, shard
+from .solver import DistributedSolver, data_parallel
+
+__all__ = ["GPU_TRANSPORTS", "Communicator", "current", "describe_transport", "init",
+           "launched_world_size", "find_mpiexec", "launch", "launch_env", "mpiexec_command",
+           "ShardedSampler", "shard", "DistributedSolver", "data_parallel"]
