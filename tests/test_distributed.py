@@ -122,6 +122,32 @@ def test_launched_world_size_reads_the_launcher_environment(monkeypatch):
     assert distributed.launched_world_size() == 4
 
 
+# ---------------------------------------------------------------- launch helpers (no MPI job)
+def test_launch_env_caps_blas_threads_unless_the_user_chose():
+    env = distributed.launch_env(2, {"PATH": "/bin"})
+    expected = str(max(1, (os.cpu_count() or 1) // 2))
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == expected
+    assert distributed.launch_env(2, {"OMP_NUM_THREADS": "3"}) == {"OMP_NUM_THREADS": "3"}
+
+
+@pytest.mark.parametrize("banner, flags", [
+    ("HYDRA build details:\n    Version: 5.0.2", []),
+    ("mpiexec (Open MPI) 5.0.3", ["--oversubscribe"]
+     + (["--allow-run-as-root"] if os.geteuid() == 0 else [])),
+], ids=["mpich-hydra", "open-mpi"])
+def test_mpiexec_command_adds_the_flags_open_mpi_needs(monkeypatch, tmp_path, banner, flags):
+    pytest.importorskip("mpi4py", reason="mpiexec_command checks that mpi4py is installed")
+    fake = tmp_path / "mpiexec"
+    fake.write_text(f"#!/bin/sh\necho '{banner}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(distributed.launcher, "find_mpiexec", lambda: str(fake))
+    command = distributed.mpiexec_command(3, ["-m", "fastconv", "info"])
+    assert command == [str(fake), *flags, "-n", "3", sys.executable, "-m", "mpi4py",
+                       "-m", "fastconv", "info"]
+    with pytest.raises(ValueError, match="nproc"):
+        distributed.mpiexec_command(0, [])
+
+
 # ---------------------------------------------------------------- 2 ranks under mpiexec
 WORKER = os.path.join(os.path.dirname(__file__), "mpi_worker.py")
 JOB_TIMEOUT_S = 120

@@ -15,13 +15,13 @@ mpi4py (the ``mpi`` extra) is imported lazily: the core stays NumPy-only and a
 job with world size 1 never needs MPI.
 
 Modules: ``comm`` (the Communicator, :func:`init`, transports), ``sampler``
-(:class:`ShardedSampler`), ``launch`` (``mpiexec`` on this machine) and
+(:class:`ShardedSampler`), ``launcher`` (``mpiexec`` on this machine) and
 ``solver`` (:class:`DistributedSolver`).
 """
 
 from .comm import (GPU_TRANSPORTS, Communicator, current, describe_transport, init,
                    launched_world_size)
-from .launch import find_mpiexec, launch, launch_env, mpiexec_command
+from .launcher import find_mpiexec, launch, launch_env, mpiexec_command
 from .sampler import ShardedSampler, shard
 from .solver import DistributedSolver, data_parallel
 

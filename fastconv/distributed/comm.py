@@ -17,7 +17,7 @@ import numpy
 
 from ..backend import device_of, resolve_device
 from ._buffers import as_list, flatten, group_by_dtype, unflatten_into
-from .launch import find_mpiexec
+from .launcher import find_mpiexec
 
 # Environment variables launchers set: MPICH/hydra and Intel MPI (PMI_*), Open MPI (OMPI_*).
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
