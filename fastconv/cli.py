@@ -84,8 +84,9 @@ def add_bench_parser(sub):
     p.add_argument("--plot", metavar="PATH", help="write a PNG chart here (needs matplotlib)")
     p.add_argument("--markdown", metavar="PATH", help="also write the table to this file")
     p.add_argument("--breakdown", action="store_true",
-                   help="instead: per conv shape, time in padding, im2col, each GEMM, col2im, "
-                        "copies and Python overhead (CPU)")
+                   help="instead: per conv/pool shape, the time in each step of the real code "
+                        "(padding, im2col, each GEMM with its GFLOP/s, col2im, copies) and the "
+                        "Python overhead (CPU)")
     return p
 
 
@@ -159,15 +160,18 @@ def _write_outputs(args, result, text, plot):
 def _breakdown(cases, settings, args):
     from .bench import breakdown, report
     from .bench.machine import describe, gemm_peak
-    conv = [c for c in cases if c.op == "conv2d"]
-    if not conv:
-        raise UsageError("--breakdown needs convolution shapes (8 numbers) and the conv2d op")
+    chosen = [c for c in cases if c.op in breakdown.BREAKDOWN_OPS]
+    if not chosen:
+        raise UsageError(f"--breakdown covers {', '.join(breakdown.BREAKDOWN_OPS)}; "
+                         "none of the chosen ops is one of them")
     result = {"machine": describe(include_torch=False), "breakdown": []}
     texts = []
     for dtype in settings.dtypes:
-        peak = gemm_peak(dtype, n=settings.gemm_n, pause=settings.pause)
-        _log(f"GEMM peak (cpu, {dtype}, n={settings.gemm_n}): {peak:.1f} GFLOP/s")
-        for case in conv:
+        peak = None
+        if any(c.op == "conv2d" for c in chosen):
+            peak = gemm_peak(dtype, n=settings.gemm_n, pause=settings.pause)
+            _log(f"GEMM peak (cpu, {dtype}, n={settings.gemm_n}): {peak:.1f} GFLOP/s")
+        for case in chosen:
             item = breakdown.breakdown(case, dtype, settings.repeats, settings.pause, peak,
                                        max_repeats=settings.max_repeats,
                                        noise_threshold=settings.noise_threshold)

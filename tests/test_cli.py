@@ -37,7 +37,7 @@ BAD = [
     (["bench", "--repeats", "0"], "--repeats: must be >= 1"),
     (["bench", "--shapes", "1,2,3"], "expected 8 for a convolution"),
     (["bench", "--ops", "conv3d"], "invalid choice: 'conv3d'"),
-    (["bench", "--breakdown", "--ops", "max_pool2d"], "--breakdown needs convolution shapes"),
+    (["bench", "--breakdown", "--ops", "im2col"], "--breakdown covers conv2d, max_pool2d"),
     (["report", "no/such/run"], "has no history.json"),
     (["bench", "--json", "no/such/dir/b.json"], "--json no/such/dir/b.json: directory"),
     (["train", "--out", "/dev/null/run"], "--out /dev/null/run: "),
@@ -92,7 +92,7 @@ def test_bench_breakdown(capsys, tmp_path):
     status, out, err = run_main(capsys, "bench", "--breakdown", "--shapes", "4,8,10,10,8,3,1,1",
                                 "--repeats", "1", "--pause", "0", "--json", str(tmp_path / "d.json"))
     assert status == 0, err
-    assert "GEMM dcols (W^T @ dout)" in out and "Python overhead" in out
+    assert "| GEMM" in out and "| col2im |" in out and "Python overhead" in out
     assert json.loads((tmp_path / "d.json").read_text())["breakdown"][0]["steps_ms"]["col2im"] >= 0
 
 
