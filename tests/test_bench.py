@@ -191,7 +191,7 @@ def test_breakdown_records_the_steps_of_the_real_conv():
     gemms = [name for name in steps if name.startswith("GEMM")]
     assert len(gemms) == 3 and set(result["gemm_gflops"]) == set(gemms)
     assert "im2col" in steps and "col2im" in steps
-    assert sum(steps.values()) <= result["total_ms"]  # steps never overlap: they sit inside
+    assert result["python_overhead_ms"] >= 0  # steps never overlap and sit inside the call
     text = breakdown.format_breakdown(result)
     assert "Python overhead" in text and "% of GEMM peak" in text
 
