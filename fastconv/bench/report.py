@@ -78,7 +78,7 @@ COLUMNS = (("op", "op"), ("shape", "shape (N x C x H x W ...)"), ("dtype", "dtyp
            ("pass", "pass"), ("impl", "impl"), ("ms", "ms median (min–max)"),
            ("rate", "rate"), ("peak", "% GEMM peak"), ("vs_loop", "speedup vs loop"),
            ("torch_ms", "PyTorch ms"), ("vs_torch", "time / PyTorch"),
-           ("mem", "peak MiB"))
+           ("mem", "peak MiB (incl. workspace)"))
 
 
 def markdown_table(report):

@@ -23,6 +23,7 @@ import tracemalloc
 from dataclasses import asdict, dataclass
 
 from . import ops
+from ..workspace import release_workspace
 from .cases import ConvShape
 from .machine import describe, gemm_peak
 from .timing import OtherLoad, median_ratio, summarize, time_pair, wall
@@ -93,13 +94,18 @@ def _run_once(bound):
 
 
 def _peak_memory(bound):
-    """Peak bytes tracemalloc sees during one forward and during one backward (the larger)."""
+    """Peak bytes tracemalloc sees during one forward and during one backward (the larger).
+
+    The workspace buffers fastconv keeps between calls are released first, so each pass
+    counts the workspace it needs as well as its outputs.
+    """
     tracemalloc.start()
     try:
         peaks = []
         for step in (bound.forward, bound.backward if bound.has_backward else None):
             if step is None:
                 continue
+            release_workspace()
             tracemalloc.reset_peak()
             base = tracemalloc.get_traced_memory()[0]
             step()
