@@ -87,7 +87,8 @@ def markdown_table(report):
              "|" + "---|" * len(COLUMNS)]
     for row in rows(report):
         lines.append("| " + " | ".join(row[key] for key, _ in COLUMNS) + " |")
-    return "\n".join(lines + [""] + notes(report))
+    bullets = [n if n.startswith("- ") else "- " + n for n in notes(report)]
+    return "\n".join(lines + [""] + bullets)
 
 
 def notes(report):
