@@ -19,7 +19,7 @@ buffer with strided slices (never ``np.add.at``), KH*KW vectorised adds.
 import numpy
 from numpy.lib.stride_tricks import as_strided
 
-from . import _cuda, _validate
+from . import _cuda, _parallel, _validate
 from .backend import get_array_module
 from .profiling import step
 from .shapes import WindowGeometry
@@ -81,14 +81,17 @@ def window_view(padded, geometry):
 def im2col_into(x, geometry, out):
     """Write the columns of ``x`` into ``out`` of shape (N, C, KH, KW, OH, OW).
 
+    On the CPU the batch is split across threads (:mod:`fastconv._parallel`).
     CuPy arrays go to the ``im2col`` CUDA kernel (fastconv/_cuda.py).
     """
     if _cuda.uses_kernels(x):
         return _cuda.im2col_into(x, geometry, out)
-    with step("pad"):
-        padded = pad_input(x, geometry)
+
+    def copy_windows(batch):  # padding and the window copy, per batch slice and thread
+        numpy.copyto(out[batch], window_view(pad_input(x[batch], geometry), geometry))
+
     with step("im2col"):
-        numpy.copyto(out, window_view(padded, geometry))
+        _parallel.over_batch(copy_windows, x.shape[0], out.nbytes)
     return out
 
 
@@ -96,26 +99,33 @@ def col2im_into(cols, geometry, out):
     """Sum columns (N, C, KH, KW, OH, OW) back onto ``out`` of shape (N, C, H, W).
 
     Each kernel offset is one strided slab of the padded image, added with one
-    vectorised ``+=``; the padding border is then cropped away. CuPy arrays go
+    vectorised ``+=``; the padding border is then cropped away; the batch is
+    split across threads. CuPy arrays go
     to the gather-style ``col2im`` CUDA kernel instead (no atomics, deterministic).
     """
     if _cuda.uses_kernels(cols):
         return _cuda.col2im_into(cols, geometry, out)
+    with step("col2im"):
+        _parallel.over_batch(lambda batch: _col2im_slab_adds(cols[batch], geometry, out[batch]),
+                             cols.shape[0], cols.nbytes)
+    return out
+
+
+def _col2im_slab_adds(cols, geometry, out):
+    """col2im on the CPU: KH*KW strided slab adds into a zeroed padded buffer, then a crop."""
     (top, _), (left, _) = geometry.pads
     height, width = geometry.size
-    with step("col2im"):
-        unpadded = geometry.padded == geometry.size
-        padded = out if unpadded else scratch(
-            numpy, "col2im", cols.shape[:2] + geometry.padded, cols.dtype)
-        padded.fill(0)
-        kh, kw = geometry.kernel
-        for i in range(kh):
-            for j in range(kw):
-                rows, columns = geometry.offset_slices(i, j)
-                padded[:, :, rows, columns] += cols[:, :, i, j]
-        if not unpadded:
-            out[...] = padded[:, :, top:top + height, left:left + width]
-    return out
+    unpadded = geometry.padded == geometry.size
+    padded = out if unpadded else scratch(
+        numpy, "col2im", cols.shape[:2] + geometry.padded, cols.dtype)
+    padded.fill(0)
+    kh, kw = geometry.kernel
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = geometry.offset_slices(i, j)
+            padded[:, :, rows, columns] += cols[:, :, i, j]
+    if not unpadded:
+        out[...] = padded[:, :, top:top + height, left:left + width]
 
 
 def _check_image(x, name):

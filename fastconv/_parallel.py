@@ -1,0 +1,60 @@
+"""Split memory-bound CPU work over the batch across threads.
+
+im2col, col2im and pooling are copies and elementwise loops, during which
+NumPy releases the GIL; one thread cannot saturate a machine's memory system,
+while the GEMMs around them already use every core (BLAS). Each image is
+independent, so splitting the batch gives bitwise the same results.
+
+``FASTCONV_NUM_THREADS`` sets the thread count (default: the CPUs this process
+may run on, at most 8; 1 turns the splitting off).
+"""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+_MIN_BYTES_PER_THREAD = 1 << 20  # below this, starting work on a thread costs more than it saves
+_executor = None
+_executor_workers = 0
+_lock = threading.Lock()
+
+
+def thread_count():
+    """How many threads memory-bound ops may use."""
+    value = os.environ.get("FASTCONV_NUM_THREADS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(f"FASTCONV_NUM_THREADS must be a positive int, got {value!r}") from None
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
+
+
+def _pool(workers):
+    """The shared worker threads, grown to at least ``workers``."""
+    global _executor, _executor_workers
+    with _lock:
+        if _executor_workers < workers:
+            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastconv")
+            _executor_workers = workers
+        return _executor
+
+
+def over_batch(work, batch, nbytes):
+    """Run ``work(batch_slice)`` over ``range(batch)``, split across threads when worth it.
+
+    ``nbytes`` is the memory the whole batch's work touches; each thread gets
+    at least about 1 MiB of it. Every slice is done before this returns, and
+    an exception from any slice is raised here.
+    """
+    threads = min(thread_count(), batch, max(1, nbytes // _MIN_BYTES_PER_THREAD))
+    if threads <= 1:
+        work(slice(0, batch))
+        return
+    bounds = [batch * t // threads for t in range(threads + 1)]
+    slices = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+    futures = [_pool(threads - 1).submit(work, s) for s in slices[1:]]
+    work(slices[0])
+    for future in futures:
+        future.result()
