@@ -16,6 +16,8 @@ columns between its forward and backward passes.
 
 import numbers
 
+import numpy
+
 from .. import _validate
 from ..backend import get_array_module
 from ..im2col import col2im_into, im2col_into, window_geometry
@@ -162,44 +164,54 @@ def conv2d_backward(dout, cache):
     xp = get_array_module(dout, x)
     n, f = x.shape[0], w.shape[0]
     (oh, ow) = geometry.out
-    # Every GEMM operand is made C-contiguous: NumPy's stacked matmul runs a
-    # transposed view several times slower than a copy plus a plain GEMM.
-    # dout^T and w^T are output- and weight-sized, far smaller than the columns.
     with step("layout copies"):
         dout_groups = xp.ascontiguousarray(dout).reshape(n, groups, f // groups, oh * ow)
-        dout_t = xp.ascontiguousarray(dout_groups.transpose(0, 1, 3, 2))
         w_t = xp.ascontiguousarray(w.reshape(groups, f // groups, -1).transpose(0, 2, 1))
     with step("bias"):
         db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
     dx = xp.empty(x.shape, dtype=x.dtype)
+    dw = xp.zeros((groups, f // groups, w_t.shape[1]), dtype=x.dtype)
 
     if geometry.is_identity:
         with step("layout copies"):
             x_cols = xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow)
-        with step("GEMM dW = cols @ dout^T"):
-            dw_t = xp.matmul(x_cols, dout_t).sum(axis=0)
+        _add_weight_grad(dw, dout_groups, x_cols, xp)
         with step("GEMM dcols = W^T @ dout"):
             xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
-        return dx, _weight_grad(dw_t, w.shape), db
+        return dx, dw.reshape(w.shape), db
 
-    dw_t = xp.zeros(w_t.shape, dtype=x.dtype)
-    per_image = 2 * _column_bytes(x, geometry) + 2 * _padded_bytes(x, geometry) + dw_t.nbytes
+    per_image = 2 * _column_bytes(x, geometry) + 2 * _padded_bytes(x, geometry) + dw.nbytes
     chunks, shape = _chunk_plan(x, geometry, groups, per_image)
     col_buffer = scratch(xp, "cols", shape, x.dtype)
     dcol_buffer = scratch(xp, "dcols", shape, x.dtype)
-    dw_buffer = scratch(xp, "dw", (shape[0],) + w_t.shape, x.dtype)
     for chunk in chunks:
         cols = _columns(x[chunk], geometry, col_buffer)
         m = cols.shape[0]
-        with step("GEMM dW = cols @ dout^T"):
-            dw_t += xp.matmul(cols, dout_t[chunk], out=dw_buffer[:m]).sum(axis=0)
+        _add_weight_grad(dw, dout_groups[chunk], cols, xp)
         with step("GEMM dcols = W^T @ dout"):
             dcols = xp.matmul(w_t, dout_groups[chunk], out=dcol_buffer[:m])
         col2im_into(dcols.reshape((m, x.shape[1]) + geometry.kernel + geometry.out),
                     geometry, dx[chunk])
-    return dx, _weight_grad(dw_t, w.shape), db
+    return dx, dw.reshape(w.shape), db
 
 
-def _weight_grad(dw_t, w_shape):
-    """(G, C/G*KH*KW, F/G) transposed weight gradient -> contiguous (F, C/G, KH, KW)."""
-    return dw_t.transpose(0, 2, 1).copy().reshape(w_shape)
+def _add_weight_grad(dw, dout, cols, xp):
+    """dw (G, F/G, K) += sum over images of dout[n] (G, F/G, L) @ cols[n]^T (G, L, K).
+
+    NumPy's stacked matmul runs a transposed operand several times slower than
+    BLAS does, so on the CPU without groups each image is one 2-D GEMM whose
+    transposed operand BLAS reads in place. Otherwise (groups, or CuPy, where
+    one batched cuBLAS call beats many small ones) dout is transposed into a
+    contiguous copy, output-sized, far smaller than the columns.
+    """
+    if xp is numpy and dw.shape[0] == 1:
+        product = scratch(xp, "dw", dw.shape[1:], dw.dtype)
+        with step("GEMM dW = dout @ cols^T"):
+            for image in range(cols.shape[0]):
+                xp.matmul(dout[image, 0], cols[image, 0].T, out=product)
+                dw[0] += product
+        return
+    with step("layout copies"):
+        dout_t = xp.ascontiguousarray(dout.transpose(0, 1, 3, 2))
+    with step("GEMM dW = dout @ cols^T"):
+        dw += xp.matmul(cols, dout_t).sum(axis=0).transpose(0, 2, 1)
