@@ -71,7 +71,7 @@ def test_convolution_layer_matches_torch_and_sets_dw_db(torch):
 
 @pytest.mark.parametrize("kwargs, torch_kwargs", [
     (dict(pool_h=2, pool_w=2, stride=2), dict(kernel_size=2, stride=2)),
-    (dict(pool_h=3, pool_w=2), dict(kernel_size=(3, 2), stride=1)),  # the book's default stride
+    (dict(pool_h=3, pool_w=2), dict(kernel_size=(3, 2), stride=2)),  # the default stride is 2
     (dict(pool_h=3, pool_w=3, stride=2, pad=1), dict(kernel_size=3, stride=2, padding=1)),
 ])
 def test_pooling_layer_matches_torch(torch, kwargs, torch_kwargs):

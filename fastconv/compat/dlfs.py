@@ -8,8 +8,9 @@ here. Same constructors, attributes and methods as the book:
   dx and setting ``dW``/``db``; it reads ``self.W``/``self.b`` on every forward, so a
   network that shares them with its ``params`` dict and updates them in place
   (as the book's optimisers do) keeps working;
-- ``Pooling(pool_h, pool_w, stride=1, pad=0)`` (max pooling; the book's default
-  stride is 1). Unlike the book, ``pad`` counts in the output size and pads with
+- ``Pooling(pool_h, pool_w, stride=2, pad=0)`` (max pooling; the stride defaults
+  to 2, the project's contract, where the book's ``common/layers.py`` defaults to
+  1: the book's networks always pass ``stride`` explicitly). Unlike the book, ``pad`` counts in the output size and pads with
   -inf (PyTorch's rule); the book ignores it in the output size and pads with zeros;
 - ``im2col(input_data, filter_h, filter_w, stride=1, pad=0)`` -> (N*out_h*out_w,
   C*filter_h*filter_w), rows ordered (n, oh, ow) and columns (c, kh, kw), and its
@@ -88,7 +89,7 @@ class Convolution:
 class Pooling:
     """The book's max-pooling layer (``pad`` pads with -inf and counts in the output size)."""
 
-    def __init__(self, pool_h, pool_w, stride=1, pad=0):
+    def __init__(self, pool_h, pool_w, stride=2, pad=0):
         self.pool_h = pool_h
         self.pool_w = pool_w
         self.stride = stride
