@@ -1,11 +1,9 @@
-"""Shared test fixtures: the torch oracle and the `gpu` marker's skip rule."""
+"""Shared test fixtures: the torch oracle (the `gpu` skip rule is in the root conftest.py)."""
 
 import os
 import sys
 
 import pytest
-
-from fastconv.backend import gpu_status
 
 
 def require_torch():
@@ -23,16 +21,6 @@ def require_torch():
 @pytest.fixture
 def torch():
     return require_torch()
-
-
-def pytest_collection_modifyitems(config, items):
-    available, reason = gpu_status()
-    if available:
-        return
-    skip = pytest.mark.skip(reason=f"no usable GPU: {reason}")
-    for item in items:
-        if item.get_closest_marker("gpu"):  # not keywords: a parametrize id "gpu" is one too
-            item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter):
