@@ -81,21 +81,21 @@ def _open_cache(cache, tag):
 # im2col / col2im
 # ----------------------------------------------------------------------------
 
-def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
-    """Unfold ``x`` (N, C, H, W) into columns (N, C*KH*KW, OH*OW), one loop per index.
+def _column_taps(x_shape, kernel_size, stride, padding, dilation):
+    """Output size and every in-bounds tap of the column layout, one loop per index.
 
-    Row ``c*KH*KW + kh*KW + kw`` holds kernel tap (c, kh, kw); column
-    ``oh*OW + ow`` holds output position (oh, ow). Taps that fall in the zero
-    padding are 0.
+    Returns ``(out_h, out_w, taps)``; each tap ``(n, c, row, col, ih, iw)``
+    says that column entry ``[n, row, col]`` is input element ``[n, c, ih, iw]``.
+    Taps that fall in the zero padding are left out.
     """
-    n_img, chans, height, width = x.shape
+    n_img, chans, height, width = x_shape
     kh_size, kw_size = _pair(kernel_size)
     sh, sw = _pair(stride)
     dh, dw = _pair(dilation)
     (pt, pb), (pl, pr) = _pad_pairs(padding)
     out_h = conv_output_size(height, kh_size, sh, (pt, pb), dh)
     out_w = conv_output_size(width, kw_size, sw, (pl, pr), dw)
-    cols = np.zeros((n_img, chans * kh_size * kw_size, out_h * out_w), dtype=x.dtype)
+    taps = []
     for n in range(n_img):
         for c in range(chans):
             for kh in range(kh_size):
@@ -106,7 +106,23 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
                             ih = oh * sh - pt + kh * dh
                             iw = ow * sw - pl + kw * dw
                             if 0 <= ih < height and 0 <= iw < width:
-                                cols[n, row, oh * out_w + ow] = x[n, c, ih, iw]
+                                taps.append((n, c, row, oh * out_w + ow, ih, iw))
+    return out_h, out_w, taps
+
+
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
+    """Unfold ``x`` (N, C, H, W) into columns (N, C*KH*KW, OH*OW), one loop per index.
+
+    Row ``c*KH*KW + kh*KW + kw`` holds kernel tap (c, kh, kw); column
+    ``oh*OW + ow`` holds output position (oh, ow). Taps that fall in the zero
+    padding are 0.
+    """
+    n_img, chans = x.shape[:2]
+    out_h, out_w, taps = _column_taps(x.shape, kernel_size, stride, padding, dilation)
+    kh_size, kw_size = _pair(kernel_size)
+    cols = np.zeros((n_img, chans * kh_size * kw_size, out_h * out_w), dtype=x.dtype)
+    for n, c, row, col, ih, iw in taps:
+        cols[n, row, col] = x[n, c, ih, iw]
     return cols
 
 
@@ -116,31 +132,12 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     The adjoint of :func:`im2col` (same layout); contributions that land in
     the padding are dropped.
     """
-    n_img, chans, height, width = x_shape
-    kh_size, kw_size = _pair(kernel_size)
-    sh, sw = _pair(stride)
-    dh, dw = _pair(dilation)
-    (pt, pb), (pl, pr) = _pad_pairs(padding)
-    out_h = conv_output_size(height, kh_size, sh, (pt, pb), dh)
-    out_w = conv_output_size(width, kw_size, sw, (pl, pr), dw)
+    _, _, taps = _column_taps(tuple(x_shape), kernel_size, stride, padding, dilation)
     acc = np.zeros(x_shape, dtype=np.float64)
-    for n in range(n_img):
-        for c in range(chans):
-            for kh in range(kh_size):
-                for kw in range(kw_size):
-                    row = c * kh_size * kw_size + kh * kw_size + kw
-                    for oh in range(out_h):
-                        for ow in range(out_w):
-                            ih = oh * sh - pt + kh * dh
-                            iw = ow * sw - pl + kw * dw
-                            if 0 <= ih < height and 0 <= iw < width:
-                                acc[n, c, ih, iw] += float(cols[n, row, oh * out_w + ow])
+    for n, c, row, col, ih, iw in taps:
+        acc[n, c, ih, iw] += float(cols[n, row, col])
     return acc.astype(cols.dtype)
 
-
-# ----------------------------------------------------------------------------
-# convolution
-# ----------------------------------------------------------------------------
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as PyTorch) by direct summation.
