@@ -128,6 +128,43 @@ def _col2im_slab_adds(cols, geometry, out):
         out[...] = padded[:, :, top:top + height, left:left + width]
 
 
+def col2im_planes_into(dcols, geometry, groups, out):
+    """col2im for stride 1 on the CPU, from columns laid out on whole padded planes.
+
+    ``dcols`` (N, G, KH*KW*C/G, Hp*Wp): per group, the rows of kernel offset
+    (i, j) are its C/G channels' planes, in which column oh*Wp + ow holds window
+    (oh, ow) and every other column is zero. With stride 1, offset (i, j) of
+    window (oh, ow) lands at padded position oh*Wp + ow + i*dh*Wp + j*dw, so each
+    offset is a single add of a group's planes shifted by i*dh*Wp + j*dw: rows
+    of C/G*Hp*Wp elements, where the slab adds of :func:`col2im_into` have rows
+    of OW and NumPy spends most of their time per row. The zero columns spill
+    only zeros into the next plane; a non-finite weight makes them NaN.
+    """
+    n, channels = out.shape[:2]
+    (kh, kw), (dh, dw) = geometry.kernel, geometry.dilation
+    (top, _), (left, _) = geometry.pads
+    height, width = geometry.size
+    hp, wp = geometry.padded
+    group_size = channels // groups * hp * wp
+    offsets = [i * dh * wp + j * dw for i in range(kh) for j in range(kw)]
+
+    def add_planes(batch):
+        rows = dcols[batch].reshape(-1, groups, kh * kw, group_size)
+        total = scratch(numpy, "col2im", (rows.shape[0], channels * hp * wp + offsets[-1]),
+                        dcols.dtype)
+        total.fill(0)
+        for group in range(groups):
+            for tap, offset in enumerate(offsets):
+                start = group * group_size + offset
+                total[:, start:start + group_size] += rows[:, group, tap]
+        padded = total[:, :channels * hp * wp].reshape(-1, channels, hp, wp)
+        out[batch] = padded[:, :, top:top + height, left:left + width]
+
+    with step("col2im"):
+        _parallel.over_batch(add_planes, n, dcols.nbytes)
+    return out
+
+
 def _check_image(x, name):
     _validate.check_ndim(x, 4, name, "(N, C, H, W)")
     _validate.check_float(x, name)

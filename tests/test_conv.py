@@ -146,6 +146,30 @@ def test_pointwise_1x1_fast_path_matches_reference(dtype, x_shape, w_shape, grou
     _check_against_reference(x, w, None, groups=groups)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, w_shape, kw", [
+    # stride 1 with C*KH*KW > F: the backward sums plane-shaped columns
+    ((3, 4, 7, 6), (3, 4, 3, 3), dict(padding=1)),
+    ((2, 6, 9, 8), (3, 2, 2, 3), dict(padding="same", dilation=(2, 1), groups=3)),
+    ((2, 3, 6, 7), (3, 1, 3, 2), dict(padding=(2, 0), groups=3)),  # depthwise
+    ((2, 5, 5, 5), (2, 5, 3, 3), dict(padding=0, dilation=2)),
+    # stride 1 with C*KH*KW <= F, or stride > 1: slab adds
+    ((2, 1, 8, 8), (16, 1, 3, 3), dict(padding=1)),
+    ((2, 4, 9, 8), (3, 4, 3, 3), dict(padding=1, stride=(2, 1))),
+])
+def test_both_col2im_paths_of_the_backward_match_reference(dtype, x_shape, w_shape, kw):
+    """The CPU backward picks plane-shaped columns (stride 1, more columns than dout rows) or
+    slab adds; each must agree with the loops, with and without bias, chunked or not."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    _check_against_reference(x, w, b, **kw)
+    with fastconv.workspace_limit(1):  # one image per chunk (warns: below one image's columns)
+        with pytest.warns(UserWarning, match="column buffer"):
+            _check_against_reference(x, w, None, **kw)
+
+
 def test_1x1_with_stride_or_padding_is_not_the_fast_path_and_still_right():
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((4, 3, 1, 1))

@@ -3,8 +3,9 @@
 Data path: im2col (one strided copy per batch chunk) -> ``xp.matmul`` of the
 weights (G, F/G, C/G*KH*KW) with the columns (n, G, C/G*KH*KW, OH*OW), whose
 result is already contiguous NCHW. Backward: dW and dcols by two GEMMs, dx by
-col2im. A 1x1, stride-1, unpadded convolution skips im2col: the input is its
-own column matrix.
+col2im (on the CPU with stride 1, from dcols computed on whole padded planes,
+so that col2im is KH*KW long contiguous adds). A 1x1, stride-1, unpadded
+convolution skips im2col: the input is its own column matrix.
 
 On the CPU the bias rides in the GEMMs (Caffe's bias multiplier, folded into
 K): each group's columns end with a row of ones and the weights with a bias
@@ -28,7 +29,7 @@ import numpy
 
 from .. import _validate
 from ..backend import get_array_module
-from ..im2col import col2im_into, im2col_into, window_geometry
+from ..im2col import col2im_into, col2im_planes_into, im2col_into, window_geometry
 from ..profiling import step
 from ..workspace import batch_chunks, scratch
 
@@ -183,8 +184,10 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 def conv2d_backward(dout, cache):
     """Gradients of :func:`conv2d_forward`: return ``(dx, dw, db)`` (db None without bias).
 
-    dw and the column gradient are GEMMs; dx is col2im of the column gradient.
-    Every gradient has the dtype and shape of its forward input.
+    dw and the column gradient are GEMMs; dx is col2im of the column gradient
+    (on the CPU with stride 1, of columns laid out on whole padded planes; see
+    :func:`fastconv.im2col.col2im_planes_into`). Every gradient has the dtype
+    and shape of its forward input.
     """
     _validate.check_cache(cache, ConvCache, "conv2d_forward")
     x, w, geometry, groups = cache.x, cache.w, cache.geometry, cache.groups
@@ -192,9 +195,11 @@ def conv2d_backward(dout, cache):
     xp = get_array_module(dout, x)
     n, f = x.shape[0], w.shape[0]
     (oh, ow) = geometry.out
+    planes = _sums_planes(xp, geometry, x.shape[1], f)
     with step("layout copies"):
         dout_groups = xp.ascontiguousarray(dout).reshape(n, groups, f // groups, oh * ow)
-        w_t = xp.ascontiguousarray(w.reshape(groups, f // groups, -1).transpose(0, 2, 1))
+        w_t = (_taps_first(w, groups) if planes else
+               xp.ascontiguousarray(w.reshape(groups, f // groups, -1).transpose(0, 2, 1)))
     bias_row = _folds_bias(xp, geometry, cache.has_bias)
     db = None
     if cache.has_bias and not bias_row:
@@ -211,23 +216,69 @@ def conv2d_backward(dout, cache):
             xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
         return dx, dw.reshape(w.shape), db
 
-    per_image = (_column_bytes(x, geometry, groups, bias_row) + _column_bytes(x, geometry)
+    positions = geometry.padded[0] * geometry.padded[1] if planes else oh * ow
+    per_image = (_column_bytes(x, geometry, groups, bias_row)
+                 + (w_t.shape[1] * groups + f * planes) * positions * x.dtype.itemsize
                  + 2 * _padded_bytes(x, geometry) + dw.nbytes)
     chunks, shape = _chunk_plan(x, geometry, groups, per_image, bias_row)
     col_buffer = scratch(xp, "cols", shape, x.dtype)
-    dcol_buffer = scratch(xp, "dcols", shape[:2] + (w_t.shape[1], shape[3]), x.dtype)
+    dcol_buffer = scratch(xp, "dcols", shape[:2] + (w_t.shape[1], positions), x.dtype)
     for chunk in chunks:
         cols = _columns(x[chunk], geometry, groups, col_buffer)
         m = cols.shape[0]
         _add_weight_grad(dw, dout_groups[chunk], cols, xp)
-        with step("GEMM dcols = W^T @ dout"):
-            dcols = xp.matmul(w_t, dout_groups[chunk], out=dcol_buffer[:m])
-        col2im_into(dcols.reshape((m, x.shape[1]) + geometry.kernel + geometry.out),
-                    geometry, dx[chunk])
+        if planes:
+            dout_planes = _on_planes(dout[chunk], geometry, groups, shape[0])
+            with step("GEMM dcols = W^T @ dout"):
+                dcols = xp.matmul(w_t, dout_planes, out=dcol_buffer[:m])
+            col2im_planes_into(dcols, geometry, groups, dx[chunk])
+        else:
+            with step("GEMM dcols = W^T @ dout"):
+                dcols = xp.matmul(w_t, dout_groups[chunk], out=dcol_buffer[:m])
+            col2im_into(dcols.reshape((m, x.shape[1]) + geometry.kernel + geometry.out),
+                        geometry, dx[chunk])
     if bias_row:  # the dW GEMM's last column is db (dout summed against the ones row)
         db = xp.ascontiguousarray(dw[:, :, -1]).reshape(f)
         dw = dw[:, :, :-1]
     return dx, xp.ascontiguousarray(dw).reshape(w.shape), db
+
+
+def _sums_planes(xp, geometry, channels, filters):
+    """True where the backward sums plane-shaped columns (col2im_planes_into) rather than slabs.
+
+    CPU and stride 1 only; it copies dout onto padded-size planes and runs the
+    dcols GEMM over Hp*Wp positions instead of OH*OW, which pays when the
+    columns it sums (C*KH*KW rows) outnumber dout's rows (F).
+    """
+    (kh, kw) = geometry.kernel
+    return (xp is numpy and geometry.stride == (1, 1) and not geometry.is_identity
+            and channels * kh * kw > filters)
+
+
+def _taps_first(w, groups):
+    """w^T per group with its rows in (KH, KW, C/G) order: (G, KH*KW*C/G, F/G), contiguous.
+
+    The plane layout of col2im_planes_into wants a kernel offset's channels adjacent.
+    """
+    f, c_group, kh, kw = w.shape
+    per_group = w.reshape(groups, f // groups, c_group, kh, kw).transpose(0, 3, 4, 2, 1)
+    return numpy.ascontiguousarray(per_group).reshape(groups, kh * kw * c_group, f // groups)
+
+
+def _on_planes(dout, geometry, groups, largest):
+    """dout (n, F, OH, OW) placed on zeroed padded-size planes: (n, G, F/G, Hp*Wp), a scratch view.
+
+    Output (oh, ow) sits at plane position oh*Wp + ow, so the dcols GEMM yields
+    plane-shaped columns for :func:`fastconv.im2col.col2im_planes_into`.
+    """
+    n, f, oh, ow = dout.shape
+    hp, wp = geometry.padded
+    with step("layout copies"):
+        planes = scratch(numpy, "dout planes", (largest, f, hp, wp), dout.dtype)[:n]
+        planes[:, :, :oh, ow:] = 0
+        planes[:, :, oh:] = 0
+        planes[:, :, :oh, :ow] = dout
+    return planes.reshape(n, groups, f // groups, hp * wp)
 
 
 def _add_weight_grad(dw, dout, cols, xp):
