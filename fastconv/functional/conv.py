@@ -27,7 +27,7 @@ import numbers
 
 import numpy
 
-from .. import _validate
+from .. import _cuda, _validate
 from ..backend import get_array_module
 from ..im2col import col2im_into, col2im_planes_into, im2col_into, window_geometry
 from ..profiling import step
@@ -95,9 +95,9 @@ def _check_conv_args(x, w, b, groups):
                              f"got {tuple(b.shape)}")
 
 
-def _folds_bias(xp, geometry, has_bias):
+def _folds_bias(x, geometry, has_bias):
     """True where the bias rides in the GEMMs as a row of ones in the columns (see the module doc)."""
-    return has_bias and xp is numpy and not geometry.is_identity
+    return has_bias and not _cuda.uses_kernels(x) and not geometry.is_identity
 
 
 def _column_bytes(x, geometry, groups=1, bias_row=False):
@@ -165,7 +165,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         with step("GEMM out = W @ cols"):
             xp.matmul(w_mat, x_cols, out=out_groups)
     else:
-        bias_row = _folds_bias(xp, geometry, b is not None)
+        bias_row = _folds_bias(x, geometry, b is not None)
         if bias_row:
             w_mat = xp.concatenate((w_mat, b.reshape(groups, f // groups, 1)), axis=2)
         per_image = _column_bytes(x, geometry, groups, bias_row) + _padded_bytes(x, geometry)
@@ -175,7 +175,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
             cols = _columns(x[chunk], geometry, groups, buffer)
             with step("GEMM out = W @ cols"):
                 xp.matmul(w_mat, cols, out=out_groups[chunk])
-    if b is not None and not _folds_bias(xp, geometry, True):
+    if b is not None and not _folds_bias(x, geometry, True):
         with step("bias"):
             out += b.reshape(1, f, 1, 1)
     return out, ConvCache(x, w, b is not None, geometry, groups, out.shape)
@@ -195,12 +195,12 @@ def conv2d_backward(dout, cache):
     xp = get_array_module(dout, x)
     n, f = x.shape[0], w.shape[0]
     (oh, ow) = geometry.out
-    planes = _sums_planes(xp, geometry, x.shape[1], f)
+    planes = _sums_planes(x, geometry, f)
     with step("layout copies"):
         dout_groups = xp.ascontiguousarray(dout).reshape(n, groups, f // groups, oh * ow)
         w_t = (_taps_first(w, groups) if planes else
                xp.ascontiguousarray(w.reshape(groups, f // groups, -1).transpose(0, 2, 1)))
-    bias_row = _folds_bias(xp, geometry, cache.has_bias)
+    bias_row = _folds_bias(x, geometry, cache.has_bias)
     db = None
     if cache.has_bias and not bias_row:
         with step("bias"):
@@ -243,16 +243,16 @@ def conv2d_backward(dout, cache):
     return dx, xp.ascontiguousarray(dw).reshape(w.shape), db
 
 
-def _sums_planes(xp, geometry, channels, filters):
+def _sums_planes(x, geometry, filters):
     """True where the backward sums plane-shaped columns (col2im_planes_into) rather than slabs.
 
-    CPU and stride 1 only; it copies dout onto padded-size planes and runs the
+    CPU (not the CUDA kernels) and stride 1 only; it copies dout onto padded-size planes and runs the
     dcols GEMM over Hp*Wp positions instead of OH*OW, which pays when the
     columns it sums (C*KH*KW rows) outnumber dout's rows (F).
     """
     (kh, kw) = geometry.kernel
-    return (xp is numpy and geometry.stride == (1, 1) and not geometry.is_identity
-            and channels * kh * kw > filters)
+    return (not _cuda.uses_kernels(x) and geometry.stride == (1, 1)
+            and not geometry.is_identity and x.shape[1] * kh * kw > filters)
 
 
 def _taps_first(w, groups):
