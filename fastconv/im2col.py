@@ -138,7 +138,7 @@ def col2im_planes_into(dcols, geometry, groups, out):
     offset is a single add of a group's planes shifted by i*dh*Wp + j*dw: rows
     of C/G*Hp*Wp elements, where the slab adds of :func:`col2im_into` have rows
     of OW and NumPy spends most of their time per row. The zero columns spill
-    only zeros into the next plane; a non-finite weight makes them NaN.
+    only zeros into the next plane, so they must be exactly zero (finite weights).
     """
     n, channels = out.shape[:2]
     (kh, kw), (dh, dw) = geometry.kernel, geometry.dilation

@@ -170,6 +170,20 @@ def test_both_col2im_paths_of_the_backward_match_reference(dtype, x_shape, w_sha
             _check_against_reference(x, w, None, **kw)
 
 
+def test_a_nan_weight_poisons_only_the_inputs_its_tap_reaches():
+    """NaN in w[1, 2, 0, 0] reaches dx[:, 2, :OH, :OW] only (padding 0), as in the loops."""
+    rng = np.random.default_rng(13)
+    x, w = rng.standard_normal((2, 4, 6, 6)), rng.standard_normal((3, 4, 3, 3))
+    w[1, 2, 0, 0] = np.nan
+    out, cache = F.conv2d_forward(x, w)
+    dout = rng.standard_normal(out.shape)
+    dx = F.conv2d_backward(dout, cache)[0]
+    r_dx = ref.conv2d_backward(dout, ref.conv2d_forward(x, w)[1])[0]
+    assert np.isnan(dx[:, 2, :4, :4]).all()
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(r_dx))
+    np.testing.assert_allclose(dx, r_dx, rtol=1e-12, atol=0, equal_nan=True)
+
+
 def test_1x1_with_stride_or_padding_is_not_the_fast_path_and_still_right():
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((4, 3, 1, 1))

@@ -195,7 +195,7 @@ def conv2d_backward(dout, cache):
     xp = get_array_module(dout, x)
     n, f = x.shape[0], w.shape[0]
     (oh, ow) = geometry.out
-    planes = _sums_planes(x, geometry, f)
+    planes = _sums_planes(x, w, geometry)
     with step("layout copies"):
         dout_groups = xp.ascontiguousarray(dout).reshape(n, groups, f // groups, oh * ow)
         w_t = (_taps_first(w, groups) if planes else
@@ -243,16 +243,20 @@ def conv2d_backward(dout, cache):
     return dx, xp.ascontiguousarray(dw).reshape(w.shape), db
 
 
-def _sums_planes(x, geometry, filters):
+def _sums_planes(x, w, geometry):
     """True where the backward sums plane-shaped columns (col2im_planes_into) rather than slabs.
 
-    CPU (not the CUDA kernels) and stride 1 only; it copies dout onto padded-size planes and runs the
-    dcols GEMM over Hp*Wp positions instead of OH*OW, which pays when the
-    columns it sums (C*KH*KW rows) outnumber dout's rows (F).
+    CPU (not the CUDA kernels) and stride 1 only. It copies dout onto
+    padded-size planes and runs the dcols GEMM over Hp*Wp positions instead of
+    OH*OW, which pays when the columns it sums (C*KH*KW rows) outnumber dout's
+    rows (F). The planes' zero columns stay zero only for finite weights (NaN * 0
+    is NaN), so a non-finite weight takes the slab adds and NaN stays where it
+    belongs.
     """
     (kh, kw) = geometry.kernel
     return (not _cuda.uses_kernels(x) and geometry.stride == (1, 1)
-            and not geometry.is_identity and x.shape[1] * kh * kw > filters)
+            and not geometry.is_identity and x.shape[1] * kh * kw > w.shape[0]
+            and bool(numpy.isfinite(w).all()))
 
 
 def _taps_first(w, groups):
