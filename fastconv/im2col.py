@@ -128,36 +128,60 @@ def _col2im_slab_adds(cols, geometry, out):
         out[...] = padded[:, :, top:top + height, left:left + width]
 
 
-def col2im_planes_into(dcols, geometry, groups, out):
-    """col2im for stride 1 on the CPU, from columns laid out on whole padded planes.
+def phase_grid(geometry):
+    """(Hq, Wq): the size of one stride phase of the padded input, ceil(Hp/sh) x ceil(Wp/sw).
 
-    ``dcols`` (N, G, KH*KW*C/G, Hp*Wp): per group, the rows of kernel offset
-    (i, j) are its C/G channels' planes, in which column oh*Wp + ow holds window
-    (oh, ow) and every other column is zero. With stride 1, offset (i, j) of
-    window (oh, ow) lands at padded position oh*Wp + ow + i*dh*Wp + j*dw, so each
-    offset is a single add of a group's planes shifted by i*dh*Wp + j*dw: rows
-    of C/G*Hp*Wp elements, where the slab adds of :func:`col2im_into` have rows
-    of OW and NumPy spends most of their time per row. The zero columns spill
-    only zeros into the next plane, so they must be exactly zero (finite weights).
+    Phase (a, b) holds the padded positions (y*sh + a, x*sw + b). Kernel offset
+    (i, j) of every window falls in phase (i*dh % sh, j*dw % sw), at a shift of
+    (i*dh // sh, j*dw // sw) from the window's (oh, ow): inside a phase, any
+    stride is stride 1.
+    """
+    (hp, wp), (sh, sw) = geometry.padded, geometry.stride
+    return -(-hp // sh), -(-wp // sw)
+
+
+def col2im_planes_into(dcols, geometry, groups, out):
+    """col2im on the CPU from columns laid out on whole stride-phase planes.
+
+    ``dcols`` (N, G, KH*KW*C/G, Hq*Wq) with (Hq, Wq) = :func:`phase_grid`: per
+    group, the rows of kernel offset (i, j) are its C/G channels' planes, in
+    which column oh*Wq + ow holds window (oh, ow) and every other column is
+    zero. Offset (i, j) lands in phase (i*dh % sh, j*dw % sw) shifted by
+    (i*dh // sh)*Wq + j*dw // sw, so each offset is a single add of a group's
+    planes: rows of C/G*Hq*Wq elements, where the slab adds of
+    :func:`col2im_into` have rows of OW and NumPy spends most of their time per
+    row. The phases are then interleaved back into the padded image (nothing
+    to interleave for stride 1) and cropped. The zero columns spill only zeros
+    into the next plane, so they must be exactly zero (finite weights).
     """
     n, channels = out.shape[:2]
-    (kh, kw), (dh, dw) = geometry.kernel, geometry.dilation
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
     (top, _), (left, _) = geometry.pads
     height, width = geometry.size
-    hp, wp = geometry.padded
-    group_size = channels // groups * hp * wp
-    offsets = [i * dh * wp + j * dw for i in range(kh) for j in range(kw)]
+    hq, wq = phase_grid(geometry)
+    plane = hq * wq
+    group_size = channels // groups * plane
+    taps = [(i * dh % sh, j * dw % sw, (i * dh // sh) * wq + j * dw // sw)
+            for i in range(kh) for j in range(kw)]
+    length = channels * plane + max(offset for _, _, offset in taps)
 
     def add_planes(batch):
         rows = dcols[batch].reshape(-1, groups, kh * kw, group_size)
-        total = scratch(numpy, "col2im", (rows.shape[0], channels * hp * wp + offsets[-1]),
-                        dcols.dtype)
-        total.fill(0)
+        m = rows.shape[0]
+        phases = scratch(numpy, "col2im", (sh, sw, m, length), dcols.dtype)
+        phases.fill(0)
         for group in range(groups):
-            for tap, offset in enumerate(offsets):
+            for tap, (a, b, offset) in enumerate(taps):
                 start = group * group_size + offset
-                total[:, start:start + group_size] += rows[:, group, tap]
-        padded = total[:, :channels * hp * wp].reshape(-1, channels, hp, wp)
+                phases[a, b, :, start:start + group_size] += rows[:, group, tap]
+        on_planes = phases[:, :, :, :channels * plane].reshape(sh, sw, m, channels, hq, wq)
+        if (sh, sw) == (1, 1):
+            padded = on_planes[0, 0]
+        else:
+            padded = scratch(numpy, "col2im padded", (m, channels, hq * sh, wq * sw), dcols.dtype)
+            for a in range(sh):
+                for b in range(sw):
+                    padded[:, :, a::sh, b::sw] = on_planes[a, b]
         out[batch] = padded[:, :, top:top + height, left:left + width]
 
     with step("col2im"):

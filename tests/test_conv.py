@@ -148,18 +148,22 @@ def test_pointwise_1x1_fast_path_matches_reference(dtype, x_shape, w_shape, grou
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("x_shape, w_shape, kw", [
-    # stride 1 with C*KH*KW > F: the backward sums plane-shaped columns
+    # C*KH*KW > F: the backward sums columns on stride-phase planes
     ((3, 4, 7, 6), (3, 4, 3, 3), dict(padding=1)),
     ((2, 6, 9, 8), (3, 2, 2, 3), dict(padding="same", dilation=(2, 1), groups=3)),
     ((2, 3, 6, 7), (3, 1, 3, 2), dict(padding=(2, 0), groups=3)),  # depthwise
     ((2, 5, 5, 5), (2, 5, 3, 3), dict(padding=0, dilation=2)),
-    # stride 1 with C*KH*KW <= F, or stride > 1: slab adds
-    ((2, 1, 8, 8), (16, 1, 3, 3), dict(padding=1)),
     ((2, 4, 9, 8), (3, 4, 3, 3), dict(padding=1, stride=(2, 1))),
+    ((2, 3, 11, 10), (4, 3, 3, 2), dict(padding=(1, 2), stride=(3, 2), dilation=(1, 2))),
+    ((2, 3, 7, 7), (2, 3, 1, 1), dict(padding=1, stride=2)),  # phases no tap reaches
+    ((1, 4, 12, 9), (4, 2, 5, 4), dict(padding=2, stride=(2, 3), groups=2)),
+    # C*KH*KW <= F: slab adds
+    ((2, 1, 8, 8), (16, 1, 3, 3), dict(padding=1)),
+    ((2, 1, 9, 8), (12, 1, 2, 3), dict(padding=1, stride=(2, 3))),
 ])
 def test_both_col2im_paths_of_the_backward_match_reference(dtype, x_shape, w_shape, kw):
-    """The CPU backward picks plane-shaped columns (stride 1, more columns than dout rows) or
-    slab adds; each must agree with the loops, with and without bias, chunked or not."""
+    """The CPU backward sums plane-shaped columns (more columns than dout rows) or slabs;
+    each must agree with the loops, with and without bias, chunked or not."""
     rng = np.random.default_rng(12)
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)

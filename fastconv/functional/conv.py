@@ -3,8 +3,8 @@
 Data path: im2col (one strided copy per batch chunk) -> ``xp.matmul`` of the
 weights (G, F/G, C/G*KH*KW) with the columns (n, G, C/G*KH*KW, OH*OW), whose
 result is already contiguous NCHW. Backward: dW and dcols by two GEMMs, dx by
-col2im (on the CPU with stride 1, from dcols computed on whole padded planes,
-so that col2im is KH*KW long contiguous adds). A 1x1, stride-1, unpadded
+col2im (on the CPU, from dcols computed on whole stride-phase planes of the
+padded input, so that col2im is KH*KW long contiguous adds). A 1x1, stride-1, unpadded
 convolution skips im2col: the input is its own column matrix.
 
 On the CPU the bias rides in the GEMMs (Caffe's bias multiplier, folded into
@@ -29,7 +29,7 @@ import numpy
 
 from .. import _cuda, _validate
 from ..backend import get_array_module
-from ..im2col import col2im_into, col2im_planes_into, im2col_into, window_geometry
+from ..im2col import col2im_into, col2im_planes_into, im2col_into, phase_grid, window_geometry
 from ..profiling import step
 from ..workspace import batch_chunks, scratch
 
@@ -185,7 +185,7 @@ def conv2d_backward(dout, cache):
     """Gradients of :func:`conv2d_forward`: return ``(dx, dw, db)`` (db None without bias).
 
     dw and the column gradient are GEMMs; dx is col2im of the column gradient
-    (on the CPU with stride 1, of columns laid out on whole padded planes; see
+    (on the CPU, of columns laid out on whole stride-phase planes; see
     :func:`fastconv.im2col.col2im_planes_into`). Every gradient has the dtype
     and shape of its forward input.
     """
@@ -216,7 +216,7 @@ def conv2d_backward(dout, cache):
             xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
         return dx, dw.reshape(w.shape), db
 
-    positions = geometry.padded[0] * geometry.padded[1] if planes else oh * ow
+    positions = numpy.prod(phase_grid(geometry)) if planes else oh * ow
     per_image = (_column_bytes(x, geometry, groups, bias_row)
                  + (w_t.shape[1] * groups + f * planes) * positions * x.dtype.itemsize
                  + 2 * _padded_bytes(x, geometry) + dw.nbytes)
@@ -246,16 +246,16 @@ def conv2d_backward(dout, cache):
 def _sums_planes(x, w, geometry):
     """True where the backward sums plane-shaped columns (col2im_planes_into) rather than slabs.
 
-    CPU (not the CUDA kernels) and stride 1 only. It copies dout onto
-    padded-size planes and runs the dcols GEMM over Hp*Wp positions instead of
-    OH*OW, which pays when the columns it sums (C*KH*KW rows) outnumber dout's
+    CPU only (not the CUDA kernels). It copies dout onto stride-phase planes
+    and runs the dcols GEMM over Hq*Wq positions instead of OH*OW, which pays
+    when the columns it sums (C*KH*KW rows) outnumber dout's
     rows (F). The planes' zero columns stay zero only for finite weights (NaN * 0
     is NaN), so a non-finite weight takes the slab adds and NaN stays where it
     belongs.
     """
     (kh, kw) = geometry.kernel
-    return (not _cuda.uses_kernels(x) and geometry.stride == (1, 1)
-            and not geometry.is_identity and x.shape[1] * kh * kw > w.shape[0]
+    return (not _cuda.uses_kernels(x) and not geometry.is_identity
+            and x.shape[1] * kh * kw > w.shape[0]
             and bool(numpy.isfinite(w).all()))
 
 
@@ -270,19 +270,19 @@ def _taps_first(w, groups):
 
 
 def _on_planes(dout, geometry, groups, largest):
-    """dout (n, F, OH, OW) placed on zeroed padded-size planes: (n, G, F/G, Hp*Wp), a scratch view.
+    """dout (n, F, OH, OW) placed on zeroed phase-size planes: (n, G, F/G, Hq*Wq), a scratch view.
 
-    Output (oh, ow) sits at plane position oh*Wp + ow, so the dcols GEMM yields
+    Output (oh, ow) sits at plane position oh*Wq + ow, so the dcols GEMM yields
     plane-shaped columns for :func:`fastconv.im2col.col2im_planes_into`.
     """
     n, f, oh, ow = dout.shape
-    hp, wp = geometry.padded
+    hq, wq = phase_grid(geometry)
     with step("layout copies"):
-        planes = scratch(numpy, "dout planes", (largest, f, hp, wp), dout.dtype)[:n]
+        planes = scratch(numpy, "dout planes", (largest, f, hq, wq), dout.dtype)[:n]
         planes[:, :, :oh, ow:] = 0
         planes[:, :, oh:] = 0
         planes[:, :, :oh, :ow] = dout
-    return planes.reshape(n, groups, f // groups, hp * wp)
+    return planes.reshape(n, groups, f // groups, hq * wq)
 
 
 def _add_weight_grad(dw, dout, cols, xp):
