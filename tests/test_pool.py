@@ -230,6 +230,20 @@ def test_nan_propagates_through_max_pool(kw):
     np.testing.assert_array_equal(dx, r_dx)
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_non_finite_dout_reaches_only_the_maximum(kw):
+    """An inf or NaN in dout goes to its window's maximum; the cells that lost get exactly 0."""
+    x = _distinct((2, 2, 6, 6), 3)
+    out, cache = F.max_pool2d_forward(x, **kw)
+    r_out, r_cache = ref.max_pool2d_forward(x, **kw)
+    dout = np.ones_like(out)
+    dout[0, 0, 1, 1], dout[1, 1, 0, 2] = np.inf, np.nan
+    dx = F.max_pool2d_backward(dout, cache)
+    r_dx = ref.max_pool2d_backward(dout, r_cache)
+    assert np.isnan(dx).sum() == 1 and np.isinf(dx).sum() == 1
+    np.testing.assert_array_equal(dx, r_dx)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", [dict(kernel_size=2, padding=1),
                                 dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),

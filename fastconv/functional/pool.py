@@ -86,19 +86,21 @@ def _offsets(geometry):
     return [(k, k // kw, k % kw) for k in range(kh * kw)]
 
 
-def _add_back(grad_of, geometry, x_shape, dtype, xp):
+def _add_back(share_of, geometry, x_shape, dtype, xp):
     """Sum per-offset gradients onto the padded input, cropped to ``x_shape``.
 
-    ``grad_of(batch, k)`` gives ``(slab gradient, mask or None)`` of kernel
-    offset k for a batch slice; a masked gradient is added only where the mask
-    is true. (``xp.where`` plus ``+=`` measured 2.6x faster than NumPy's masked
-    ``add(..., where=mask)``.) The batch is split across threads.
+    ``share_of(batch, k)`` gives the slab gradient of kernel offset k for a
+    batch slice, of output size. When the windows do not overlap, the slabs are
+    disjoint and each is assigned rather than added: a strided copy runs
+    several times faster in NumPy than a strided ``+=``. The batch is split
+    across threads.
     """
+    disjoint = all(d * (k - 1) + 1 <= s for k, s, d in
+                   zip(geometry.kernel, geometry.stride, geometry.dilation))
     (top, _), (left, _) = geometry.pads
     height, width = geometry.size
     unpadded = geometry.padded == geometry.size
     dx = xp.empty(x_shape, dtype=dtype)
-    zero = xp.zeros((), dtype=dtype)
 
     def add(batch):
         target = dx[batch]
@@ -106,8 +108,12 @@ def _add_back(grad_of, geometry, x_shape, dtype, xp):
             xp, "pool grad", target.shape[:2] + geometry.padded, dtype)
         padded.fill(0)
         for k, i, j in _offsets(geometry):
-            grad, mask = grad_of(batch, k)
-            _slab(padded, geometry, i, j)[...] += grad if mask is None else xp.where(mask, grad, zero)
+            share = share_of(batch, k)
+            slab = _slab(padded, geometry, i, j)
+            if disjoint:
+                slab[...] = share
+            else:
+                slab += share
         if not unpadded:
             target[...] = padded[:, :, top:top + height, left:left + width]
 
@@ -145,7 +151,10 @@ def _max_over_slabs(x, geometry, xp):
     window's argmax starts at its first input cell, so the -inf padding never
     wins, even over -inf inputs (PyTorch's rule). Slices holding NaN take a
     slower scan that also moves the argmax to each window's first NaN. The
-    batch is split across threads.
+    offsets are scanned in increasing order, so the argmax is the largest k
+    that beat the running maximum: ``argmax = maximum(argmax, k * better)``,
+    two contiguous passes, where ``copyto(argmax, k, where=better)`` is about
+    8x slower. The batch is split across threads.
     """
     shape = x.shape[:2] + geometry.out
     out = xp.empty(shape, dtype=x.dtype)
@@ -158,6 +167,7 @@ def _max_over_slabs(x, geometry, xp):
         best, best_k = out[batch], argmax[batch]
         best[...] = _slab(padded, geometry, 0, 0)
         best_k[...] = first_inside
+        offset_k = xp.empty_like(best_k)
         for k, i, j in _offsets(geometry)[1:]:
             candidate = _slab(padded, geometry, i, j)
             better = candidate > best
@@ -166,7 +176,8 @@ def _max_over_slabs(x, geometry, xp):
                 xp.copyto(best, candidate, where=better)
             else:
                 xp.maximum(best, candidate, out=best)
-            xp.copyto(best_k, k, where=better)
+            xp.multiply(better, xp.int32(k), out=offset_k)
+            xp.maximum(best_k, offset_k, out=best_k)
 
     with step("max"):
         _parallel.over_batch(scan, x.shape[0], x.nbytes)
@@ -207,9 +218,17 @@ def max_pool2d_backward(dout, cache):
     xp = get_array_module(dout)
     if _cuda.uses_kernels(dout):
         return _cuda.max_pool2d_backward(dout, cache.argmax, cache.x_shape, cache.geometry)
+    # dout * won is 8x faster than where(won, dout, 0) but turns a non-finite
+    # dout into NaN where it lost, so it is kept for finite dout
+    finite = bool(xp.isfinite(dout).all())
+    zero = xp.zeros((), dtype=cache.dtype)
+
+    def share_of(batch, k):
+        won = cache.argmax[batch] == k
+        return dout[batch] * won if finite else xp.where(won, dout[batch], zero)
+
     with step("max backward"):
-        return _add_back(lambda batch, k: (dout[batch], cache.argmax[batch] == k),
-                         cache.geometry, cache.x_shape, cache.dtype, xp)
+        return _add_back(share_of, cache.geometry, cache.x_shape, cache.dtype, xp)
 
 
 def _avg_divisor(geometry, count_include_pad, dtype, xp):
@@ -270,8 +289,8 @@ def avg_pool2d_backward(dout, cache):
         return _cuda.avg_pool2d_backward(dout, cache.divisor, cache.x_shape, cache.geometry)
     with step("avg backward"):
         share = dout / cache.divisor
-        return _add_back(lambda batch, k: (share[batch], None),
-                         cache.geometry, cache.x_shape, cache.dtype, xp)
+        return _add_back(lambda batch, k: share[batch], cache.geometry, cache.x_shape,
+                         cache.dtype, xp)
 
 
 def _adaptive_bounds(size, out_size):
