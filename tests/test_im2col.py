@@ -97,3 +97,27 @@ def test_row_and_column_layout_is_the_documented_one(dtype):
     for c, kh, kw, oh, ow in [(0, 0, 0, 0, 0), (2, 1, 2, 1, 2), (1, 0, 1, 1, 0)]:
         row, col = c * kh_size * kw_size + kh * kw_size + kw, oh * ow_size + ow
         assert cols[1, row, col] == x[1, c, 2 * oh + kh, ow + kw]
+
+
+@hypothesis_settings(30)
+@given(case=unfold_cases(), groups=st.sampled_from([1, 2, 3]))
+def test_col2im_on_stride_phase_planes_matches_reference_loops(case, groups):
+    """col2im_planes_into, fed the plane layout (per group, rows in (KH, KW, C/G) order, window
+    (oh, ow) at column oh*Wq + ow of its phase plane, zeros elsewhere), equals col2im."""
+    from fastconv.im2col import col2im_planes_into, phase_grid, window_geometry
+
+    rng = np.random.default_rng(case["seed"])
+    n, c, *size = case["x_shape"]
+    x_shape = (n, c * groups, *size)
+    kw = case["kw"]
+    geometry = window_geometry(x_shape, kw["kernel_size"], kw["stride"], kw["padding"],
+                               kw["dilation"])
+    (kh, kwidth), (oh, ow) = geometry.kernel, geometry.out
+    hq, wq = phase_grid(geometry)
+    cols = rng.standard_normal((n, groups, c, kh, kwidth, oh, ow))
+    planes = np.zeros((n, groups, kh, kwidth, c, hq, wq))
+    planes[..., :oh, :ow] = cols.transpose(0, 1, 3, 4, 2, 5, 6)
+    dx = np.empty(x_shape)
+    col2im_planes_into(planes.reshape(n, groups, -1, hq * wq), geometry, groups, dx)
+    want = ref.col2im(cols.reshape(n, c * groups * kh * kwidth, oh * ow), x_shape, **kw)
+    assert rel_err(dx, want) <= 1e-13
