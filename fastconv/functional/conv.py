@@ -3,9 +3,10 @@
 Data path: im2col (one strided copy per batch chunk) -> ``xp.matmul`` of the
 weights (G, F/G, C/G*KH*KW) with the columns (n, G, C/G*KH*KW, OH*OW), whose
 result is already contiguous NCHW. Backward: dW and dcols by two GEMMs, dx by
-col2im (on the CPU, from dcols computed on whole stride-phase planes of the
-padded input, so that col2im is KH*KW long contiguous adds). A 1x1, stride-1, unpadded
-convolution skips im2col: the input is its own column matrix.
+col2im (on the CPU, when the columns outnumber dout's rows, from dcols computed
+on whole stride-phase planes of the padded input, so that col2im is KH*KW long
+contiguous adds). A 1x1, stride-1, unpadded convolution skips im2col: the input
+is its own column matrix.
 
 On the CPU the bias rides in the GEMMs (Caffe's bias multiplier, folded into
 K): each group's columns end with a row of ones and the weights with a bias
@@ -185,9 +186,9 @@ def conv2d_backward(dout, cache):
     """Gradients of :func:`conv2d_forward`: return ``(dx, dw, db)`` (db None without bias).
 
     dw and the column gradient are GEMMs; dx is col2im of the column gradient
-    (on the CPU, of columns laid out on whole stride-phase planes; see
-    :func:`fastconv.im2col.col2im_planes_into`). Every gradient has the dtype
-    and shape of its forward input.
+    (on the CPU, when the columns outnumber dout's rows, of columns laid out on
+    whole stride-phase planes: :func:`fastconv.im2col.col2im_planes_into`).
+    Every gradient has the dtype and shape of its forward input.
     """
     _validate.check_cache(cache, ConvCache, "conv2d_forward")
     x, w, geometry, groups = cache.x, cache.w, cache.geometry, cache.groups
@@ -248,10 +249,9 @@ def _sums_planes(x, w, geometry):
 
     CPU only (not the CUDA kernels). It copies dout onto stride-phase planes
     and runs the dcols GEMM over Hq*Wq positions instead of OH*OW, which pays
-    when the columns it sums (C*KH*KW rows) outnumber dout's
-    rows (F). The planes' zero columns stay zero only for finite weights (NaN * 0
-    is NaN), so a non-finite weight takes the slab adds and NaN stays where it
-    belongs.
+    when the columns it sums (C*KH*KW rows) outnumber dout's rows (F). The
+    planes' zero columns stay zero only for finite weights (NaN * 0 is NaN),
+    so a non-finite weight takes the slab adds and NaN stays where it belongs.
     """
     (kh, kw) = geometry.kernel
     return (not _cuda.uses_kernels(x) and not geometry.is_identity
