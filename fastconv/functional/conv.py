@@ -114,6 +114,16 @@ def _padded_bytes(x, geometry):
     return 0 if geometry.padded == geometry.size else x.shape[1] * hp * wp * x.dtype.itemsize
 
 
+def _col2im_bytes(x, geometry, planes):
+    """Workspace bytes of one image's col2im sums: a padded image for the slab adds; for
+    the planes, every stride phase, plus the padded image they interleave into (stride > 1)."""
+    if not planes:
+        return _padded_bytes(x, geometry)
+    (hq, wq), (sh, sw) = phase_grid(geometry), geometry.stride
+    phases = x.shape[1] * hq * wq * sh * sw * x.dtype.itemsize
+    return phases * (1 + ((sh, sw) != (1, 1)))
+
+
 def _chunk_plan(x, geometry, groups, per_image, bias_row=False):
     """The batch chunks for ``per_image`` workspace bytes, and the column buffer shape of the largest.
 
@@ -220,7 +230,7 @@ def conv2d_backward(dout, cache):
     positions = numpy.prod(phase_grid(geometry)) if planes else oh * ow
     per_image = (_column_bytes(x, geometry, groups, bias_row)
                  + (w_t.shape[1] * groups + f * planes) * positions * x.dtype.itemsize
-                 + 2 * _padded_bytes(x, geometry) + dw.nbytes)
+                 + _padded_bytes(x, geometry) + _col2im_bytes(x, geometry, planes) + dw.nbytes)
     chunks, shape = _chunk_plan(x, geometry, groups, per_image, bias_row)
     col_buffer = scratch(xp, "cols", shape, x.dtype)
     dcol_buffer = scratch(xp, "dcols", shape[:2] + (w_t.shape[1], positions), x.dtype)
