@@ -154,3 +154,20 @@ def test_peak_memory_stays_within_the_limit_for_a_large_batch():
     assert fwd_peak <= limit + out.nbytes + 2 * x.nbytes, f"forward peak {fwd_peak / MiB:.2f} MiB"
     assert bwd_peak <= limit + 2 * x.nbytes + 2 * dout.nbytes, f"backward peak {bwd_peak / MiB:.2f} MiB"
     assert max(fwd_peak, bwd_peak) < full_columns / 4
+
+
+def test_peak_memory_with_stride_2_stays_within_the_limit():
+    """Stride 2: the backward sums its column gradient on four stride-phase planes, and
+    those buffers count against the limit too. 16 images under a 1 MiB limit, whose
+    unchunked backward buffers take about 9 MiB; same bounds as the stride-1 test."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 4, 32, 32))
+    w = rng.standard_normal((4, 4, 5, 5))
+    limit = MiB
+    with fastconv.workspace_limit(limit):
+        (out, cache), fwd_peak = _traced_peak(
+            lambda: F.conv2d_forward(x, w, None, stride=2, padding=2))
+        dout = rng.standard_normal(out.shape)
+        _, bwd_peak = _traced_peak(lambda: F.conv2d_backward(dout, cache))
+    assert fwd_peak <= limit + out.nbytes + 2 * x.nbytes, f"forward peak {fwd_peak / MiB:.2f} MiB"
+    assert bwd_peak <= limit + 2 * x.nbytes + 2 * dout.nbytes, f"backward peak {bwd_peak / MiB:.2f} MiB"
