@@ -48,9 +48,14 @@ def collectives(comm, out, args):
 
 
 def fail(comm, out, args):
-    """Rank 1 raises while the others wait in a collective: the job must abort, not hang."""
+    """Rank 1 raises while the others wait in a collective: the job must abort, not hang.
+
+    Rank 1 first leaves a marker file, the test's evidence that it reached the raise.
+    """
     comm.barrier()
     if comm.rank == 1:
+        with open(out + ".raised", "w") as marker:
+            marker.write("rank 1 failed on purpose\n")
         raise RuntimeError("rank 1 failed on purpose")
     comm.allreduce_sum({"never": 1.0})
 

@@ -229,7 +229,12 @@ def test_a_failing_rank_aborts_the_whole_job(tmp_path, under_mpi4py):
     result = run_job(2, [WORKER, "fail", str(tmp_path)], under_mpi4py=under_mpi4py, timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "rank 1 failed on purpose" in output
+    # The evidence that rank 1's exception ended the job is its marker file, not the
+    # traceback: under load MPICH's hydra sometimes tears the job down on MPI_Abort before
+    # it forwards the rank's stderr (seen in 1 of 30 runs with a busy core), so the
+    # output can be empty although the rank wrote and flushed it.
+    assert (tmp_path / "fail-rank1.npz.raised").read_text() == "rank 1 failed on purpose\n"
+    assert not (tmp_path / "fail-rank0.npz.raised").exists()
 
 
 # ---------------------------------------------------------------- training equivalence
