@@ -128,22 +128,10 @@ def _col2im_slab_adds(cols, geometry, out):
         out[...] = padded[:, :, top:top + height, left:left + width]
 
 
-def phase_grid(geometry):
-    """(Hq, Wq): the size of one stride phase of the padded input, ceil(Hp/sh) x ceil(Wp/sw).
-
-    Phase (a, b) holds the padded positions (y*sh + a, x*sw + b). Kernel offset
-    (i, j) of every window falls in phase (i*dh % sh, j*dw % sw), at a shift of
-    (i*dh // sh, j*dw // sw) from the window's (oh, ow): inside a phase, any
-    stride is stride 1.
-    """
-    (hp, wp), (sh, sw) = geometry.padded, geometry.stride
-    return -(-hp // sh), -(-wp // sw)
-
-
 def col2im_planes_into(dcols, geometry, groups, out):
     """col2im on the CPU from columns laid out on whole stride-phase planes.
 
-    ``dcols`` (N, G, KH*KW*C/G, Hq*Wq) with (Hq, Wq) = :func:`phase_grid`: per
+    ``dcols`` (N, G, KH*KW*C/G, Hq*Wq) with (Hq, Wq) = ``geometry.phase_size``: per
     group, the rows of kernel offset (i, j) are its C/G channels' planes, in
     which column oh*Wq + ow holds window (oh, ow) and every other column is
     zero. Offset (i, j) lands in phase (i*dh % sh, j*dw % sw) shifted by
@@ -158,7 +146,7 @@ def col2im_planes_into(dcols, geometry, groups, out):
     (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
     (top, _), (left, _) = geometry.pads
     height, width = geometry.size
-    hq, wq = phase_grid(geometry)
+    hq, wq = geometry.phase_size
     plane = hq * wq
     group_size = channels // groups * plane
     taps = [(i * dh % sh, j * dw % sw, (i * dh // sh) * wq + j * dw // sw)

@@ -58,6 +58,18 @@ class WindowGeometry:
         return (self.kernel == (1, 1) and self.stride == (1, 1)
                 and self.pads == ((0, 0), (0, 0)))
 
+    @property
+    def phase_size(self):
+        """(Hq, Wq): one stride phase of the padded input, ceil(Hp/sh) x ceil(Wp/sw).
+
+        Phase (a, b) holds the padded positions (y*sh + a, x*sw + b). Kernel offset
+        (i, j) of every window falls in phase (i*dh % sh, j*dw % sw), at a shift of
+        (i*dh // sh, j*dw // sw) from the window's (oh, ow): inside a phase, any
+        stride is stride 1.
+        """
+        (hp, wp), (sh, sw) = self.padded, self.stride
+        return -(-hp // sh), -(-wp // sw)
+
     def offset_slices(self, i, j):
         """The (H, W) slices of the padded input that kernel offset (i, j) reads."""
         (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.out

@@ -104,7 +104,7 @@ def test_row_and_column_layout_is_the_documented_one(dtype):
 def test_col2im_on_stride_phase_planes_matches_reference_loops(case, groups):
     """col2im_planes_into, fed the plane layout (per group, rows in (KH, KW, C/G) order, window
     (oh, ow) at column oh*Wq + ow of its phase plane, zeros elsewhere), equals col2im."""
-    from fastconv.im2col import col2im_planes_into, phase_grid, window_geometry
+    from fastconv.im2col import col2im_planes_into, window_geometry
 
     rng = np.random.default_rng(case["seed"])
     n, c, *size = case["x_shape"]
@@ -113,7 +113,7 @@ def test_col2im_on_stride_phase_planes_matches_reference_loops(case, groups):
     geometry = window_geometry(x_shape, kw["kernel_size"], kw["stride"], kw["padding"],
                                kw["dilation"])
     (kh, kwidth), (oh, ow) = geometry.kernel, geometry.out
-    hq, wq = phase_grid(geometry)
+    hq, wq = geometry.phase_size
     cols = rng.standard_normal((n, groups, c, kh, kwidth, oh, ow))
     planes = np.zeros((n, groups, kh, kwidth, c, hq, wq))
     planes[..., :oh, :ow] = cols.transpose(0, 1, 3, 4, 2, 5, 6)
@@ -121,3 +121,11 @@ def test_col2im_on_stride_phase_planes_matches_reference_loops(case, groups):
     col2im_planes_into(planes.reshape(n, groups, -1, hq * wq), geometry, groups, dx)
     want = ref.col2im(cols.reshape(n, c * groups * kh * kwidth, oh * ow), x_shape, **kw)
     assert rel_err(dx, want) <= 1e-13
+
+
+def test_phase_size_is_the_padded_extent_divided_by_the_stride_rounded_up():
+    from fastconv.im2col import window_geometry
+
+    # padded 36 x 35 (32 x 31 plus 2 on each side), strides 2 and 3: ceil(36/2), ceil(35/3)
+    assert window_geometry((1, 1, 32, 31), 5, (2, 3), 2, 1).phase_size == (18, 12)
+    assert window_geometry((1, 1, 7, 6), 3, 1, 1, 1).phase_size == (9, 8)  # stride 1: Hp, Wp

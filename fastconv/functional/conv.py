@@ -30,7 +30,7 @@ import numpy
 
 from .. import _cuda, _validate
 from ..backend import get_array_module
-from ..im2col import col2im_into, col2im_planes_into, im2col_into, phase_grid, window_geometry
+from ..im2col import col2im_into, col2im_planes_into, im2col_into, window_geometry
 from ..profiling import step
 from ..workspace import batch_chunks, scratch
 
@@ -119,7 +119,7 @@ def _col2im_bytes(x, geometry, planes):
     the planes, every stride phase, plus the padded image they interleave into (stride > 1)."""
     if not planes:
         return _padded_bytes(x, geometry)
-    (hq, wq), (sh, sw) = phase_grid(geometry), geometry.stride
+    (hq, wq), (sh, sw) = geometry.phase_size, geometry.stride
     phases = x.shape[1] * hq * wq * sh * sw * x.dtype.itemsize
     return phases * (1 + ((sh, sw) != (1, 1)))
 
@@ -170,13 +170,13 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     w_mat = xp.ascontiguousarray(w).reshape(groups, f // groups, -1)
     out = xp.empty((n, f, oh, ow), dtype=x.dtype)
     out_groups = out.reshape(n, groups, f // groups, oh * ow)
+    bias_row = _folds_bias(x, geometry, b is not None)
     if geometry.is_identity:
         with step("layout copies"):
             x_cols = xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow)
         with step("GEMM out = W @ cols"):
             xp.matmul(w_mat, x_cols, out=out_groups)
     else:
-        bias_row = _folds_bias(x, geometry, b is not None)
         if bias_row:
             w_mat = xp.concatenate((w_mat, b.reshape(groups, f // groups, 1)), axis=2)
         per_image = _column_bytes(x, geometry, groups, bias_row) + _padded_bytes(x, geometry)
@@ -186,7 +186,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
             cols = _columns(x[chunk], geometry, groups, buffer)
             with step("GEMM out = W @ cols"):
                 xp.matmul(w_mat, cols, out=out_groups[chunk])
-    if b is not None and not _folds_bias(x, geometry, True):
+    if b is not None and not bias_row:
         with step("bias"):
             out += b.reshape(1, f, 1, 1)
     return out, ConvCache(x, w, b is not None, geometry, groups, out.shape)
@@ -227,7 +227,7 @@ def conv2d_backward(dout, cache):
             xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
         return dx, dw.reshape(w.shape), db
 
-    positions = numpy.prod(phase_grid(geometry)) if planes else oh * ow
+    positions = numpy.prod(geometry.phase_size) if planes else oh * ow
     per_image = (_column_bytes(x, geometry, groups, bias_row)
                  + (w_t.shape[1] * groups + f * planes) * positions * x.dtype.itemsize
                  + _padded_bytes(x, geometry) + _col2im_bytes(x, geometry, planes) + dw.nbytes)
@@ -286,7 +286,7 @@ def _on_planes(dout, geometry, groups, largest):
     plane-shaped columns for :func:`fastconv.im2col.col2im_planes_into`.
     """
     n, f, oh, ow = dout.shape
-    hq, wq = phase_grid(geometry)
+    hq, wq = geometry.phase_size
     with step("layout copies"):
         planes = scratch(numpy, "dout planes", (largest, f, hq, wq), dout.dtype)[:n]
         planes[:, :, :oh, ow:] = 0
