@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import as_strided
 from . import _cuda, _parallel, _validate
 from .backend import get_array_module
 from .profiling import step
-from .shapes import WindowGeometry
+from .shapes import WindowGeometry, conv_output_size
 from .workspace import scratch
 
 
@@ -30,17 +30,18 @@ def window_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode=F
     """Validate window arguments against an (N, C, H, W) shape and build the geometry.
 
     Raises ValueError naming the axis, the padding and the dilated kernel when
-    the kernel does not fit in the padded input.
+    no window fits in the padded input (``ceil_mode`` allows an overhang of up
+    to stride - 1, as PyTorch's pools do).
     """
     kernel = _validate.positive_pair(kernel_size, "kernel_size")
     stride = _validate.positive_pair(stride, "stride")
     dilation = _validate.positive_pair(dilation, "dilation")
     pads = _validate.padding_pairs(padding)
     size = tuple(x_shape[2:])
-    for axis, name, n, k, d, (before, after) in zip(
-            ("height", "width"), ("H", "W"), size, kernel, dilation, pads):
-        span = d * (k - 1) + 1
-        if span > n + before + after:
+    for axis, name, n, k, s, d, (before, after) in zip(
+            ("height", "width"), ("H", "W"), size, kernel, stride, dilation, pads):
+        if conv_output_size(n, k, s, (before, after), d, ceil_mode) < 1:
+            span = d * (k - 1) + 1
             pad_text = before if before == after else (before, after)
             raise ValueError(
                 f"dilated kernel {axis} {span} is larger than the padded input {axis} "

@@ -10,16 +10,17 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mo
     must start inside the input or its left padding, so a window that would
     start in the right padding is dropped.
 
-    Returns the size (may be < 1 when the kernel does not fit; callers raise).
+    Rounding up also lets a kernel overhang the padded input by up to
+    ``stride - 1`` and still give one window, as in PyTorch.
+
+    Returns the size (0 when no window fits; callers raise).
     """
     before, after = (padding, padding) if isinstance(padding, int) else padding
     span = dilation * (kernel_size - 1) + 1
     room = size + before + after - span
-    if room < 0:
-        return 0
     if not ceil_mode:
-        return room // stride + 1
-    out = -(-room // stride) + 1
+        return max(room // stride + 1, 0)
+    out = max(-(-room // stride) + 1, 0)
     if (out - 1) * stride >= size + before:
         out -= 1
     return out

@@ -29,6 +29,7 @@ from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools, sanitizin
 from cuda_emu.report import summary_lines
 from fastconv import _cuda, reference
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
+from fastconv.shapes import conv_output_size
 from fastconv.workspace import workspace_limit
 
 SUM_RTOL = {np.float32: 1e-6, np.float64: 1e-12}
@@ -110,10 +111,11 @@ def pool_windows(draw, dilation=True):
     dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
     pad = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
     size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
-    for n, k, d, p in zip(size, kernel, dil, pad):
-        assume(d * (k - 1) + 1 <= n + 2 * p)
+    ceil_mode = draw(st.booleans())  # may keep a window that overhangs the padded input
+    for n, k, s, d, p in zip(size, kernel, stride, dil, pad):
+        assume(conv_output_size(n, k, s, p, d, ceil_mode) >= 1)
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3))) + size
-    return shape, kernel, stride, pad, dil, draw(st.booleans())
+    return shape, kernel, stride, pad, dil, ceil_mode
 
 
 def normal(seed, shape, dtype):

@@ -33,23 +33,30 @@ def _every_window_touches_input(size, kernel, stride, pad, dilation, ceil_mode):
 
 
 def _pool_axes(draw, dilated):
-    """Kernel, stride, padding (<= half the kernel), dilation and size, per axis."""
+    """Kernel, stride, padding (<= half the kernel), dilation, size and ceil_mode, per axis.
+
+    The size may fall short of the dilated kernel by up to stride - 1: ceil_mode
+    then keeps one window that overhangs the padded input (PyTorch's formula).
+    """
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 5), st.integers(1, 5))))
+    strides = kernel if stride is None else stride
     dilation = (draw(st.sampled_from([1, 1, 2, 3])), draw(st.sampled_from([1, 1, 2, 3]))) \
         if dilated else (1, 1)
     pads = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
     padding = pads[0] if pads[0] == pads[1] and draw(st.booleans()) else pads
-    size = [max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 5))
-            for k, d, p in zip(kernel, dilation, pads)]
-    return kernel, stride, padding, pads, dilation, size
+    ceil_mode = draw(st.booleans())
+    size = [max(1, d * (k - 1) + 1 - 2 * p - ceil_mode * draw(st.integers(0, s - 1)))
+            + draw(st.integers(0, 5)) for k, s, d, p in zip(kernel, strides, dilation, pads)]
+    for n, k, s, d, p in zip(size, kernel, strides, dilation, pads):
+        assume(conv_output_size(n, k, s, p, d, ceil_mode) >= 1)
+    return kernel, stride, padding, pads, dilation, size, ceil_mode
 
 
 @st.composite
 def max_pool_cases(draw):
     """Geometry + seed of a max-pool case whose windows all touch the input."""
-    kernel, stride, padding, pads, dilation, size = _pool_axes(draw, dilated=True)
-    ceil_mode = draw(st.booleans())
+    kernel, stride, padding, pads, dilation, size, ceil_mode = _pool_axes(draw, dilated=True)
     strides = kernel if stride is None else stride
     for i in range(2):
         assume(_every_window_touches_input(size[i], kernel[i], strides[i], pads[i],
@@ -63,11 +70,11 @@ def max_pool_cases(draw):
 @st.composite
 def avg_pool_cases(draw):
     """Geometry + seed of an avg-pool case (no dilation, as PyTorch)."""
-    kernel, stride, padding, _, _, size = _pool_axes(draw, dilated=False)
+    kernel, stride, padding, _, _, size, ceil_mode = _pool_axes(draw, dilated=False)
     return dict(x_shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3)), *size),
                 seed=draw(st.integers(0, 2**32 - 1)),
                 kw=dict(kernel_size=kernel, stride=stride, padding=padding,
-                        ceil_mode=draw(st.booleans()), count_include_pad=draw(st.booleans())))
+                        ceil_mode=ceil_mode, count_include_pad=draw(st.booleans())))
 
 
 @st.composite
@@ -137,6 +144,32 @@ def test_adaptive_avg_pool2d_matches_torch(case):
         _assert_dtype(dtype, out=out, dx=dx)
         torch_oracle.check("adaptive_avg_pool2d", dtype, dict(out=(out, t_out), dx=(dx, t_dx)))
     torch_oracle.count_case("adaptive_avg_pool2d")
+
+
+OVERHANGING_CEIL_MODE = [  # the dilated kernel is longer than the padded input
+    ("max_pool2d", (2, 2, 6, 14), dict(kernel_size=(3, 1), stride=(3, 2), dilation=3)),
+    ("max_pool2d", (1, 3, 6, 9), dict(kernel_size=(5, 3), stride=2, padding=1, dilation=2)),
+    ("max_pool2d", (2, 1, 10, 6), dict(kernel_size=(1, 4), stride=(2, 3), dilation=2)),
+    ("avg_pool2d", (2, 2, 9, 1), dict(kernel_size=3, stride=(4, 3), padding=(1, 0))),
+    ("avg_pool2d", (1, 2, 1, 1), dict(kernel_size=(2, 3), stride=3, count_include_pad=False)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op, x_shape, kw", OVERHANGING_CEIL_MODE)
+def test_ceil_mode_keeps_a_window_overhanging_the_padded_input_like_torch(torch, op, x_shape, kw,
+                                                                          dtype):
+    """PyTorch's ceil_mode rounds (size + 2p - span) / stride up, so a kernel up to
+    stride - 1 longer than the padded input still gives one window per axis."""
+    x = _distinct(x_shape, 4, dtype)
+    kw = dict(kw, ceil_mode=True)
+    oracle = getattr(torch_oracle, op)(torch, x, _dout_fn(4, dtype), **kw)
+    out, cache = getattr(F, op + "_forward")(x, **kw)
+    dx = getattr(F, op + "_backward")(oracle[-2], cache)
+    torch_oracle.check(op, dtype, dict(out=(out, oracle[0]), dx=(dx, oracle[-1])))
+    r_out, _ = getattr(ref, op + "_forward")(x, **kw)
+    np.testing.assert_allclose(out, r_out, rtol=TOL[dtype], atol=0)
+    torch_oracle.count_case(op)
 
 
 # ---------------------------------------------------------------- against the loop reference

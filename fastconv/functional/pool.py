@@ -16,9 +16,11 @@ Rules, the same on every path (CPU, GPU, reference):
   to the first NaN of the window (PyTorch picks the last; the output is the
   same).
 * ``ceil_mode`` adds a last window if it starts inside the input or its left
-  padding (PyTorch's rule); for average pooling, as in PyTorch, the divisor
-  counts the padding only up to the padded border (``count_include_pad``),
-  never the part of a ceil-mode window beyond it.
+  padding (PyTorch's rule), even one that overhangs the padded input by up to
+  stride - 1 (a kernel that long still gives one window); for average
+  pooling, as in PyTorch, the divisor counts the padding only up to the
+  padded border (``count_include_pad``), never the part of a ceil-mode
+  window beyond it.
 """
 
 from .. import _cuda, _parallel, _validate
@@ -70,10 +72,7 @@ def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode):
     if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
         raise ValueError(
             f"padding {padding!r} must be at most half of kernel_size {kernel_size!r}")
-    geometry = window_geometry(x.shape, kernel, stride, pad, dilation, ceil_mode)
-    if min(geometry.out) < 1:
-        raise ValueError(f"output size {geometry.out} is too small for x shape {tuple(x.shape)}")
-    return geometry
+    return window_geometry(x.shape, kernel, stride, pad, dilation, ceil_mode)
 
 
 def _slab(padded, geometry, i, j):
