@@ -257,12 +257,15 @@ def test_backward_twice_gives_identical_results_and_leaves_inputs_untouched():
         np.testing.assert_array_equal(a, c)
 
 
-def test_empty_batch_gives_empty_results_like_torch(torch):
+@pytest.mark.parametrize("kernel, padding, groups", [((3, 2), 1, 1), ((1, 1), 0, 1), ((1, 1), 0, 3)])
+def test_empty_batch_gives_empty_results_like_torch(torch, kernel, padding, groups):
+    """Im2col and the 1x1 path (the input is its own column matrix) with no images."""
     rng = np.random.default_rng(12)
     x = np.zeros((0, 3, 7, 6))
-    w, b = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
-    t_out, dout, t_dx, t_dw, t_db = torch_oracle.conv2d(torch, x, w, b, np.zeros, padding=1)
-    out, cache = F.conv2d_forward(x, w, b, padding=1)
+    w, b = rng.standard_normal((6, 3 // groups) + kernel), rng.standard_normal(6)
+    t_out, dout, t_dx, t_dw, t_db = torch_oracle.conv2d(torch, x, w, b, np.zeros,
+                                                        padding=padding, groups=groups)
+    out, cache = F.conv2d_forward(x, w, b, padding=padding, groups=groups)
     dx, dw, db = F.conv2d_backward(dout, cache)
     assert out.shape == t_out.shape and dx.shape == t_dx.shape
     np.testing.assert_array_equal(dw, t_dw)  # all zero: no image contributed

@@ -40,6 +40,11 @@ def test_w_not_4d():
         F.conv2d_forward(x_(1, 3, 5, 5), x_(2, 27))
 
 
+def test_w_without_filters():
+    with _raises(ValueError, "w has no filters", "(0, 3, 3, 3)"):
+        F.conv2d_forward(x_(1, 3, 5, 5), x_(0, 3, 3, 3))
+
+
 def test_channel_mismatch_with_groups():
     with _raises(ValueError, "w expects 3 input channels per group, x has 4 channels with groups=2"):
         F.conv2d_forward(x_(1, 4, 5, 5), x_(2, 3, 3, 3), groups=2)

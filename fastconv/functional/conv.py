@@ -76,6 +76,8 @@ def _check_conv_args(x, w, b, groups):
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
     channels, filters = x.shape[1], w.shape[0]
+    if filters == 0:
+        raise ValueError(f"w has no filters (w shape {tuple(w.shape)}); it needs at least one")
     if channels % groups:
         raise ValueError(
             f"x has {channels} channels, which is not divisible by groups={groups} "
@@ -167,13 +169,13 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     geometry = window_geometry(x.shape, w.shape[2:], stride, padding, dilation)
     n, f = x.shape[0], w.shape[0]
     (oh, ow) = geometry.out
-    w_mat = xp.ascontiguousarray(w).reshape(groups, f // groups, -1)
+    w_mat = xp.ascontiguousarray(w).reshape(groups, f // groups, w[0].size)
     out = xp.empty((n, f, oh, ow), dtype=x.dtype)
     out_groups = out.reshape(n, groups, f // groups, oh * ow)
     bias_row = _folds_bias(x, geometry, b is not None)
     if geometry.is_identity:
         with step("layout copies"):
-            x_cols = xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow)
+            x_cols = xp.ascontiguousarray(x).reshape(n, groups, x.shape[1] // groups, oh * ow)
         with step("GEMM out = W @ cols"):
             xp.matmul(w_mat, x_cols, out=out_groups)
     else:
@@ -210,7 +212,7 @@ def conv2d_backward(dout, cache):
     with step("layout copies"):
         dout_groups = xp.ascontiguousarray(dout).reshape(n, groups, f // groups, oh * ow)
         w_t = (_taps_first(w, groups) if planes else
-               xp.ascontiguousarray(w.reshape(groups, f // groups, -1).transpose(0, 2, 1)))
+               xp.ascontiguousarray(w.reshape(groups, f // groups, w[0].size).transpose(0, 2, 1)))
     bias_row = _folds_bias(x, geometry, cache.has_bias)
     db = None
     if cache.has_bias and not bias_row:
@@ -221,7 +223,7 @@ def conv2d_backward(dout, cache):
 
     if geometry.is_identity:
         with step("layout copies"):
-            x_cols = xp.ascontiguousarray(x).reshape(n, groups, -1, oh * ow)
+            x_cols = xp.ascontiguousarray(x).reshape(n, groups, x.shape[1] // groups, oh * ow)
         _add_weight_grad(dw, dout_groups, x_cols, xp)
         with step("GEMM dcols = W^T @ dout"):
             xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
