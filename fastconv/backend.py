@@ -25,6 +25,11 @@ def _is_cupy_array(x):
     return cupy is not None and isinstance(x, cupy.ndarray)
 
 
+def is_array(x):
+    """True for a NumPy or CuPy array (not a scalar, list or NumPy scalar)."""
+    return isinstance(x, numpy.ndarray) or _is_cupy_array(x)
+
+
 def get_array_module(*arrays):
     """Return ``cupy`` if every array argument is a CuPy array, else ``numpy``.
 

@@ -37,9 +37,10 @@ Two interfaces over the same update math:
    A course Solver finds them with ``getattr(fastconv.optim, update_rule)``.
 """
 
+import numbers
 from collections.abc import Mapping
 
-from .backend import get_array_module
+from .backend import get_array_module, is_array
 
 
 # --------------------------------------------------------------------------
@@ -65,11 +66,32 @@ def _adam_direction(g, m, v, t, beta1, beta2, eps):
 
 
 def _check_hyper(name, value, low=0.0, high=None, high_open=False):
+    """Return ``value`` as a Python float after checking it is a real number in the range.
+
+    A Python float keeps float32 parameters float32 (a NumPy float64 scalar
+    would promote them).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     ok = value >= low and (high is None or (value < high if high_open else value <= high))
     if not ok:
-        bound = f"[{low}, {high})" if high_open else (f"[{low}, {high}]" if high is not None
-                                                       else f">= {low}")
-        raise ValueError(f"{name} must be in {bound}, got {value}")
+        bound = f"in [{low}, {high})" if high_open else (
+            f"in [{low}, {high}]" if high is not None else f">= {low}")
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return float(value)
+
+
+def _check_grad(name, param, grad, grad_name):
+    """Check that ``grad`` is an array shaped like the parameter ``param`` (called ``name``)."""
+    if not is_array(param):
+        raise TypeError(f"{name} must be an array (updated in place), got {type(param).__name__}; "
+                        f"wrap a scalar as np.array(value)")
+    if not is_array(grad):
+        raise TypeError(f"{grad_name} must be an array, got {type(grad).__name__}")
+    get_array_module(param, grad)  # one device
+    if tuple(grad.shape) != tuple(param.shape):
+        raise ValueError(f"{grad_name} has shape {tuple(grad.shape)}, "
+                         f"{name} has shape {tuple(param.shape)}")
 
 
 # --------------------------------------------------------------------------
@@ -88,11 +110,9 @@ class Optimizer:
         if not isinstance(params, Mapping):
             raise TypeError(f"params must be a name -> array mapping (e.g. model.params), "
                             f"got {type(params).__name__}")
-        _check_hyper("lr", lr)
-        _check_hyper("weight_decay", weight_decay)
         self.params = params
-        self.lr = lr
-        self.weight_decay = weight_decay
+        self.lr = _check_hyper("lr", lr)
+        self.weight_decay = _check_hyper("weight_decay", weight_decay)
         self.state = {}
 
     def step(self, grads):
@@ -101,10 +121,7 @@ class Optimizer:
             if name not in grads:
                 raise ValueError(f"grads has no entry for parameter {name!r}")
             grad = grads[name]
-            get_array_module(param, grad)  # one device
-            if tuple(grad.shape) != tuple(param.shape):
-                raise ValueError(f"grads[{name!r}] has shape {tuple(grad.shape)}, "
-                                 f"params[{name!r}] has shape {tuple(param.shape)}")
+            _check_grad(f"params[{name!r}]", param, grad, f"grads[{name!r}]")
             if self.weight_decay:
                 grad = grad + self.weight_decay * param
             self._update(param, grad, self.state.setdefault(name, {}))
@@ -124,10 +141,9 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        _check_hyper("momentum", momentum, 0.0, 1.0)
+        self.momentum = _check_hyper("momentum", momentum, 0.0, 1.0)
         if nesterov and momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.momentum = momentum
         self.nesterov = nesterov
 
     def _update(self, param, grad, state):
@@ -144,10 +160,8 @@ class RMSProp(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        _check_hyper("alpha", alpha, 0.0, 1.0)
-        _check_hyper("eps", eps)
-        self.alpha = alpha
-        self.eps = eps
+        self.alpha = _check_hyper("alpha", alpha, 0.0, 1.0)
+        self.eps = _check_hyper("eps", eps)
 
     def _update(self, param, grad, state):
         square_avg = self._zeros(state, "square_avg", param)
@@ -159,8 +173,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        _check_hyper("eps", eps)
-        self.eps = eps
+        self.eps = _check_hyper("eps", eps)
 
     def _update(self, param, grad, state):
         xp = get_array_module(param)
@@ -174,12 +187,11 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        beta1, beta2 = betas
-        _check_hyper("betas[0]", beta1, 0.0, 1.0, high_open=True)
-        _check_hyper("betas[1]", beta2, 0.0, 1.0, high_open=True)
-        _check_hyper("eps", eps)
-        self.betas = (beta1, beta2)
-        self.eps = eps
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_check_hyper("betas[0]", betas[0], 0.0, 1.0, high_open=True),
+                      _check_hyper("betas[1]", betas[1], 0.0, 1.0, high_open=True))
+        self.eps = _check_hyper("eps", eps)
 
     def _update(self, param, grad, state):
         m = self._zeros(state, "exp_avg", param)
@@ -247,10 +259,17 @@ def _config(config, **defaults):
     return config
 
 
+def _course_grad(w, dw):
+    """``dw`` checked against ``w`` and in w's dtype, so that next_w keeps w's dtype."""
+    _check_grad("w", w, dw, "dw")
+    return dw.astype(w.dtype, copy=False)
+
+
 def sgd(w, dw, config=None):
     """Vanilla SGD, in place as in the course: ``w -= learning_rate * dw`` (default 1e-2)."""
     config = _config(config, learning_rate=1e-2)
-    w -= config["learning_rate"] * dw
+    dw = _course_grad(w, dw)
+    w -= _check_hyper("learning_rate", config["learning_rate"]) * dw
     return w, config
 
 
@@ -260,9 +279,12 @@ def sgd_momentum(w, dw, config=None):
     config: learning_rate (1e-2), momentum (0.9), velocity (zeros like w).
     """
     config = _config(config, learning_rate=1e-2, momentum=0.9)
+    dw = _course_grad(w, dw)
+    lr = _check_hyper("learning_rate", config["learning_rate"])
+    momentum = _check_hyper("momentum", config["momentum"], 0.0, 1.0)
     v = config.get("velocity")
     v = get_array_module(w).zeros_like(w) if v is None else v
-    v = config["momentum"] * v - config["learning_rate"] * dw
+    v = momentum * v - lr * dw
     config["velocity"] = v
     return w + v, config
 
@@ -274,10 +296,14 @@ def rmsprop(w, dw, config=None):
     config: learning_rate (1e-2), decay_rate (0.99), epsilon (1e-8), cache.
     """
     config = _config(config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
+    dw = _course_grad(w, dw)
+    lr = _check_hyper("learning_rate", config["learning_rate"])
     if config.get("cache") is None:
         config["cache"] = get_array_module(w).zeros_like(w)
-    step = _rmsprop_direction(dw, config["cache"], config["decay_rate"], config["epsilon"])
-    return w - config["learning_rate"] * step, config
+    step = _rmsprop_direction(dw, config["cache"],
+                              _check_hyper("decay_rate", config["decay_rate"], 0.0, 1.0),
+                              _check_hyper("epsilon", config["epsilon"]))
+    return w - lr * step, config
 
 
 def adam(w, dw, config=None):
@@ -286,11 +312,15 @@ def adam(w, dw, config=None):
     config: learning_rate (1e-3), beta1 (0.9), beta2 (0.999), epsilon (1e-8), m, v, t (0).
     """
     config = _config(config, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, t=0)
+    dw = _course_grad(w, dw)
+    lr = _check_hyper("learning_rate", config["learning_rate"])
     xp = get_array_module(w)
     for key in ("m", "v"):
         if config.get(key) is None:
             config[key] = xp.zeros_like(w)
     config["t"] += 1
     step = _adam_direction(dw, config["m"], config["v"], config["t"],
-                           config["beta1"], config["beta2"], config["epsilon"])
-    return w - config["learning_rate"] * step, config
+                           _check_hyper("beta1", config["beta1"], 0.0, 1.0, high_open=True),
+                           _check_hyper("beta2", config["beta2"], 0.0, 1.0, high_open=True),
+                           _check_hyper("epsilon", config["epsilon"]))
+    return w - lr * step, config

@@ -31,6 +31,12 @@ def test_get_array_module_of_numpy_arrays_is_numpy():
     assert fastconv.get_array_module() is np
 
 
+def test_is_array_is_true_for_arrays_only():
+    assert backend.is_array(np.zeros(3)) and backend.is_array(np.array(1.0))
+    for not_array in (np.float64(1.0), 1.0, [1.0], None):
+        assert not backend.is_array(not_array)
+
+
 def test_gpu_available_is_a_bool_consistent_with_its_reason():
     available = fastconv.gpu_available()
     status, reason = fastconv.gpu_status()

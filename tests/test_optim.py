@@ -85,6 +85,21 @@ def test_optimizer_rejects_missing_or_misshapen_grads_and_bad_hyperparameters():
         optim.SGD(params, nesterov=True)
     with pytest.raises(TypeError, match="mapping"):
         optim.SGD([np.zeros(3)])
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        optim.SGD(params, lr="0.1")
+    with pytest.raises(ValueError, match="betas must be a pair"):
+        optim.Adam(params, betas=0.9)
+    with pytest.raises(TypeError, match=r"grads\['b1'\] must be an array"):
+        opt.step({"W1": np.zeros((3, 4)), "b1": None})
+
+
+def test_optimizer_refuses_a_scalar_parameter_it_could_not_update_in_place():
+    """``s -= lr * g`` on a NumPy scalar rebinds a local name: the step would be lost."""
+    with pytest.raises(TypeError, match=r"params\['s'\] must be an array"):
+        optim.SGD({"s": np.float64(1.0)}, lr=0.1).step({"s": np.float64(1.0)})
+    zero_d = {"s": np.array(1.0)}
+    optim.SGD(zero_d, lr=0.1).step({"s": np.array(1.0)})
+    assert zero_d["s"] == pytest.approx(0.9)
 
 
 @pytest.mark.parametrize("ours, theirs, kwargs", [
@@ -180,6 +195,30 @@ def test_course_rules_defaults_and_state_creation():
     _, config = optim.adam(W, DW)
     assert (config["learning_rate"], config["beta1"], config["beta2"], config["t"]) == \
         (1e-3, 0.9, 0.999, 1)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
+def test_course_rules_keep_float32_weights_float32(rule):
+    """Settings from NumPy (np.float64 scalars, e.g. from np.logspace) and a float64 dw
+    must not promote a float32 w: float32 layers refuse float64 parameters."""
+    w32, dw64 = W.astype(np.float32), DW
+    next_w, config = getattr(optim, rule)(w32.copy(), dw64, {"learning_rate": np.float64(1e-2)})
+    assert next_w.dtype == np.float32
+    expected, _ = getattr(optim, rule)(W.copy(), DW, {"learning_rate": 1e-2})
+    np.testing.assert_allclose(next_w, expected, rtol=1e-5, atol=1e-7)
+    next_w, _ = getattr(optim, rule)(next_w, dw64.astype(np.float32), config)
+    assert next_w.dtype == np.float32
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
+def test_course_rules_refuse_a_misshapen_dw_or_bad_settings(rule):
+    update = getattr(optim, rule)
+    with pytest.raises(ValueError, match=r"dw has shape \(5,\), w has shape \(4, 5\)"):
+        update(W.copy(), DW[0])  # would broadcast into a (4, 5) step
+    with pytest.raises(ValueError, match="learning_rate must be >= 0"):
+        update(W.copy(), DW, {"learning_rate": -1.0})
+    with pytest.raises(TypeError, match="dw must be an array"):
+        update(W.copy(), DW.tolist())
 
 
 def test_course_rules_match_torch_over_several_steps(torch):
