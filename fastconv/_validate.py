@@ -38,6 +38,27 @@ def padding_pairs(value, name="padding"):
     return pads
 
 
+def check_real(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Return ``value`` as a Python float after checking it is a real number in the range.
+
+    ``low``/``high`` bound it (None: unbounded), open or closed; NaN is never in
+    range. The Python float keeps float32 arrays float32 in the arithmetic that
+    follows, where a NumPy float64 scalar would promote them.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    above = low is None or (value > low if low_open else value >= low)
+    below = high is None or (value < high if high_open else value <= high)
+    if not (above and below):
+        if high is None:
+            bound = f"{'>' if low_open else '>='} {low}"
+        else:
+            bound = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
 def check_ndim(x, ndim, name, layout):
     """Raise ValueError unless ``x`` has ``ndim`` dimensions laid out as ``layout``."""
     if getattr(x, "ndim", None) != ndim:

@@ -37,9 +37,9 @@ Two interfaces over the same update math:
    A course Solver finds them with ``getattr(fastconv.optim, update_rule)``.
 """
 
-import numbers
 from collections.abc import Mapping
 
+from ._validate import check_real
 from .backend import get_array_module, is_array
 
 
@@ -63,22 +63,6 @@ def _adam_direction(g, m, v, t, beta1, beta2, eps):
     v *= beta2
     v += (1 - beta2) * g * g
     return (m / (1 - beta1 ** t)) / (xp.sqrt(v / (1 - beta2 ** t)) + eps)
-
-
-def _check_hyper(name, value, low=0.0, high=None, high_open=False):
-    """Return ``value`` as a Python float after checking it is a real number in the range.
-
-    A Python float keeps float32 parameters float32 (a NumPy float64 scalar
-    would promote them).
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    ok = value >= low and (high is None or (value < high if high_open else value <= high))
-    if not ok:
-        bound = f"in [{low}, {high})" if high_open else (
-            f"in [{low}, {high}]" if high is not None else f">= {low}")
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return float(value)
 
 
 def _check_grad(name, param, grad, grad_name):
@@ -111,8 +95,8 @@ class Optimizer:
             raise TypeError(f"params must be a name -> array mapping (e.g. model.params), "
                             f"got {type(params).__name__}")
         self.params = params
-        self.lr = _check_hyper("lr", lr)
-        self.weight_decay = _check_hyper("weight_decay", weight_decay)
+        self.lr = check_real("lr", lr, 0.0)
+        self.weight_decay = check_real("weight_decay", weight_decay, 0.0)
         self.state = {}
 
     def step(self, grads):
@@ -141,7 +125,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        self.momentum = _check_hyper("momentum", momentum, 0.0, 1.0)
+        self.momentum = check_real("momentum", momentum, 0.0, 1.0)
         if nesterov and momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = nesterov
@@ -160,8 +144,8 @@ class RMSProp(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        self.alpha = _check_hyper("alpha", alpha, 0.0, 1.0)
-        self.eps = _check_hyper("eps", eps)
+        self.alpha = check_real("alpha", alpha, 0.0, 1.0)
+        self.eps = check_real("eps", eps, 0.0)
 
     def _update(self, param, grad, state):
         square_avg = self._zeros(state, "square_avg", param)
@@ -173,7 +157,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        self.eps = _check_hyper("eps", eps)
+        self.eps = check_real("eps", eps, 0.0)
 
     def _update(self, param, grad, state):
         xp = get_array_module(param)
@@ -189,9 +173,9 @@ class Adam(Optimizer):
         super().__init__(params, lr, weight_decay)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (_check_hyper("betas[0]", betas[0], 0.0, 1.0, high_open=True),
-                      _check_hyper("betas[1]", betas[1], 0.0, 1.0, high_open=True))
-        self.eps = _check_hyper("eps", eps)
+        self.betas = (check_real("betas[0]", betas[0], 0.0, 1.0, high_open=True),
+                      check_real("betas[1]", betas[1], 0.0, 1.0, high_open=True))
+        self.eps = check_real("eps", eps, 0.0)
 
     def _update(self, param, grad, state):
         m = self._zeros(state, "exp_avg", param)
@@ -223,7 +207,7 @@ class ExponentialLR(_Schedule):
     """Per-epoch decay ``lr = base_lr * gamma**epoch`` (the CS231n Solver's ``lr_decay``)."""
 
     def __init__(self, optimizer, gamma):
-        _check_hyper("gamma", gamma)
+        check_real("gamma", gamma, 0.0)
         super().__init__(optimizer)
         self.gamma = gamma
 
@@ -238,7 +222,7 @@ class StepLR(_Schedule):
     def __init__(self, optimizer, step_size, gamma=0.1):
         if not isinstance(step_size, int) or step_size < 1:
             raise ValueError(f"step_size must be a positive int, got {step_size!r}")
-        _check_hyper("gamma", gamma)
+        check_real("gamma", gamma, 0.0)
         super().__init__(optimizer)
         self.step_size = step_size
         self.gamma = gamma
@@ -269,7 +253,7 @@ def sgd(w, dw, config=None):
     """Vanilla SGD, in place as in the course: ``w -= learning_rate * dw`` (default 1e-2)."""
     config = _config(config, learning_rate=1e-2)
     dw = _course_grad(w, dw)
-    w -= _check_hyper("learning_rate", config["learning_rate"]) * dw
+    w -= check_real("learning_rate", config["learning_rate"], 0.0) * dw
     return w, config
 
 
@@ -280,8 +264,8 @@ def sgd_momentum(w, dw, config=None):
     """
     config = _config(config, learning_rate=1e-2, momentum=0.9)
     dw = _course_grad(w, dw)
-    lr = _check_hyper("learning_rate", config["learning_rate"])
-    momentum = _check_hyper("momentum", config["momentum"], 0.0, 1.0)
+    lr = check_real("learning_rate", config["learning_rate"], 0.0)
+    momentum = check_real("momentum", config["momentum"], 0.0, 1.0)
     v = config.get("velocity")
     v = get_array_module(w).zeros_like(w) if v is None else v
     v = momentum * v - lr * dw
@@ -297,12 +281,12 @@ def rmsprop(w, dw, config=None):
     """
     config = _config(config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
     dw = _course_grad(w, dw)
-    lr = _check_hyper("learning_rate", config["learning_rate"])
+    lr = check_real("learning_rate", config["learning_rate"], 0.0)
     if config.get("cache") is None:
         config["cache"] = get_array_module(w).zeros_like(w)
     step = _rmsprop_direction(dw, config["cache"],
-                              _check_hyper("decay_rate", config["decay_rate"], 0.0, 1.0),
-                              _check_hyper("epsilon", config["epsilon"]))
+                              check_real("decay_rate", config["decay_rate"], 0.0, 1.0),
+                              check_real("epsilon", config["epsilon"], 0.0))
     return w - lr * step, config
 
 
@@ -313,14 +297,14 @@ def adam(w, dw, config=None):
     """
     config = _config(config, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, t=0)
     dw = _course_grad(w, dw)
-    lr = _check_hyper("learning_rate", config["learning_rate"])
+    lr = check_real("learning_rate", config["learning_rate"], 0.0)
     xp = get_array_module(w)
     for key in ("m", "v"):
         if config.get(key) is None:
             config[key] = xp.zeros_like(w)
     config["t"] += 1
     step = _adam_direction(dw, config["m"], config["v"], config["t"],
-                           _check_hyper("beta1", config["beta1"], 0.0, 1.0, high_open=True),
-                           _check_hyper("beta2", config["beta2"], 0.0, 1.0, high_open=True),
-                           _check_hyper("epsilon", config["epsilon"]))
+                           check_real("beta1", config["beta1"], 0.0, 1.0, high_open=True),
+                           check_real("beta2", config["beta2"], 0.0, 1.0, high_open=True),
+                           check_real("epsilon", config["epsilon"], 0.0))
     return w - lr * step, config

@@ -164,8 +164,20 @@ def test_dropout_edge_probabilities_and_bad_p():
     np.testing.assert_array_equal(F.dropout_forward(x, p=1.0)[0], np.zeros_like(x))
     with pytest.raises(ValueError, match="drop probability"):
         F.dropout_forward(x, p=1.5)
+    with pytest.raises(TypeError, match="drop probability"):
+        F.dropout_forward(x, p=True)  # would drop everything
     with pytest.raises(TypeError):
         F.dropout_forward(x.astype(np.int32))
+
+
+@pytest.mark.parametrize("kwargs", [dict(train=False), dict(p=0.0)])
+def test_dropout_backward_checks_dout_even_where_it_is_the_identity(kwargs):
+    out, cache = F.dropout_forward(randn((3, 4)), **dict(dict(p=0.5), **kwargs))
+    np.testing.assert_array_equal(F.dropout_backward(np.ones((3, 4)), cache), np.ones((3, 4)))
+    with pytest.raises(ValueError, match=r"dout has shape \(7,\)"):
+        F.dropout_backward(np.ones(7), cache)
+    with pytest.raises(TypeError, match="dout is float32"):
+        F.dropout_backward(np.ones((3, 4), np.float32), cache)
 
 
 # ------------------------------------------------------------------------- batchnorm
@@ -257,7 +269,11 @@ def test_batchnorm_float16_is_preserved():
     (dict(gamma=np.ones(4)), ValueError, r"gamma has 4 entries.*3 features"),
     (dict(running_var=None), ValueError, "both running_mean and running_var"),
     (dict(x=np.ones((1, 3))), ValueError, "more than one value"),
+    (dict(x=np.ones((1, 3)), running_mean=None, running_var=None, train=False), ValueError,
+     "more than one value"),  # batch statistics of one value: the output would be beta
     (dict(gamma=np.ones(3, np.float32)), TypeError, "gamma"),
+    (dict(momentum=None), TypeError, "momentum=None"),
+    (dict(eps=float("nan")), ValueError, "eps must be > 0"),
 ])
 def test_batchnorm_rejects_bad_input(kwargs, err, match):
     args = dict(x=randn((4, 3)), gamma=np.ones(3), beta=np.zeros(3),

@@ -170,6 +170,10 @@ def test_l2_regularization_value_gradient_and_torch(torch):
         np.testing.assert_allclose(grads[k], tw[k].grad.numpy(), rtol=1e-14)
     with pytest.raises(ValueError, match="reg"):
         F.l2_regularization(params, -1.0)
+    with pytest.raises(ValueError, match="reg"):
+        F.l2_regularization(params, float("nan"))
+    with pytest.raises(TypeError, match="params must be a name -> array mapping"):
+        F.l2_regularization([params["W1"]], 0.1)
 
 
 def test_accuracy_and_topk_error_match_torch(torch):
@@ -189,6 +193,29 @@ def test_accuracy_of_binary_scores():
     scores = np.array([2.0, -1.0, 0.5, -3.0])
     assert F.accuracy(scores, np.array([1, 0, 0, 0])) == 0.75
     assert F.accuracy(scores[:, None], np.array([1, -1, 1, -1])) == 1.0
+
+
+@pytest.mark.parametrize("scores, y, err, fragment", [
+    (np.zeros((1, 3, 2)), np.array([1]), ValueError, r"scores must have shape \(N, C\)"),
+    (np.eye(3), np.array([0, 1, 3]), ValueError, "label 3 is out of range for 3 classes"),
+    (np.eye(3), np.array([0.0, 1.0, 2.0]), TypeError, "y must be an integer array"),
+    (np.zeros(3), np.array([1, 0, 2]), ValueError, "binary labels must be 1"),
+    (np.zeros(3), [1, 0, 1], TypeError, "y must be an array"),
+])
+def test_accuracy_refuses_what_it_cannot_score(scores, y, err, fragment):
+    """Each of these used to give a number (3-D scores were flattened as binary ones)."""
+    with pytest.raises(err, match=fragment):
+        F.accuracy(scores, y)
+
+
+def test_nan_scores_rank_first_in_accuracy_and_topk_error_as_in_torch(torch):
+    scores = np.array([[5.0, np.nan, 6.0], [1.0, 2.0, np.nan], [3.0, 2.0, 1.0]])
+    y = np.array([2, 2, 0])
+    in_top1 = torch.topk(torch.from_numpy(scores), 1, dim=1).indices.numpy()[:, 0] == y
+    assert F.topk_error(scores, y, k=1) == pytest.approx(1 - in_top1.mean())
+    assert F.topk_error(scores, y, k=1) == pytest.approx(1 - F.accuracy(scores, y))
+    with pytest.raises(TypeError, match="k must be an int"):
+        F.topk_error(scores, y, k=1.5)
 
 
 @pytest.mark.gpu

@@ -10,7 +10,7 @@ normalises with the batch statistics in both modes (PyTorch's
 """
 
 from ..backend import get_array_module
-from .._validate import check_dout, check_float, check_ndim, check_same_dtype
+from .._validate import check_dout, check_float, check_ndim, check_real, check_same_dtype
 
 
 def _check_vector(name, v, d):
@@ -37,17 +37,19 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
     check_same_dtype(x, "x", beta, "beta")
     if (running_mean is None) != (running_var is None):
         raise ValueError("batchnorm: give both running_mean and running_var, or neither")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"batchnorm: momentum must be in [0, 1], got {momentum}")
-    if eps <= 0:
-        raise ValueError(f"batchnorm: eps must be > 0, got {eps}")
+    if momentum is None:
+        raise TypeError("batchnorm: momentum must be a number in [0, 1]; PyTorch's "
+                        "momentum=None (a cumulative average) is not supported")
+    momentum = check_real("batchnorm: momentum", momentum, 0.0, 1.0)
+    eps = check_real("batchnorm: eps", eps, 0.0, low_open=True)
     work = xp.result_type(x.dtype, xp.float32)  # float16 statistics in float32
     xw = x.astype(work, copy=False)
     use_batch = train or running_mean is None
     if use_batch:
-        if n < 2 and train:
-            raise ValueError(f"batchnorm: train mode needs more than one value per feature, "
-                             f"got x.shape={tuple(x.shape)}")
+        if n < 2:  # PyTorch refuses too: the variance of one value is 0, the output beta
+            raise ValueError(f"batchnorm: batch statistics (train mode, or no running "
+                             f"statistics) need more than one value per feature, got "
+                             f"x.shape={tuple(x.shape)}")
         mean = xw.mean(axis=0)
         var = xw.var(axis=0)
         if train and running_mean is not None:
@@ -97,7 +99,10 @@ def _from_rows(rows, shape):
 
 def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
                               momentum=0.1, eps=1e-5):
-    """Batchnorm per channel for x of shape (N, C, H, W) (statistics over N, H, W)."""
+    """Batchnorm per channel for x of shape (N, C, H, W) (statistics over N, H, W).
+
+    Errors about the features name the (N*H*W, C) rows that are normalised.
+    """
     check_float(x, "x")
     check_ndim(x, 4, "x", "(N, C, H, W)")
     out, cache = batchnorm_forward(_to_rows(x), gamma, beta, running_mean, running_var,

@@ -8,13 +8,15 @@ the GPU and never copied.
 """
 
 from ..backend import get_array_module
-from .._validate import check_dout, check_float
+from .._validate import check_dout, check_float, check_real
 
 
 def dropout_forward(x, p=0.5, train=True, seed=None, rng=None):
     """Dropout forward pass; returns ``(out, cache)``.
 
-    ``train=False`` returns x unchanged. The mask comes from ``rng`` (a
+    ``train=False`` returns x unchanged. The cache is the mask: ones (a
+    read-only broadcast, no memory) in eval mode and for p = 0, so that the
+    backward still checks dout against x. The mask comes from ``rng`` (a
     ``numpy.random.Generator`` or ``cupy.random.Generator`` on x's device) if
     given, else from a fresh ``xp.random.default_rng(seed)`` when ``seed`` is
     given (the same seed gives the same mask, e.g. for gradient checks), else
@@ -22,12 +24,11 @@ def dropout_forward(x, p=0.5, train=True, seed=None, rng=None):
     """
     xp = get_array_module(x)
     check_float(x, "x")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p is the drop probability and must be in [0, 1], got {p}")
+    p = check_real("dropout: p (the drop probability)", p, 0.0, 1.0)
     if seed is not None and rng is not None:
         raise ValueError("dropout: give seed or rng, not both")
     if not train or p == 0.0:
-        return x, None
+        return x, xp.broadcast_to(xp.ones((), dtype=x.dtype), x.shape)
     if p == 1.0:
         mask = xp.zeros(x.shape, dtype=x.dtype)
     else:
@@ -42,8 +43,5 @@ def dropout_forward(x, p=0.5, train=True, seed=None, rng=None):
 def dropout_backward(dout, cache):
     """Dropout backward pass: ``dout * mask`` (the identity in eval mode)."""
     mask = cache
-    if mask is None:
-        check_float(dout, "dout")
-        return dout
     check_dout(dout, mask.shape, mask.dtype)
     return dout * mask

@@ -6,14 +6,17 @@ value of the scores' array module (``float(loss)`` gives a Python number);
 ``dscores`` has the scores' shape and dtype.
 """
 
-from ..backend import get_array_module
-from .._validate import check_float, check_ndim
+import numbers
+from collections.abc import Mapping
+
+from ..backend import get_array_module, is_array
+from .._validate import check_float, check_ndim, check_real
 from .activation import sigmoid
 
 
 def _check_labels(scores, y, n_classes):
     """Integer labels of shape (N,) with values in [0, n_classes)."""
-    if not hasattr(y, "dtype") or y.dtype.kind not in "iu":
+    if not is_array(y) or y.dtype.kind not in "iu":
         raise TypeError(f"y must be an integer array of class labels, got "
                         f"{getattr(y, 'dtype', type(y).__name__)}")
     if y.shape != (scores.shape[0],):
@@ -70,9 +73,11 @@ def _check_binary(scores, y):
     if scores.ndim not in (1, 2) or (scores.ndim == 2 and scores.shape[1] != 1):
         raise ValueError(f"binary loss: scores must have shape (N,) or (N, 1), got "
                          f"{tuple(scores.shape)}")
-    if not hasattr(y, "dtype") or y.shape != (n,):
+    if not is_array(y):
+        raise TypeError(f"binary loss: y must be an array of labels, got {type(y).__name__}")
+    if y.shape != (n,):
         raise ValueError(f"binary loss: y must have shape ({n},) for scores of shape "
-                         f"{tuple(scores.shape)}, got {tuple(getattr(y, 'shape', ()))}")
+                         f"{tuple(scores.shape)}, got {tuple(y.shape)}")
 
 
 def binary_logistic(scores, y):
@@ -120,8 +125,10 @@ def l2_regularization(params, reg):
     only the arrays to be penalised (usually the weights, not the biases).
     ``grads`` has the same keys as ``params``.
     """
-    if reg < 0:
-        raise ValueError(f"l2_regularization: reg must be >= 0, got {reg}")
+    reg = check_real("l2_regularization: reg", reg, 0.0)
+    if not isinstance(params, Mapping):
+        raise TypeError(f"l2_regularization: params must be a name -> array mapping, "
+                        f"got {type(params).__name__}")
     loss = 0.0
     grads = {}
     for name, w in params.items():
@@ -134,29 +141,39 @@ def l2_regularization(params, reg):
 def accuracy(scores, y):
     """Fraction of samples predicted right, as a Python float.
 
-    Scores (N, C) predict their argmax class. Binary scores (N,) or (N, 1)
-    predict the positive class (label 1) where > 0, the negative one (label 0
-    or -1, as for the binary losses) elsewhere.
+    Scores (N, C) predict their argmax class (a NaN score counts as the
+    largest, as in ``argmax``); y holds integer labels in [0, C). Binary scores
+    (N,) or (N, 1) predict the positive class (label 1) where > 0, the negative
+    one (label 0 or -1, as for the binary losses) elsewhere.
     """
     get_array_module(scores, y)
     check_float(scores, "scores")
-    if y.shape != (scores.shape[0],):
-        raise ValueError(f"y has shape {tuple(y.shape)}, expected ({scores.shape[0]},) "
-                         f"for scores of shape {tuple(scores.shape)}")
+    if scores.ndim not in (1, 2):
+        raise ValueError(f"accuracy: scores must have shape (N, C), (N,) or (N, 1), "
+                         f"got {tuple(scores.shape)}")
     if scores.ndim == 2 and scores.shape[1] > 1:
+        _check_labels(scores, y, scores.shape[1])
         return float((scores.argmax(axis=1) == y).mean())
+    _check_binary(scores, y)
+    bad = (y != 0) & (y != 1) & (y != -1)
+    if bool(bad.any()):
+        raise ValueError(f"accuracy: binary labels must be 1 (positive) or 0/-1 (negative), "
+                         f"got {y[bad][0].item()}")
     return float(((scores.reshape(-1) > 0) == (y == 1)).mean())
 
 
 def topk_error(scores, y, k=5):
     """Fraction of samples whose label is not among the k highest scores, as a Python float.
 
-    A label scoring the same as the k-th best counts as in the top k.
+    A label scoring the same as the k-th best counts as in the top k. NaN
+    ranks above every number, as in ``torch.topk`` (and :func:`accuracy`).
     """
     xp = get_array_module(scores, y)
     _check_multiclass(scores, y)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"topk_error: k must be an int, got {k!r}")
     if not 1 <= k <= scores.shape[1]:
         raise ValueError(f"topk_error: k must be in [1, {scores.shape[1]}], got {k}")
     true = scores[xp.arange(scores.shape[0]), y][:, None]
-    rank = (scores > true).sum(axis=1)
-    return float((rank >= k).mean())
+    above = (scores > true) | (xp.isnan(scores) & ~xp.isnan(true))
+    return float((above.sum(axis=1) >= k).mean())
