@@ -7,6 +7,7 @@ checkpoint and exits with status 130.
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -34,9 +35,11 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         too_low = low is not None and (value <= low if low_open else value < low)
         too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high or value != value:
+        if too_low or too_high:
             lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
             hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
             raise argparse.ArgumentTypeError(f"must be {' and '.join(p for p in (lo, hi) if p)}, "
@@ -224,7 +227,7 @@ def add_train_parser(sub):
     p.add_argument("--hidden", type=_number(int, 1), nargs="+", default=[100],
                    help="hidden layer sizes (mlp) or hidden size (convnet)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_number(int, 0), default=0)
     p.add_argument("--out", default="runs/run", help="output directory (created)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--nproc", type=_number(int, 1), default=1,
@@ -284,10 +287,10 @@ def _evaluate(model, X, y, device, batch_size=200):
     import numpy as np
 
     from .backend import as_numpy, to_device
-    from .runs import top_k_error
+    from .functional import accuracy, topk_error
     scores = np.concatenate([as_numpy(model.loss(to_device(X[i:i + batch_size], device)))
                              for i in range(0, len(X), batch_size)])
-    return float(np.mean(scores.argmax(axis=1) == y)), top_k_error(scores, y, 5)
+    return accuracy(scores, y), topk_error(scores, y, k=min(5, scores.shape[1]))
 
 
 def _launch_ranks(args):

@@ -16,6 +16,7 @@ per-channel mean and standard deviation of the training split.
 import contextlib
 import gzip
 import math
+import numbers
 import os
 import pickle
 from dataclasses import dataclass
@@ -177,6 +178,8 @@ def read_idx(path):
     if len(raw) < header:
         raise ValueError(f"{path} is truncated inside its IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    if min(shape, default=0) < 0:
+        raise ValueError(f"{path}: IDX header gives a negative dimension, shape {shape}")
     expected = math.prod(shape)
     if len(raw) - header != expected:
         raise ValueError(f"{path}: header says shape {shape} ({expected} bytes) but the file "
@@ -209,13 +212,23 @@ def load_mnist(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
     with _malformed_hint(expected, MNIST_SOURCE):
         x, y = _mnist_pair(path, "train_images", "train_labels")
         x_test, y_test = _mnist_pair(path, "test_images", "test_labels")
-    if not 0 <= val_size < len(y):
-        raise ValueError(f"val_size must be in [0, {len(y)}) for {len(y)} training images, "
-                         f"got {val_size}")
-    order = np.random.default_rng(seed).permutation(len(y))
-    val, train = order[:val_size], order[val_size:]
+        if x.shape[1:] != x_test.shape[1:]:
+            raise ValueError(f"{path}: {MNIST_FILES['train_images']} holds {x.shape[2:]} images "
+                             f"but {MNIST_FILES['test_images']} holds {x_test.shape[2:]} images")
+    train, val = _train_val_split(len(y), val_size, seed)
     return _finish("mnist", x[train], y[train], x[val], y[val], x_test, y_test,
                    [str(c) for c in range(10)], dtype, normalize)
+
+
+def _train_val_split(n_train, val_size, seed):
+    """Indices (train, val): ``val_size`` of the ``n_train`` training images, drawn seeded."""
+    if isinstance(val_size, bool) or not isinstance(val_size, numbers.Integral):
+        raise TypeError(f"val_size must be an int (a number of images), got {val_size!r}")
+    if not 0 <= val_size < n_train:
+        raise ValueError(f"val_size must be in [0, {n_train}) for {n_train} training images, "
+                         f"got {val_size}")
+    order = np.random.default_rng(seed).permutation(n_train)
+    return order[val_size:], order[:val_size]
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -333,7 +346,7 @@ def load_cifar_pickle(path):
         with open(path, "rb") as f:
             obj = _materialise(_CifarUnpickler(f, encoding="bytes").load())
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, UnicodeDecodeError) as exc:
+            AttributeError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{path} is not an original CIFAR-10 python batch: {exc}") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path} is not an original CIFAR-10 python batch: it holds a "
@@ -341,15 +354,24 @@ def load_cifar_pickle(path):
     return {(k.decode("latin-1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
+def _described(value):
+    """'uint8 (N, 3072)' for an array, the type name for anything else."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} {value.shape}"
+    return type(value).__name__
+
+
 def _cifar_batch(path):
     batch = load_cifar_pickle(path)
     data, labels = batch.get("data"), batch.get("labels")
+    if isinstance(labels, list):  # the original files hold a list of ints
+        labels = np.asarray(labels) if labels else np.zeros(0, np.int64)
     if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
-            or data.shape[1] != 3 * 32 * 32 or labels is None or len(labels) != len(data)):
-        shape = getattr(data, "shape", None)
-        raise ValueError(f"{path}: expected 'data' uint8 (N, 3072) and N 'labels', got data "
-                         f"{shape} and {None if labels is None else len(labels)} labels")
-    labels = np.asarray(labels, dtype=np.int64)
+            or data.shape[1] != 3 * 32 * 32 or not isinstance(labels, np.ndarray)
+            or labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data)):
+        raise ValueError(f"{path}: expected 'data' uint8 (N, 3072) and a list of N integer "
+                         f"'labels', got data {_described(data)} and labels {_described(labels)}")
+    labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise ValueError(f"{path}: labels outside 0..9")
     return data.reshape(-1, 3, 32, 32), labels
@@ -383,12 +405,8 @@ def load_cifar10(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
     x = np.concatenate([b[0] for b in train])
     y = np.concatenate([b[1] for b in train])
     classes = [n.decode("latin-1") if isinstance(n, bytes) else str(n) for n in names]
-    if not 0 <= val_size < len(y):
-        raise ValueError(f"val_size must be in [0, {len(y)}) for {len(y)} training images, "
-                         f"got {val_size}")
-    order = np.random.default_rng(seed).permutation(len(y))
-    val, tr = order[:val_size], order[val_size:]
-    return _finish("cifar10", x[tr], y[tr], x[val], y[val], x_test, y_test, classes,
+    train, val = _train_val_split(len(y), val_size, seed)
+    return _finish("cifar10", x[train], y[train], x[val], y[val], x_test, y_test, classes,
                    dtype, normalize)
 
 

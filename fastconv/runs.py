@@ -38,15 +38,10 @@ def read_history(directory):
     for key in ("config", "loss_history", "train_acc_history", "val_acc_history"):
         if key not in history:
             raise ValueError(f"{path} has no {key!r} entry")
+    missing = [k for k in ("model",) + SETTING_KEYS if k not in history["config"]]
+    if missing:
+        raise ValueError(f"{path}: its config has no {', '.join(map(repr, missing))} entry")
     return history
-
-
-def top_k_error(scores, labels, k):
-    """Fraction of rows whose label is not among the ``k`` highest scores."""
-    import numpy as np
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return float(1.0 - np.mean((top == labels[:, None]).any(axis=1)))
 
 
 def _pyplot():

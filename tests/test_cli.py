@@ -29,6 +29,10 @@ BAD = [
     (["train", "--lr", "0"], "--lr: must be > 0, got 0"),
     (["train", "--lr", "-0.1"], "--lr: must be > 0"),
     (["train", "--lr", "fast"], "expected a number, got 'fast'"),
+    (["train", "--lr", "inf"], "--lr: must be a finite number, got inf"),  # trained to NaN
+    (["train", "--reg", "1e400"], "--reg: must be a finite number"),
+    (["train", "--seed", "-1"], "--seed: must be >= 0, got -1"),  # NumPy's seed rule
+    (["bench", "--pause", "inf"], "--pause: must be a finite number"),
     (["train", "--dropout", "1"], "--dropout: must be >= 0 and < 1"),
     (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
     (["train", "--model", "linear", "--batchnorm"], "apply to mlp and cnn"),

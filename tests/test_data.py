@@ -160,6 +160,26 @@ def test_mnist_malformed_files_are_named(tmp_path):
     write_idx(bad, np.zeros((39, 28, 28)))  # one image short of the 40 labels
     with pytest.raises(ValueError, match="expected \\(N, H, W\\) images and N labels"):
         data.load_mnist(str(tmp_path))
+    bad.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3i", 40, -28, -28) + bytes(40 * 784))
+    with pytest.raises(ValueError, match="negative dimension"):
+        data.load_mnist(str(tmp_path))
+
+
+def test_mnist_test_images_of_another_size_are_refused_at_load_time(tmp_path):
+    """They used to load, and a run failed in its final evaluation."""
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((12, 20, 20)))
+    with pytest.raises(ValueError, match=r"holds \(28, 28\) images but t10k-images-idx3-ubyte "
+                                         r"holds \(20, 20\)"):
+        data.load_mnist(str(tmp_path))
+
+
+def test_val_size_is_a_number_of_images(tmp_path):
+    write_mnist(tmp_path)
+    with pytest.raises(TypeError, match="val_size must be an int"):
+        data.load_mnist(str(tmp_path), val_size=0.1)
+    with pytest.raises(ValueError, match="val_size must be in \\[0, 40\\)"):
+        data.load_mnist(str(tmp_path), val_size=40)
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -232,6 +252,27 @@ def test_cifar10_refuses_object_arrays_and_bad_shapes(tmp_path):
         data.load_cifar10(str(tmp_path))
     path.write_bytes(b"garbage, not a pickle")
     with pytest.raises(ValueError, match="data_batch_1 is not an original CIFAR-10.*cs.toronto"):
+        data.load_cifar10(str(tmp_path))
+
+
+@pytest.mark.parametrize("labels, described", [
+    ([0.0, 1.7], r"float64 \(2,\)"),  # used to be truncated to 0, 1
+    (["cat", "dog"], r"\|S3 \(2,\)"), ([True, False], r"bool \(2,\)"), (5, "int"),
+])
+def test_cifar10_labels_must_be_a_list_of_ints(tmp_path, labels, described):
+    write_cifar(str(tmp_path))
+    (tmp_path / "data_batch_1").write_bytes(
+        py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels}))
+    with pytest.raises(ValueError, match=f"data_batch_1: expected .* labels {described}"):
+        data.load_cifar10(str(tmp_path))
+
+
+def test_cifar10_deeply_nested_pickle_is_a_clear_error(tmp_path):
+    write_cifar(str(tmp_path))
+    depth = 200_000  # EMPTY_LIST pushed depth times, then APPENDed into each other
+    nested = b"\x80\x02" + pickle.EMPTY_LIST * depth + pickle.APPEND * (depth - 1) + pickle.STOP
+    (tmp_path / "data_batch_1").write_bytes(nested)
+    with pytest.raises(ValueError, match="data_batch_1 is not an original CIFAR-10"):
         data.load_cifar10(str(tmp_path))
 
 

@@ -1,8 +1,7 @@
-"""Run histories, top-k error, summary tables and learning-curve figures."""
+"""Run histories, summary tables and learning-curve figures."""
 
 import json
 
-import numpy as np
 import pytest
 
 from fastconv import runs
@@ -17,14 +16,6 @@ def history(model="cnn", lr=1e-3, test_acc=0.98, **config):
             "top5_error": 0.0, "seconds": 1.25}
 
 
-def test_top_k_error_by_hand():
-    scores = np.array([[0.1, 0.9, 0.0], [0.8, 0.15, 0.05], [0.2, 0.3, 0.5]])
-    labels = np.array([1, 2, 1])
-    assert runs.top_k_error(scores, labels, 1) == pytest.approx(2 / 3)
-    assert runs.top_k_error(scores, labels, 2) == pytest.approx(1 / 3)  # only row 1 misses: its label is 3rd
-    assert runs.top_k_error(scores, labels, 5) == 0.0  # k beyond the classes: everything is in
-
-
 def test_history_round_trip_and_errors(tmp_path):
     runs.write_history(tmp_path, history())
     assert runs.read_history(tmp_path)["config"]["model"] == "cnn"
@@ -35,6 +26,10 @@ def test_history_round_trip_and_errors(tmp_path):
         runs.read_history(tmp_path)
     (tmp_path / "history.json").write_text(json.dumps({"config": {}}))
     with pytest.raises(ValueError, match="loss_history"):
+        runs.read_history(tmp_path)
+    hand_edited = dict(history(), config={"lr": 0.1})
+    (tmp_path / "history.json").write_text(json.dumps(hand_edited))
+    with pytest.raises(ValueError, match="config has no 'model', 'dataset'"):
         runs.read_history(tmp_path)
 
 
