@@ -30,6 +30,19 @@ def is_array(x):
     return isinstance(x, numpy.ndarray) or _is_cupy_array(x)
 
 
+def promoted(*arrays):
+    """The arrays cast to their common dtype, as NumPy's own arithmetic would promote them.
+
+    ``None`` entries pass through. fastconv's ops refuse mixed dtypes; the
+    course front-ends (fastconv.compat) promote first, as the course code did.
+    """
+    present = [a for a in arrays if a is not None]
+    if not present:
+        return arrays
+    dtype = get_array_module(*present).result_type(*present)
+    return tuple(None if a is None else a.astype(dtype, copy=False) for a in arrays)
+
+
 def get_array_module(*arrays):
     """Return ``cupy`` if every array argument is a CuPy array, else ``numpy``.
 

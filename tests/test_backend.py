@@ -37,6 +37,13 @@ def test_is_array_is_true_for_arrays_only():
         assert not backend.is_array(not_array)
 
 
+def test_promoted_casts_to_the_common_dtype_as_numpy_arithmetic_would():
+    a, b = np.ones(2, np.float32), np.ones(3, np.float64)
+    pa, none, pb = backend.promoted(a, None, b)
+    assert pa.dtype == pb.dtype == np.float64 and none is None
+    assert backend.promoted(a, a)[0] is a  # nothing to cast: no copy
+
+
 def test_gpu_available_is_a_bool_consistent_with_its_reason():
     available = fastconv.gpu_available()
     status, reason = fastconv.gpu_status()

@@ -116,6 +116,23 @@ def test_conv_sandwiches_match_torch(torch, sandwich):
           {"out": (out, want), "dx": (dx, grads[0]), "dw": (dw, grads[1]), "db": (db, grads[2])})
 
 
+def test_mixed_dtypes_are_promoted_as_the_course_numpy_code_does():
+    """float64 data through float32 weights gives float64 results, as NumPy arithmetic."""
+    x = randn((2, 3, 6, 6))
+    w, b = randn((4, 3, 3, 3), 1).astype(np.float32), randn((4,), 2).astype(np.float32)
+    out, cache = cs.conv_forward_fast(x, w, b, CONV)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(
+        out, cs.conv_forward_fast(x, w.astype(np.float64), b.astype(np.float64), CONV)[0])
+    dx, dw, db = cs.conv_backward_fast(np.ones_like(out), cache)
+    assert dx.dtype == dw.dtype == db.dtype == np.float64
+    scores, _ = cs.affine_forward(x.astype(np.float32), randn((108, 5), 3), randn((5,), 4))
+    assert scores.dtype == np.float64
+    bn_out, _ = cs.spatial_batchnorm_forward(x, np.ones(3, np.float32), np.zeros(3, np.float32),
+                                             {"mode": "train"})
+    assert bn_out.dtype == np.float64
+
+
 def test_caches_are_reusable_and_interchangeable():
     x, w, b = randn((2, 3, 6, 6), 16), randn((2, 3, 3, 3), 17), randn((2,), 18)
     x0 = x.copy()

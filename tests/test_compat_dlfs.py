@@ -69,6 +69,19 @@ def test_convolution_layer_matches_torch_and_sets_dw_db(torch):
                                rtol=1e-12)
 
 
+def test_convolution_promotes_float32_images_with_float64_weights_like_the_book():
+    """The book's load_mnist gives float32 images, its SimpleConvNet float64 weights."""
+    W, b = 0.01 * randn((3, 1, 5, 5), 8), np.zeros(3)
+    x = randn((2, 1, 9, 9), 9)
+    layer = dlfs.Convolution(W, b)
+    out = layer.forward(x.astype(np.float32))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, dlfs.Convolution(W, b).forward(x.astype(np.float32)
+                                                                   .astype(np.float64)))
+    layer.backward(np.ones_like(out))
+    assert layer.dW.dtype == np.float64
+
+
 @pytest.mark.parametrize("kwargs, torch_kwargs", [
     (dict(pool_h=2, pool_w=2, stride=2), dict(kernel_size=2, stride=2)),
     (dict(pool_h=3, pool_w=2), dict(kernel_size=(3, 2), stride=2)),  # the default stride is 2

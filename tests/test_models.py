@@ -59,6 +59,10 @@ def test_three_layer_convnet_has_the_course_params():
     x, y = randn((3, 3, 32, 32), np.float32, 1), np.array([0, 4, 9])
     loss, _ = model.loss(x, y)
     assert loss == pytest.approx(np.log(10), abs=1e-3)  # tiny weights: uniform scores
+    # the notebook's sanity check feeds float64 data to this float32 model
+    loss64, grads = model.loss(x.astype(np.float64), y)
+    assert loss64 == loss and all(g.dtype == np.float32 for g in grads.values())
+    assert model.loss(x.astype(np.float64)).dtype == np.float32
     model.reg = 0.5
     reg_loss, _ = model.loss(x, y)
     penalty = 0.25 * sum(float((model.params[k].astype(np.float64) ** 2).sum())

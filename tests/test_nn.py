@@ -5,7 +5,7 @@ import pytest
 
 import fastconv.nn as nn
 from fastconv import gradcheck
-from fastconv.backend import gpu_available
+from fastconv.backend import get_array_module, gpu_available
 from torch_oracle import check
 
 GRAD_TOL = 1e-6
@@ -134,8 +134,8 @@ def test_parameter_free_layers_match_torch(torch, ours, theirs):
 class FixedMaskDropout(nn.Dropout):
     """Dropout drawing the same mask on every call, so the function is differentiable."""
 
-    def _generator(self, xp):
-        return xp.random.default_rng(self.seed)
+    def _generator(self, x):
+        return get_array_module(x).random.default_rng(self.seed)
 
 
 def f64(**kw):
@@ -335,6 +335,17 @@ def test_dropout_eval_is_identity_and_train_keeps_expectation():
     assert abs(out.mean() - 1) < 0.02
     np.testing.assert_array_equal(layer.backward(x), out)  # dout times the same mask
     np.testing.assert_array_equal(layer.eval().forward(x), x)
+
+
+def test_a_model_with_dropout_deep_copies_and_pickles_after_training():
+    """The course Solver pickles its model; "keep a deepcopy of the best model" is common."""
+    import copy
+    import pickle
+    model = nn.mlp(12, 3, dropout=0.5, dtype=np.float64, seed=0)
+    x, y = np.random.default_rng(1).standard_normal((4, 12)), np.array([0, 1, 2, 0])
+    model.loss(x, y)  # a training-mode forward draws a mask on the CPU
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(clone.loss(x), model.loss(x))
 
 
 # ----------------------------------------------------------------- GPU

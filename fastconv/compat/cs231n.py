@@ -23,11 +23,15 @@ are interchangeable. Caches are opaque except the sandwich layers', which are
 tuples of their parts as in the course (e.g. ``(conv_cache, relu_cache,
 pool_cache)``). Backward passes never modify a cache, so they can be repeated.
 Max pooling gives a tied window's gradient to its first maximum (the course's
-naive rule; its reshape-based fast path splits it instead).
+naive rule; its reshape-based fast path splits it instead). Arrays of mixed
+dtypes (the course's float64 data with a float32 model) are promoted as NumPy
+arithmetic would, where fastconv's own ops refuse them. Batch normalisation
+of one value per channel in train mode raises, as PyTorch does (the course
+returns beta).
 """
 
 from .. import functional as F
-from ..backend import get_array_module
+from ..backend import get_array_module, promoted
 
 __all__ = [
     "conv_forward_naive", "conv_backward_naive", "conv_forward_fast", "conv_backward_fast",
@@ -64,7 +68,7 @@ def _mode(params, name):
 def conv_forward_naive(x, w, b, conv_param):
     """Convolution of x (N, C, H, W) with w (F, C, HH, WW) and b (F,); returns ``(out, cache)``."""
     stride, pad = _get(conv_param, "conv_param", ["stride", "pad"])
-    return F.conv2d_forward(x, w, b, stride=stride, padding=pad)
+    return F.conv2d_forward(*promoted(x, w, b), stride=stride, padding=pad)
 
 
 def conv_backward_naive(dout, cache):
@@ -93,7 +97,7 @@ max_pool_backward_fast = max_pool_backward_naive
 
 def affine_forward(x, w, b):
     """``x.reshape(N, D) @ w + b`` for x (N, d_1, ..., d_k), w (D, M); returns ``(out, cache)``."""
-    return F.linear_forward(x, w, b)
+    return F.linear_forward(*promoted(x, w, b))
 
 
 def affine_backward(dout, cache):
@@ -114,6 +118,7 @@ def relu_backward(dout, cache):
 def _batchnorm(forward, x, gamma, beta, bn_param, axes):
     """Run fastconv's batchnorm with the course's bn_param semantics (see the module docstring)."""
     train = _mode(bn_param, "bn_param")
+    x, gamma, beta = promoted(x, gamma, beta)
     eps = bn_param.get("eps", 1e-5)
     momentum = bn_param.get("momentum", 0.9)
     channels = x.shape[1] if getattr(x, "ndim", 0) >= 2 else 0

@@ -7,7 +7,8 @@ here. Same constructors, attributes and methods as the book:
 - ``Convolution(W, b, stride=1, pad=0)``: ``forward(x)``, ``backward(dout)`` returning
   dx and setting ``dW``/``db``; it reads ``self.W``/``self.b`` on every forward, so a
   network that shares them with its ``params`` dict and updates them in place
-  (as the book's optimisers do) keeps working;
+  (as the book's optimisers do) keeps working; x and W of different dtypes (the
+  book's float32 MNIST with float64 weights) are promoted as NumPy would;
 - ``Pooling(pool_h, pool_w, stride=2, pad=0)`` (max pooling; the stride defaults
   to 2, the project's contract, where the book's ``common/layers.py`` defaults to
   1: the book's networks always pass ``stride`` explicitly). Unlike the book, ``pad`` counts in the output size and pads with
@@ -32,6 +33,7 @@ Everything runs on CuPy arrays unchanged.
 
 from .. import functional as F
 from .. import optim
+from ..backend import promoted
 from ..im2col import col2im as _col2im
 from ..im2col import im2col as _im2col
 
@@ -74,7 +76,7 @@ class Convolution:
 
     def forward(self, x):
         """Convolve x (N, C, H, W); returns (N, FN, out_h, out_w)."""
-        out, self._cache = F.conv2d_forward(x, self.W, self.b, stride=self.stride,
+        out, self._cache = F.conv2d_forward(*promoted(x, self.W, self.b), stride=self.stride,
                                             padding=self.pad)
         return out
 

@@ -1,6 +1,6 @@
 """The Dropout layer: inverted dropout in training mode, the identity in eval mode."""
 
-from ..backend import get_array_module
+from ..backend import device_of, get_array_module
 from ..functional.dropout import dropout_backward, dropout_forward
 from .module import Module
 
@@ -20,18 +20,18 @@ class Dropout(Module):
         self.p = p
         self.seed = seed
         self._rng = None
-        self._rng_module = None
+        self._rng_device = None  # "cpu" or "gpu": a module object would not pickle
         self._cache = None
 
-    def _generator(self, xp):
-        if self._rng_module is not xp:
-            self._rng = xp.random.default_rng(self.seed)
-            self._rng_module = xp
+    def _generator(self, x):
+        if self._rng_device != device_of(x):
+            self._rng = get_array_module(x).random.default_rng(self.seed)
+            self._rng_device = device_of(x)
         return self._rng
 
     def forward(self, x):
         """Drop and rescale in training mode; return ``x`` unchanged in eval mode."""
-        rng = self._generator(get_array_module(x)) if self.training else None
+        rng = self._generator(x) if self.training else None
         out, mask = dropout_forward(x, self.p, train=self.training, rng=rng)
         self._cache = ("mask", mask)
         return out

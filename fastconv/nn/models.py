@@ -10,8 +10,9 @@ Every builder is called the same way::
 Options every builder accepts: ``reg`` (L2 strength on the weights, default 0),
 ``dtype`` (float32 default, or float64), ``device`` ('cpu'/'gpu'/'auto'; default
 ``fastconv.backend.default_device()``), ``seed`` (reproducible initialisation);
-the dense and VGG builders also take ``init`` ('he' default, 'xavier') and
-``weight_scale`` (a float: the course's Normal(0, weight_scale) weights).
+the dense and VGG builders also take ``init`` ('he', 'xavier'; 'he' is the
+default except for the linear classifier's 'xavier') and ``weight_scale`` (a
+float: the course's Normal(0, weight_scale) weights).
 
 Each model is a :class:`~fastconv.nn.Module` (``forward``/``backward``,
 ``params``/``grads``, ``state_dict``, ``to``) AND has the course interface:
@@ -26,6 +27,7 @@ import inspect
 
 import numpy
 
+from ..backend import is_array
 from ..functional.activation import relu_backward, relu_forward
 from ..functional.conv import conv2d_backward, conv2d_forward
 from ..functional.linear import linear_backward, linear_forward
@@ -47,16 +49,23 @@ class CourseInterface:
     Weights are the params whose last name component starts with "W"; they
     get the L2 penalty ``0.5 * reg * sum(W**2)``. With ``y`` the forward runs
     in training mode, without it in eval mode (as the course's ``mode``); the
-    module's own mode is restored afterwards.
+    module's own mode is restored afterwards. Floating-point ``X`` is cast to
+    the parameters' dtype: the course feeds float64 data to float32 models.
     """
 
     reg = 0.0
+
+    def _in_param_dtype(self, X):
+        dtype = next(iter(self.params.values())).dtype
+        if is_array(X) and X.dtype.kind == "f" and X.dtype != dtype:
+            return X.astype(dtype)
+        return X
 
     def _forward_in_mode(self, X, training):
         was = self.training
         self.train(training)
         try:
-            return self.forward(X)
+            return self.forward(self._in_param_dtype(X))
         finally:
             self.train(was)
 
@@ -71,7 +80,7 @@ class CourseInterface:
         was = self.training
         self.train(True)
         try:
-            scores = self.forward(X)
+            scores = self.forward(self._in_param_dtype(X))
             loss, dscores = softmax_cross_entropy(scores, y)
             self.backward(dscores)
         finally:
