@@ -72,7 +72,9 @@ class Solver:
     ``num_val_samples`` (subsets used to measure accuracy each epoch; None = all);
     ``seed``; ``patience`` (stop after that many epochs without a better validation
     accuracy; None = never); ``checkpoint_name`` (a .npz path rewritten after every
-    epoch); ``resume`` (a checkpoint path to continue from); ``progress`` (a tqdm
+    epoch); ``resume`` (a checkpoint path to continue from: its parameters, optimiser
+    state and learning rate, histories, epoch and seed replace the ones given here, so
+    the run goes on as if it had never stopped); ``progress`` (a tqdm
     bar when tqdm is installed); ``print_every`` and ``verbose`` (course-style lines);
     ``distributed`` (True: data-parallel over the ranks of an MPI job, ``batch_size``
     per rank; None, the default: so when launched with a world size > 1; see
