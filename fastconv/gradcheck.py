@@ -101,11 +101,12 @@ def _relative(deviations):
 
     One scale for all arrays of a layer or model: a parameter whose true
     gradient is zero (a bias before batchnorm) is judged against the model's
-    gradient scale, not against its own finite-difference noise.
+    gradient scale, not against its own finite-difference noise. A NaN
+    anywhere makes the result NaN (``numpy.max``; Python's ``max`` skips a NaN
+    that is not first).
     """
-    error = max(d for d, _ in deviations)
-    scale = max(s for _, s in deviations)
-    return 0.0 if scale < _SCALE_FLOOR else error / scale
+    error, scale = numpy.max(numpy.array(deviations, dtype=numpy.float64), axis=0)
+    return 0.0 if scale < _SCALE_FLOOR else float(error / scale)
 
 
 def _compare(f, x, analytic, h, directions, seed):
@@ -120,8 +121,8 @@ def _compare(f, x, analytic, h, directions, seed):
     derivatives, vs = numerical_gradient(f, x, h, directions, seed)
     projected = [float((analytic * v).sum()) for v in vs]
     norm = float(numpy.linalg.norm(_host(analytic)))  # |<g, v>| <= |g| for unit v
-    return (max(abs(p - d) for p, d in zip(projected, derivatives)),
-            max(norm, *map(abs, derivatives)))
+    return (float(numpy.max(numpy.abs(numpy.subtract(projected, derivatives)))),
+            float(numpy.max(numpy.abs([norm, *derivatives]))))
 
 
 def _random_like(out, seed):

@@ -75,6 +75,16 @@ def test_check_op_catches_a_wrong_gradient(directions):
     assert bad > 1e-3
 
 
+@pytest.mark.parametrize("directions", [None, 4])
+@pytest.mark.parametrize("index", [0, 2])
+def test_a_nan_gradient_makes_the_error_nan_wherever_it_is(directions, index):
+    """Python's max() skips a NaN that is not first: a NaN db used to pass as ~1e-10."""
+    x, w, b = randn((3, 4), 1), randn((4, 2), 2), randn((2,), 3)
+    err = gradcheck.check_op(F.linear_forward, _scaled(F.linear_backward, np.nan, index),
+                             x, w, b, directions=directions)
+    assert np.isnan(err)
+
+
 def test_batchnorm_without_the_mean_term_is_caught():
     """Cutting batchnorm's backward to dout*gamma/std passes with a uniform upstream gradient;
     the random upstream gradient of check_op must not let it through."""
