@@ -120,6 +120,63 @@ def test_an_image_larger_than_the_limit_still_works_with_a_warning():
         assert rel_err(got, ref) <= 1e-12
 
 
+def test_the_warning_points_at_the_callers_line():
+    x, w = np.zeros((1, 2, 8, 8)), np.zeros((3, 2, 3, 3))
+    with fastconv.workspace_limit(512), pytest.warns(UserWarning) as record:
+        F.conv2d_forward(x, w, None, padding=1)
+    assert record[0].filename == __file__
+
+
+def test_a_workspace_limit_block_holds_for_its_own_thread_only():
+    """Overlapping blocks in two threads: each sees its own limit, and the default survives."""
+    import threading
+    steps = [threading.Event() for _ in range(4)]
+    seen = {}
+
+    def thread_a():
+        with fastconv.workspace_limit(1000):
+            steps[0].set()
+            steps[1].wait(5)
+            seen["a"] = fastconv.get_workspace_limit()
+        steps[2].set()
+
+    def thread_b():
+        steps[0].wait(5)
+        with fastconv.workspace_limit(2000):
+            steps[1].set()
+            steps[2].wait(5)
+            seen["b"] = fastconv.get_workspace_limit()
+        steps[3].set()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == {"a": 1000, "b": 2000}
+    assert fastconv.get_workspace_limit() == 256 * MiB
+
+
+def test_release_workspace_frees_the_buffers_of_fastconvs_worker_threads(monkeypatch):
+    """Pooling splits the batch over worker threads, which keep padded buffers of their own."""
+    from fastconv.workspace import release_workspace
+    monkeypatch.setenv("FASTCONV_NUM_THREADS", "2")
+    x = np.random.default_rng(2).standard_normal((16, 64, 32, 32))  # 8 MiB: two threads
+    release_workspace()
+    tracemalloc.start()
+    try:
+        out, cache = F.max_pool2d_forward(x, 3, stride=2, padding=1)
+        F.max_pool2d_backward(np.ones_like(out), cache)
+        del out, cache
+        kept = tracemalloc.get_traced_memory()[0]
+        release_workspace()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert kept > 8 * MiB  # each thread keeps padded copies of its half of x
+    assert after < 0.5 * MiB
+
+
 def _traced_peak(fn):
     """(result, peak bytes traced by tracemalloc above the start) of fn()."""
     tracemalloc.start()
