@@ -346,6 +346,18 @@ def test_minus_infinity_input_with_padding_indexes_an_input_cell_like_torch(torc
     np.testing.assert_allclose(F.max_pool2d_backward(dout, cache), t_dx, rtol=1e-12)
 
 
+def test_a_window_of_padding_only_gives_minus_infinity_and_index_minus_one():
+    """Dilation can skip every input row of a window. PyTorch's index there lies outside the
+    input (and its backward writes out of bounds), so the loop reference is the oracle."""
+    x = _distinct((2, 1, 1, 6), 6)
+    kw = dict(kernel_size=(2, 3), stride=(3, 1), padding=(1, 0), dilation=(2, 1))
+    (out, idx, dx), (r_out, r_idx, r_dx) = _max_pool_both(x, np.ones((2, 1, 1, 4)), **kw)
+    assert np.isneginf(out).all() and (idx == -1).all() and not dx.any()
+    np.testing.assert_array_equal(out, r_out)
+    np.testing.assert_array_equal(idx, r_idx)
+    np.testing.assert_array_equal(dx, r_dx)
+
+
 @pytest.mark.parametrize("op, kw", [
     ("max_pool2d", dict(kernel_size=3, stride=2, padding=1)),
     ("avg_pool2d", dict(kernel_size=3, stride=1, padding=1)),

@@ -200,14 +200,19 @@ def _first_inside(geometry, xp):
 
 
 def _flat_indices(argmax, geometry, xp):
-    """PyTorch-style indices h * W + w of each window's maximum from kernel offsets."""
+    """PyTorch-style indices h * W + w of each window's maximum from kernel offsets.
+
+    A window of padding only (its argmax, offset 0, is no input cell) gets -1,
+    as in the loop reference; PyTorch's index there lies outside the input.
+    """
     (_, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
     (top, _), (left, _) = geometry.pads
-    oh, ow = geometry.out
+    (oh, ow), (height, width) = geometry.out, geometry.size
     offset = argmax.astype(xp.int64)
     rows = xp.arange(oh, dtype=xp.int64).reshape(oh, 1) * sh - top + (offset // kw) * dh
     cols = xp.arange(ow, dtype=xp.int64) * sw - left + (offset % kw) * dw
-    return rows * geometry.size[1] + cols
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    return xp.where(inside, rows * width + cols, -1)
 
 
 def max_pool2d_backward(dout, cache):
