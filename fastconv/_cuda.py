@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy
 
-from .backend import device_of
+from .backend import accumulator_dtype, device_of
 
 KERNEL_PACKAGE = "fastconv._kernels"
 BLOCK = 256
@@ -44,14 +44,15 @@ CTYPES = {
 _WINDOW = "H W OH OW KH KW SH SW PT PL DH DW"
 
 # Each kernel's file and parameters, in order: "name:T" is an array of the
-# kernel's float dtype, "name:int32" an int32 array, a bare name an int64 scalar.
+# kernel's float dtype, "name:acc" an array of its accumulator dtype (float32
+# for float16), "name:int32" an int32 array, a bare name an int64 scalar.
 KERNELS = {
     "im2col_kernel": ("im2col.cu", f"x:T cols:T N C {_WINDOW}"),
     "col2im_kernel": ("im2col.cu", f"cols:T x:T N C {_WINDOW}"),
     "max_pool_forward_kernel": ("pool.cu", f"x:T out:T argmax:int32 NC {_WINDOW}"),
     "max_pool_backward_kernel": ("pool.cu", f"dout:T argmax:int32 dx:T NC {_WINDOW}"),
-    "avg_pool_forward_kernel": ("pool.cu", f"x:T divisor:T out:T NC {_WINDOW}"),
-    "avg_pool_backward_kernel": ("pool.cu", f"dout:T divisor:T dx:T NC {_WINDOW}"),
+    "avg_pool_forward_kernel": ("pool.cu", f"x:T divisor:acc out:T NC {_WINDOW}"),
+    "avg_pool_backward_kernel": ("pool.cu", f"dout:T divisor:acc dx:T NC {_WINDOW}"),
 }
 
 
@@ -160,7 +161,8 @@ class Launcher:
         """Check ``args`` against ``kernel``'s parameters and run it over ``threads`` items.
 
         Arrays must be this launcher's C-contiguous arrays of the declared
-        dtype (``T``: one float dtype shared by all of them); scalars must be
+        dtype (``T``: one float dtype shared by all of them; ``acc``: its
+        accumulator dtype); scalars must be
         ints and are passed as ``numpy.int64``. Nothing runs for zero items.
         """
         params = _parameters(kernel)
@@ -187,7 +189,7 @@ class Launcher:
             if not -INDEX_LIMIT <= int(arg) <= INDEX_LIMIT:
                 raise ValueError(f"{kernel} argument {name}={arg} does not fit in 64 bits")
             return numpy.int64(arg)
-        expected = dtype if kind == "T" else numpy.dtype(kind)
+        expected = {"T": dtype, "acc": accumulator_dtype(dtype)}.get(kind) or numpy.dtype(kind)
         if not isinstance(arg, self.xp.ndarray):
             raise TypeError(f"{kernel} argument {name} must be a {self.xp.__name__} array, "
                             f"got {type(arg).__name__}")

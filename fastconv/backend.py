@@ -30,6 +30,15 @@ def is_array(x):
     return isinstance(x, numpy.ndarray) or _is_cupy_array(x)
 
 
+def accumulator_dtype(dtype):
+    """The dtype sums over an array of ``dtype`` run in: float32 for float16, else its own.
+
+    A float16 running sum stalls at 2048 (2048 + 1 rounds back to 2048) and
+    overflows past 65504; PyTorch also accumulates half in float32.
+    """
+    return numpy.result_type(dtype, numpy.float32)
+
+
 def promoted(*arrays):
     """The arrays cast to their common dtype, as NumPy's own arithmetic would promote them.
 

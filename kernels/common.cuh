@@ -11,7 +11,8 @@
 //   backward kernels, so every result is written by exactly one thread and
 //   two runs give the same bits.
 // - float and double compute in their own type; fc_half (IEEE binary16
-//   storage) is converted to float for every comparison and sum.
+//   storage) is converted to float for every comparison and sum. Comparisons
+//   go through fc_greater, which -ftz=true cannot change.
 #pragma once
 
 typedef long long idx_t;
@@ -123,6 +124,20 @@ template <class T> __device__ __forceinline__ T fc_store(typename fc_acc<T>::typ
 template <> __device__ __forceinline__ fc_half fc_store<fc_half>(float v) { return fc_float_to_half(v); }
 
 template <class T> __device__ __forceinline__ T fc_zero() { return fc_store<T>(0); }
+
+// a > b for two values that are not NaN, as IEEE orders them. For float the
+// comparison is on integers: CuPy compiles with -ftz=true, under which a float
+// compare treats subnormals as zero (1e-40 > 0 would be false), and the CPU
+// path compares them exactly. The integer key orders floats as their values
+// (negatives mirrored below zero); -0 and +0 get the same key, as IEEE has them equal.
+__device__ __forceinline__ int fc_ordered_key(float v) {
+    const int bits = __float_as_int(v);
+    return bits >= 0 ? bits : (int)(0x80000000u - (unsigned int)bits);
+}
+__device__ __forceinline__ bool fc_greater(float a, float b) {
+    return fc_ordered_key(a) > fc_ordered_key(b);
+}
+__device__ __forceinline__ bool fc_greater(double a, double b) { return a > b; }
 
 __device__ __forceinline__ float fc_neg_inf(float) { return __uint_as_float(0xff800000u); }
 __device__ __forceinline__ double fc_neg_inf(double) {

@@ -4,7 +4,8 @@
 // max pooling scans only the input cells of a window (the -inf padding never
 // wins, even over -inf inputs), keeps the first maximum in row-major window
 // order (kernel offset k = kh*KW + kw), and lets the first NaN win; the
-// average divides by a per-output-position divisor computed by the caller.
+// average divides by a per-output-position divisor computed by the caller, in
+// the accumulator type (float for half: a window of 2049 cells is no half).
 #include "common.cuh"
 
 // One thread per output element: the window's maximum and its kernel offset.
@@ -30,7 +31,7 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
                 if (h < 0 || h >= H || w < 0 || w >= W) continue;
                 const acc_t v = fc_load(plane[h * W + w]);
                 const bool v_nan = v != v, best_nan = best != best;
-                if (best_k < 0 || v > best || (v_nan && !best_nan)) {
+                if (best_k < 0 || (v_nan ? !best_nan : !best_nan && fc_greater(v, best))) {
                     best = v;
                     best_k = k;
                 }
@@ -73,7 +74,8 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* 
 // One thread per output element: the window's sum over the input (the zero
 // padding adds nothing) divided by divisor[oh*OW + ow].
 template <class T>
-__global__ void avg_pool_forward_kernel(const T* __restrict__ x, const T* __restrict__ divisor,
+__global__ void avg_pool_forward_kernel(const T* __restrict__ x,
+                                        const typename fc_acc<T>::type* __restrict__ divisor,
                                         T* __restrict__ out,
                                         idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
                                         idx_t KH, idx_t KW, idx_t SH, idx_t SW,
@@ -100,7 +102,8 @@ __global__ void avg_pool_forward_kernel(const T* __restrict__ x, const T* __rest
 // Gather-style: one thread per input element sums dout / divisor over the
 // windows that contain it, in kernel-offset order.
 template <class T>
-__global__ void avg_pool_backward_kernel(const T* __restrict__ dout, const T* __restrict__ divisor,
+__global__ void avg_pool_backward_kernel(const T* __restrict__ dout,
+                                         const typename fc_acc<T>::type* __restrict__ divisor,
                                          T* __restrict__ dx,
                                          idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
                                          idx_t KH, idx_t KW, idx_t SH, idx_t SW,

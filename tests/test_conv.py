@@ -257,6 +257,19 @@ def test_backward_twice_gives_identical_results_and_leaves_inputs_untouched():
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("kernel, groups", [((3, 3), 1), ((1, 1), 1), ((3, 3), 2)])
+def test_float16_weight_and_bias_gradients_sum_the_batch_in_float32(kernel, groups):
+    """A float16 running sum stalls at 2048 (2048 + 1 rounds to 2048): db was 2048 for
+    3000 images of ones. PyTorch's db is exact here; the sums must run in float32."""
+    x = np.ones((3000, 2) + kernel, np.float16)
+    w = np.ones((2, 2 // groups) + kernel, np.float16)
+    out, cache = F.conv2d_forward(x, w, np.zeros(2, np.float16), groups=groups)
+    dx, dw, db = F.conv2d_backward(np.ones_like(out), cache)
+    assert dw.dtype == db.dtype == np.float16
+    np.testing.assert_array_equal(db, [3000, 3000])
+    np.testing.assert_array_equal(dw, np.full(w.shape, 3000, np.float16))
+
+
 @pytest.mark.parametrize("kernel, padding, groups", [((3, 2), 1, 1), ((1, 1), 0, 1), ((1, 1), 0, 3)])
 def test_empty_batch_gives_empty_results_like_torch(torch, kernel, padding, groups):
     """Im2col and the 1x1 path (the input is its own column matrix) with no images."""

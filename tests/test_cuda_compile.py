@@ -85,6 +85,19 @@ def test_every_kernel_compiles_with_an_empty_log(nvrtc, pch_dirs, file, dtype, t
     assert all(lowered.values()) and len(binary) > 0
 
 
+def test_float_max_pool_compares_survive_flush_to_zero(nvrtc, pch_dirs):
+    """Under CuPy's -ftz=true a float comparison (setp.gt.ftz.f32) sees subnormals as
+    zero; max pooling must order them as the CPU path does, so it compares integer keys
+    (kernels/common.cuh, fc_greater). No ordered float comparison may be left in pool.cu."""
+    target = "compute_90"
+    _, _, ptx = compile_program(nvrtc, "pool.cu", _cuda.name_expressions("pool.cu", np.float32),
+                                runtime_options(nvrtc, target, pch_dirs[target]), ptx=True)
+    ptx = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
+    assert "max_pool_forward_kernel" in ptx
+    ordered = re.findall(r"setp\.(?:gt|lt|ge|le)u?\.ftz\.f32", ptx)
+    assert not ordered, f"float comparisons under -ftz=true: {sorted(set(ordered))}"
+
+
 @pytest.fixture(scope="module")
 def pch_dirs(tmp_path_factory):
     """One precompiled-header directory per architecture, as one process per GPU kind."""

@@ -98,6 +98,26 @@ def test_max_pool_exact_and_gradient(cp, dtype):
 
 
 @gpu
+def test_float32_max_pool_orders_subnormals_as_the_cpu_does(cp):
+    """CuPy compiles with -ftz=true; the kernel's comparisons must not flush subnormals."""
+    x = np.array([[[[0.0, 1e-40, -1e-40, 2e-40, -3e-40, -0.0, 0.0, -1e-45]]]], np.float32)
+    out, idx, _ = F.max_pool2d_forward(cp.asarray(x), (1, 2), stride=(1, 2), return_indices=True)
+    ref, ref_idx, _ = F.max_pool2d_forward(x, (1, 2), stride=(1, 2), return_indices=True)
+    np.testing.assert_array_equal(out.get().view(np.uint32), ref.view(np.uint32))
+    np.testing.assert_array_equal(idx.get(), ref_idx)
+
+
+@gpu
+def test_float16_avg_pool_of_a_window_larger_than_float16_integers(cp):
+    """A 256x256 window's divisor (65536) is inf in float16: it is kept in float32."""
+    x = np.ones((1, 2, 256, 256), np.float16)
+    out, cache = F.avg_pool2d_forward(cp.asarray(x), 256)
+    np.testing.assert_array_equal(out.get(), np.ones((1, 2, 1, 1), np.float16))
+    dx = F.avg_pool2d_backward(cp.ones((1, 2, 1, 1), cp.float16), cache)
+    assert float(dx.max().get()) == pytest.approx(1 / 65536, rel=1e-3)
+
+
+@gpu
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("count_include_pad", [True, False])
 def test_avg_pool_and_gradient(cp, dtype, count_include_pad):

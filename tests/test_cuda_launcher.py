@@ -88,7 +88,8 @@ def test_emulated_launch_is_stricter_than_cupy(emu):
 def test_kernel_parameters_match_the_registry(emu):
     """Every kernel's C++ parameters (read from the emulator) are what KERNELS declares:
     64-bit integer scalars, and pointers whose element size fits the declared dtype."""
-    sizes = {"T": {np.float16: 2, np.float32: 4, np.float64: 8}, "int32": 4, "int64": 8}
+    sizes = {"T": {np.float16: 2, np.float32: 4, np.float64: 8},
+             "acc": {np.float16: 4, np.float32: 4, np.float64: 8}, "int32": 4, "int64": 8}
     for dtype in _cuda.CTYPES:
         for name, (file, _) in _cuda.KERNELS.items():
             fn = emu.module(file, dtype).get_function(f"{name}<{_cuda.CTYPES[dtype]}>")
@@ -98,7 +99,8 @@ def test_kernel_parameters_match_the_registry(emu):
                 if kind == "int64":
                     assert (ckind, size) == ("i", 8), (name, pname)
                 else:
-                    expected = sizes["T"][dtype.type] if kind == "T" else sizes[kind]
+                    expected = (sizes[kind][dtype.type] if kind in ("T", "acc")
+                                else sizes[kind])
                     assert ckind in "pP" and size == expected, (name, pname)
 
 
@@ -139,23 +141,40 @@ def test_float16_rounding_is_ieee_round_to_nearest_even(emu):
     x = every[np.isfinite(every) & (every.view(np.uint16) != 0x8000)].reshape(1, 1, 1, -1)
     geometry = window_geometry(x.shape, 1, 1, 0, 1)
     for d in (1.0, 3.0, 0.1, 7e-4, 1e4, 6e-5):
-        divisor = np.full(geometry.out, d, np.float16)
+        divisor = np.full(geometry.out, d, np.float16).astype(np.float32)  # the float32 divisor
         out = _cuda.avg_pool2d_forward(x, geometry, divisor, emu)
         with np.errstate(over="ignore"):  # overflow to inf is part of what is checked
-            expected = (x.astype(np.float32) / divisor.astype(np.float32)).astype(np.float16)
+            expected = (x.astype(np.float32) / divisor).astype(np.float16)
         np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
     # The mean of two neighbouring binary16 values is an exact tie: ties go to even.
     low = np.arange(0x7bff, dtype=np.uint16)
     low = np.concatenate([low, low | 0x8000])
     pairs = np.stack([low, low + 1], axis=-1).view(np.float16).reshape(1, 1, -1, 2)
     geometry = window_geometry(pairs.shape, (1, 2), (1, 2), 0, 1)
-    out = _cuda.avg_pool2d_forward(pairs, geometry, np.full(geometry.out, 2, np.float16), emu)
+    out = _cuda.avg_pool2d_forward(pairs, geometry, np.full(geometry.out, 2, np.float32), emu)
     expected = (pairs.astype(np.float32).sum(axis=-1, keepdims=True) / 2).astype(np.float16)
     np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
     specials = np.array([[[[np.nan, -np.inf, np.inf, -0.0]]]], np.float16)
     out = _cuda.avg_pool2d_forward(specials, window_geometry(specials.shape, 1, 1, 0, 1),
-                                   np.ones((1, 4), np.float16), emu)
+                                   np.ones((1, 4), np.float32), emu)
     assert np.isnan(out[0, 0, 0, 0]) and list(out[0, 0, 0, 1:]) == [-np.inf, np.inf, 0.0]
+
+
+def test_float32_max_pool_orders_subnormals_under_flush_to_zero(emu):
+    """CuPy compiles with -ftz=true, and the emulator runs float kernels with subnormals
+    flushed as the GPU does: a float comparison would see 1e-40 == 0 == -1e-40 and keep
+    the first of them. The max-pool kernel must still pick what the NumPy path picks."""
+    import fastconv.functional as F
+    from cuda_emu.emu import EmuFunction
+    fn = emu.module("pool.cu", np.float32).get_function("max_pool_forward_kernel<float>")
+    assert isinstance(fn, EmuFunction)
+    if not fn.flushes_denormals:
+        pytest.skip("this CPU's flush-to-zero mode is not emulated (x86 only)")
+    x = np.array([[[[0.0, 1e-40, -1e-40, 2e-40, -3e-40, -0.0, 0.0, -1e-45]]]], np.float32)
+    expected, cache = F.max_pool2d_forward(x, (1, 2), stride=(1, 2))
+    out, argmax = _cuda.max_pool2d_forward(x, cache.geometry, emu)
+    np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
+    np.testing.assert_array_equal(argmax, cache.argmax)
 
 
 def test_non_contiguous_inputs_and_outputs(emu):

@@ -257,6 +257,15 @@ def test_batchnorm_without_running_stats_uses_batch_statistics_in_eval():
     np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-9)
 
 
+def test_float16_linear_bias_gradient_sums_in_float32():
+    dout = np.ones((3000, 2), np.float16)  # a float16 running sum stops at 2048
+    _, cache = F.linear_forward(np.ones((3000, 4), np.float16), np.ones((4, 2), np.float16),
+                                np.zeros(2, np.float16))
+    _, _, db = F.linear_backward(dout, cache)
+    assert db.dtype == np.float16
+    np.testing.assert_array_equal(db, [3000, 3000])
+
+
 def test_batchnorm_float16_is_preserved():
     x = randn((4, 3), np.float16)
     ones, zeros = np.ones(3, np.float16), np.zeros(3, np.float16)

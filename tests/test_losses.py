@@ -189,6 +189,17 @@ def test_accuracy_and_topk_error_match_torch(torch):
         F.topk_error(scores, y, k=11)
 
 
+def test_float16_losses_sum_in_float32():
+    """The hinge margins of 4000 samples and the squares of 90000 weights overflowed float16."""
+    scores = (randn((4000, 10), seed=20) * 5).astype(np.float16)
+    y = labels(4000, 10, 21)
+    loss, _ = F.multiclass_hinge(scores, y)
+    want, _ = F.multiclass_hinge(scores.astype(np.float64), y)
+    assert float(loss) == pytest.approx(float(want), rel=1e-3)
+    reg_loss, _ = F.l2_regularization({"w": np.ones((300, 300), np.float16)}, 1e-3)
+    assert float(reg_loss) == pytest.approx(45.0, rel=1e-3)
+
+
 def test_accuracy_of_binary_scores():
     scores = np.array([2.0, -1.0, 0.5, -3.0])
     assert F.accuracy(scores, np.array([1, 0, 0, 0])) == 0.75

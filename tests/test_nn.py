@@ -201,8 +201,41 @@ def test_container_names_and_live_views():
     assert net[5].params["W"] is new
     with pytest.raises(KeyError):
         net.params["9.W"]
-    with pytest.raises(KeyError, match="cannot add"):
+    with pytest.raises(KeyError, match="no such entry"):
         net.params["5.extra"] = new
+    with pytest.raises(KeyError, match="no such entry"):  # a param without a grad
+        net.params["extra"] = new
+    with pytest.raises(ValueError, match=r"params\['5.W'\] has shape \(8, 3\)"):
+        net.params["5.W"] = np.zeros((3, 8), np.float32)
+
+
+def test_a_module_used_twice_in_one_network_is_refused():
+    """Each layer keeps the cache of its last forward: a reused ReLU silently gave the
+    first position the second position's gradient."""
+    relu = nn.ReLU()
+    with pytest.raises(ValueError, match="already in this network"):
+        nn.Sequential(nn.Linear(3, 4), relu, nn.Linear(4, 4), relu)
+    inner = nn.Sequential(nn.Tanh())
+    with pytest.raises(ValueError, match="already in this network"):
+        nn.Sequential(inner, inner[0])
+    net = nn.Sequential(nn.ReLU())
+    with pytest.raises(ValueError, match="already in this network"):
+        net.append(net)
+
+
+def test_load_state_dict_checks_every_entry_before_copying_any():
+    net = small_net()
+    before = net.state_dict()
+    bad = dict(before)
+    bad["5.b"] = np.array(["a", "b", "c"])  # "5.W" comes first and would have been copied
+    bad["5.W"] = before["5.W"] + 1
+    with pytest.raises(TypeError, match="'5.b' must be a real-valued array"):
+        net.load_state_dict(bad)
+    bad["5.b"] = before["5.b"] + 1j
+    with pytest.raises(TypeError, match="'5.b'"):
+        net.load_state_dict(bad)
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
 
 
 def test_train_eval_switch_recursively_and_change_behaviour():

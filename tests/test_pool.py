@@ -346,6 +346,20 @@ def test_minus_infinity_input_with_padding_indexes_an_input_cell_like_torch(torc
     np.testing.assert_allclose(F.max_pool2d_backward(dout, cache), t_dx, rtol=1e-12)
 
 
+def test_float16_averages_sum_in_float32():
+    """float16 window sums overflowed (4 x 40000 > 65504) or stalled at 2048, and a
+    divisor of 65536 cells was inf; PyTorch accumulates half in float32 too."""
+    big = np.full((1, 1, 2, 2), 40000, np.float16)
+    np.testing.assert_array_equal(F.avg_pool2d_forward(big, 2)[0], [[[[40000]]]])
+    ones = np.ones((1, 2, 256, 256), np.float16)
+    out, cache = F.avg_pool2d_forward(ones, 256)
+    np.testing.assert_array_equal(out, np.ones((1, 2, 1, 1), np.float16))
+    assert F.avg_pool2d_backward(np.ones_like(out), cache).max() == np.float16(1 / 65536)
+    np.testing.assert_array_equal(F.avg_pool2d_forward(ones[:, :, :47, :47], 47)[0], 1)
+    flat = np.full((1, 1, 200, 200), 400, np.float16)
+    np.testing.assert_array_equal(F.adaptive_avg_pool2d_forward(flat, 1)[0], [[[[400]]]])
+
+
 def test_a_window_of_padding_only_gives_minus_infinity_and_index_minus_one():
     """Dilation can skip every input row of a window. PyTorch's index there lies outside the
     input (and its backward writes out of bounds), so the loop reference is the oracle."""

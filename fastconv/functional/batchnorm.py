@@ -9,7 +9,7 @@ normalises with the batch statistics in both modes (PyTorch's
 ``track_running_stats=False``). float16 inputs are normalised in float32.
 """
 
-from ..backend import get_array_module
+from ..backend import accumulator_dtype, get_array_module
 from .._validate import check_dout, check_float, check_ndim, check_real, check_same_dtype
 
 
@@ -42,7 +42,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
                         "momentum=None (a cumulative average) is not supported")
     momentum = check_real("batchnorm: momentum", momentum, 0.0, 1.0)
     eps = check_real("batchnorm: eps", eps, 0.0, low_open=True)
-    work = xp.result_type(x.dtype, xp.float32)  # float16 statistics in float32
+    work = accumulator_dtype(x.dtype)  # float16 statistics in float32
     xw = x.astype(work, copy=False)
     use_batch = train or running_mean is None
     if use_batch:

@@ -29,7 +29,7 @@ import numbers
 import numpy
 
 from .. import _cuda, _validate
-from ..backend import get_array_module
+from ..backend import accumulator_dtype, get_array_module
 from ..im2col import col2im_into, col2im_planes_into, im2col_into, window_geometry
 from ..profiling import step
 from ..workspace import batch_chunks, scratch
@@ -217,9 +217,9 @@ def conv2d_backward(dout, cache):
     db = None
     if cache.has_bias and not bias_row:
         with step("bias"):
-            db = dout.sum(axis=(0, 2, 3))
+            db = dout.sum(axis=(0, 2, 3), dtype=accumulator_dtype(x.dtype)).astype(x.dtype)
     dx = xp.empty(x.shape, dtype=x.dtype)
-    dw = xp.zeros((groups, f // groups, w_t.shape[1] + bias_row), dtype=x.dtype)
+    dw = xp.zeros((groups, f // groups, w_t.shape[1] + bias_row), dtype=accumulator_dtype(x.dtype))
 
     if geometry.is_identity:
         with step("layout copies"):
@@ -227,7 +227,7 @@ def conv2d_backward(dout, cache):
         _add_weight_grad(dw, dout_groups, x_cols, xp)
         with step("GEMM dcols = W^T @ dout"):
             xp.matmul(w_t, dout_groups, out=dx.reshape(x_cols.shape))
-        return dx, dw.reshape(w.shape), db
+        return dx, dw.reshape(w.shape).astype(x.dtype, copy=False), db
 
     positions = numpy.prod(geometry.phase_size) if planes else oh * ow
     per_image = (_column_bytes(x, geometry, groups, bias_row)
@@ -251,9 +251,9 @@ def conv2d_backward(dout, cache):
             col2im_into(dcols.reshape((m, x.shape[1]) + geometry.kernel + geometry.out),
                         geometry, dx[chunk])
     if bias_row:  # the dW GEMM's last column is db (dout summed against the ones row)
-        db = xp.ascontiguousarray(dw[:, :, -1]).reshape(f)
+        db = xp.ascontiguousarray(dw[:, :, -1]).reshape(f).astype(x.dtype, copy=False)
         dw = dw[:, :, :-1]
-    return dx, xp.ascontiguousarray(dw).reshape(w.shape), db
+    return dx, xp.ascontiguousarray(dw).reshape(w.shape).astype(x.dtype, copy=False), db
 
 
 def _sums_planes(x, w, geometry):
@@ -300,6 +300,9 @@ def _on_planes(dout, geometry, groups, largest):
 def _add_weight_grad(dw, dout, cols, xp):
     """dw (G, F/G, K) += sum over images of dout[n] (G, F/G, L) @ cols[n]^T (G, L, K).
 
+    dw is in the accumulator dtype (float32 for float16 columns), so the sum over
+    images does not stall.
+
     NumPy's stacked matmul runs a transposed operand several times slower than
     BLAS does, so on the CPU without groups each image is one 2-D GEMM,
     cols[n] @ dout[n]^T = dW^T, whose transposed operand BLAS reads in place
@@ -309,7 +312,7 @@ def _add_weight_grad(dw, dout, cols, xp):
     output-sized, far smaller than the columns.
     """
     if xp is numpy and dw.shape[0] == 1:
-        product = scratch(xp, "dw", dw.shape[:0:-1], dw.dtype)
+        product = scratch(xp, "dw", dw.shape[:0:-1], cols.dtype)
         total = scratch(xp, "dw total", dw.shape[:0:-1], dw.dtype)
         total.fill(0)
         with step("GEMM dW = dout @ cols^T"):
@@ -321,4 +324,4 @@ def _add_weight_grad(dw, dout, cols, xp):
     with step("layout copies"):
         dout_t = xp.ascontiguousarray(dout.transpose(0, 1, 3, 2))
     with step("GEMM dW = dout @ cols^T"):
-        dw += xp.matmul(cols, dout_t).sum(axis=0).transpose(0, 2, 1)
+        dw += xp.matmul(cols, dout_t).sum(axis=0, dtype=dw.dtype).transpose(0, 2, 1)

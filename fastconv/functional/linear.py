@@ -6,7 +6,7 @@ so a CS231n/DLFS network's weights can be used as they are. Inputs of any rank
 layer without an explicit reshape.
 """
 
-from ..backend import get_array_module
+from ..backend import accumulator_dtype, get_array_module
 from .._validate import check_dout, check_float, check_ndim, check_same_dtype
 
 
@@ -53,5 +53,7 @@ def linear_backward(dout, cache):
     check_dout(dout, (x2.shape[0], w.shape[1]), w.dtype)
     dx = xp.matmul(dout, w.T).reshape(x_shape)
     dw = xp.matmul(x2.T, dout)
-    db = dout.sum(axis=0) if has_bias else None
+    db = None
+    if has_bias:  # float16 sums in float32 (a float16 running sum stalls at 2048)
+        db = dout.sum(axis=0, dtype=accumulator_dtype(dout.dtype)).astype(dout.dtype)
     return dx, dw, db

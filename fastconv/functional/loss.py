@@ -9,7 +9,7 @@ value of the scores' array module (``float(loss)`` gives a Python number);
 import numbers
 from collections.abc import Mapping
 
-from ..backend import get_array_module, is_array
+from ..backend import accumulator_dtype, get_array_module, is_array
 from .._validate import check_float, check_ndim, check_real
 from .activation import sigmoid
 
@@ -59,7 +59,7 @@ def multiclass_hinge(scores, y, margin=1.0):
     rows = xp.arange(n)
     margins = xp.maximum(scores - scores[rows, y][:, None] + scores.dtype.type(margin), 0)
     margins[rows, y] = 0
-    loss = margins.sum() / n
+    loss = margins.sum(dtype=accumulator_dtype(scores.dtype)) / n
     dscores = (margins > 0).astype(scores.dtype)
     dscores[rows, y] = -dscores.sum(axis=1)
     dscores /= n
@@ -133,7 +133,7 @@ def l2_regularization(params, reg):
     grads = {}
     for name, w in params.items():
         check_float(w, f"params[{name!r}]")
-        loss = loss + 0.5 * reg * (w * w).sum()
+        loss = loss + 0.5 * reg * (w * w).sum(dtype=accumulator_dtype(w.dtype))
         grads[name] = reg * w
     return loss, grads
 

@@ -24,7 +24,7 @@ Rules, the same on every path (CPU, GPU, reference):
 """
 
 from .. import _cuda, _parallel, _validate
-from ..backend import get_array_module
+from ..backend import accumulator_dtype, get_array_module
 from ..im2col import pad_input, window_geometry
 from ..profiling import step
 from ..workspace import scratch
@@ -236,7 +236,8 @@ def max_pool2d_backward(dout, cache):
 
 
 def _avg_divisor(geometry, count_include_pad, dtype, xp):
-    """Per-output window sizes (OH, OW) under PyTorch's avg-pool divisor rule."""
+    """Per-output window sizes (OH, OW) under PyTorch's avg-pool divisor rule, in ``dtype``
+    (the accumulator dtype: float16 has no 2049, and overflows at 65520)."""
     sizes = []
     for n, k, s, (before, _), o in zip(geometry.size, geometry.kernel, geometry.stride,
                                         geometry.pads, geometry.out):
@@ -259,7 +260,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     """
     xp = get_array_module(x)
     geometry = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode)
-    divisor = _avg_divisor(geometry, count_include_pad, x.dtype, xp)
+    divisor = _avg_divisor(geometry, count_include_pad, accumulator_dtype(x.dtype), xp)
     if _cuda.uses_kernels(x):
         out = _cuda.avg_pool2d_forward(x, geometry, divisor)
     else:
@@ -268,16 +269,21 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 
 def _mean_over_slabs(x, geometry, divisor, xp):
-    """The CPU average pooling: the sum of the kernel-offset slabs over ``divisor``."""
+    """The CPU average pooling: the sum of the kernel-offset slabs over ``divisor``.
+
+    The sum runs in the divisor's (accumulator) dtype: in place in the output,
+    or, for float16, in a float32 temporary.
+    """
     out = xp.empty(x.shape[:2] + geometry.out, dtype=x.dtype)
 
     def average(batch):
         padded = pad_input(x[batch], geometry, value=0)
-        total = out[batch]
+        total = out[batch] if divisor.dtype == x.dtype else xp.empty(
+            out[batch].shape, divisor.dtype)
         total[...] = _slab(padded, geometry, 0, 0)
         for _, i, j in _offsets(geometry)[1:]:
             total += _slab(padded, geometry, i, j)
-        total /= divisor
+        xp.divide(total, divisor, out=out[batch])
 
     with step("avg"):
         _parallel.over_batch(average, x.shape[0], x.nbytes)
@@ -319,9 +325,10 @@ def adaptive_avg_pool2d_forward(x, output_size):
         raise ValueError(f"output_size must be >= 1, got {output_size!r}")
     n, c, h, w = x.shape
     rows, columns = _adaptive_bounds(h, oh), _adaptive_bounds(w, ow)
-    pooled_rows = xp.empty((n, c, oh, w), dtype=x.dtype)
+    acc = accumulator_dtype(x.dtype)  # float16 sums in float32
+    pooled_rows = xp.empty((n, c, oh, w), dtype=acc)
     for o, (start, end) in enumerate(rows):
-        pooled_rows[:, :, o] = x[:, :, start:end].sum(axis=2) / (end - start)
+        pooled_rows[:, :, o] = x[:, :, start:end].sum(axis=2, dtype=acc) / (end - start)
     out = xp.empty((n, c, oh, ow), dtype=x.dtype)
     for o, (start, end) in enumerate(columns):
         out[..., o] = pooled_rows[..., start:end].sum(axis=3) / (end - start)

@@ -16,7 +16,7 @@ CuPy unchanged; ``to(device)`` moves all of a module's arrays.
 
 from collections.abc import MutableMapping
 
-from ..backend import device_of, get_array_module, resolve_device, to_device
+from ..backend import device_of, get_array_module, is_array, resolve_device, to_device
 
 _KINDS = ("params", "grads", "buffers")
 
@@ -26,7 +26,9 @@ class NamedArrays(MutableMapping):
 
     Keys without a dot are the module's own arrays; "child.rest" is routed to
     the child. Setting an existing key replaces the array in the module that
-    owns it; a new dotted key is an error (only a module adds its own arrays).
+    owns it, with one of the same shape; a new key is an error (a module adds
+    its arrays with ``add_param``/``add_buffer``, which keeps params and grads
+    in step).
     """
 
     def __init__(self, module, kind):
@@ -52,8 +54,13 @@ class NamedArrays(MutableMapping):
 
     def __setitem__(self, key, value):
         own, name = self._owner(key)
-        if own is not self._module._own[self._kind] and name not in own:
-            raise KeyError(f"{key}: a container cannot add arrays to its children")
+        if name not in own:
+            raise KeyError(f"{key}: no such entry in {self._kind}; a module adds its own "
+                           "arrays with add_param or add_buffer")
+        shape = tuple(getattr(value, "shape", ()))
+        if shape != tuple(own[name].shape):
+            raise ValueError(f"{self._kind}[{key!r}] has shape {tuple(own[name].shape)}, "
+                             f"got an array of shape {shape}")
         own[name] = value
 
     def __delitem__(self, key):
@@ -106,8 +113,19 @@ class Module:
             raise TypeError(f"child {name!r} must be a fastconv.nn.Module, got {type(module).__name__}")
         if "." in str(name):
             raise ValueError(f"module names may not contain '.', got {name!r}")
+        if any(m in self._tree() for m in module._tree()):
+            raise ValueError(
+                f"child {name!r} ({type(module).__name__}) is already in this network: a module "
+                "keeps the cache of its last forward, so each position needs its own instance")
         self._children[str(name)] = module
         return module
+
+    def _tree(self):
+        """This module and every module below it (a list: modules compare by identity)."""
+        tree = [self]
+        for child in self._children.values():
+            tree.extend(child._tree())
+        return tree
 
     @property
     def params(self):
@@ -202,8 +220,10 @@ class Module:
 
         Every expected key must be present (a ValueError names a missing key)
         and match its shape (the error names the key and both shapes). With
-        ``strict`` an unexpected key is an error too. Values are converted to the
-        dtype and device of the array they replace.
+        ``strict`` an unexpected key is an error too. Values are real-valued
+        arrays, converted to the dtype and device of the array they replace; all
+        are checked and converted before any is copied, so a bad entry leaves
+        the module unchanged.
         """
         expected = {}
         for kind in ("params", "buffers"):
@@ -218,18 +238,20 @@ class Module:
             if unexpected:
                 raise ValueError(f"state dict has unexpected key {unexpected[0]!r}; "
                                  f"this {type(self).__name__} has {sorted(expected)}")
+        converted = {}
         for key, (kind, current) in expected.items():
             if key not in state:
                 continue
             value = state[key]
-            if tuple(getattr(value, "shape", ())) != tuple(current.shape):
-                raise ValueError(f"state dict entry {key!r} has shape "
-                                 f"{tuple(getattr(value, 'shape', ()))}, the module's {key!r} "
-                                 f"has shape {tuple(current.shape)}")
-        for key, (kind, current) in expected.items():
-            if key in state:
-                current[...] = to_device(state[key], device_of(current)).astype(
-                    current.dtype, copy=False)
+            if not is_array(value) or value.dtype.kind not in "biuf":
+                raise TypeError(f"state dict entry {key!r} must be a real-valued array, got "
+                                f"{getattr(value, 'dtype', type(value).__name__)}")
+            if tuple(value.shape) != tuple(current.shape):
+                raise ValueError(f"state dict entry {key!r} has shape {tuple(value.shape)}, "
+                                 f"the module's {key!r} has shape {tuple(current.shape)}")
+            converted[key] = to_device(value, device_of(current)).astype(current.dtype, copy=False)
+        for key, value in converted.items():
+            expected[key][1][...] = value
         return self
 
     def __repr__(self):

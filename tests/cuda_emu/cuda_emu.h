@@ -48,6 +48,9 @@ template <class T, class U> T atomicAdd(T* p, U v) { return std::atomic_ref<T>(*
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #endif
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 namespace fc_emu {
 
@@ -146,17 +149,36 @@ inline void on_asan_report(const char*) {
         return FC_EMU_OK;                                                                 \
     }                                                                                     \
     extern "C" int fc_emu_launch(const char* name, const unsigned* grid, const unsigned* block, \
-                                 int reversed, void** args) {                              \
-        return fc_emu::launch(fc_emu_find(name), grid, block, reversed, args);           \
-    }
+                                 int reversed, int flush_denormals, void** args) {         \
+        return fc_emu::launch(fc_emu_find(name), grid, block, reversed, flush_denormals, args); \
+    }                                                                                     \
+    extern "C" int fc_emu_can_flush_denormals() { return fc_emu::can_flush_denormals; }
 
 namespace fc_emu {
+
+// CuPy compiles every kernel with -ftz=true: single-precision arithmetic and
+// comparisons on the GPU flush subnormal inputs and results to zero (double
+// precision does not). On x86 the MXCSR flush-to-zero and denormals-are-zero
+// bits give the CPU the same behaviour for the duration of a launch; they act
+// on double too, so emu.py sets them for float and half kernels only.
+#if defined(__SSE__)
+inline constexpr int can_flush_denormals = 1;
+struct FlushDenormals {
+    unsigned saved = _mm_getcsr();
+    explicit FlushDenormals(bool on) { if (on) _mm_setcsr(saved | 0x8040u); }  // FTZ | DAZ
+    ~FlushDenormals() { _mm_setcsr(saved); }
+};
+#else
+inline constexpr int can_flush_denormals = 0;
+struct FlushDenormals { explicit FlushDenormals(bool) {} };
+#endif
 
 // Run every thread of the grid, one after the other. The limits are a real
 // launch's: at most 1024 threads per block, block z <= 64, grid y, z <= 65535.
 inline int launch(const Entry* entry, const unsigned* grid, const unsigned* block, int reversed,
-                  void** args) {
+                  int flush_denormals, void** args) {
     if (!entry) return FC_EMU_UNKNOWN_KERNEL;
+    const FlushDenormals flushing(flush_denormals != 0);
     const unsigned long long threads = 1ull * block[0] * block[1] * block[2];
     if (threads == 0 || threads > 1024 || block[2] > 64 || grid[0] == 0 || grid[1] == 0 ||
         grid[2] == 0 || grid[0] > 2147483647u || grid[1] > 65535 || grid[2] > 65535)

@@ -8,6 +8,8 @@ strictly than CuPy checks them, because a wrong launch on a GPU fails silently:
 the argument count, pointer versus scalar, the byte size of every scalar (CuPy
 packs a Python int as 64 bits), each array's element size and kind, that
 arrays are C-contiguous, and that const parameters are not the only writers.
+float and half kernels run with the CPU's flush-to-zero and denormals-are-zero
+modes on (x86), as CuPy's ``-ftz=true`` makes the GPU treat float subnormals.
 
 ``FC_EMU_SANITIZE=1`` in the environment builds with AddressSanitizer and
 UBSan (the process must then run with the ASan runtime preloaded; see
@@ -111,7 +113,8 @@ class EmuModule:
         self._lib.fc_emu_launch.restype = ctypes.c_int
         self._lib.fc_emu_launch.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint),
                                             ctypes.POINTER(ctypes.c_uint), ctypes.c_int,
-                                            ctypes.POINTER(ctypes.c_void_p)]
+                                            ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]
+        self._lib.fc_emu_can_flush_denormals.restype = ctypes.c_int
 
     def compile(self, log_stream=None):
         """Nothing to do: the module was built when it was created (CuPy compiles lazily)."""
@@ -137,6 +140,9 @@ class EmuFunction:
         self.sizes = [sizes[i] for i in range(self.arity)]
         self.kinds = kinds.value.decode()
         self.elements = elements.value.decode()
+        # as the GPU under CuPy's -ftz=true: single precision flushes subnormals (cuda_emu.h)
+        self.flushes_denormals = (bool(lib.fc_emu_can_flush_denormals())
+                                  and name.endswith(("<float>", "<fc_half>")))
 
     def __call__(self, grid, block, args, shared_mem=0, stream=None):
         if shared_mem:
@@ -152,7 +158,7 @@ class EmuFunction:
             pointers[i] = ctypes.addressof(holder)
         status = self._lib.fc_emu_launch(
             self.name.encode(), (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block),
-            int(self.reversed_order), pointers)
+            int(self.reversed_order), int(self.flushes_denormals), pointers)
         if status == 3:
             raise MemoryError(f"{self.name}: AddressSanitizer reported an invalid access "
                               "(report and failing CUDA thread on stderr)")
