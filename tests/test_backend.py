@@ -37,6 +37,12 @@ def test_is_array_is_true_for_arrays_only():
         assert not backend.is_array(not_array)
 
 
+def test_accumulator_dtype_widens_only_float16():
+    assert backend.accumulator_dtype(np.float16) == np.float32
+    assert backend.accumulator_dtype(np.float32) == np.float32
+    assert backend.accumulator_dtype(np.dtype(np.float64)) == np.float64
+
+
 def test_promoted_casts_to_the_common_dtype_as_numpy_arithmetic_would():
     a, b = np.ones(2, np.float32), np.ones(3, np.float64)
     pa, none, pb = backend.promoted(a, None, b)
