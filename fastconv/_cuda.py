@@ -228,11 +228,12 @@ def _window_args(geometry):
     (h, w), (oh, ow), (kh, kw) = geometry.size, geometry.out, geometry.kernel
     (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
     (top, _), (left, _) = geometry.pads
-    extents = (h * w, oh * ow, h + top + kh * dh, w + left + kw * dw, oh * sh, ow * sw)
+    extents = (h * w, oh * ow, h + top + kh * dh, w + left + kw * dw, oh * sh, ow * sw, kh * kw)
     if max(extents) >= PLANE_LIMIT:
         raise ValueError(
             f"an image plane of {geometry} is too large for the CUDA kernels: planes "
-            f"(H*W, OH*OW) and their padded extents must stay below 2**31 elements")
+            f"(H*W, OH*OW), their padded extents and the window (KH*KW, the int32 argmax) "
+            f"must stay below 2**31 elements")
     return h, w, oh, ow, kh, kw, sh, sw, top, left, dh, dw
 
 

@@ -40,11 +40,11 @@ class WindowGeometry:
     __slots__ = ("kernel", "stride", "dilation", "pads", "size", "out", "padded")
 
     def __init__(self, size, kernel, stride, pads, dilation, ceil_mode=False):
-        self.size = tuple(size)
-        self.kernel = tuple(kernel)
-        self.stride = tuple(stride)
-        self.pads = tuple(tuple(p) for p in pads)
-        self.dilation = tuple(dilation)
+        self.size = tuple(int(n) for n in size)  # Python ints: NumPy int32 sizes could wrap
+        self.kernel = tuple(int(k) for k in kernel)
+        self.stride = tuple(int(s) for s in stride)
+        self.pads = tuple(tuple(int(p) for p in pair) for pair in pads)
+        self.dilation = tuple(int(d) for d in dilation)
         self.out = tuple(
             conv_output_size(n, k, s, p, d, ceil_mode)
             for n, k, s, p, d in zip(self.size, self.kernel, self.stride, self.pads, self.dilation))

@@ -130,6 +130,16 @@ def test_launch_plan_beyond_32_bit_sizes():
         _cuda.im2col_into(tiny, huge, tiny, launcher)
     assert _cuda._window_args(window_geometry((1, 1, 2**15, 2**15), 3, 1, 1, 1))[:2] == (
         2**15, 2**15)
+    # KH*KW offsets count in int (and the argmax is int32): a 46341x46341 window is refused
+    wide = window_geometry((1, 1, 1, 1), 46341, 1, 23170, 1)
+    with pytest.raises(ValueError, match="the window"):
+        _cuda._window_args(wide)
+    # sizes given as NumPy int32 (an x_shape built by hand) are Python ints in the geometry,
+    # so H*W cannot wrap in 32 bits and slip past the plane check
+    big = window_geometry(np.array([1, 1, 2**16, 2**15], np.int32), 3, 1, 1, 1)
+    assert all(type(v) is int for v in big.size)
+    with pytest.raises(ValueError, match="too large for the CUDA kernels"):
+        _cuda._window_args(big)
 
 
 def test_float16_rounding_is_ieee_round_to_nearest_even(emu):
