@@ -39,7 +39,8 @@ def numerical_gradient(f, x, h=1e-6, directions=None, seed=0):
     restored. With ``directions=None`` returns the full gradient (2 calls of
     ``f`` per element). With ``directions=k`` returns ``(derivatives, vs)``:
     the derivatives of ``f`` along k random unit directions ``vs`` (2 calls
-    each), for arrays too large to check element by element.
+    each), for arrays too large to check element by element; ``seed`` (an int
+    or a sequence of ints, as ``numpy.random.default_rng`` takes) draws them.
     """
     xp = get_array_module(x)
     if x.dtype != numpy.float64:
@@ -126,9 +127,15 @@ def _compare(f, x, analytic, h, directions, seed):
 
 
 def _random_like(out, seed):
-    """A non-uniform upstream gradient on out's device, float64."""
+    """A non-uniform upstream gradient on out's device, float64 (stream 0 of ``seed``)."""
     xp = get_array_module(out)
-    return xp.asarray(numpy.random.default_rng(seed).standard_normal(out.shape))
+    return xp.asarray(numpy.random.default_rng([seed, 0]).standard_normal(out.shape))
+
+
+def _directions_seed(seed, i):
+    """The seed of the i-th checked array's random directions: a stream of its own, so no
+    direction repeats dout's draw (an input shaped like the output got dout/|dout|)."""
+    return [seed, 1 + i]
 
 
 def _float64_copy(a):
@@ -155,7 +162,8 @@ def check_op(forward, backward, *inputs, h=1e-6, directions=None, seed=0):
     def f():
         return (forward(*inputs)[0] * dout).sum()
 
-    return _relative([_compare(f, x, g, h, directions, seed) for x, g in zip(inputs, grads)])
+    return _relative([_compare(f, x, g, h, directions, _directions_seed(seed, i))
+                      for i, (x, g) in enumerate(zip(inputs, grads))])
 
 
 def check_loss(loss_fn, scores, *args, h=1e-6, directions=None, seed=0):
@@ -163,7 +171,7 @@ def check_loss(loss_fn, scores, *args, h=1e-6, directions=None, seed=0):
     scores = _float64_copy(scores)
     _, dscores = loss_fn(scores, *args)
     return _relative([_compare(lambda: loss_fn(scores, *args)[0], scores, dscores,
-                               h, directions, seed)])
+                               h, directions, _directions_seed(seed, 0))])
 
 
 def _require_float64(params):
@@ -189,9 +197,9 @@ def check_layer(layer, x, h=1e-6, directions=None, seed=0):
     def f():
         return (layer.forward(x) * dout).sum()
 
-    deviations = [_compare(f, x, dx, h, directions, seed)]
-    deviations += [_compare(f, params[name], analytic[name], h, directions, seed)
-                   for name in analytic]
+    deviations = [_compare(f, x, dx, h, directions, _directions_seed(seed, 0))]
+    deviations += [_compare(f, params[name], analytic[name], h, directions,
+                            _directions_seed(seed, i)) for i, name in enumerate(analytic, 1)]
     return _relative(deviations)
 
 
@@ -205,4 +213,5 @@ def check_model(model, X, y, h=1e-6, directions=None, seed=0):
         raise ValueError(f"model.loss returned no gradient for parameter {missing[0]!r}")
     analytic = {name: grads[name].copy() for name in params}
     return _relative([_compare(lambda: model.loss(X, y)[0], params[name], analytic[name],
-                               h, directions, seed) for name in analytic])
+                               h, directions, _directions_seed(seed, i))
+                      for i, name in enumerate(analytic)])

@@ -85,6 +85,23 @@ def test_a_nan_gradient_makes_the_error_nan_wherever_it_is(directions, index):
     assert np.isnan(err)
 
 
+def test_random_directions_are_not_the_upstream_gradient():
+    """For an input shaped like the output, a direction equal to dout/|dout| sees only the
+    component of the gradient along dout: a wrong backward that is right along dout must
+    still be caught by a single direction."""
+    perpendicular = np.random.default_rng(9).standard_normal((4, 5))
+
+    def identity(x):
+        return x.copy(), None
+
+    def wrong_backward(dout, cache):
+        extra = perpendicular - (perpendicular * dout).sum() / (dout * dout).sum() * dout
+        return dout + extra  # exact along dout, wrong everywhere else
+
+    x = randn((4, 5), 1)
+    assert gradcheck.check_op(identity, wrong_backward, x, directions=1) > 1e-2
+
+
 def test_batchnorm_without_the_mean_term_is_caught():
     """Cutting batchnorm's backward to dout*gamma/std passes with a uniform upstream gradient;
     the random upstream gradient of check_op must not let it through."""
