@@ -123,7 +123,7 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with (Nesterov) momentum, as ``torch.optim.SGD``."""
 
-    def __init__(self, params, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
         self.momentum = check_real("momentum", momentum, 0.0, 1.0)
         if nesterov and momentum == 0:

@@ -60,6 +60,18 @@ def test_optimizer_matches_torch_optim(torch, name, dtype):
     assert all(v.dtype == dtype for v in params.values())
 
 
+@pytest.mark.parametrize("ours, theirs", [(optim.SGD, "SGD"), (optim.RMSProp, "RMSprop"),
+                                          (optim.AdaGrad, "Adagrad"), (optim.Adam, "Adam")])
+def test_optimizer_defaults_are_torchs(torch, ours, theirs):
+    import inspect
+    mine = inspect.signature(ours).parameters
+    torchs = inspect.signature(getattr(torch.optim, theirs)).parameters
+    shared = [name for name in mine if name != "params" and name in torchs]
+    assert "lr" in shared and "weight_decay" in shared
+    for name in shared:
+        assert mine[name].default == torchs[name].default, name
+
+
 def test_optimizer_state_lives_with_the_params_and_steps_named_module_params():
     class Model:  # anything with a .params mapping
         params = make_params()
