@@ -209,6 +209,14 @@ def test_container_names_and_live_views():
         net.params["5.W"] = np.zeros((3, 8), np.float32)
 
 
+def test_sequential_slices_and_train_mode_like_torch():
+    net = small_net()
+    head = net[1:3]
+    assert isinstance(head, nn.Sequential) and list(head) == [net[1], net[2]]
+    with pytest.raises(TypeError, match="mode must be a bool"):
+        net.train("False")
+
+
 def test_a_module_used_twice_in_one_network_is_refused():
     """Each layer keeps the cache of its last forward: a reused ReLU silently gave the
     first position the second position's gradient."""

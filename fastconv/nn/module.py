@@ -178,7 +178,9 @@ class Module:
     # -- modes and devices -------------------------------------------------
     def train(self, mode=True):
         """Switch this module and its children to training mode (or eval with ``mode=False``)."""
-        self.training = bool(mode)
+        if not isinstance(mode, bool):  # train("False") would be truthy
+            raise TypeError(f"train(mode): mode must be a bool, got {mode!r}")
+        self.training = mode
         for child in self._children.values():
             child.train(mode)
         return self
@@ -283,7 +285,9 @@ class Sequential(Module):
         return len(self._children)
 
     def __getitem__(self, index):
-        return list(self._children.values())[index]
+        """The layer at ``index``; a slice gives a Sequential of those layers (as torch's)."""
+        layers = list(self._children.values())
+        return Sequential(*layers[index]) if isinstance(index, slice) else layers[index]
 
     def __iter__(self):
         return iter(self._children.values())
