@@ -68,8 +68,8 @@ def rows(report):
                     row["torch_ms"] = f"{torch['passes'][pass_name]['median_ms']:.3g}"
                     ratio = rec.get("vs_torch", {}).get(pass_name)
                     row["vs_torch"] = f"{ratio:.2f}x" if ratio else ""
-                if "peak_bytes" in rec:
-                    row["mem"] = f"{rec['peak_bytes'] / 2**20:.1f}"
+                if pass_name in rec.get("peak_bytes", {}):
+                    row["mem"] = f"{rec['peak_bytes'][pass_name] / 2**20:.1f}"
                 out.append(row)
     return out
 
@@ -106,8 +106,11 @@ def notes(report):
     out.append(f"Medians over interleaved repeats ({s['repeats']} clean ones wanted, at most "
                f"{s.get('max_repeats') or s['repeats']} timed) after {s['warmup']} warm-up, "
                f"{s['pause']:g} s settle pause before each CPU forward. fwd+bwd = forward plus "
-               "dx, dw, db. time / PyTorch: median of per-repeat ratios (< 1 is faster). "
-               "Loop speedups (~) are from one image, scaled linearly to the batch.")
+               "dx, dw, db."
+               + (" time / PyTorch: median of per-repeat ratios (< 1 is faster)."
+                  if any(r.get("vs_torch") for r in report["results"]) else "")
+               + " Loop speedups (~) are from one image, scaled linearly to the batch. Peak MiB:"
+               " the pass's own (fwd+bwd: the larger of the two).")
     counts = [r["repeats"] for r in report["results"] if "repeats" in r and r["impl"] == "fastconv"]
     if counts:
         out.append(f"Clean repeats (other processes used < {s.get('noise_threshold', 0.15):g} cores): "

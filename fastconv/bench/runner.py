@@ -13,8 +13,8 @@ Per case and dtype:
    medians of per-repeat ratios.
 4. The loop implementation runs once on the first image, when its estimated time fits
    the budget, and is scaled linearly to the batch (reported as extrapolated).
-5. The peak memory of fastconv's CPU forward and backward is measured with tracemalloc,
-   outside the timings.
+5. The peak memory of fastconv's CPU forward and of its backward is measured with
+   tracemalloc, outside the timings (fwd+bwd: the larger of the two).
 """
 
 import statistics
@@ -94,23 +94,25 @@ def _run_once(bound):
 
 
 def _peak_memory(bound):
-    """Peak bytes tracemalloc sees during one forward and during one backward (the larger).
+    """Peak bytes tracemalloc sees during each pass: {"fwd": ..., "bwd": ..., "fwd+bwd": larger}.
 
     The workspace buffers fastconv keeps between calls are released first, so each pass
     counts the workspace it needs as well as its outputs.
     """
     tracemalloc.start()
     try:
-        peaks = []
-        for step in (bound.forward, bound.backward if bound.has_backward else None):
-            if step is None:
+        peaks = {}
+        for name, step in (("fwd", bound.forward), ("bwd", bound.backward)):
+            if name == "bwd" and not bound.has_backward:
                 continue
             release_workspace()
             tracemalloc.reset_peak()
             base = tracemalloc.get_traced_memory()[0]
             step()
-            peaks.append(tracemalloc.get_traced_memory()[1] - base)
-        return max(peaks)
+            peaks[name] = tracemalloc.get_traced_memory()[1] - base
+        if "bwd" in peaks:
+            peaks["fwd+bwd"] = max(peaks.values())
+        return peaks
     finally:
         tracemalloc.stop()
 
