@@ -300,6 +300,8 @@ def _launch_ranks(args):
         return launch(args.nproc, ["-m", "fastconv", *args.argv])
     except RuntimeError as exc:
         raise UsageError(f"--nproc {args.nproc}: {exc}") from None
+    except KeyboardInterrupt:  # the ranks got it too; rank 0 has said where its checkpoint is
+        return 130
 
 
 def cmd_train(args):
@@ -308,6 +310,7 @@ def cmd_train(args):
     from .train import Solver
     if args.nproc > 1 and distributed.launched_world_size() == 1:
         return _launch_ranks(args)
+    distributed.start_mpi()  # under a launcher, before any check can fail on one rank only
     device = _resolve_train_args(args)
     # In an MPI job: join it (and pick this rank's GPU) before building the model; rank 0 reports.
     root = distributed.launched_world_size() == 1 or distributed.init(device).is_root

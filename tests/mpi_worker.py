@@ -104,7 +104,45 @@ def train(comm, out, args):
              **{f"final/{k}": v for k, v in solver.model.state_dict().items()})
 
 
-JOBS = {"collectives": collectives, "fail": fail, "train": train}
+def disagree(comm, out, args):
+    """Ranks built with different num_epochs: every rank must refuse, naming it (no hang).
+
+    Each rank leaves the error it got in a marker file, the test's evidence.
+    """
+    try:
+        build_solver(False, 24, 4, epochs=1 + comm.rank)
+    except ValueError as exc:
+        with open(out + ".error", "w") as marker:
+            marker.write(str(exc))
+        raise
+
+
+def hooks(comm, out, args):
+    """A subclass's reduce_gradients runs on the averaged gradients (here: it zeroes them,
+    so nothing trains), and seeded Dropout layers draw a different mask on each rank."""
+    from fastconv.nn import Dropout
+    from fastconv.nn.models import mlp
+    from fastconv.train import Solver
+
+    class Frozen(Solver):
+        def reduce_gradients(self, grads, batch_size):
+            grads = super().reduce_gradients(grads, batch_size)
+            return {k: 0 * g for k, g in grads.items()}
+
+    solver = build_solver(False, 24, 4, 1, solver_class=Frozen)
+    start = solver.model.state_dict()
+    solver.train()
+    moved = max(float(np.abs(v - start[k]).max()) for k, v in solver.model.state_dict().items())
+    _, data = problem(False, 24)
+    model = mlp(6, 3, hidden_dims=(8,), dropout=0.5, dtype=np.float64, seed=0)
+    Solver(model, data, progress=False, verbose=False)  # data-parallel: reseeds the dropout
+    dropout = next(m for m in model.modules() if isinstance(m, Dropout))
+    mask = dropout.forward(np.ones((8, 16))) != 0
+    np.savez(out, kind=type(solver).__name__, moved=moved, mask=mask)
+
+
+JOBS = {"collectives": collectives, "fail": fail, "train": train, "disagree": disagree,
+        "hooks": hooks}
 
 
 def main():

@@ -237,6 +237,24 @@ def test_a_failing_rank_aborts_the_whole_job(tmp_path, under_mpi4py):
     assert not (tmp_path / "fail-rank0.npz.raised").exists()
 
 
+def test_ranks_that_disagree_on_the_settings_all_stop_with_the_reason(tmp_path):
+    """num_epochs 1 on rank 0 and 2 on rank 1 used to leave rank 1 waiting forever."""
+    result = run_job(2, [WORKER, "disagree", str(tmp_path)], timeout=60)
+    assert result.returncode != 0, result.stdout + result.stderr
+    errors = [(tmp_path / f"disagree-rank{r}.npz.error") for r in range(2)]
+    raised = [e.read_text() for e in errors if e.exists()]
+    assert raised and all("disagree on num_epochs" in text for text in raised)
+
+
+def test_data_parallel_runs_a_subclass_gradient_hook_and_draws_dropout_per_rank(tmp_path):
+    result = run_job(2, [WORKER, "hooks", str(tmp_path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    ranks = [np.load(tmp_path / f"hooks-rank{r}.npz") for r in range(2)]
+    assert all(str(r["kind"]) == "DataParallelFrozen" for r in ranks)
+    assert all(float(r["moved"]) == 0.0 for r in ranks)  # the hook's zeroed gradients were used
+    assert not np.array_equal(ranks[0]["mask"], ranks[1]["mask"])
+
+
 # ---------------------------------------------------------------- training equivalence
 LR, MOMENTUM, SEED = 0.05, 0.9, 5  # as in mpi_worker.train
 
@@ -365,6 +383,61 @@ def test_fastconv_train_nproc_without_the_mpi_extra_is_a_clear_error(monkeypatch
     status = cli.main(["train", "--nproc", "2", "--out", str(tmp_path)])
     assert status == 2
     assert "pip install 'fastconv[mpi]'" in capsys.readouterr().err
+
+
+def test_ctrl_c_under_nproc_waits_for_the_ranks_and_exits_130(monkeypatch, tmp_path):
+    """The terminal's SIGINT reaches mpiexec and the ranks alike: the launcher must let the
+    ranks finish their checkpoint (subprocess.run killed mpiexec 0.25 s later) and exit 130."""
+    import subprocess
+    from fastconv import cli
+    waits = []
+
+    class Job:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def wait(self):
+            waits.append(len(waits))
+            if len(waits) == 1:
+                raise KeyboardInterrupt
+            return 130
+
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(distributed.launcher, "mpiexec_command", lambda n, args: ["mpiexec"])
+    monkeypatch.setattr(subprocess, "Popen", Job)
+    assert cli.main(["train", "--nproc", "2", "--out", str(tmp_path)]) == 130
+    assert waits == [0, 1]  # waited again after the interrupt
+
+
+def test_a_rank_whose_options_fail_ends_the_job(tmp_path):
+    """Rank 1 asks for a GPU this machine lacks and exits 2 at its option check; it used to
+    do so before MPI started, leaving rank 0 in MPI start-up forever."""
+    require_mpi()
+    from fastconv.backend import gpu_available
+    if gpu_available():
+        pytest.skip("a GPU is usable here: --device gpu would not fail")
+    mpiexec = distributed.find_mpiexec()
+    train = [sys.executable, "-m", "mpi4py", "-m", "fastconv", "train", "--model", "linear",
+             "--epochs", "1", "--no-progress", "--out", str(tmp_path)]
+    command = [mpiexec, "-n", "1", *train, "--device", "cpu", ":", "-n", "1", *train,
+               "--device", "gpu"]
+    env = distributed.launch_env(2, {**os.environ, "OMP_NUM_THREADS": "1"})
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, start_new_session=True) as proc:
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail("rank 0 hung after rank 1 failed its option check")
+    assert proc.returncode != 0, err
 
 
 def test_fastconv_info_names_the_transport(capsys):

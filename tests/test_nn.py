@@ -217,6 +217,19 @@ def test_sequential_slices_and_train_mode_like_torch():
         net.train("False")
 
 
+def test_modules_lists_the_tree_and_dropout_reseeds():
+    net = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.ReLU(), nn.Dropout(0.5, seed=1)))
+    assert [type(m).__name__ for m in net.modules()] == [
+        "Sequential", "Linear", "Sequential", "ReLU", "Dropout"]
+    dropout = net.modules()[-1]
+    x = np.ones((6, 40))
+    first = dropout.forward(x)
+    dropout.reseed(1)
+    np.testing.assert_array_equal(dropout.forward(x), first)  # the same seed, the same masks
+    dropout.reseed([1, 1])
+    assert not np.array_equal(dropout.forward(x), first)
+
+
 def test_a_module_used_twice_in_one_network_is_refused():
     """Each layer keeps the cache of its last forward: a reused ReLU silently gave the
     first position the second position's gradient."""

@@ -20,11 +20,11 @@ Modules: ``comm`` (the Communicator, :func:`init`, transports), ``sampler``
 """
 
 from .comm import (GPU_TRANSPORTS, Communicator, current, describe_transport, init,
-                   launched_world_size)
+                   launched_world_size, start_mpi)
 from .launcher import find_mpiexec, launch, launch_env, mpiexec_command
 from .sampler import ShardedSampler, shard
 from .solver import DistributedSolver, data_parallel
 
 __all__ = ["GPU_TRANSPORTS", "Communicator", "current", "describe_transport", "init",
-           "launched_world_size", "find_mpiexec", "launch", "launch_env", "mpiexec_command",
+           "launched_world_size", "start_mpi", "find_mpiexec", "launch", "launch_env", "mpiexec_command",
            "ShardedSampler", "shard", "DistributedSolver", "data_parallel"]

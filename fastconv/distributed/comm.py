@@ -246,6 +246,29 @@ class Communicator:
                 f"the ranks hold different parameter sets (rank {self.rank}: {len(arrays)} "
                 f"arrays, {int(signature[1])} numbers); build the same model on every rank")
 
+    def check_same_settings(self, settings):
+        """Raise ValueError on every rank, naming them, when ranks hold different ``settings``.
+
+        ``settings`` maps names to values whose ``repr`` is compared (a CRC per
+        name, two tiny all-reduces). Ranks that trained on different epoch orders
+        or stopped at different epochs would otherwise diverge silently or leave
+        a peer waiting in a collective forever. A no-op for one rank.
+        """
+        if self.world_size == 1:
+            return
+        names = sorted(settings)
+        signature = numpy.array([zlib.crc32(repr(settings[n]).encode()) for n in names],
+                                dtype=numpy.int64)
+        MPI = _import_mpi()
+        lowest, highest = signature.copy(), signature.copy()
+        self.comm.Allreduce(MPI.IN_PLACE, lowest, op=MPI.MIN)
+        self.comm.Allreduce(MPI.IN_PLACE, highest, op=MPI.MAX)
+        differ = [n for n, low, high in zip(names, lowest, highest) if low != high]
+        if differ:
+            mine = ", ".join(f"{n}={settings[n]!r}" for n in differ)
+            raise ValueError(f"the ranks disagree on {', '.join(differ)} (rank {self.rank}: {mine});"
+                             " start every rank with the same settings and checkpoint")
+
     def describe(self):
         """One line naming the transports in use, for logs and ``fastconv info``."""
         if self.world_size == 1:
@@ -306,6 +329,18 @@ def init(device=None, gpu_transport="auto"):
     if _current.world_size > 1:
         _install_abort_hook(_current)
     return _current
+
+
+def start_mpi():
+    """Initialise MPI now if this process is one rank of several (a no-op otherwise).
+
+    A rank that fails before MPI is initialised ends without the launcher
+    noticing, and its peers wait in MPI start-up forever; a rank that fails
+    after it ends the whole job. Call this first thing under a launcher
+    (``fastconv train`` does), before anything that can fail.
+    """
+    if launched_world_size() > 1:
+        _import_mpi()
 
 
 def current():

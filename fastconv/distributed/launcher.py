@@ -61,6 +61,16 @@ def launch_env(nproc, env=None):
 
 
 def launch(nproc, python_args):
-    """Run ``python -m mpi4py <python_args>`` on ``nproc`` ranks of this machine; its exit code."""
+    """Run ``python -m mpi4py <python_args>`` on ``nproc`` ranks of this machine; its exit code.
+
+    On Ctrl-C (the terminal signals mpiexec and the ranks alike) it waits for
+    the ranks to wind down, so rank 0 can finish its checkpoint, then
+    re-raises KeyboardInterrupt.
+    """
     import subprocess
-    return subprocess.run(mpiexec_command(nproc, python_args), env=launch_env(nproc)).returncode
+    with subprocess.Popen(mpiexec_command(nproc, python_args), env=launch_env(nproc)) as job:
+        try:
+            return job.wait()
+        except KeyboardInterrupt:
+            job.wait()
+            raise

@@ -32,15 +32,21 @@ class DistributedSolver(Solver):
     one process with batch N x B (to rounding), batch norm excepted: its batch
     statistics are per rank, and its running statistics are rank 0's (synced
     to all ranks before each evaluation), as in PyTorch's default DDP.
-    Dropout masks are drawn on each rank independently.
+    Dropout masks are drawn on each rank independently (each Dropout layer's
+    seed is combined with the rank).
 
-    Rank 0's parameters (fresh or resumed) are broadcast at start. Each step:
-    forward/backward on the rank's shard, ONE all-reduce of the flattened
-    gradients and the loss (weighted by shard size), then the same update on
-    every rank. Accuracy checks are sharded too. Only rank 0 logs, shows the
-    progress bar and writes checkpoints; a checkpoint holds nothing
-    rank-specific, so it can be resumed with another world size (every rank
-    reads it: use a shared file system, or copy it to each machine).
+    At start the ranks check that they agree on the training settings (epoch,
+    seed, batch size, epochs, training-set size, update rule or optimiser,
+    lr decay): a clear error on every rank rather than a silent divergence
+    or a hang. Rank 0's parameters (fresh or resumed) are then broadcast.
+    Each step runs the Solver's hooks: forward/backward on the rank's shard
+    (``compute_gradients``), ``reduce_gradients``, which here is ONE
+    all-reduce of the flattened gradients and the loss (weighted by shard
+    size) before a subclass's own hook sees the averaged gradients, then the
+    same update on every rank. Accuracy checks are sharded too. Only rank 0
+    logs, shows the progress bar and writes checkpoints; a checkpoint holds
+    nothing rank-specific, so it can be resumed with another world size
+    (every rank reads it: use a shared file system, or copy it to each machine).
     """
 
     def __init__(self, model, data, *, comm=None, distributed=True, **options):
@@ -51,9 +57,25 @@ class DistributedSolver(Solver):
             _check_model_on_rank_gpu(model)
         super().__init__(model, data, **options)
         self.progress = self.progress and self.comm.is_root
+        self.comm.check_same_settings(self._settings())
+        _draw_dropout_per_rank(self.model, self.comm.rank)
         state = dict(self.model.params)
         state.update(getattr(self.model, "buffers", {}))
         self.comm.broadcast_(state)
+        self._shard_loss = self._global_loss = 0.0
+
+    def _settings(self):
+        """What every rank must agree on for the ranks to take the same steps."""
+        if self.optimizer is not None:
+            update = (type(self.optimizer).__name__, self.optimizer.lr)
+        else:
+            update = (getattr(self.update_rule, "__name__", repr(self.update_rule)),
+                      sorted((k, v) for k, v in self.optim_config.items()
+                             if isinstance(v, (int, float, str))))
+        return {"epoch": self.epoch, "seed": self.seed, "batch_size": self.batch_size,
+                "num_epochs": self.num_epochs, "training samples": len(self.X_train),
+                "update": update, "lr_decay": self.lr_decay,
+                "history length": len(self.loss_history)}
 
     def batch_indices(self, epoch):
         """This rank's shard of each global batch of the Solver's epoch order."""
@@ -61,19 +83,30 @@ class DistributedSolver(Solver):
                                  self.comm.world_size, seed=self.seed)
         return list(sampler.batches(epoch))
 
-    def step(self, X_batch, y_batch):
-        """Forward/backward on this shard, ONE all-reduce (grads + loss), the update; the loss."""
-        n = len(y_batch)
-        if n:
-            loss, grads = self.compute_gradients(X_batch, y_batch)
+    def compute_gradients(self, X_batch, y_batch):
+        """The Solver's forward/backward on this rank's shard (zeros for an empty shard)."""
+        if len(y_batch):
+            loss, grads = super().compute_gradients(X_batch, y_batch)
         else:  # the last global batch had fewer samples than ranks: contribute nothing
             params = self.model.params
             loss, grads = 0.0, {k: get_array_module(v).zeros_like(v) for k, v in params.items()}
+        self._shard_loss = float(loss)
+        return loss, grads
+
+    def reduce_gradients(self, grads, batch_size):
+        """ONE all-reduce of the gradients and the loss, weighted by shard size, in place;
+        then the next class's hook (a subclass's, e.g. clipping) on the averaged gradients."""
         first = next(iter(grads.values()))
-        loss_slot = get_array_module(first).full(1, float(loss), dtype=first.dtype)
-        self.comm.allreduce_mean_([grads[k] for k in sorted(grads)] + [loss_slot], weight=n)
-        self.apply_update(grads)
-        return float(loss_slot[0])
+        loss_slot = get_array_module(first).full(1, self._shard_loss, dtype=first.dtype)
+        self.comm.allreduce_mean_([grads[k] for k in sorted(grads)] + [loss_slot],
+                                  weight=batch_size)
+        self._global_loss = float(loss_slot[0])
+        return super().reduce_gradients(grads, batch_size)
+
+    def step(self, X_batch, y_batch):
+        """The Solver's step (or a subclass's) on this shard; the loss of the global batch."""
+        super().step(X_batch, y_batch)
+        return self._global_loss
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=100):
         """The Solver's accuracy over the same samples, each rank scoring its shard of them."""
@@ -97,6 +130,14 @@ class DistributedSolver(Solver):
         """Write the checkpoint on rank 0 only (every rank holds the same state)."""
         if self.comm.is_root:
             super().save_checkpoint(path)
+
+
+def _draw_dropout_per_rank(model, rank):
+    """Seed each seeded Dropout layer with (its seed, rank), so ranks draw different masks."""
+    from ..nn import Dropout
+    for module in model.modules() if hasattr(model, "modules") else ():
+        if isinstance(module, Dropout) and module.seed is not None:
+            module.reseed([module.seed, rank])
 
 
 _data_parallel_classes = {}

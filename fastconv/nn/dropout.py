@@ -23,6 +23,12 @@ class Dropout(Module):
         self._rng_device = None  # "cpu" or "gpu": a module object would not pickle
         self._cache = None
 
+    def reseed(self, seed):
+        """Draw the next masks from a fresh generator seeded with ``seed`` (an int or a
+        sequence of ints, as ``default_rng`` takes; data-parallel training adds the rank)."""
+        self.seed = seed
+        self._rng_device = None
+
     def _generator(self, x):
         if self._rng_device != device_of(x):
             self._rng = get_array_module(x).random.default_rng(self.seed)

@@ -113,18 +113,18 @@ class Module:
             raise TypeError(f"child {name!r} must be a fastconv.nn.Module, got {type(module).__name__}")
         if "." in str(name):
             raise ValueError(f"module names may not contain '.', got {name!r}")
-        if any(m in self._tree() for m in module._tree()):
+        if any(m in self.modules() for m in module.modules()):
             raise ValueError(
                 f"child {name!r} ({type(module).__name__}) is already in this network: a module "
                 "keeps the cache of its last forward, so each position needs its own instance")
         self._children[str(name)] = module
         return module
 
-    def _tree(self):
+    def modules(self):
         """This module and every module below it (a list: modules compare by identity)."""
         tree = [self]
         for child in self._children.values():
-            tree.extend(child._tree())
+            tree.extend(child.modules())
         return tree
 
     @property
