@@ -26,5 +26,5 @@ from .sampler import ShardedSampler, shard
 from .solver import DistributedSolver, data_parallel
 
 __all__ = ["GPU_TRANSPORTS", "Communicator", "current", "describe_transport", "init",
-           "launched_world_size", "start_mpi", "find_mpiexec", "launch", "launch_env", "mpiexec_command",
-           "ShardedSampler", "shard", "DistributedSolver", "data_parallel"]
+           "launched_world_size", "start_mpi", "find_mpiexec", "launch", "launch_env",
+           "mpiexec_command", "ShardedSampler", "shard", "DistributedSolver", "data_parallel"]

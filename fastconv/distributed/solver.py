@@ -1,6 +1,7 @@
 """The Solver, data-parallel: sharded batches, one all-reduce per step, rank 0 reports."""
 
 from ..backend import as_numpy, device_of, get_array_module
+from ..nn import Dropout
 from ..train import Solver
 from .comm import init
 from .sampler import ShardedSampler, shard
@@ -134,7 +135,6 @@ class DistributedSolver(Solver):
 
 def _draw_dropout_per_rank(model, rank):
     """Seed each seeded Dropout layer with (its seed, rank), so ranks draw different masks."""
-    from ..nn import Dropout
     for module in model.modules() if hasattr(model, "modules") else ():
         if isinstance(module, Dropout) and module.seed is not None:
             module.reseed([module.seed, rank])
