@@ -360,9 +360,16 @@ class Solver:
         """Per-parameter optimizer state: the course configs, or the optimizer object's ``state``."""
         return self.optim_configs if self.optimizer is None else self.optimizer.state
 
+    def _update_name(self):
+        """What updates the parameters: "optimizer:<class>" or "rule:<update rule>"."""
+        if self.optimizer is not None:
+            return f"optimizer:{type(self.optimizer).__name__}"
+        return f"rule:{getattr(self.update_rule, '__name__', type(self.update_rule).__name__)}"
+
     def _optimizer_arrays(self):
         arrays = {f"optim/{name}/{key}": value for name, config in self._optimizer_state().items()
                   for key, value in config.items()}
+        arrays["meta/update"] = numpy.array(self._update_name())
         if self.optimizer is not None:
             arrays["meta/lr"] = numpy.float64(self.optimizer.lr)
         return arrays
@@ -406,6 +413,10 @@ class Solver:
         def section(prefix):
             return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
+        saved_update = str(arrays.get("meta/update", self._update_name()))  # older files: no entry
+        if saved_update != self._update_name():
+            raise CheckpointError(f"checkpoint {path} was written by {saved_update}; this Solver "
+                                  f"updates with {self._update_name()}, whose state it cannot use")
         self._load_model_state(section("model/"), f"checkpoint {path}")
         best = section("best/")
         self.best_params = best or None

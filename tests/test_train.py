@@ -218,6 +218,21 @@ def test_course_model_checkpoint_round_trip(tmp_path):
         make_solver(bad, resume=path)
 
 
+def test_a_checkpoint_resumed_with_another_optimiser_is_refused(tmp_path):
+    """Adam's state loaded into an SGD run was silently dropped, and its learning rate too."""
+    path = tmp_path / "adam.npz"
+    model = nn.mlp(6, 4, hidden_dims=(8,), seed=0)
+    make_solver(model, num_epochs=1, checkpoint_name=path,
+                optimizer=optim.Adam(model.params, lr=1e-2)).train()
+    with pytest.raises(CheckpointError, match="written by optimizer:Adam.*rule:sgd"):
+        make_solver(nn.mlp(6, 4, hidden_dims=(8,), seed=0), update_rule="sgd", resume=path)
+    arrays = load_arrays(path)
+    del arrays["meta/update"]  # a checkpoint from before the entry existed still loads
+    save_arrays(path, arrays)
+    model = nn.mlp(6, 4, hidden_dims=(8,), seed=0)
+    make_solver(model, optimizer=optim.Adam(model.params, lr=1e-2), resume=path)
+
+
 def test_mismatched_checkpoint_names_the_parameter_and_shapes(tmp_path):
     path = tmp_path / "c.npz"
     make_solver(nn.mlp(6, 4, hidden_dims=(16,), seed=0), num_epochs=1,
