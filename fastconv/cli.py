@@ -310,6 +310,7 @@ def cmd_train(args):
     from . import distributed, runs
     from .train import Solver
     if args.nproc > 1 and distributed.launched_world_size() == 1:
+        _resolve_train_args(args)  # a bad option is reported once, here, not once per rank
         return _launch_ranks(args)
     distributed.start_mpi()  # under a launcher, before any check can fail on one rank only
     device = _resolve_train_args(args)

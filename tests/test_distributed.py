@@ -385,6 +385,18 @@ def test_fastconv_train_nproc_without_the_mpi_extra_is_a_clear_error(monkeypatch
     assert "pip install 'fastconv[mpi]'" in capsys.readouterr().err
 
 
+def test_a_bad_option_under_nproc_is_reported_once_before_any_rank_starts(monkeypatch, capsys,
+                                                                           tmp_path):
+    from fastconv import cli
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(distributed, "launch", lambda *a: pytest.fail("ranks started"))
+    status = cli.main(["train", "--nproc", "2", "--model", "linear", "--dropout", "0.5",
+                       "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("apply to mlp and cnn") == 1
+
+
 def test_ctrl_c_under_nproc_waits_for_the_ranks_and_exits_130(monkeypatch, tmp_path):
     """The terminal's SIGINT reaches mpiexec and the ranks alike: the launcher must let the
     ranks finish their checkpoint (subprocess.run killed mpiexec 0.25 s later) and exit 130."""
