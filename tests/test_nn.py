@@ -217,6 +217,12 @@ def test_sequential_slices_and_train_mode_like_torch():
         net.train("False")
 
 
+@pytest.mark.parametrize("bad, error", [(1.5, ValueError), (True, TypeError), ("0.5", TypeError)])
+def test_dropout_layer_checks_p_when_built(bad, error):
+    with pytest.raises(error, match="drop probability"):
+        nn.Dropout(bad)
+
+
 def test_modules_lists_the_tree_and_dropout_reseeds():
     net = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.ReLU(), nn.Dropout(0.5, seed=1)))
     assert [type(m).__name__ for m in net.modules()] == [

@@ -1,5 +1,6 @@
 """The Dropout layer: inverted dropout in training mode, the identity in eval mode."""
 
+from .._validate import check_real
 from ..backend import device_of, get_array_module
 from ..functional.dropout import dropout_backward, dropout_forward
 from .module import Module
@@ -15,9 +16,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, seed=None):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p is the drop probability and must be in [0, 1], got {p}")
-        self.p = p
+        self.p = check_real("Dropout: p (the drop probability)", p, 0.0, 1.0)
         self.seed = seed
         self._rng = None
         self._rng_device = None  # "cpu" or "gpu": a module object would not pickle
