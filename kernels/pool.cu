@@ -31,7 +31,7 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
                 if (h < 0 || h >= H || w < 0 || w >= W) continue;
                 const acc_t v = fc_load(plane[h * W + w]);
                 const bool v_nan = v != v, best_nan = best != best;
-                if (best_k < 0 || (v_nan ? !best_nan : !best_nan && fc_greater(v, best))) {
+                if (best_k < 0 || (v_nan ? !best_nan : (!best_nan && fc_greater(v, best)))) {
                     best = v;
                     best_k = k;
                 }
