@@ -189,7 +189,12 @@ class Launcher:
             if not -INDEX_LIMIT <= int(arg) <= INDEX_LIMIT:
                 raise ValueError(f"{kernel} argument {name}={arg} does not fit in 64 bits")
             return numpy.int64(arg)
-        expected = {"T": dtype, "acc": accumulator_dtype(dtype)}.get(kind) or numpy.dtype(kind)
+        if kind == "T":
+            expected = dtype
+        elif kind == "acc":
+            expected = accumulator_dtype(dtype)
+        else:
+            expected = numpy.dtype(kind)
         if not isinstance(arg, self.xp.ndarray):
             raise TypeError(f"{kernel} argument {name} must be a {self.xp.__name__} array, "
                             f"got {type(arg).__name__}")

@@ -68,14 +68,13 @@ class DistributedSolver(Solver):
     def _settings(self):
         """What every rank must agree on for the ranks to take the same steps."""
         if self.optimizer is not None:
-            update = (type(self.optimizer).__name__, self.optimizer.lr)
+            rate = self.optimizer.lr
         else:
-            update = (getattr(self.update_rule, "__name__", repr(self.update_rule)),
-                      sorted((k, v) for k, v in self.optim_config.items()
-                             if isinstance(v, (int, float, str))))
+            rate = sorted((k, v) for k, v in self.optim_config.items()
+                          if isinstance(v, (int, float, str)))
         return {"epoch": self.epoch, "seed": self.seed, "batch_size": self.batch_size,
                 "num_epochs": self.num_epochs, "training samples": len(self.X_train),
-                "update": update, "lr_decay": self.lr_decay,
+                "update": (self._update_name(), rate), "lr_decay": self.lr_decay,
                 "history length": len(self.loss_history)}
 
     def batch_indices(self, epoch):

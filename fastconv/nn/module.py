@@ -113,7 +113,8 @@ class Module:
             raise TypeError(f"child {name!r} must be a fastconv.nn.Module, got {type(module).__name__}")
         if "." in str(name):
             raise ValueError(f"module names may not contain '.', got {name!r}")
-        if any(m in self.modules() for m in module.modules()):
+        here = {id(m) for m in self.modules()}
+        if any(id(m) in here for m in module.modules()):
             raise ValueError(
                 f"child {name!r} ({type(module).__name__}) is already in this network: a module "
                 "keeps the cache of its last forward, so each position needs its own instance")
