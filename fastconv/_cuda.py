@@ -12,10 +12,11 @@ C-contiguity) and passes every scalar as an explicit ``numpy.int64`` (CuPy
 checks nothing, and would pack a wrong type silently). Grid and block sizes
 are computed in one place, :func:`launch_config`.
 
-The op wrappers at the bottom (``im2col_into``, ``max_pool2d_forward``, ...)
-are written against a :class:`Launcher` and its array module only, so the same
-wrapper code runs on CuPy and, in the tests, on a CPU emulation of the
-kernels. This module never imports CuPy until a GPU launch needs it.
+The kernel wrappers at the bottom (``im2col_into``, ``max_pool2d_forward``,
+...), one per kernel, are what the GPU backend (:mod:`fastconv._gpu`) calls.
+They are written against a :class:`Launcher` and its array module only, so
+the same wrapper code runs on CuPy and, in the tests, on a CPU emulation of
+the kernels. This module never imports CuPy until a GPU launch needs it.
 """
 
 import hashlib
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy
 
-from .backend import accumulator_dtype, device_of
+from .backend import accumulator_dtype
 
 KERNEL_PACKAGE = "fastconv._kernels"
 BLOCK = 256
@@ -223,11 +224,6 @@ def default_launcher():
     return _default_launcher
 
 
-def uses_kernels(x):
-    """True when ``x`` lives on the GPU, so its ops run on the CUDA kernels."""
-    return device_of(x) == "gpu"
-
-
 def _window_args(geometry):
     """The kernels' window scalars; refuses planes too large for their 32-bit in-plane math."""
     (h, w), (oh, ow), (kh, kw) = geometry.size, geometry.out, geometry.kernel
@@ -280,14 +276,19 @@ def max_pool2d_forward(x, geometry, launcher=None):
     return out, argmax
 
 
-def max_pool2d_backward(dout, argmax, x_shape, geometry, launcher=None):
-    """Max-pool gradient on the GPU, gather-style: each input sums the windows it won."""
+def _pool_backward(launcher, kernel, dout, per_window, x_shape, geometry):
+    """dx of shape ``x_shape`` from ``kernel(dout, per_window, dx, NC, window...)``, gather-style."""
     launcher = launcher or default_launcher()
     dout = launcher.xp.ascontiguousarray(dout)
     dx = launcher.empty(tuple(x_shape), dout.dtype)
-    launcher.launch("max_pool_backward_kernel", dx.size, dout, argmax, dx,
+    launcher.launch(kernel, dx.size, dout, per_window, dx,
                     x_shape[0] * x_shape[1], *_window_args(geometry))
     return dx
+
+
+def max_pool2d_backward(dout, argmax, x_shape, geometry, launcher=None):
+    """Max-pool gradient on the GPU, gather-style: each input sums the windows it won."""
+    return _pool_backward(launcher, "max_pool_backward_kernel", dout, argmax, x_shape, geometry)
 
 
 def avg_pool2d_forward(x, geometry, divisor, launcher=None):
@@ -302,9 +303,4 @@ def avg_pool2d_forward(x, geometry, divisor, launcher=None):
 
 def avg_pool2d_backward(dout, divisor, x_shape, geometry, launcher=None):
     """Average-pool gradient on the GPU, gather-style: each input sums dout / divisor."""
-    launcher = launcher or default_launcher()
-    dout = launcher.xp.ascontiguousarray(dout)
-    dx = launcher.empty(tuple(x_shape), dout.dtype)
-    launcher.launch("avg_pool_backward_kernel", dx.size, dout, divisor, dx,
-                    x_shape[0] * x_shape[1], *_window_args(geometry))
-    return dx
+    return _pool_backward(launcher, "avg_pool_backward_kernel", dout, divisor, x_shape, geometry)

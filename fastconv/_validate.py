@@ -1,5 +1,6 @@
 """Argument checks shared by every op: clear errors that name the argument and the shapes."""
 
+import dataclasses
 import numbers
 
 import numpy
@@ -36,6 +37,20 @@ def padding_pairs(value, name="padding"):
     if min(min(p) for p in pads) < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return pads
+
+
+def check_int(name, value, low=None):
+    """Return ``value`` as a Python int after checking it is an int (not a bool) >= ``low``.
+
+    A non-integer is a TypeError naming ``name``; an int below ``low`` (None:
+    unbounded) a ValueError. NumPy integers are accepted.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
 
 
 def check_real(name, value, low=None, high=None, low_open=False, high_open=False):
@@ -90,6 +105,11 @@ def check_dout(dout, expected_shape, expected_dtype):
             f"dout has shape {tuple(dout.shape)} but the forward output had shape {tuple(expected_shape)}")
     if dout.dtype != expected_dtype:
         raise TypeError(f"dout is {dout.dtype} but the forward output was {expected_dtype}")
+
+
+#: The decorator of every op's cache class: a frozen dataclass with slots, compared by
+#: identity (it holds arrays). The class names its forward op in ``op: ClassVar[str]``.
+op_cache = dataclasses.dataclass(frozen=True, slots=True, eq=False)
 
 
 def check_cache(cache, expected_type, op_name):

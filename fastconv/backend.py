@@ -78,6 +78,18 @@ def device_of(x):
     return "gpu" if _is_cupy_array(x) else "cpu"
 
 
+def model_device(model):
+    """'gpu' or 'cpu': where a model's first parameter (else first buffer) lives; 'cpu' if none.
+
+    ``model`` is anything with a ``params`` mapping (a :class:`fastconv.nn.Module`
+    or a course model) and, optionally, ``buffers``.
+    """
+    for arrays in (model.params, getattr(model, "buffers", {})):
+        for value in arrays.values():
+            return device_of(value)
+    return "cpu"
+
+
 def gpu_status():
     """(available, reason): whether CuPy imports and a CUDA device is usable.
 

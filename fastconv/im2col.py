@@ -1,6 +1,6 @@
 """im2col and col2im: sliding windows as a matrix, and back.
 
-Column layout, shared by the CPU path, the CUDA kernels and the reference
+Column layout, shared by the CPU backend, the CUDA kernels and the reference
 loops: for an input of shape (N, C, H, W) and a KH x KW kernel with output
 size OH x OW, the columns have shape (N, C, KH, KW, OH, OW), i.e.
 (N, C*KH*KW, OH*OW) as a matrix per image:
@@ -11,171 +11,55 @@ size OH x OW, the columns have shape (N, C, KH, KW, OH, OW), i.e.
 so one matrix product ``w.reshape(F, C*KH*KW) @ cols[n]`` gives image n's
 output already in (F, OH*OW) order, i.e. contiguous NCHW.
 
-On the CPU, im2col is one strided view of the padded input and one copy
-(never fancy indexing); col2im adds each kernel offset's slab into a padded
-buffer with strided slices (never ``np.add.at``), KH*KW vectorised adds.
+The functions here validate and dispatch once, to :mod:`fastconv._cpu.im2col`
+(one strided copy; KH*KW vectorised slab adds) or :mod:`fastconv._gpu.im2col`
+(the CUDA kernels), with the workspace the backend declares.
 """
 
-import numpy
-from numpy.lib.stride_tricks import as_strided
-
-from . import _cuda, _parallel, _validate
+from . import _backends, _validate
+from ._cpu.im2col import pad_into, window_view
 from .backend import get_array_module
-from .profiling import step
-from .shapes import WindowGeometry, conv_output_size
-from .workspace import scratch
+from .shapes import window_geometry
+from .workspace import whole_batch
 
-
-def window_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode=False):
-    """Validate window arguments against an (N, C, H, W) shape and build the geometry.
-
-    Raises ValueError naming the axis, the padding and the dilated kernel when
-    no window fits in the padded input (``ceil_mode`` allows an overhang of up
-    to stride - 1, as PyTorch's pools do).
-    """
-    kernel = _validate.positive_pair(kernel_size, "kernel_size")
-    stride = _validate.positive_pair(stride, "stride")
-    dilation = _validate.positive_pair(dilation, "dilation")
-    pads = _validate.padding_pairs(padding)
-    size = tuple(x_shape[2:])
-    for axis, name, n, k, s, d, (before, after) in zip(
-            ("height", "width"), ("H", "W"), size, kernel, stride, dilation, pads):
-        if conv_output_size(n, k, s, (before, after), d, ceil_mode) < 1:
-            span = d * (k - 1) + 1
-            pad_text = before if before == after else (before, after)
-            raise ValueError(
-                f"dilated kernel {axis} {span} is larger than the padded input {axis} "
-                f"{n + before + after} ({name}={n}, padding={pad_text})")
-    return WindowGeometry(size, kernel, stride, pads, dilation, ceil_mode)
+__all__ = ["im2col", "col2im", "im2col_into", "col2im_into", "pad_input", "window_view",
+           "window_geometry"]
 
 
 def pad_input(x, geometry, value=0):
-    """Return ``x`` padded to ``geometry.padded`` with ``value`` (``x`` itself if no padding).
+    """``x`` (N, C, H, W) padded to ``geometry.padded`` with ``value``, as a new array.
 
-    The padded copy lives in the "padded" scratch buffer (:func:`fastconv.workspace.scratch`):
-    use it before the next pad_input call on this thread.
+    Returns ``x`` itself when the geometry does not pad.
     """
-    xp = get_array_module(x)
-    (top, _), (left, _) = geometry.pads
-    height, width = geometry.size
-    hp, wp = geometry.padded
-    if (hp, wp) == (height, width):
+    if geometry.padded == geometry.size:
         return x
-    padded = scratch(xp, "padded", x.shape[:2] + (hp, wp), x.dtype)
-    padded[:, :, :top] = value
-    padded[:, :, top + height:] = value
-    padded[:, :, top:top + height, :left] = value
-    padded[:, :, top:top + height, left + width:] = value
-    padded[:, :, top:top + height, left:left + width] = x
-    return padded
-
-
-def window_view(padded, geometry):
-    """A read-only strided view (N, C, KH, KW, OH, OW) of the windows of a padded input."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = (
-        geometry.kernel, geometry.stride, geometry.dilation, geometry.out)
-    s0, s1, s2, s3 = padded.strides
-    return as_strided(padded, shape=padded.shape[:2] + (kh, kw, oh, ow),
-                      strides=(s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
+    padded = get_array_module(x).empty(x.shape[:2] + geometry.padded, dtype=x.dtype)
+    return pad_into(x, geometry, value, padded)
 
 
 def im2col_into(x, geometry, out):
-    """Write the columns of ``x`` into ``out`` of shape (N, C, KH, KW, OH, OW).
+    """Write the columns of ``x`` (N, C, H, W) into ``out`` (N, C, KH, KW, OH, OW); return ``out``.
 
-    On the CPU the batch is split across threads (:mod:`fastconv._parallel`).
-    CuPy arrays go to the ``im2col`` CUDA kernel (fastconv/_cuda.py).
+    On the CPU the batch is split across threads; CuPy arrays go to the
+    ``im2col`` CUDA kernel.
     """
-    if _cuda.uses_kernels(x):
-        return _cuda.im2col_into(x, geometry, out)
-
-    def copy_windows(batch):  # padding and the window copy, per batch slice and thread
-        numpy.copyto(out[batch], window_view(pad_input(x[batch], geometry), geometry))
-
-    with step("im2col"):
-        _parallel.over_batch(copy_windows, x.shape[0], out.nbytes)
-    return out
+    backend = _backends.backend_for(x, out).im2col
+    plan = backend.im2col_plan(x.shape[1], geometry, x.dtype)
+    with whole_batch(get_array_module(x), plan, x.shape[0]) as buffers:
+        return backend.im2col_into(x, geometry, out, buffers)
 
 
 def col2im_into(cols, geometry, out):
-    """Sum columns (N, C, KH, KW, OH, OW) back onto ``out`` of shape (N, C, H, W).
+    """Sum columns (N, C, KH, KW, OH, OW) back onto ``out`` (N, C, H, W); return ``out``.
 
-    Each kernel offset is one strided slab of the padded image, added with one
-    vectorised ``+=``; the padding border is then cropped away; the batch is
-    split across threads. CuPy arrays go
-    to the gather-style ``col2im`` CUDA kernel instead (no atomics, deterministic).
+    On the CPU, KH*KW strided slab adds per image, the batch split across
+    threads; CuPy arrays go to the gather-style ``col2im`` CUDA kernel (no
+    atomics, deterministic).
     """
-    if _cuda.uses_kernels(cols):
-        return _cuda.col2im_into(cols, geometry, out)
-    with step("col2im"):
-        _parallel.over_batch(lambda batch: _col2im_slab_adds(cols[batch], geometry, out[batch]),
-                             cols.shape[0], cols.nbytes)
-    return out
-
-
-def _col2im_slab_adds(cols, geometry, out):
-    """col2im on the CPU: KH*KW strided slab adds into a zeroed padded buffer, then a crop."""
-    (top, _), (left, _) = geometry.pads
-    height, width = geometry.size
-    unpadded = geometry.padded == geometry.size
-    padded = out if unpadded else scratch(
-        numpy, "col2im", cols.shape[:2] + geometry.padded, cols.dtype)
-    padded.fill(0)
-    kh, kw = geometry.kernel
-    for i in range(kh):
-        for j in range(kw):
-            rows, columns = geometry.offset_slices(i, j)
-            padded[:, :, rows, columns] += cols[:, :, i, j]
-    if not unpadded:
-        out[...] = padded[:, :, top:top + height, left:left + width]
-
-
-def col2im_planes_into(dcols, geometry, groups, out):
-    """col2im on the CPU from columns laid out on whole stride-phase planes.
-
-    ``dcols`` (N, G, KH*KW*C/G, Hq*Wq) with (Hq, Wq) = ``geometry.phase_size``: per
-    group, the rows of kernel offset (i, j) are its C/G channels' planes, in
-    which column oh*Wq + ow holds window (oh, ow) and every other column is
-    zero. Offset (i, j) lands in phase (i*dh % sh, j*dw % sw) shifted by
-    (i*dh // sh)*Wq + j*dw // sw, so each offset is a single add of a group's
-    planes: rows of C/G*Hq*Wq elements, where the slab adds of
-    :func:`col2im_into` have rows of OW and NumPy spends most of their time per
-    row. The phases are then interleaved back into the padded image (nothing
-    to interleave for stride 1) and cropped. The zero columns spill only zeros
-    into the next plane, so they must be exactly zero (finite weights).
-    """
-    n, channels = out.shape[:2]
-    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
-    (top, _), (left, _) = geometry.pads
-    height, width = geometry.size
-    hq, wq = geometry.phase_size
-    plane = hq * wq
-    group_size = channels // groups * plane
-    taps = [(i * dh % sh, j * dw % sw, (i * dh // sh) * wq + j * dw // sw)
-            for i in range(kh) for j in range(kw)]
-    length = channels * plane + max(offset for _, _, offset in taps)
-
-    def add_planes(batch):
-        rows = dcols[batch].reshape(-1, groups, kh * kw, group_size)
-        m = rows.shape[0]
-        phases = scratch(numpy, "col2im", (sh, sw, m, length), dcols.dtype)
-        phases.fill(0)
-        for group in range(groups):
-            for tap, (a, b, offset) in enumerate(taps):
-                start = group * group_size + offset
-                phases[a, b, :, start:start + group_size] += rows[:, group, tap]
-        on_planes = phases[:, :, :, :channels * plane].reshape(sh, sw, m, channels, hq, wq)
-        if (sh, sw) == (1, 1):
-            padded = on_planes[0, 0]
-        else:
-            padded = scratch(numpy, "col2im padded", (m, channels, hq * sh, wq * sw), dcols.dtype)
-            for a in range(sh):
-                for b in range(sw):
-                    padded[:, :, a::sh, b::sw] = on_planes[a, b]
-        out[batch] = padded[:, :, top:top + height, left:left + width]
-
-    with step("col2im"):
-        _parallel.over_batch(add_planes, n, dcols.nbytes)
-    return out
+    backend = _backends.backend_for(cols, out).im2col
+    plan = backend.col2im_plan(out.shape[1], geometry, cols.dtype)
+    with whole_batch(get_array_module(cols), plan, out.shape[0]) as buffers:
+        return backend.col2im_into(cols, geometry, out, buffers)
 
 
 def _check_image(x, name):
@@ -188,8 +72,20 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
 
     Row ``c*KH*KW + i*KW + j`` of image n holds kernel offset (i, j) of
     channel c at every output position ``oh*OW + ow`` (see the module doc).
-    Zero padding; dtype preserved; the result is C-contiguous. Equivalent to
-    ``torch.nn.functional.unfold`` reshaped to three axes.
+    Equivalent to ``torch.nn.functional.unfold`` reshaped to three axes.
+
+    Parameters
+    ----------
+    x : ndarray
+        (N, C, H, W), float16/32/64, NumPy or CuPy.
+    kernel_size, stride, dilation : int or (int, int)
+    padding : int, (int, int) or ((int, int), (int, int))
+        Zero padding.
+
+    Returns
+    -------
+    ndarray
+        C-contiguous (N, C*KH*KW, OH*OW), in x's dtype and on x's device.
     """
     _check_image(x, "x")
     geometry = window_geometry(x.shape, kernel_size, stride, padding, dilation)
@@ -207,6 +103,20 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     The adjoint of :func:`im2col` (not its inverse): each input element
     receives the sum of every column entry that was copied from it. This is
     the data gradient of a convolution.
+
+    Parameters
+    ----------
+    cols : ndarray
+        (N, C*KH*KW, OH*OW), float16/32/64.
+    x_shape : tuple of int
+        The image shape (N, C, H, W).
+    kernel_size, stride, padding, dilation
+        As for :func:`im2col`.
+
+    Returns
+    -------
+    ndarray
+        (N, C, H, W), in cols' dtype and on its device.
     """
     _validate.check_float(cols, "cols")
     if len(x_shape) != 4:

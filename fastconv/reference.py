@@ -20,6 +20,8 @@ NaN propagates to the output.
 """
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -68,13 +70,43 @@ def _conv_padding(padding, kernel, stride, dilation):
     return _pad_pairs(padding)
 
 
-def _open_cache(cache, tag):
-    """The fields of a cache after its tag, which must be ``tag``."""
-    origin = cache[0] if isinstance(cache, tuple) and cache and isinstance(cache[0], str) else None
-    if origin != tag:
-        origin = origin or f"something else ({type(cache).__name__})"
-        raise TypeError(f"cache comes from {origin}, not {tag}_forward")
-    return cache[1:]
+@dataclass(frozen=True, eq=False)
+class ConvLoopCache:
+    """What :func:`conv2d_backward` needs: the inputs and the (stride, pads, dilation, groups)."""
+
+    op: ClassVar[str] = "conv2d"
+    x: np.ndarray
+    w: np.ndarray
+    b: object
+    geometry: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPoolLoopCache:
+    """What :func:`max_pool2d_backward` needs: x's shape and dtype, each window's winner."""
+
+    op: ClassVar[str] = "max_pool2d"
+    x_shape: tuple
+    dtype: np.dtype
+    indices: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class WindowMeansCache:
+    """What the average-pool backwards need: x's shape and dtype, and the windows of ``op``."""
+
+    op: str
+    x_shape: tuple
+    dtype: np.dtype
+    windows: list
+
+
+def _open_cache(cache, kind, op):
+    """``cache`` after checking it is a ``kind`` from ``op``_forward (a TypeError naming it if not)."""
+    origin = getattr(cache, "op", None) or type(cache).__name__
+    if not isinstance(cache, kind) or cache.op != op:
+        raise TypeError(f"cache comes from {origin}, not {op}_forward")
+    return cache
 
 
 # ----------------------------------------------------------------------------
@@ -172,7 +204,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
                                     total += float(x[n, c, ih, iw]) * float(w[f, cg, kh, kw])
                     out[n, f, oh, ow] = total
     geometry = (stride, ((pt, pb), (pl, pr)), dilation, groups)
-    return out, ("conv2d", x, w, b, geometry)
+    return out, ConvLoopCache(x, w, b, geometry)
 
 
 def conv2d_backward(dout, cache):
@@ -181,7 +213,9 @@ def conv2d_backward(dout, cache):
     Each output gradient is scattered back along the same loops as the forward
     sum: to x through the weights, to w through the inputs, to b directly.
     """
-    x, w, b, ((sh, sw), ((pt, _), (pl, _)), (dh, dw_), groups) = _open_cache(cache, "conv2d")
+    cache = _open_cache(cache, ConvLoopCache, "conv2d")
+    x, w, b = cache.x, cache.w, cache.b
+    (sh, sw), ((pt, _), (pl, _)), (dh, dw_), groups = cache.geometry
     n_img, chans, height, width = x.shape
     n_filt, chans_per_group, kh_size, kw_size = w.shape
     _, _, out_h, out_w = dout.shape
@@ -251,7 +285,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1,
                                 best, best_index = value, ih * width + iw
                     out[n, c, oh, ow] = best
                     indices[n, c, oh, ow] = best_index
-    cache = ("max_pool2d", x.shape, x.dtype, indices)
+    cache = MaxPoolLoopCache(x.shape, x.dtype, indices)
     if return_indices:
         return out, indices.copy(), cache
     return out, cache
@@ -259,7 +293,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1,
 
 def max_pool2d_backward(dout, cache):
     """Gradient of :func:`max_pool2d_forward`: each output's gradient goes to its argmax."""
-    x_shape, dtype, indices = _open_cache(cache, "max_pool2d")
+    cache = _open_cache(cache, MaxPoolLoopCache, "max_pool2d")
+    x_shape, dtype, indices = cache.x_shape, cache.dtype, cache.indices
     n_img, chans, _, width = x_shape
     _, _, out_h, out_w = dout.shape
     dx = np.zeros(x_shape, dtype=np.float64)
@@ -342,13 +377,14 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     _, _, height, width = x.shape
     out_hw, windows = _avg_windows(height, width, kernel_size, stride, padding,
                                    ceil_mode, count_include_pad)
-    return _window_means(x, out_hw, windows), ("avg_pool2d", x.shape, x.dtype, windows)
+    return _window_means(x, out_hw, windows), WindowMeansCache("avg_pool2d", x.shape, x.dtype,
+                                                               windows)
 
 
 def avg_pool2d_backward(dout, cache):
     """Gradient of :func:`avg_pool2d_forward`."""
-    x_shape, dtype, windows = _open_cache(cache, "avg_pool2d")
-    return _spread_window_means(dout, x_shape, dtype, windows)
+    cache = _open_cache(cache, WindowMeansCache, "avg_pool2d")
+    return _spread_window_means(dout, cache.x_shape, cache.dtype, cache.windows)
 
 
 # ----------------------------------------------------------------------------
@@ -374,10 +410,11 @@ def adaptive_avg_pool2d_forward(x, output_size):
     """
     _, _, height, width = x.shape
     out_hw, windows = _adaptive_windows(height, width, output_size)
-    return _window_means(x, out_hw, windows), ("adaptive_avg_pool2d", x.shape, x.dtype, windows)
+    return _window_means(x, out_hw, windows), WindowMeansCache("adaptive_avg_pool2d", x.shape,
+                                                               x.dtype, windows)
 
 
 def adaptive_avg_pool2d_backward(dout, cache):
     """Gradient of :func:`adaptive_avg_pool2d_forward`."""
-    x_shape, dtype, windows = _open_cache(cache, "adaptive_avg_pool2d")
-    return _spread_window_means(dout, x_shape, dtype, windows)
+    cache = _open_cache(cache, WindowMeansCache, "adaptive_avg_pool2d")
+    return _spread_window_means(dout, cache.x_shape, cache.dtype, cache.windows)

@@ -1,5 +1,7 @@
 """One source of truth for output sizes, used by every op (CPU, GPU and reference)."""
 
+from . import _validate
+
 
 def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
     """Output length along one axis, PyTorch's formula.
@@ -80,3 +82,45 @@ class WindowGeometry:
     def __repr__(self):
         return (f"WindowGeometry(size={self.size}, kernel={self.kernel}, stride={self.stride}, "
                 f"pads={self.pads}, dilation={self.dilation}, out={self.out})")
+
+
+def window_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode=False):
+    """Validate window arguments against an (N, C, H, W) shape and build the geometry.
+
+    Parameters
+    ----------
+    x_shape : tuple of int
+        The input's shape (N, C, H, W).
+    kernel_size, stride, dilation : int or (int, int)
+        Each at least 1.
+    padding : int, (int, int) or ((int, int), (int, int))
+        Zero or more, per side as ((top, bottom), (left, right)).
+    ceil_mode : bool
+        Round the output size up, as PyTorch's pools do.
+
+    Returns
+    -------
+    WindowGeometry
+
+    Raises
+    ------
+    ValueError
+        Naming the axis, the padding and the dilated kernel when no window fits
+        in the padded input (``ceil_mode`` allows an overhang of up to
+        stride - 1, as PyTorch's pools do); TypeError or ValueError naming a
+        malformed argument.
+    """
+    kernel = _validate.positive_pair(kernel_size, "kernel_size")
+    stride = _validate.positive_pair(stride, "stride")
+    dilation = _validate.positive_pair(dilation, "dilation")
+    pads = _validate.padding_pairs(padding)
+    size = tuple(x_shape[2:])
+    for axis, name, n, k, s, d, (before, after) in zip(
+            ("height", "width"), ("H", "W"), size, kernel, stride, dilation, pads):
+        if conv_output_size(n, k, s, (before, after), d, ceil_mode) < 1:
+            span = d * (k - 1) + 1
+            pad_text = before if before == after else (before, after)
+            raise ValueError(
+                f"dilated kernel {axis} {span} is larger than the padded input {axis} "
+                f"{n + before + after} ({name}={n}, padding={pad_text})")
+    return WindowGeometry(size, kernel, stride, pads, dilation, ceil_mode)

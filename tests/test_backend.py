@@ -222,3 +222,37 @@ def test_max_pool_indices_and_ties_on_gpu_match_numpy(cupy):
         dx = F.max_pool2d_backward(np.ones_like(out), cache)
         g_dx = F.max_pool2d_backward(cupy.ones_like(g_out), g_cache)
         np.testing.assert_array_equal(cupy.asnumpy(g_dx), dx)
+
+
+def test_model_device_reads_the_first_param_then_the_first_buffer():
+    class Course:  # a course-style model: a params dict only
+        params = {"W1": np.zeros(3)}
+
+    assert backend.model_device(Course()) == "cpu"
+    assert backend.model_device(type("Empty", (), {"params": {}})()) == "cpu"
+    from fastconv import nn
+    assert backend.model_device(nn.BatchNorm1d(3)) == "cpu"
+
+
+def test_the_op_backend_follows_the_arrays_device():
+    from fastconv import _backends, _cpu
+    assert _backends.backend_for(np.zeros(2), None) is _cpu
+
+
+def test_check_int_names_the_argument():
+    from fastconv._validate import check_int
+    assert check_int("n", np.int64(3), 1) == 3 and type(check_int("n", np.int64(3))) is int
+    with pytest.raises(TypeError, match="n must be an int, got 1.5"):
+        check_int("n", 1.5)
+    with pytest.raises(TypeError, match="n must be an int, got True"):
+        check_int("n", True)
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        check_int("n", 0, 1)
+
+
+@pytest.mark.gpu
+def test_cupy_arrays_take_the_gpu_backend(cupy):
+    from fastconv import _backends, _gpu
+    assert _backends.backend_for(cupy.zeros(2), None) is _gpu
+    with pytest.raises(ValueError, match="device"):
+        _backends.backend_for(cupy.zeros(2), np.zeros(2))

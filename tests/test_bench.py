@@ -16,7 +16,7 @@ TINY_POOL = cases.PoolShape("p", 2, 3, 7, 6, 3, 2, 1)
 FAST = dict(repeats=2, warmup=0, pause=0.0, gemm_n=64, loop_budget=5.0)
 
 
-def test_standard_set_is_issue_6():
+def test_standard_set_is_the_six_conv_layers_and_three_pools():
     expected = {"S1": (64, 1, 28, 28, 32, 3, 1, 1), "S2": (64, 3, 32, 32, 64, 3, 1, 1),
                 "S3": (32, 64, 32, 32, 64, 3, 1, 1), "S4": (32, 128, 16, 16, 128, 3, 1, 1),
                 "S5": (32, 32, 32, 32, 64, 5, 2, 2), "S6": (32, 256, 14, 14, 64, 1, 1, 0)}

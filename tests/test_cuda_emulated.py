@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 import fastconv.functional as F
 from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools, sanitizing
 from cuda_emu.report import summary_lines
-from fastconv import _cuda, reference
+from fastconv import _backends, _cuda, _gpu, reference
+from fastconv import _cpu as _cpu_backend
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
 from fastconv.shapes import conv_output_size
 from fastconv.workspace import workspace_limit
@@ -221,7 +222,7 @@ def kernels_for_numpy(monkeypatch):
         return original(kernel, threads, *args)
 
     monkeypatch.setattr(emu, "launch", recording_launch)
-    monkeypatch.setattr(_cuda, "uses_kernels", lambda x: True)
+    monkeypatch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
     monkeypatch.setattr(_cuda, "default_launcher", lambda: emu)
     return launches
 
@@ -229,7 +230,7 @@ def kernels_for_numpy(monkeypatch):
 def _cpu(fn, *args, **kwargs):
     """Run ``fn`` on the plain NumPy path, whatever the dispatch is patched to."""
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(_cuda, "uses_kernels", lambda x: False)
+        m.setattr(_backends, "backend_for", lambda *arrays: _cpu_backend)
         return fn(*args, **kwargs)
 
 

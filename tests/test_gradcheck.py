@@ -106,7 +106,7 @@ def test_batchnorm_without_the_mean_term_is_caught():
     """Cutting batchnorm's backward to dout*gamma/std passes with a uniform upstream gradient;
     the random upstream gradient of check_op must not let it through."""
     def truncated(dout, cache):
-        xhat, gamma, inv_std = cache[:3]
+        xhat, gamma, inv_std = cache.xhat, cache.gamma, cache.inv_std
         return dout * gamma * inv_std, (dout * xhat).sum(0), dout.sum(0)
     op = partial(F.batchnorm_forward, running_mean=None, running_var=None)
     x, g, b = randn((6, 3), 4), randn((3,), 5), randn((3,), 6)

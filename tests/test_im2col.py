@@ -104,7 +104,9 @@ def test_row_and_column_layout_is_the_documented_one(dtype):
 def test_col2im_on_stride_phase_planes_matches_reference_loops(case, groups):
     """col2im_planes_into, fed the plane layout (per group, rows in (KH, KW, C/G) order, window
     (oh, ow) at column oh*Wq + ow of its phase plane, zeros elsewhere), equals col2im."""
-    from fastconv.im2col import col2im_planes_into, window_geometry
+    from fastconv._cpu.im2col import col2im_planes_into, col2im_planes_plan
+    from fastconv.im2col import window_geometry
+    from fastconv.workspace import whole_batch
 
     rng = np.random.default_rng(case["seed"])
     n, c, *size = case["x_shape"]
@@ -118,7 +120,8 @@ def test_col2im_on_stride_phase_planes_matches_reference_loops(case, groups):
     planes = np.zeros((n, groups, kh, kwidth, c, hq, wq))
     planes[..., :oh, :ow] = cols.transpose(0, 1, 3, 4, 2, 5, 6)
     dx = np.empty(x_shape)
-    col2im_planes_into(planes.reshape(n, groups, -1, hq * wq), geometry, groups, dx)
+    with whole_batch(np, col2im_planes_plan(x_shape[1], geometry, dx.dtype), n) as buffers:
+        col2im_planes_into(planes.reshape(n, groups, -1, hq * wq), geometry, groups, dx, buffers)
     want = ref.col2im(cols.reshape(n, c * groups * kh * kwidth, oh * ow), x_shape, **kw)
     assert rel_err(dx, want) <= 1e-13
 

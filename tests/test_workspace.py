@@ -228,3 +228,123 @@ def test_peak_memory_with_stride_2_stays_within_the_limit():
         _, bwd_peak = _traced_peak(lambda: F.conv2d_backward(dout, cache))
     assert fwd_peak <= limit + out.nbytes + 2 * x.nbytes, f"forward peak {fwd_peak / MiB:.2f} MiB"
     assert bwd_peak <= limit + 2 * x.nbytes + 2 * dout.nbytes, f"backward peak {bwd_peak / MiB:.2f} MiB"
+
+
+# ---------------------------------------------------------------- plans and the Workspace
+from fastconv.workspace import Buffer, Workspace, release_workspace, run_in_chunks, whole_batch
+
+
+def test_a_plan_names_each_buffer_once():
+    plan = (Buffer("cols", (4,), np.float32), Buffer("cols", (2,), np.float64))
+    with pytest.raises(ValueError, match="names each buffer once"):
+        Workspace(np, plan, 3)
+
+
+def test_buffer_bytes_are_those_of_one_image_or_of_the_call():
+    assert Buffer("cols", (3, 5), np.float32).nbytes == 60
+    assert Buffer("dW", (2, 2), np.float64, per_image=False).nbytes == 32
+
+
+def test_chunks_cover_the_batch_once_within_the_limit():
+    """Per-image bytes times the chunk plus the per-call bytes never exceed the limit."""
+    plan = (Buffer("cols", (100,), np.float64), Buffer("sum", (10,), np.float64, per_image=False))
+    with fastconv.workspace_limit(80 + 3 * 800 + 799):  # room for 3 images, not 4
+        with Workspace(np, plan, 10) as workspace:
+            chunks = [(chunk, {k: v.shape for k, v in buffers.items()})
+                      for chunk, buffers in workspace.chunks()]
+    assert [c for c, _ in chunks] == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 10)]
+    assert [shapes["cols"] for _, shapes in chunks] == [(3, 100)] * 3 + [(1, 100)]
+    assert all(shapes["sum"] == (10,) for _, shapes in chunks)
+
+
+def test_whole_batch_ignores_the_limit_without_a_warning():
+    import warnings
+    with fastconv.workspace_limit(8), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with whole_batch(np, (Buffer("padded", (100,), np.float32),), 7) as buffers:
+            assert buffers["padded"].shape == (7, 100)
+
+
+def test_two_live_workspaces_never_share_memory():
+    """The same plan, open twice at once (a nested call, another thread): distinct memory."""
+    plan = (Buffer("cols", (64,), np.float32), Buffer("padded", (16,), np.float32))
+    with Workspace(np, plan, 4) as outer, Workspace(np, plan, 4) as inner:
+        arrays = list(outer.buffers.values()) + list(inner.buffers.values())
+        for i, a in enumerate(arrays):
+            for b in arrays[i + 1:]:
+                assert not np.shares_memory(a, b)
+
+
+def test_memory_is_kept_between_calls_until_released():
+    release_workspace()
+    plan = (Buffer("cols", (1000,), np.float64),)
+    with Workspace(np, plan, 4) as workspace:
+        first = workspace.buffers["cols"].__array_interface__["data"][0]
+    with Workspace(np, plan, 2) as workspace:  # a smaller request takes the kept block
+        assert workspace.buffers["cols"].__array_interface__["data"][0] == first
+    with Workspace(np, plan, 4) as workspace:
+        release_workspace()  # while lent: the block stays valid, and is freed on return
+        workspace.buffers["cols"][...] = 1.0
+    tracemalloc.start()
+    try:
+        with Workspace(np, plan, 4):
+            fresh = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert fresh >= 4 * 1000 * 8  # nothing was kept: the block is made anew
+
+
+def test_kept_blocks_never_outnumber_those_in_use_at_once():
+    """Requests of growing sizes replace the kept blocks rather than pile them up."""
+    from fastconv import workspace as ws
+    release_workspace()
+    for size in range(1, 40):
+        plan = (Buffer("a", (size * 100,), np.uint8), Buffer("b", (size * 50,), np.uint8))
+        with Workspace(np, plan, 1):
+            pass
+        assert len(ws._kept._idle) <= 2
+
+
+def test_run_in_chunks_drives_plan_run_and_result():
+    class Doubling:
+        plan = (Buffer("tmp", (3,), np.float64),)
+
+        def __init__(self, x):
+            self.x, self.out, self.seen = x, np.empty_like(x), []
+
+        def run(self, chunk, buffers):
+            self.seen.append((chunk.start, chunk.stop))
+            np.multiply(self.x[chunk], 2, out=buffers["tmp"])
+            self.out[chunk] = buffers["tmp"]
+
+        def result(self):
+            return self.out
+
+    x = np.arange(15.0).reshape(5, 3)
+    algorithm = Doubling(x)
+    with fastconv.workspace_limit(2 * 24):
+        np.testing.assert_array_equal(run_in_chunks(algorithm, np, 5), 2 * x)
+    assert algorithm.seen == [(0, 2), (2, 4), (4, 5)]
+
+
+def test_a_conv_result_is_never_workspace_memory():
+    """Results stay valid after later calls: none of them is a kept buffer."""
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((3, 2, 6, 6)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    out, cache = F.conv2d_forward(x, w, b, padding=1)
+    dx, dw, db = F.conv2d_backward(np.ones_like(out), cache)
+    kept = [out.copy(), dx.copy(), dw.copy(), db.copy()]
+    for _ in range(2):  # the same shapes again: the same kept blocks are lent again
+        F.conv2d_backward(-np.ones_like(out), F.conv2d_forward(-x, w, -b, padding=1)[1])
+    for got, want in zip((out, dx, dw, db), kept):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_pad_input_returns_a_new_array_each_call():
+    from fastconv.im2col import pad_input, window_geometry
+    x = np.ones((1, 1, 2, 2))
+    geometry = window_geometry(x.shape, 3, 1, 1, 1)
+    first = pad_input(x, geometry, value=-1.0)
+    second = pad_input(2 * x, geometry)
+    assert first[0, 0, 1, 1] == 1.0 and first[0, 0, 0, 0] == -1.0
+    assert not np.shares_memory(first, second)

@@ -1,6 +1,6 @@
 """The benchmark behind ``fastconv bench``: loops vs NumPy vs GPU vs PyTorch, checked then timed.
 
-- :mod:`.cases`: the standard shape set (issue 6's S1..S6 and pools) and custom shapes;
+- :mod:`.cases`: the standard shape set (the conv layers S1..S6 and three pools) and custom shapes;
 - :mod:`.ops`: how each implementation calls each op, and the agreement check;
 - :mod:`.timing`: CPU and CUDA-event clocks, medians;
 - :mod:`.machine`: the machine description and the measured GEMM peak;

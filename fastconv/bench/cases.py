@@ -1,8 +1,9 @@
 """The benchmark cases: which op runs on which shape.
 
 Convolution shapes are ``(N, C, H, W, F, k, stride, pad)``; pooling shapes are
-``(N, C, H, W, k, stride, pad)``. The standard set is issue 6's S1..S6 and its
-three pools, so ``fastconv bench`` measures exactly what the CPU-speed targets name.
+``(N, C, H, W, k, stride, pad)``. The standard set is the six conv layers S1..S6
+and three pools that the CPU-speed targets name, so ``fastconv bench`` measures
+exactly those.
 """
 
 import re
@@ -15,23 +16,30 @@ QUICK_OPS = ("conv2d", "max_pool2d", "avg_pool2d")
 
 
 @dataclass(frozen=True)
-class ConvShape:
-    """One convolution layer: batch, channels, image size, filters, square kernel, stride, pad."""
+class _Layer:
+    """What every case has: a name, the batch, channels and image size (its square window,
+    stride and padding are the subclass's last fields)."""
 
     name: str
     n: int
     c: int
     h: int
     w: int
-    f: int
-    k: int
-    stride: int
-    pad: int
 
     @property
     def out_hw(self):
         """(OH, OW) of the layer."""
         return tuple(conv_output_size(s, self.k, self.stride, self.pad) for s in (self.h, self.w))
+
+
+@dataclass(frozen=True)
+class ConvShape(_Layer):
+    """One convolution layer: batch, channels, image size, filters, square kernel, stride, pad."""
+
+    f: int
+    k: int
+    stride: int
+    pad: int
 
     def forward_flops(self):
         """2*N*F*C*k*k*OH*OW: the multiply-adds of the forward GEMM, counted twice."""
@@ -45,22 +53,12 @@ class ConvShape:
 
 
 @dataclass(frozen=True)
-class PoolShape:
+class PoolShape(_Layer):
     """One pooling layer: batch, channels, image size, square window, stride, pad."""
 
-    name: str
-    n: int
-    c: int
-    h: int
-    w: int
     k: int
     stride: int
     pad: int
-
-    @property
-    def out_hw(self):
-        """(OH, OW) of the layer."""
-        return tuple(conv_output_size(s, self.k, self.stride, self.pad) for s in (self.h, self.w))
 
     def label(self):
         """Compact description, e.g. ``P1 64x64x32x32 k2 s2 p0``."""

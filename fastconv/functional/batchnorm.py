@@ -9,8 +9,38 @@ normalises with the batch statistics in both modes (PyTorch's
 ``track_running_stats=False``). float16 inputs are normalised in float32.
 """
 
+from typing import ClassVar
+
 from ..backend import accumulator_dtype, get_array_module
-from .._validate import check_dout, check_float, check_ndim, check_real, check_same_dtype
+from .._validate import (check_cache, check_dout, check_float, check_ndim, check_real,
+                         check_same_dtype, op_cache)
+
+
+@op_cache
+class BatchnormCache:
+    """What :func:`batchnorm_backward` needs, in the working dtype (float32 for float16).
+
+    ``xhat`` the normalised input, ``gamma``, ``inv_std`` = 1/sqrt(var + eps),
+    ``use_batch`` whether the batch statistics ``mean``/``var`` were used (so the
+    gradient flows through them).
+    """
+
+    op: ClassVar[str] = "batchnorm_forward"
+    xhat: object
+    gamma: object
+    inv_std: object
+    use_batch: bool
+    mean: object
+    var: object
+
+
+@op_cache
+class SpatialBatchnormCache:
+    """What :func:`spatial_batchnorm_backward` needs: x's shape and the (N*H*W, C) rows' cache."""
+
+    op: ClassVar[str] = "spatial_batchnorm_forward"
+    x_shape: tuple
+    rows: BatchnormCache
 
 
 def _check_vector(name, v, d):
@@ -63,7 +93,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
     inv_std = 1 / xp.sqrt(var + eps)
     xhat = (xw - mean) * inv_std
     out = (xhat * gamma.astype(work) + beta.astype(work)).astype(x.dtype, copy=False)
-    return out, (xhat, gamma, inv_std, use_batch, mean, var)
+    return out, BatchnormCache(xhat, gamma, inv_std, use_batch, mean, var)
 
 
 def batchnorm_backward(dout, cache):
@@ -72,13 +102,14 @@ def batchnorm_backward(dout, cache):
     With batch statistics the gradient flows through the mean and variance; in
     eval mode (running statistics, constants) it does not.
     """
-    xhat, gamma, inv_std, use_batch, _, _ = cache
+    check_cache(cache, BatchnormCache, "batchnorm_forward")
+    xhat, gamma, inv_std = cache.xhat, cache.gamma, cache.inv_std
     check_dout(dout, xhat.shape, gamma.dtype)
     g = dout.astype(xhat.dtype, copy=False)
     dbeta = g.sum(axis=0)
     dgamma = (g * xhat).sum(axis=0)
     dxhat = g * gamma.astype(xhat.dtype)
-    if use_batch:
+    if cache.use_batch:
         n = xhat.shape[0]
         dx = (inv_std / n) * (n * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
     else:
@@ -107,12 +138,12 @@ def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, train=T
     check_ndim(x, 4, "x", "(N, C, H, W)")
     out, cache = batchnorm_forward(_to_rows(x), gamma, beta, running_mean, running_var,
                                    train=train, momentum=momentum, eps=eps)
-    return _from_rows(out, x.shape), (x.shape, cache)
+    return _from_rows(out, x.shape), SpatialBatchnormCache(x.shape, cache)
 
 
 def spatial_batchnorm_backward(dout, cache):
     """Spatial batchnorm backward; returns ``(dx, dgamma, dbeta)`` with dx of shape (N, C, H, W)."""
-    shape, inner = cache
-    check_dout(dout, shape, inner[1].dtype)
-    dx, dgamma, dbeta = batchnorm_backward(_to_rows(dout), inner)
-    return _from_rows(dx, shape), dgamma, dbeta
+    check_cache(cache, SpatialBatchnormCache, "spatial_batchnorm_forward")
+    check_dout(dout, cache.x_shape, cache.rows.gamma.dtype)
+    dx, dgamma, dbeta = batchnorm_backward(_to_rows(dout), cache.rows)
+    return _from_rows(dx, cache.x_shape), dgamma, dbeta

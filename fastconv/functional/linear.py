@@ -6,8 +6,21 @@ so a CS231n/DLFS network's weights can be used as they are. Inputs of any rank
 layer without an explicit reshape.
 """
 
+from typing import ClassVar
+
 from ..backend import accumulator_dtype, get_array_module
-from .._validate import check_dout, check_float, check_ndim, check_same_dtype
+from .._validate import check_cache, check_dout, check_float, check_ndim, check_same_dtype, op_cache
+
+
+@op_cache
+class LinearCache:
+    """What :func:`linear_backward` needs: x's shape, x as (N, D), w and whether there is a bias."""
+
+    op: ClassVar[str] = "linear_forward"
+    x_shape: tuple
+    x2: object
+    w: object
+    has_bias: bool
 
 
 def linear_forward(x, w, b=None):
@@ -43,17 +56,18 @@ def linear_forward(x, w, b=None):
     out = xp.matmul(x2, w)
     if b is not None:
         out += b
-    return out, (x.shape, x2, w, b is not None)
+    return out, LinearCache(x.shape, x2, w, b is not None)
 
 
 def linear_backward(dout, cache):
     """Affine backward pass; returns ``(dx, dw, db)``: dx in x's shape, db None without bias."""
-    x_shape, x2, w, has_bias = cache
+    check_cache(cache, LinearCache, "linear_forward")
+    w = cache.w
     xp = get_array_module(dout, w)
-    check_dout(dout, (x2.shape[0], w.shape[1]), w.dtype)
-    dx = xp.matmul(dout, w.T).reshape(x_shape)
-    dw = xp.matmul(x2.T, dout)
+    check_dout(dout, (cache.x2.shape[0], w.shape[1]), w.dtype)
+    dx = xp.matmul(dout, w.T).reshape(cache.x_shape)
+    dw = xp.matmul(cache.x2.T, dout)
     db = None
-    if has_bias:  # float16 sums in float32 (a float16 running sum stalls at 2048)
+    if cache.has_bias:  # float16 sums in float32 (a float16 running sum stalls at 2048)
         db = dout.sum(axis=0, dtype=accumulator_dtype(dout.dtype)).astype(dout.dtype)
     return dx, dw, db

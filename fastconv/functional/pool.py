@@ -1,10 +1,11 @@
 """2-D max, average and adaptive average pooling, forward and backward.
 
-The CPU path never materialises the windows: it walks the KH*KW kernel
-offsets, each one a strided slab of the padded input of output size, and
-reduces them elementwise. Backward adds each offset's share back onto its
-slab. This is as fast as a reshape for tiling windows (stride == kernel) and
-also covers overlap, padding, dilation and ``ceil_mode``.
+Max and average pooling validate their arguments, build the window geometry
+and dispatch once to the backend of the arrays' device: :mod:`fastconv._cpu.pool`
+(elementwise passes over the kernel offsets' slabs) or :mod:`fastconv._gpu.pool`
+(the CUDA kernels). Pooling does not chunk: its workspace, a padded copy on
+the CPU, is the size of the input. Adaptive average pooling is the same array
+code on both devices.
 
 Rules, the same on every path (CPU, GPU, reference):
 
@@ -23,41 +24,45 @@ Rules, the same on every path (CPU, GPU, reference):
   window beyond it.
 """
 
-from .. import _cuda, _parallel, _validate
+from typing import ClassVar
+
+from .. import _backends, _validate
 from ..backend import accumulator_dtype, get_array_module
-from ..im2col import pad_input, window_geometry
-from ..profiling import step
-from ..workspace import scratch
+from ..shapes import WindowGeometry, window_geometry
+from ..workspace import whole_batch
 
 
+@_validate.op_cache
 class MaxPoolCache:
-    """What max_pool2d_backward needs: the input shape, geometry and argmax offsets."""
+    """What :func:`max_pool2d_backward` needs: the input shape and dtype, geometry and argmax offsets."""
 
-    op = "max_pool2d_forward"
-    __slots__ = ("x_shape", "dtype", "geometry", "argmax")
+    op: ClassVar[str] = "max_pool2d_forward"
+    x_shape: tuple
+    dtype: object
+    geometry: WindowGeometry
+    argmax: object
 
-    def __init__(self, x_shape, dtype, geometry, argmax):
-        self.x_shape, self.dtype, self.geometry, self.argmax = x_shape, dtype, geometry, argmax
 
-
+@_validate.op_cache
 class AvgPoolCache:
-    """What avg_pool2d_backward needs: the input shape, geometry and divisors."""
+    """What :func:`avg_pool2d_backward` needs: the input shape and dtype, geometry and divisors."""
 
-    op = "avg_pool2d_forward"
-    __slots__ = ("x_shape", "dtype", "geometry", "divisor")
+    op: ClassVar[str] = "avg_pool2d_forward"
+    x_shape: tuple
+    dtype: object
+    geometry: WindowGeometry
+    divisor: object
 
-    def __init__(self, x_shape, dtype, geometry, divisor):
-        self.x_shape, self.dtype, self.geometry, self.divisor = x_shape, dtype, geometry, divisor
 
-
+@_validate.op_cache
 class AdaptiveAvgPoolCache:
-    """What adaptive_avg_pool2d_backward needs: the input shape and the window bounds."""
+    """What :func:`adaptive_avg_pool2d_backward` needs: the input shape and dtype, window bounds."""
 
-    op = "adaptive_avg_pool2d_forward"
-    __slots__ = ("x_shape", "dtype", "rows", "columns")
-
-    def __init__(self, x_shape, dtype, rows, columns):
-        self.x_shape, self.dtype, self.rows, self.columns = x_shape, dtype, rows, columns
+    op: ClassVar[str] = "adaptive_avg_pool2d_forward"
+    x_shape: tuple
+    dtype: object
+    rows: tuple
+    columns: tuple
 
 
 def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode):
@@ -75,51 +80,6 @@ def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode):
     return window_geometry(x.shape, kernel, stride, pad, dilation, ceil_mode)
 
 
-def _slab(padded, geometry, i, j):
-    rows, columns = geometry.offset_slices(i, j)
-    return padded[:, :, rows, columns]
-
-
-def _offsets(geometry):
-    kh, kw = geometry.kernel
-    return [(k, k // kw, k % kw) for k in range(kh * kw)]
-
-
-def _add_back(share_of, geometry, x_shape, dtype, xp):
-    """Sum per-offset gradients onto the padded input, cropped to ``x_shape``.
-
-    ``share_of(batch, k)`` gives the slab gradient of kernel offset k for a
-    batch slice, of output size. When the windows do not overlap, the slabs are
-    disjoint and each is assigned rather than added: a strided copy runs
-    several times faster in NumPy than a strided ``+=``. The batch is split
-    across threads.
-    """
-    disjoint = all(d * (k - 1) + 1 <= s for k, s, d in
-                   zip(geometry.kernel, geometry.stride, geometry.dilation))
-    (top, _), (left, _) = geometry.pads
-    height, width = geometry.size
-    unpadded = geometry.padded == geometry.size
-    dx = xp.empty(x_shape, dtype=dtype)
-
-    def add(batch):
-        target = dx[batch]
-        padded = target if unpadded else scratch(
-            xp, "pool grad", target.shape[:2] + geometry.padded, dtype)
-        padded.fill(0)
-        for k, i, j in _offsets(geometry):
-            share = share_of(batch, k)
-            slab = _slab(padded, geometry, i, j)
-            if disjoint:
-                slab[...] = share
-            else:
-                slab += share
-        if not unpadded:
-            target[...] = padded[:, :, top:top + height, left:left + width]
-
-    _parallel.over_batch(add, x_shape[0], dx.nbytes)
-    return dx
-
-
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                        return_indices=False):
     """Max pooling of ``x`` (N, C, H, W); return ``(out, cache)``.
@@ -133,70 +93,13 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     """
     xp = get_array_module(x)
     geometry = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
-    if _cuda.uses_kernels(x):
-        out, argmax = _cuda.max_pool2d_forward(x, geometry)
-    else:
-        out, argmax = _max_over_slabs(x, geometry, xp)
+    backend = _backends.backend_for(x).pool
+    with whole_batch(xp, backend.pool_plan(x.shape, geometry, x.dtype), x.shape[0]) as buffers:
+        out, argmax = backend.max_pool_forward(x, geometry, buffers)
     cache = MaxPoolCache(x.shape, x.dtype, geometry, argmax)
     if return_indices:
         return out, _flat_indices(argmax, geometry, xp), cache
     return out, cache
-
-
-def _max_over_slabs(x, geometry, xp):
-    """The CPU max pooling: ``(out, argmax)``, argmax the int32 kernel offset i*KW + j.
-
-    A strict ``>`` scan over the kernel offsets keeps the first maximum. Each
-    window's argmax starts at its first input cell, so the -inf padding never
-    wins, even over -inf inputs (PyTorch's rule). Slices holding NaN take a
-    slower scan that also moves the argmax to each window's first NaN. The
-    offsets are scanned in increasing order, so the argmax is the largest k
-    that beat the running maximum: ``argmax = maximum(argmax, k * better)``,
-    two contiguous passes, where ``copyto(argmax, k, where=better)`` is about
-    8x slower. The batch is split across threads.
-    """
-    shape = x.shape[:2] + geometry.out
-    out = xp.empty(shape, dtype=x.dtype)
-    argmax = xp.empty(shape, dtype=xp.int32)  # kernel offset i*KW + j of each maximum
-    first_inside = _first_inside(geometry, xp)
-
-    def scan(batch):
-        padded = pad_input(x[batch], geometry, value=-xp.inf)
-        has_nan = bool(xp.isnan(x[batch]).any())
-        best, best_k = out[batch], argmax[batch]
-        best[...] = _slab(padded, geometry, 0, 0)
-        best_k[...] = first_inside
-        offset_k = xp.empty_like(best_k)
-        for k, i, j in _offsets(geometry)[1:]:
-            candidate = _slab(padded, geometry, i, j)
-            better = candidate > best
-            if has_nan:
-                better |= xp.isnan(candidate) & ~xp.isnan(best)
-                xp.copyto(best, candidate, where=better)
-            else:
-                xp.maximum(best, candidate, out=best)
-            xp.multiply(better, xp.int32(k), out=offset_k)
-            xp.maximum(best_k, offset_k, out=best_k)
-
-    with step("max"):
-        _parallel.over_batch(scan, x.shape[0], x.nbytes)
-    return out, argmax
-
-
-def _first_inside(geometry, xp):
-    """(OH, OW): the first kernel offset of each window that reads an input cell, not padding.
-
-    A window of padding only (possible with dilation) keeps offset 0.
-    """
-    first, found = [], []
-    for n, o, s, d, (before, _), k in zip(geometry.size, geometry.out, geometry.stride,
-                                          geometry.dilation, geometry.pads, geometry.kernel):
-        start = xp.arange(o) * s - before  # the window's first position, maybe in the padding
-        offset = xp.maximum(-(start // d), 0)  # ceil(-start / d): the first offset at >= 0
-        first.append(offset)
-        found.append((offset < k) & (start + offset * d < n))
-    offset = first[0].reshape(-1, 1) * geometry.kernel[1] + first[1]
-    return xp.where(found[0].reshape(-1, 1) & found[1], offset, 0)
 
 
 def _flat_indices(argmax, geometry, xp):
@@ -219,20 +122,11 @@ def max_pool2d_backward(dout, cache):
     """Gradient of :func:`max_pool2d_forward`: each window's gradient goes to its argmax."""
     _validate.check_cache(cache, MaxPoolCache, "max_pool2d_forward")
     _validate.check_dout(dout, cache.argmax.shape, cache.dtype)
-    xp = get_array_module(dout)
-    if _cuda.uses_kernels(dout):
-        return _cuda.max_pool2d_backward(dout, cache.argmax, cache.x_shape, cache.geometry)
-    # dout * won is 8x faster than where(won, dout, 0) but turns a non-finite
-    # dout into NaN where it lost, so it is kept for finite dout
-    finite = bool(xp.isfinite(dout).all())
-    zero = xp.zeros((), dtype=cache.dtype)
-
-    def share_of(batch, k):
-        won = cache.argmax[batch] == k
-        return dout[batch] * won if finite else xp.where(won, dout[batch], zero)
-
-    with step("max backward"):
-        return _add_back(share_of, cache.geometry, cache.x_shape, cache.dtype, xp)
+    backend = _backends.backend_for(dout, cache.argmax).pool
+    plan = backend.pool_backward_plan(cache.x_shape, cache.geometry, cache.dtype)
+    with whole_batch(get_array_module(dout), plan, cache.x_shape[0]) as buffers:
+        return backend.max_pool_backward(dout, cache.argmax, cache.x_shape, cache.geometry,
+                                         buffers)
 
 
 def _avg_divisor(geometry, count_include_pad, dtype, xp):
@@ -261,46 +155,21 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     xp = get_array_module(x)
     geometry = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode)
     divisor = _avg_divisor(geometry, count_include_pad, accumulator_dtype(x.dtype), xp)
-    if _cuda.uses_kernels(x):
-        out = _cuda.avg_pool2d_forward(x, geometry, divisor)
-    else:
-        out = _mean_over_slabs(x, geometry, divisor, xp)
+    backend = _backends.backend_for(x).pool
+    with whole_batch(xp, backend.pool_plan(x.shape, geometry, x.dtype), x.shape[0]) as buffers:
+        out = backend.avg_pool_forward(x, geometry, divisor, buffers)
     return out, AvgPoolCache(x.shape, x.dtype, geometry, divisor)
-
-
-def _mean_over_slabs(x, geometry, divisor, xp):
-    """The CPU average pooling: the sum of the kernel-offset slabs over ``divisor``.
-
-    The sum runs in the divisor's (accumulator) dtype: in place in the output,
-    or, for float16, in a float32 temporary.
-    """
-    out = xp.empty(x.shape[:2] + geometry.out, dtype=x.dtype)
-
-    def average(batch):
-        padded = pad_input(x[batch], geometry, value=0)
-        total = out[batch] if divisor.dtype == x.dtype else xp.empty(
-            out[batch].shape, divisor.dtype)
-        total[...] = _slab(padded, geometry, 0, 0)
-        for _, i, j in _offsets(geometry)[1:]:
-            total += _slab(padded, geometry, i, j)
-        xp.divide(total, divisor, out=out[batch])
-
-    with step("avg"):
-        _parallel.over_batch(average, x.shape[0], x.nbytes)
-    return out
 
 
 def avg_pool2d_backward(dout, cache):
     """Gradient of :func:`avg_pool2d_forward`: each window spreads dout / divisor evenly."""
     _validate.check_cache(cache, AvgPoolCache, "avg_pool2d_forward")
     _validate.check_dout(dout, cache.x_shape[:2] + cache.geometry.out, cache.dtype)
-    xp = get_array_module(dout)
-    if _cuda.uses_kernels(dout):
-        return _cuda.avg_pool2d_backward(dout, cache.divisor, cache.x_shape, cache.geometry)
-    with step("avg backward"):
-        share = dout / cache.divisor
-        return _add_back(lambda batch, k: share[batch], cache.geometry, cache.x_shape,
-                         cache.dtype, xp)
+    backend = _backends.backend_for(dout, cache.divisor).pool
+    plan = backend.pool_backward_plan(cache.x_shape, cache.geometry, cache.dtype)
+    with whole_batch(get_array_module(dout), plan, cache.x_shape[0]) as buffers:
+        return backend.avg_pool_backward(dout, cache.divisor, cache.x_shape, cache.geometry,
+                                         buffers)
 
 
 def _adaptive_bounds(size, out_size):

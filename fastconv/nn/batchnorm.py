@@ -2,6 +2,7 @@
 
 import numpy
 
+from .._validate import check_int
 from ..functional.batchnorm import (batchnorm_backward, batchnorm_forward,
                                     spatial_batchnorm_backward, spatial_batchnorm_forward)
 from .init import constant
@@ -17,10 +18,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=numpy.float32, device=None):
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"{type(self).__name__}: num_features must be a positive int, "
-                             f"got {num_features!r}")
-        self.num_features = num_features
+        self.num_features = check_int(f"{type(self).__name__}: num_features", num_features, 1)
         self.eps = eps
         self.momentum = momentum
         self.add_param("gamma", constant((num_features,), 1.0, dtype, device))

@@ -2,16 +2,10 @@
 
 import numpy
 
-from .._validate import positive_pair
+from .._validate import check_int, positive_pair
 from ..functional.conv import conv2d_backward, conv2d_forward
-from .init import add_weight_and_bias
+from .init import add_weight_and_bias, store_weight_and_bias_grads
 from .module import Module
-
-
-def _positive_int(value, name, layer):
-    if not isinstance(value, (int, numpy.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class Conv2d(Module):
@@ -29,9 +23,9 @@ class Conv2d(Module):
                  groups=1, bias=True, init="he", weight_scale=None, dtype=numpy.float32,
                  device=None, seed=None, rng=None):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels", "Conv2d")
-        self.out_channels = _positive_int(out_channels, "out_channels", "Conv2d")
-        self.groups = _positive_int(groups, "groups", "Conv2d")
+        self.in_channels = check_int("Conv2d: in_channels", in_channels, 1)
+        self.out_channels = check_int("Conv2d: out_channels", out_channels, 1)
+        self.groups = check_int("Conv2d: groups", groups, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels "
                              f"({out_channels}) must both be divisible by groups ({groups})")
@@ -57,9 +51,7 @@ class Conv2d(Module):
     def backward(self, dout):
         """dL/dx; stores dL/dW and dL/db."""
         dx, dw, db = conv2d_backward(dout, self._take_cache())
-        self.grads["W"] = dw
-        if db is not None:
-            self.grads["b"] = db
+        store_weight_and_bias_grads(self, dw, db)
         return dx
 
     def extra_repr(self):

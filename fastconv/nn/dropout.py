@@ -37,13 +37,12 @@ class Dropout(Module):
     def forward(self, x):
         """Drop and rescale in training mode; return ``x`` unchanged in eval mode."""
         rng = self._generator(x) if self.training else None
-        out, mask = dropout_forward(x, self.p, train=self.training, rng=rng)
-        self._cache = ("mask", mask)
+        out, self._cache = dropout_forward(x, self.p, train=self.training, rng=rng)
         return out
 
     def backward(self, dout):
         """``dout`` times the mask of the last forward."""
-        return dropout_backward(dout, self._take_cache()[1])
+        return dropout_backward(dout, self._take_cache())
 
     def extra_repr(self):
         return f"p={self.p}"

@@ -1,4 +1,5 @@
-"""Weight initialisation for Conv2d and Linear: He, Xavier, or a fixed normal scale.
+"""The weight and bias of Conv2d and Linear: initialisation (He, Xavier, or a fixed normal
+scale) and the storing of their gradients.
 
 Weights are drawn with a NumPy generator on the CPU and then moved to the
 requested device, so a seed gives the same network on the CPU and the GPU.
@@ -69,3 +70,10 @@ def add_weight_and_bias(module, w_shape, fan_in, fan_out, n_bias, bias, init, we
     module.add_param("W", normal_weight(w_shape, std, dtype, device, make_rng(seed, rng)))
     if bias:
         module.add_param("b", constant((n_bias,), 0.0, dtype, device))
+
+
+def store_weight_and_bias_grads(module, dw, db):
+    """Put ``dw`` into ``module.grads["W"]`` and, for a module with a bias, ``db`` into ``["b"]``."""
+    module.grads["W"] = dw
+    if db is not None:
+        module.grads["b"] = db

@@ -2,9 +2,9 @@
 
 import numpy
 
+from .._validate import check_int
 from ..functional.linear import linear_backward, linear_forward
-from .conv import _positive_int
-from .init import add_weight_and_bias
+from .init import add_weight_and_bias, store_weight_and_bias_grads
 from .module import Module
 
 
@@ -18,8 +18,8 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, init="he", weight_scale=None,
                  dtype=numpy.float32, device=None, seed=None, rng=None):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features", "Linear")
-        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        self.in_features = check_int("Linear: in_features", in_features, 1)
+        self.out_features = check_int("Linear: out_features", out_features, 1)
         add_weight_and_bias(self, (in_features, out_features), in_features, out_features,
                             out_features, bias, init, weight_scale, dtype, device, seed, rng)
         self._cache = None
@@ -37,9 +37,7 @@ class Linear(Module):
     def backward(self, dout):
         """dL/dx (in x's shape); stores dL/dW and dL/db."""
         dx, dw, db = linear_backward(dout, self._take_cache())
-        self.grads["W"] = dw
-        if db is not None:
-            self.grads["b"] = db
+        store_weight_and_bias_grads(self, dw, db)
         return dx
 
     def extra_repr(self):

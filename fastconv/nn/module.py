@@ -16,7 +16,7 @@ CuPy unchanged; ``to(device)`` moves all of a module's arrays.
 
 from collections.abc import MutableMapping
 
-from ..backend import device_of, get_array_module, is_array, resolve_device, to_device
+from ..backend import device_of, get_array_module, is_array, model_device, resolve_device, to_device
 
 _KINDS = ("params", "grads", "buffers")
 
@@ -193,10 +193,7 @@ class Module:
     @property
     def device(self):
         """'cpu' or 'gpu': where the module's first array lives ('cpu' if it has none)."""
-        for kind in ("params", "buffers"):
-            for value in NamedArrays(self, kind).values():
-                return device_of(value)
-        return "cpu"
+        return model_device(self)
 
     def to(self, device):
         """Move every param, grad and buffer (recursively) to ``device``; returns self."""

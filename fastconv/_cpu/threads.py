@@ -23,10 +23,9 @@ def thread_count():
     """How many threads memory-bound ops may use."""
     value = os.environ.get("FASTCONV_NUM_THREADS", "").strip()
     if value:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise ValueError(f"FASTCONV_NUM_THREADS must be a positive int, got {value!r}") from None
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"FASTCONV_NUM_THREADS must be a positive int, got {value!r}")
+        return int(value)
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                       else os.cpu_count() or 1))
 

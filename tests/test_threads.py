@@ -1,11 +1,11 @@
-"""The batch split across threads (fastconv._parallel) covers every image once and
+"""The batch split across threads (fastconv._cpu.threads) covers every image once and
 changes no result: ops on inputs large enough to be split agree with PyTorch."""
 
 import numpy as np
 import pytest
 
 import fastconv as fc
-from fastconv import _parallel
+from fastconv._cpu import threads
 
 
 def test_over_batch_covers_each_item_once_and_splits_large_work(monkeypatch):
@@ -17,7 +17,7 @@ def test_over_batch_covers_each_item_once_and_splits_large_work(monkeypatch):
         slices.append(batch)
         seen[batch] += 1
 
-    _parallel.over_batch(work, 10, nbytes=64 << 20)
+    threads.over_batch(work, 10, nbytes=64 << 20)
     assert (seen == 1).all()
     assert len(slices) == 3
 
@@ -25,7 +25,7 @@ def test_over_batch_covers_each_item_once_and_splits_large_work(monkeypatch):
 def test_over_batch_keeps_small_work_on_one_thread(monkeypatch):
     monkeypatch.setenv("FASTCONV_NUM_THREADS", "4")
     slices = []
-    _parallel.over_batch(slices.append, 10, nbytes=1000)
+    threads.over_batch(slices.append, 10, nbytes=1000)
     assert slices == [slice(0, 10)]
 
 
@@ -37,13 +37,13 @@ def test_over_batch_raises_a_worker_exception(monkeypatch):
             raise RuntimeError("worker failed")
 
     with pytest.raises(RuntimeError, match="worker failed"):
-        _parallel.over_batch(work, 4, nbytes=64 << 20)
+        threads.over_batch(work, 4, nbytes=64 << 20)
 
 
 def test_bad_thread_count_is_named(monkeypatch):
     monkeypatch.setenv("FASTCONV_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="FASTCONV_NUM_THREADS"):
-        _parallel.thread_count()
+        threads.thread_count()
 
 
 def assert_close(got, expected):
