@@ -34,12 +34,14 @@ Two interfaces over the same update math:
    0.99, epsilon 1e-8, beta1 0.9, beta2 0.999, t) and its state stored in the
    config (velocity, cache, m, v). ``sgd_momentum`` uses the course's velocity
    form ``v = mu * v - lr * dw; w += v`` (equal to PyTorch's for a constant lr).
-   A course Solver finds them with ``getattr(fastconv.optim, update_rule)``.
+   A course Solver finds them with ``getattr(fastconv.optim, update_rule)``;
+   :class:`RuleOptimizer` steps a whole model with one of them (or any rule of
+   that signature), one config per parameter, as an optimiser object.
 """
 
 from collections.abc import Mapping
 
-from ._validate import check_real
+from ._validate import check_int, check_real
 from .backend import get_array_module, is_array
 
 
@@ -63,6 +65,23 @@ def _adam_direction(g, m, v, t, beta1, beta2, eps):
     v *= beta2
     v += (1 - beta2) * g * g
     return (m / (1 - beta1 ** t)) / (xp.sqrt(v / (1 - beta2 ** t)) + eps)
+
+
+def _param_mapping(params):
+    """``params``, the name -> array mapping it is (or holds as ``.params``), by reference."""
+    if not isinstance(params, Mapping) and hasattr(params, "params"):
+        params = params.params
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a name -> array mapping (e.g. model.params), "
+                        f"got {type(params).__name__}")
+    return params
+
+
+def _grad_for(grads, name):
+    """``grads[name]``, or a ValueError naming the parameter that has no gradient."""
+    if name not in grads:
+        raise ValueError(f"grads has no entry for parameter {name!r}")
+    return grads[name]
 
 
 def _check_grad(name, param, grad, grad_name):
@@ -89,12 +108,7 @@ class Optimizer:
     """
 
     def __init__(self, params, lr, weight_decay=0.0):
-        if not isinstance(params, Mapping) and hasattr(params, "params"):
-            params = params.params
-        if not isinstance(params, Mapping):
-            raise TypeError(f"params must be a name -> array mapping (e.g. model.params), "
-                            f"got {type(params).__name__}")
-        self.params = params
+        self.params = _param_mapping(params)
         self.lr = check_real("lr", lr, 0.0)
         self.weight_decay = check_real("weight_decay", weight_decay, 0.0)
         self.state = {}
@@ -102,9 +116,7 @@ class Optimizer:
     def step(self, grads):
         """Update every parameter in place from ``grads`` (same names and shapes as ``params``)."""
         for name, param in self.params.items():
-            if name not in grads:
-                raise ValueError(f"grads has no entry for parameter {name!r}")
-            grad = grads[name]
+            grad = _grad_for(grads, name)
             _check_grad(f"params[{name!r}]", param, grad, f"grads[{name!r}]")
             if self.weight_decay:
                 grad = grad + self.weight_decay * param
@@ -220,8 +232,7 @@ class StepLR(_Schedule):
     """Step schedule ``lr = base_lr * gamma**(epoch // step_size)``, as torch's StepLR."""
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        if not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size must be a positive int, got {step_size!r}")
+        step_size = check_int("step_size", step_size, 1)
         check_real("gamma", gamma, 0.0)
         super().__init__(optimizer)
         self.step_size = step_size
@@ -308,3 +319,62 @@ def adam(w, dw, config=None):
                            check_real("beta2", config["beta2"], 0.0, 1.0, high_open=True),
                            check_real("epsilon", config["epsilon"], 0.0))
     return w - lr * step, config
+
+
+# --------------------------------------------------------------------------
+# a course update rule as an optimiser object
+# --------------------------------------------------------------------------
+
+class RuleOptimizer:
+    """A course update rule stepping every parameter of a model, one config per parameter.
+
+    The object interface (``step(grads)``, ``lr``, ``state``) over the course
+    interface: each step applies ``rule(w, dw, config) -> (next_w, config)`` to
+    every parameter in turn and stores ``next_w`` back into ``params[name]``.
+
+    Parameters
+    ----------
+    params : mapping or object with ``.params``
+        ``name -> array``, kept by reference (e.g. ``model.params``).
+    rule : callable
+        ``rule(w, dw, config) -> (next_w, config)``: :func:`sgd`,
+        :func:`sgd_momentum`, :func:`rmsprop`, :func:`adam` or one of your own.
+    config : dict, optional
+        The settings every parameter's config starts from (the course's
+        ``optim_config``, e.g. ``{"learning_rate": 1e-3}``); copied per parameter.
+
+    Attributes
+    ----------
+    state : dict
+        ``name -> config``, the rule's own state (velocity, cache, m, v, t) and
+        settings for each parameter, as the course Solver's ``optim_configs``.
+    """
+
+    def __init__(self, params, rule, config=None):
+        if not callable(rule):
+            raise TypeError(f"rule must be callable as rule(w, dw, config), got {rule!r}")
+        self.params = _param_mapping(params)
+        self.rule = rule
+        self.config = dict(config or {})
+        self.state = {name: dict(self.config) for name in self.params}
+
+    def step(self, grads):
+        """Apply the rule to every parameter (in ``state``'s order) with ``grads[name]``."""
+        for name, config in self.state.items():
+            self.params[name], self.state[name] = self.rule(self.params[name],
+                                                            _grad_for(grads, name), config)
+
+    @property
+    def lr(self):
+        """The configs' ``learning_rate`` (one for all parameters); None until a rule sets it.
+
+        The course rules set their default on their first call when the config has none.
+        """
+        for config in self.state.values():
+            return config.get("learning_rate")
+        return self.config.get("learning_rate")
+
+    @lr.setter
+    def lr(self, value):
+        for config in self.state.values():
+            config["learning_rate"] = value

@@ -75,7 +75,7 @@ def problem(batchnorm, num_samples, features=6, classes=3, seed=0, device="cpu")
 
 def build_solver(batchnorm, num_samples, batch_size, epochs, model_seed=0, solver_class=None,
                  device="cpu", **options):
-    """The Solver of every equivalence run (plain or data-parallel, as the launch decides)."""
+    """The Solver of every equivalence run (data-parallel when ``parallel=`` says so)."""
     from fastconv.train import Solver
     model, data = problem(batchnorm, num_samples, seed=model_seed, device=device)
     return (solver_class or Solver)(model, data, update_rule="sgd_momentum",
@@ -85,7 +85,7 @@ def build_solver(batchnorm, num_samples, batch_size, epochs, model_seed=0, solve
 
 
 def train(comm, out, args):
-    """Train with the (auto-detected) data-parallel Solver; save every rank's final state."""
+    """Train with parallel=DataParallel(); save every rank's final state."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--batchnorm", action="store_true")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -97,9 +97,10 @@ def train(comm, out, args):
     # Each rank seeds its model differently: the broadcast from rank 0 must fix that.
     solver = build_solver(opts.batchnorm, opts.samples, opts.batch_size, opts.epochs,
                           model_seed=comm.rank, device=comm.device, checkpoint_name=opts.checkpoint,
-                          resume=opts.resume)
+                          resume=opts.resume, parallel=distributed.DataParallel())
     solver.train()
-    np.savez(out, kind=type(solver).__name__, loss=np.array(solver.loss_history),
+    np.savez(out, kind=type(solver).__name__, strategy=type(solver.parallel).__name__,
+             loss=np.array(solver.loss_history),
              val_acc=np.array(solver.val_acc_history), train_acc=np.array(solver.train_acc_history),
              **{f"final/{k}": v for k, v in solver.model.state_dict().items()})
 
@@ -110,7 +111,7 @@ def disagree(comm, out, args):
     Each rank leaves the error it got in a marker file, the test's evidence.
     """
     try:
-        build_solver(False, 24, 4, epochs=1 + comm.rank)
+        build_solver(False, 24, 4, epochs=1 + comm.rank, parallel=distributed.DataParallel())
     except ValueError as exc:
         with open(out + ".error", "w") as marker:
             marker.write(str(exc))
@@ -118,8 +119,9 @@ def disagree(comm, out, args):
 
 
 def hooks(comm, out, args):
-    """A subclass's reduce_gradients runs on the averaged gradients (here: it zeroes them,
-    so nothing trains), and seeded Dropout layers draw a different mask on each rank."""
+    """A subclass's reduce_gradients runs on the averaged gradients, whether it calls super
+    (here: it zeroes them, so nothing trains) or not (here: it keeps the first step's), and
+    seeded Dropout layers draw a different mask on each rank."""
     from fastconv.nn import Dropout
     from fastconv.nn.models import mlp
     from fastconv.train import Solver
@@ -129,16 +131,29 @@ def hooks(comm, out, args):
             grads = super().reduce_gradients(grads, batch_size)
             return {k: 0 * g for k, g in grads.items()}
 
-    solver = build_solver(False, 24, 4, 1, solver_class=Frozen)
+    class Peeking(Solver):
+        first = None
+
+        def reduce_gradients(self, grads, batch_size):
+            if self.first is None:
+                self.first = {k: as_numpy(g).copy() for k, g in grads.items()}
+            return grads
+
+    solver = build_solver(False, 24, 4, 1, solver_class=Frozen, parallel=distributed.DataParallel())
     start = solver.model.state_dict()
     solver.train()
     moved = max(float(np.abs(v - start[k]).max()) for k, v in solver.model.state_dict().items())
+    peeking = build_solver(False, 24, 4, 1, solver_class=Peeking,
+                           parallel=distributed.DataParallel()).train()
     _, data = problem(False, 24)
     model = mlp(6, 3, hidden_dims=(8,), dropout=0.5, dtype=np.float64, seed=0)
-    Solver(model, data, progress=False, verbose=False)  # data-parallel: reseeds the dropout
+    Solver(model, data, progress=False, verbose=False,
+           parallel=distributed.DataParallel())  # reseeds the dropout with the rank
     dropout = next(m for m in model.modules() if isinstance(m, Dropout))
     mask = dropout.forward(np.ones((8, 16))) != 0
-    np.savez(out, kind=type(solver).__name__, moved=moved, mask=mask)
+    np.savez(out, kind=type(solver).__name__, strategy=type(solver.parallel).__name__,
+             moved=moved, mask=mask, first_loss=peeking.loss_history[0],
+             **{f"first/{k}": v for k, v in peeking.first.items()})
 
 
 JOBS = {"collectives": collectives, "fail": fail, "train": train, "disagree": disagree,

@@ -154,6 +154,21 @@ def test_report_combines_runs(capsys, tmp_path, digits_run):
     assert (tmp_path / "r.md").read_text().strip() == out.strip()
 
 
+def test_train_reports_every_epoch_once_through_the_progress_bar(capsys, tmp_path):
+    pytest.importorskip("sklearn")
+    status, out, err = run_main(capsys, "train", "--model", "linear", "--epochs", "2",
+                                "--out", str(tmp_path))
+    assert status == 0, err
+    history = json.loads((tmp_path / "history.json").read_text())
+    loss = history["loss_history"]
+    steps = len(loss) // 2
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(",")[0] for line in lines] == [
+        f"epoch 1/2: loss {sum(loss[:steps]) / steps:.4f}",
+        f"epoch 2/2: loss {sum(loss[steps:]) / steps:.4f}"]
+    assert lines[1].endswith(f"val acc {history['val_acc_history'][1]:.4f}")
+
+
 def test_train_on_mnist_files(capsys, tmp_path):
     from test_data import write_mnist
     write_mnist(tmp_path, n_train=5100, n_test=20, compress=True)  # 5000 of them validate

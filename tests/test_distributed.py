@@ -93,7 +93,7 @@ def test_single_process_communicator_is_a_no_op():
 def test_solver_subclasses_go_data_parallel_when_asked(monkeypatch):
     # World size 1 (no launcher): the data-parallel Solver must train exactly as the plain one.
     from mpi_worker import build_solver
-    from fastconv.train import Solver
+    from fastconv.train import SingleProcess, Solver
     for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     lines = []
@@ -103,15 +103,67 @@ def test_solver_subclasses_go_data_parallel_when_asked(monkeypatch):
             lines.append(self.epoch)
 
     plain = build_solver(False, 20, batch_size=8, epochs=2).train()
-    assert type(plain) is Solver
+    assert type(plain) is Solver and type(plain.parallel) is SingleProcess
     chatty = build_solver(False, 20, batch_size=8, epochs=2, solver_class=Chatty,
-                          checkpoint_name="unused.npz", distributed=True)
-    assert isinstance(chatty, distributed.DistributedSolver) and isinstance(chatty, Chatty)
-    assert distributed.data_parallel(Chatty) is type(chatty)
+                          checkpoint_name="unused.npz", parallel=distributed.DataParallel())
+    assert type(chatty) is Chatty and type(chatty.parallel) is distributed.DataParallel
     chatty.train()
     assert lines == [1, 2]  # the subclass's per-epoch hook still runs (on rank 0)
     for key, value in plain.model.state_dict().items():
         np.testing.assert_array_equal(chatty.model.state_dict()[key], value, err_msg=key)
+
+
+def world_size_1_solver(solver_class=None, **options):
+    """A float32 mlp with batch norm and dropout: every source of a difference shows in it."""
+    from fastconv.nn.models import mlp
+    from fastconv.train import Solver
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(46, 6)).astype(np.float32), rng.integers(0, 3, 46)
+    data = {"X_train": X[:34], "y_train": y[:34], "X_val": X[34:], "y_val": y[34:]}
+    model = mlp(6, 3, hidden_dims=(8,), batchnorm=True, dropout=0.3, seed=2)
+    return (solver_class or Solver)(model, data, update_rule="adam",
+                                    optim_config={"learning_rate": 1e-2}, lr_decay=0.9,
+                                    batch_size=8, num_epochs=3, num_train_samples=20, seed=4,
+                                    progress=False, verbose=False, **options)
+
+
+@pytest.mark.parametrize("how", ["DataParallel()", "DataParallel(comm)", "DistributedSolver"])
+def test_data_parallel_at_world_size_1_trains_bit_identically_to_one_process(monkeypatch, how):
+    from fastconv.train import SingleProcess
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    plain = world_size_1_solver().train()
+    assert type(plain.parallel) is SingleProcess
+    if how == "DistributedSolver":
+        solver = world_size_1_solver(distributed.DistributedSolver)
+        assert type(solver) is distributed.DistributedSolver and solver.comm.world_size == 1
+    else:
+        comm = distributed.Communicator(None, "cpu") if how == "DataParallel(comm)" else None
+        solver = world_size_1_solver(parallel=distributed.DataParallel(comm))
+    assert type(solver.parallel) is distributed.DataParallel
+    assert solver.parallel.world_size == 1 and solver.parallel.is_root
+    solver.train()
+    assert solver.loss_history == plain.loss_history
+    assert solver.train_acc_history == plain.train_acc_history
+    assert solver.val_acc_history == plain.val_acc_history
+    for key, value in plain.model.state_dict().items():
+        np.testing.assert_array_equal(solver.model.state_dict()[key], value, err_msg=key)
+
+
+def test_data_parallel_class_factory_is_deprecated_but_still_builds(monkeypatch):
+    from fastconv.train import Solver
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+
+    class Custom(Solver):
+        pass
+
+    with pytest.warns(DeprecationWarning, match="parallel=fastconv.distributed.DataParallel"):
+        build = distributed.data_parallel(Custom)
+    solver = world_size_1_solver(build)
+    assert type(solver) is Custom and type(solver.parallel) is distributed.DataParallel
+    plain = world_size_1_solver().train()
+    assert solver.train().loss_history == plain.loss_history
 
 
 def test_launched_world_size_reads_the_launcher_environment(monkeypatch):
@@ -247,12 +299,24 @@ def test_ranks_that_disagree_on_the_settings_all_stop_with_the_reason(tmp_path):
 
 
 def test_data_parallel_runs_a_subclass_gradient_hook_and_draws_dropout_per_rank(tmp_path):
+    from mpi_worker import problem
     result = run_job(2, [WORKER, "hooks", str(tmp_path)])
     assert result.returncode == 0, result.stdout + result.stderr
     ranks = [np.load(tmp_path / f"hooks-rank{r}.npz") for r in range(2)]
-    assert all(str(r["kind"]) == "DataParallelFrozen" for r in ranks)
+    # the user's class, with the strategy: no class is swapped in
+    assert all(str(r["kind"]) == "Frozen" and str(r["strategy"]) == "DataParallel" for r in ranks)
     assert all(float(r["moved"]) == 0.0 for r in ranks)  # the hook's zeroed gradients were used
     assert not np.array_equal(ranks[0]["mask"], ranks[1]["mask"])
+    # A hook that does not call super sees the global batch's gradients: the first step's
+    # 8 samples (two shards of 4) as one process computes them, the same bits on both ranks.
+    model, data = problem(False, 24)
+    batch = np.random.default_rng([SEED, 0]).permutation(24)[:8]
+    loss, grads = model.loss(data["X_train"][batch], data["y_train"][batch])
+    for key, grad in grads.items():
+        np.testing.assert_array_equal(ranks[0][f"first/{key}"], ranks[1][f"first/{key}"])
+        np.testing.assert_allclose(ranks[0][f"first/{key}"], grad, rtol=1e-12, atol=1e-15,
+                                   err_msg=key)
+    assert float(ranks[0]["first_loss"]) == pytest.approx(loss, rel=1e-12)
 
 
 # ---------------------------------------------------------------- training equivalence
@@ -319,7 +383,7 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(tmp_path, batchn
     result = run_job(2, args)
     assert result.returncode == 0, result.stdout + result.stderr
     ranks = [np.load(tmp_path / f"train-rank{r}.npz") for r in range(2)]
-    assert str(ranks[0]["kind"]) == "DistributedSolver"
+    assert str(ranks[0]["kind"]) == "Solver" and str(ranks[0]["strategy"]) == "DataParallel"
     for key in ranks[0].files:  # every rank ends with the same bits and the same history
         np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
     # checkpoint = the state after the last epoch (train() then restores the best epoch's)

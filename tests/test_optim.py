@@ -251,6 +251,55 @@ def test_course_rules_match_torch_over_several_steps(torch):
             check(f"optim.{rule} (course)", np.float64, {"w": (w, t.detach().numpy())})
 
 
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
+def test_rule_optimizer_applies_the_course_rule_to_every_parameter(rule):
+    """RuleOptimizer.step is the course rule by hand, one config per parameter; lr sets them all."""
+    update = getattr(optim, rule)
+    params = make_params()
+    by_hand = {k: v.copy() for k, v in params.items()}
+    configs = {k: {"learning_rate": 0.05} for k in params}
+    opt = optim.RuleOptimizer(params, update, {"learning_rate": 0.05})
+    assert opt.lr == 0.05 and opt.state == configs
+    for step in range(STEPS):
+        if step == 3:  # as the Solver's lr_decay does between epochs
+            opt.lr *= 0.5
+            for config in configs.values():
+                config["learning_rate"] *= 0.5
+        grads = grads_for(params, step, np.float64)
+        opt.step(grads)
+        for k in by_hand:
+            by_hand[k], configs[k] = update(by_hand[k], grads[k], configs[k])
+            np.testing.assert_array_equal(params[k], by_hand[k], err_msg=f"{k} step {step}")
+    assert opt.lr == 0.025 and sorted(opt.state) == ["W1", "b1"]
+    for k, config in configs.items():
+        assert opt.state[k] is not configs[k] and sorted(opt.state[k]) == sorted(config)
+        for key, value in config.items():
+            np.testing.assert_array_equal(opt.state[k][key], value, err_msg=f"{k} {key}")
+
+
+def test_rule_optimizer_leaves_the_rules_defaults_and_names_bad_arguments():
+    params = make_params()
+    opt = optim.RuleOptimizer(params, optim.adam)
+    assert opt.lr is None  # the rule's own default, set on its first call
+    opt.step(grads_for(params, 0, np.float64))
+    assert opt.lr == 1e-3 and opt.state["W1"]["t"] == 1
+    with pytest.raises(ValueError, match="grads has no entry for parameter 'b1'"):
+        opt.step({"W1": np.zeros((3, 4))})
+    with pytest.raises(TypeError, match="rule must be callable"):
+        optim.RuleOptimizer(params, "adam")
+    with pytest.raises(TypeError, match="mapping"):
+        optim.RuleOptimizer([np.zeros(3)], optim.sgd)
+
+
+def test_step_lr_checks_its_step_size():
+    opt = optim.SGD(make_params(), lr=0.1)
+    with pytest.raises(ValueError, match="step_size must be >= 1, got 0"):
+        optim.StepLR(opt, step_size=0)
+    with pytest.raises(TypeError, match="step_size must be an int"):
+        optim.StepLR(opt, step_size=2.0)
+    assert optim.StepLR(opt, step_size=np.int64(2)).step_size == 2
+
+
 @pytest.mark.gpu
 def test_optimizer_state_is_allocated_on_the_parameters_device():
     import cupy

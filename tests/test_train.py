@@ -4,6 +4,7 @@ interfaces, checkpoints (round trip, resume, corrupt/mismatched/pickled files), 
 import os
 import pathlib
 import pickle
+import subprocess
 import sys
 
 import numpy as np
@@ -132,8 +133,10 @@ def test_bad_arguments_are_named():
     bad["y_train"] = bad["y_train"][:-1]
     with pytest.raises(ValueError, match="X_train has 60 samples but y_train has 59"):
         make_solver(data=bad)
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         make_solver(batch_size=0)
+    with pytest.raises(TypeError, match="num_epochs must be an int, got 2.5"):
+        make_solver(num_epochs=2.5)
 
 
 def test_progress_bar_is_optional(monkeypatch, capsys):
@@ -150,6 +153,82 @@ def test_verbose_prints_course_style_lines(capsys):
     make_solver(verbose=True, print_every=2, num_epochs=1).train()
     out = capsys.readouterr().out
     assert "(Iteration 2) loss:" in out and "(Epoch 1 / 1) loss:" in out and "val_acc:" in out
+
+
+def test_callbacks_run_once_per_epoch_in_order_after_the_checkpoint(tmp_path):
+    path = tmp_path / "c.npz"
+    calls = []
+
+    def first(solver):
+        calls.append(("first", solver.epoch, len(solver.val_acc_history),
+                      int(load_arrays(path)["meta/epoch"])))
+
+    def second(solver):
+        calls.append(("second", solver.epoch, solver.stopped_early))
+
+    solver = ScriptedSolver([0.5, 0.4, 0.3, 0.9], nn.mlp(6, 4, seed=0), toy_data(),
+                            update_rule="sgd", batch_size=16, num_epochs=4, patience=2,
+                            checkpoint_name=path, callbacks=[first, second], progress=False,
+                            verbose=False).train()
+    assert solver.stopped_early and solver.epoch == 3
+    assert calls == [("first", 1, 1, 1), ("second", 1, False), ("first", 2, 2, 2),
+                     ("second", 2, False), ("first", 3, 3, 3), ("second", 3, True)]
+
+
+def test_the_update_is_adapted_once_into_an_optimizer():
+    solver = make_solver(update_rule="rmsprop")
+    assert isinstance(solver.optimizer, optim.RuleOptimizer)
+    assert solver.update_rule is optim.rmsprop and solver.optim_configs is solver.optimizer.state
+    assert solver.update_name == "rule:rmsprop"
+    model = nn.mlp(6, 4, seed=0)
+    adam = optim.Adam(model.params, lr=1e-2)
+    solver = make_solver(model, optimizer=adam)
+    assert solver.optimizer is adam and solver.update_rule is None
+    assert solver.update_name == "optimizer:Adam"
+    with pytest.raises(ValueError, match="optim_config .* or optimizer, not both"):
+        make_solver(model, optimizer=adam, optim_config={"learning_rate": 1.0})
+
+
+def test_under_a_launcher_without_a_strategy_it_warns_and_trains_alone(monkeypatch, tmp_path):
+    """PMI_SIZE=2 (what mpiexec sets) must not change the run: no MPI, every rank trains alone."""
+    from fastconv.train import SingleProcess
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    alone = make_solver(checkpoint_name=tmp_path / "alone.npz").train()
+    monkeypatch.setenv("PMI_SIZE", "2")
+    with pytest.warns(RuntimeWarning, match="one of 2 ranks started by an MPI launcher.*"
+                                            "parallel=fastconv.distributed.DataParallel"):
+        launched = make_solver(checkpoint_name=tmp_path / "launched.npz")
+    assert type(launched.parallel) is SingleProcess
+    launched.train()
+    assert launched.loss_history == alone.loss_history
+    assert launched.val_acc_history == alone.val_acc_history
+    assert (tmp_path / "launched.npz").exists()  # this process reports, as a single one does
+
+
+def test_the_solver_never_imports_the_distributed_package(tmp_path):
+    """Checked in a fresh interpreter: the launcher's environment, a run, and no MPI at all."""
+    script = (
+        "import sys, warnings\n"
+        "import numpy as np\n"
+        "import fastconv.nn as nn\n"
+        "from fastconv.train import Solver\n"
+        "rng = np.random.default_rng(0)\n"
+        "X, y = rng.normal(size=(20, 6)).astype(np.float32), rng.integers(0, 4, 20)\n"
+        "data = {'X_train': X, 'y_train': y, 'X_val': X, 'y_val': y}\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    Solver(nn.mlp(6, 4, seed=0), data, num_epochs=1, progress=False,\n"
+        "           verbose=False).train()\n"
+        "assert [str(w.message).count('one of 2 ranks') for w in caught] == [1], caught\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('fastconv.distributed', "
+        "'mpi4py')))\n"
+        "assert not loaded, loaded\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMPI_COMM_WORLD_SIZE"}
+    env["PMI_SIZE"] = "2"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 # ----------------------------------------------------------------- checkpoints

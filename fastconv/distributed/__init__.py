@@ -14,17 +14,24 @@ statistics stay per rank, as in PyTorch's default DistributedDataParallel.
 mpi4py (the ``mpi`` extra) is imported lazily: the core stays NumPy-only and a
 job with world size 1 never needs MPI.
 
+Data parallelism is asked for, never inferred: ``Solver(model, data,
+parallel=DataParallel())`` on every rank. A plain Solver under a launcher
+trains one whole model per rank and warns about it.
+
 Modules: ``comm`` (the Communicator, :func:`init`, transports), ``sampler``
-(:class:`ShardedSampler`), ``launcher`` (``mpiexec`` on this machine) and
-``solver`` (:class:`DistributedSolver`).
+(:class:`ShardedSampler`), ``launcher`` (``mpiexec`` on this machine),
+``parallel`` (:class:`DataParallel`, the Solver's strategy) and ``solver``
+(:class:`DistributedSolver`, a Solver with that strategy built in).
 """
 
 from .comm import (GPU_TRANSPORTS, Communicator, current, describe_transport, init,
                    launched_world_size, start_mpi)
 from .launcher import find_mpiexec, launch, launch_env, mpiexec_command
+from .parallel import DataParallel
 from .sampler import ShardedSampler, shard
 from .solver import DistributedSolver, data_parallel
 
 __all__ = ["GPU_TRANSPORTS", "Communicator", "current", "describe_transport", "init",
            "launched_world_size", "start_mpi", "find_mpiexec", "launch", "launch_env",
-           "mpiexec_command", "ShardedSampler", "shard", "DistributedSolver", "data_parallel"]
+           "mpiexec_command", "DataParallel", "ShardedSampler", "shard", "DistributedSolver",
+           "data_parallel"]

@@ -7,7 +7,6 @@ otherwise staged through host memory with a one-time warning. mpi4py is
 imported only when a job with more than one rank needs it.
 """
 
-import os
 import sys
 import traceback
 import warnings
@@ -16,25 +15,11 @@ import zlib
 import numpy
 
 from ..backend import device_of, resolve_device
+from ..train.parallel import launched_world_size
 from ._buffers import as_list, flatten, group_by_dtype, unflatten_into
 from .launcher import find_mpiexec
 
-# Environment variables launchers set: MPICH/hydra and Intel MPI (PMI_*), Open MPI (OMPI_*).
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 GPU_TRANSPORTS = ("auto", "nccl", "staged")
-
-
-def launched_world_size():
-    """The world size the MPI launcher announced in the environment, else 1.
-
-    Reads only environment variables, so it never imports mpi4py: the Solver
-    uses it to decide whether to go distributed at all.
-    """
-    for var in _SIZE_VARS:
-        value = os.environ.get(var, "")
-        if value.isdigit():
-            return int(value)
-    return 1
 
 
 def _import_mpi():

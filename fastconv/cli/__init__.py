@@ -1,0 +1,57 @@
+"""The ``fastconv`` command: ``bench``, ``train``, ``report`` and ``info``.
+
+One module per subcommand, each an ``add_<name>_parser`` (its options) plus a
+``cmd_<name>`` (the work), so a new option or subcommand is one small addition;
+``_args`` holds what they share. Bad options and impossible values exit with
+status 2 and a one-line message; an interrupted ``train`` keeps its last
+checkpoint and exits with status 130.
+"""
+
+import sys
+
+from ._args import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UsageError
+from .bench import add_bench_parser, cmd_bench
+from .info import add_info_parser, cmd_info
+from .report import add_report_parser, cmd_report
+from .train import add_train_parser, cmd_train
+
+COMMANDS = {"bench": (add_bench_parser, cmd_bench), "train": (add_train_parser, cmd_train),
+            "report": (add_report_parser, cmd_report), "info": (add_info_parser, cmd_info)}
+
+__all__ = ["COMMANDS", "EXIT_INTERRUPTED", "EXIT_USAGE", "UsageError", "build_parser", "main"]
+
+
+def build_parser():
+    """The argument parser with every subcommand."""
+    parser = Parser(prog="fastconv", description="fastconv: im2col convolution and pooling on "
+                                                 "NumPy and CuPy")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{bench,train,report,info}",
+                                parser_class=Parser)
+    for name, (add, run) in COMMANDS.items():
+        add(sub).set_defaults(func=run)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``fastconv`` console script; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``fastconv`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0, 2 for a usage error, 130 for an interrupted ``train``.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --nproc` to re-run
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"fastconv {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,72 @@
+"""What the subcommands share: exit statuses, one-line errors, option converters, output checks."""
+
+import argparse
+import functools
+import math
+import os
+import sys
+
+from .._validate import check_int, check_real
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A bad value found after parsing (a missing device, a dataset path): exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``fastconv train: error: ...`` and exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: ``kind`` (int or float) within [low, high] (open ends as asked).
+
+    The range is checked by fastconv._validate; a value out of it is a
+    one-line error in the option's words, e.g. ``--epochs: must be >= 1, got -1``.
+    """
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+    bounds = " and ".join(p for p in (lo, hi) if p)
+    if kind is int:  # the int options have lower bounds only
+        check = functools.partial(check_int, "value", low=low)
+    else:
+        check = functools.partial(check_real, "value", low=low, high=high, low_open=low_open,
+                                  high_open=high_open)
+
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        try:
+            check(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}") from None
+        return value
+    return convert
+
+
+def log(message):
+    """A progress line on stderr (stdout carries the results)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_output_paths(args, options):
+    """Fail before a long run, not after it, when an output file cannot be created."""
+    for option in options:
+        path = getattr(args, option.lstrip("-").replace("-", "_"))
+        if path is None:
+            continue
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise UsageError(f"{option} {path}: directory {parent} does not exist")
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path} is a directory; give a file name")

@@ -1,0 +1,126 @@
+"""``fastconv bench``: check every conv/pool implementation, then time them interleaved."""
+
+from ._args import UsageError, check_output_paths, log, number
+
+
+def add_bench_parser(sub):
+    """Options of ``fastconv bench``."""
+    from ..bench.cases import OPS
+    p = sub.add_parser("bench", help="benchmark conv/pool ops: loops vs NumPy vs GPU vs PyTorch",
+                       description="Check every implementation against an oracle, then time them "
+                                   "interleaved: a table of ms, GFLOP/s, %% of the GEMM peak, "
+                                   "speedup over loops and ratio to PyTorch.")
+    p.add_argument("--quick", action="store_true",
+                   help="conv and pools on the standard shapes, 3 repeats, loops on small shapes "
+                        "only (under a minute on 2 cores with torch as the checking oracle, "
+                        "about 2 minutes with the plain loops)")
+    p.add_argument("--ops", nargs="+", choices=OPS, metavar="OP",
+                   help=f"ops to run (from {', '.join(OPS)}; default all, --quick: conv and pools)")
+    p.add_argument("--shapes", nargs="+", metavar="SHAPE",
+                   help="custom shapes replacing the standard set: [NAME=]N,C,H,W,F,k,stride,pad "
+                        "for convolutions, [NAME=]N,C,H,W,k,stride,pad for pools")
+    p.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32"])
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
+                   help="cpu, gpu, or auto: the CPU plus the GPU when one is usable (default)")
+    p.add_argument("--repeats", type=number(int, 1),
+                   help="clean timed repeats wanted (default 10, quick 3); a repeat is clean when "
+                        "other processes kept under 0.15 cores busy")
+    p.add_argument("--max-repeats", type=number(int, 1),
+                   help="repeat up to this many times to collect them (default 3x repeats, "
+                        "quick: repeats)")
+    p.add_argument("--warmup", type=number(int, 0),
+                   help="untimed repeats after the checked first call (default 1, quick 0)")
+    p.add_argument("--pause", type=number(float, 0), default=0.3,
+                   help="seconds to let BLAS threads settle before each timed CPU forward")
+    p.add_argument("--loop-budget", type=number(float, 0),
+                   help="run the loops where one image is estimated to take at most this many "
+                        "seconds (default 8, quick 1)")
+    p.add_argument("--no-loops", action="store_true", help="skip the loop implementation")
+    p.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
+    p.add_argument("--json", metavar="PATH", help="write every measurement and the machine here")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG chart here (needs matplotlib)")
+    p.add_argument("--markdown", metavar="PATH", help="also write the table to this file")
+    p.add_argument("--breakdown", action="store_true",
+                   help="instead: per conv/pool shape, the time in each step of the real code "
+                        "(padding, im2col, each GEMM with its GFLOP/s, col2im, copies) and the "
+                        "Python overhead (CPU)")
+    return p
+
+
+def _bench_settings(args):
+    from ..bench.runner import Settings
+    default_repeats, default_budget = (3, 1.0) if args.quick else (10, 8.0)
+    repeats = args.repeats or default_repeats
+    return Settings(dtypes=tuple(args.dtype), device=args.device, repeats=repeats,
+                    max_repeats=args.max_repeats or (repeats if args.quick else 3 * repeats),
+                    warmup=(0 if args.quick else 1) if args.warmup is None else args.warmup,
+                    pause=args.pause,
+                    loops=not args.no_loops,
+                    loop_budget=default_budget if args.loop_budget is None else args.loop_budget,
+                    gemm_n=1024 if args.quick else 2048, torch=not args.no_torch)
+
+
+def cmd_bench(args):
+    """Run the benchmark (or the conv breakdown) and print the table."""
+    from ..bench import cases as bench_cases
+    from ..bench import report, runner
+    try:
+        shapes = [bench_cases.parse_shape(t, i) for i, t in enumerate(args.shapes or (), 1)]
+        cases = bench_cases.build_cases(args.ops, shapes, args.quick)
+    except ValueError as exc:
+        raise UsageError(f"--shapes/--ops: {exc}") from None
+    check_output_paths(args, ("--json", "--markdown", "--plot"))
+    settings = _bench_settings(args)
+    if args.breakdown:
+        return _breakdown(cases, settings, args)
+    try:
+        result = runner.run(cases, settings, log=log)
+    except runner.DeviceUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    table = report.markdown_table(result)
+    print(table)
+    _write_outputs(args, result, table, report.plot)
+    return 0
+
+
+def _write_outputs(args, result, text, plot):
+    from ..bench import report
+    if args.json:
+        report.write_json(result, args.json)
+        log(f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text + "\n")
+        log(f"wrote {args.markdown}")
+    if args.plot:
+        message = plot(result, args.plot)
+        log(message or f"wrote {args.plot}")
+
+
+def _breakdown(cases, settings, args):
+    from ..bench import breakdown, report
+    from ..bench.machine import describe, gemm_peak
+    chosen = [c for c in cases if c.op in breakdown.BREAKDOWN_OPS]
+    if not chosen:
+        raise UsageError(f"--breakdown covers {', '.join(breakdown.BREAKDOWN_OPS)}; "
+                         "none of the chosen ops is one of them")
+    result = {"machine": describe(include_torch=False), "breakdown": []}
+    texts = []
+    for dtype in settings.dtypes:
+        peak = None
+        if any(c.op == "conv2d" for c in chosen):
+            peak = gemm_peak(dtype, n=settings.gemm_n, pause=settings.pause)
+            log(f"GEMM peak (cpu, {dtype}, n={settings.gemm_n}): {peak:.1f} GFLOP/s")
+        for case in chosen:
+            item = breakdown.breakdown(case, dtype, settings.repeats, settings.pause, peak,
+                                       max_repeats=settings.max_repeats,
+                                       noise_threshold=settings.noise_threshold)
+            result["breakdown"].append(item)
+            texts.append(breakdown.format_breakdown(item))
+            print(texts[-1] + "\n", flush=True)
+    if args.plot:
+        log("--plot ignored: the chart is drawn from the timing table, not the breakdown")
+        args.plot = None
+    _write_outputs(args, result, "\n\n".join(texts), report.plot)
+    return 0
+

@@ -1,0 +1,129 @@
+"""Data parallelism as a Solver strategy: sharded batches, one all-reduce a step, rank 0 reports."""
+
+from ..backend import device_of, get_array_module
+from ..nn import Dropout
+from .comm import init
+from .sampler import ShardedSampler, shard
+
+
+class DataParallel:
+    """Synchronous data-parallel training over the ranks of an MPI job, like PyTorch's DDP.
+
+    Pass it to a Solver, ``Solver(model, data, parallel=DataParallel())``, on
+    every rank. ``batch_size`` is then the per-rank batch: one step consumes a
+    global batch of ``batch_size x world_size`` samples, sharded by
+    :class:`ShardedSampler` from the Solver's own epoch order, so N ranks with
+    batch B take the same steps as one process with batch N x B (to
+    rounding), batch norm excepted: its batch statistics are per rank, and its
+    running statistics are rank 0's (sent to all ranks before each accuracy
+    check), as in PyTorch's default DDP. With several ranks each seeded
+    Dropout layer draws its masks from (its seed, rank); at world size 1 the
+    Solver trains exactly as with the default single-process strategy.
+
+    When the Solver is built the ranks check that they agree on the training
+    settings (epoch, seed, batch size, epochs, training-set size, update and
+    learning rate, lr decay, history length), a clear error on every rank
+    rather than a silent divergence or a hang; rank 0's parameters and buffers
+    (fresh or resumed) are then broadcast. Each step averages the gradients and
+    the loss of the ranks' shards in ONE all-reduce, weighted by shard size
+    (a rank with an empty shard contributes zeros), before the Solver's
+    ``reduce_gradients`` hook and the (identical) update on every rank.
+    Accuracy checks are sharded too. Only rank 0 logs, shows the progress bar
+    and writes checkpoints; a checkpoint holds nothing rank-specific, so it can
+    be resumed with another world size (every rank reads it: use a shared file
+    system, or copy it to each machine).
+
+    Parameters
+    ----------
+    comm : fastconv.distributed.Communicator, optional
+        The job's communicator; by default :func:`fastconv.distributed.init`
+        with the device of the model the Solver attaches.
+    """
+
+    def __init__(self, comm=None):
+        self.comm = comm
+        self._model = None
+
+    @property
+    def rank(self):
+        """This process's rank in the job."""
+        return self.comm.rank
+
+    @property
+    def world_size(self):
+        """The number of ranks training together."""
+        return self.comm.world_size
+
+    @property
+    def is_root(self):
+        """True on rank 0, which logs, shows the progress bar and writes checkpoints."""
+        return self.comm.is_root
+
+    def attach(self, model):
+        """Join the job (if no communicator was given) and check the model is on this rank's GPU.
+
+        Parameters
+        ----------
+        model : fastconv.train.adapters.ModelAdapter
+            The Solver's model, as the Solver drives it.
+        """
+        if self.comm is None:
+            self.comm = init(device=model.device)
+        if self.comm.device == "gpu":
+            _check_model_on_rank_gpu(model.params)
+        self._model = model
+
+    def start(self, solver):
+        """Check that the ranks agree on the settings; reseed dropout; broadcast rank 0's state."""
+        self.comm.check_same_settings(_settings(solver))
+        if self.world_size > 1:  # one rank alone draws the masks a single-process Solver draws
+            _draw_dropout_per_rank(self._model.model, self.rank)
+        self.comm.broadcast_({**self._model.params, **self._model.buffers})
+
+    def batch_indices(self, num_samples, batch_size, seed, epoch):
+        """This rank's shard of each global batch of the epoch's order (some may be empty)."""
+        sampler = ShardedSampler(num_samples, batch_size, self.rank, self.world_size, seed=seed)
+        return list(sampler.batches(epoch))
+
+    def average(self, loss, grads, batch_size):
+        """The global batch's loss and gradients, by ONE all-reduce weighted by shard size."""
+        if self.world_size == 1:  # nothing to exchange: the loss keeps its own precision
+            return loss, grads
+        first = next(iter(grads.values()))
+        loss_slot = get_array_module(first).full(1, float(loss), dtype=first.dtype)
+        self.comm.allreduce_mean_([grads[k] for k in sorted(grads)] + [loss_slot],
+                                  weight=batch_size)
+        return float(loss_slot[0]), grads
+
+    def accuracy(self, indices, count_correct):
+        """The fraction right over ``indices``, each rank counting its shard of them."""
+        self.comm.broadcast_(dict(self._model.buffers))  # score with rank 0's running statistics
+        part = shard(indices, self.rank, self.world_size)
+        totals = self.comm.allreduce_sum({"correct": count_correct(part), "n": len(part)})
+        return totals["correct"] / totals["n"]
+
+
+def _settings(solver):
+    """What every rank must agree on for the ranks to take the same steps."""
+    config = sorted((k, v) for k, v in solver.optim_config.items()
+                    if isinstance(v, (int, float, str)))
+    return {"epoch": solver.epoch, "seed": solver.seed, "batch_size": solver.batch_size,
+            "num_epochs": solver.num_epochs, "training samples": len(solver.X_train),
+            "update": (solver.update_name, solver.optimizer.lr, config),
+            "lr_decay": solver.lr_decay, "history length": len(solver.loss_history)}
+
+
+def _check_model_on_rank_gpu(params):
+    import cupy
+    here = cupy.cuda.Device().id
+    ids = sorted({a.device.id for a in params.values() if device_of(a) == "gpu"})
+    if ids and ids != [here]:
+        raise ValueError(f"the model's arrays are on GPU(s) {ids} but this rank uses GPU {here}; "
+                         "call fastconv.distributed.init(device='gpu') before building the model")
+
+
+def _draw_dropout_per_rank(model, rank):
+    """Seed each seeded Dropout layer with (its seed, rank), so ranks draw different masks."""
+    for module in model.modules() if hasattr(model, "modules") else ():
+        if isinstance(module, Dropout) and module.seed is not None:
+            module.reseed([module.seed, rank])

@@ -1,0 +1,192 @@
+"""The two ways a model trains, and the two ways its parameters are updated, behind one face each.
+
+A model is either
+
+- a course model: ``model.params`` (name -> array) and ``model.loss(X, y)``
+  returning ``(loss, grads)`` (the scores for ``model.loss(X)``), as CS231n's
+  classifiers and every ``fastconv.nn.models`` builder provide; or
+- a :class:`fastconv.nn.Module` with a ``loss_fn(scores, y) -> (loss, dscores)``
+  (default ``softmax_cross_entropy``): forward, loss, backward, ``model.grads``.
+
+:func:`adapt_model` wraps either in a :class:`ModelAdapter`. The parameters
+are updated by an optimizer object from :mod:`fastconv.optim` or by a course
+update rule, which :func:`adapt_optimizer` wraps in an
+:class:`fastconv.optim.RuleOptimizer`, so the Solver only ever calls
+``optimizer.step(grads)`` and reads ``optimizer.lr`` and ``optimizer.state``.
+"""
+
+from .. import optim
+from ..backend import device_of, get_array_module, model_device, to_device
+from ..checkpoint import CheckpointError
+from ..functional.loss import softmax_cross_entropy
+
+UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")  # the course rules in fastconv.optim
+
+
+class ModelAdapter:
+    """What the Solver needs of a model: gradients, scores, and a copy of its state to keep or load.
+
+    Subclasses implement :meth:`gradients` and :meth:`scores`.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    @property
+    def params(self):
+        """The model's ``name -> array`` parameters (live)."""
+        return self.model.params
+
+    @property
+    def buffers(self):
+        """The model's saved-but-not-trained arrays (batch-norm statistics); {} if it has none."""
+        return getattr(self.model, "buffers", {})
+
+    @property
+    def device(self):
+        """'cpu' or 'gpu': where the model's arrays live."""
+        return model_device(self.model)
+
+    def gradients(self, X, y):
+        """Forward and backward on one minibatch: ``(loss, grads)`` keyed like ``params``."""
+        raise NotImplementedError
+
+    def scores(self, X):
+        """Class scores for ``X``, in evaluation mode."""
+        raise NotImplementedError
+
+    def zero_grads(self):
+        """Zeros shaped like every parameter: the gradients of no samples at all."""
+        return {k: get_array_module(v).zeros_like(v) for k, v in self.params.items()}
+
+    def state(self):
+        """Copies of the model's params and buffers (what "best parameters" means)."""
+        state = {k: v.copy() for k, v in self.params.items()}
+        state.update({k: v.copy() for k, v in self.buffers.items()})
+        return state
+
+    def load_state(self, state, source):
+        """Put ``state`` into the model, checking every name and shape first.
+
+        Raises
+        ------
+        CheckpointError
+            Naming ``source`` and the entry that is missing or misshapen.
+        """
+        if hasattr(self.model, "load_state_dict"):  # a Module: params and buffers, by name
+            try:
+                self.model.load_state_dict(state)
+            except ValueError as exc:
+                raise CheckpointError(f"{source}: {exc}") from exc
+            return
+        current = self.params  # a course model: its params dict
+        for name, value in current.items():
+            if name not in state:
+                raise CheckpointError(f"{source} has no entry for parameter {name!r}")
+            if tuple(state[name].shape) != tuple(value.shape):
+                raise CheckpointError(f"{source}: parameter {name!r} has shape "
+                                      f"{tuple(state[name].shape)}, the model's has "
+                                      f"{tuple(value.shape)}")
+        for name, value in current.items():
+            current[name] = to_device(state[name], device_of(value)).astype(value.dtype)
+
+
+class CourseModel(ModelAdapter):
+    """A model with the course interface: ``loss(X, y) -> (loss, grads)``, ``loss(X) -> scores``."""
+
+    def gradients(self, X, y):
+        """``model.loss(X, y)``."""
+        return self.model.loss(X, y)
+
+    def scores(self, X):
+        """``model.loss(X)`` (the course models score in test mode without labels)."""
+        return self.model.loss(X)
+
+
+class ModuleModel(ModelAdapter):
+    """A :class:`fastconv.nn.Module` trained with ``loss_fn(scores, y) -> (loss, dscores)``."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__(model)
+        self.loss_fn = loss_fn
+
+    def gradients(self, X, y):
+        """Forward in training mode, the loss, backward; ``(float loss, copy of model.grads)``."""
+        self.model.train()
+        scores = self.model.forward(X)
+        loss, dscores = self.loss_fn(scores, y)
+        self.model.backward(dscores)
+        return float(loss), dict(self.model.grads)
+
+    def scores(self, X):
+        """Forward in evaluation mode; the model's mode is restored afterwards."""
+        was = self.model.training
+        self.model.eval()
+        try:
+            return self.model.forward(X)
+        finally:
+            self.model.train(was)
+
+
+def adapt_model(model, loss_fn=None):
+    """The :class:`ModelAdapter` for ``model``.
+
+    Parameters
+    ----------
+    model : course model or fastconv.nn.Module
+        Trained through ``model.loss(X, y)`` when it has ``loss`` and no
+        ``loss_fn`` is given, else through forward/``loss_fn``/backward.
+    loss_fn : callable, optional
+        ``loss_fn(scores, y) -> (loss, dscores)`` for a Module (default
+        softmax cross-entropy).
+
+    Returns
+    -------
+    CourseModel or ModuleModel
+    """
+    if loss_fn is None and hasattr(model, "loss"):
+        return CourseModel(model)
+    if not hasattr(model, "backward"):
+        raise TypeError("model must have loss(X, y) (the course interface) or be a "
+                        "fastconv.nn.Module (forward/backward) trained with a loss_fn")
+    return ModuleModel(model, loss_fn or softmax_cross_entropy)
+
+
+def resolve_rule(update_rule):
+    """A course rule's function from its name in UPDATE_RULES, or the callable given."""
+    if callable(update_rule):
+        return update_rule
+    if update_rule not in UPDATE_RULES:
+        raise ValueError(f"unknown update_rule {update_rule!r}; choose one of "
+                         f"{list(UPDATE_RULES)} or pass a callable")
+    return getattr(optim, update_rule)
+
+
+def adapt_optimizer(params, update_rule="sgd", optim_config=None, optimizer=None):
+    """The optimizer object that updates ``params``, and the name checkpoints record for it.
+
+    Parameters
+    ----------
+    params : mapping
+        The model's parameters.
+    update_rule : str or callable
+        A name in UPDATE_RULES or ``rule(w, dw, config) -> (next_w, config)``;
+        used when ``optimizer`` is None.
+    optim_config : dict, optional
+        The rule's settings, copied into one config per parameter.
+    optimizer : object, optional
+        An optimizer with ``step(grads)``, ``lr`` and ``state`` (fastconv.optim).
+
+    Returns
+    -------
+    (optimizer, str)
+        ``optimizer`` itself or a :class:`fastconv.optim.RuleOptimizer` for the
+        rule, and ``"optimizer:<class>"`` or ``"rule:<update rule>"``.
+    """
+    if optimizer is not None:
+        if optim_config:
+            raise ValueError("give optim_config (course update rules) or optimizer, not both")
+        return optimizer, f"optimizer:{type(optimizer).__name__}"
+    rule = resolve_rule(update_rule)
+    name = getattr(rule, "__name__", type(rule).__name__)
+    return optim.RuleOptimizer(params, rule, optim_config), f"rule:{name}"
