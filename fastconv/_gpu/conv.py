@@ -11,15 +11,15 @@ stride-1, unpadded convolution skips the kernels: the input is its own column
 matrix.
 
 The code is written against the arrays' module ``xp`` and the kernels'
-:class:`fastconv._cuda.Launcher` (through :mod:`fastconv._gpu.im2col`), so the tests run it on NumPy arrays with the
+:class:`fastconv._cuda.Launcher`, so the tests run it on NumPy arrays with the
 kernels emulated on the CPU. Each algorithm is an object with a ``plan`` (its
 workspace buffers), ``run(chunk, buffers)`` and ``result()``, driven by
 :func:`fastconv.workspace.run_in_chunks`.
 """
 
+from .. import _cuda
 from ..backend import accumulator_dtype, get_array_module
 from ..workspace import Buffer
-from .im2col import col2im_into, im2col_into
 
 
 def forward(x, w, b, geometry, groups):
@@ -57,7 +57,7 @@ def _columns_plan(x, geometry, groups):
 def _kernel_columns(x, geometry, groups, buffers):
     """The im2col kernel's columns of the chunk ``x`` in ``buffers["cols"]``."""
     cols = buffers["cols"]
-    im2col_into(x, geometry, cols.reshape(x.shape[:2] + geometry.kernel + geometry.out), buffers)
+    _cuda.im2col_into(x, geometry, cols.reshape(x.shape[:2] + geometry.kernel + geometry.out))
     return cols
 
 
@@ -149,5 +149,5 @@ class _Im2colBackward(_Backward):
         self._add_weight_grad(chunk, cols, buffers)
         dcols = xp.matmul(self.w_t, self.dout[chunk], out=buffers["dcols"])
         m = dcols.shape[0]
-        col2im_into(dcols.reshape((m, self.x.shape[1]) + self.geometry.kernel + self.geometry.out),
-                    self.geometry, self.dx[chunk], buffers)
+        _cuda.col2im_into(dcols.reshape((m, self.x.shape[1]) + self.geometry.kernel
+                                        + self.geometry.out), self.geometry, self.dx[chunk])
