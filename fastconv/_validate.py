@@ -53,6 +53,17 @@ def check_int(name, value, low=None):
     return value
 
 
+def check_bool(name, value):
+    """Return ``value`` as a Python bool after checking it is one (NumPy's bool too).
+
+    A flag given as a string or a number is a TypeError, as in PyTorch: ``"no"``
+    would otherwise read as true.
+    """
+    if not isinstance(value, (bool, numpy.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
+    return bool(value)
+
+
 def check_real(name, value, low=None, high=None, low_open=False, high_open=False):
     """Return ``value`` as a Python float after checking it is a real number in the range.
 
@@ -82,10 +93,17 @@ def check_ndim(x, ndim, name, layout):
 
 
 def check_float(x, name):
-    """Raise TypeError unless ``x`` is a float16/32/64 array (no ints, bools, complex)."""
+    """Raise TypeError unless ``x`` is a float16/32/64 array (no ints, bools, complex).
+
+    A float array in the other byte order (``>f8`` on a little-endian machine)
+    is refused by name, as PyTorch does: the kernels and BLAS read native floats.
+    """
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(x).__name__}")
+    if dtype.kind == "f" and not dtype.isnative:
+        raise TypeError(f"{name} has the non-native byte order {dtype.str}; convert it first, "
+                        f"e.g. {name}.astype({dtype.newbyteorder('=').name!r})")
     if dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{name} must be a floating-point array (float16, float32 or float64), got {dtype}")

@@ -119,8 +119,9 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
         (N, C, H, W), in cols' dtype and on its device.
     """
     _validate.check_float(cols, "cols")
-    if len(x_shape) != 4:
-        raise ValueError(f"x_shape must be (N, C, H, W), got {tuple(x_shape)}")
+    if not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4:
+        raise ValueError(f"x_shape must be the image shape (N, C, H, W), got {x_shape!r}")
+    x_shape = tuple(_validate.check_int("x_shape entries", n, 0) for n in x_shape)
     geometry = window_geometry(tuple(x_shape), kernel_size, stride, padding, dilation)
     n, c = x_shape[:2]
     (kh, kw), (oh, ow) = geometry.kernel, geometry.out

@@ -41,7 +41,7 @@ Two interfaces over the same update math:
 
 from collections.abc import Mapping
 
-from ._validate import check_int, check_real
+from ._validate import check_float, check_int, check_real
 from .backend import get_array_module, is_array
 
 
@@ -89,6 +89,7 @@ def _check_grad(name, param, grad, grad_name):
     if not is_array(param):
         raise TypeError(f"{name} must be an array (updated in place), got {type(param).__name__}; "
                         f"wrap a scalar as np.array(value)")
+    check_float(param, name)  # updated in place: an integer array cannot take the step
     if not is_array(grad):
         raise TypeError(f"{grad_name} must be an array, got {type(grad).__name__}")
     get_array_module(param, grad)  # one device

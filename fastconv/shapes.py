@@ -6,21 +6,48 @@ from . import _validate
 def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
     """Output length along one axis, PyTorch's formula.
 
-    ``padding`` is an int (both sides) or a pair ``(before, after)``. The
-    dilated kernel spans ``dilation * (kernel_size - 1) + 1`` inputs. With
+    The dilated kernel spans ``dilation * (kernel_size - 1) + 1`` inputs. With
     ``ceil_mode`` the division rounds up, but, as in PyTorch, the last window
     must start inside the input or its left padding, so a window that would
-    start in the right padding is dropped.
+    start in the right padding is dropped. Rounding up also lets a kernel
+    overhang the padded input by up to ``stride - 1`` and still give one
+    window, as in PyTorch.
 
-    Rounding up also lets a kernel overhang the padded input by up to
-    ``stride - 1`` and still give one window, as in PyTorch.
+    Parameters
+    ----------
+    size : int
+        The input length, at least 0.
+    kernel_size, stride, dilation : int
+        Each at least 1.
+    padding : int or (int, int)
+        Both sides, or ``(before, after)``; at least 0.
+    ceil_mode : bool
 
-    Returns the size (0 when no window fits; callers raise).
+    Returns
+    -------
+    int
+        The output length (0 when no window fits; callers raise).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming an argument that is not an int (a bool for ``ceil_mode``) or out of range.
+
+    Examples
+    --------
+    >>> conv_output_size(32, 3, stride=2, padding=1)
+    16
     """
-    before, after = (padding, padding) if isinstance(padding, int) else padding
+    size = _validate.check_int("size", size, 0)
+    kernel_size = _validate.check_int("kernel_size", kernel_size, 1)
+    stride = _validate.check_int("stride", stride, 1)
+    dilation = _validate.check_int("dilation", dilation, 1)
+    before, after = _validate.pair(padding, "padding")
+    if min(before, after) < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
     span = dilation * (kernel_size - 1) + 1
     room = size + before + after - span
-    if not ceil_mode:
+    if not _validate.check_bool("ceil_mode", ceil_mode):
         return max(room // stride + 1, 0)
     out = max(-(-room // stride) + 1, 0)
     if (out - 1) * stride >= size + before:
@@ -84,6 +111,33 @@ class WindowGeometry:
                 f"pads={self.pads}, dilation={self.dilation}, out={self.out})")
 
 
+def conv_padding(padding, kernel_size, stride, dilation):
+    """A convolution's padding with 'valid' and 'same' resolved, as :func:`window_geometry` takes it.
+
+    'valid' is no padding; 'same' is PyTorch's: a total of ``dilation * (kernel
+    - 1)`` per axis, the odd one on the bottom/right, and needs stride 1. Any
+    other value is checked here as an int, a pair or ((top, bottom), (left, right)).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming ``padding`` (or the stride 'same' cannot have).
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0), (0, 0))
+        if padding == "same":
+            stride = _validate.positive_pair(stride, "stride")
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
+            kernel = _validate.positive_pair(kernel_size, "kernel_size")
+            totals = [d * (k - 1) for k, d in
+                      zip(kernel, _validate.positive_pair(dilation, "dilation"))]
+            return tuple((t // 2, t - t // 2) for t in totals)
+        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    return _validate.padding_pairs(padding)
+
+
 def window_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode=False):
     """Validate window arguments against an (N, C, H, W) shape and build the geometry.
 
@@ -115,6 +169,9 @@ def window_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode=F
     dilation = _validate.positive_pair(dilation, "dilation")
     pads = _validate.padding_pairs(padding)
     size = tuple(x_shape[2:])
+    if min(size) < 1:  # PyTorch refuses too: a window over an empty image reads only padding
+        raise ValueError(f"the input's height and width must be >= 1, got x shape "
+                         f"{tuple(x_shape)}")
     for axis, name, n, k, s, d, (before, after) in zip(
             ("height", "width"), ("H", "W"), size, kernel, stride, dilation, pads):
         if conv_output_size(n, k, s, (before, after), d, ceil_mode) < 1:

@@ -225,3 +225,107 @@ def test_im2col_kernel_larger_than_padded_input():
 def test_col2im_cols_of_wrong_shape():
     with _raises(ValueError, "cols has shape (2, 26, 9)", "(2, 27, 9)"):
         fastconv.col2im(x_(2, 26, 9), (2, 3, 5, 5), 3)
+
+
+# ---------------------------------------------------------------- refused before any work
+def test_adaptive_pooling_of_an_empty_image_is_refused():
+    """PyTorch refuses it; the average of no cells was NaN."""
+    with _raises(ValueError, "height and width of at least 1", "(2, 2, 0, 6)"):
+        F.adaptive_avg_pool2d_forward(x_(2, 2, 0, 6), 2)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: F.conv2d_forward(x, x_(1, 1, 1, 1), padding=1),
+    lambda x: F.max_pool2d_forward(x, 2, padding=1),
+    lambda x: F.avg_pool2d_forward(x, 2, padding=1),
+    lambda x: fastconv.im2col(x, 1, padding=1),
+], ids=["conv2d", "max_pool2d", "avg_pool2d", "im2col"])
+def test_windows_over_an_empty_image_are_refused(call):
+    """With padding a window fits an empty image, but it reads only padding (PyTorch refuses)."""
+    with _raises(ValueError, "height and width must be >= 1", "(1, 1, 0, 5)"):
+        call(x_(1, 1, 0, 5))
+
+
+@pytest.mark.parametrize("flag, call", [
+    ("ceil_mode", lambda v: F.max_pool2d_forward(x_(1, 1, 5, 5), 2, ceil_mode=v)),
+    ("ceil_mode", lambda v: F.avg_pool2d_forward(x_(1, 1, 5, 5), 2, ceil_mode=v)),
+    ("count_include_pad", lambda v: F.avg_pool2d_forward(x_(1, 1, 5, 5), 2, count_include_pad=v)),
+    ("return_indices", lambda v: F.max_pool2d_forward(x_(1, 1, 5, 5), 2, return_indices=v)),
+    ("batchnorm: train", lambda v: F.batchnorm_forward(x_(4, 2), np.ones(2), np.zeros(2),
+                                                        None, None, train=v)),
+    ("dropout: train", lambda v: F.dropout_forward(x_(4, 2), 0.5, train=v)),
+    ("ceil_mode", lambda v: fastconv.conv_output_size(5, 2, 2, ceil_mode=v)),
+])
+def test_flags_must_be_bools(flag, call):
+    """"no" is truthy: ceil_mode="no" turned ceil mode on (PyTorch raises a TypeError)."""
+    with _raises(TypeError, f"{flag} must be a bool", "'no'"):
+        call("no")
+    call(np.bool_(False))  # NumPy's bool is a bool
+
+
+@pytest.mark.parametrize("kwargs, exc, fragment", [
+    (dict(size=5, kernel_size=0), ValueError, "kernel_size must be >= 1, got 0"),
+    (dict(size=5, kernel_size=3, dilation=0), ValueError, "dilation must be >= 1, got 0"),
+    (dict(size=5, kernel_size=3, stride=0), ValueError, "stride must be >= 1, got 0"),
+    (dict(size=5.0, kernel_size=3), TypeError, "size must be an int, got 5.0"),
+    (dict(size=-1, kernel_size=1), ValueError, "size must be >= 0, got -1"),
+    (dict(size=5, kernel_size=3, padding=-1), ValueError, "padding must be >= 0"),
+    (dict(size=5, kernel_size=3, padding=(1, 2, 3)), TypeError, "padding must be an int or a pair"),
+])
+def test_conv_output_size_checks_its_arguments(kwargs, exc, fragment):
+    """It returned 6 for kernel 0, 5 for dilation 0, 3.0 for size 5.0, or divided by zero."""
+    with _raises(exc, fragment):
+        fastconv.conv_output_size(**kwargs)
+
+
+def test_conv_output_size_still_computes_pytorchs_sizes():
+    assert fastconv.conv_output_size(32, 3, stride=2, padding=1) == 16
+    assert fastconv.conv_output_size(5, 2, 2, ceil_mode=True) == 3
+    assert fastconv.conv_output_size(np.int64(7), 3, padding=(0, 1)) == 6
+
+
+def test_a_huge_workspace_limit_means_unlimited():
+    """2**63 was accepted, and conv2d_backward then raised an OverflowError."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((3, 2, 6, 6)), rng.standard_normal((4, 2, 3, 3))
+    want_out, want_cache = F.conv2d_forward(x, w, padding=1)
+    want = F.conv2d_backward(np.ones_like(want_out), want_cache)
+    for limit in (2**63, 2**200):
+        with fastconv.workspace_limit(limit):
+            out, cache = F.conv2d_forward(x, w, padding=1)
+            got = F.conv2d_backward(np.ones_like(out), cache)
+        np.testing.assert_array_equal(out, want_out)
+        for g, r in zip(got[:2], want[:2]):
+            np.testing.assert_allclose(g, r, rtol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape", [None, (1, 1, 3), (1, 1, 3.0, 3), "1133"])
+def test_col2im_names_a_bad_image_shape(x_shape):
+    with pytest.raises((TypeError, ValueError), match="x_shape"):
+        fastconv.col2im(x_(1, 9, 1), x_shape, 3)
+
+
+def test_a_big_endian_array_is_refused_by_its_byte_order():
+    """It was refused as 'not a floating-point array'; the message now says what to do."""
+    big = x_(1, 1, 5, 5).astype(">f8")
+    with _raises(TypeError, "x has the non-native byte order >f8", "astype('float64')"):
+        F.conv2d_forward(big, x_(1, 1, 3, 3))
+
+
+def test_an_optimizer_refuses_an_integer_parameter_by_name():
+    """Adam over an int64 parameter failed with NumPy's casting error."""
+    from fastconv import optim
+    opt = optim.Adam({"W": np.zeros(3, np.int64)})
+    with _raises(TypeError, "params['W'] must be a floating-point array", "int64"):
+        opt.step({"W": np.ones(3)})
+
+
+def test_conv2d_layer_refuses_same_padding_with_a_stride_when_built():
+    """It was built and failed at its first forward."""
+    from fastconv import nn
+    with _raises(ValueError, "padding='same' needs stride 1"):
+        nn.Conv2d(2, 2, 3, padding="same", stride=2)
+    with _raises(ValueError, "padding must be >= 0"):
+        nn.Conv2d(2, 2, 3, padding=-1)
+    with _raises(ValueError, "Conv2d: stride must be >= 1"):
+        nn.Conv2d(2, 2, 3, stride=0)

@@ -12,8 +12,8 @@ normalises with the batch statistics in both modes (PyTorch's
 from typing import ClassVar
 
 from ..backend import accumulator_dtype, get_array_module
-from .._validate import (check_cache, check_dout, check_float, check_ndim, check_real,
-                         check_same_dtype, op_cache)
+from .._validate import (check_bool, check_cache, check_dout, check_float, check_ndim,
+                         check_real, check_same_dtype, op_cache)
 
 
 @op_cache
@@ -70,6 +70,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
     if momentum is None:
         raise TypeError("batchnorm: momentum must be a number in [0, 1]; PyTorch's "
                         "momentum=None (a cumulative average) is not supported")
+    train = check_bool("batchnorm: train", train)
     momentum = check_real("batchnorm: momentum", momentum, 0.0, 1.0)
     eps = check_real("batchnorm: eps", eps, 0.0, low_open=True)
     work = accumulator_dtype(x.dtype)  # float16 statistics in float32

@@ -17,13 +17,18 @@ from typing import ClassVar
 
 from .. import _backends, _validate
 from ..backend import get_array_module
-from ..shapes import WindowGeometry, window_geometry
+from ..shapes import WindowGeometry, conv_padding, window_geometry
 from ..workspace import run_in_chunks
 
 
 @_validate.op_cache
 class ConvCache:
-    """What :func:`conv2d_backward` needs from :func:`conv2d_forward`."""
+    """What :func:`conv2d_backward` needs from :func:`conv2d_forward`.
+
+    It holds ``x`` and ``w`` themselves, not copies (as the CS231n code does):
+    changing either in place between the forward and the backward changes dx
+    and dw silently, where PyTorch raises.
+    """
 
     op: ClassVar[str] = "conv2d_forward"
     x: object
@@ -32,25 +37,6 @@ class ConvCache:
     geometry: WindowGeometry
     groups: int
     out_shape: tuple
-
-
-def _same_padding(kernel, dilation, stride):
-    """PyTorch's padding='same': total d*(k-1) per axis, the odd one on the bottom/right."""
-    if stride != (1, 1):
-        raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
-    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    return tuple((t // 2, t - t // 2) for t in totals)
-
-
-def _resolve_padding(padding, w, stride, dilation):
-    if isinstance(padding, str):
-        if padding == "valid":
-            return 0
-        if padding == "same":
-            return _same_padding(w.shape[2:], _validate.positive_pair(dilation, "dilation"),
-                                 _validate.positive_pair(stride, "stride"))
-        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-    return padding
 
 
 def _check_conv_args(x, w, b, groups):
@@ -110,7 +96,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     out : ndarray
         (N, F, OH, OW), C-contiguous, in x's dtype; OH and OW by PyTorch's formula.
     cache : ConvCache
-        For :func:`conv2d_backward`.
+        For :func:`conv2d_backward`. It holds ``x`` and ``w`` themselves: do not
+        change them in place before the backward.
 
     Examples
     --------
@@ -122,7 +109,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """
     xp = get_array_module(x, w, b)
     _check_conv_args(x, w, b, groups)
-    padding = _resolve_padding(padding, w, stride, dilation)
+    padding = conv_padding(padding, w.shape[2:], stride, dilation)
     geometry = window_geometry(x.shape, w.shape[2:], stride, padding, dilation)
     algorithm = _backends.backend_for(x, w, b).conv.forward(x, w, b, geometry, groups)
     out = run_in_chunks(algorithm, xp, x.shape[0])

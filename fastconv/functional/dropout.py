@@ -10,7 +10,7 @@ the GPU and never copied.
 from typing import ClassVar
 
 from ..backend import get_array_module
-from .._validate import check_cache, check_dout, check_float, check_real, op_cache
+from .._validate import check_bool, check_cache, check_dout, check_float, check_real, op_cache
 
 
 @op_cache
@@ -35,6 +35,7 @@ def dropout_forward(x, p=0.5, train=True, seed=None, rng=None):
     xp = get_array_module(x)
     check_float(x, "x")
     p = check_real("dropout: p (the drop probability)", p, 0.0, 1.0)
+    train = check_bool("dropout: train", train)
     if seed is not None and rng is not None:
         raise ValueError("dropout: give seed or rng, not both")
     if not train or p == 0.0:

@@ -77,6 +77,7 @@ def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode):
     if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
         raise ValueError(
             f"padding {padding!r} must be at most half of kernel_size {kernel_size!r}")
+    ceil_mode = _validate.check_bool("ceil_mode", ceil_mode)
     return window_geometry(x.shape, kernel, stride, pad, dilation, ceil_mode)
 
 
@@ -93,6 +94,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     """
     xp = get_array_module(x)
     geometry = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
+    return_indices = _validate.check_bool("return_indices", return_indices)
     backend = _backends.backend_for(x).pool
     with whole_batch(xp, backend.pool_plan(x.shape, geometry, x.dtype), x.shape[0]) as buffers:
         out, argmax = backend.max_pool_forward(x, geometry, buffers)
@@ -154,6 +156,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     """
     xp = get_array_module(x)
     geometry = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode)
+    count_include_pad = _validate.check_bool("count_include_pad", count_include_pad)
     divisor = _avg_divisor(geometry, count_include_pad, accumulator_dtype(x.dtype), xp)
     backend = _backends.backend_for(x).pool
     with whole_batch(xp, backend.pool_plan(x.shape, geometry, x.dtype), x.shape[0]) as buffers:
@@ -193,6 +196,9 @@ def adaptive_avg_pool2d_forward(x, output_size):
     if oh < 1 or ow < 1:
         raise ValueError(f"output_size must be >= 1, got {output_size!r}")
     n, c, h, w = x.shape
+    if h < 1 or w < 1:  # no window to average over (PyTorch refuses too)
+        raise ValueError(f"adaptive_avg_pool2d needs a height and width of at least 1, "
+                         f"got x shape {tuple(x.shape)}")
     rows, columns = _adaptive_bounds(h, oh), _adaptive_bounds(w, ow)
     acc = accumulator_dtype(x.dtype)  # float16 sums in float32
     pooled_rows = xp.empty((n, c, oh, w), dtype=acc)

@@ -4,6 +4,7 @@ import numpy
 
 from .._validate import check_int, positive_pair
 from ..functional.conv import conv2d_backward, conv2d_forward
+from ..shapes import conv_padding
 from .init import add_weight_and_bias, store_weight_and_bias_grads
 from .module import Module
 
@@ -30,6 +31,9 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels "
                              f"({out_channels}) must both be divisible by groups ({groups})")
         self.kernel_size = positive_pair(kernel_size, "kernel_size")
+        positive_pair(stride, "Conv2d: stride")
+        positive_pair(dilation, "Conv2d: dilation")
+        conv_padding(padding, self.kernel_size, stride, dilation)  # refused now, not at forward
         self.stride, self.padding, self.dilation = stride, padding, dilation
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
