@@ -8,6 +8,8 @@ per-epoch accuracies, test results), ``DIR/learning_curves.png`` and
 import json
 import os
 
+from .checkpoint import atomic_file
+
 HISTORY = "history.json"
 CURVES = "learning_curves.png"
 CHECKPOINT = "checkpoint.npz"
@@ -16,12 +18,31 @@ SETTING_KEYS = ("dataset", "optimizer", "lr", "lr_decay", "epochs", "batch_size"
 
 
 def write_history(directory, history):
-    """Write ``history`` (a JSON-ready dict) to ``directory/history.json``, atomically."""
+    """Write ``history`` (a JSON-ready dict) to ``directory/history.json`` atomically.
+
+    Through :func:`fastconv.checkpoint.atomic_file`: runs writing into one
+    directory at once each leave a whole file, the last one written.
+
+    Parameters
+    ----------
+    directory : path-like
+        The run's ``--out`` directory.
+    history : dict
+        Config, histories and results; JSON-serialisable.
+
+    Returns
+    -------
+    str
+        The history file's path.
+
+    Raises
+    ------
+    TypeError
+        For a value JSON cannot hold; the previous file is kept then.
+    """
     path = os.path.join(directory, HISTORY)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(history, f, indent=1)
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        f.write(json.dumps(history, indent=1).encode("utf-8"))
     return path
 
 

@@ -295,6 +295,13 @@ def test_course_model_checkpoint_round_trip(tmp_path):
     bad.params["W1"] = np.zeros((6, 5), np.float32)
     with pytest.raises(CheckpointError, match=r"parameter 'W1' has shape \(6, 4\).*\(6, 5\)"):
         make_solver(bad, resume=path)
+    arrays = load_arrays(path)  # its imaginary part was dropped, with a ComplexWarning
+    arrays["model/W1"] = arrays["model/W1"] + 1j
+    save_arrays(path, arrays)
+    before = frozen(params_of(b.model))
+    with pytest.raises(CheckpointError, match=r"parameter 'W1' must be a real-valued array"):
+        b.load_checkpoint(path)
+    assert frozen(params_of(b.model)) == before
 
 
 def test_a_checkpoint_resumed_with_another_optimiser_is_refused(tmp_path):
@@ -346,6 +353,108 @@ def test_corrupt_checkpoints_give_clear_errors(tmp_path):
     np.savez(other, W=np.zeros(3))
     with pytest.raises(CheckpointError, match="not a fastconv Solver checkpoint"):
         make_solver(resume=other)
+
+
+def frozen(value):
+    """``value`` in a form that compares equal only to a bit-identical copy of it."""
+    if isinstance(value, dict):
+        return {k: frozen(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.dtype.str, value.shape, value.tobytes()
+    return value
+
+
+def resumable_state(solver):
+    """Everything a resume sets: the model's arrays, best parameters, optimizer state, counters."""
+    names = ("best_params", "loss_history", "train_acc_history", "val_acc_history", "epoch",
+             "seed", "best_val_acc", "best_epoch", "epochs_without_improvement", "stopped_early")
+    state = {name: frozen(getattr(solver, name)) for name in names}
+    state.update(model=frozen(solver.model_adapter.state()),
+                 optimizer=frozen(solver.optimizer.state), lr=solver.optimizer.lr)
+    return state
+
+
+MALFORMED = {  # name: (entry, what replaces it (None: deleted), what the error says)
+    "optimizer state of the wrong shape": ("optim/0.W/m", np.zeros((16, 6), np.float32),
+                                           r"optimizer state 'm' of parameter '0.W'"),
+    "complex optimizer state": ("optim/0.W/m", np.zeros((6, 16), np.complex64),
+                                r"optimizer state 'm' of parameter '0.W' is a complex64"),
+    "optimizer state of no parameter": ("optim/9.W/m", np.zeros(3), r"'9.W'.*not a parameter"),
+    "best parameter of the wrong shape": ("best/0.W", np.zeros((6, 15), np.float32),
+                                          r"best/ entries\): parameter '0.W' has shape"),
+    "best parameter missing": ("best/2.b", None, r"best/ entries\): missing '2.b'"),
+    "best parameter extra": ("best/9.W", np.zeros(3), r"best/ entries\): '9.W' is not a param"),
+    "no best parameters after an epoch": ("best/", None, r"best/ entries\): missing '0.W'"),
+    "complex model parameter": ("model/0.W", np.zeros((6, 16), np.complex64),
+                                r": parameter '0.W' must be a real-valued array, got complex64"),
+    "text model parameter": ("model/2.b", np.array(["a"] * 4), r"parameter '2.b' must be a real"),
+    "model parameter missing": ("model/2.W", None, r"missing '2.W'"),
+    "model parameter extra": ("model/9.W", np.zeros(3), r"'9.W' is not a parameter or buffer"),
+    "vector epoch": ("meta/epoch", np.array([1, 1]), r"'meta/epoch' is a int64 array of shape "
+                                                     r"\(2,\); a single integer is expected"),
+    "real epoch": ("meta/epoch", np.float64(1.0), r"'meta/epoch' is a float64 array"),
+    "negative epoch": ("meta/epoch", np.int64(-1), r"'meta/epoch' is -1; it must be"),
+    "epoch missing": ("meta/epoch", None, r"has no entry 'meta/epoch'"),
+    "negative seed": ("meta/seed", np.int64(-3), r"'meta/seed' is -3"),
+    "best epoch after the last": ("meta/best_epoch", np.int64(2), r"'meta/best_epoch' is 2"),
+    "patience count past the epochs": ("meta/epochs_without_improvement", np.int64(5),
+                                       r"'meta/epochs_without_improvement' is 5"),
+    "best accuracy not a number": ("meta/best_val_acc", np.float64("nan"),
+                                   r"'meta/best_val_acc' is nan"),
+    "flag as an integer": ("meta/stopped_early", np.int64(1),
+                           r"'meta/stopped_early' .*a single bool is expected"),
+    "negative learning rate": ("meta/lr", np.float64(-0.1), r"'meta/lr' is -0.1"),
+    "complex learning rate": ("meta/lr", np.complex128(1), r"'meta/lr' is a complex128"),
+    "update as a number": ("meta/update", np.int64(1), r"'meta/update' .*a single string"),
+    "meta entry of no meaning": ("meta/colour", np.int64(1), r"'meta/colour', which a Solver"),
+    "accuracies for more epochs than run": ("history/val_acc", np.zeros(2),
+                                            r"'history/val_acc' has 2 values for 1 finished"),
+    "loss history as a matrix": ("history/loss", np.zeros((2, 2)),
+                                 r"'history/loss' is a float64 array of shape \(2, 2\)"),
+    "text history": ("history/train_acc", np.array(["0.5"]), r"'history/train_acc' is a <U3"),
+}
+
+
+@pytest.mark.parametrize("malformed", MALFORMED)
+def test_a_malformed_checkpoint_is_refused_at_resume_and_changes_nothing(tmp_path, malformed):
+    """Each was accepted (and train() failed later), gave a TypeError, or was refused only after
+    the model already held the checkpoint's weights."""
+    entry, replacement, message = MALFORMED[malformed]
+    path = tmp_path / "c.npz"
+    make_solver(num_epochs=1, checkpoint_name=path).train()
+    arrays = {k: v for k, v in load_arrays(path).items()  # "best/": the whole section
+              if not (k == entry or entry.endswith("/") and k.startswith(entry))}
+    if replacement is not None:
+        arrays[entry] = replacement
+    save_arrays(path, arrays)
+    solver = make_solver(nn.mlp(6, 4, hidden_dims=(16,), seed=1), num_epochs=2).train()
+    before = resumable_state(solver)
+    with pytest.raises(CheckpointError, match=message) as refused:
+        solver.load_checkpoint(path)
+    assert str(refused.value).startswith((f"checkpoint {path}", f"{path}"))
+    assert resumable_state(solver) == before
+
+
+def test_an_optimizer_object_keeps_its_state_when_a_resume_is_refused(tmp_path):
+    """A Module's params are updated in place by the optimizer object, which must keep them too."""
+    def build(seed):
+        model = nn.mlp(6, 4, hidden_dims=(8,), batchnorm=True, seed=seed)
+        return model, optim.Adam(model.params, lr=1e-2)
+
+    path = tmp_path / "c.npz"
+    model, adam = build(0)
+    make_solver(model, optimizer=adam, num_epochs=1, checkpoint_name=path).train()
+    arrays = load_arrays(path)
+    arrays["optim/3.W/exp_avg"] = np.zeros((2, 2), np.float32)  # the last entry checked
+    save_arrays(path, arrays)
+    model, adam = build(1)
+    solver = make_solver(model, optimizer=adam, num_epochs=1).train()
+    before, params = resumable_state(solver), dict(model.params)
+    with pytest.raises(CheckpointError, match="optimizer state 'exp_avg' of parameter '3.W'"):
+        solver.load_checkpoint(path)
+    assert resumable_state(solver) == before
+    assert all(model.params[k] is v for k, v in params.items())
+    assert all(adam.params[k] is v for k, v in params.items())
 
 
 class _RunsCode:

@@ -16,7 +16,7 @@ update rule, which :func:`adapt_optimizer` wraps in an
 """
 
 from .. import optim
-from ..backend import device_of, get_array_module, model_device, to_device
+from ..backend import device_of, get_array_module, is_array, model_device, to_device
 from ..checkpoint import CheckpointError
 from ..functional.loss import softmax_cross_entropy
 
@@ -65,30 +65,69 @@ class ModelAdapter:
         state.update({k: v.copy() for k, v in self.buffers.items()})
         return state
 
-    def load_state(self, state, source):
-        """Put ``state`` into the model, checking every name and shape first.
+    def check_state(self, state, source):
+        """``state`` checked entry by entry against the model, converted to its dtypes and device.
+
+        Nothing in the model changes, so a caller can check everything it is
+        about to load before loading any of it.
+
+        Parameters
+        ----------
+        state : mapping
+            Name -> array, one for every param and buffer of the model, no more.
+        source : str
+            What ``state`` came from, to start each error message.
+
+        Returns
+        -------
+        dict
+            Name -> a new array of the model's dtype on the model's device.
 
         Raises
         ------
         CheckpointError
-            Naming ``source`` and the entry that is missing or misshapen.
+            Naming ``source`` and the first entry that is missing, extra, not
+            real-valued or misshapen.
         """
-        if hasattr(self.model, "load_state_dict"):  # a Module: params and buffers, by name
-            try:
-                self.model.load_state_dict(state)
-            except ValueError as exc:
-                raise CheckpointError(f"{source}: {exc}") from exc
+        expected = {**self.params, **self.buffers}
+        missing = [name for name in expected if name not in state]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise CheckpointError(f"{source}: missing {missing[0]!r}{more}")
+        extra = [name for name in state if name not in expected]
+        if extra:
+            raise CheckpointError(f"{source}: {extra[0]!r} is not a parameter or buffer of the "
+                                  f"model, which has {sorted(expected)}")
+        return {name: self._checked_array(name, state[name], current, source)
+                for name, current in expected.items()}
+
+    def _checked_array(self, name, value, current, source):
+        """``value`` as the model's array ``current``: real-valued and of its shape, or refused."""
+        what = "parameter" if name in self.params else "buffer"
+        # Complex or text would be cast (losing the imaginary part) or fail half-way.
+        if not is_array(value) or value.dtype.kind not in "biuf":
+            raise CheckpointError(f"{source}: {what} {name!r} must be a real-valued array, got "
+                                  f"{getattr(value, 'dtype', type(value).__name__)}")
+        if tuple(value.shape) != tuple(current.shape):
+            raise CheckpointError(f"{source}: {what} {name!r} has shape {tuple(value.shape)}, "
+                                  f"the model's has {tuple(current.shape)}")
+        return to_device(value, device_of(current)).astype(current.dtype)
+
+    def load_state(self, state, source):
+        """Put ``state`` into the model, all of it checked (:meth:`check_state`) before any copy.
+
+        Raises
+        ------
+        CheckpointError
+            Naming ``source`` and the entry that is missing, extra or misshapen;
+            the model is unchanged then.
+        """
+        checked = self.check_state(state, source)
+        if hasattr(self.model, "load_state_dict"):  # a Module: copied in place, so optimizer
+            self.model.load_state_dict(checked)  # objects keep the arrays they update
             return
-        current = self.params  # a course model: its params dict
-        for name, value in current.items():
-            if name not in state:
-                raise CheckpointError(f"{source} has no entry for parameter {name!r}")
-            if tuple(state[name].shape) != tuple(value.shape):
-                raise CheckpointError(f"{source}: parameter {name!r} has shape "
-                                      f"{tuple(state[name].shape)}, the model's has "
-                                      f"{tuple(value.shape)}")
-        for name, value in current.items():
-            current[name] = to_device(state[name], device_of(value)).astype(value.dtype)
+        for name, value in checked.items():  # a course model: its dicts' arrays replaced
+            (self.params if name in self.params else self.buffers)[name] = value
 
 
 class CourseModel(ModelAdapter):

@@ -1,7 +1,8 @@
 """The Solver's checkpoint: every entry a run needs to go on as if it had never stopped.
 
 A flat ``name -> array`` .npz (see fastconv.checkpoint, which writes it
-atomically and reads it without pickle):
+atomically and reads it without pickle, refusing unread any name
+:data:`fastconv.checkpoint.ENTRY_NAMES` does not allow):
 
 - ``format``: :data:`FORMAT`;
 - ``model/<name>``, ``best/<name>``: the model's params and buffers, now and
@@ -12,9 +13,13 @@ atomically and reads it without pickle):
 - ``history/loss|train_acc|val_acc`` and the ``meta/`` counters (epoch, seed,
   best validation accuracy and epoch, epochs without improvement, stopped early).
 
-Checkpoints of earlier versions load too: without ``meta/update`` (no check of
-what wrote them) and, for course rules, without ``meta/lr`` (their configs hold it).
+:func:`restore` checks every entry before it changes anything, so a refused
+checkpoint leaves the Solver and its model as they were. Checkpoints of
+earlier versions load too: without ``meta/update`` (no check of what wrote
+them) and, for course rules, without ``meta/lr`` (their configs hold it).
 """
+
+import math
 
 import numpy
 
@@ -50,64 +55,160 @@ def checkpoint_arrays(solver):
     return arrays
 
 
+# meta/<name>: the kinds of NumPy scalar it may be, and whether it must be there.
+# Earlier versions wrote neither "update" nor, for course rules, "lr".
+_INT, _REAL, _FLAG, _TEXT = "iu", "iuf", "b", "U"
+_KIND_NAMES = {_INT: "integer", _REAL: "real number", _FLAG: "bool", _TEXT: "string"}
+_META = {"epoch": (_INT, True), "seed": (_INT, True), "best_val_acc": (_REAL, True),
+         "best_epoch": (_INT, True), "epochs_without_improvement": (_INT, True),
+         "stopped_early": (_FLAG, True), "update": (_TEXT, False), "lr": (_REAL, False)}
+_HISTORIES = ("loss", "train_acc", "val_acc")
+
+
 def restore(solver, arrays, path):
-    """Put the checkpoint ``arrays`` read from ``path`` into ``solver``, checking them first.
+    """Put the checkpoint ``arrays`` read from ``path`` into ``solver``, all of them checked first.
+
+    Every entry is checked (the model's and the best parameters against the
+    model, the optimizer state against its parameters, each ``meta/`` entry
+    for its kind and range, the histories for their lengths) before anything
+    in ``solver`` or its model changes, so a refused checkpoint leaves both as
+    they were.
+
+    Parameters
+    ----------
+    solver : Solver
+        The Solver to restore, with the model and update the checkpoint was written for.
+    arrays : dict
+        The checkpoint's entries, as :func:`fastconv.checkpoint.load_arrays` reads them.
+    path : path-like
+        Where they were read from, for the error messages.
 
     Raises
     ------
     CheckpointError
         Naming ``path`` and the entry, when the file is not a Solver
-        checkpoint, was written by another kind of update, or does not fit the model.
+        checkpoint, was written by another kind of update, or holds an entry
+        that is missing, malformed, out of range or does not fit the model.
     """
+    source = f"checkpoint {path}"
     if str(arrays.get("format", "")) != FORMAT:
         raise CheckpointError(f"{path} is not a fastconv Solver checkpoint "
                               f"(no 'format' entry {FORMAT!r})")
-
-    def entry(key):
-        if key not in arrays:
-            raise CheckpointError(f"checkpoint {path} has no entry {key!r}")
-        return arrays[key]
-
-    def section(prefix):
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-    saved_update = str(arrays.get("meta/update", solver.update_name))
+    meta = _meta(arrays, source)
+    saved_update = meta["update"] or solver.update_name  # None: no check of what wrote it
     if saved_update != solver.update_name:
-        raise CheckpointError(f"checkpoint {path} was written by {saved_update}; this Solver "
+        raise CheckpointError(f"{source} was written by {saved_update}; this Solver "
                               f"updates with {solver.update_name}, whose state it cannot use")
-    solver.model_adapter.load_state(section("model/"), f"checkpoint {path}")
-    solver.best_params = section("best/") or None
-    state = _optimizer_state(section("optim/"), path, solver.model_adapter)
-    solver.optimizer.state = {name: state.get(name, {}) for name in solver.model_adapter.params}
-    if "meta/lr" in arrays:  # course-rule checkpoints of earlier versions: the configs hold it
-        solver.optimizer.lr = float(arrays["meta/lr"])
-    solver.loss_history = [float(v) for v in entry("history/loss")]
-    solver.train_acc_history = [float(v) for v in entry("history/train_acc")]
-    solver.val_acc_history = [float(v) for v in entry("history/val_acc")]
-    solver.epoch = int(entry("meta/epoch"))
-    solver.seed = int(entry("meta/seed"))
-    solver.best_val_acc = float(entry("meta/best_val_acc"))
-    solver.best_epoch = int(entry("meta/best_epoch"))
-    solver.epochs_without_improvement = int(entry("meta/epochs_without_improvement"))
-    solver.stopped_early = bool(entry("meta/stopped_early"))
+    histories = _histories(arrays, source, meta["epoch"])
+    adapter = solver.model_adapter
+    model = adapter.check_state(_section(arrays, "model/"), source)
+    best = _section(arrays, "best/")
+    if best or meta["epoch"]:  # every epoch's end keeps best parameters: none only before one
+        best = adapter.check_state(best, f"{source} (its best/ entries)")
+    state = _optimizer_state(_section(arrays, "optim/"), source, adapter)
+
+    # Everything is checked: from here on nothing can fail half-way.
+    adapter.load_state(model, source)
+    solver.best_params = best or None
+    solver.optimizer.state = {name: state.get(name, {}) for name in adapter.params}
+    if meta["lr"] is not None:  # course-rule checkpoints of earlier versions: the configs hold it
+        solver.optimizer.lr = meta["lr"]
+    solver.loss_history, solver.train_acc_history, solver.val_acc_history = histories
+    for name in ("epoch", "seed", "best_val_acc", "best_epoch", "epochs_without_improvement",
+                 "stopped_early"):
+        setattr(solver, name, meta[name])
 
 
-def _optimizer_state(entries, path, model):
-    """``{param: {key: value}}`` from "optim/<param>/<key>" entries, checked against the model."""
+def _section(arrays, prefix):
+    """The entries named ``prefix<rest>``, keyed by ``rest``."""
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _meta(arrays, source):
+    """``{name: Python scalar or None}`` for each name in _META, checked for kind and range."""
+    unknown = sorted(set(_section(arrays, "meta/")) - set(_META))
+    if unknown:
+        raise CheckpointError(f"{source} has an entry 'meta/{unknown[0]}', which a Solver "
+                              f"checkpoint does not define")
+    meta = {name: _scalar(arrays, f"meta/{name}", kinds, required, source)
+            for name, (kinds, required) in _META.items()}
+    epoch = meta["epoch"]
+    _check_range(meta, "epoch", 0, math.inf, source)
+    _check_range(meta, "seed", 0, math.inf, source)  # numpy's seed sequences refuse a negative one
+    _check_range(meta, "best_epoch", 0, epoch, source)
+    _check_range(meta, "epochs_without_improvement", 0, epoch, source)
+    _check_range(meta, "best_val_acc", -1.0, 1.0, source)  # an accuracy; -1 before any epoch
+    if meta["lr"] is not None:
+        _check_range(meta, "lr", 0.0, math.inf, source)
+    return meta
+
+
+def _scalar(arrays, key, kinds, required, source):
+    """Entry ``key`` as a Python scalar, refused unless 0-d and of a dtype kind in ``kinds``.
+
+    None when it is absent and not ``required``.
+    """
+    if key not in arrays:
+        if required:
+            raise CheckpointError(f"{source} has no entry {key!r}")
+        return None
+    value = arrays[key]
+    if value.ndim != 0 or value.dtype.kind not in kinds:
+        raise CheckpointError(f"{source}: entry {key!r} is a {value.dtype} array of shape "
+                              f"{value.shape}; a single {_KIND_NAMES[kinds]} is expected")
+    return float(value) if kinds == _REAL else value.item()
+
+
+def _check_range(meta, name, low, high, source):
+    """Refuse ``meta[name]`` outside ``[low, high]`` (NaN and infinities too)."""
+    value = meta[name]
+    if not (low <= value <= high and math.isfinite(value)):
+        raise CheckpointError(f"{source}: entry 'meta/{name}' is {value}; it must be a finite "
+                              f"number from {low} to {high}")
+
+
+def _histories(arrays, source, epoch):
+    """The loss, train and validation accuracy histories as lists of floats, checked.
+
+    One value per iteration for the loss, one per finished epoch for each accuracy.
+    """
+    histories = []
+    for name in _HISTORIES:
+        key = f"history/{name}"
+        if key not in arrays:
+            raise CheckpointError(f"{source} has no entry {key!r}")
+        value = arrays[key]
+        if value.ndim != 1 or value.dtype.kind not in _REAL:
+            raise CheckpointError(f"{source}: entry {key!r} is a {value.dtype} array of shape "
+                                  f"{value.shape}; a vector of real numbers is expected")
+        if name != "loss" and len(value) != epoch:
+            raise CheckpointError(f"{source}: entry {key!r} has {len(value)} values for "
+                                  f"{epoch} finished epochs (meta/epoch)")
+        histories.append([float(v) for v in value])
+    return histories
+
+
+def _optimizer_state(entries, source, model):
+    """``{param: {key: value}}`` from "optim/<param>/<key>" entries, checked against the model.
+
+    A 0-d entry is a setting or counter (any plain scalar a rule's config may
+    hold, complex aside); any other is a per-element state array, real-valued
+    and shaped like its parameter.
+    """
     device, params = model.device, model.params
     state = {}
     for key, value in entries.items():
         name, _, field = key.rpartition("/")
         if name not in params:
-            raise CheckpointError(f"checkpoint {path} has optimizer state for {name!r}, "
+            raise CheckpointError(f"{source} has optimizer state for {name!r}, "
                                   "which is not a parameter of this model")
-        if value.ndim == 0:
+        if value.ndim == 0 and value.dtype.kind in "biufU":
             state.setdefault(name, {})[field] = value.item()
             continue
         want = tuple(params[name].shape)
-        if tuple(value.shape) != want:
-            raise CheckpointError(f"checkpoint {path}: optimizer state {field!r} of parameter "
-                                  f"{name!r} has shape {tuple(value.shape)}, the parameter "
-                                  f"has {want}")
+        if value.dtype.kind not in "biuf" or tuple(value.shape) != want:
+            raise CheckpointError(f"{source}: optimizer state {field!r} of parameter {name!r} "
+                                  f"is a {value.dtype} array of shape {tuple(value.shape)}; "
+                                  f"the parameter is a real array of shape {want}")
         state.setdefault(name, {})[field] = to_device(value, device).astype(params[name].dtype)
     return state
