@@ -7,7 +7,8 @@ Three sources, none of which touches the network:
 - :func:`load_mnist`: the original MNIST IDX files, gzipped or not;
 - :func:`load_cifar10`: the original CIFAR-10 "python version" batches, read through a
   restricted unpickler that resolves no global from the file at all (see
-  :class:`_CifarUnpickler`), so a crafted pickle cannot run code.
+  :mod:`fastconv._cifar_pickle`), so a crafted pickle cannot run code, change shared state
+  or take more time and memory than the objects it really stores.
 
 Every loader returns a :class:`Dataset`: train/validation/test splits, normalised with the
 per-channel mean and standard deviation of the training split.
@@ -18,10 +19,13 @@ import gzip
 import math
 import numbers
 import os
-import pickle
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
+# the reader of one CIFAR-10 batch has its own module; both names stay importable from here
+from ._cifar_pickle import _CifarUnpickler, load_cifar_pickle  # noqa: F401
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -156,35 +160,84 @@ def _check_directory(path, expected, source):
             f"{', '.join(expected)} (get them from {source})")
 
 
+# IDX data is read (and gzip data inflated) this many bytes at a time
+_INFLATE_CHUNK = 1 << 20
+
+
 def read_idx(path):
     """Read one IDX file (unsigned-byte data, optionally gzipped) into a NumPy array.
 
     The format of the original MNIST files: two zero bytes, type code 0x08, the number of
-    dimensions, the dimensions as big-endian int32, then the data. Anything else raises a
-    ValueError naming the file.
+    dimensions, the dimensions as big-endian int32, then the data. No more data is read
+    than the header declares (plus one byte, to see that none trails), so time and memory
+    follow the declared size, however far the file would inflate.
+
+    Parameters
+    ----------
+    path : str
+        The file; a name ending in ``.gz`` is read through gzip.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, of the shape the header declares.
+
+    A file of any other kind, or data of another length than declared, raises a ValueError
+    naming the file.
     """
-    opener = gzip.open if path.endswith(".gz") else open
+    compressed = path.endswith(".gz")
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
+        with (gzip.open if compressed else open)(path, "rb") as f:
+            shape, header = _idx_header(f, path)
+            expected = math.prod(shape)
+            if not compressed:  # the file's size tells the data's length without reading it
+                held = os.fstat(f.fileno()).st_size - header
+                if held != expected:
+                    raise ValueError(_idx_mismatch(path, shape, f"{held} bytes"))
+            data = _read_exactly(f, expected, path, shape)
+    except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{path} is not a readable IDX file: {exc}") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+
+
+def _idx_header(f, path):
+    """(shape, header length in bytes) from the IDX header at the start of open file ``f``."""
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    if raw[2] != 0x08:
-        raise ValueError(f"{path}: IDX type code 0x{raw[2]:02x} is not unsigned byte (0x08)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    if magic[2] != 0x08:
+        raise ValueError(f"{path}: IDX type code 0x{magic[2]:02x} is not unsigned byte (0x08)")
+    ndim = magic[3]
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise ValueError(f"{path} is truncated inside its IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">i4"))
     if min(shape, default=0) < 0:
         raise ValueError(f"{path}: IDX header gives a negative dimension, shape {shape}")
-    expected = math.prod(shape)
-    if len(raw) - header != expected:
-        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes) but the file "
-                         f"holds {len(raw) - header} bytes of data")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return shape, 4 + 4 * ndim
+
+
+def _idx_mismatch(path, shape, held):
+    """The message for data of another length than the header declares."""
+    return (f"{path}: header says shape {shape} ({math.prod(shape)} bytes) but the file "
+            f"holds {held} of data")
+
+
+def _read_exactly(f, size, path, shape):
+    """The next ``size`` bytes of ``f``, refusing fewer, or any byte after them.
+
+    Read in chunks, so that memory grows with the data that really arrives and stops at the
+    declared size: a small gzip file can inflate to far more than its header declares.
+    """
+    data = bytearray()
+    while len(data) < size:
+        chunk = f.read(min(size - len(data), _INFLATE_CHUNK))
+        if not chunk:
+            raise ValueError(_idx_mismatch(path, shape, f"{len(data)} bytes"))
+        data += chunk
+    if f.read(1):
+        raise ValueError(_idx_mismatch(path, shape, f"more than {size} bytes"))
+    return data
 
 
 def _mnist_pair(directory, images_key, labels_key):
@@ -232,127 +285,6 @@ def _train_val_split(n_train, val_size, seed):
 
 
 # --------------------------------------------------------------------------- CIFAR-10
-
-class _Marker:
-    """Stand-in for ``numpy.ndarray`` inside a pickle: only ever passed as an argument."""
-
-
-class _ArrayStub:
-    """What ``numpy.core.multiarray._reconstruct`` yields here: it records the BUILD state."""
-
-    def __init__(self):
-        self.state = None
-
-    def __setstate__(self, state):
-        self.state = state
-
-
-class _DtypeStub:
-    """What ``numpy.dtype(...)`` yields here: the type string and its byte order."""
-
-    def __init__(self, descr):
-        self.descr = descr.decode("ascii") if isinstance(descr, bytes) else str(descr)
-        self.state = None
-
-    def __setstate__(self, state):
-        self.state = state
-
-
-_SIMPLE_DTYPES = {"u1", "i1", "b1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8"}
-
-
-def _reconstruct(cls, shape, typecode):
-    if cls is not _ARRAY_MARKER:
-        raise pickle.UnpicklingError("_reconstruct called with something other than ndarray")
-    return _ArrayStub()
-
-
-def _codecs_encode(text, encoding):
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin-1")
-
-
-_ARRAY_MARKER = _Marker()
-# The only globals a CIFAR-10 batch refers to, mapped to harmless stand-ins: the real
-# numpy functions are never called with data from the file.
-_CIFAR_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): _ARRAY_MARKER,
-    ("numpy", "dtype"): lambda descr, align=False, copy=False: _DtypeStub(descr),
-    ("_codecs", "encode"): _codecs_encode,  # bytes in a protocol-2 pickle written by Python 3
-}
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickler for CIFAR-10 batches: dicts, lists, bytes, ints and plain numeric arrays.
-
-    ``find_class`` returns only the stand-ins of ``_CIFAR_GLOBALS``; any other global (for
-    example ``os.system`` planted through ``__reduce__``) is refused before it is looked up.
-    """
-
-    def find_class(self, module, name):
-        try:
-            return _CIFAR_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refused to load global {module}.{name}: an original CIFAR-10 batch holds only "
-                "dicts, lists, bytes and uint8 arrays") from None
-
-
-def _array_from_stub(stub):
-    """Turn a recorded array state into a real ndarray, validating every field."""
-    try:
-        _version, shape, dtype_stub, fortran, raw = stub.state
-        if not isinstance(dtype_stub, _DtypeStub):
-            raise TypeError("not a dtype")
-        byteorder = dtype_stub.state[1] if dtype_stub.state else "|"
-        if isinstance(byteorder, bytes):
-            byteorder = byteorder.decode("ascii")
-    except (TypeError, ValueError, AttributeError, IndexError):
-        raise pickle.UnpicklingError("malformed ndarray state") from None
-    if dtype_stub.descr not in _SIMPLE_DTYPES or byteorder not in "<>|=":
-        raise pickle.UnpicklingError(f"refused array dtype {dtype_stub.descr!r}")
-    dtype = np.dtype(dtype_stub.descr).newbyteorder(byteorder if byteorder != "|" else "=")
-    shape = tuple(int(s) for s in shape)
-    if isinstance(raw, str):
-        raw = raw.encode("latin-1")
-    if not isinstance(raw, bytes) or len(raw) != math.prod(shape) * dtype.itemsize:
-        raise pickle.UnpicklingError(f"array data does not match shape {shape} and dtype {dtype}")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
-
-
-def _materialise(obj):
-    if isinstance(obj, _ArrayStub):
-        return _array_from_stub(obj)
-    if isinstance(obj, dict):
-        return {_materialise(k): _materialise(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(v) for v in obj)
-    if isinstance(obj, (_DtypeStub, _Marker)):
-        raise pickle.UnpicklingError("a bare numpy dtype/ndarray object at top level")
-    return obj
-
-
-def load_cifar_pickle(path):
-    """Load one CIFAR-10 python batch through the restricted unpickler.
-
-    Returns the dict with ``str`` keys. A file that is not a pickle of the expected kind, or
-    that refers to any global beyond the numpy array machinery, raises a ValueError naming
-    the file; no code from the file runs.
-    """
-    try:
-        with open(path, "rb") as f:
-            obj = _materialise(_CifarUnpickler(f, encoding="bytes").load())
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(f"{path} is not an original CIFAR-10 python batch: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} is not an original CIFAR-10 python batch: it holds a "
-                         f"{type(obj).__name__}, not a dict")
-    return {(k.decode("latin-1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
-
 
 def _described(value):
     """'uint8 (N, 3072)' for an array, the type name for anything else."""

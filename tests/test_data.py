@@ -1,9 +1,19 @@
-"""Datasets: real file formats written by the tests themselves, splits, normalisation, errors."""
+"""Datasets: real file formats written by the tests themselves, splits, normalisation, errors.
 
+Crafted files too: each is refused, in time and memory bounded by what it stores, without
+changing any object that outlives its load.
+"""
+
+import codecs
+import contextlib
+import copy
 import gzip
+import inspect
 import os
 import pickle
+import re
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -165,6 +175,59 @@ def test_mnist_malformed_files_are_named(tmp_path):
         data.load_mnist(str(tmp_path))
 
 
+@contextlib.contextmanager
+def traced_peak():
+    """A list that receives the peak of the Python memory traced while the block runs."""
+    tracemalloc.start()
+    peak = []
+    try:
+        yield peak
+    finally:
+        peak.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+
+
+def write_idx_header_then(path, shape, n_zeros, compress):
+    """An IDX header declaring ``shape``, then ``n_zeros`` zero bytes, written piece by piece."""
+    header = bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}i", *shape)
+    block = bytes(1 << 20)
+    with (gzip.open(path, "wb", compresslevel=1) if compress else open(path, "wb")) as f:
+        f.write(header)
+        for start in range(0, n_zeros, len(block)):
+            f.write(block[:n_zeros - start])
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_data_past_the_declared_size_is_never_read(tmp_path, compress):
+    """1 byte declared, 32 MiB held (35 KiB gzipped): refused holding well under 1 MiB."""
+    path = tmp_path / ("train-labels-idx1-ubyte" + (".gz" if compress else ""))
+    write_idx_header_then(path, (1,), 32 << 20, compress)
+    held = "more than 1 bytes" if compress else f"{32 << 20} bytes"
+    message = f"{path}: header says shape (1,) (1 bytes) but the file holds {held} of data"
+    with traced_peak() as peak, pytest.raises(ValueError, match=re.escape(message)):
+        data.read_idx(str(path))
+    assert peak[0] < 1 << 20
+
+
+def test_idx_gzip_declaring_more_than_it_holds_costs_what_it_holds(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    write_idx_header_then(path, (2**31 - 1,) * 3, 1000, compress=True)  # 2**93 bytes declared
+    with traced_peak() as peak, pytest.raises(ValueError, match="holds 1000 bytes of data"):
+        data.read_idx(str(path))
+    assert peak[0] < 4 << 20
+
+
+def test_idx_corrupt_gzip_stream_is_named(tmp_path):
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    write_idx(path, np.arange(5000) % 10, compress=True)
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 8] = b"\xff" * 8  # inside the deflate data: zlib, not gzip, sees it
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz is not a readable IDX file"):
+        data.read_idx(str(path))
+
+
 def test_mnist_test_images_of_another_size_are_refused_at_load_time(tmp_path):
     """They used to load, and a run failed in its final evaluation."""
     write_mnist(tmp_path)
@@ -274,6 +337,141 @@ def test_cifar10_deeply_nested_pickle_is_a_clear_error(tmp_path):
     (tmp_path / "data_batch_1").write_bytes(nested)
     with pytest.raises(ValueError, match="data_batch_1 is not an original CIFAR-10"):
         data.load_cifar10(str(tmp_path))
+
+
+def nested_refs(levels, fan_out):
+    """``levels`` lists, each of ``fan_out`` references to the one below, around [0]."""
+    node = [0]
+    for _ in range(levels):
+        node = [node] * fan_out
+    return node
+
+
+@pytest.mark.parametrize("levels, fan_out, refusal", [
+    (8, 10, "nests deeper than 8 levels"),  # 3.5 KiB naming 10**8 objects
+    (5, 10, "holds more than 100000 objects"),  # just past the cap, shallow enough
+    (3, 1000, "holds more than 100000 objects"),  # 10**9 objects three levels deep
+])
+def test_cifar_shared_reference_bombs_are_refused(tmp_path, levels, fan_out, refusal):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8),
+                                   b"labels": nested_refs(levels, fan_out)}, protocol=2))
+    assert path.stat().st_size < 16 << 10
+    with pytest.raises(ValueError, match=f"data_batch_1 is not an original CIFAR-10 python "
+                                         f"batch: it {refusal}"):
+        data.load_cifar_pickle(str(path))
+
+
+def test_cifar_references_the_file_shares_stay_shared(tmp_path):
+    shared = [b"a.png", b"b.png"]
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1],
+                                 b"filenames": shared, b"again": shared}))
+    batch = data.load_cifar_pickle(str(path))
+    assert batch["filenames"] == [b"a.png", b"b.png"] and batch["again"] is batch["filenames"]
+
+
+class Reduced:
+    """Pickles as ``reduced`` (callable, args[, state]): the same objects at every use."""
+
+    def __init__(self, *reduced):
+        self.reduced = reduced
+
+    def __reduce__(self):
+        return self.reduced
+
+
+def test_cifar_arrays_built_over_one_stored_buffer_are_refused(tmp_path):
+    reduced = np.zeros(1 << 16, np.uint8).__reduce__()  # its state tuple holds the data
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0],
+                                   b"extra": [Reduced(*reduced) for _ in range(64)]},
+                                  protocol=2))
+    assert path.stat().st_size < 100 << 10  # 64 KiB stored once, named by 64 arrays
+    with traced_peak() as peak, pytest.raises(
+            ValueError, match="data_batch_1 .*arrays hold more bytes than the file stores"):
+        data.load_cifar_pickle(str(path))
+    assert peak[0] < 2 << 20
+
+
+def test_cifar_one_text_encoded_many_times_stays_one_bytes_object(tmp_path):
+    """Python 3 writes protocol-2 bytes as _codecs.encode(text, "latin1"); here one stored
+    1 MiB text is passed to 64 such calls."""
+    def put(i, opcodes):
+        return opcodes + pickle.BINPUT + bytes([i]) + pickle.POP
+    call = (pickle.BINGET + b"\x00" + pickle.BINGET + b"\x01" + pickle.BINGET + b"\x02"
+            + pickle.TUPLE2 + pickle.REDUCE)
+    text = pickle.BINUNICODE + struct.pack("<I", 1 << 20) + b"x" * (1 << 20)
+    latin1 = pickle.BINUNICODE + struct.pack("<I", 6) + b"latin1"
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(b"\x80\x02" + put(0, b"c_codecs\nencode\n") + put(1, text) + put(2, latin1)
+                     + pickle.EMPTY_DICT + pickle.SHORT_BINBYTES + b"\x09filenames"
+                     + pickle.EMPTY_LIST + pickle.MARK + call * 64 + pickle.APPENDS
+                     + pickle.SETITEM + pickle.STOP)
+    with traced_peak() as peak:
+        names = data.load_cifar_pickle(str(path))["filenames"]
+    assert len(names) == 64 and names[0] == b"x" * (1 << 20) and names[0] is names[-1]
+    assert peak[0] < 16 << 20
+
+
+def test_cifar_array_of_thousands_of_dimensions_is_refused(tmp_path):
+    reconstruct, args, (version, _, dtype, fortran, raw) = np.zeros(1, np.uint8).__reduce__()
+    many = Reduced(reconstruct, args, (version, (2**62,) * 10_000, dtype, fortran, raw))
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": many, b"labels": []}, protocol=2))
+    with pytest.raises(ValueError, match="refused an array of 10000 dimensions"):
+        data.load_cifar_pickle(str(path))
+
+
+@pytest.mark.parametrize("crafted", [
+    Reduced(codecs.encode, ("a", nested_refs(5, 10))),
+    Reduced(*np.zeros(1, np.uint8).__reduce__()[:2],
+            (1, (1,), Reduced(np.dtype, (nested_refs(5, 10),)), False, b"\0")),
+], ids=["encoding", "dtype"])
+def test_cifar_refusals_name_a_crafted_argument_by_its_type(tmp_path, crafted):
+    """Its repr is no message: a tree of shared references (10**5 objects in 200 bytes)."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": crafted, b"labels": []}, protocol=2))
+    with pytest.raises(ValueError, match="refused .* of type list") as refused:
+        data.load_cifar_pickle(str(path))
+    assert len(str(refused.value)) < 500
+
+
+STAND_IN_GLOBALS = [("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
+                    "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
+
+
+def module_level_state():
+    """The attributes of every function, class and object that the CIFAR reader's modules
+    define, at module level or as the values of a module-level dict."""
+    modules = {data, inspect.getmodule(data.load_cifar_pickle)}
+    state = []
+    for module in modules:
+        for value in vars(module).values():
+            for obj in [value] + (list(value.values()) if isinstance(value, dict) else []):
+                owner = obj if isinstance(obj, type) or callable(obj) else type(obj)
+                if getattr(owner, "__module__", None) == module.__name__:
+                    state.append((obj, dict(getattr(obj, "__dict__", {})),
+                                  copy.copy(getattr(obj, "__defaults__", None)),
+                                  copy.copy(getattr(obj, "__kwdefaults__", None))))
+    return state
+
+
+@pytest.mark.parametrize("module, name", STAND_IN_GLOBALS)
+@pytest.mark.parametrize("state", [{"pwned": 1}, (None, {"pwned": 1})], ids=["dict", "slots"])
+def test_cifar_build_on_a_stand_in_is_refused_and_changes_nothing(tmp_path, module, name, state):
+    """BUILD with a dict (instance dict) or a (None, dict) pair (setattr) on each global a
+    batch may name, then a valid batch."""
+    batch = py2_pickle({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0]})
+    build = (f"c{module}\n{name}\n".encode() + pickle.dumps(state, protocol=2)[2:-1]
+             + pickle.BUILD + pickle.POP)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(batch[:2] + build + batch[2:])
+    before = module_level_state()
+    with pytest.raises(ValueError, match="data_batch_1 is not an original CIFAR-10 python "
+                                         "batch: refused to set the state of "):
+        data.load_cifar_pickle(str(path))
+    assert module_level_state() == before
 
 
 def test_cifar10_missing_files_are_listed(tmp_path):
