@@ -192,6 +192,9 @@ def check_layer(layer, x, h=1e-6, directions=None, seed=0):
     x = _float64_copy(x)
     dout = _random_like(layer.forward(x), seed)
     dx = layer.backward(dout)
+    if dx is None:
+        raise ValueError(f"{type(layer).__name__}.backward returned no input gradient "
+                         "(needs_input_grad=False?): nothing to check dx against")
     analytic = {name: layer.grads[name].copy() for name in params}
 
     def f():

@@ -22,12 +22,19 @@ one workspace at a time; the pool never holds more blocks than were in use at
 once, so it stays within a few times the limit. :func:`release_workspace`
 frees them. CuPy arrays come from CuPy's own memory pool, which already reuses
 device memory.
+
+A call may also keep a buffer past its end (:meth:`Workspace.keep`): a CPU
+convolution whose batch ran in one chunk holds its columns in its cache until
+the backward uses them, instead of computing them twice. The buffers held
+this way, by all calls together, stay within the workspace limit; a forward
+that would pass it holds nothing, and its backward recomputes the columns.
 """
 
 import contextlib
 import sys
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy
@@ -153,6 +160,7 @@ class _KeptBlocks:
     def __init__(self):
         self._idle = []
         self._generation = 0
+        self._held = 0  # bytes of blocks kept past their call (Held), bounded by the limit
         self._lock = threading.Lock()
 
     def take(self, nbytes):
@@ -173,6 +181,20 @@ class _KeptBlocks:
             if generation == self._generation:
                 self._idle.append(block)
 
+    def hold(self, nbytes):
+        """True, and ``nbytes`` more counted as held, if that stays within the workspace limit."""
+        with self._lock:
+            if self._held + nbytes > get_workspace_limit():
+                return False
+            self._held += nbytes
+            return True
+
+    def unhold(self, block, generation, nbytes):
+        """A held block's end: uncount it and take it back as an idle block."""
+        with self._lock:
+            self._held -= nbytes
+        self.give_back(block, generation)
+
     def release(self):
         with self._lock:
             self._idle.clear()
@@ -189,6 +211,33 @@ def release_workspace():
     freed when it ends instead of being kept.
     """
     _kept.release()
+
+
+class Held:
+    """A workspace buffer kept past its call, e.g. a convolution's columns for its backward.
+
+    ``array`` is the buffer until :meth:`take` hands it to its one user or
+    :meth:`release` (or the garbage collection of this object) gives its memory
+    back to the pool; it is then None. Held
+    buffers together stay within the workspace limit: :meth:`Workspace.keep`
+    refuses one that would not fit.
+    """
+
+    __slots__ = ("array", "_release", "__weakref__")
+
+    def __init__(self, array, block, generation):
+        self.array = array
+        self._release = weakref.finalize(self, _kept.unhold, block, generation, block.nbytes)
+
+    def take(self):
+        """The array, for one user: later calls return None (the memory stays until release)."""
+        array, self.array = self.array, None
+        return array
+
+    def release(self):
+        """Give the memory back now (it is no longer used); a second call does nothing."""
+        self.array = None
+        self._release()
 
 
 class Workspace:
@@ -214,27 +263,39 @@ class Workspace:
         self.xp, self.plan, self.batch = xp, tuple(plan), batch
         self.images_per_chunk = _images_per_chunk(plan, batch, what) if chunked else max(batch, 1)
         self.buffers = None
-        self._lent = []
+        self._lent = {}  # name -> (block, generation) of each CPU buffer
 
     def __enter__(self):
         largest = min(self.images_per_chunk, self.batch)
-        self.buffers = {b.name: self._array(((largest,) if b.per_image else ()) + tuple(b.shape),
-                                            b.dtype) for b in self.plan}
+        self.buffers = {b.name: self._array(b.name, ((largest,) if b.per_image else ())
+                                            + tuple(b.shape), b.dtype) for b in self.plan}
         return self
 
     def __exit__(self, *exc):
         self.buffers = None
-        for block, generation in self._lent:
+        for block, generation in self._lent.values():
             _kept.give_back(block, generation)
-        self._lent = []
+        self._lent = {}
 
-    def _array(self, shape, dtype):
+    def _array(self, name, shape, dtype):
         if self.xp is not numpy:
             return self.xp.empty(shape, dtype=dtype)
         nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * numpy.dtype(dtype).itemsize
-        block, generation = _kept.take(nbytes)
-        self._lent.append((block, generation))
+        block, generation = self._lent[name] = _kept.take(nbytes)
         return block[:nbytes].view(dtype).reshape(shape)
+
+    def keep(self, name):
+        """The buffer ``name`` of a CPU workspace that ran the whole batch in one chunk, as a
+        :class:`Held` that outlives this block; None where that is not so, or where the held
+        buffers would then exceed the workspace limit.
+        """
+        if self.xp is not numpy or self.images_per_chunk < self.batch:
+            return None
+        block, generation = self._lent[name]
+        if not _kept.hold(block.nbytes):
+            return None
+        del self._lent[name]
+        return Held(self.buffers[name], block, generation)
 
     def chunks(self):
         """Yield ``(chunk, buffers)``: a slice of the batch and its buffers, chunk by chunk."""
@@ -249,16 +310,17 @@ class Workspace:
 
 
 def run_in_chunks(algorithm, xp, batch):
-    """Run ``algorithm`` over ``batch`` images chunk by chunk; return ``algorithm.result()``.
+    """Run ``algorithm`` over ``batch`` images chunk by chunk; return ``algorithm.result(workspace)``.
 
     An algorithm declares its buffers as ``algorithm.plan`` (a tuple of
     :class:`Buffer`), computes one chunk in ``algorithm.run(chunk, buffers)``
-    and assembles its outputs in ``algorithm.result()``.
+    and assembles its outputs in ``algorithm.result(workspace)``, which may
+    :meth:`Workspace.keep` a buffer for later.
     """
     with Workspace(xp, algorithm.plan, batch) as workspace:
         for chunk, buffers in workspace.chunks():
             algorithm.run(chunk, buffers)
-    return algorithm.result()
+        return algorithm.result(workspace)
 
 
 @contextlib.contextmanager

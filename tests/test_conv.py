@@ -283,3 +283,41 @@ def test_empty_batch_gives_empty_results_like_torch(torch, kernel, padding, grou
     assert out.shape == t_out.shape and dx.shape == t_dx.shape
     np.testing.assert_array_equal(dw, t_dw)  # all zero: no image contributed
     np.testing.assert_array_equal(db, t_db)
+
+
+# ---------------------------------------------------------------- no gradient for the input
+@pytest.mark.parametrize("x_shape, w_shape, kw", [
+    ((3, 4, 9, 8), (5, 4, 3, 3), dict(padding=1)),                 # im2col, slab col2im
+    ((3, 4, 9, 8), (2, 4, 3, 3), dict(stride=2, padding=1)),       # im2col, phase planes
+    ((3, 6, 7, 7), (6, 2, 3, 3), dict(padding=1, groups=3)),       # groups
+    ((3, 4, 5, 6), (5, 4, 1, 1), dict()),                          # pointwise 1x1
+])
+def test_without_the_input_gradient_dw_and_db_are_unchanged(x_shape, w_shape, kw):
+    rng = np.random.default_rng(11)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    out, cache = F.conv2d_forward(x, w, b, **kw)
+    dout = rng.standard_normal(out.shape)
+    _, dw, db = F.conv2d_backward(dout, cache)
+    dx, dw_only, db_only = F.conv2d_backward(dout, cache, needs_input_grad=False)
+    assert dx is None
+    np.testing.assert_array_equal(dw_only, dw)
+    np.testing.assert_array_equal(db_only, db)
+    with pytest.raises(TypeError, match="needs_input_grad must be a bool"):
+        F.conv2d_backward(dout, cache, needs_input_grad="no")
+
+
+def test_the_first_layer_of_the_conv_models_computes_no_input_gradient():
+    from fastconv import nn
+    model = nn.vgg_cnn((1, 8, 8), 3, widths=(2,), dtype=np.float64, seed=0)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.needs_input_grad for c in convs] == [False, True]
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
+    assert model.backward(np.ones_like(model.forward(x))) is None
+    model[0].needs_input_grad = True
+    dx = model.backward(np.ones_like(model.forward(x)))
+    assert dx.shape == x.shape
+    net = nn.ThreeLayerConvNet(input_dim=(1, 8, 8), num_filters=2, hidden_dim=3, seed=0,
+                               dtype=np.float64)
+    assert net.backward(np.ones_like(net.forward(x))) is None
+    net.needs_input_grad = True
+    assert net.backward(np.ones_like(net.forward(x))).shape == x.shape

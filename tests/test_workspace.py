@@ -317,7 +317,7 @@ def test_run_in_chunks_drives_plan_run_and_result():
             np.multiply(self.x[chunk], 2, out=buffers["tmp"])
             self.out[chunk] = buffers["tmp"]
 
-        def result(self):
+        def result(self, workspace):
             return self.out
 
     x = np.arange(15.0).reshape(5, 3)
@@ -348,3 +348,52 @@ def test_pad_input_returns_a_new_array_each_call():
     second = pad_input(2 * x, geometry)
     assert first[0, 0, 1, 1] == 1.0 and first[0, 0, 0, 0] == -1.0
     assert not np.shares_memory(first, second)
+
+
+# ---------------------------------------------------------------- columns held for the backward
+def _conv_case(seed=7, n=4):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 3, 9, 8)), rng.standard_normal((5, 3, 3, 3)),
+            rng.standard_normal(5), rng.standard_normal((n, 5, 9, 8)))
+
+
+def _held_bytes():
+    from fastconv import workspace as ws
+    return ws._kept._held
+
+
+def test_the_backward_uses_the_forwards_columns_and_gives_them_back():
+    """Held columns give the bits the recomputed ones give; the memory returns after use."""
+    import dataclasses
+    x, w, b, dout = _conv_case()
+    before = _held_bytes()  # other tests' caches may still hold theirs
+    out, cache = F.conv2d_forward(x, w, b, padding=1)
+    assert cache.columns is not None and _held_bytes() > before
+    recomputed = F.conv2d_backward(dout, dataclasses.replace(cache, columns=None))
+    held = F.conv2d_backward(dout, cache)
+    assert cache.columns.array is None and _held_bytes() == before
+    again = F.conv2d_backward(dout, cache)  # a second backward recomputes them
+    for a, b_, c in zip(recomputed, held, again):
+        np.testing.assert_array_equal(a, b_)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_held_columns_stay_within_the_workspace_limit():
+    x, w, b, _ = _conv_case(n=4)
+    columns = 4 * (3 * 9 + 1) * 9 * 8 * 8  # the whole batch's columns and ones row, float64
+    padded = 4 * 3 * 11 * 10 * 8
+    import gc
+    gc.collect()
+    before = _held_bytes()
+    with fastconv.workspace_limit(before + 2 * columns + padded):
+        first = F.conv2d_forward(x, w, b, padding=1)[1]
+        second = F.conv2d_forward(x, w, b, padding=1)[1]
+        third = F.conv2d_forward(x, w, b, padding=1)[1]  # a third would pass the limit
+        assert first.columns is not None and second.columns is not None
+        assert third.columns is None
+        assert _held_bytes() <= fastconv.get_workspace_limit()
+        del first, second, third  # caches dropped unused give their memory back
+        gc.collect()
+        assert _held_bytes() == before
+    with fastconv.workspace_limit(columns // 2):  # a chunked forward holds nothing
+        assert F.conv2d_forward(x, w, b, padding=1)[1].columns is None

@@ -38,13 +38,16 @@ def forward(x, w, b, geometry, groups):
     return _Im2colForward(x, w, b, geometry, groups)
 
 
-def backward(dout, cache):
-    """The backward algorithm of one call (``cache``: a :class:`fastconv.functional.conv.ConvCache`)."""
+def backward(dout, cache, needs_input_grad=True):
+    """The backward algorithm of one call (``cache``: a :class:`fastconv.functional.conv.ConvCache`).
+
+    Without ``needs_input_grad`` it computes dw and db only (dx is None).
+    """
     if cache.geometry.is_identity:
-        return _PointwiseBackward(dout, cache)
-    if _sums_planes(cache):
-        return _PlanesBackward(dout, cache)
-    return _Im2colBackward(dout, cache)
+        return _PointwiseBackward(dout, cache, needs_input_grad)
+    if needs_input_grad and _sums_planes(cache):
+        return _PlanesBackward(dout, cache, needs_input_grad)
+    return _Im2colBackward(dout, cache, needs_input_grad)
 
 
 def _grouped(a, groups):
@@ -100,11 +103,11 @@ class _PointwiseForward:
         with step("GEMM out = W @ cols"):
             numpy.matmul(self.w_mat, cols, out=_grouped(self.out[chunk], self.groups))
 
-    def result(self):
+    def result(self, workspace):
         if self.b is not None:
             with step("bias"):
                 self.out += self.b.reshape(1, -1, 1, 1)
-        return self.out
+        return self.out, None
 
 
 class _Im2colForward:
@@ -124,8 +127,9 @@ class _Im2colForward:
         with step("GEMM out = W @ cols"):
             numpy.matmul(self.w_mat, cols, out=_grouped(self.out[chunk], self.groups))
 
-    def result(self):
-        return self.out
+    def result(self, workspace):
+        """The output, and the columns held for the backward where the workspace allows."""
+        return self.out, workspace.keep("cols")
 
 
 def _weight_grad_plan(dw, positions, dtype):
@@ -174,8 +178,9 @@ class _Backward:
 
     folds_bias = False
 
-    def __init__(self, dout, cache):
+    def __init__(self, dout, cache, needs_input_grad):
         x, w, groups = cache.x, cache.w, cache.groups
+        self.needs_input_grad = needs_input_grad
         self.x, self.w, self.geometry, self.groups = x, w, cache.geometry, groups
         self.has_bias = cache.has_bias
         self.bias_column = self.folds_bias and self.has_bias
@@ -184,7 +189,7 @@ class _Backward:
             self.w_t = self._transposed_weights(w, groups)
         self.dw = numpy.zeros((groups, w.shape[0] // groups, w[0].size + self.bias_column),
                               dtype=accumulator_dtype(x.dtype))
-        self.dx = numpy.empty(x.shape, dtype=x.dtype)
+        self.dx = numpy.empty(x.shape, dtype=x.dtype) if needs_input_grad else None
         self.plan = self._plan()
 
     @staticmethod
@@ -192,7 +197,7 @@ class _Backward:
         """W^T per group, (G, C/G*KH*KW, F/G), contiguous."""
         return numpy.ascontiguousarray(_weight_matrix(w, groups).transpose(0, 2, 1))
 
-    def result(self):
+    def result(self, workspace):
         dw, db = self.dw, None
         if self.bias_column:  # dout summed against the ones row
             db = numpy.ascontiguousarray(dw[:, :, -1]).reshape(-1).astype(self.x.dtype, copy=False)
@@ -214,8 +219,9 @@ class _PointwiseBackward(_Backward):
         with step("layout copies"):
             x_cols = _grouped(self.x[chunk], self.groups)
         _add_weight_grad(self.dw, self.dout[chunk], x_cols, buffers)
-        with step("GEMM dcols = W^T @ dout"):
-            numpy.matmul(self.w_t, self.dout[chunk], out=_grouped(self.dx[chunk], self.groups))
+        if self.needs_input_grad:
+            with step("GEMM dcols = W^T @ dout"):
+                numpy.matmul(self.w_t, self.dout[chunk], out=_grouped(self.dx[chunk], self.groups))
 
 
 class _Im2colBackward(_Backward):
@@ -223,11 +229,19 @@ class _Im2colBackward(_Backward):
 
     folds_bias = True
 
+    def __init__(self, dout, cache, needs_input_grad):
+        # The forward's columns when it could hold them: no im2col again, and no
+        # column buffer in this plan (larger chunks).
+        self.held = cache.columns
+        self.columns = None if cache.columns is None else cache.columns.take()
+        super().__init__(dout, cache, needs_input_grad)
+
     def _plan(self):
         (oh, ow) = self.geometry.out
-        return (_columns_plan(self.x, self.geometry, self.groups, self.bias_column)
-                + _weight_grad_plan(self.dw, oh * ow, self.x.dtype)
-                + self._data_grad_plan())
+        columns = () if self.columns is not None else _columns_plan(
+            self.x, self.geometry, self.groups, self.bias_column)
+        data_grad = self._data_grad_plan() if self.needs_input_grad else ()
+        return columns + _weight_grad_plan(self.dw, oh * ow, self.x.dtype) + data_grad
 
     def _data_grad_plan(self):
         (oh, ow), channels = self.geometry.out, self.x.shape[1]
@@ -243,9 +257,18 @@ class _Im2colBackward(_Backward):
                     self.geometry, self.dx[chunk], buffers)
 
     def run(self, chunk, buffers):
-        cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
+        if self.columns is not None:
+            cols = self.columns[chunk]
+        else:
+            cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
         _add_weight_grad(self.dw, self.dout[chunk], cols, buffers)
-        self._add_data_grad(chunk, buffers)
+        if self.needs_input_grad:
+            self._add_data_grad(chunk, buffers)
+
+    def result(self, workspace):
+        if self.held is not None:  # used: the memory goes back to the pool for the next call
+            self.held.release()
+        return super().result(workspace)
 
 
 def _sums_planes(cache):

@@ -29,11 +29,14 @@ def forward(x, w, b, geometry, groups):
     return _Forward(x, w, b, geometry, groups, columns=_kernel_columns)
 
 
-def backward(dout, cache):
-    """The backward algorithm of one call (``cache``: a :class:`fastconv.functional.conv.ConvCache`)."""
+def backward(dout, cache, needs_input_grad=True):
+    """The backward algorithm of one call (``cache``: a :class:`fastconv.functional.conv.ConvCache`).
+
+    Without ``needs_input_grad`` it computes dw and db only (dx is None).
+    """
     if cache.geometry.is_identity:
-        return _PointwiseBackward(dout, cache)
-    return _Im2colBackward(dout, cache)
+        return _PointwiseBackward(dout, cache, needs_input_grad)
+    return _Im2colBackward(dout, cache, needs_input_grad)
 
 
 def _grouped(a, groups):
@@ -81,10 +84,12 @@ class _Forward:
         get_array_module(cols).matmul(self.w_mat, cols,
                                       out=_grouped(self.out[chunk], self.groups))
 
-    def result(self):
+    def result(self, workspace):
+        """The output; the columns are not held (device memory is scarcer: the backward
+        recomputes them)."""
         if self.b is not None:
             self.out += self.b.reshape(1, -1, 1, 1)
-        return self.out
+        return self.out, None
 
 
 class _Backward:
@@ -95,9 +100,10 @@ class _Backward:
     columns; it accumulates in the accumulator dtype (float32 for float16).
     """
 
-    def __init__(self, dout, cache):
+    def __init__(self, dout, cache, needs_input_grad):
         xp = get_array_module(dout, cache.x)
         x, w, groups = cache.x, cache.w, cache.groups
+        self.needs_input_grad = needs_input_grad
         self.x, self.w, self.geometry, self.groups = x, w, cache.geometry, groups
         self.dout = _grouped(dout, groups)
         self.w_t = xp.ascontiguousarray(_weight_matrix(w, groups).transpose(0, 2, 1))
@@ -106,7 +112,7 @@ class _Backward:
         self.db = None
         if cache.has_bias:
             self.db = dout.sum(axis=(0, 2, 3), dtype=self.dw.dtype).astype(x.dtype)
-        self.dx = xp.empty(x.shape, dtype=x.dtype)
+        self.dx = xp.empty(x.shape, dtype=x.dtype) if needs_input_grad else None
         (oh, ow), f_group = cache.geometry.out, w.shape[0] // groups
         self.plan = (Buffer("dout^T", (groups, oh * ow, f_group), x.dtype),
                      Buffer("dW products", (groups, w[0].size, f_group), x.dtype))
@@ -118,7 +124,7 @@ class _Backward:
         products = xp.matmul(cols, dout_t, out=buffers["dW products"])
         self.dw += products.sum(axis=0, dtype=self.dw.dtype).transpose(0, 2, 1)
 
-    def result(self):
+    def result(self, workspace):
         xp = get_array_module(self.dw)
         dw = xp.ascontiguousarray(self.dw).reshape(self.w.shape).astype(self.w.dtype, copy=False)
         return self.dx, dw, self.db
@@ -130,23 +136,27 @@ class _PointwiseBackward(_Backward):
     def run(self, chunk, buffers):
         x_cols = _grouped(self.x[chunk], self.groups)
         self._add_weight_grad(chunk, x_cols, buffers)
-        get_array_module(x_cols).matmul(self.w_t, self.dout[chunk],
-                                        out=_grouped(self.dx[chunk], self.groups))
+        if self.needs_input_grad:
+            get_array_module(x_cols).matmul(self.w_t, self.dout[chunk],
+                                            out=_grouped(self.dx[chunk], self.groups))
 
 
 class _Im2colBackward(_Backward):
     """Per chunk: the columns again, dW += dout @ cols^T, dcols = W^T @ dout, dx by col2im."""
 
-    def __init__(self, dout, cache):
-        super().__init__(dout, cache)
+    def __init__(self, dout, cache, needs_input_grad):
+        super().__init__(dout, cache, needs_input_grad)
         (oh, ow) = self.geometry.out
-        self.plan += _columns_plan(self.x, self.geometry, self.groups) + (
-            Buffer("dcols", self.w_t.shape[:2] + (oh * ow,), self.x.dtype),)
+        self.plan += _columns_plan(self.x, self.geometry, self.groups)
+        if needs_input_grad:
+            self.plan += (Buffer("dcols", self.w_t.shape[:2] + (oh * ow,), self.x.dtype),)
 
     def run(self, chunk, buffers):
-        xp = get_array_module(self.dx)
+        xp = get_array_module(self.dout)
         cols = _kernel_columns(self.x[chunk], self.geometry, self.groups, buffers)
         self._add_weight_grad(chunk, cols, buffers)
+        if not self.needs_input_grad:
+            return
         dcols = xp.matmul(self.w_t, self.dout[chunk], out=buffers["dcols"])
         m = dcols.shape[0]
         _cuda.col2im_into(dcols.reshape((m, self.x.shape[1]) + self.geometry.kernel

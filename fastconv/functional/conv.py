@@ -37,6 +37,7 @@ class ConvCache:
     geometry: WindowGeometry
     groups: int
     out_shape: tuple
+    columns: object = None  # the forward's columns (a workspace.Held) until a backward uses them
 
 
 def _check_conv_args(x, w, b, groups):
@@ -112,11 +113,11 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     padding = conv_padding(padding, w.shape[2:], stride, dilation)
     geometry = window_geometry(x.shape, w.shape[2:], stride, padding, dilation)
     algorithm = _backends.backend_for(x, w, b).conv.forward(x, w, b, geometry, groups)
-    out = run_in_chunks(algorithm, xp, x.shape[0])
-    return out, ConvCache(x, w, b is not None, geometry, groups, out.shape)
+    out, columns = run_in_chunks(algorithm, xp, x.shape[0])
+    return out, ConvCache(x, w, b is not None, geometry, groups, out.shape, columns)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, needs_input_grad=True):
     """Gradients of :func:`conv2d_forward`; returns ``(dx, dw, db)``.
 
     Parameters
@@ -125,14 +126,19 @@ def conv2d_backward(dout, cache):
         The gradient of the output, shaped and typed like it.
     cache : ConvCache
         From :func:`conv2d_forward`.
+    needs_input_grad : bool
+        False skips dx (it is then None), as for a network's first layer, whose
+        input is data: the column-gradient GEMM and col2im are saved.
 
     Returns
     -------
     dx, dw, db : ndarray
-        Each in the dtype and shape of its forward input; db is None without a bias.
+        Each in the dtype and shape of its forward input; db is None without a
+        bias, dx without ``needs_input_grad``.
     """
     _validate.check_cache(cache, ConvCache, "conv2d_forward")
     _validate.check_dout(dout, cache.out_shape, cache.x.dtype)
+    needs_input_grad = _validate.check_bool("needs_input_grad", needs_input_grad)
     xp = get_array_module(dout, cache.x)
-    algorithm = _backends.backend_for(dout, cache.x).conv.backward(dout, cache)
+    algorithm = _backends.backend_for(dout, cache.x).conv.backward(dout, cache, needs_input_grad)
     return run_in_chunks(algorithm, xp, cache.x.shape[0])

@@ -2,7 +2,7 @@
 
 import numpy
 
-from .._validate import check_int, positive_pair
+from .._validate import check_bool, check_int, positive_pair
 from ..functional.conv import conv2d_backward, conv2d_forward
 from ..shapes import conv_padding
 from .init import add_weight_and_bias, store_weight_and_bias_grads
@@ -17,13 +17,16 @@ class Conv2d(Module):
     start at zero. Parameters are ``dtype`` (float32 default, or float64) on
     ``device`` (default: ``fastconv.backend.default_device()``); ``seed`` or
     ``rng`` (a numpy Generator) makes the initialisation reproducible.
-    ``padding`` may also be "same" or "valid".
+    ``padding`` may also be "same" or "valid". With ``needs_input_grad=False``
+    (an attribute too) ``backward`` computes only dW and db and returns None: for
+    a network's first layer, whose input is data.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, init="he", weight_scale=None, dtype=numpy.float32,
-                 device=None, seed=None, rng=None):
+                 device=None, seed=None, rng=None, *, needs_input_grad=True):
         super().__init__()
+        self.needs_input_grad = check_bool("Conv2d: needs_input_grad", needs_input_grad)
         self.in_channels = check_int("Conv2d: in_channels", in_channels, 1)
         self.out_channels = check_int("Conv2d: out_channels", out_channels, 1)
         self.groups = check_int("Conv2d: groups", groups, 1)
@@ -53,8 +56,8 @@ class Conv2d(Module):
         return out
 
     def backward(self, dout):
-        """dL/dx; stores dL/dW and dL/db."""
-        dx, dw, db = conv2d_backward(dout, self._take_cache())
+        """dL/dx (None without ``needs_input_grad``); stores dL/dW and dL/db."""
+        dx, dw, db = conv2d_backward(dout, self._take_cache(), self.needs_input_grad)
         store_weight_and_bias_grads(self, dw, db)
         return dx
 

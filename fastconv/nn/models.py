@@ -21,12 +21,18 @@ the class scores when ``y`` is None, else ``(loss, grads)`` for the softmax
 cross-entropy plus ``0.5 * reg * sum(W**2)`` over the weights. So both
 ``fastconv.train.Solver`` paths (course update rules, optimizer objects) and
 hand-written loops can train them.
+
+The convolutional models compute no gradient for their input, which is data:
+their first convolution has ``needs_input_grad=False`` (``backward`` returns
+None). Set ``model[0].needs_input_grad = True`` (for ThreeLayerConvNet,
+``model.needs_input_grad = True``) where the input gradient is wanted.
 """
 
 import inspect
 
 import numpy
 
+from .._validate import check_bool
 from ..backend import is_array
 from ..functional.activation import relu_backward, relu_forward
 from ..functional.conv import conv2d_backward, conv2d_forward
@@ -110,13 +116,16 @@ class ThreeLayerConvNet(CourseInterface, Module):
     b1, W2 (F*(H//2)*(W//2), hidden_dim), b2, W3 (hidden_dim, num_classes), b3;
     the convolution keeps the spatial size (stride 1, padding (k-1)//2). Weights
     are Normal(0, weight_scale) as in the course; ``weight_scale=None`` uses He
-    initialisation instead. Extra keyword-only options: ``device``, ``seed``/``rng``.
+    initialisation instead. Extra keyword-only options: ``device``, ``seed``/``rng``,
+    ``needs_input_grad`` (False: ``backward`` skips dx and returns None).
     """
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
                  num_classes=10, weight_scale=1e-3, reg=0.0, dtype=numpy.float32, *,
-                 device=None, seed=None, rng=None):
+                 device=None, seed=None, rng=None, needs_input_grad=False):
         super().__init__()
+        self.needs_input_grad = check_bool("ThreeLayerConvNet: needs_input_grad",
+                                           needs_input_grad)
         if len(input_dim) != 3:
             raise ValueError(f"ThreeLayerConvNet: input_dim must be (C, H, W), got {input_dim!r}")
         c, h, w = input_dim
@@ -153,13 +162,13 @@ class ThreeLayerConvNet(CourseInterface, Module):
         return scores
 
     def backward(self, dscores):
-        """dL/dx; stores the gradients of W1..b3."""
+        """dL/dx (None without ``needs_input_grad``); stores the gradients of W1..b3."""
         conv, relu1, pool, fc1, relu2, fc2 = self._take_cache()
         g = self.grads
         d, g["W3"], g["b3"] = linear_backward(dscores, fc2)
         d, g["W2"], g["b2"] = linear_backward(relu_backward(d, relu2), fc1)
         d = relu_backward(max_pool2d_backward(d, pool), relu1)
-        dx, g["W1"], g["b1"] = conv2d_backward(d, conv)
+        dx, g["W1"], g["b1"] = conv2d_backward(d, conv, self.needs_input_grad)
         return dx
 
 
@@ -227,7 +236,8 @@ def vgg_cnn(input_shape, num_classes, *, widths=(32, 64, 128), batchnorm=True, d
     layers = []
     for width in widths:
         for _ in range(2):
-            layers.append(Conv2d(c, width, 3, padding=1, bias=not batchnorm, **kw))
+            layers.append(Conv2d(c, width, 3, padding=1, bias=not batchnorm,
+                                 needs_input_grad=bool(layers), **kw))
             if batchnorm:
                 layers.append(BatchNorm2d(width, dtype=dtype, device=device))
             layers.append(ReLU())
