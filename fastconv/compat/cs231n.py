@@ -2,7 +2,10 @@
 ``from cs231n.fast_layers import *`` / ``from cs231n.layer_utils import *`` with
 ``from fastconv.compat.cs231n import *``.
 
-Same function names, arguments, dict parameters and return values as the course:
+Same function names, arguments, dict parameters and return structure as the
+course: every forward returns ``(out, cache)``, every backward the gradients
+of its forward's inputs in order (``conv_bn_relu_backward``: ``dx, dw, db,
+dgamma, dbeta``). The parameters:
 
 - ``conv_param = {'stride': s, 'pad': p}``; ``pool_param = {'pool_height',
   'pool_width', 'stride'}``;
@@ -12,37 +15,59 @@ Same function names, arguments, dict parameters and return values as the course:
   variance); missing running statistics start as zeros on x's device, and
   ``bn_param['running_mean']``/``['running_var']`` hold the (updated) ones after
   every call, as in the course;
+- ``ln_param = {'eps' (1e-5)}`` for ``layernorm_*`` (x (N, D), gamma and beta
+  (D,)); ``gn_param = {'eps' (1e-5)}`` for ``spatial_groupnorm_*`` (x (N, C, H,
+  W), G groups, gamma and beta (1, C, 1, 1) as the course's notebook makes
+  them, or (C,); the gradients come back in gamma's shape);
 - ``dropout_param = {'mode': 'train'|'test', 'p', 'seed' (optional)}`` where
   ``p`` is the probability of KEEPING a unit, as the course defines it since
-  2017 (earlier years used the drop probability); inverted dropout: kept units
-  are divided by p. The same seed gives the same mask.
+  2017 (earlier years used the drop probability). As the course's code, a
+  seed seeds the global generator (``np.random.seed(seed)``, so later draws
+  from ``np.random``, such as a solver's batch order, follow from it too) and
+  the mask is ``np.random.rand(*x.shape) < p``, kept units divided by p.
+  float64 outputs equal the course's bitwise for p >= 0.5; below, the scale
+  fastconv computes, 1 / (1 - (1 - p)), can differ from 1 / p in the last bit.
+  On CuPy arrays the same rule runs on ``cupy.random``: a seed repeats the
+  mask, which is not NumPy's, and NumPy's generator is left alone.
 
-The ``_naive`` and ``_fast`` variants are the same fastconv functions (im2col +
-GEMM, on the GPU for CuPy arrays), so their results agree exactly and their caches
-are interchangeable. Caches are opaque except the sandwich layers', which are
-tuples of their parts as in the course (e.g. ``(conv_cache, relu_cache,
-pool_cache)``). Backward passes never modify a cache, so they can be repeated.
-Max pooling gives a tied window's gradient to its first maximum (the course's
-naive rule; its reshape-based fast path splits it instead). Arrays of mixed
-dtypes (the course's float64 data with a float32 model) are promoted as NumPy
-arithmetic would, where fastconv's own ops refuse them. Batch normalisation
-of one value per channel in train mode raises, as PyTorch does (the course
-returns beta).
+The course's three convolution and four max-pooling implementations
+(``_naive``, ``_fast``, ``_im2col``, ``_strides``, ``_reshape``) are the same
+fastconv functions (im2col + GEMM, on the GPU for CuPy arrays), so their
+results agree exactly and their caches are interchangeable. Caches are opaque
+except the sandwich layers', which are tuples of their parts as in the course
+(e.g. ``(conv_cache, relu_cache, pool_cache)``). Backward passes never modify a
+cache, so they can be repeated. Max pooling gives a tied window's gradient to
+its first maximum (the course's naive rule; its ``_reshape`` path splits it
+among the tied maxima), and none of the fast variants asserts that the windows
+tile the input. Arrays of mixed dtypes (the course's float64 data with a
+float32 model, a float32 ``dout`` into a float64 cache) are promoted as NumPy
+arithmetic would, where fastconv's own ops refuse them; labels may be any
+integer sequence, a list too. Batch normalisation of one value per channel in
+train mode raises, as PyTorch does (the course returns beta).
 """
 
 from .. import functional as F
 from ..backend import get_array_module, promoted
+from ._batchnorm import course_batchnorm
+from ._lenient import lenient, lenient_backward
 
 __all__ = [
     "conv_forward_naive", "conv_backward_naive", "conv_forward_fast", "conv_backward_fast",
+    "conv_forward_im2col", "conv_backward_im2col",
+    "conv_forward_strides", "conv_backward_strides",
     "max_pool_forward_naive", "max_pool_backward_naive",
     "max_pool_forward_fast", "max_pool_backward_fast",
+    "max_pool_forward_reshape", "max_pool_backward_reshape",
+    "max_pool_forward_im2col", "max_pool_backward_im2col",
     "affine_forward", "affine_backward", "relu_forward", "relu_backward",
     "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt",
     "spatial_batchnorm_forward", "spatial_batchnorm_backward",
+    "layernorm_forward", "layernorm_backward",
+    "spatial_groupnorm_forward", "spatial_groupnorm_backward",
     "dropout_forward", "dropout_backward", "softmax_loss", "svm_loss",
     "conv_relu_pool_forward", "conv_relu_pool_backward",
-    "conv_relu_forward", "conv_relu_backward", "affine_relu_forward", "affine_relu_backward",
+    "conv_relu_forward", "conv_relu_backward", "conv_bn_relu_forward", "conv_bn_relu_backward",
+    "affine_relu_forward", "affine_relu_backward",
 ]
 
 
@@ -68,72 +93,63 @@ def _mode(params, name):
 def conv_forward_naive(x, w, b, conv_param):
     """Convolution of x (N, C, H, W) with w (F, C, HH, WW) and b (F,); returns ``(out, cache)``."""
     stride, pad = _get(conv_param, "conv_param", ["stride", "pad"])
-    return F.conv2d_forward(*promoted(x, w, b), stride=stride, padding=pad)
+    return lenient(*F.conv2d_forward(*promoted(x, w, b), stride=stride, padding=pad))
 
 
 def conv_backward_naive(dout, cache):
     """Returns ``(dx, dw, db)``."""
-    return F.conv2d_backward(dout, cache)
+    return lenient_backward(F.conv2d_backward, dout, cache)
 
 
 def max_pool_forward_naive(x, pool_param):
     """Max pooling; ``pool_param`` {'pool_height', 'pool_width', 'stride'}. Returns (out, cache)."""
     ph, pw, stride = _get(pool_param, "pool_param", ["pool_height", "pool_width", "stride"])
-    return F.max_pool2d_forward(x, (ph, pw), stride=stride)
+    return lenient(*F.max_pool2d_forward(x, (ph, pw), stride=stride))
 
 
 def max_pool_backward_naive(dout, cache):
     """Returns dx; the gradient of a window goes to its first maximum."""
-    return F.max_pool2d_backward(dout, cache)
+    return lenient_backward(F.max_pool2d_backward, dout, cache)
 
 
-conv_forward_fast = conv_forward_naive
-conv_backward_fast = conv_backward_naive
-max_pool_forward_fast = max_pool_forward_naive
-max_pool_backward_fast = max_pool_backward_naive
+# The course's fast_layers.py: other algorithms of the same ops, one here.
+conv_forward_fast = conv_forward_im2col = conv_forward_strides = conv_forward_naive
+conv_backward_fast = conv_backward_im2col = conv_backward_strides = conv_backward_naive
+max_pool_forward_fast = max_pool_forward_reshape = max_pool_forward_im2col = \
+    max_pool_forward_naive
+max_pool_backward_fast = max_pool_backward_reshape = max_pool_backward_im2col = \
+    max_pool_backward_naive
 
 
 # -- dense layers, activations, normalisation, dropout, losses --------------
 
 def affine_forward(x, w, b):
     """``x.reshape(N, D) @ w + b`` for x (N, d_1, ..., d_k), w (D, M); returns ``(out, cache)``."""
-    return F.linear_forward(*promoted(x, w, b))
+    return lenient(*F.linear_forward(*promoted(x, w, b)))
 
 
 def affine_backward(dout, cache):
     """Returns ``(dx, dw, db)``, dx in x's shape."""
-    return F.linear_backward(dout, cache)
+    return lenient_backward(F.linear_backward, dout, cache)
 
 
 def relu_forward(x):
     """Returns ``(max(x, 0), cache)``."""
-    return F.relu_forward(x)
+    return lenient(*F.relu_forward(x))
 
 
 def relu_backward(dout, cache):
     """Returns dx."""
-    return F.relu_backward(dout, cache)
+    return lenient_backward(F.relu_backward, dout, cache)
 
 
 def _batchnorm(forward, x, gamma, beta, bn_param, axes):
-    """Run fastconv's batchnorm with the course's bn_param semantics (see the module docstring)."""
+    """fastconv's batchnorm with the course's bn_param semantics (see the module docstring)."""
     train = _mode(bn_param, "bn_param")
-    x, gamma, beta = promoted(x, gamma, beta)
-    eps = bn_param.get("eps", 1e-5)
-    momentum = bn_param.get("momentum", 0.9)
-    channels = x.shape[1] if getattr(x, "ndim", 0) >= 2 else 0
-    running_mean, running_var = (
-        bn_param[k] if bn_param.get(k) is not None
-        else get_array_module(x).zeros(channels, dtype=x.dtype)
-        for k in ("running_mean", "running_var"))
-    if train:  # normalise with the batch statistics; the course's running average
-        out, cache = forward(x, gamma, beta, None, None, train=True, eps=eps)
-        running_mean = momentum * running_mean + (1 - momentum) * x.mean(axis=axes)
-        running_var = momentum * running_var + (1 - momentum) * x.var(axis=axes)
-    else:
-        out, cache = forward(x, gamma, beta, running_mean, running_var, train=False, eps=eps)
-    bn_param["running_mean"] = running_mean.astype(x.dtype, copy=False)
-    bn_param["running_var"] = running_var.astype(x.dtype, copy=False)
+    out, cache, bn_param["running_mean"], bn_param["running_var"] = course_batchnorm(
+        forward, x, gamma, beta, train, bn_param.get("running_mean"),
+        bn_param.get("running_var"), bn_param.get("momentum", 0.9), bn_param.get("eps", 1e-5),
+        axes)
     return out, cache
 
 
@@ -144,7 +160,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 def batchnorm_backward(dout, cache):
     """Returns ``(dx, dgamma, dbeta)``."""
-    return F.batchnorm_backward(dout, cache)
+    return lenient_backward(F.batchnorm_backward, dout, cache)
 
 
 batchnorm_backward_alt = batchnorm_backward
@@ -157,32 +173,98 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
 
 def spatial_batchnorm_backward(dout, cache):
     """Returns ``(dx, dgamma, dbeta)``."""
-    return F.spatial_batchnorm_backward(dout, cache)
+    return lenient_backward(F.spatial_batchnorm_backward, dout, cache)
+
+
+def _eps(params, name):
+    """``params['eps']`` (default 1e-5) of the dict ``params``."""
+    _get(params, name, [])
+    return params.get("eps", 1e-5)
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """Layer norm of each row of x (N, D), gamma and beta (D,); returns ``(out, cache)``."""
+    eps = _eps(ln_param, "ln_param")
+    return lenient(*F.layernorm_forward(*promoted(x, gamma, beta), eps=eps))
+
+
+def layernorm_backward(dout, cache):
+    """Returns ``(dx, dgamma, dbeta)``."""
+    return lenient_backward(F.layernorm_backward, dout, cache)
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """Group norm of x (N, C, H, W) in G channel groups; returns ``(out, cache)``.
+
+    gamma and beta have the course's shape (1, C, 1, 1), or (C,).
+    """
+    eps = _eps(gn_param, "gn_param")
+    x, gamma, beta = promoted(x, gamma, beta)
+    shape = tuple(gamma.shape)
+    # The course's parameters broadcast against x; fastconv's op takes one value per channel.
+    per_channel = [p.reshape(-1) if p.ndim == 4 and p.size == p.shape[1] else p
+                   for p in (gamma, beta)]
+    out, cache = lenient(*F.groupnorm_forward(x, G, *per_channel, eps=eps))
+    return out, (cache, shape)
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """Returns ``(dx, dgamma, dbeta)``, dgamma and dbeta in gamma's shape."""
+    cache, shape = cache
+    dx, dgamma, dbeta = lenient_backward(F.groupnorm_backward, dout, cache)
+    return dx, dgamma.reshape(shape), dbeta.reshape(shape)
+
+
+class _KeepMask:
+    """A stand-in generator for ``F.dropout_forward`` whose draw is a given boolean keep mask.
+
+    The op keeps the units whose draw u satisfies ``u >= p``; for the drop
+    probability 0 < p < 1 that is exactly the True entries.
+    """
+
+    def __init__(self, kept):
+        self.kept = kept
+
+    def random(self, shape):
+        return self.kept
 
 
 def dropout_forward(x, dropout_param):
-    """Inverted dropout; ``dropout_param['p']`` is the KEEP probability; (out, cache)."""
+    """Inverted dropout; ``dropout_param['p']`` is the KEEP probability; (out, cache).
+
+    The mask is the course's: ``xp.random.seed(seed)`` when a seed is given,
+    then ``xp.random.rand(*x.shape) < p`` (xp: numpy or cupy, by x's device).
+    """
     train = _mode(dropout_param, "dropout_param")
     keep = _get(dropout_param, "dropout_param", ["p"])[0]
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], "
                          f"got {keep}")
-    return F.dropout_forward(x, p=1.0 - keep, train=train, seed=dropout_param.get("seed"))
+    xp = get_array_module(x)
+    if "seed" in dropout_param:  # the course seeds the global generator, in both modes
+        xp.random.seed(dropout_param["seed"])
+    rng = _KeepMask(xp.random.rand(*x.shape) < keep) if train else None
+    return lenient(*F.dropout_forward(x, p=1.0 - keep, train=train, rng=rng))
 
 
 def dropout_backward(dout, cache):
     """Returns dx."""
-    return F.dropout_backward(dout, cache)
+    return lenient_backward(F.dropout_backward, dout, cache)
+
+
+def _labels(x, y):
+    """y as an array on x's device (the course's code indexes with lists too)."""
+    return get_array_module(x).asarray(y)
 
 
 def softmax_loss(x, y):
     """Softmax cross-entropy of scores x (N, C) and labels y (N,); returns ``(loss, dx)``."""
-    return F.softmax_cross_entropy(x, y)
+    return F.softmax_cross_entropy(x, _labels(x, y))
 
 
 def svm_loss(x, y):
     """Multiclass SVM (hinge, margin 1) loss; returns ``(loss, dx)``."""
-    return F.multiclass_hinge(x, y)
+    return F.multiclass_hinge(x, _labels(x, y))
 
 
 # -- sandwich layers (cs231n/layer_utils.py) ---------------------------------
@@ -211,6 +293,22 @@ def conv_relu_backward(dout, cache):
     """Returns ``(dx, dw, db)``."""
     conv_cache, relu_cache = cache
     return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
+
+
+def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
+    """Convolution, spatial batchnorm, ReLU; ``(out, (conv_cache, bn_cache, relu_cache))``."""
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
+    out, relu_cache = relu_forward(an)
+    return out, (conv_cache, bn_cache, relu_cache)
+
+
+def conv_bn_relu_backward(dout, cache):
+    """Returns ``(dx, dw, db, dgamma, dbeta)``."""
+    conv_cache, bn_cache, relu_cache = cache
+    da, dgamma, dbeta = spatial_batchnorm_backward(relu_backward(dout, relu_cache), bn_cache)
+    dx, dw, db = conv_backward_fast(da, conv_cache)
+    return dx, dw, db, dgamma, dbeta
 
 
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):

@@ -29,6 +29,12 @@ from .batchnorm import (
 )
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
+from .normalization import (
+    groupnorm_backward,
+    groupnorm_forward,
+    layernorm_backward,
+    layernorm_forward,
+)
 from .loss import (
     accuracy,
     binary_hinge,
@@ -50,6 +56,7 @@ __all__ = [
     "dropout_forward", "dropout_backward",
     "batchnorm_forward", "batchnorm_backward",
     "spatial_batchnorm_forward", "spatial_batchnorm_backward",
+    "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
     "softmax_cross_entropy", "multiclass_hinge", "binary_logistic", "binary_hinge",
     "l2_regularization", "accuracy", "topk_error",
 ]

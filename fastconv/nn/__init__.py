@@ -13,10 +13,11 @@ from .linear import Flatten, Linear
 from .models import (MODELS, Classifier, ThreeLayerConvNet, build_model, linear_classifier, mlp,
                      model_options, three_layer_convnet, two_layer_mlp, vgg_cnn)
 from .module import Module, NamedArrays, Sequential
+from .normalization import GroupNorm, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = ["Module", "NamedArrays", "Sequential", "Conv2d", "Linear", "Flatten", "MaxPool2d",
            "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout",
-           "BatchNorm1d", "BatchNorm2d", "Classifier", "ThreeLayerConvNet", "MODELS",
+           "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Classifier", "ThreeLayerConvNet", "MODELS",
            "build_model", "model_options", "linear_classifier", "mlp", "two_layer_mlp", "three_layer_convnet",
            "vgg_cnn"]
