@@ -8,6 +8,7 @@ compares it with an oracle computed in the test process.
 
 import argparse
 import os
+import signal
 
 import numpy as np
 
@@ -60,24 +61,26 @@ def fail(comm, out, args):
     comm.allreduce_sum({"never": 1.0})
 
 
-def problem(batchnorm, num_samples, features=6, classes=3, seed=0, device="cpu"):
+def problem(batchnorm, num_samples, features=6, classes=3, seed=0, device="cpu", num_val=20):
     """The float64 model and data every equivalence run starts from (same on every rank)."""
     from fastconv.nn.models import mlp
     rng = np.random.default_rng(1234)
     X = rng.normal(size=(num_samples + 20, features))
     y = rng.integers(0, classes, size=num_samples + 20)
     data = {"X_train": X[:num_samples], "y_train": y[:num_samples],
-            "X_val": X[num_samples:], "y_val": y[num_samples:]}
+            "X_val": X[num_samples:num_samples + num_val],
+            "y_val": y[num_samples:num_samples + num_val]}
     model = mlp(features, classes, hidden_dims=(8, 7), batchnorm=batchnorm, reg=0.01,
                 dtype=np.float64, device=device, seed=seed)
     return model, data
 
 
 def build_solver(batchnorm, num_samples, batch_size, epochs, model_seed=0, solver_class=None,
-                 device="cpu", **options):
+                 device="cpu", num_val=20, **options):
     """The Solver of every equivalence run (data-parallel when ``parallel=`` says so)."""
     from fastconv.train import Solver
-    model, data = problem(batchnorm, num_samples, seed=model_seed, device=device)
+    model, data = problem(batchnorm, num_samples, seed=model_seed, device=device,
+                          num_val=num_val)
     return (solver_class or Solver)(model, data, update_rule="sgd_momentum",
                   optim_config={"learning_rate": 0.05, "momentum": 0.9},
                   batch_size=batch_size, num_epochs=epochs, num_train_samples=None,
@@ -105,13 +108,23 @@ def train(comm, out, args):
              **{f"final/{k}": v for k, v in solver.model.state_dict().items()})
 
 
+# What the ranks of the disagree job differ in, rank r's value of it.
+DISAGREEMENTS = {
+    "num_epochs": lambda r: dict(epochs=1 + r),
+    "validation samples": lambda r: dict(num_val=20 - r),  # accuracy over two different sets
+    "num_val_samples": lambda r: dict(num_val_samples=5 + r),
+}
+
+
 def disagree(comm, out, args):
-    """Ranks built with different num_epochs: every rank must refuse, naming it (no hang).
+    """Ranks built with a different setting (args[0], of DISAGREEMENTS; default num_epochs):
+    every rank must refuse, naming it (no hang).
 
     Each rank leaves the error it got in a marker file, the test's evidence.
     """
+    options = {"epochs": 1, **DISAGREEMENTS[args[0] if args else "num_epochs"](comm.rank)}
     try:
-        build_solver(False, 24, 4, epochs=1 + comm.rank, parallel=distributed.DataParallel())
+        build_solver(False, 24, 4, parallel=distributed.DataParallel(), **options)
     except ValueError as exc:
         with open(out + ".error", "w") as marker:
             marker.write(str(exc))
@@ -156,8 +169,29 @@ def hooks(comm, out, args):
              **{f"first/{k}": v for k, v in peeking.first.items()})
 
 
+def stall(comm, out, args):
+    """Rank 1 stops itself (SIGSTOP) before its third step while rank 0 goes on to the
+    all-reduce: with a collective timeout (FASTCONV_COLLECTIVE_TIMEOUT) rank 0 must abort
+    the job instead of waiting forever.
+
+    Each rank's stderr goes to OUT.stderr, the test's evidence: the launcher may tear the job
+    down before it forwards what a rank wrote.
+    """
+    from fastconv.train import Solver
+    os.dup2(os.open(out + ".stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+
+    class Stopping(Solver):
+        def step(self, X_batch, y_batch):
+            if comm.rank == 1 and len(self.loss_history) == 2:
+                os.kill(os.getpid(), signal.SIGSTOP)
+            return super().step(X_batch, y_batch)
+
+    build_solver(False, 24, 4, 2, solver_class=Stopping,
+                 parallel=distributed.DataParallel()).train()
+
+
 JOBS = {"collectives": collectives, "fail": fail, "train": train, "disagree": disagree,
-        "hooks": hooks}
+        "hooks": hooks, "stall": stall}
 
 
 def main():

@@ -32,6 +32,8 @@ BAD = [
     (["train", "--lr", "inf"], "--lr: must be a finite number, got inf"),  # trained to NaN
     (["train", "--reg", "1e400"], "--reg: must be a finite number"),
     (["train", "--seed", "-1"], "--seed: must be >= 0, got -1"),  # NumPy's seed rule
+    # 2**63: the checkpoint's int64 (it used to fail there, after an epoch)
+    (["train", "--seed", "99999999999999999999999"], "--seed: must be < 9223372036854775808"),
     (["bench", "--pause", "inf"], "--pause: must be a finite number"),
     (["train", "--dropout", "1"], "--dropout: must be >= 0 and < 1"),
     (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
@@ -204,3 +206,65 @@ def test_python_dash_m_version():
     proc = subprocess.run([sys.executable, "-m", "fastconv", "--version"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("fastconv ")
+
+
+def test_an_output_name_taken_by_a_directory_is_refused_before_training(capsys, tmp_path,
+                                                                        monkeypatch):
+    from fastconv.train import Solver
+    monkeypatch.setattr(Solver, "train", lambda self: pytest.fail("training started"))
+    (tmp_path / "history.json").mkdir()
+    status, _, err = run_main(capsys, "train", "--model", "linear", "--epochs", "1",
+                              "--no-progress", "--out", str(tmp_path))
+    assert status == 2
+    assert err.strip() == (f"fastconv train: error: --out {tmp_path}: history.json is a "
+                           "directory, so the run could not write it; remove it or choose "
+                           "another --out")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+def test_an_out_without_write_permission_is_refused_before_training(capsys, tmp_path,
+                                                                    monkeypatch):
+    from fastconv.train import Solver
+    monkeypatch.setattr(Solver, "train", lambda self: pytest.fail("training started"))
+    tmp_path.chmod(0o555)
+    try:
+        status, _, err = run_main(capsys, "train", "--model", "linear", "--epochs", "1",
+                                  "--out", str(tmp_path / "run"))
+    finally:
+        tmp_path.chmod(0o755)
+    assert status == 2 and "cannot write there (Permission denied)" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def a_history():
+    """A history.json's content as `fastconv train` writes it (two epochs, no test result)."""
+    config = dict(model="mlp", dataset="digits", optimizer="adam", lr=1e-3, lr_decay=1.0,
+                  epochs=2, batch_size=64, reg=0.0, dropout=0.0, batchnorm=False, device="cpu",
+                  seed=0)
+    return {"config": config, "loss_history": [2.3, 1.1, 0.7, 0.5],
+            "train_acc_history": [0.8, 0.9], "val_acc_history": [0.75, 0.85]}
+
+
+ODD_HISTORIES = {
+    "a number": 5,
+    "config a list": {**a_history(), "config": list(a_history()["config"])},  # of its keys
+    "lr a string": {**a_history(), "config": {**a_history()["config"], "lr": "fast"}},
+    "dropout null": {**a_history(), "config": {**a_history()["config"], "dropout": None}},
+    "loss a string": {**a_history(), "loss_history": "2.3, 1.1"},
+    "accuracies nested": {**a_history(), "val_acc_history": [[0.75], [0.85]]},
+}
+
+
+@pytest.mark.parametrize("history", ODD_HISTORIES.values(), ids=ODD_HISTORIES.keys())
+def test_report_refuses_a_history_with_odd_types_in_one_line(capsys, tmp_path, history):
+    good, odd = tmp_path / "good", tmp_path / "odd"
+    for directory, content in ((good, a_history()), (odd, history)):
+        directory.mkdir()
+        (directory / "history.json").write_text(json.dumps(content))
+    plot = str(tmp_path / "curves.png")
+    status, _, err = run_main(capsys, "report", str(good), "--plot", plot)
+    assert status == 0, err
+    status, _, err = run_main(capsys, "report", str(good), str(odd), "--plot", plot)
+    assert status == 2
+    assert err.startswith(f"fastconv report: error: {odd / 'history.json'}")
+    assert len(err.strip().splitlines()) == 1, err

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -220,8 +221,8 @@ def require_mpi():
         pytest.skip(f"{reason} (pip install 'fastconv[mpi]')")
 
 
-def run_job(nproc, python_args, under_mpi4py=True, timeout=JOB_TIMEOUT_S):
-    """Run python_args on nproc ranks; return the CompletedProcess (stdout+stderr as text)."""
+def run_job(nproc, python_args, under_mpi4py=True, timeout=JOB_TIMEOUT_S, env=None):
+    """Run python_args on nproc ranks (``env``: variables to add); return the CompletedProcess."""
     require_mpi()
     command = distributed.mpiexec_command(nproc, python_args)
     if not under_mpi4py:  # drop "-m mpi4py": fastconv.distributed.init's own abort hook must do
@@ -229,7 +230,8 @@ def run_job(nproc, python_args, under_mpi4py=True, timeout=JOB_TIMEOUT_S):
         assert command[at:at + 2] == ["-m", "mpi4py"]
         del command[at:at + 2]
     env = distributed.launch_env(nproc, {**os.environ, "OMP_NUM_THREADS": "1",
-                                         "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                                         "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                         **(env or {})})
     # A session of its own, so a timeout kills mpiexec and every rank it started.
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=env, start_new_session=True) as proc:
@@ -289,13 +291,36 @@ def test_a_failing_rank_aborts_the_whole_job(tmp_path, under_mpi4py):
     assert not (tmp_path / "fail-rank0.npz.raised").exists()
 
 
-def test_ranks_that_disagree_on_the_settings_all_stop_with_the_reason(tmp_path):
-    """num_epochs 1 on rank 0 and 2 on rank 1 used to leave rank 1 waiting forever."""
-    result = run_job(2, [WORKER, "disagree", str(tmp_path)], timeout=60)
+@pytest.mark.parametrize("setting", ["num_epochs", "validation samples", "num_val_samples"])
+def test_ranks_that_disagree_on_the_settings_all_stop_with_the_reason(tmp_path, setting):
+    """num_epochs 1 on rank 0 and 2 on rank 1 used to leave rank 1 waiting forever; validation
+    sets of 20 and 19 samples gave one accuracy counted over two different sets."""
+    result = run_job(2, [WORKER, "disagree", str(tmp_path), setting], timeout=60)
     assert result.returncode != 0, result.stdout + result.stderr
     errors = [(tmp_path / f"disagree-rank{r}.npz.error") for r in range(2)]
     raised = [e.read_text() for e in errors if e.exists()]
-    assert raised and all("disagree on num_epochs" in text for text in raised)
+    assert raised and all(f"disagree on {setting}" in text for text in raised)
+
+
+def test_a_stopped_rank_ends_the_job_at_the_collective_timeout(tmp_path):
+    """Rank 1 stops itself (SIGSTOP) in training; rank 0 used to wait in the all-reduce forever.
+    The bound is run_job's timeout: a hung job raises subprocess.TimeoutExpired."""
+    started = time.monotonic()
+    result = run_job(2, [WORKER, "stall", str(tmp_path)], timeout=60,
+                     env={"FASTCONV_COLLECTIVE_TIMEOUT": "2"})
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 45
+    err = (tmp_path / "stall-rank0.npz.stderr").read_text()
+    assert ("[fastconv rank 0/2] allreduce_mean_ waited more than 2 s for the other ranks "
+            "(FASTCONV_COLLECTIVE_TIMEOUT)") in err, err
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_collective_timeout_is_refused_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv("FASTCONV_COLLECTIVE_TIMEOUT", value)
+    with pytest.raises(ValueError, match=f"FASTCONV_COLLECTIVE_TIMEOUT must be a number of "
+                                         f"seconds >= 0 .*got '{value}'"):
+        distributed.Communicator(None, "cpu")
 
 
 def test_data_parallel_runs_a_subclass_gradient_hook_and_draws_dropout_per_rank(tmp_path):

@@ -2,9 +2,11 @@
 
 One module per subcommand, each an ``add_<name>_parser`` (its options) plus a
 ``cmd_<name>`` (the work), so a new option or subcommand is one small addition;
-``_args`` holds what they share. Bad options and impossible values exit with
-status 2 and a one-line message; an interrupted ``train`` keeps its last
-checkpoint and exits with status 130.
+``_args`` holds what they share, ``_outdir`` and ``_signals`` what ``train``
+needs besides. Bad options, impossible values and an --out that cannot be
+written or is in use exit with status 2 and a one-line message, before any
+work; a ``train`` stopped by Ctrl-C, SIGTERM or SIGHUP keeps its last
+checkpoint and exits with status 128 + the signal (130, 143, 129).
 """
 
 import sys
@@ -45,7 +47,8 @@ def main(argv=None):
     Returns
     -------
     int
-        0, 2 for a usage error, 130 for an interrupted ``train``.
+        0, 2 for a usage error, 128 + the signal for a ``train`` stopped by one
+        (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
     """
     parser = build_parser()
     args = parser.parse_args(argv)

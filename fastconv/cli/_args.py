@@ -1,7 +1,6 @@
 """What the subcommands share: exit statuses, one-line errors, option converters, output checks."""
 
 import argparse
-import functools
 import math
 import os
 import sys
@@ -29,14 +28,23 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
     The range is checked by fastconv._validate; a value out of it is a
     one-line error in the option's words, e.g. ``--epochs: must be >= 1, got -1``.
     """
-    lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-    hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-    bounds = " and ".join(p for p in (lo, hi) if p)
-    if kind is int:  # the int options have lower bounds only
-        check = functools.partial(check_int, "value", low=low)
-    else:
-        check = functools.partial(check_real, "value", low=low, high=high, low_open=low_open,
-                                  high_open=high_open)
+    lo = "" if low is None else f"{'>' if low_open else '>='} {_shown(low)}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {_shown(high)}"
+
+    def broken_bound(value):
+        """The text of the bound ``value`` breaks, or None."""
+        try:
+            if kind is int:
+                check_int("value", value, low=low)
+            else:
+                check_real("value", value, low=low, high=high, low_open=low_open,
+                           high_open=high_open)
+        except ValueError:
+            return lo if kind is int else " and ".join(p for p in (lo, hi) if p)
+        # An int's upper bound exactly: as a float, 2**63 - 1 would round up to 2**63.
+        if kind is int and high is not None and not (value < high if high_open else value <= high):
+            return hi
+        return None
 
     def convert(text):
         try:
@@ -46,12 +54,16 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
                                              f"got {text!r}") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        try:
-            check(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}") from None
+        bound = broken_bound(value)
+        if bound:
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
     return convert
+
+
+def _shown(bound):
+    """A bound as messages show it: an int in full (2**63 as a float is 9.22337e+18)."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def log(message):

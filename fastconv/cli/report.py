@@ -1,5 +1,6 @@
 """``fastconv report``: the summary table and combined learning curves of training runs."""
 
+import numbers
 import os
 import sys
 
@@ -19,12 +20,7 @@ def add_report_parser(sub):
 def cmd_report(args):
     """Print the Markdown summary of several runs and draw their curves together."""
     from .. import runs
-    histories = []
-    for directory in args.dirs:
-        try:
-            histories.append(runs.read_history(directory))
-        except (FileNotFoundError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
+    histories = [_read_history(directory) for directory in args.dirs]
     check_output_paths(args, ("--markdown", "--plot"))
     names = [os.path.basename(os.path.normpath(d)) for d in args.dirs]
     table = runs.summary_table(histories, names)
@@ -35,3 +31,36 @@ def cmd_report(args):
     message = runs.plot_curves(histories, args.plot, labels=[runs.run_label(h) for h in histories])
     print(message or f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+# What the table and the figure compute with: settings formatted as numbers, curves drawn.
+NUMBER_SETTINGS = ("lr", "reg", "dropout")
+CURVES = ("loss_history", "train_acc_history", "val_acc_history")
+
+
+def _read_history(directory):
+    """A run's history, its entries checked before any is used; a UsageError naming the odd one."""
+    from .. import runs
+    path = os.path.join(directory, runs.HISTORY)
+    try:
+        history = runs.read_history(directory)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except TypeError as exc:  # JSON that parsed to something other than an object: 5, null
+        raise UsageError(f"{path} is not a fastconv history ({exc})") from None
+    if not isinstance(history, dict) or not isinstance(history["config"], dict):
+        raise UsageError(f"{path} is not a fastconv history: it and its 'config' must be "
+                         "JSON objects")
+    for key in NUMBER_SETTINGS:
+        if not _is_number(history["config"][key]):
+            raise UsageError(f"{path}: config entry {key!r} must be a number, "
+                             f"got {history['config'][key]!r}")
+    for key in CURVES:
+        values = history[key]
+        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+            raise UsageError(f"{path}: {key!r} must be a list of numbers")
+    return history
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -5,11 +5,14 @@ and trains data-parallel; rank 0 prints and writes.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 
 from ._args import EXIT_INTERRUPTED, UsageError, number
+from ._outdir import HELD_FOR_RANKS, claimed
+from ._signals import describe, exit_status, stop_signals
 
 MODEL_CHOICES = ("linear", "mlp", "cnn", "convnet")
 OPTIMIZERS = {"sgd": "sgd", "momentum": "sgd_momentum", "rmsprop": "rmsprop", "adam": "adam"}
@@ -25,6 +28,7 @@ TRAIN_DEFAULTS = {
 
 def add_train_parser(sub):
     """Options of ``fastconv train``."""
+    from ..train.solver import SEED_LIMIT
     p = sub.add_parser("train", help="train a model on digits, MNIST or CIFAR-10",
                        description="Train a model with fastconv's layers; writes history.json, "
                                    "learning_curves.png and checkpoint.npz to --out.")
@@ -48,8 +52,11 @@ def add_train_parser(sub):
     p.add_argument("--hidden", type=number(int, 1), nargs="+", default=[100],
                    help="hidden layer sizes (mlp) or hidden size (convnet)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu")
-    p.add_argument("--seed", type=number(int, 0), default=0)
-    p.add_argument("--out", default="runs/run", help="output directory (created)")
+    p.add_argument("--seed", type=number(int, 0, SEED_LIMIT, high_open=True), default=0,
+                   help="initialisation and batch order; 0 <= seed < 2**63 (NumPy takes "
+                        "seeds >= 0, the checkpoint stores it as int64)")
+    p.add_argument("--out", default="runs/run",
+                   help="output directory (created; one run at a time: a second is refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--nproc", type=number(int, 1), default=1,
                    help="data-parallel training on N processes of this machine: re-runs this "
@@ -115,14 +122,51 @@ def _evaluate(model, X, y, device, batch_size=200):
 
 
 def _launch_ranks(args):
-    """Re-run this ``fastconv`` command on ``--nproc`` ranks under mpiexec; their exit status."""
-    from ..distributed import launch
-    try:
-        return launch(args.nproc, ["-m", "fastconv", *args.argv])
-    except RuntimeError as exc:
-        raise UsageError(f"--nproc {args.nproc}: {exc}") from None
-    except KeyboardInterrupt:  # the ranks got it too; rank 0 has said where its checkpoint is
-        return EXIT_INTERRUPTED
+    """Re-run this ``fastconv`` command on ``--nproc`` ranks under mpiexec; their exit status.
+
+    This process claims --out for the ranks (rank 0 finds its lock in the environment),
+    so a second run on the same directory is refused before any rank starts.
+    """
+    from .. import distributed
+    with claimed(args.out, _outputs()) as lock:
+        try:
+            return distributed.launch(args.nproc, ["-m", "fastconv", *args.argv],
+                                      {**os.environ, HELD_FOR_RANKS: lock})
+        except RuntimeError as exc:
+            raise UsageError(f"--nproc {args.nproc}: {exc}") from None
+        except KeyboardInterrupt:  # the ranks got it too; rank 0 has said where its checkpoint is
+            return EXIT_INTERRUPTED
+
+
+def _outputs():
+    """The files ``fastconv train`` writes to --out."""
+    from .. import runs
+    return (runs.HISTORY, runs.CURVES, runs.CHECKPOINT)
+
+
+class RunRecord:
+    """The run's ``history.json``: config and dataset, the Solver's histories, results.
+
+    ``record(solver, **entries)`` rewrites it on the reporting rank (a no-op on the others).
+    """
+
+    def __init__(self, args, dataset, root):
+        self.out, self.root = args.out, root
+        config = {k: v for k, v in vars(args).items()
+                  if k not in ("func", "command", "no_progress", "argv")}
+        self.history = {"config": config, "dataset": dataset.summary(), "interrupted": False}
+        self.started = time.perf_counter()
+
+    def __call__(self, solver, **entries):
+        if not self.root:
+            return
+        from .. import runs
+        self.history.update(loss_history=solver.loss_history,
+                            train_acc_history=solver.train_acc_history,
+                            val_acc_history=solver.val_acc_history,
+                            best_val_acc=solver.best_val_acc, best_epoch=solver.best_epoch,
+                            seconds=time.perf_counter() - self.started, **entries)
+        runs.write_history(self.out, self.history)
 
 
 class EpochReport:
@@ -148,9 +192,13 @@ class EpochReport:
 
 
 def cmd_train(args):
-    """Train, print per-epoch lines and the test result, write history, curves and checkpoint."""
-    from .. import distributed, runs
-    from ..train import SingleProcess, Solver
+    """Train, print per-epoch lines and the test result, write history, curves and checkpoint.
+
+    Every check (options, --out, the Solver's arguments) comes before the first
+    step. SIGINT, SIGTERM and SIGHUP stop training alike (fastconv.cli._signals).
+    """
+    from .. import distributed
+    from ..train import SingleProcess
     if args.nproc > 1 and distributed.launched_world_size() == 1:
         _resolve_train_args(args)  # a bad option is reported once, here, not once per rank
         return _launch_ranks(args)
@@ -159,51 +207,51 @@ def cmd_train(args):
     # In an MPI job: join it (and pick this rank's GPU) before building the model; rank 0 reports.
     parallel = (distributed.DataParallel(distributed.init(device))
                 if distributed.launched_world_size() > 1 else SingleProcess())
+    # Only rank 0 writes to --out, so only it claims the directory.
+    with claimed(args.out, _outputs()) if parallel.is_root else contextlib.nullcontext():
+        return _train(args, device, parallel)
+
+
+def _train(args, device, parallel):
+    """Load the data, build the model and its Solver, train and test; the exit status."""
+    from .. import runs
+    from ..train import Solver
     root = parallel.is_root
     dataset = _load_data(args)
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {args.out}: {exc.strerror}") from None
     if root:
         print(dataset.summary())
     model = _build_model(args, dataset, device)
-    config = {k: v for k, v in vars(args).items()
-              if k not in ("func", "command", "no_progress", "argv")}
-    history = {"config": config, "dataset": dataset.summary(), "interrupted": False}
+    record = RunRecord(args, dataset, root)
     checkpoint = os.path.join(args.out, runs.CHECKPOINT)
-    started = time.perf_counter()
-
-    def record(solver):
-        if not root:
-            return
-        history.update(loss_history=solver.loss_history, train_acc_history=solver.train_acc_history,
-                       val_acc_history=solver.val_acc_history, best_val_acc=solver.best_val_acc,
-                       best_epoch=solver.best_epoch, seconds=time.perf_counter() - started)
-        runs.write_history(args.out, history)
-
     solver = Solver(model, dataset.as_dict(), update_rule=OPTIMIZERS[args.optimizer],
                     optim_config={"learning_rate": args.lr}, lr_decay=args.lr_decay,
                     batch_size=args.batch_size, num_epochs=args.epochs, seed=args.seed,
                     checkpoint_name=checkpoint, progress=not args.no_progress,
                     print_every=0, verbose=False, parallel=parallel,
                     callbacks=[EpochReport(record)])
-    try:
-        solver.train()
-    except KeyboardInterrupt:
-        history["interrupted"] = True
-        record(solver)
-        done = f"epoch {solver.epoch}" if solver.epoch else "no epoch finished, so no checkpoint"
-        print(f"\ninterrupted: the last checkpoint ({done}) is {checkpoint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if not root:
-        return 0
+    with stop_signals(acting=root):
+        try:
+            solver.train()
+            if root:
+                _test(args, model, dataset, device, solver, record)
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP
+            record(solver, interrupted=True)
+            if root:
+                done = (f"epoch {solver.epoch}" if solver.epoch
+                        else "no epoch finished, so no checkpoint")
+                print(f"\n{describe(interrupt)}: the last checkpoint ({done}) is {checkpoint}",
+                      file=sys.stderr)
+            return exit_status(interrupt)
+    return 0
+
+
+def _test(args, model, dataset, device, solver, record):
+    """Score the held-out test set, record it, print the result and draw the curves."""
+    from .. import runs
     acc, top5 = _evaluate(model, dataset.X_test, dataset.y_test, device)
-    history.update(test_acc=acc, top1_error=1 - acc, top5_error=top5)
-    record(solver)
+    record(solver, test_acc=acc, top1_error=1 - acc, top5_error=top5)
     print(f"test accuracy {acc:.4f} (top-1 error {1 - acc:.4f}, top-5 error {top5:.4f}) on "
           f"{len(dataset.y_test)} held-out images; best val acc {solver.best_val_acc:.4f} at "
-          f"epoch {solver.best_epoch}; {history['seconds']:.1f} s")
-    message = runs.plot_curves([history], os.path.join(args.out, runs.CURVES))
+          f"epoch {solver.best_epoch}; {record.history['seconds']:.1f} s")
+    message = runs.plot_curves([record.history], os.path.join(args.out, runs.CURVES))
     print(message or f"wrote {args.out}/{runs.HISTORY}, {runs.CURVES}, {runs.CHECKPOINT}")
-    return 0

@@ -5,21 +5,33 @@ no pickling); CuPy arrays through NCCL (``cupy.cuda.nccl``, its unique id sent
 over MPI) when every rank has a GPU of its own and CuPy can load NCCL,
 otherwise staged through host memory with a one-time warning. mpi4py is
 imported only when a job with more than one rank needs it.
+
+MPI has no timeout, and a peer that stops answering (SIGSTOP, a hang, a lost
+node) would leave the others in a collective forever: a watchdog thread aborts
+the job, naming the rank and the collective, when one waits longer than
+``$FASTCONV_COLLECTIVE_TIMEOUT`` seconds (default 300; 0: no limit).
 """
 
+import functools
+import os
 import sys
+import threading
+import time
 import traceback
 import warnings
 import zlib
 
 import numpy
 
+from .._validate import check_real
 from ..backend import device_of, resolve_device
 from ..train.parallel import launched_world_size
 from ._buffers import as_list, flatten, group_by_dtype, unflatten_into
 from .launcher import find_mpiexec
 
 GPU_TRANSPORTS = ("auto", "nccl", "staged")
+TIMEOUT_VAR = "FASTCONV_COLLECTIVE_TIMEOUT"
+DEFAULT_TIMEOUT_S = 300.0  # what one rank may do as the others wait: load data, checkpoint
 
 
 def _import_mpi():
@@ -32,14 +44,53 @@ def _import_mpi():
     return MPI
 
 
+def _collective_timeout():
+    """``$FASTCONV_COLLECTIVE_TIMEOUT`` in seconds (default 300; 0: no limit), checked."""
+    text = os.environ.get(TIMEOUT_VAR, "").strip() or str(DEFAULT_TIMEOUT_S)
+    try:
+        return check_real(TIMEOUT_VAR, float(text), 0)
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_VAR} must be a number of seconds >= 0 (0: no limit), "
+                         f"got {text!r}") from None
+
+
+def _watch_collectives(communicator, timeout_s):
+    """Abort the job, from a daemon thread, when a collective waits longer than ``timeout_s``.
+
+    The main thread stamps the collective it is in (:func:`_collective`); the thread checks
+    the stamp ten times per timeout, at most once a second. mpi4py releases the GIL in MPI
+    calls and asks for MPI_THREAD_MULTIPLE, so the thread may abort meanwhile.
+    """
+    def watch():
+        while True:
+            time.sleep(min(1.0, timeout_s / 10))
+            pending = communicator._pending  # replaced whole by the main thread
+            if pending is not None and time.monotonic() - pending[1] > timeout_s:
+                _abort_job(communicator, f"{pending[0]} waited more than {timeout_s:g} s for "
+                           f"the other ranks ({TIMEOUT_VAR}): one of them stopped answering "
+                           "(stopped, hung or lost); aborting the job")
+
+    threading.Thread(target=watch, daemon=True, name="fastconv-collective-watchdog").start()
+
+
+def _collective(method):
+    """Stamp the collective ``method`` while it runs, for :func:`_watch_collectives`."""
+    @functools.wraps(method)
+    def stamped(self, *args, **kwargs):
+        self._pending = (method.__name__, time.monotonic())
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._pending = None
+    return stamped
+
+
 class Communicator:
     """The process group of a data-parallel job: rank, size and the collectives training needs.
 
     Built by :func:`init`. With world size 1 every collective is a cheap
-    no-op, so the same training code runs with and without MPI. NumPy arrays
-    travel through ``MPI.Allreduce``/``Bcast`` on raw buffers (no pickling);
-    CuPy arrays through NCCL when it is usable, otherwise staged through host
-    memory (with a one-time warning).
+    no-op, so the same training code runs with and without MPI; the transports
+    and the collective timeout are the module's (see above).
     """
 
     def __init__(self, mpi_comm=None, device="cpu", gpu_transport="auto"):
@@ -56,6 +107,10 @@ class Communicator:
             self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
             node.Free()
         self.device = device
+        self._pending = None  # (collective, start) while one runs, for the watchdog
+        timeout_s = _collective_timeout()
+        if self.world_size > 1 and timeout_s > 0:
+            _watch_collectives(self, timeout_s)
         self._nccl = None
         self._gpu_note = "not used (CPU job)"
         self._staging_warned = False
@@ -97,6 +152,7 @@ class Communicator:
             from cupy.cuda import nccl
             self._gpu_note = f"NCCL {nccl.get_version()} (cupy.cuda.nccl)"
 
+    @_collective
     def _all_ranks_agree(self, ok):
         """True on every rank when ``ok`` is true on every rank (one tiny all-reduce)."""
         MPI = _import_mpi()
@@ -104,6 +160,7 @@ class Communicator:
         self.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MIN)
         return bool(flag[0])
 
+    @_collective
     def _make_nccl_comm(self):
         from cupy.cuda import nccl
         uid = numpy.zeros(128, dtype=numpy.int64)  # an ncclUniqueId is 128 bytes
@@ -113,11 +170,13 @@ class Communicator:
         return nccl.NcclCommunicator(self.world_size, tuple(int(v) for v in uid), self.rank)
 
     # ------------------------------------------------------------------ collectives
+    @_collective
     def barrier(self):
         """Wait until every rank gets here (a no-op in a one-process job)."""
         if self.world_size > 1:
             self.comm.Barrier()
 
+    @_collective
     def broadcast_(self, arrays, root=0):
         """Overwrite ``arrays`` (a dict or sequence) on every rank with ``root``'s values.
 
@@ -134,6 +193,7 @@ class Communicator:
             self._bcast_buffer(buf, root)
             unflatten_into(buf, group)
 
+    @_collective
     def allreduce_mean_(self, arrays, weight=1.0):
         """Replace ``arrays`` on every rank by their ``weight``-weighted mean across ranks.
 
@@ -160,6 +220,7 @@ class Communicator:
             unflatten_into(buf, group)
         return total
 
+    @_collective
     def allreduce_sum(self, values):
         """Sum a dict of Python numbers across ranks (one float64 message); return the dict."""
         if not isinstance(values, dict):
@@ -188,8 +249,9 @@ class Communicator:
             self.comm.Bcast(buf, root=root)
         elif self._nccl is not None:
             import cupy
-            self._nccl.bcast(buf.data.ptr, buf.size, _nccl_dtype(buf.dtype), root,
-                             cupy.cuda.get_current_stream().ptr)
+            stream = cupy.cuda.get_current_stream()
+            self._nccl.bcast(buf.data.ptr, buf.size, _nccl_dtype(buf.dtype), root, stream.ptr)
+            stream.synchronize()  # within the watched collective: NCCL only queues the work
         else:
             host = self._stage(buf)
             self.comm.Bcast(host, root=root)
@@ -202,8 +264,10 @@ class Communicator:
         elif self._nccl is not None:
             import cupy
             from cupy.cuda import nccl
+            stream = cupy.cuda.get_current_stream()
             self._nccl.allReduce(buf.data.ptr, buf.data.ptr, buf.size, _nccl_dtype(buf.dtype),
-                                 nccl.NCCL_SUM, cupy.cuda.get_current_stream().ptr)
+                                 nccl.NCCL_SUM, stream.ptr)
+            stream.synchronize()  # within the watched collective: NCCL only queues the work
         else:
             host = self._stage(buf)
             MPI = _import_mpi()
@@ -218,19 +282,24 @@ class Communicator:
             self._staging_warned = True
         return buf.get()
 
-    def _check_same_layout(self, arrays):
-        layout = repr([(tuple(a.shape), str(a.dtype)) for a in arrays]).encode()
-        signature = numpy.array([len(arrays), sum(a.size for a in arrays), zlib.crc32(layout)],
-                                dtype=numpy.int64)
+    def _differs(self, signature):
+        """Per entry of the int64 ``signature``: True where the ranks hold different values."""
         MPI = _import_mpi()
         lowest, highest = signature.copy(), signature.copy()
         self.comm.Allreduce(MPI.IN_PLACE, lowest, op=MPI.MIN)
         self.comm.Allreduce(MPI.IN_PLACE, highest, op=MPI.MAX)
-        if not numpy.array_equal(lowest, highest):
+        return lowest != highest
+
+    def _check_same_layout(self, arrays):
+        layout = repr([(tuple(a.shape), str(a.dtype)) for a in arrays]).encode()
+        signature = numpy.array([len(arrays), sum(a.size for a in arrays), zlib.crc32(layout)],
+                                dtype=numpy.int64)
+        if self._differs(signature).any():
             raise ValueError(
                 f"the ranks hold different parameter sets (rank {self.rank}: {len(arrays)} "
                 f"arrays, {int(signature[1])} numbers); build the same model on every rank")
 
+    @_collective
     def check_same_settings(self, settings):
         """Raise ValueError on every rank, naming them, when ranks hold different ``settings``.
 
@@ -244,11 +313,7 @@ class Communicator:
         names = sorted(settings)
         signature = numpy.array([zlib.crc32(repr(settings[n]).encode()) for n in names],
                                 dtype=numpy.int64)
-        MPI = _import_mpi()
-        lowest, highest = signature.copy(), signature.copy()
-        self.comm.Allreduce(MPI.IN_PLACE, lowest, op=MPI.MIN)
-        self.comm.Allreduce(MPI.IN_PLACE, highest, op=MPI.MAX)
-        differ = [n for n, low, high in zip(names, lowest, highest) if low != high]
+        differ = [n for n, different in zip(names, self._differs(signature)) if different]
         if differ:
             mine = ", ".join(f"{n}={settings[n]!r}" for n in differ)
             raise ValueError(f"the ranks disagree on {', '.join(differ)} (rank {self.rank}: {mine});"
@@ -337,15 +402,19 @@ def _install_abort_hook(communicator):
     previous = sys.excepthook
 
     def abort_all_ranks(exc_type, exc, tb):
-        prefix = f"[fastconv rank {communicator.rank}/{communicator.world_size}] "
-        text = "".join(traceback.format_exception(exc_type, exc, tb))
-        sys.stderr.write("".join(prefix + line + "\n" for line in text.splitlines()))
-        sys.stderr.flush()
         if previous is not sys.__excepthook__:
             previous(exc_type, exc, tb)
-        communicator.comm.Abort(1)
+        _abort_job(communicator, "".join(traceback.format_exception(exc_type, exc, tb)))
 
     sys.excepthook = abort_all_ranks
+
+
+def _abort_job(communicator, text):
+    """Write ``text`` to stderr, each line prefixed with this rank, then abort every rank."""
+    prefix = f"[fastconv rank {communicator.rank}/{communicator.world_size}] "
+    sys.stderr.write("".join(prefix + line + "\n" for line in text.splitlines()))
+    sys.stderr.flush()
+    communicator.comm.Abort(1)
 
 
 def describe_transport():

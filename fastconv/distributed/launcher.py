@@ -1,6 +1,8 @@
 """Starting N ranks on this machine under the ``mpiexec`` of the ``mpi`` extra."""
 
+import contextlib
 import os
+import signal
 import sys
 
 
@@ -60,17 +62,74 @@ def launch_env(nproc, env=None):
     return env
 
 
-def launch(nproc, python_args):
+def launch(nproc, python_args, env=None):
     """Run ``python -m mpi4py <python_args>`` on ``nproc`` ranks of this machine; its exit code.
 
-    On Ctrl-C (the terminal signals mpiexec and the ranks alike) it waits for
-    the ranks to wind down, so rank 0 can finish its checkpoint, then
-    re-raises KeyboardInterrupt.
+    Parameters
+    ----------
+    nproc : int
+        The number of ranks.
+    python_args : list of str
+        What follows ``python -m mpi4py``.
+    env : mapping, optional
+        The ranks' environment (default os.environ), BLAS threads capped by :func:`launch_env`.
+
+    Returns
+    -------
+    int
+        mpiexec's exit status, or 128 + the signal when SIGTERM or SIGHUP stopped the job.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C (the terminal signals mpiexec and the ranks alike), once the ranks have
+        wound down, so rank 0 can finish its checkpoint; a second Ctrl-C, which makes
+        mpiexec kill the ranks, does not cut that wait short.
+
+    Notes
+    -----
+    SIGTERM and SIGHUP (``kill``, ``timeout``, a scheduler, a closed terminal) reach only
+    this process: it passes them on to mpiexec as SIGTERM and waits for the job, as for
+    Ctrl-C, so no rank is left training. SIGHUP is sent on as SIGTERM because MPICH's
+    mpiexec forwards SIGTERM to the ranks but dies at once on SIGHUP. Signal handlers
+    can only be set in the main thread: call it from there.
     """
     import subprocess
-    with subprocess.Popen(mpiexec_command(nproc, python_args), env=launch_env(nproc)) as job:
+    received, job = [], None
+
+    def forward(signum, frame):
+        received.append(signum)
+        if job is not None:
+            job.send_signal(signal.SIGTERM)
+
+    # SIGINT is listed with its own handler so that it is restored after the wait ignores it.
+    with signal_handlers({signal.SIGTERM: forward, signal.SIGHUP: forward,
+                          signal.SIGINT: signal.getsignal(signal.SIGINT)}):
+        job = subprocess.Popen(mpiexec_command(nproc, python_args), env=launch_env(nproc, env))
+        if received:  # a signal that came while mpiexec was starting
+            job.send_signal(signal.SIGTERM)
         try:
-            return job.wait()
+            status = job.wait()
         except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             job.wait()
             raise
+    return 128 + received[0] if received else status
+
+
+@contextlib.contextmanager
+def signal_handlers(handlers):
+    """Within the block, ``handlers`` (signal -> handler) are installed; the previous ones after.
+
+    Parameters
+    ----------
+    handlers : dict
+        Signal numbers to handlers, as ``signal.signal`` takes them.
+    """
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            # None: a handler installed outside Python, which cannot be put back; the default can
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)

@@ -21,13 +21,14 @@ class DataParallel:
     Solver trains exactly as with the default single-process strategy.
 
     When the Solver is built the ranks check that they agree on the training
-    settings (epoch, seed, batch size, epochs, training-set size, update and
-    learning rate, lr decay, history length), a clear error on every rank
-    rather than a silent divergence or a hang; rank 0's parameters and buffers
-    (fresh or resumed) are then broadcast. Each step averages the gradients and
-    the loss of the ranks' shards in ONE all-reduce, weighted by shard size
-    (a rank with an empty shard contributes zeros), before the Solver's
-    ``reduce_gradients`` hook and the (identical) update on every rank.
+    settings (epoch, seed, batch size, epochs, training- and validation-set
+    sizes, the accuracy subsets' sizes, update and learning rate, lr decay,
+    history length), a clear error on every rank rather than a silent
+    divergence, an accuracy mixing two sets, or a hang; rank 0's parameters
+    and buffers (fresh or resumed) are then broadcast. Each step averages the
+    gradients and the loss of the ranks' shards in ONE all-reduce, weighted by
+    shard size (a rank with an empty shard contributes zeros), before the
+    Solver's ``reduce_gradients`` hook and the (identical) update on every rank.
     Accuracy checks are sharded too. Only rank 0 logs, shows the progress bar
     and writes checkpoints; a checkpoint holds nothing rank-specific, so it can
     be resumed with another world size (every rank reads it: use a shared file
@@ -107,8 +108,13 @@ def _settings(solver):
     """What every rank must agree on for the ranks to take the same steps."""
     config = sorted((k, v) for k, v in solver.optim_config.items()
                     if isinstance(v, (int, float, str)))
+    # The accuracies are sums over the ranks' shards of one index set: the sets and the
+    # subset sizes drawn from them must be the same everywhere.
     return {"epoch": solver.epoch, "seed": solver.seed, "batch_size": solver.batch_size,
             "num_epochs": solver.num_epochs, "training samples": len(solver.X_train),
+            "validation samples": len(solver.X_val),
+            "num_train_samples": solver.num_train_samples,
+            "num_val_samples": solver.num_val_samples,
             "update": (solver.update_name, solver.optimizer.lr, config),
             "lr_decay": solver.lr_decay, "history length": len(solver.loss_history)}
 

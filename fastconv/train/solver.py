@@ -1,5 +1,7 @@
 """The Solver: minibatch training, history, best parameters, early stopping, checkpoints."""
 
+import os
+
 import numpy
 
 from .._validate import check_int, check_real
@@ -8,6 +10,52 @@ from ..checkpoint import load_arrays, save_arrays
 from .adapters import adapt_model, adapt_optimizer
 from .checkpoints import checkpoint_arrays, restore
 from .parallel import SingleProcess
+
+#: Seeds are below this: numpy.random.default_rng takes any int >= 0, a checkpoint stores int64.
+SEED_LIMIT = 2**63
+
+
+def _check_seed(seed):
+    """``seed`` as an int in [0, 2**63), else a TypeError or ValueError naming it."""
+    seed = check_int("seed", seed, 0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"seed must be < 2**63 (a checkpoint stores it as int64), got {seed}")
+    return seed
+
+
+def _check_flag(name, value):
+    """``value`` as a bool; a TypeError naming ``name`` for anything else (0, 'no', None)."""
+    if not isinstance(value, (bool, numpy.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_subset(name, value):
+    """None (every sample) or a number of samples >= 1."""
+    return None if value is None else check_int(name, value, 1)
+
+
+def _check_callbacks(callbacks):
+    """The callbacks as a list, each callable; a TypeError naming the first that is not."""
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise TypeError(f"callbacks[{i}] must be callable, got {callback!r}")
+    return callbacks
+
+
+def _check_path(name, path):
+    """None or a path (str or os.PathLike); a TypeError naming ``name`` for anything else."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {path!r}")
+    return path
+
+
+def _check_directory_exists(name, path):
+    """A ValueError naming ``name`` when ``path``'s directory is missing: now, not after an epoch."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {os.fspath(path)!r}: directory {parent} does not exist")
 
 
 def _progress_bar(total, enabled, desc):
@@ -40,25 +88,26 @@ class Solver:
     loss_fn : callable, optional
         ``loss_fn(scores, y) -> (loss, dscores)`` for a Module without ``loss``.
     lr_decay : float, default 1.0
-        Multiplies the learning rate after every epoch.
+        Multiplies the learning rate after every epoch (0 < lr_decay <= 1).
     batch_size : int, default 100
         Samples per step (per process under data parallelism).
     num_epochs : int, default 10
-    num_train_samples, num_val_samples : int or None
+    num_train_samples, num_val_samples : int >= 1 or None
         Subsets measured for accuracy after each epoch (None: all).
     seed : int, default 0
-        Seeds each epoch's order, ``numpy.random.default_rng([seed, epoch])``.
+        Seeds each epoch's order, ``numpy.random.default_rng([seed, epoch])``;
+        0 <= seed < 2**63 (NumPy takes seeds >= 0, a checkpoint stores it as int64).
     patience : int, optional
         Stop after that many epochs without a better validation accuracy.
-    checkpoint_name : path, optional
-        A .npz file rewritten after every epoch.
-    resume : path, optional
+    checkpoint_name : str or os.PathLike, optional
+        A .npz file rewritten after every epoch, in an existing directory.
+    resume : str or os.PathLike, optional
         A checkpoint to continue from: its parameters, optimizer state and
         learning rate, histories, epoch and seed replace the ones given here,
         so the run goes on as if it had never stopped.
     progress : bool, default True
         A tqdm bar per epoch when tqdm is installed.
-    print_every : int, default 10
+    print_every : int >= 0, default 10
         With ``verbose``, a loss line every that many iterations (0: none).
     verbose : bool, default True
         Course-style iteration and epoch lines.
@@ -70,6 +119,12 @@ class Solver:
         Each called as ``fn(solver)`` after every epoch's bookkeeping and
         checkpoint, in order, on every process (``solver.parallel.is_root``
         says which one reports).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument, when one has the wrong type or is out of range:
+        checked when the Solver is built, before any training.
 
     Notes
     -----
@@ -89,27 +144,31 @@ class Solver:
                  num_train_samples=1000, num_val_samples=None, seed=0, patience=None,
                  checkpoint_name=None, resume=None, progress=True, print_every=10,
                  verbose=True, parallel=None, callbacks=()):
+        # The plain arguments first, before anything joins an MPI job or touches the model.
+        self.lr_decay = check_real("lr_decay", lr_decay, 0, 1, low_open=True)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.num_epochs = check_int("num_epochs", num_epochs, 0)
+        self.num_train_samples = _check_subset("num_train_samples", num_train_samples)
+        self.num_val_samples = _check_subset("num_val_samples", num_val_samples)
+        self.seed = _check_seed(seed)
+        self.patience = None if patience is None else check_int("patience", patience, 1)
+        self.progress = _check_flag("progress", progress)
+        self.print_every = check_int("print_every", print_every, 0)
+        self.verbose = _check_flag("verbose", verbose)
+        self.callbacks = _check_callbacks(callbacks)
+        self.checkpoint_name = _check_path("checkpoint_name", checkpoint_name)
+        resume = _check_path("resume", resume)
         self.model = model
         self.model_adapter = adapt_model(model, loss_fn)
         self.parallel = SingleProcess() if parallel is None else parallel
         self.parallel.attach(self.model_adapter)
+        if self.checkpoint_name is not None and self.parallel.is_root:  # the one that writes it
+            _check_directory_exists("checkpoint_name", self.checkpoint_name)
         self.X_train, self.y_train, self.X_val, self.y_val = self._check_data(data)
         self.optimizer, self.update_name = adapt_optimizer(self.model_adapter.params,
                                                            update_rule, optim_config, optimizer)
         self.update_rule = None if optimizer is not None else self.optimizer.rule
         self.optim_config = dict(optim_config or {})
-        self.lr_decay = check_real("lr_decay", lr_decay)
-        self.batch_size = check_int("batch_size", batch_size, 1)
-        self.num_epochs = check_int("num_epochs", num_epochs, 0)
-        self.num_train_samples = num_train_samples
-        self.num_val_samples = num_val_samples
-        self.seed = int(seed)
-        self.patience = None if patience is None else check_int("patience", patience, 1)
-        self.checkpoint_name = checkpoint_name
-        self.progress = progress
-        self.print_every = print_every
-        self.verbose = verbose
-        self.callbacks = list(callbacks)
         self._reset()
         if resume is not None:
             self.load_checkpoint(resume)
