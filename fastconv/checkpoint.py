@@ -115,13 +115,18 @@ def save_arrays(path, arrays):
         numpy.savez(f, **host)
 
 
-def load_arrays(path):
+def load_arrays(path, check_entry=None):
     """Read every entry of the .npz checkpoint ``path``, without pickle, checking it before reading.
 
     Parameters
     ----------
     path : path-like
         The checkpoint file.
+    check_entry : callable, optional
+        ``check_entry(name, shape, dtype)``, called with each entry's .npy header
+        before its data is read, raises :class:`CheckpointError` for an entry the
+        caller cannot use (a model parameter of another shape, say), so that it
+        is never read.
 
     Returns
     -------
@@ -149,7 +154,8 @@ def load_arrays(path):
         raise CheckpointError(f"{path} holds a single array, not a .npz checkpoint")
     with npz:
         members = _members(path, npz.zip)  # every name and size checked before any data is read
-        return {name: _read_entry(path, name, npz.zip, info) for name, info in members.items()}
+        return {name: _read_entry(path, name, npz.zip, info, check_entry)
+                for name, info in members.items()}
 
 
 def _members(path, archive):
@@ -184,11 +190,13 @@ def _check_sizes(path, name, info):
                               "compression can produce)")
 
 
-def _read_entry(path, name, archive, info):
-    """The array of entry ``name``, its .npy header checked against the entry's size first."""
+def _read_entry(path, name, archive, info, check_entry):
+    """The array of entry ``name``, its .npy header checked (size, ``check_entry``) first."""
     try:
         with archive.open(info) as member:
             shape, dtype = _header(path, name, member)
+            if check_entry is not None:
+                check_entry(name, shape, dtype)
             # Header and data are all the entry holds: a header claiming more data than
             # that is truncated or forged, and must not size an allocation.
             held, claimed = info.file_size - member.tell(), math.prod(shape) * dtype.itemsize

@@ -256,3 +256,21 @@ def test_a_new_file_gets_the_permissions_open_would_give_it(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("entry", ["model/0.W", "best/0.W", "optim/0.W/m", "model/9.W"])
+def test_a_solver_refuses_a_misfit_entry_before_reading_its_data(tmp_path, entry):
+    """An entry named like the format but not fitting the model (a parameter of another shape,
+    or of no parameter at all) was read whole before the resume refused it."""
+    import fastconv.nn as nn
+    from fastconv.train import FORMAT, Solver
+    path = write_npz(tmp_path / "c.npz", {
+        "format.npy": npy_bytes((), "<U28", FORMAT.ljust(28).encode("utf-32-le")[:28 * 4]),
+        f"{entry}.npy": npy_bytes((1024, 1024), "<f8", bytes(8 << 20))})
+    model = nn.mlp(6, 4, hidden_dims=(8,), seed=0)
+    data = {"X_train": np.zeros((4, 6), np.float32), "y_train": np.zeros(4, np.int64),
+            "X_val": np.zeros((2, 6), np.float32), "y_val": np.zeros(2, np.int64)}
+    error, peak = peak_allocation(lambda: Solver(model, data, resume=path, progress=False,
+                                                 verbose=False))
+    assert "refused unread" in str(error) and entry.split("/")[1] in str(error)
+    assert peak < SMALL

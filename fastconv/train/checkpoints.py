@@ -119,6 +119,41 @@ def restore(solver, arrays, path):
         setattr(solver, name, meta[name])
 
 
+def entry_checker(solver, path):
+    """``check_entry(name, shape, dtype)`` for :func:`fastconv.checkpoint.load_arrays`.
+
+    Refuses, before their data is read, the entries that cannot fit
+    ``solver``'s model: a ``model/`` or ``best/`` entry that is no parameter or
+    buffer of it or has another shape, and ``optim/`` state that is neither a
+    scalar nor shaped like its parameter. (The rest is checked by :func:`restore`.)
+    """
+    adapter = solver.model_adapter
+    shapes = {k: tuple(v.shape) for k, v in {**adapter.params, **adapter.buffers}.items()}
+
+    def check_entry(name, shape, dtype):
+        section, _, key = name.partition("/")
+        shape = tuple(shape)
+        if section == "optim":
+            key, _, field = key.rpartition("/")
+            if key not in shapes:
+                raise CheckpointError(f"checkpoint {path} has optimizer state for {key!r}, "
+                                      "which is not a parameter of this model (refused unread)")
+            if shape not in ((), shapes[key]):
+                raise CheckpointError(f"checkpoint {path}: optimizer state {field!r} of "
+                                      f"parameter {key!r} has shape {shape}; the parameter "
+                                      f"has {shapes[key]} (refused unread)")
+        elif section in ("model", "best"):
+            source = f"checkpoint {path}" + (" (its best/ entries)" if section == "best" else "")
+            if key not in shapes:
+                raise CheckpointError(f"{source}: {key!r} is not a parameter or buffer of the "
+                                      f"model, which has {sorted(shapes)} (refused unread)")
+            if shape != shapes[key]:
+                raise CheckpointError(f"{source}: parameter {key!r} has shape {shape}, the "
+                                      f"model's has {shapes[key]} (refused unread)")
+
+    return check_entry
+
+
 def _section(arrays, prefix):
     """The entries named ``prefix<rest>``, keyed by ``rest``."""
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}

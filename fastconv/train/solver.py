@@ -8,7 +8,7 @@ from .._validate import check_int, check_real
 from ..backend import as_numpy, get_array_module, to_device
 from ..checkpoint import load_arrays, save_arrays
 from .adapters import adapt_model, adapt_optimizer
-from .checkpoints import checkpoint_arrays, restore
+from .checkpoints import checkpoint_arrays, entry_checker, restore
 from .parallel import SingleProcess
 
 #: Seeds are below this: numpy.random.default_rng takes any int >= 0, a checkpoint stores int64.
@@ -359,5 +359,5 @@ class Solver:
         Raises CheckpointError (a ValueError) naming the file and the entry when
         the file is unreadable, holds pickled objects, or does not fit the model.
         """
-        restore(self, load_arrays(path), path)
+        restore(self, load_arrays(path, entry_checker(self, path)), path)
         return self
