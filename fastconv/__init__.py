@@ -3,6 +3,7 @@ on the GPU (CuPy + CUDA kernels) and the CPU (NumPy), with one API."""
 
 __version__ = "0.1.0"
 
+from ._gpu.gemm import get_tf32, set_tf32
 from .backend import (
     as_numpy,
     default_device,

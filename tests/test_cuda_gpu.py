@@ -14,10 +14,15 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import fastconv
 import fastconv.functional as F
 from cuda_emu.report import summary_lines
 from fastconv import _backends, _cpu, _cuda, gpu_available
+from test_gpu_conv_host import bias_gradient_case
+from test_gpu_gemm import assert_matches_plain_matmul, buffers, call, gemm_cases
 from fastconv.im2col import col2im, im2col, window_geometry
 from fastconv.workspace import workspace_limit
 
@@ -37,6 +42,15 @@ CONV_CASES = {
 def cp():
     import cupy
     return cupy
+
+
+@pytest.fixture(autouse=True)
+def fp32():
+    """FP32 products whatever FASTCONV_TF32 says: the float32 tolerances are FP32's."""
+    previous = fastconv.get_tf32()
+    fastconv.set_tf32(False)
+    yield
+    fastconv.set_tf32(previous)
 
 
 def assert_close(gpu, reference, dtype):
@@ -247,6 +261,75 @@ def test_workspace_limit_holds_on_the_gpu(cp, monkeypatch):
                                       padding=1)
     assert_close(out, ref, np.float32)
     assert_close(dx, F.conv2d_backward(np.ones(ref.shape), ref_cache)[0], np.float32)
+
+
+@gpu
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(gemm_cases(), st.integers(0, 2**32 - 1))
+def test_cublas_matches_the_model_of_its_wrapper(cp, case, seed):
+    """The real cublasGemmStridedBatchedEx against the documented semantics the NumPy model
+    implements: drawn flags, sizes, leading dimensions, strides (0 included) and dtypes."""
+    a, b, c = buffers(case, seed)
+    on_gpu = [cp.asarray(x) for x in (a, b, c)]
+    call(case, *on_gpu)
+    tf32 = case[10] == "32F_FAST_TF32"
+    assert_matches_plain_matmul(case, a, b, c, on_gpu[2].get(), tol=2e-3 if tf32 else None)
+
+
+def _conv_error(cp, x, w, scale_inputs):
+    """The GPU forward's error against float64, relative to the conv of |x| with |w|."""
+    out = F.conv2d_forward(cp.asarray(x), cp.asarray(w), None, padding=1)[0].get()
+    exact = F.conv2d_forward(*(a.astype(np.float64) for a in (x, w)), None, padding=1)[0]
+    scale = F.conv2d_forward(*scale_inputs, None, padding=1)[0]
+    return out, float((np.abs(out - exact) / scale).max())
+
+
+@gpu
+def test_tf32_is_opt_in_and_within_its_documented_error(cp):
+    x, w = rand((8, 64, 16, 16), np.float32, 30), rand((64, 64, 3, 3), np.float32, 31)
+    magnitudes = (np.abs(x.astype(np.float64)), np.abs(w.astype(np.float64)))
+    fp32, fp32_error = _conv_error(cp, x, w, magnitudes)
+    fastconv.set_tf32(True)
+    tf32, tf32_error = _conv_error(cp, x, w, magnitudes)
+    assert fp32_error <= 1e-5, fp32_error
+    assert tf32_error <= 4e-3, tf32_error  # inputs rounded to 10 mantissa bits
+    assert not np.array_equal(fp32, tf32), "set_tf32(True) did not change the products"
+
+
+@gpu
+@pytest.mark.parametrize("kernel, padding", [((3, 3), 1), ((1, 1), 0)])
+def test_float16_weight_gradient_partials_above_65504_stay_finite_on_the_gpu(cp, kernel, padding):
+    """Each image's dW partial is 255 * 1024 = 261120; the two images cancel to 127.5."""
+    x = np.full((2, 2, 32, 32), 255, np.float16)
+    w = np.ones((1, 2) + kernel, np.float16)
+    dout = np.ones((2, 1, 32, 32), np.float16)
+    dout[1], dout[1, :, 0, 0] = -1, -0.5
+    cache = F.conv2d_forward(cp.asarray(x), cp.asarray(w), None, padding=padding)[1]
+    dw = F.conv2d_backward(cp.asarray(dout), cache)[1].get()
+    exact_cache = F.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None,
+                                   padding=padding)[1]
+    exact = F.conv2d_backward(dout.astype(np.float64), exact_cache)[1]
+    np.testing.assert_array_equal(dw, exact.astype(np.float16))
+    assert float(dw[(0, 0) + tuple(k // 2 for k in kernel)]) == 127.5
+
+
+@gpu
+def test_float16_bias_gradient_sums_in_float32_on_the_gpu(cp):
+    x, w, b, dout = (cp.asarray(a) for a in bias_gradient_case())
+    cache = F.conv2d_forward(x, w, b, padding=1)[1]
+    assert float(F.conv2d_backward(dout, cache)[2][0]) == 100.5
+
+
+@gpu
+def test_float16_forward_never_sums_partials_in_float16(cp):
+    """A 1x1 conv over 4096 channels (a long, thin product: cuBLAS may split K): the first half
+    sums to 522240, the second to -522239; a partial sum rounded to float16 would be inf."""
+    x = np.full((1, 4096, 2, 2), 255, np.float16)
+    x[:, 2048:] = -255
+    x[:, -1] = -254
+    out = F.conv2d_forward(cp.asarray(x), cp.ones((1, 4096, 1, 1), cp.float16))[0].get()
+    np.testing.assert_array_equal(out, np.ones((1, 1, 2, 2), np.float16))
 
 
 def test_cupy_installed_without_a_gpu_leaves_the_cpu_path_working():

@@ -1,42 +1,53 @@
-"""2-D convolution on the GPU (CuPy): the im2col CUDA kernel and one batched cuBLAS GEMM per chunk.
+"""2-D convolution on the GPU (CuPy): the im2col and col2im CUDA kernels, products in cuBLAS.
 
-Forward: the ``im2col`` kernel writes a chunk's columns into a packed workspace
-buffer (n, G, C/G*KH*KW, OH*OW) and ``xp.matmul`` of the weights (G, F/G,
-C/G*KH*KW) with it gives the output already in contiguous NCHW order; the bias
-is then added in one pass (cheap on the GPU, so the columns stay packed for
-the kernel). Backward: the columns again, dW and the column gradient by
-batched GEMMs, dx by the gather-style ``col2im`` kernel (each input element
-sums what it contributed to: no atomics, the same bits every run). A 1x1,
+Forward: the ``im2col`` kernel writes a chunk's columns into a workspace buffer
+(n, G, C/G*KH*KW, OH*OW), and one strided-batched cuBLAS call multiplies the
+weights (G, F/G, C/G*KH*KW), shared by the images through a zero batch stride,
+with them, writing the output in contiguous NCHW order. With groups, shared
+weights have no single batch stride: they are copied per image into the
+workspace when that copy is no larger than the columns, else the product takes
+one call per group or per image, whichever is fewer. The bias is then added
+in one pass (folding it into the GEMM would need a row of ones inside the
+packed columns the kernel writes).
+
+Backward, per chunk: the columns again; dW as per-image products dout @ cols^T
+(n, G, F/G, C/G*KH*KW) in the accumulator dtype (float32 for float16, so no
+partial is rounded to float16), accumulated over the chunks in place by the
+GEMM and summed once at the end; no product over all the images' positions
+exists, since dout's images are not adjacent along its positions. Then the
+column gradient W^T @ dout, written into the columns' buffer (they are used by
+then), and dx by the gather-style ``col2im`` kernel (each input element sums
+what it contributed to: no atomics, the same bits every run). db is one
+reduction of dout. Transposed operands are cuBLAS flags, never copies. A 1x1,
 stride-1, unpadded convolution skips the kernels: the input is its own column
-matrix.
+matrix and dx the column gradient.
 
-The code is written against the arrays' module ``xp`` and the kernels'
-:class:`fastconv._cuda.Launcher`, so the tests run it on NumPy arrays with the
-kernels emulated on the CPU. Each algorithm is an object with a ``plan`` (its
-workspace buffers), ``run(chunk, buffers)`` and ``result()``, driven by
-:func:`fastconv.workspace.run_in_chunks`.
+The code is written against the arrays' module ``xp``, the kernels'
+:class:`fastconv._cuda.Launcher` and :func:`fastconv._gpu.gemm.gemm`, so the
+tests run it on NumPy arrays with the kernels emulated on the CPU and the
+products in the NumPy model of cuBLAS. Each algorithm is an object with a
+``plan`` (its workspace buffers), ``run(chunk, buffers)`` and ``result()``,
+driven by :func:`fastconv.workspace.run_in_chunks`.
 """
 
 from .. import _cuda
 from ..backend import accumulator_dtype, get_array_module
 from ..workspace import Buffer
+from .matmul import matmul
 
 
 def forward(x, w, b, geometry, groups):
-    """The forward algorithm of one call: pointwise for a 1x1 identity geometry, else im2col."""
-    if geometry.is_identity:
-        return _Forward(x, w, b, geometry, groups, columns=_pointwise_columns)
-    return _Forward(x, w, b, geometry, groups, columns=_kernel_columns)
+    """The forward algorithm of one call (the columns are x itself for a 1x1 identity geometry)."""
+    return _Forward(x, w, b, geometry, groups)
 
 
 def backward(dout, cache, needs_input_grad=True):
-    """The backward algorithm of one call (``cache``: a :class:`fastconv.functional.conv.ConvCache`).
+    """The backward algorithm of one call (``cache``: a
+    :class:`fastconv.functional.conv.ConvCache`).
 
     Without ``needs_input_grad`` it computes dw and db only (dx is None).
     """
-    if cache.geometry.is_identity:
-        return _PointwiseBackward(dout, cache, needs_input_grad)
-    return _Im2colBackward(dout, cache, needs_input_grad)
+    return _Backward(dout, cache, needs_input_grad)
 
 
 def _grouped(a, groups):
@@ -46,118 +57,143 @@ def _grouped(a, groups):
 
 
 def _weight_matrix(w, groups):
-    """w (F, C/G, KH, KW) as (G, F/G, C/G*KH*KW)."""
-    return get_array_module(w).ascontiguousarray(w).reshape(groups, w.shape[0] // groups,
+    """w (F, C/G, KH, KW) as (1, G, F/G, C/G*KH*KW): one matrix per group, shared by the images."""
+    return get_array_module(w).ascontiguousarray(w).reshape(1, groups, w.shape[0] // groups,
                                                             w[0].size)
 
 
 def _columns_plan(x, geometry, groups):
-    """The packed column buffer of one image, (G, C/G*KH*KW, OH*OW)."""
+    """The column buffer of one image, (G, C/G*KH*KW, OH*OW); none for a 1x1 identity."""
+    if geometry.is_identity:
+        return ()
     (kh, kw), (oh, ow) = geometry.kernel, geometry.out
     return (Buffer("cols", (groups, x.shape[1] // groups * kh * kw, oh * ow), x.dtype),)
 
 
-def _kernel_columns(x, geometry, groups, buffers):
-    """The im2col kernel's columns of the chunk ``x`` in ``buffers["cols"]``."""
+def _weights_plan(w_mat, images, positions):
+    """The weights copied per image, (G, F/G, C/G*KH*KW), where groups would otherwise split
+    each product into one cuBLAS call per group or per image (shared weights have no single
+    batch stride) and the copy is no larger than the columns it multiplies (F/G <= OH*OW)."""
+    groups, f_group = w_mat.shape[1:3]
+    if groups == 1 or images == 1 or f_group > positions:
+        return ()
+    return (Buffer("weights", w_mat.shape[1:], w_mat.dtype),)
+
+
+def _weights(w_mat, chunk, buffers):
+    """The chunk's weights: shared by the images, or their per-image copy (written by the
+    first chunk, the largest; later chunks use part of it)."""
+    weights = buffers.get("weights")
+    if weights is None:
+        return w_mat
+    if chunk.start == 0:
+        get_array_module(weights).copyto(weights, w_mat)
+    return weights
+
+
+def _columns(x, geometry, groups, buffers):
+    """The columns of the chunk ``x``: the im2col kernel's in ``buffers["cols"]``, or x itself."""
+    if geometry.is_identity:
+        return _grouped(x, groups)
     cols = buffers["cols"]
-    _cuda.im2col_into(x, geometry, cols.reshape(x.shape[:2] + geometry.kernel + geometry.out))
+    _cuda.im2col_into(x, geometry, _as_images(cols, x.shape[1], geometry))
     return cols
 
 
-def _pointwise_columns(x, geometry, groups, buffers):
-    """x itself as its columns (a 1x1, stride-1, unpadded kernel)."""
-    return _grouped(x, groups)
+def _as_images(cols, channels, geometry):
+    """The column buffer (n, G, C/G*KH*KW, OH*OW) as the kernels' (n, C, KH, KW, OH, OW)."""
+    return cols.reshape((cols.shape[0], channels) + geometry.kernel + geometry.out)
 
 
 class _Forward:
     """out = W @ cols per chunk and group, then the bias in one pass."""
 
-    def __init__(self, x, w, b, geometry, groups, columns):
+    def __init__(self, x, w, b, geometry, groups):
         xp = get_array_module(x)
-        self.x, self.b, self.geometry, self.groups, self.columns = x, b, geometry, groups, columns
+        self.x, self.b, self.geometry, self.groups = x, b, geometry, groups
         self.w_mat = _weight_matrix(w, groups)
-        self.plan = () if columns is _pointwise_columns else _columns_plan(x, geometry, groups)
+        self.plan = _columns_plan(x, geometry, groups) + _weights_plan(
+            self.w_mat, x.shape[0], geometry.out[0] * geometry.out[1])
         self.out = xp.empty((x.shape[0], w.shape[0]) + geometry.out, dtype=x.dtype)
 
     def run(self, chunk, buffers):
-        cols = self.columns(self.x[chunk], self.geometry, self.groups, buffers)
-        get_array_module(cols).matmul(self.w_mat, cols,
-                                      out=_grouped(self.out[chunk], self.groups))
+        cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
+        weights = _weights(self.w_mat, chunk, buffers)
+        matmul(weights, cols, _grouped(self.out[chunk], self.groups))
 
     def result(self, workspace):
         """The output; the columns are not held (device memory is scarcer: the backward
         recomputes them)."""
         if self.b is not None:
-            self.out += self.b.reshape(1, -1, 1, 1)
+            get_array_module(self.out).add(self.out, self.b.reshape(1, -1, 1, 1), out=self.out)
         return self.out, None
 
 
 class _Backward:
-    """What both backward algorithms share: W^T, dout per group, dW over the chunks, db.
-
-    dW is one batched GEMM per chunk (one cuBLAS call beats many small ones),
-    against dout transposed into a copy, output-sized, far smaller than the
-    columns; it accumulates in the accumulator dtype (float32 for float16).
-    """
+    """Per chunk: the columns, dW partials += dout @ cols^T, then dx from W^T @ dout; at the
+    end the sums of the partials (dw) and of dout (db)."""
 
     def __init__(self, dout, cache, needs_input_grad):
         xp = get_array_module(dout, cache.x)
-        x, w, groups = cache.x, cache.w, cache.groups
-        self.needs_input_grad = needs_input_grad
-        self.x, self.w, self.geometry, self.groups = x, w, cache.geometry, groups
-        self.dout = _grouped(dout, groups)
-        self.w_t = xp.ascontiguousarray(_weight_matrix(w, groups).transpose(0, 2, 1))
-        self.dw = xp.zeros((groups, w.shape[0] // groups, w[0].size),
-                           dtype=accumulator_dtype(x.dtype))
-        self.db = None
-        if cache.has_bias:
-            self.db = dout.sum(axis=(0, 2, 3), dtype=self.dw.dtype).astype(x.dtype)
-        self.dx = xp.empty(x.shape, dtype=x.dtype) if needs_input_grad else None
-        (oh, ow), f_group = cache.geometry.out, w.shape[0] // groups
-        self.plan = (Buffer("dout^T", (groups, oh * ow, f_group), x.dtype),
-                     Buffer("dW products", (groups, w[0].size, f_group), x.dtype))
+        self.x, self.w, self.geometry, self.groups = cache.x, cache.w, cache.geometry, cache.groups
+        self.needs_input_grad, self.has_bias = needs_input_grad, cache.has_bias
+        self.dout = _grouped(dout, self.groups)
+        self.w_mat = _weight_matrix(self.w, self.groups)
+        self.dx = xp.empty(self.x.shape, dtype=self.x.dtype) if needs_input_grad else None
+        self.plan = self._plan()
 
-    def _add_weight_grad(self, chunk, cols, buffers):
-        xp = get_array_module(cols)
-        dout_t = buffers["dout^T"]
-        xp.copyto(dout_t, self.dout[chunk].transpose(0, 1, 3, 2))
-        products = xp.matmul(cols, dout_t, out=buffers["dW products"])
-        self.dw += products.sum(axis=0, dtype=self.dw.dtype).transpose(0, 2, 1)
+    def _plan(self):
+        """The dW partials of one image, the columns, the weights for dx where copied per image,
+        and (float16) the float32 sums."""
+        dtype = self.x.dtype
+        acc = accumulator_dtype(dtype)
+        plan = (Buffer("dW partials", self.w_mat.shape[1:], acc),)
+        plan += _columns_plan(self.x, self.geometry, self.groups)
+        if self.needs_input_grad:
+            plan += _weights_plan(self.w_mat, self.x.shape[0], self.dout.shape[3])
+        if acc != dtype:  # dw and db summed in float32, rounded to float16 once
+            plan += (Buffer("sums", (self.w.size + self.w.shape[0],), acc, per_image=False),)
+        return plan
+
+    def run(self, chunk, buffers):
+        cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
+        dout = self.dout[chunk]
+        # Slot i of the partials sums image i of every chunk: the first chunk, the
+        # largest, writes every slot, later ones add to theirs.
+        matmul(dout, cols, buffers["dW partials"], transpose_b=True, accumulate=chunk.start > 0)
+        if self.needs_input_grad:
+            self._data_grad(chunk, dout, cols, _weights(self.w_mat, chunk, buffers))
+
+    def _data_grad(self, chunk, dout, cols, weights):
+        """dx[chunk]: W^T @ dout straight into dx (1x1), else into the used columns' buffer
+        and col2im of it."""
+        dx = self.dx[chunk]
+        if self.geometry.is_identity:
+            matmul(weights, dout, _grouped(dx, self.groups), transpose_a=True)
+            return
+        matmul(weights, dout, cols, transpose_a=True)
+        _cuda.col2im_into(_as_images(cols, self.x.shape[1], self.geometry), self.geometry, dx)
 
     def result(self, workspace):
-        xp = get_array_module(self.dw)
-        dw = xp.ascontiguousarray(self.dw).reshape(self.w.shape).astype(self.w.dtype, copy=False)
-        return self.dx, dw, self.db
-
-
-class _PointwiseBackward(_Backward):
-    """dW from x as the columns, dx = W^T @ dout."""
-
-    def run(self, chunk, buffers):
-        x_cols = _grouped(self.x[chunk], self.groups)
-        self._add_weight_grad(chunk, x_cols, buffers)
-        if self.needs_input_grad:
-            get_array_module(x_cols).matmul(self.w_t, self.dout[chunk],
-                                            out=_grouped(self.dx[chunk], self.groups))
-
-
-class _Im2colBackward(_Backward):
-    """Per chunk: the columns again, dW += dout @ cols^T, dcols = W^T @ dout, dx by col2im."""
-
-    def __init__(self, dout, cache, needs_input_grad):
-        super().__init__(dout, cache, needs_input_grad)
-        (oh, ow) = self.geometry.out
-        self.plan += _columns_plan(self.x, self.geometry, self.groups)
-        if needs_input_grad:
-            self.plan += (Buffer("dcols", self.w_t.shape[:2] + (oh * ow,), self.x.dtype),)
-
-    def run(self, chunk, buffers):
+        """dx, dw and db: the partials and dout are summed here, once per call."""
         xp = get_array_module(self.dout)
-        cols = _kernel_columns(self.x[chunk], self.geometry, self.groups, buffers)
-        self._add_weight_grad(chunk, cols, buffers)
-        if not self.needs_input_grad:
-            return
-        dcols = xp.matmul(self.w_t, self.dout[chunk], out=buffers["dcols"])
-        m = dcols.shape[0]
-        _cuda.col2im_into(dcols.reshape((m, self.x.shape[1]) + self.geometry.kernel
-                                        + self.geometry.out), self.geometry, self.dx[chunk])
+        dw = xp.empty(self.w.shape, dtype=self.x.dtype)
+        db = xp.empty((self.w.shape[0],), dtype=self.x.dtype) if self.has_bias else None
+        sums = workspace.buffers.get("sums")
+        if sums is None:  # the accumulator dtype is the result's: the sums go straight there
+            self._sum(workspace, dw, db)
+            return self.dx, dw, db
+        dw_sum, db_sum = sums[:dw.size].reshape(dw.shape), sums[dw.size:]
+        self._sum(workspace, dw_sum, None if db is None else db_sum)
+        xp.copyto(dw, dw_sum)  # float16: each float32 sum rounded once
+        if db is not None:
+            xp.copyto(db, db_sum)
+        return self.dx, dw, db
+
+    def _sum(self, workspace, dw, db):
+        """dw = the sum of the dW partials; db (unless None) = dout summed over images and
+        positions, in db's dtype."""
+        xp = get_array_module(self.dout)
+        xp.sum(workspace.buffers["dW partials"], axis=0, out=dw.reshape(self.w_mat.shape[1:]))
+        if db is not None:
+            xp.sum(self.dout, axis=(0, 3), dtype=db.dtype, out=db.reshape(self.dout.shape[1:3]))

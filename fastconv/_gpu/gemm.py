@@ -1,0 +1,273 @@
+"""Every matrix product of the GPU backend: one cuBLAS routine behind one wrapper, and its model.
+
+:func:`gemm` takes the documented column-major arguments of
+``cublasGemmStridedBatchedEx``: for each ``p < batch``,
+``C_p = alpha * op(A_p) @ op(B_p) + beta * C_p``, where element (i, j) of the
+``p``-th matrix of an operand X sits at ``X[p * strideX + i + j * ldX]`` and
+``op`` transposes when its flag is ``"T"``. One routine serves every dtype:
+float16 inputs with float32 accumulation (``CUBLAS_COMPUTE_32F``, so no float16
+partial sum is ever rounded before the end; C may be float32), float32 (FP32,
+or TF32 tensor cores by opt-in) and float64. A shared operand has stride 0:
+no pointer arrays.
+
+The arguments are checked on the host first (flags, sizes, leading dimensions,
+that every element the routine touches lies inside its array, that the C
+matrices of a batch do not overlap): cuBLAS checks few of these and reads out
+of bounds silently. Then one switch picks the routine: CuPy arrays go to
+cuBLAS, NumPy arrays to :func:`model_gemm`, a NumPy model that reads and
+writes the flat buffers exactly as the documentation says cuBLAS does. The
+tests run the GPU backend end to end on NumPy arrays through the model, so a
+wrong leading dimension, stride or flag fails without a GPU.
+
+TF32 (:func:`set_tf32`, or ``FASTCONV_TF32=1``) is off by default: it rounds
+float32 inputs to a 10-bit mantissa (relative error up to 2**-11 each), so a
+product's error grows to about 1e-3 of the sum of its terms' magnitudes,
+against about 1e-7 in FP32. Only the GPU path reads it; the NumPy model and
+the CPU path compute in FP32 whatever it says.
+"""
+
+import contextlib
+import os
+
+import numpy
+
+from .. import _validate
+
+COMPUTE_TYPES = ("32F", "32F_FAST_TF32", "64F")
+_COMPUTE_DTYPES = {"32F": numpy.float32, "32F_FAST_TF32": numpy.float32, "64F": numpy.float64}
+_F16, _F32, _F64 = (numpy.dtype(t) for t in (numpy.float16, numpy.float32, numpy.float64))
+# (A and B dtype, C dtype, compute type): the combinations cublasGemmStridedBatchedEx
+# supports that fastconv uses
+SUPPORTED = {(_F16, _F16, "32F"), (_F16, _F32, "32F"), (_F32, _F32, "32F"),
+             (_F32, _F32, "32F_FAST_TF32"), (_F64, _F64, "64F")}
+INT_LIMIT = 2**31 - 1  # m, n, k, the leading dimensions and batch are C ints in cuBLAS
+_TF32_ENV = "FASTCONV_TF32"
+# cublasMath_t (cublas_api.h): reductions (split-K) in the compute type, never C's type
+_DISALLOW_REDUCED_PRECISION_REDUCTION = 16
+_tf32 = None  # set by set_tf32; None: read FASTCONV_TF32 on first use
+
+
+def set_tf32(enabled):
+    """Let float32 convolutions on the GPU use TF32 tensor cores, process-wide (default off).
+
+    TF32 rounds each float32 input to a 10-bit mantissa, so results differ
+    from FP32 by up to about 1e-3 of the sum of the magnitudes of their terms
+    (FP32: about 1e-7), beyond the 1e-4 tolerance of float32 tests; in return
+    the products run on the tensor cores of Ampere and newer GPUs. float16 and
+    float64 are unaffected, and so are the CPU path and the NumPy model of
+    cuBLAS (arrays on the CPU), which compute float32 in FP32 whatever it says.
+
+    Parameters
+    ----------
+    enabled : bool
+        True for TF32, False for FP32. Overrides ``FASTCONV_TF32``.
+
+    Raises
+    ------
+    TypeError
+        When ``enabled`` is not a bool.
+    """
+    global _tf32
+    _tf32 = _validate.check_bool("enabled", enabled)
+
+
+def get_tf32():
+    """Whether float32 products on the GPU use TF32: :func:`set_tf32`'s setting, else
+    ``FASTCONV_TF32`` (``1`` on, ``0`` or unset off).
+
+    Raises
+    ------
+    ValueError
+        When ``FASTCONV_TF32`` holds anything else.
+    """
+    global _tf32
+    if _tf32 is None:
+        value = os.environ.get(_TF32_ENV, "0").strip() or "0"
+        if value not in ("0", "1"):
+            raise ValueError(f"{_TF32_ENV} must be 1 or 0, got {value!r}")
+        _tf32 = value == "1"
+    return _tf32
+
+
+def compute_type(dtype):
+    """The cuBLAS compute type for products of ``dtype`` inputs: float32 accumulation for
+    float16 and float32 (TF32 when :func:`get_tf32`), float64 for float64."""
+    dtype = numpy.dtype(dtype)
+    if dtype == _F64:
+        return "64F"
+    return "32F_FAST_TF32" if dtype == _F32 and get_tf32() else "32F"
+
+
+def gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
+         stride_c, batch, compute):
+    """``C_p = alpha * op(A_p) @ op(B_p) + beta * C_p`` for ``p < batch``: cuBLAS's
+    ``cublasGemmStridedBatchedEx`` on CuPy arrays, :func:`model_gemm` on NumPy arrays.
+
+    Parameters
+    ----------
+    transa, transb : {"N", "T"}
+        Whether op transposes A, B.
+    m, n, k : int
+        op(A) is m x k, op(B) k x n, C m x n.
+    alpha, beta : float
+        Scalars, in the compute type's precision. With ``beta == 0`` C is not
+        read (a NaN there does not propagate).
+    a, b, c : ndarray
+        1-D C-contiguous arrays starting at the first matrix's first element
+        (the pointers cuBLAS takes); their dtypes are the data types. A and B
+        share a dtype; ``(a.dtype, c.dtype, compute)`` is one of :data:`SUPPORTED`.
+    lda, ldb, ldc : int
+        Leading dimensions: the distance between columns of the stored matrix.
+    stride_a, stride_b, stride_c : int
+        Elements from one matrix of the batch to the next; 0 shares one matrix.
+    batch : int
+        The number of products.
+    compute : str
+        One of :data:`COMPUTE_TYPES` (``CUBLAS_COMPUTE_<compute>``).
+
+    Raises
+    ------
+    ValueError
+        A flag, size, leading dimension or stride that cuBLAS would refuse or
+        that would touch memory outside an array, or C matrices that overlap.
+    TypeError
+        Unsupported dtypes, or arrays of two kinds.
+    """
+    args = (transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
+            stride_c, batch, compute)
+    _check_gemm(*args)
+    # the one switch between the model and the GPU: where the arrays live
+    routine = model_gemm if isinstance(c, numpy.ndarray) else _cublas_gemm
+    routine(*args)
+
+
+def _stored_shape(trans, rows, cols):
+    """(rows, columns) of the stored matrix whose op is rows x cols."""
+    return (rows, cols) if trans == "N" else (cols, rows)
+
+
+def _check_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+                ldc, stride_c, batch, compute):
+    """Refuse what :func:`gemm` must not run (its Raises); return nothing."""
+    for name, flag in (("transa", transa), ("transb", transb)):
+        if flag not in ("N", "T"):
+            raise ValueError(f"{name} must be 'N' or 'T', got {flag!r}")
+    if compute not in COMPUTE_TYPES:
+        raise ValueError(f"compute must be one of {COMPUTE_TYPES}, got {compute!r}")
+    for name, value in (("m", m), ("n", n), ("k", k), ("batch", batch)):
+        _check_size(name, value, 0)
+    _check_arrays(a, b, c, compute)
+    operands = (("A", a, lda, stride_a, _stored_shape(transa, m, k)),
+                ("B", b, ldb, stride_b, _stored_shape(transb, k, n)),
+                ("C", c, ldc, stride_c, (m, n)))
+    for name, array, ld, stride, (rows, cols) in operands:
+        _check_size(f"ld{name.lower()}", ld, max(1, rows))
+        _check_int(f"stride{name}", stride, 0)
+        last = (batch - 1) * stride + (cols - 1) * ld + rows - 1
+        if batch and rows and cols and last >= array.size:
+            raise ValueError(
+                f"gemm: {name} ({rows} x {cols}, ld{name.lower()}={ld}, stride{name}={stride}, "
+                f"batch={batch}) reaches element {last} of an array of {array.size}")
+    if batch > 1 and m and n and stride_c < (n - 1) * ldc + m:
+        raise ValueError(f"gemm: strideC={stride_c} makes the C matrices of the batch overlap "
+                         f"(each spans {(n - 1) * ldc + m} elements)")
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)):
+        raise ValueError(f"gemm: {name} must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"gemm: {name} must be at least {low}, got {value}")
+
+
+def _check_size(name, value, low):
+    """An int argument of cuBLAS's 32-bit API (m, n, k, a leading dimension, batch)."""
+    _check_int(name, value, low)
+    if value > INT_LIMIT:
+        raise ValueError(f"gemm: {name}={value} does not fit cuBLAS's 32-bit int")
+
+
+def _check_arrays(a, b, c, compute):
+    kinds = {isinstance(array, numpy.ndarray) for array in (a, b, c)}
+    if len(kinds) > 1:
+        raise TypeError("gemm: A, B and C must all be NumPy arrays or all CuPy arrays")
+    for name, array in (("A", a), ("B", b), ("C", c)):
+        if array.ndim != 1 or not array.flags.c_contiguous:
+            raise ValueError(f"gemm: {name} must be a 1-D contiguous array (a flat buffer), "
+                             f"got shape {array.shape}")
+    if a.dtype != b.dtype or (a.dtype, c.dtype, compute) not in SUPPORTED:
+        raise TypeError(f"gemm: A {a.dtype}, B {b.dtype}, C {c.dtype} with compute {compute} "
+                        f"is not a supported combination")
+
+
+def _matrices(flat, stride, ld, shape, trans, batch):
+    """The ``batch`` matrices op(X_p), shape ``(batch,) + shape``, as a view of ``flat``.
+
+    Element (i, j) of stored X_p is ``flat[p * stride + i + j * ld]``; op
+    transposes when ``trans == "T"``.
+    """
+    size = flat.itemsize
+    strides = (stride * size, size, ld * size) if trans == "N" else (stride * size, ld * size,
+                                                                    size)
+    return numpy.lib.stride_tricks.as_strided(flat, (batch,) + tuple(shape), strides)
+
+
+def model_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+               ldc, stride_c, batch, compute):
+    """The NumPy model of ``cublasGemmStridedBatchedEx``, on 1-D NumPy buffers (as :func:`gemm`).
+
+    The products are computed in the compute type's dtype (float32 for float16
+    inputs) and rounded once to C's dtype. ``32F_FAST_TF32`` computes in FP32:
+    TF32 is not modelled. Only C's matrices are written; the elements between
+    them (ld padding, gaps between strides) keep their values.
+    """
+    acc = _COMPUTE_DTYPES[compute]
+    op_a = _matrices(a, stride_a, lda, (m, k), transa, batch)
+    op_b = _matrices(b, stride_b, ldb, (k, n), transb, batch)
+    product = numpy.matmul(op_a.astype(acc), op_b.astype(acc))
+    product *= acc(alpha)
+    target = _matrices(c, stride_c, ldc, (m, n), "N", batch)
+    if beta != 0:  # beta == 0: C is not read, as cuBLAS documents
+        product += acc(beta) * target.astype(acc)
+    target[...] = product
+
+
+def _cupy_libraries():
+    """CuPy's ``(cublas, device, runtime)`` modules (imported here only: CuPy is optional)."""
+    from cupy.cuda import cublas, device, runtime
+
+    return cublas, device, runtime
+
+
+@contextlib.contextmanager
+def _handle_modes(cublas, handle):
+    """The handle in host pointer mode (alpha and beta are host scalars) with reductions in
+    the compute type (``CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION``: a split-K
+    product of float16 never sums partials in float16); both restored afterwards."""
+    pointer, math = cublas.getPointerMode(handle), cublas.getMathMode(handle)
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    cublas.setMathMode(handle, _DISALLOW_REDUCED_PRECISION_REDUCTION)
+    try:
+        yield
+    finally:
+        cublas.setMathMode(handle, math)
+        cublas.setPointerMode(handle, pointer)
+
+
+def _cublas_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+                 ldc, stride_c, batch, compute):
+    """:func:`gemm` on CuPy arrays: one ``cublasGemmStridedBatchedEx`` on CuPy's handle and
+    current stream (the math mode, not the compute type, would otherwise pick TF32)."""
+    cublas, device, runtime = _cupy_libraries()
+    handle = device.get_cublas_handle()
+    types = {_F16: runtime.CUDA_R_16F, _F32: runtime.CUDA_R_32F, _F64: runtime.CUDA_R_64F}
+    ops = {"N": cublas.CUBLAS_OP_N, "T": cublas.CUBLAS_OP_T}
+    scale = _COMPUTE_DTYPES[compute]  # alpha and beta are in the compute type's precision
+    alpha, beta = numpy.array(alpha, scale), numpy.array(beta, scale)
+    with _handle_modes(cublas, handle):
+        cublas.gemmStridedBatchedEx(
+            handle, ops[transa], ops[transb], m, n, k, alpha.ctypes.data,
+            a.data.ptr, types[a.dtype], lda, stride_a,
+            b.data.ptr, types[b.dtype], ldb, stride_b, beta.ctypes.data,
+            c.data.ptr, types[c.dtype], ldc, stride_c,
+            batch, getattr(cublas, f"CUBLAS_COMPUTE_{compute}"), cublas.CUBLAS_GEMM_DEFAULT)

@@ -1,0 +1,186 @@
+"""The GPU convolution run on NumPy arrays: its device work per call, float16 sums, every path.
+
+The kernels run on the CPU emulator and the products in the NumPy model of
+cuBLAS (fastconv/_gpu/gemm.py). Launches and allocations are counted with the
+recording stand-in for CuPy of tests/device_counter.py. ``BEFORE`` is the same
+count of the code this replaced (``cupy.matmul`` with the weights broadcast over
+the batch, W^T and dout^T copied, dW as float16-rounded per-image products
+summed per chunk, db and dw cast).
+"""
+
+import numpy as np
+import pytest
+
+import fastconv
+import fastconv.functional as F
+from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools
+from device_counter import counting, device
+from fastconv import _backends, _cuda, _gpu
+from fastconv import _cpu as _cpu_backend
+from fastconv.workspace import workspace_limit
+
+CASES = {"3x3": ((4, 8, 12, 12), (16, 8, 3, 3), dict(padding=1)),
+         "depthwise": ((32, 64, 8, 8), (64, 1, 3, 3), dict(padding=1, groups=64))}
+# (launches, allocations) per call, with bias and dx
+BEFORE = {("3x3", "float32"): {"forward": (9, 8), "backward": (17, 16)},
+          ("3x3", "float16"): {"forward": (12, 11), "backward": (24, 23)},
+          ("depthwise", "float32"): {"forward": (9, 8), "backward": (16, 15)},
+          ("depthwise", "float16"): {"forward": (12, 11), "backward": (23, 22)}}
+AFTER = {("3x3", "float32"): {"forward": (3, 2), "backward": (6, 5)},
+         ("3x3", "float16"): {"forward": (3, 2), "backward": (8, 6)},
+         # + the weights copied per image (one copy, one buffer): one product, not 32
+         ("depthwise", "float32"): {"forward": (4, 3), "backward": (7, 6)},
+         ("depthwise", "float16"): {"forward": (4, 3), "backward": (9, 7)}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernels_built():
+    """Build the emulated kernels once (skipped without g++)."""
+    require_kernel_tools("g++")
+    prebuild()
+
+
+@pytest.fixture
+def gpu_path(monkeypatch):
+    """NumPy arrays through the GPU backend: emulated kernels, products in the cuBLAS model."""
+    launcher = emu_launcher()
+    monkeypatch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
+    monkeypatch.setattr(_cuda, "default_launcher", lambda: launcher)
+
+
+def on_cpu(fn, *args, **kwargs):
+    """``fn`` on the NumPy path, whatever the dispatch is patched to."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_backends, "backend_for", lambda *arrays: _cpu_backend)
+        return fn(*args, **kwargs)
+
+
+def rand(shape, dtype, seed):
+    """Standard normal values of ``dtype``."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("case", CASES)
+def test_launches_and_allocations_per_call_are_at_most_half_of_before(monkeypatch, case, dtype):
+    x_shape, w_shape, args = CASES[case]
+    with counting(monkeypatch) as counts:
+        x, w = device(rand(x_shape, dtype, 0)), device(rand(w_shape, dtype, 1))
+        out, cache = F.conv2d_forward(x, w, device(rand(w_shape[:1], dtype, 2)), **args)
+        forward = counts.launches, counts.allocations
+        dout = device(rand(out.shape, dtype, 3))
+        counts.launches = counts.allocations = 0
+        F.conv2d_backward(dout, cache)
+        backward = counts.launches, counts.allocations
+    assert {"forward": forward, "backward": backward} == AFTER[case, dtype], counts.log
+    for step, (launches, allocations) in BEFORE[case, dtype].items():
+        after = AFTER[case, dtype][step]
+        assert 2 * after[0] <= launches and 2 * after[1] <= allocations
+    # the products all in gemm; the rest: the bias, the sums, float16's rounding of them,
+    # the per-image weights
+    assert {what for what, *_ in counts.log} <= {"empty", "kernel", "gemm", "add.__call__",
+                                                  "add.reduce", "copyto"}
+
+
+def _cancelling_images(kernel, groups):
+    """Two float16 images of 255s whose dout is +1 and -1, but -0.5 at one position: each image's
+    dW partial is far above 65504, the sum of the two is 127.5 where that position counts."""
+    x = np.full((2, 2, 32, 32), 255, np.float16)
+    w = np.ones((groups, 2 // groups) + kernel, np.float16)
+    dout = np.ones((2, groups, 32, 32), np.float16)
+    dout[1] = -1
+    dout[1, :, 0, 0] = -0.5
+    return x, w, dout
+
+
+def _weight_grad(x, w, dout, padding, groups):
+    cache = F.conv2d_forward(x, w, None, padding=padding, groups=groups)[1]
+    return F.conv2d_backward(dout, cache, needs_input_grad=False)[1]
+
+
+@pytest.mark.parametrize("kernel, padding, groups", [((3, 3), 1, 1), ((1, 1), 0, 1),
+                                                     ((3, 3), 1, 2)])
+def test_float16_weight_gradient_partials_above_65504_stay_finite(gpu_path, kernel, padding,
+                                                                  groups):
+    x, w, dout = _cancelling_images(kernel, groups)
+    dw = _weight_grad(x, w, dout, padding, groups)
+    exact = on_cpu(_weight_grad, *(a.astype(np.float64) for a in (x, w, dout)), padding, groups)
+    np.testing.assert_array_equal(dw, exact.astype(np.float16))
+    assert float(dw[(0, 0) + tuple(k // 2 for k in kernel)]) == 127.5
+
+
+def bias_gradient_case():
+    """x, w, b, dout of a float16 conv whose dout sums to 204800 over half an image, to -204800
+    over the other half, and to 100.5 in all (db) once one -100 is +0.5."""
+    x, w, b = np.ones((1, 1, 64, 64), np.float16), np.ones((1, 1, 3, 3), np.float16), np.zeros(1,
+                                                                                   np.float16)
+    dout = np.full((1, 1, 64, 64), 100, np.float16)
+    dout[:, :, 32:], dout[0, 0, 63, 63] = -100, 0.5
+    return x, w, b, dout
+
+
+def test_float16_bias_gradient_sums_in_float32(gpu_path):
+    x, w, b, dout = bias_gradient_case()
+    cache = F.conv2d_forward(x, w, b, padding=1)[1]
+    assert F.conv2d_backward(dout, cache)[2][0] == 100.5
+
+
+@pytest.mark.parametrize("limit", [None, 30_000])
+@pytest.mark.parametrize("case", [
+    ((5, 4, 9, 8), (6, 2, 3, 3), dict(padding=1, groups=2)),
+    ((5, 3, 11, 7), (4, 3, 3, 2), dict(stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(2, 1))),
+    ((5, 4, 6, 6), (6, 4, 1, 1), {}),
+    ((5, 3, 8, 8), (3, 1, 3, 3), dict(padding="same", groups=3)),
+], ids=["groups", "strided", "1x1", "depthwise"])
+def test_float16_matches_the_float64_cpu_path(gpu_path, case, limit):
+    """float16 through the GPU path (products accumulated in float32), one chunk or many."""
+    x_shape, w_shape, args = case
+    x, w, b = rand(x_shape, np.float16, 4), rand(w_shape, np.float16, 5), rand(w_shape[:1],
+                                                                               np.float16, 6)
+    with workspace_limit(limit or 2**28):
+        out, cache = F.conv2d_forward(x, w, b, **args)
+        dout = rand(out.shape, np.float16, 7)
+        grads = F.conv2d_backward(dout, cache)
+    wide = [a.astype(np.float64) for a in (x, w, b)]
+    ref, ref_cache = on_cpu(F.conv2d_forward, *wide, **args)
+    ref_grads = on_cpu(F.conv2d_backward, dout.astype(np.float64), ref_cache)
+    for got, want in zip((out,) + grads, (ref,) + ref_grads):
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(got, want, rtol=5e-3, atol=5e-3 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunked_backward_sums_every_image_once(gpu_path, dtype):
+    """5 images, 2 per chunk: the last chunk adds into part of the partials only."""
+    x, w = rand((5, 3, 7, 7), dtype, 8), rand((4, 3, 3, 3), dtype, 9)
+    out, cache = F.conv2d_forward(x, w, rand(4, dtype, 10), padding=1)
+    dout = rand(out.shape, dtype, 11)
+    whole = F.conv2d_backward(dout, cache)
+    per_image = (3 * 9 * 49 + 4 * 27) * np.dtype(dtype).itemsize
+    with workspace_limit(2 * per_image):
+        chunked = F.conv2d_backward(dout, cache)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(a).max())
+
+
+@pytest.mark.parametrize("kernel, padding", [((3, 3), 1), ((1, 1), 0)])
+def test_without_input_grad_dw_and_db_are_those_of_the_full_backward(gpu_path, kernel, padding):
+    x, w = rand((3, 4, 6, 5), np.float32, 12), rand((2, 4) + kernel, np.float32, 13)
+    out, cache = F.conv2d_forward(x, w, rand(2, np.float32, 14), padding=padding)
+    dout = rand(out.shape, np.float32, 15)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    assert dx is not None
+    none, dw_only, db_only = F.conv2d_backward(dout, cache, needs_input_grad=False)
+    assert none is None
+    np.testing.assert_array_equal(dw_only, dw)
+    np.testing.assert_array_equal(db_only, db)
+
+
+def test_tf32_setting_leaves_the_model_path_unchanged(gpu_path, monkeypatch):
+    """On NumPy arrays the products run in the model, which computes TF32 as FP32."""
+    x, w = rand((2, 3, 6, 6), np.float32, 16), rand((4, 3, 3, 3), np.float32, 17)
+    monkeypatch.setattr(_gpu.gemm, "_tf32", False)
+    fp32 = F.conv2d_forward(x, w, None, padding=1)[0]
+    fastconv.set_tf32(True)
+    np.testing.assert_array_equal(F.conv2d_forward(x, w, None, padding=1)[0], fp32)
