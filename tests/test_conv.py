@@ -321,3 +321,15 @@ def test_the_first_layer_of_the_conv_models_computes_no_input_gradient():
     assert net.backward(np.ones_like(net.forward(x))) is None
     net.needs_input_grad = True
     assert net.backward(np.ones_like(net.forward(x))).shape == x.shape
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_float16_weight_gradient_partials_above_65504_stay_finite(groups):
+    """Two images whose dW partials are up to +-80000 each: their sum is 0, never inf - inf."""
+    x = np.full((2, 2, 4, 4), 100.0, np.float16)
+    dout = np.full((2, 2, 4, 4), 50.0, np.float16)
+    dout[1] *= -1  # image 1 cancels image 0
+    w = np.ones((2, 2 // groups, 3, 3), np.float16)
+    _, cache = F.conv2d_forward(x, w, padding=1, groups=groups)
+    _, dw, _ = F.conv2d_backward(dout, cache)
+    assert np.isfinite(dw).all() and np.abs(dw).max() == 0

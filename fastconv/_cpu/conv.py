@@ -133,13 +133,17 @@ class _Im2colForward:
 
 
 def _weight_grad_plan(dw, positions, dtype):
-    """The buffers :func:`_add_weight_grad` uses for dw (G, F/G, K) over ``positions`` columns."""
+    """The buffers :func:`_add_weight_grad` uses for dw (G, F/G, K) over ``positions`` columns.
+
+    The products are in dw's (accumulator) dtype: a float16 image's partial sum
+    above 65504 would otherwise be inf before the sum over images cancels it.
+    """
     groups, f_group, k = dw.shape
     if groups == 1:  # per-image products and their sum, once per call
-        return (Buffer("dW product", (k, f_group), dtype, per_image=False),
+        return (Buffer("dW product", (k, f_group), dw.dtype, per_image=False),
                 Buffer("dW sum", (k, f_group), dw.dtype, per_image=False))
     return (Buffer("dout^T", (groups, positions, f_group), dtype),
-            Buffer("dW products", (groups, k, f_group), dtype))
+            Buffer("dW products", (groups, k, f_group), dw.dtype))
 
 
 def _add_weight_grad(dw, dout, cols, buffers):
@@ -157,7 +161,7 @@ def _add_weight_grad(dw, dout, cols, buffers):
         total.fill(0)
         with step("GEMM dW = dout @ cols^T"):
             for image in range(cols.shape[0]):
-                numpy.matmul(cols[image, 0], dout[image, 0].T, out=product)
+                numpy.matmul(cols[image, 0], dout[image, 0].T, out=product, dtype=product.dtype)
                 total += product
             dw[0] += total.T
         return
@@ -165,7 +169,7 @@ def _add_weight_grad(dw, dout, cols, buffers):
         dout_t = buffers["dout^T"]
         numpy.copyto(dout_t, dout.transpose(0, 1, 3, 2))
     with step("GEMM dW = dout @ cols^T"):
-        products = numpy.matmul(cols, dout_t, out=buffers["dW products"])
+        products = numpy.matmul(cols, dout_t, out=buffers["dW products"], dtype=dw.dtype)
         dw += products.sum(axis=0, dtype=dw.dtype).transpose(0, 2, 1)
 
 
