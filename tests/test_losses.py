@@ -249,3 +249,63 @@ def test_losses_and_metrics_run_on_cupy_and_match_numpy():
     assert F.topk_error(gs, gy, k=2) == F.topk_error(scores, y, k=2)
     with pytest.raises(ValueError, match="label 9"):
         F.softmax_cross_entropy(gs, cupy.asarray([0, 1, 9, 0, 1, 2, 3]))
+
+
+# ---------------------------------------------------------------- mean squared error
+
+@hypothesis_settings(20)
+@given(shape=st.lists(st.integers(1, 5), min_size=0, max_size=4).map(tuple),
+       scale=st.sampled_from([1e-3, 1.0, 50.0]), seed=st.integers(0, 2**16))
+def test_mse_loss_matches_torch(shape, scale, seed):
+    torch = require_torch()
+    for dtype in DTYPES:
+        pred, target = randn(shape, dtype, seed) * scale, randn(shape, dtype, seed + 1) * scale
+        loss, dpred = F.mse_loss(pred, target)
+        assert loss.shape == () and loss.dtype == dtype
+        assert dpred.shape == pred.shape and dpred.dtype == dtype
+        p = torch.from_numpy(np.array(pred)).requires_grad_(True)
+        want = torch.nn.functional.mse_loss(p, torch.from_numpy(np.array(target)))
+        want.backward()
+        check("mse_loss", dtype, {"loss": (loss, want.detach().numpy()),
+                                  "dpred": (dpred, p.grad.numpy())})
+    torch_oracle.count_case("mse_loss")
+
+
+def test_mse_loss_gradient_float16_and_empty_input():
+    pred, target = randn((4, 3), seed=30), randn((4, 3), seed=31)
+    assert gradcheck.check_loss(F.mse_loss, pred, target) < 1e-8
+    big = np.full((300, 300), 20.0, np.float16)  # 90000 squares of 400 overflow a float16 sum
+    loss, dpred = F.mse_loss(big, np.zeros_like(big))
+    assert loss.dtype == dpred.dtype == np.float16 and float(loss) == 400.0
+    loss, dpred = F.mse_loss(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert np.isnan(loss) and dpred.shape == (0, 3)  # torch: nan too
+
+
+@pytest.mark.parametrize("pred, target, err, fragment", [
+    (np.zeros(3), np.zeros(4), ValueError, r"pred has shape \(3,\) but target has shape \(4,\)"),
+    (np.zeros((3, 1)), np.zeros(3), ValueError, "they must match"),
+    (np.zeros(3), np.zeros(3, np.float32), TypeError, "pred is float64 but target is float32"),
+    (np.zeros(3, np.int64), np.zeros(3, np.int64), TypeError, "pred must be a floating-point"),
+    (np.zeros(3), [0.0, 0.0, 0.0], TypeError, "target must be a NumPy or CuPy array"),
+])
+def test_mse_loss_refuses_mismatched_input(pred, target, err, fragment):
+    with pytest.raises(err, match=fragment):
+        F.mse_loss(pred, target)
+
+
+@pytest.mark.gpu
+def test_mse_loss_on_cupy_matches_numpy():
+    import cupy
+    pred, target = randn((6, 4), seed=40), randn((6, 4), seed=41)
+    loss, dpred = F.mse_loss(pred, target)
+    g_loss, g_dpred = F.mse_loss(cupy.asarray(pred), cupy.asarray(target))
+    assert isinstance(g_dpred, cupy.ndarray)
+    assert float(g_loss) == pytest.approx(float(loss), rel=1e-13)
+    np.testing.assert_allclose(g_dpred.get(), dpred, rtol=1e-13)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import fastconv.functional.loss
+    assert doctest.testmod(fastconv.functional.loss).failed == 0

@@ -1,14 +1,18 @@
 """fastconv.functional pooling against PyTorch (hypothesis), the loop reference, and the
 documented semantics: first-maximum ties, NaN propagation, -inf padding."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fastconv.functional as F
+import fastconv.nn as nn
 import torch_oracle
 from conftest import require_torch
+from fastconv import gradcheck
 from fastconv import reference as ref
 from fastconv.shapes import conv_output_size
 from torch_oracle import hypothesis_settings, rel_err
@@ -387,3 +391,212 @@ def test_backward_twice_gives_identical_results_and_leaves_inputs_untouched(op, 
     np.testing.assert_array_equal(first, getattr(F, op + "_backward")(dout, cache))
     np.testing.assert_array_equal(x, x_copy)
     np.testing.assert_array_equal(dout, dout_copy)
+
+
+# ---------------------------------------------------------------- adaptive max pooling
+
+def _torch_adaptive_max(torch, x, dout_fn, output_size):
+    """torch's adaptive_max_pool2d with indices and its gradient: (out, indices, dout, dx)."""
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    out, idx = torch.nn.functional.adaptive_max_pool2d(tx, output_size, return_indices=True)
+    dout = dout_fn(tuple(out.shape))
+    out.backward(torch.from_numpy(dout))
+    return out.detach().numpy(), idx.numpy(), dout, tx.grad.numpy()
+
+
+@st.composite
+def adaptive_max_cases(draw):
+    """adaptive_cases, with None in a pair (keep that input size) some of the time."""
+    case = draw(adaptive_cases())
+    if isinstance(case["output_size"], tuple) and draw(st.booleans()):
+        keep = draw(st.integers(0, 1))
+        case["output_size"] = tuple(None if a == keep else s
+                                    for a, s in enumerate(case["output_size"]))
+    return case
+
+
+@hypothesis_settings(40)
+@given(case=adaptive_max_cases())
+def test_adaptive_max_pool2d_matches_torch(case):
+    torch = require_torch()
+    for dtype in DTYPES:
+        x = _distinct(case["x_shape"], case["seed"], dtype)
+        t_out, t_idx, dout, t_dx = _torch_adaptive_max(torch, x, _dout_fn(case["seed"], dtype),
+                                                       case["output_size"])
+        out, idx, cache = F.adaptive_max_pool2d_forward(x, case["output_size"],
+                                                        return_indices=True)
+        dx = F.adaptive_max_pool2d_backward(dout, cache)
+        _assert_dtype(dtype, out=out, dx=dx)
+        assert idx.dtype == np.int64
+        np.testing.assert_array_equal(idx, t_idx)
+        torch_oracle.check("adaptive_max_pool2d", dtype, dict(out=(out, t_out), dx=(dx, t_dx)))
+    torch_oracle.count_case("adaptive_max_pool2d")
+
+
+@pytest.mark.parametrize("x_shape, output_size", [((2, 3, 5, 7), (2, 3)), ((1, 2, 3, 3), 5),
+                                                  ((2, 1, 6, 4), (4, 4))])
+def test_adaptive_max_pool2d_ties_go_to_the_first_maximum_like_torch(torch, x_shape, output_size):
+    """Whole rows of equal values, overlapping windows and windows larger than the input."""
+    x = np.repeat(_distinct(x_shape[:3] + (1,), 2), x_shape[3], axis=3)
+    x[..., ::2] = np.round(x[..., ::2])
+    t_out, t_idx, dout, t_dx = _torch_adaptive_max(torch, x, _dout_fn(2, np.float64), output_size)
+    out, idx, cache = F.adaptive_max_pool2d_forward(x, output_size, return_indices=True)
+    np.testing.assert_array_equal(out, t_out)
+    np.testing.assert_array_equal(idx, t_idx)
+    np.testing.assert_allclose(F.adaptive_max_pool2d_backward(dout, cache), t_dx, rtol=1e-13)
+
+
+def test_adaptive_max_pool2d_nan_wins_and_takes_the_gradient_at_the_first_nan():
+    """Output as PyTorch (NaN); the gradient goes to the window's first NaN (PyTorch: the last)."""
+    x = _distinct((1, 1, 4, 4), 3)
+    x[0, 0, 1, 2] = x[0, 0, 2, 1] = np.nan
+    out, idx, cache = F.adaptive_max_pool2d_forward(x, 1, return_indices=True)
+    assert np.isnan(out).all() and idx.item() == 1 * 4 + 2
+    dx = F.adaptive_max_pool2d_backward(np.ones_like(out), cache)
+    assert dx[0, 0, 1, 2] == 1 and dx.sum() == 1
+    out, idx, _ = F.adaptive_max_pool2d_forward(x, (2, 2), return_indices=True)
+    np.testing.assert_array_equal(np.isnan(out[0, 0]), [[False, True], [True, False]])
+    corner = [np.unravel_index(x[0, 0, r:r + 2, c:c + 2].argmax(), (2, 2)) for r, c in
+              ((0, 0), (2, 2))]
+    np.testing.assert_array_equal(idx[0, 0], [[corner[0][0] * 4 + corner[0][1], 6],
+                                              [9, (2 + corner[1][0]) * 4 + 2 + corner[1][1]]])
+
+
+def test_adaptive_max_pool2d_shared_cells_sum_their_windows_gradients():
+    """Adaptive windows overlap when OH does not divide H: a shared maximum gets both douts."""
+    x = np.zeros((1, 1, 1, 3))
+    x[0, 0, 0, 1] = 1.0  # windows [0, 2) and [1, 3) share column 1
+    out, cache = F.adaptive_max_pool2d_forward(x, (1, 2))
+    dx = F.adaptive_max_pool2d_backward(np.array([[[[2.0, 3.0]]]]), cache)
+    np.testing.assert_array_equal(dx, [[[[0.0, 5.0, 0.0]]]])
+
+
+def test_adaptive_max_pool2d_keeps_float16_and_empty_batches():
+    x = _distinct((2, 2, 5, 5), 4).astype(np.float16)
+    out, cache = F.adaptive_max_pool2d_forward(x, 2)
+    assert out.dtype == np.float16 and F.adaptive_max_pool2d_backward(out, cache).dtype == x.dtype
+    out, cache = F.adaptive_max_pool2d_forward(np.zeros((0, 3, 4, 4)), (2, 3))
+    assert out.shape == (0, 3, 2, 3)
+    assert F.adaptive_max_pool2d_backward(out, cache).shape == (0, 3, 4, 4)
+
+
+# ---------------------------------------------------------------- divisor_override
+
+@hypothesis_settings(25)
+@given(case=avg_pool_cases(), divisor=st.sampled_from([1, 2, 3, 7, -2]))
+def test_avg_pool2d_divisor_override_matches_torch(case, divisor):
+    torch = require_torch()
+    kw = dict(case["kw"], divisor_override=divisor)
+    for dtype in DTYPES:
+        x = np.random.default_rng(case["seed"]).standard_normal(case["x_shape"]).astype(dtype)
+        tx = torch.from_numpy(x.copy()).requires_grad_(True)
+        t_out = torch.nn.functional.avg_pool2d(tx, **kw)
+        dout = _dout_fn(case["seed"], dtype)(tuple(t_out.shape))
+        t_out.backward(torch.from_numpy(dout))
+        t_out, t_dx = t_out.detach().numpy(), tx.grad.numpy()
+        out, cache = F.avg_pool2d_forward(x, **kw)
+        dx = F.avg_pool2d_backward(dout, cache)
+        _assert_dtype(dtype, out=out, dx=dx)
+        torch_oracle.check("avg_pool2d divisor_override", dtype,
+                           dict(out=(out, t_out), dx=(dx, t_dx)))
+    torch_oracle.count_case("avg_pool2d divisor_override")
+
+
+def test_divisor_override_ignores_padding_and_the_window_size():
+    x = np.ones((1, 1, 3, 3))
+    out, _ = F.avg_pool2d_forward(x, 2, stride=2, padding=1, ceil_mode=True, divisor_override=4,
+                                  count_include_pad=False)
+    np.testing.assert_array_equal(out, [[[[0.25, 0.5], [0.5, 1.0]]]])
+
+
+# ---------------------------------------------------------------- layers and bad input
+
+def test_new_pool_layers_match_torch_modules_and_numerical_gradients(torch):
+    x = _distinct((2, 3, 7, 6), 8)
+    cases = [(nn.AdaptiveMaxPool2d((3, 4)), torch.nn.AdaptiveMaxPool2d((3, 4))),
+             (nn.AdaptiveMaxPool2d((None, 2)), torch.nn.AdaptiveMaxPool2d((None, 2))),
+             (nn.AvgPool2d(3, 2, 1, divisor_override=5), torch.nn.AvgPool2d(3, 2, 1,
+                                                                            divisor_override=5))]
+    for ours, theirs in cases:
+        out = ours.forward(x)
+        dout = _dout_fn(8, np.float64)(out.shape)
+        t = torch.from_numpy(x.copy()).requires_grad_(True)
+        want = theirs(t)
+        want.backward(torch.from_numpy(dout))
+        torch_oracle.check(type(ours).__name__, np.float64, dict(
+            out=(out, want.detach().numpy()), dx=(ours.backward(dout), t.grad.numpy())))
+        assert gradcheck.check_layer(ours, x) < 1e-7
+
+
+def test_pool_layers_return_indices_like_torch(torch):
+    x = _distinct((2, 2, 6, 6), 9)
+    for ours, theirs in ((nn.MaxPool2d(2, return_indices=True),
+                          torch.nn.MaxPool2d(2, return_indices=True)),
+                         (nn.AdaptiveMaxPool2d(4, return_indices=True),
+                          torch.nn.AdaptiveMaxPool2d(4, return_indices=True))):
+        (out, idx), (t_out, t_idx) = ours.forward(x), theirs(torch.from_numpy(x))
+        np.testing.assert_array_equal(out, t_out.numpy())
+        np.testing.assert_array_equal(idx, t_idx.numpy())
+        assert ours.backward(np.ones_like(out)).shape == x.shape
+
+
+@pytest.mark.parametrize("call, err, fragments", [
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((1, 1, 4, 4)), (2, 2, 2)), ValueError,
+     ["output_size must be one value or a (height, width) pair", "length 3"]),
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((1, 1, 4, 4)), (2, 0)), ValueError,
+     ["output_size must be >= 1"]),
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2.5), TypeError,
+     ["output_size must be an int"]),
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((1, 1, 0, 4)), 2), ValueError,
+     ["adaptive_max_pool2d needs a height and width of at least 1", "(1, 1, 0, 4)"]),
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((1, 4, 4)), 2), ValueError,
+     ["x must be 4-D"]),
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((1, 1, 4, 4), np.int32), 2), TypeError,
+     ["floating-point"]),
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, return_indices=1),
+     TypeError, ["return_indices must be a bool"]),
+    (lambda: F.adaptive_avg_pool2d_forward(np.zeros((1, 1, 4, 4)), [1]), ValueError,
+     ["output_size must be one value or a (height, width) pair", "length 1"]),
+    (lambda: F.adaptive_max_pool2d_backward(
+        np.zeros((1, 1, 2, 3)), F.adaptive_max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2)[1]),
+     ValueError, ["dout has shape (1, 1, 2, 3)", "(1, 1, 2, 2)"]),
+    (lambda: F.adaptive_max_pool2d_backward(
+        np.zeros((1, 1, 2, 2)), F.adaptive_avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 2)[1]),
+     TypeError, ["cache comes from adaptive_avg_pool2d_forward"]),
+    (lambda: F.avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, divisor_override=0), ValueError,
+     ["divisor_override must not be 0"]),
+    (lambda: F.avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, divisor_override=2.0), TypeError,
+     ["divisor_override must be an int"]),
+    (lambda: F.avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, divisor_override=True), TypeError,
+     ["divisor_override must be an int"]),
+])
+def test_new_pool_arguments_get_errors_naming_them(call, err, fragments):
+    with pytest.raises(err, match="".join(f"(?=.*{re.escape(f)})" for f in fragments)):
+        call()
+
+
+@pytest.mark.gpu
+def test_adaptive_max_pool_and_divisor_override_on_cupy_match_numpy():
+    import cupy
+    x = _distinct((2, 3, 9, 7), 10)
+    x[0, 1, 4, 4] = np.nan
+    for forward, backward in ((lambda a: F.adaptive_max_pool2d_forward(a, (4, 3)),
+                               F.adaptive_max_pool2d_backward),
+                              (lambda a: F.avg_pool2d_forward(a, 3, 2, 1, divisor_override=3),
+                               F.avg_pool2d_backward)):
+        out, cache = forward(x)
+        g_out, g_cache = forward(cupy.asarray(x))
+        np.testing.assert_allclose(g_out.get(), out, rtol=1e-13, atol=0)  # NaN where x's is
+        dout = _dout_fn(10, np.float64)(out.shape)
+        np.testing.assert_allclose(backward(cupy.asarray(dout), g_cache).get(),
+                                   backward(dout, cache), rtol=1e-13, atol=0)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import fastconv._window_max
+    import fastconv.functional._axes
+    import fastconv.functional.pool
+    for module in (fastconv.functional.pool, fastconv._window_max, fastconv.functional._axes):
+        assert doctest.testmod(module).failed == 0, module.__name__

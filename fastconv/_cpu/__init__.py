@@ -1,13 +1,19 @@
 """The NumPy backend: the CPU arithmetic of each op, module by module.
 
-``im2col`` (columns and their sums, threaded over the batch), ``conv``
-(im2col + GEMM algorithms) and ``pool`` (max and average pooling), with the
-same function names as :mod:`fastconv._gpu`; the op fronts in
-:mod:`fastconv.functional` pick one of the two by the arrays' device
-(:func:`fastconv._backends.backend_for`). ``threads`` splits memory-bound
-work over the batch.
+Each module has the same function names as its twin in :mod:`fastconv._gpu`;
+the op fronts in :mod:`fastconv.functional` pick one of the two by the arrays'
+device (:func:`fastconv._backends.backend_for`):
+
+- ``im2col``: columns and their sums, threaded over the batch;
+- ``conv``: the im2col + GEMM convolution algorithms;
+- ``conv_transpose``: the transposed convolution, on the convolution's passes;
+- ``pool``: max and average pooling;
+- ``scatter``: sums of values sent to flat positions (max unpooling, the
+  adaptive max-pool gradient), in one ``bincount``.
+
+``threads`` splits memory-bound work over the batch.
 """
 
-from . import conv, im2col, pool
+from . import conv, conv_transpose, im2col, pool, scatter
 
-__all__ = ["conv", "im2col", "pool"]
+__all__ = ["conv", "conv_transpose", "im2col", "pool", "scatter"]

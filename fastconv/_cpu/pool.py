@@ -14,6 +14,7 @@ the caller's workspace, for the whole batch.
 
 import numpy
 
+from .._window_max import running_max
 from ..profiling import step
 from .im2col import pad_into, padded_plan
 from .threads import over_batch
@@ -74,14 +75,10 @@ def _add_back(share_of, geometry, x_shape, dtype, buffers):
 def max_pool_forward(x, geometry, buffers):
     """``(out, argmax)`` of max pooling, argmax the int32 kernel offset i*KW + j of each maximum.
 
-    A strict ``>`` scan over the kernel offsets keeps the first maximum. Each
-    window's argmax starts at its first input cell, so the -inf padding never
-    wins, even over -inf inputs (PyTorch's rule). Slices holding NaN take a
-    slower scan that also moves the argmax to each window's first NaN. The
-    offsets are scanned in increasing order, so the argmax is the largest k
-    that beat the running maximum: ``argmax = maximum(argmax, k * better)``,
-    two contiguous passes, where ``copyto(argmax, k, where=better)`` is several
-    times slower.
+    The kernel offsets' slabs go through :func:`fastconv._window_max.running_max`
+    (ties keep the first maximum, the first NaN wins; batch slices without NaN
+    take its faster path). Each window's argmax starts at its first input
+    cell, so the -inf padding never wins, even over -inf inputs (PyTorch's rule).
     """
     shape = x.shape[:2] + geometry.out
     out = numpy.empty(shape, dtype=x.dtype)
@@ -91,21 +88,10 @@ def max_pool_forward(x, geometry, buffers):
 
     def scan(batch):
         images = pad_into(x[batch], geometry, -numpy.inf, None if padded is None else padded[batch])
-        has_nan = bool(numpy.isnan(x[batch]).any())
-        best, best_k = out[batch], argmax[batch]
-        best[...] = _slab(images, geometry, 0, 0)
-        best_k[...] = first_inside
-        offset_k = numpy.empty_like(best_k)
-        for k, i, j in _offsets(geometry)[1:]:
-            candidate = _slab(images, geometry, i, j)
-            better = candidate > best
-            if has_nan:
-                better |= numpy.isnan(candidate) & ~numpy.isnan(best)
-                numpy.copyto(best, candidate, where=better)
-            else:
-                numpy.maximum(best, candidate, out=best)
-            numpy.multiply(better, numpy.int32(k), out=offset_k)
-            numpy.maximum(best_k, offset_k, out=best_k)
+        out[batch] = _slab(images, geometry, 0, 0)
+        argmax[batch] = first_inside
+        slabs = ((k, _slab(images, geometry, i, j)) for k, i, j in _offsets(geometry)[1:])
+        running_max(out[batch], argmax[batch], slabs, bool(numpy.isnan(x[batch]).any()))
 
     with step("max"):
         over_batch(scan, x.shape[0], x.nbytes)

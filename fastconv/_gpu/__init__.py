@@ -1,13 +1,20 @@
 """The CuPy backend: the GPU arithmetic of each op, over the CUDA kernels and cuBLAS.
 
-``im2col``, ``conv`` and ``pool`` have the same function names as
-:mod:`fastconv._cpu`; the index work runs in the kernels of ``kernels/*.cu``
-(loaded and launched by :mod:`fastconv._cuda`), the convolution's products in
-cuBLAS through one wrapper (:mod:`.gemm`, with its NumPy model for NumPy
-arrays; :mod:`.matmul` lays them out). Importing this package never imports
-CuPy: the code is written against the arrays' own module.
+Each module has the same function names as its twin in :mod:`fastconv._cpu`.
+The index work runs in the kernels of ``kernels/*.cu`` (loaded and launched by
+:mod:`fastconv._cuda`), the convolution's products in cuBLAS through one
+wrapper (:mod:`.gemm`, with its NumPy model for NumPy arrays; :mod:`.matmul`
+lays them out):
+
+- ``im2col``, ``conv``, ``pool``: the kernels and the cuBLAS products;
+- ``conv_transpose``: the transposed convolution on the convolution's kernels;
+- ``scatter``: sums of values sent to flat positions without atomics (a sort,
+  then passes over distinct positions).
+
+Importing this package never imports CuPy: the code is written against the
+arrays' own module.
 """
 
-from . import conv, im2col, pool
+from . import conv, conv_transpose, im2col, pool, scatter
 
-__all__ = ["conv", "im2col", "pool"]
+__all__ = ["conv", "conv_transpose", "im2col", "pool", "scatter"]

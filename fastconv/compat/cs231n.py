@@ -185,12 +185,14 @@ def _eps(params, name):
 def layernorm_forward(x, gamma, beta, ln_param):
     """Layer norm of each row of x (N, D), gamma and beta (D,); returns ``(out, cache)``."""
     eps = _eps(ln_param, "ln_param")
-    return lenient(*F.layernorm_forward(*promoted(x, gamma, beta), eps=eps))
+    x, gamma, beta = promoted(x, gamma, beta)
+    # the course's gamma and beta have the shape of the normalised trailing dims
+    return lenient(*F.layer_norm_forward(x, tuple(gamma.shape), gamma, beta, eps=eps))
 
 
 def layernorm_backward(dout, cache):
     """Returns ``(dx, dgamma, dbeta)``."""
-    return lenient_backward(F.layernorm_backward, dout, cache)
+    return lenient_backward(F.layer_norm_backward, dout, cache)
 
 
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
@@ -204,14 +206,14 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     # The course's parameters broadcast against x; fastconv's op takes one value per channel.
     per_channel = [p.reshape(-1) if p.ndim == 4 and p.size == p.shape[1] else p
                    for p in (gamma, beta)]
-    out, cache = lenient(*F.groupnorm_forward(x, G, *per_channel, eps=eps))
+    out, cache = lenient(*F.group_norm_forward(x, G, *per_channel, eps=eps))
     return out, (cache, shape)
 
 
 def spatial_groupnorm_backward(dout, cache):
     """Returns ``(dx, dgamma, dbeta)``, dgamma and dbeta in gamma's shape."""
     cache, shape = cache
-    dx, dgamma, dbeta = lenient_backward(F.groupnorm_backward, dout, cache)
+    dx, dgamma, dbeta = lenient_backward(F.group_norm_backward, dout, cache)
     return dx, dgamma.reshape(shape), dbeta.reshape(shape)
 
 

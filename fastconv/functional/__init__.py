@@ -3,14 +3,21 @@
 chosen by the arrays passed in."""
 
 from .conv import conv2d_backward, conv2d_forward
+from .conv1d import conv1d_backward, conv1d_forward
+from .conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
+from .pool1d import avg_pool1d_backward, avg_pool1d_forward, max_pool1d_backward, max_pool1d_forward
 from .pool import (
     adaptive_avg_pool2d_backward,
     adaptive_avg_pool2d_forward,
+    adaptive_max_pool2d_backward,
+    adaptive_max_pool2d_forward,
     avg_pool2d_backward,
     avg_pool2d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from .unpool import max_unpool2d_backward, max_unpool2d_forward
+from .interpolate import interpolate_backward, interpolate_forward
 from .activation import (
     leaky_relu_backward,
     leaky_relu_forward,
@@ -30,16 +37,17 @@ from .batchnorm import (
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
 from .normalization import (
-    groupnorm_backward,
-    groupnorm_forward,
-    layernorm_backward,
-    layernorm_forward,
+    group_norm_backward,
+    group_norm_forward,
+    layer_norm_backward,
+    layer_norm_forward,
 )
 from .loss import (
     accuracy,
     binary_hinge,
     binary_logistic,
     l2_regularization,
+    mse_loss,
     multiclass_hinge,
     softmax_cross_entropy,
     topk_error,
@@ -47,16 +55,22 @@ from .loss import (
 
 __all__ = [
     "conv2d_forward", "conv2d_backward",
+    "conv_transpose2d_forward", "conv_transpose2d_backward",
+    "conv1d_forward", "conv1d_backward",
+    "max_pool1d_forward", "max_pool1d_backward", "avg_pool1d_forward", "avg_pool1d_backward",
     "max_pool2d_forward", "max_pool2d_backward",
     "avg_pool2d_forward", "avg_pool2d_backward",
     "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d_forward", "adaptive_max_pool2d_backward",
+    "max_unpool2d_forward", "max_unpool2d_backward",
+    "interpolate_forward", "interpolate_backward",
     "linear_forward", "linear_backward",
     "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
     "tanh_forward", "tanh_backward", "sigmoid_forward", "sigmoid_backward",
     "dropout_forward", "dropout_backward",
     "batchnorm_forward", "batchnorm_backward",
     "spatial_batchnorm_forward", "spatial_batchnorm_backward",
-    "layernorm_forward", "layernorm_backward", "groupnorm_forward", "groupnorm_backward",
+    "layer_norm_forward", "layer_norm_backward", "group_norm_forward", "group_norm_backward",
     "softmax_cross_entropy", "multiclass_hinge", "binary_logistic", "binary_hinge",
-    "l2_regularization", "accuracy", "topk_error",
+    "mse_loss", "l2_regularization", "accuracy", "topk_error",
 ]

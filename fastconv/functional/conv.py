@@ -8,6 +8,10 @@ folded into the GEMMs, col2im from stride-phase planes) and
 :mod:`fastconv._gpu.conv` (CuPy: the im2col and col2im CUDA kernels, batched
 cuBLAS GEMMs).
 
+A ``padding_mode`` other than 'zeros' fills a padded copy of the input
+(:mod:`fastconv.functional.padding`) that is convolved without padding; the
+backward folds its gradient back onto dx.
+
 The cache holds only x and w, as PyTorch's does: the backward pass recomputes
 the columns, which costs less than keeping them in fresh memory and frees a
 network from holding every layer's columns between its passes.
@@ -19,6 +23,8 @@ from .. import _backends, _validate
 from ..backend import get_array_module
 from ..shapes import WindowGeometry, conv_padding, window_geometry
 from ..workspace import run_in_chunks
+from .padding import check_padding_mode, fold, pad_input
+from ._conv_args import check_conv_args
 
 
 @_validate.op_cache
@@ -27,7 +33,9 @@ class ConvCache:
 
     It holds ``x`` and ``w`` themselves, not copies (as the CS231n code does):
     changing either in place between the forward and the backward changes dx
-    and dw silently, where PyTorch raises.
+    and dw silently, where PyTorch raises. With a ``padding_mode`` other than
+    'zeros', ``x`` is the filled copy of the input and ``fill`` its record
+    ``(mode, pads)``, which the backward folds dx back through.
     """
 
     op: ClassVar[str] = "conv2d_forward"
@@ -38,39 +46,10 @@ class ConvCache:
     groups: int
     out_shape: tuple
     columns: object = None  # the forward's columns (a workspace.Held) until a backward uses them
+    fill: tuple = None  # (padding_mode, pads) of a filled input; None for zero padding
 
 
-def _check_conv_args(x, w, b, groups):
-    _validate.check_ndim(x, 4, "x", "(N, C, H, W)")
-    _validate.check_ndim(w, 4, "w", "(F, C/groups, KH, KW)")
-    _validate.check_float(x, "x")
-    _validate.check_float(w, "w")
-    _validate.check_same_dtype(x, "x", w, "w")
-    _validate.check_int("groups", groups, 1)
-    channels, filters = x.shape[1], w.shape[0]
-    if filters == 0:
-        raise ValueError(f"w has no filters (w shape {tuple(w.shape)}); it needs at least one")
-    if channels % groups:
-        raise ValueError(
-            f"x has {channels} channels, which is not divisible by groups={groups} "
-            f"(x shape {tuple(x.shape)})")
-    if filters % groups:
-        raise ValueError(
-            f"out channels (w.shape[0]={filters}) must be divisible by groups={groups} "
-            f"(w shape {tuple(w.shape)})")
-    if w.shape[1] * groups != channels:
-        raise ValueError(
-            f"w expects {w.shape[1]} input channels per group, x has {channels} channels "
-            f"with groups={groups} (x shape {tuple(x.shape)}, w shape {tuple(w.shape)})")
-    if b is not None:
-        _validate.check_float(b, "b")
-        _validate.check_same_dtype(x, "x", b, "b")
-        if tuple(b.shape) != (filters,):
-            raise ValueError(f"b must have shape ({filters},) to match w {tuple(w.shape)}, "
-                             f"got {tuple(b.shape)}")
-
-
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
     """2-D convolution of ``x`` with ``w`` (cross-correlation, as PyTorch's); returns ``(out, cache)``.
 
     As ``torch.nn.functional.conv2d``, on NumPy or CuPy arrays.
@@ -86,11 +65,16 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     stride, dilation : int or (int, int)
         Default 1.
     padding : int, (int, int), ((int, int), (int, int)), 'valid' or 'same'
-        Zero padding; 'same' needs stride 1 and puts the odd pad on the
-        bottom/right, as PyTorch. Default 0.
+        'same' needs stride 1 and puts the odd pad on the bottom/right, as
+        PyTorch. Default 0.
     groups : int
         Splits the channels into groups convolved separately; groups == C is a
         depthwise convolution. Default 1.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
+        What the padding holds, as ``torch.nn.Conv2d``'s option: zeros, or
+        the input reflected, its edge repeated or wrapped around
+        (:mod:`fastconv.functional.padding`; 'reflect' needs each pad smaller
+        than the input, 'circular' at most its size). Default 'zeros'.
 
     Returns
     -------
@@ -99,6 +83,11 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     cache : ConvCache
         For :func:`conv2d_backward`. It holds ``x`` and ``w`` themselves: do not
         change them in place before the backward.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument and the shapes.
 
     Examples
     --------
@@ -109,12 +98,16 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     ((2, 4, 5, 5), 27.0)
     """
     xp = get_array_module(x, w, b)
-    _check_conv_args(x, w, b, groups)
+    check_conv_args(x, w, b, groups)
+    padding_mode = check_padding_mode(padding_mode)
     padding = conv_padding(padding, w.shape[2:], stride, dilation)
     geometry = window_geometry(x.shape, w.shape[2:], stride, padding, dilation)
+    x, padding, fill = pad_input(x, padding, padding_mode)
+    if fill is not None:  # the filled copy is convolved without padding
+        geometry = window_geometry(x.shape, w.shape[2:], stride, padding, dilation)
     algorithm = _backends.backend_for(x, w, b).conv.forward(x, w, b, geometry, groups)
     out, columns = run_in_chunks(algorithm, xp, x.shape[0])
-    return out, ConvCache(x, w, b is not None, geometry, groups, out.shape, columns)
+    return out, ConvCache(x, w, b is not None, geometry, groups, out.shape, columns, fill)
 
 
 def conv2d_backward(dout, cache, needs_input_grad=True):
@@ -141,4 +134,7 @@ def conv2d_backward(dout, cache, needs_input_grad=True):
     needs_input_grad = _validate.check_bool("needs_input_grad", needs_input_grad)
     xp = get_array_module(dout, cache.x)
     algorithm = _backends.backend_for(dout, cache.x).conv.backward(dout, cache, needs_input_grad)
-    return run_in_chunks(algorithm, xp, cache.x.shape[0])
+    dx, dw, db = run_in_chunks(algorithm, xp, cache.x.shape[0])
+    if cache.fill is not None and dx is not None:  # dx of the filled copy, folded onto the input
+        dx = fold(dx, cache.fill[1], cache.fill[0])
+    return dx, dw, db

@@ -1,8 +1,10 @@
 """Losses returning ``(loss, dscores)`` (mean over the batch), L2 regularisation and metrics.
 
 Multiclass losses take scores (N, C) and integer labels y (N,) in [0, C).
-Binary losses take scores (N,) or (N, 1) and labels (N,). ``loss`` is a 0-d
-value of the scores' array module (``float(loss)`` gives a Python number);
+Binary losses take scores (N,) or (N, 1) and labels (N,). The regression
+loss :func:`mse_loss` takes predictions and targets of one shape and returns
+``(loss, dpred)``, the mean over every element. ``loss`` is a 0-d value of
+the scores' array module (``float(loss)`` gives a Python number);
 ``dscores`` has the scores' shape and dtype.
 """
 
@@ -10,7 +12,7 @@ import numbers
 from collections.abc import Mapping
 
 from ..backend import accumulator_dtype, get_array_module, is_array
-from .._validate import check_float, check_ndim, check_real
+from .._validate import check_float, check_ndim, check_real, check_same_dtype
 from .activation import sigmoid
 
 
@@ -116,6 +118,53 @@ def binary_hinge(scores, y):
     loss = xp.where(active, 1 - t * s, 0).mean()
     dscores = (xp.where(active, -t, 0) / s.shape[0]).astype(scores.dtype).reshape(scores.shape)
     return loss, dscores
+
+
+def mse_loss(pred, target):
+    """Mean squared error ``mean((pred - target)**2)`` over every element; ``(loss, dpred)``.
+
+    As ``torch.nn.functional.mse_loss`` with its default mean reduction
+    (no broadcasting: the shapes must match; an empty pair gives NaN, as
+    PyTorch). The sum runs in float32 for float16.
+
+    Parameters
+    ----------
+    pred, target : ndarray
+        Float arrays of one shape, dtype and device; ``target`` gets no gradient.
+
+    Returns
+    -------
+    loss : ndarray
+        0-d, pred's dtype.
+    dpred : ndarray
+        ``2 * (pred - target) / pred.size``, pred's shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        A non-float array, or arrays of two dtypes.
+    ValueError
+        Arrays of two shapes or two devices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, dpred = mse_loss(np.array([1.0, 3.0]), np.array([0.0, 0.0]))
+    >>> float(loss), dpred
+    (5.0, array([1., 3.]))
+    """
+    xp = get_array_module(pred, target)
+    check_float(pred, "pred")
+    check_float(target, "target")
+    check_same_dtype(pred, "pred", target, "target")
+    if tuple(pred.shape) != tuple(target.shape):
+        raise ValueError(f"pred has shape {tuple(pred.shape)} but target has shape "
+                         f"{tuple(target.shape)}; they must match")
+    diff = pred - target
+    count = diff.size
+    total = (diff * diff).sum(dtype=accumulator_dtype(diff.dtype))
+    loss = (total / count if count else xp.asarray(xp.nan)).astype(pred.dtype)
+    return loss, diff * pred.dtype.type(2 / max(count, 1))
 
 
 def l2_regularization(params, reg):

@@ -7,17 +7,21 @@ and state dicts. Model builders live in ``fastconv.nn.models``.
 
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
-from .conv import Conv2d
+from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
 from .models import (MODELS, Classifier, ThreeLayerConvNet, build_model, linear_classifier, mlp,
                      model_options, three_layer_convnet, two_layer_mlp, vgg_cnn)
 from .module import Module, NamedArrays, Sequential
 from .normalization import GroupNorm, LayerNorm
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d
+from .pooling1d import AvgPool1d, MaxPool1d
+from .upsampling import Upsample
 
-__all__ = ["Module", "NamedArrays", "Sequential", "Conv2d", "Linear", "Flatten", "MaxPool2d",
+__all__ = ["Module", "NamedArrays", "Sequential", "Conv2d", "Conv1d", "ConvTranspose2d", "Linear",
+           "Flatten", "MaxPool1d", "AvgPool1d", "MaxPool2d",
            "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout",
+           "AdaptiveMaxPool2d", "MaxUnpool2d", "Upsample",
            "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Classifier", "ThreeLayerConvNet", "MODELS",
            "build_model", "model_options", "linear_classifier", "mlp", "two_layer_mlp", "three_layer_convnet",
            "vgg_cnn"]

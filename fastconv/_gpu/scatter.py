@@ -1,0 +1,49 @@
+"""Scatter-add on the GPU without atomics: a sort by position, then passes with no two alike.
+
+The index work of max unpooling and of the adaptive max-pool gradient
+(:mod:`fastconv.functional.unpool`, :mod:`fastconv.functional.pool`), with
+the name of :mod:`fastconv._cpu.scatter`. Atomic adds would make the sum of
+a position's values depend on the order the threads run in; here the values
+are sorted by (position, order in the plane), each gets its rank among the
+values of its position, and pass r adds every position's r-th value, in
+array code: a pass touches distinct positions, so it is a gather, an add and
+a scatter, and each position sums its values in their order in the plane, as
+the CPU does (the same bits in float64). Written against the arrays' module,
+so NumPy arrays run it too.
+"""
+
+from ..backend import accumulator_dtype, get_array_module
+
+
+def scatter_add(values, index, size):
+    """Per plane, the sum of the ``values`` sent to each of ``size`` positions.
+
+    The arguments and the result are those of :func:`fastconv._cpu.scatter.scatter_add`
+    (``index`` -1: a value that goes nowhere); the sums run in the values'
+    accumulator dtype (float32 for float16), in their order in the plane.
+
+    Examples
+    --------
+    >>> import numpy
+    >>> scatter_add(numpy.array([[1.0, 2.0, 4.0]]), numpy.array([[2, -1, 2]]), 3)
+    array([[0., 0., 5.]])
+    """
+    xp = get_array_module(values, index)
+    planes = index.shape[0]
+    flat_index = index.reshape(-1)
+    source = xp.flatnonzero(flat_index >= 0)  # the values that go somewhere, in plane order
+    target = flat_index[source] + (source // max(index.shape[1], 1)) * size
+    # lexsort's last key is the primary one: by target, then by order in the plane
+    order = xp.lexsort(xp.stack([source, target]))
+    target, source = target[order], source[order]
+    rank = xp.arange(target.size) - xp.searchsorted(target, target, side="left")
+    by_rank = xp.argsort(rank)  # within one rank the targets are distinct: any order will do
+    target, source, rank = target[by_rank], source[by_rank], rank[by_rank]
+    depth = int(rank[-1]) + 1 if rank.size else 0
+    bounds = xp.searchsorted(rank, xp.arange(depth + 1)).tolist()
+    sums = xp.zeros(planes * size, dtype=accumulator_dtype(values.dtype))
+    flat_values = values.reshape(-1)
+    for start, stop in zip(bounds, bounds[1:]):
+        cells = target[start:stop]
+        sums[cells] += flat_values[source[start:stop]]
+    return sums.reshape(planes, size).astype(values.dtype, copy=False)
