@@ -54,14 +54,20 @@ def build_solver(kind, num_epochs, **options):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_older_checkpoint_resumes_into_the_same_run(kind):
-    reference = np.load(DATA / f"{kind}-full-run.npz")
+    """The old file's state is restored exactly, and the run it continues stays within
+    float32 rounding of the old code's uninterrupted run: batch norm's statistics have since
+    been summed in another order, so the bits may differ there. (That a resumed run equals
+    the uninterrupted one bit for bit, within one version, is tests/test_train.py's
+    test_resuming_from_a_checkpoint_continues_the_same_run.)"""
+    old_run = np.load(DATA / f"{kind}-full-run.npz")
     resumed = build_solver(kind, 4, resume=DATA / f"{kind}-epoch2.npz")
-    assert resumed.epoch == 2 and len(resumed.loss_history) == 8
+    assert resumed.epoch == 2
+    assert resumed.loss_history == old_run["loss"].tolist()[:8]  # the file's own history
     resumed.train()
-    assert resumed.loss_history == reference["loss"].tolist()
-    assert resumed.val_acc_history == reference["val_acc"].tolist()
+    np.testing.assert_allclose(resumed.loss_history, old_run["loss"], rtol=1e-5)
+    assert resumed.val_acc_history == old_run["val_acc"].tolist()
     state = resumed.model.state_dict()
-    final = {k[len("final/"):]: reference[k] for k in reference.files if k.startswith("final/")}
+    final = {k[len("final/"):]: old_run[k] for k in old_run.files if k.startswith("final/")}
     assert sorted(state) == sorted(final)
     for key, value in final.items():
-        np.testing.assert_array_equal(state[key], value, err_msg=key)
+        np.testing.assert_allclose(state[key], value, rtol=1e-4, atol=1e-6, err_msg=key)

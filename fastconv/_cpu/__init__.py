@@ -9,11 +9,14 @@ device (:func:`fastconv._backends.backend_for`):
 - ``conv_transpose``: the transposed convolution, on the convolution's passes;
 - ``pool``: max and average pooling;
 - ``scatter``: sums of values sent to flat positions (max unpooling, the
-  adaptive max-pool gradient), in one ``bincount``.
+  adaptive max-pool gradient), in one ``bincount``;
+- ``batchnorm``: per-channel statistics and normalisation on NCHW in
+  cache-sized blocks;
+- ``activation``: relu and leaky relu, split over threads.
 
 ``threads`` splits memory-bound work over the batch.
 """
 
-from . import conv, conv_transpose, im2col, pool, scatter
+from . import activation, batchnorm, conv, conv_transpose, im2col, pool, scatter
 
-__all__ = ["conv", "conv_transpose", "im2col", "pool", "scatter"]
+__all__ = ["activation", "batchnorm", "conv", "conv_transpose", "im2col", "pool", "scatter"]

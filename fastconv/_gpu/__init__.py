@@ -9,12 +9,13 @@ lays them out):
 - ``im2col``, ``conv``, ``pool``: the kernels and the cuBLAS products;
 - ``conv_transpose``: the transposed convolution on the convolution's kernels;
 - ``scatter``: sums of values sent to flat positions without atomics (a sort,
-  then passes over distinct positions).
+  then passes over distinct positions);
+- ``batchnorm``, ``activation``: CuPy's own elementwise and reduction kernels.
 
 Importing this package never imports CuPy: the code is written against the
 arrays' own module.
 """
 
-from . import conv, conv_transpose, im2col, pool, scatter
+from . import activation, batchnorm, conv, conv_transpose, im2col, pool, scatter
 
-__all__ = ["conv", "conv_transpose", "im2col", "pool", "scatter"]
+__all__ = ["activation", "batchnorm", "conv", "conv_transpose", "im2col", "pool", "scatter"]

@@ -7,40 +7,59 @@ the unbiased batch variance; in eval mode the running statistics are used.
 Passing ``running_mean=running_var=None`` tracks no running statistics and
 normalises with the batch statistics in both modes (PyTorch's
 ``track_running_stats=False``). float16 inputs are normalised in float32.
+
+Both layouts are one computation per channel (axis 1) over every other
+axis: the fronts validate, then dispatch once to the backend of the arrays'
+device, :mod:`fastconv._cpu.batchnorm` (NCHW read natively in cache-sized
+blocks, split across threads) or :mod:`fastconv._gpu.batchnorm` (CuPy array
+code). The cache keeps x itself, not the normalised xhat: a full-size
+array less to write, and the backward recomputes xhat exactly.
 """
 
+import math
 from typing import ClassVar
 
+from .. import _backends
 from ..backend import accumulator_dtype, get_array_module
 from .._validate import (check_bool, check_cache, check_dout, check_float, check_ndim,
                          check_real, check_same_dtype, op_cache)
 
 
 @op_cache
-class BatchnormCache:
-    """What :func:`batchnorm_backward` needs, in the working dtype (float32 for float16).
+class _NormalizedBatch:
+    """What a batchnorm backward needs, the statistics in the working dtype (float32 for float16).
 
-    ``xhat`` the normalised input, ``gamma``, ``inv_std`` = 1/sqrt(var + eps),
-    ``use_batch`` whether the batch statistics ``mean``/``var`` were used (so the
-    gradient flows through them).
+    ``x`` the (contiguous) input, ``gamma``, ``mean`` and ``inv_std`` =
+    1/sqrt(var + eps) as used, ``use_batch`` whether they were the batch's
+    (so the gradient flows through them).
     """
 
-    op: ClassVar[str] = "batchnorm_forward"
-    xhat: object
+    x: object
     gamma: object
+    mean: object
     inv_std: object
     use_batch: bool
-    mean: object
-    var: object
+
+    @property
+    def xhat(self):
+        """The normalised input ``(x - mean) * inv_std``, recomputed (the cache keeps x)."""
+        shape = (-1,) + (1,) * (self.x.ndim - 2)
+        return ((self.x.astype(self.mean.dtype, copy=False) - self.mean.reshape(shape))
+                * self.inv_std.reshape(shape))
 
 
 @op_cache
-class SpatialBatchnormCache:
-    """What :func:`spatial_batchnorm_backward` needs: x's shape and the (N*H*W, C) rows' cache."""
+class BatchnormCache(_NormalizedBatch):
+    """What :func:`batchnorm_backward` needs (see ``_NormalizedBatch``)."""
+
+    op: ClassVar[str] = "batchnorm_forward"
+
+
+@op_cache
+class SpatialBatchnormCache(_NormalizedBatch):
+    """What :func:`spatial_batchnorm_backward` needs (see ``_NormalizedBatch``)."""
 
     op: ClassVar[str] = "spatial_batchnorm_forward"
-    x_shape: tuple
-    rows: BatchnormCache
 
 
 def _check_vector(name, v, d):
@@ -51,13 +70,13 @@ def _check_vector(name, v, d):
                          f"{tuple(v.shape)}) but x has {d} features/channels")
 
 
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
-                      momentum=0.1, eps=1e-5):
-    """Batchnorm forward for x of shape (N, D); returns ``(out, cache)``."""
-    xp = get_array_module(x, gamma, beta, running_mean, running_var)
-    check_float(x, "x")
-    check_ndim(x, 2, "x", "(N, D)")
-    n, d = x.shape
+def _checked_settings(x, rows, gamma, beta, running_mean, running_var, train, momentum, eps):
+    """Validate the parameters of a batchnorm of ``x`` normalised as ``rows`` = (values, features).
+
+    Returns ``(train, momentum, eps, use_batch)``, the numbers as Python
+    floats; ``use_batch``: whether the batch statistics normalise.
+    """
+    n, d = rows
     _check_vector("gamma", gamma, d)
     _check_vector("beta", beta, d)
     for name, v in (("running_mean", running_mean), ("running_var", running_var)):
@@ -73,28 +92,84 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
     train = check_bool("batchnorm: train", train)
     momentum = check_real("batchnorm: momentum", momentum, 0.0, 1.0)
     eps = check_real("batchnorm: eps", eps, 0.0, low_open=True)
-    work = accumulator_dtype(x.dtype)  # float16 statistics in float32
-    xw = x.astype(work, copy=False)
     use_batch = train or running_mean is None
+    if use_batch and n < 2:  # PyTorch refuses too: the variance of one value is 0, the output beta
+        raise ValueError(f"batchnorm: batch statistics (train mode, or no running "
+                         f"statistics) need more than one value per feature, got "
+                         f"x.shape={tuple(rows)}")
+    return train, momentum, eps, use_batch
+
+
+def _update_running(running_mean, running_var, mean, var, momentum, count):
+    """Move the running statistics IN PLACE towards the batch's (``count`` values per channel)."""
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (count / (count - 1))  # the unbiased variance
+
+
+def _forward(backend, x, cache_type, running_mean, running_var, gamma, beta, settings):
+    """Normalise x (validated) with the batch or running statistics; ``(out, cache)``."""
+    train, momentum, eps, use_batch = settings
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)  # once: the backend and the cached x read contiguous rows
     if use_batch:
-        if n < 2:  # PyTorch refuses too: the variance of one value is 0, the output beta
-            raise ValueError(f"batchnorm: batch statistics (train mode, or no running "
-                             f"statistics) need more than one value per feature, got "
-                             f"x.shape={tuple(x.shape)}")
-        mean = xw.mean(axis=0)
-        var = xw.var(axis=0)
+        mean, var = backend.batch_statistics(x)
         if train and running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += momentum * var * (n / (n - 1))
+            _update_running(running_mean, running_var, mean, var, momentum,
+                            x.shape[0] * math.prod(x.shape[2:]))
     else:
+        work = accumulator_dtype(x.dtype)  # float16 statistics in float32
         mean = running_mean.astype(work)
         var = running_var.astype(work)
     inv_std = 1 / xp.sqrt(var + eps)
-    xhat = (xw - mean) * inv_std
-    out = (xhat * gamma.astype(work) + beta.astype(work)).astype(x.dtype, copy=False)
-    return out, BatchnormCache(xhat, gamma, inv_std, use_batch, mean, var)
+    out = backend.normalize(x, mean, inv_std, gamma, beta)
+    return out, cache_type(x, gamma, mean, inv_std, use_batch)
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
+                      momentum=0.1, eps=1e-5):
+    """Batchnorm forward for x of shape (N, D); returns ``(out, cache)``.
+
+    Parameters
+    ----------
+    x : array
+        (N, D) features, float16/32/64.
+    gamma, beta : array
+        (D,) scale and shift, x's dtype.
+    running_mean, running_var : array or None
+        (D,) running statistics, updated in place in train mode; both None
+        to normalise with the batch statistics in both modes.
+    train : bool
+        Normalise with the batch statistics (and update the running ones).
+    momentum : float
+        In [0, 1]: the weight of the batch in the running update.
+    eps : float
+        > 0, added to the variance.
+
+    Returns
+    -------
+    out : array
+        The normalised x, its shape and dtype, contiguous.
+    cache : BatchnormCache
+        For :func:`batchnorm_backward`.
+    """
+    backend = _backends.backend_for(x, gamma, beta, running_mean, running_var).batchnorm
+    check_float(x, "x")
+    check_ndim(x, 2, "x", "(N, D)")
+    settings = _checked_settings(x, x.shape, gamma, beta, running_mean, running_var, train,
+                                 momentum, eps)
+    return _forward(backend, x, BatchnormCache, running_mean, running_var, gamma, beta,
+                    settings)
+
+
+def _backward(dout, cache):
+    """``(dx, dgamma, dbeta)`` of a checked cache of either layout."""
+    check_dout(dout, cache.x.shape, cache.gamma.dtype)
+    backend = _backends.backend_for(dout, cache.x).batchnorm
+    dout = get_array_module(dout).ascontiguousarray(dout)  # as x: rows in the same order
+    return backend.normalize_backward(dout, cache.x, cache.mean, cache.inv_std, cache.gamma,
+                                      cache.use_batch)
 
 
 def batchnorm_backward(dout, cache):
@@ -102,49 +177,67 @@ def batchnorm_backward(dout, cache):
 
     With batch statistics the gradient flows through the mean and variance; in
     eval mode (running statistics, constants) it does not.
+
+    Parameters
+    ----------
+    dout : array
+        The gradient of the output, (N, D) in x's dtype.
+    cache : BatchnormCache
+        From :func:`batchnorm_forward`.
+
+    Returns
+    -------
+    dx, dgamma, dbeta : array
+        In dout's dtype, dx contiguous.
     """
     check_cache(cache, BatchnormCache, "batchnorm_forward")
-    xhat, gamma, inv_std = cache.xhat, cache.gamma, cache.inv_std
-    check_dout(dout, xhat.shape, gamma.dtype)
-    g = dout.astype(xhat.dtype, copy=False)
-    dbeta = g.sum(axis=0)
-    dgamma = (g * xhat).sum(axis=0)
-    dxhat = g * gamma.astype(xhat.dtype)
-    if cache.use_batch:
-        n = xhat.shape[0]
-        dx = (inv_std / n) * (n * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
-    else:
-        dx = dxhat * inv_std
-    dt = dout.dtype
-    return dx.astype(dt, copy=False), dgamma.astype(dt, copy=False), dbeta.astype(dt, copy=False)
-
-
-def _to_rows(x):
-    n, c, h, w = x.shape
-    return x.transpose(0, 2, 3, 1).reshape(n * h * w, c)
-
-
-def _from_rows(rows, shape):
-    n, c, h, w = shape
-    return rows.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    return _backward(dout, cache)
 
 
 def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
                               momentum=0.1, eps=1e-5):
     """Batchnorm per channel for x of shape (N, C, H, W) (statistics over N, H, W).
 
-    Errors about the features name the (N*H*W, C) rows that are normalised.
+    Errors about the features name the (N*H*W, C) values that are normalised.
+
+    Parameters
+    ----------
+    x : array
+        (N, C, H, W) maps, float16/32/64.
+    gamma, beta, running_mean, running_var, train, momentum, eps
+        As for :func:`batchnorm_forward`, with C channels for D features.
+
+    Returns
+    -------
+    out : array
+        The normalised x, its shape and dtype, contiguous.
+    cache : SpatialBatchnormCache
+        For :func:`spatial_batchnorm_backward`.
     """
     check_float(x, "x")
     check_ndim(x, 4, "x", "(N, C, H, W)")
-    out, cache = batchnorm_forward(_to_rows(x), gamma, beta, running_mean, running_var,
-                                   train=train, momentum=momentum, eps=eps)
-    return _from_rows(out, x.shape), SpatialBatchnormCache(x.shape, cache)
+    backend = _backends.backend_for(x, gamma, beta, running_mean, running_var).batchnorm
+    n, c, h, w = x.shape
+    settings = _checked_settings(x, (n * h * w, c), gamma, beta, running_mean, running_var,
+                                 train, momentum, eps)
+    return _forward(backend, x, SpatialBatchnormCache, running_mean, running_var, gamma, beta,
+                    settings)
 
 
 def spatial_batchnorm_backward(dout, cache):
-    """Spatial batchnorm backward; returns ``(dx, dgamma, dbeta)`` with dx of shape (N, C, H, W)."""
+    """Spatial batchnorm backward; returns ``(dx, dgamma, dbeta)`` with dx of shape (N, C, H, W).
+
+    Parameters
+    ----------
+    dout : array
+        The gradient of the output, (N, C, H, W) in x's dtype.
+    cache : SpatialBatchnormCache
+        From :func:`spatial_batchnorm_forward`.
+
+    Returns
+    -------
+    dx, dgamma, dbeta : array
+        In dout's dtype, dx contiguous.
+    """
     check_cache(cache, SpatialBatchnormCache, "spatial_batchnorm_forward")
-    check_dout(dout, cache.x_shape, cache.rows.gamma.dtype)
-    dx, dgamma, dbeta = batchnorm_backward(_to_rows(dout), cache.rows)
-    return _from_rows(dx, cache.x_shape), dgamma, dbeta
+    return _backward(dout, cache)
