@@ -268,3 +268,14 @@ def test_report_refuses_a_history_with_odd_types_in_one_line(capsys, tmp_path, h
     assert status == 2
     assert err.startswith(f"fastconv report: error: {odd / 'history.json'}")
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_bench_network_quick_runs_and_writes_its_table(capsys, tmp_path):
+    """The network benchmark through the command: one size, one repeat, the table written."""
+    path = tmp_path / "net.md"
+    status, out, err = run_main(capsys, "bench", "--network", "--quick", "--repeats", "1",
+                                "--max-repeats", "1", "--pause", "0", "--markdown", str(path))
+    assert status == 0, err
+    assert "| cnn | 64x3x32x32 |" in out and path.read_text().strip() in out
+    status, _, err = run_main(capsys, "bench", "--network", "--ops", "conv2d")
+    assert status == 2 and "--network times whole float32 models" in err

@@ -13,7 +13,8 @@ def add_bench_parser(sub):
     p.add_argument("--quick", action="store_true",
                    help="conv and pools on the standard shapes, 3 repeats, loops on small shapes "
                         "only (under a minute on 2 cores with torch as the checking oracle, "
-                        "about 2 minutes with the plain loops)")
+                        "about 2 minutes with the plain loops); with --network: N=64 only, "
+                        "3 repeats")
     p.add_argument("--ops", nargs="+", choices=OPS, metavar="OP",
                    help=f"ops to run (from {', '.join(OPS)}; default all, --quick: conv and pools)")
     p.add_argument("--shapes", nargs="+", metavar="SHAPE",
@@ -40,6 +41,11 @@ def add_bench_parser(sub):
     p.add_argument("--json", metavar="PATH", help="write every measurement and the machine here")
     p.add_argument("--plot", metavar="PATH", help="write a PNG chart here (needs matplotlib)")
     p.add_argument("--markdown", metavar="PATH", help="also write the table to this file")
+    p.add_argument("--network", action="store_true",
+                   help="instead: one whole training step (forward, loss, backward, SGD update) "
+                        "of the cnn (CIFAR-shaped) and convnet (MNIST-shaped) models at N=64 "
+                        "and 128, checked against the same networks built in PyTorch, then "
+                        "timed interleaved: ms per step, the ratio, each layer type's share")
     p.add_argument("--breakdown", action="store_true",
                    help="instead: per conv/pool shape, the time in each step of the real code "
                         "(padding, im2col, each GEMM with its GFLOP/s, col2im, copies) and the "
@@ -64,6 +70,8 @@ def cmd_bench(args):
     """Run the benchmark (or the conv breakdown) and print the table."""
     from ..bench import cases as bench_cases
     from ..bench import report, runner
+    if args.network:
+        return _network(args)
     try:
         shapes = [bench_cases.parse_shape(t, i) for i, t in enumerate(args.shapes or (), 1)]
         cases = bench_cases.build_cases(args.ops, shapes, args.quick)
@@ -79,6 +87,32 @@ def cmd_bench(args):
         raise UsageError(str(exc)) from None
     table = report.markdown_table(result)
     print(table)
+    _write_outputs(args, result, table, report.plot)
+    return 0
+
+
+def _network(args):
+    """``--network``: the training-step benchmark of whole models (float32)."""
+    from ..bench import network, report, runner
+    if args.breakdown or args.ops or args.shapes or args.dtype != ["float32"]:
+        raise UsageError("--network times whole float32 models; it takes no --breakdown, "
+                         "--ops, --shapes or --dtype")
+    check_output_paths(args, ("--json", "--markdown"))
+    repeats = args.repeats or (3 if args.quick else 10)
+    settings = network.NetworkSettings(
+        device=args.device, repeats=repeats,
+        max_repeats=args.max_repeats or (repeats if args.quick else 3 * repeats),
+        warmup=(1 if args.quick else 2) if args.warmup is None else args.warmup,
+        pause=args.pause, torch=not args.no_torch)
+    try:
+        result = network.run_network(network.network_cases(args.quick), settings, log=log)
+    except runner.DeviceUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    table = network.network_table(result)
+    print(table)
+    if args.plot:
+        log("--plot ignored: the network benchmark draws no chart")
+        args.plot = None
     _write_outputs(args, result, table, report.plot)
     return 0
 
