@@ -3,14 +3,26 @@
 The kernel sources ship inside the package (``fastconv._kernels``) and are read
 from the installed package, never from a source tree. Each (file, dtype) pair
 is compiled lazily on first use with ``cupy.RawModule(code=..., options=...,
-name_expressions=[...])`` and memoised per device; CuPy also caches the binary
-on disk. A compile error raises :class:`KernelCompileError` with the log.
+name_expressions=[...])`` and memoised per device in the process. A compile
+error raises :class:`KernelCompileError` with the log.
 
-Every launch goes through :meth:`Launcher.launch`, which checks the arguments
-against the kernel's parameter list in :data:`KERNELS` (count, dtypes,
-C-contiguity) and passes every scalar as an explicit ``numpy.int64`` (CuPy
-checks nothing, and would pack a wrong type silently). Grid and block sizes
-are computed in one place, :func:`launch_config`.
+CuPy's disk cache (``CUPY_CACHE_DIR``) depends on its version. CuPy 13.x and
+14.0.x never reuse a module compiled with name expressions, which every
+fastconv module is, from the disk cache: each process recompiles each file
+for each dtype on first use (about 1 s each; benchmarks must warm up).
+CuPy 14.1 and later store the lowered names with the binary, and a later
+process loads it from the disk cache without compiling.
+
+Every kernel is a template, instantiated for the common windows (:data:`WINDOWS`:
+a K x K kernel with stride S and no dilation, unrolled at compile time; float16
+and float32 only) and for any window (``<T, 0, 0>``, sizes read at run time);
+:meth:`Launcher.launch` picks the instantiation from the window arguments.
+It checks the arguments against the kernel's parameter list in :data:`KERNELS`
+(count, dtypes, C-contiguity, device) and passes every scalar as an explicit
+``numpy.int64`` (CuPy checks nothing, and would pack a wrong type silently).
+The kernel function objects and parsed parameter lists are cached, so a
+launch resolves nothing twice. Grid and block shapes are computed in one
+place, :func:`launch_config`.
 
 The kernel wrappers at the bottom (``im2col_into``, ``max_pool2d_forward``,
 ...), one per kernel, are what the GPU backend (:mod:`fastconv._gpu`) calls.
@@ -30,9 +42,10 @@ from .backend import accumulator_dtype
 
 KERNEL_PACKAGE = "fastconv._kernels"
 BLOCK = 256
-MAX_BLOCKS = 65535  # grid cap: the kernels' grid-stride loops cover any larger problem
-INDEX_LIMIT = 2**63 - 1  # every size and offset is a 64-bit idx_t inside the kernels
-PLANE_LIMIT = 2**31  # ... but in-plane divisions are 32-bit (kernels/common.cuh)
+WARP = 32
+MAX_BLOCKS = 65535  # grid cap per axis: the kernels' grid-stride loops cover any larger problem
+INDEX_LIMIT = 2**63 - 1  # scalars, plane indices and plane offsets are 64-bit idx_t
+PLANE_LIMIT = 2**31  # ... but everything inside one plane is 32-bit (kernels/common.cuh)
 
 # The C type each supported dtype is instantiated with (fc_half: binary16
 # storage, float arithmetic; see kernels/common.cuh).
@@ -56,6 +69,24 @@ KERNELS = {
     "avg_pool_backward_kernel": ("pool.cu", f"dout:T divisor:acc dx:T NC {_WINDOW}"),
 }
 
+# The windows each file's kernels are instantiated for, as (K, S): a K x K
+# kernel, stride S on both axes, no dilation, unrolled at compile time. Any
+# other window runs on the (0, 0) instantiation, which reads them at run time,
+# and so does every window in float64: double precision serves gradient
+# checks, where index arithmetic is not the cost, and each instantiation adds
+# compile time to every process that uses its file.
+RUNTIME_WINDOW = (0, 0)
+WINDOWS = {
+    "im2col.cu": ((1, 2), (3, 1), (3, 2), (5, 1), (5, 2)),  # 1x1/1 without padding: no im2col
+    "pool.cu": ((2, 2), (3, 1), (3, 2)),
+}
+UNROLLED_DTYPES = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32))
+
+
+def unrolled_windows(file, dtype):
+    """The windows ``file``'s kernels have unrolled instantiations of for ``dtype``."""
+    return WINDOWS[file] if numpy.dtype(dtype) in UNROLLED_DTYPES else ()
+
 
 class KernelCompileError(RuntimeError):
     """A kernel file failed to compile; the message carries the compiler log."""
@@ -66,10 +97,18 @@ def kernel_files():
     return sorted({file for file, _ in KERNELS.values()})
 
 
+def kernel_name(kernel, dtype, window=RUNTIME_WINDOW):
+    """The name expression of ``kernel`` for ``dtype`` and ``window`` (a ``(K, S)`` of
+    :data:`WINDOWS` or :data:`RUNTIME_WINDOW`), e.g. ``im2col_kernel<float, 3, 1>``."""
+    k, s = window
+    return f"{kernel}<{CTYPES[numpy.dtype(dtype)]}, {k}, {s}>"
+
+
 def name_expressions(file, dtype):
-    """The template instantiations of ``file`` for ``dtype``, e.g. ``im2col_kernel<float>``."""
-    ctype = CTYPES[numpy.dtype(dtype)]
-    return [f"{name}<{ctype}>" for name, (f, _) in KERNELS.items() if f == file]
+    """Every template instantiation of ``file`` for ``dtype``, the run-time window's first."""
+    windows = (RUNTIME_WINDOW,) + unrolled_windows(file, dtype)
+    return [kernel_name(name, dtype, window) for name, (f, _) in KERNELS.items() if f == file
+            for window in windows]
 
 
 def kernel_dir():
@@ -99,21 +138,56 @@ def compile_options(directory, nvrtc_version=None):
     return options
 
 
-def launch_config(threads, block=BLOCK, max_blocks=MAX_BLOCKS):
-    """``(grid, block)`` for a grid-stride kernel over ``threads`` work items.
+def launch_config(planes, plane_size, block=BLOCK, max_blocks=MAX_BLOCKS):
+    """The 2-D ``(grid, block)`` 3-tuples of a kernel over ``planes`` planes of ``plane_size``.
 
-    The grid is capped at ``max_blocks``: each thread then loops, with a
-    64-bit index, over every ``grid * block``-th item, so any size is covered
-    and no launch dimension can overflow.
+    Threads along x take the positions of a plane, along y the planes. A
+    block is ``block`` threads wide when a plane fills it; a smaller plane
+    gets a block as wide as the plane rounded up to a warp, and the rest of
+    the threads go to further planes, so few threads idle. Each grid axis is
+    capped at ``max_blocks`` (y at most 65535, the hardware's limit): the
+    kernels' grid-stride loops, with a 64-bit plane index, cover any size.
     """
-    if threads < 1:
-        raise ValueError(f"a launch needs at least one work item, got {threads}")
-    return min(-(-threads // block), max_blocks), block
+    if planes < 1 or plane_size < 1:
+        raise ValueError(f"a launch needs at least one work item, got {planes} planes "
+                         f"of {plane_size}")
+    width = min(block, -(-plane_size // WARP) * WARP)
+    height = block // width
+    grid = (min(-(-plane_size // width), max_blocks), min(-(-planes // height), max_blocks, 65535))
+    return grid + (1,), (width, height, 1)
+
+
+def _parse(spec):
+    return tuple(tuple(p.split(":")) if ":" in p else (p, "int64") for p in spec.split())
+
+
+def _window_positions(params):
+    """Where (KH, KW), (SH, SW) and (DH, DW) are among a kernel's parameters."""
+    names = [name for name, _ in params]
+    return [(names.index(f"{x}H"), names.index(f"{x}W")) for x in "KSD"]
+
+
+# Parsed once: [(name, kind)] per kernel, and where its window scalars are.
+_PARAMETERS = {kernel: _parse(spec) for kernel, (_, spec) in KERNELS.items()}
+_WINDOW_AT = {kernel: _window_positions(params) for kernel, params in _PARAMETERS.items()}
 
 
 def _parameters(kernel):
-    _, spec = KERNELS[kernel]
-    return [tuple(p.split(":")) if ":" in p else (p, "int64") for p in spec.split()]
+    return list(_PARAMETERS[kernel])
+
+
+def window_of(file, dtype, kernel, stride, dilation):
+    """The instantiation of ``file``'s kernels for a window: ``(K, S)`` or :data:`RUNTIME_WINDOW`.
+
+    A window of :func:`unrolled_windows` for that file and dtype, given as a
+    square ``kernel`` (KH, KW), equal ``stride`` (SH, SW) and ``dilation``
+    (1, 1), gets its unrolled instantiation; every other window the run-time one.
+    """
+    window = (kernel[0], stride[0])
+    if (tuple(kernel) == (window[0],) * 2 and tuple(stride) == (window[1],) * 2
+            and tuple(dilation) == (1, 1) and window in unrolled_windows(file, dtype)):
+        return window
+    return RUNTIME_WINDOW
 
 
 class Launcher:
@@ -122,22 +196,32 @@ class Launcher:
     ``xp`` is the array module of the arrays launched on (cupy on a GPU);
     ``module_class`` is called as ``cupy.RawModule(code=, options=,
     name_expressions=)``; ``compile_errors`` are the exceptions it raises for
-    bad source. ``device_id()`` keys the module cache. ``block`` and
-    ``max_blocks`` set the launch shape; ``poison`` fills new output arrays
-    with NaN (or the smallest int) so an element a kernel misses cannot pass
-    a test by luck. ``kernel_dir`` replaces the installed sources (tests).
+    bad source. ``device_id()`` is the current device; it keys the module
+    and function caches, and ``device_of(array)``, when given, must match it
+    for every array launched on. ``block`` and ``max_blocks`` set the launch
+    shape; ``specialize=False`` runs every window on the run-time
+    instantiation (tests compare the two); ``poison`` fills new output
+    arrays with NaN (or the smallest int) so an element a kernel misses
+    cannot pass a test by luck. ``kernel_dir`` replaces the installed
+    sources (tests).
     """
 
     def __init__(self, xp, module_class, *, options, compile_errors=(), device_id=lambda: 0,
-                 kernel_dir=None, block=BLOCK, max_blocks=MAX_BLOCKS, poison=False):
+                 device_of=None, kernel_dir=None, block=BLOCK, max_blocks=MAX_BLOCKS,
+                 specialize=True, poison=False):
         self.xp, self.module_class = xp, module_class
         self.options, self.compile_errors, self.device_id = tuple(options), compile_errors, device_id
-        self.kernel_dir, self.block, self.max_blocks, self.poison = kernel_dir, block, max_blocks, poison
+        self.device_of, self.kernel_dir, self.specialize = device_of, kernel_dir, specialize
+        self.block, self.max_blocks, self.poison = block, max_blocks, poison
         self._modules = {}
+        self._functions = {}
 
     def module(self, file, dtype):
         """The compiled module of ``file`` for ``dtype`` on the current device (memoised)."""
-        key = (file, numpy.dtype(dtype), self.device_id())
+        return self._module(file, numpy.dtype(dtype), self.device_id())
+
+    def _module(self, file, dtype, device):
+        key = (file, dtype, device)
         if key not in self._modules:
             names = name_expressions(file, dtype)
             try:
@@ -146,10 +230,21 @@ class Launcher:
                 module.compile()
             except self.compile_errors as exc:
                 raise KernelCompileError(
-                    f"{file} failed to compile for {numpy.dtype(dtype)} "
+                    f"{file} failed to compile for {dtype} "
                     f"(options {self.options}):\n{exc}") from exc
             self._modules[key] = module
         return self._modules[key]
+
+    def function(self, kernel, dtype, window, device):
+        """The kernel function of one instantiation on ``device`` (memoised: CuPy builds a
+        new function object on every ``get_function``)."""
+        key = (device, dtype, kernel, window)
+        function = self._functions.get(key)
+        if function is None:
+            module = self._module(KERNELS[kernel][0], dtype, device)
+            function = self._functions[key] = module.get_function(
+                kernel_name(kernel, dtype, window))
+        return function
 
     def empty(self, shape, dtype):
         """A new C-contiguous array, poisoned when ``self.poison`` is set."""
@@ -158,15 +253,24 @@ class Launcher:
             out.fill(numpy.nan if out.dtype.kind == "f" else numpy.iinfo(out.dtype).min)
         return out
 
-    def launch(self, kernel, threads, *args):
-        """Check ``args`` against ``kernel``'s parameters and run it over ``threads`` items.
+    def launch(self, kernel, work, *args):
+        """Check ``args`` against ``kernel``'s parameters and run it over ``work``.
 
-        Arrays must be this launcher's C-contiguous arrays of the declared
-        dtype (``T``: one float dtype shared by all of them; ``acc``: its
-        accumulator dtype); scalars must be
-        ints and are passed as ``numpy.int64``. Nothing runs for zero items.
+        ``work`` is ``(planes, plane_size)``: one thread per item of each plane
+        (:func:`launch_config`); nothing runs when either is zero. Arrays must
+        be this launcher's C-contiguous arrays of the declared dtype (``T``: one
+        float dtype shared by all of them; ``acc``: its accumulator dtype) on
+        the current device; scalars must be ints and are passed as
+        ``numpy.int64``.
+
+        Raises
+        ------
+        TypeError
+            A wrong argument count, dtype or type.
+        ValueError
+            A non-contiguous array, one on another device, a scalar beyond 64 bits.
         """
-        params = _parameters(kernel)
+        params = _PARAMETERS[kernel]
         if len(args) != len(params):
             raise TypeError(f"{kernel} takes {len(params)} arguments "
                             f"({', '.join(n for n, _ in params)}), got {len(args)}")
@@ -174,16 +278,20 @@ class Launcher:
                      None)
         if dtype not in CTYPES:
             raise TypeError(f"{kernel} runs on float16, float32 or float64 arrays, got {dtype}")
-        packed = tuple(self._check(kernel, name, kind, arg, dtype)
+        device = self.device_id()
+        packed = tuple(self._check(kernel, name, kind, arg, dtype, device)
                        for arg, (name, kind) in zip(args, params))
-        if threads == 0:
+        planes, plane_size = work
+        if planes == 0 or plane_size == 0:
             return
-        grid, block = launch_config(threads, self.block, self.max_blocks)
-        function = self.module(KERNELS[kernel][0], dtype).get_function(
-            f"{kernel}<{CTYPES[dtype]}>")
-        function((grid,), (block,), packed)
+        window = RUNTIME_WINDOW
+        if self.specialize:
+            window = window_of(KERNELS[kernel][0], dtype, *([args[i] for i in pair]
+                                                            for pair in _WINDOW_AT[kernel]))
+        grid, block = launch_config(planes, plane_size, self.block, self.max_blocks)
+        self.function(kernel, dtype, window, device)(grid, block, packed)
 
-    def _check(self, kernel, name, kind, arg, dtype):
+    def _check(self, kernel, name, kind, arg, dtype, device=None):
         if kind == "int64":
             if isinstance(arg, bool) or not isinstance(arg, numbers.Integral):
                 raise TypeError(f"{kernel} argument {name} must be an int, got {arg!r}")
@@ -203,6 +311,12 @@ class Launcher:
             raise TypeError(f"{kernel} argument {name} has dtype {arg.dtype}, expected {expected}")
         if not arg.flags.c_contiguous:
             raise ValueError(f"{kernel} argument {name} (shape {arg.shape}) must be C-contiguous")
+        if self.device_of is not None and self.device_of(arg) != device:
+            # a kernel runs on the current device and would read another's memory address
+            raise ValueError(
+                f"{kernel} argument {name} is on device {self.device_of(arg)} but the current "
+                f"device is {device}: launch inside `with cupy.cuda.Device("
+                f"{self.device_of(arg)}):`")
         return arg
 
 
@@ -220,7 +334,7 @@ def default_launcher():
             cupy, cupy.RawModule,
             options=compile_options(kernel_dir(), cupy.cuda.nvrtc.getVersion()),
             compile_errors=(compiler.CompileException,),
-            device_id=lambda: cupy.cuda.Device().id)
+            device_id=lambda: cupy.cuda.Device().id, device_of=lambda array: array.device.id)
     return _default_launcher
 
 
@@ -229,7 +343,9 @@ def _window_args(geometry):
     (h, w), (oh, ow), (kh, kw) = geometry.size, geometry.out, geometry.kernel
     (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
     (top, _), (left, _) = geometry.pads
-    extents = (h * w, oh * ow, h + top + kh * dh, w + left + kw * dw, oh * sh, ow * sw, kh * kw)
+    padded_h, padded_w = geometry.padded
+    extents = (padded_h * padded_w, oh * ow, h + top + kh * dh, w + left + kw * dw,
+               oh * sh + kh * dh, ow * sw + kw * dw, kh * kw)
     if max(extents) >= PLANE_LIMIT:
         raise ValueError(
             f"an image plane of {geometry} is too large for the CUDA kernels: planes "
@@ -238,41 +354,66 @@ def _window_args(geometry):
     return h, w, oh, ow, kh, kw, sh, sw, top, left, dh, dw
 
 
-def _launch_into(launcher, kernel, threads, source, out, *scalars):
+def _launch_into(launcher, kernel, work, source, out, *scalars):
     """Run ``kernel(source, out, *scalars)``; a non-contiguous ``out`` is written through a copy."""
+    if launcher.xp.may_share_memory(source, out):
+        # the kernels read their input through the non-coherent cache (const __restrict__):
+        # writes to it during the launch make the result undefined on a GPU
+        raise ValueError(f"{kernel}: the output overlaps the input in memory (shapes "
+                         f"{out.shape} and {source.shape}); pass a separate output array")
     source = launcher.xp.ascontiguousarray(source)
     target = out if out.flags.c_contiguous else launcher.empty(out.shape, out.dtype)
-    launcher.launch(kernel, threads, source, target, *scalars)
+    launcher.launch(kernel, work, source, target, *scalars)
     if target is not out:
         out[...] = target
     return out
 
 
 def im2col_into(x, geometry, out, launcher=None):
-    """Columns of ``x`` (N, C, H, W) into ``out`` (N, C, KH, KW, OH, OW), on the GPU."""
+    """Write the columns of ``x`` (N, C, H, W) into ``out`` (N, C, KH, KW, OH, OW), on the GPU.
+
+    Raises
+    ------
+    ValueError
+        ``out`` shares memory with ``x``, or a plane is too large for the kernels.
+    """
     launcher = launcher or default_launcher()
     n, c = x.shape[:2]
-    oh, ow = geometry.out
-    return _launch_into(launcher, "im2col_kernel", n * c * oh * ow, x, out,
-                        n, c, *_window_args(geometry))
+    args = _window_args(geometry)
+    return _launch_into(launcher, "im2col_kernel", (n * c, geometry.out[0] * geometry.out[1]),
+                        x, out, n, c, *args)
 
 
 def col2im_into(cols, geometry, out, launcher=None):
-    """Gather-style sum of columns (N, C, KH, KW, OH, OW) onto ``out`` (N, C, H, W), on the GPU."""
+    """Sum columns (N, C, KH, KW, OH, OW) onto ``out`` (N, C, H, W) on the GPU, gather-style.
+
+    Raises
+    ------
+    ValueError
+        ``out`` shares memory with ``cols``, or a plane is too large for the kernels.
+    """
     launcher = launcher or default_launcher()
     n, c = out.shape[:2]
-    return _launch_into(launcher, "col2im_kernel", out.size, cols, out,
-                        n, c, *_window_args(geometry))
+    args = _window_args(geometry)
+    return _launch_into(launcher, "col2im_kernel", (n * c, geometry.size[0] * geometry.size[1]),
+                        cols, out, n, c, *args)
+
+
+def _pool_forward(launcher, kernel, x, geometry, *per_window_and_outputs):
+    """Run ``kernel(x, *arrays, NC, window...)`` over the output positions of ``x``."""
+    planes = x.shape[0] * x.shape[1]
+    launcher.launch(kernel, (planes, geometry.out[0] * geometry.out[1]), x,
+                    *per_window_and_outputs, planes, *_window_args(geometry))
 
 
 def max_pool2d_forward(x, geometry, launcher=None):
     """Max pooling on the GPU: ``(out, argmax)``, argmax the int32 kernel offset kh*KW + kw."""
     launcher = launcher or default_launcher()
     x = launcher.xp.ascontiguousarray(x)
+    _window_args(geometry)  # refuse a plane too large before allocating
     shape = x.shape[:2] + geometry.out
     out, argmax = launcher.empty(shape, x.dtype), launcher.empty(shape, numpy.int32)
-    launcher.launch("max_pool_forward_kernel", out.size, x, out, argmax,
-                    shape[0] * shape[1], *_window_args(geometry))
+    _pool_forward(launcher, "max_pool_forward_kernel", x, geometry, out, argmax)
     return out, argmax
 
 
@@ -280,9 +421,10 @@ def _pool_backward(launcher, kernel, dout, per_window, x_shape, geometry):
     """dx of shape ``x_shape`` from ``kernel(dout, per_window, dx, NC, window...)``, gather-style."""
     launcher = launcher or default_launcher()
     dout = launcher.xp.ascontiguousarray(dout)
+    args = _window_args(geometry)
     dx = launcher.empty(tuple(x_shape), dout.dtype)
-    launcher.launch(kernel, dx.size, dout, per_window, dx,
-                    x_shape[0] * x_shape[1], *_window_args(geometry))
+    planes = x_shape[0] * x_shape[1]
+    launcher.launch(kernel, (planes, x_shape[2] * x_shape[3]), dout, per_window, dx, planes, *args)
     return dx
 
 
@@ -295,9 +437,9 @@ def avg_pool2d_forward(x, geometry, divisor, launcher=None):
     """Average pooling on the GPU: window sums divided by ``divisor`` (OH, OW)."""
     launcher = launcher or default_launcher()
     x = launcher.xp.ascontiguousarray(x)
+    _window_args(geometry)  # refuse a plane too large before allocating
     out = launcher.empty(x.shape[:2] + geometry.out, x.dtype)
-    launcher.launch("avg_pool_forward_kernel", out.size, x, divisor, out,
-                    x.shape[0] * x.shape[1], *_window_args(geometry))
+    _pool_forward(launcher, "avg_pool_forward_kernel", x, geometry, divisor, out)
     return out
 
 

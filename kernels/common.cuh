@@ -1,15 +1,23 @@
 // Helpers shared by the kernels in this directory (included by every .cu file).
 //
 // Conventions of all fastconv kernels:
-// - NCHW arrays, C-contiguous; every size, offset and loop counter is a 64-bit
-//   idx_t, so no index can overflow whatever the array size. Divisions (the
-//   costly part of index arithmetic) are 32-bit where they stay inside one
-//   image plane: fastconv/_cuda.py refuses planes of 2^31 elements or more.
-// - One thread per output element, in grid-stride loops: any grid size covers
-//   any problem size (fastconv/_cuda.py caps the grid).
-// - No __shared__ memory, no __syncthreads and no atomics: gather-style
-//   backward kernels, so every result is written by exactly one thread and
-//   two runs give the same bits.
+// - NCHW arrays, C-contiguous. Plane indices (n*C + c) and the offsets of
+//   planes are 64-bit idx_t, so no array size can overflow them; everything
+//   inside one plane (rows, columns, in-plane offsets, kernel offsets) is
+//   32-bit, because fastconv/_cuda.py refuses planes, padded extents and
+//   windows of 2^31 elements or more. Scalar parameters stay idx_t, as the
+//   launcher passes every scalar as an int64.
+// - A 2-D grid: y walks the planes, x the positions inside a plane, both in
+//   grid-stride loops (fc_for_each_cell), so any grid covers any problem
+//   (fastconv/_cuda.py caps the grid and packs small planes several to a block).
+// - Every kernel is a template <class T, int K, int S>: K > 0 instantiates a
+//   K x K window with stride S on both axes and no dilation, known at compile
+//   time so the tap loops unroll (FC_UNROLL) and the index math folds; K == 0
+//   takes kernel size, stride and dilation at run time. Both visit the same
+//   taps in the same order, so they compute the same bits.
+// - One thread per output element. No __shared__ memory, no __syncthreads and
+//   no atomics: gather-style backward kernels, so every result is written by
+//   exactly one thread and two runs give the same bits.
 // - float and double compute in their own type; fc_half (IEEE binary16
 //   storage) is converted to float for every comparison and sum. Comparisons
 //   go through fc_greater, which -ftz=true cannot change.
@@ -17,46 +25,92 @@
 
 typedef long long idx_t;
 
+// Fully unrolls the loop it precedes when its trip count is a compile-time
+// constant, and leaves it rolled otherwise (the CPU emulator defines it away).
+#ifndef FC_UNROLL
+#define FC_UNROLL _Pragma("unroll")
+#endif
+
 // Half-precision storage: the bits of an IEEE 754 binary16 value.
 struct alignas(2) fc_half {
     unsigned short bits;
 };
 
-__device__ __forceinline__ idx_t fc_first_index() {
-    return (idx_t)blockIdx.x * blockDim.x + threadIdx.x;
+__device__ __forceinline__ int fc_min(int a, int b) { return a < b ? a : b; }
+
+// Calls body(plane, pos, row, col) for every plane in [0, planes) and every
+// position pos = row * cols + col of a rows x cols plane: planes along y,
+// positions along x, each in a grid-stride loop. The in-plane index is
+// unsigned: below 2^31, plus a grid stride below 2^31, it cannot wrap.
+template <class Body>
+__device__ __forceinline__ void fc_for_each_cell(idx_t planes, idx_t rows, idx_t cols, Body body) {
+    const unsigned width = (unsigned)cols, size = (unsigned)rows * width;
+    for (idx_t plane = (idx_t)blockIdx.y * blockDim.y + threadIdx.y; plane < planes;
+         plane += (idx_t)gridDim.y * blockDim.y) {
+        for (unsigned pos = blockIdx.x * blockDim.x + threadIdx.x; pos < size;
+             pos += gridDim.x * blockDim.x) {
+            const unsigned row = pos / width;
+            body(plane, pos, (int)row, (int)(pos - row * width));
+        }
+    }
 }
 
-__device__ __forceinline__ idx_t fc_grid_stride() {
-    return (idx_t)gridDim.x * blockDim.x;
+// The offset of (row, col) in a plane of the given width, for any position
+// of the padded plane (fastconv/_cuda.py keeps it below 2^31 elements, so
+// this cannot overflow even where a window reaches into the padding).
+__device__ __forceinline__ int fc_offset(int row, int col, idx_t width) {
+    return row * (int)width + col;
 }
 
-// A flat element index split into its image plane (n*C + c) and its row and
-// column in that plane: one 64-bit division, the others 32-bit.
-struct fc_cell {
-    idx_t plane;
-    int row, col;
+// One axis of a window: kernel size, stride, dilation and the padding before
+// the input. In the K > 0 instantiations size, stride and dilation are
+// constants (K, S, 1) whatever the run-time arguments say; the launcher picks
+// that instantiation only when they agree.
+template <int K, int S>
+struct fc_axis {
+    int size, stride, dilation, pad;
+
+    __device__ fc_axis(idx_t k, idx_t s, idx_t d, idx_t p)
+        : size(K ? K : (int)k), stride(K ? S : (int)s), dilation(K ? 1 : (int)d), pad((int)p) {}
+
+    // How many outputs at most can cover one input position: a constant bound
+    // for the unrolled loop of a templated window, the actual count n otherwise.
+    __device__ int covering_bound(int n) const { return K ? (K + S - 1) / S : n; }
 };
 
-__device__ __forceinline__ fc_cell fc_split(idx_t i, idx_t rows, idx_t cols) {
-    fc_cell cell;
-    cell.plane = i / (rows * cols);
-    const int rest = (int)(i - cell.plane * rows * cols);
-    cell.row = rest / (int)cols;
-    cell.col = rest % (int)cols;
-    return cell;
+// Calls visit(k, p) for every kernel offset k = 0, 1, ... of the window of
+// output position o, p being the input position it reads (negative or past
+// the input when it falls in the padding).
+template <int K, int S, class Visit>
+__device__ __forceinline__ void fc_for_each_tap(const fc_axis<K, S>& axis, int o, Visit visit) {
+    const int first = o * axis.stride - axis.pad;
+    FC_UNROLL
+    for (int k = 0; k < axis.size; ++k) visit(k, first + k * axis.dilation);
 }
 
-// The output position (along one axis) whose window reads input position p
-// through kernel offset k, or -1 when there is none. The gather-style
-// backward kernels use it to find what an input element contributed to.
-// Per-axis values fit in 32 bits, so the division is 32-bit.
-__device__ __forceinline__ idx_t fc_window_of(idx_t p, idx_t pad, idx_t k, idx_t dilation,
-                                             idx_t stride, idx_t out) {
-    const int start = (int)(p + pad - k * dilation);
-    const int step = (int)stride;
-    if (start < 0 || start % step != 0) return -1;
-    const int o = start / step;
-    return o < out ? o : -1;
+// Calls visit(o, k) for every output position o (below out) whose window
+// reads input position p through kernel offset k, in ascending k: the
+// gather-style backward kernels' view of fc_for_each_tap. The range of o is
+// computed once (as Caffe's and PyTorch's col2im do); only a dilated window
+// needs a division per candidate, to skip the o whose offset falls between taps.
+template <int K, int S, class Visit>
+__device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, int p, idx_t out,
+                                                     Visit visit) {
+    const int padded = p + axis.pad;  // >= 0: p is an input position
+    const int extent = (axis.size - 1) * axis.dilation + 1;
+    const int first = padded < extent ? 0 : (int)((unsigned)(padded - extent) / axis.stride) + 1;
+    const int last = fc_min((int)((unsigned)padded / axis.stride), (int)out - 1);
+    FC_UNROLL
+    for (int i = 0; i < axis.covering_bound(last - first + 1); ++i) {
+        const int o = last - i;  // o descending: k = (padded - o * stride) / dilation ascending
+        if (o < first) break;    // an unrolled loop runs to its bound: fewer outputs cover p
+        const int offset = padded - o * axis.stride;
+        if (axis.dilation == 1) {
+            visit(o, offset);
+        } else if (offset % axis.dilation == 0) {
+            visit(o, offset / axis.dilation);
+        }
+    }
 }
 
 // binary16 -> binary32, exact (integer operations only, so denormal flushing

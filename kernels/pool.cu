@@ -8,72 +8,70 @@
 // the accumulator type (float for half: a window of 2049 cells is no half).
 #include "common.cuh"
 
+// Whether max pooling replaces its best value so far by v: the first input
+// cell always (best_k < 0), then a NaN over a number, or a greater number.
+template <class A>
+__device__ __forceinline__ bool fc_max_pool_takes(A v, A best, int best_k) {
+    const bool v_nan = v != v, best_nan = best != best;
+    return best_k < 0 || (v_nan ? !best_nan : (!best_nan && fc_greater(v, best)));
+}
+
 // One thread per output element: the window's maximum and its kernel offset.
-template <class T>
+template <class T, int K, int S>
 __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__ out,
                                         int* __restrict__ argmax,
                                         idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
                                         idx_t KH, idx_t KW, idx_t SH, idx_t SW,
                                         idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
     typedef typename fc_acc<T>::type acc_t;
-    const idx_t total = NC * OH * OW;
-    for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const fc_cell cell = fc_split(i, OH, OW);
-        const idx_t oh = cell.row, ow = cell.col;
-        const T* plane = x + cell.plane * H * W;
+    const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
+    fc_for_each_cell(NC, OH, OW, [&](idx_t nc, unsigned pos, int oh, int ow) {
+        const T* plane = x + nc * H * W;
         acc_t best = fc_neg_inf(acc_t());
         int best_k = -1;  // the first input cell starts the scan
-        int k = 0;
-        for (idx_t kh = 0; kh < KH; ++kh) {
-            const idx_t h = oh * SH - PT + kh * DH;
-            for (idx_t kw = 0; kw < KW; ++kw, ++k) {
-                const idx_t w = ow * SW - PL + kw * DW;
-                if (h < 0 || h >= H || w < 0 || w >= W) continue;
-                const acc_t v = fc_load(plane[h * W + w]);
-                const bool v_nan = v != v, best_nan = best != best;
-                if (best_k < 0 || (v_nan ? !best_nan : (!best_nan && fc_greater(v, best)))) {
+        fc_for_each_tap(rows, oh, [&](int kh, int h) {
+            if ((unsigned)h >= (unsigned)H) return;  // a padding row: no input cell
+            fc_for_each_tap(columns, ow, [&](int kw, int w) {
+                if ((unsigned)w >= (unsigned)W) return;
+                const acc_t v = fc_load(plane[fc_offset(h, w, W)]);
+                if (fc_max_pool_takes(v, best, best_k)) {
                     best = v;
-                    best_k = k;
+                    best_k = kh * columns.size + kw;
                 }
-            }
-        }
-        out[i] = fc_store<T>(best);
-        argmax[i] = best_k < 0 ? 0 : best_k;  // a window of padding only: -inf, offset 0
-    }
+            });
+        });
+        const idx_t o = nc * OH * OW + pos;
+        out[o] = fc_store<T>(best);
+        argmax[o] = best_k < 0 ? 0 : best_k;  // a window of padding only: -inf, offset 0
+    });
 }
 
 // Gather-style: one thread per input element sums the gradients of the
 // windows whose maximum it was, in kernel-offset order.
-template <class T>
+template <class T, int K, int S>
 __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* __restrict__ argmax,
                                          T* __restrict__ dx,
                                          idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
                                          idx_t KH, idx_t KW, idx_t SH, idx_t SW,
                                          idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
     typedef typename fc_acc<T>::type acc_t;
-    const idx_t total = NC * H * W;
-    for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const fc_cell cell = fc_split(i, H, W);
-        const idx_t h = cell.row, w = cell.col;
-        const idx_t plane = cell.plane * OH * OW;
+    const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
+    fc_for_each_cell(NC, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
+        const idx_t plane = nc * OH * OW;
         acc_t sum = 0;
-        for (idx_t kh = 0; kh < KH; ++kh) {
-            const idx_t oh = fc_window_of(h, PT, kh, DH, SH, OH);
-            if (oh < 0) continue;
-            for (idx_t kw = 0; kw < KW; ++kw) {
-                const idx_t ow = fc_window_of(w, PL, kw, DW, SW, OW);
-                if (ow < 0) continue;
-                const idx_t o = plane + oh * OW + ow;
-                if (argmax[o] == kh * KW + kw) sum += fc_load(dout[o]);
-            }
-        }
-        dx[i] = fc_store<T>(sum);
-    }
+        fc_for_each_covering(rows, h, OH, [&](int oh, int kh) {
+            fc_for_each_covering(columns, w, OW, [&](int ow, int kw) {
+                const idx_t o = plane + fc_offset(oh, ow, OW);
+                if (argmax[o] == kh * columns.size + kw) sum += fc_load(dout[o]);
+            });
+        });
+        dx[nc * H * W + pos] = fc_store<T>(sum);
+    });
 }
 
 // One thread per output element: the window's sum over the input (the zero
 // padding adds nothing) divided by divisor[oh*OW + ow].
-template <class T>
+template <class T, int K, int S>
 __global__ void avg_pool_forward_kernel(const T* __restrict__ x,
                                         const typename fc_acc<T>::type* __restrict__ divisor,
                                         T* __restrict__ out,
@@ -81,27 +79,23 @@ __global__ void avg_pool_forward_kernel(const T* __restrict__ x,
                                         idx_t KH, idx_t KW, idx_t SH, idx_t SW,
                                         idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
     typedef typename fc_acc<T>::type acc_t;
-    const idx_t total = NC * OH * OW;
-    for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const fc_cell cell = fc_split(i, OH, OW);
-        const idx_t oh = cell.row, ow = cell.col;
-        const T* plane = x + cell.plane * H * W;
+    const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
+    fc_for_each_cell(NC, OH, OW, [&](idx_t nc, unsigned pos, int oh, int ow) {
+        const T* plane = x + nc * H * W;
         acc_t sum = 0;
-        for (idx_t kh = 0; kh < KH; ++kh) {
-            const idx_t h = oh * SH - PT + kh * DH;
-            if (h < 0 || h >= H) continue;
-            for (idx_t kw = 0; kw < KW; ++kw) {
-                const idx_t w = ow * SW - PL + kw * DW;
-                if (w >= 0 && w < W) sum += fc_load(plane[h * W + w]);
-            }
-        }
-        out[i] = fc_store<T>(sum / fc_load(divisor[oh * OW + ow]));
-    }
+        fc_for_each_tap(rows, oh, [&](int, int h) {
+            if ((unsigned)h >= (unsigned)H) return;
+            fc_for_each_tap(columns, ow, [&](int, int w) {
+                if ((unsigned)w < (unsigned)W) sum += fc_load(plane[fc_offset(h, w, W)]);
+            });
+        });
+        out[nc * OH * OW + pos] = fc_store<T>(sum / fc_load(divisor[pos]));
+    });
 }
 
 // Gather-style: one thread per input element sums dout / divisor over the
 // windows that contain it, in kernel-offset order.
-template <class T>
+template <class T, int K, int S>
 __global__ void avg_pool_backward_kernel(const T* __restrict__ dout,
                                          const typename fc_acc<T>::type* __restrict__ divisor,
                                          T* __restrict__ dx,
@@ -109,21 +103,16 @@ __global__ void avg_pool_backward_kernel(const T* __restrict__ dout,
                                          idx_t KH, idx_t KW, idx_t SH, idx_t SW,
                                          idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
     typedef typename fc_acc<T>::type acc_t;
-    const idx_t total = NC * H * W;
-    for (idx_t i = fc_first_index(); i < total; i += fc_grid_stride()) {
-        const fc_cell cell = fc_split(i, H, W);
-        const idx_t h = cell.row, w = cell.col;
-        const idx_t plane = cell.plane * OH * OW;
+    const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
+    fc_for_each_cell(NC, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
+        const idx_t plane = nc * OH * OW;
         acc_t sum = 0;
-        for (idx_t kh = 0; kh < KH; ++kh) {
-            const idx_t oh = fc_window_of(h, PT, kh, DH, SH, OH);
-            if (oh < 0) continue;
-            for (idx_t kw = 0; kw < KW; ++kw) {
-                const idx_t ow = fc_window_of(w, PL, kw, DW, SW, OW);
-                if (ow < 0) continue;
-                sum += fc_load(dout[plane + oh * OW + ow]) / fc_load(divisor[oh * OW + ow]);
-            }
-        }
-        dx[i] = fc_store<T>(sum);
-    }
+        fc_for_each_covering(rows, h, OH, [&](int oh, int) {
+            fc_for_each_covering(columns, w, OW, [&](int ow, int) {
+                const unsigned o = fc_offset(oh, ow, OW);
+                sum += fc_load(dout[plane + o]) / fc_load(divisor[o]);
+            });
+        });
+        dx[nc * H * W + pos] = fc_store<T>(sum);
+    });
 }

@@ -1,35 +1,52 @@
 """Rung 1: every kernel compiles with NVRTC, the compiler cupy.RawModule uses, without a GPU.
 
-Each kernel file is compiled once per dtype instantiation, exactly as the
-launcher asks CuPy to (fastconv/_cuda.py's options and name expressions) plus
-the options CuPy appends at run time (-ftz=true, -arch,
---device-as-default-execution-space, --pch on NVRTC 12.8+), to cubin for
-sm_75, sm_80 and sm_90 and to PTX for compute_90 (what CuPy builds for
-devices newer than NVRTC knows). Any non-empty compiler log fails.
+Each kernel file is compiled once per dtype, with every template instantiation
+(the run-time window and the unrolled ones), exactly as the launcher asks CuPy
+to (fastconv/_cuda.py's options and name expressions) plus the options CuPy
+appends at run time (-ftz=true, -arch, --device-as-default-execution-space,
+--pch on NVRTC 12.8+), to cubin for sm_75, sm_80 and sm_90 and to PTX for
+compute_90 (what CuPy builds for devices newer than NVRTC knows). Any line in
+the compiler log fails, but for the resource report ``-Xptxas=-v`` asks for.
 
-Two additions to CuPy's options, neither changing the code generated:
+Two more additions to CuPy's options, neither changing the code generated:
 ``-Xptxas=--warn-on-spills`` (a register spill then fills the log and fails),
 and a ``--pch-dir`` per architecture (one process compiling for several
 architectures would otherwise reuse a precompiled header built with other
-options, and NVRTC says so in the log). One more compile per architecture
-with ``-Xptxas=-v`` lists every kernel's registers and spills at the end of
-the test output; spills, or a register count that would make a launch of
-fastconv's block size fail, are errors.
+options, and NVRTC says so in the log). The verbose report lists every
+kernel's registers and spills at the end of the test output; spills, or a
+register count that would make a launch of fastconv's block size fail, are
+errors. The sm_90 cubins are disassembled (nvdisasm, tests/cuda_emu/sass.py)
+and each instantiation's SASS instruction count is held to the budget in
+tests/data/sass_budget.json.
 
 NVRTC is called directly (cupy_backends' binding over the nvidia-cuda-nvrtc
 wheel): CuPy's own compile helper queries the driver, which needs a GPU.
 """
 
+import collections
+import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cuda_emu import sass
 from cuda_emu.report import summary_lines
 from fastconv import _cuda
 
 TARGETS = ["sm_75", "sm_80", "sm_90", "compute_90"]
+BUDGET = Path(__file__).resolve().parent / "data" / "sass_budget.json"
+# ptxas's answer to -Xptxas=-v: the only log lines a clean compile may have
+RESOURCE_REPORT = re.compile(r"^ptxas\s+(info\s*:|\.\s+\d+ bytes stack frame, \d+ bytes spill)")
+
+
+def _required(what, exc):
+    if os.environ.get("FASTCONV_REQUIRE_KERNEL_CHECKS") == "1":
+        pytest.fail(f"FASTCONV_REQUIRE_KERNEL_CHECKS=1 but {what} is not usable: {exc}")
+    pytest.skip(f"{what} is not usable here (install the test extra): {exc}")
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +55,7 @@ def nvrtc():
         from cupy_backends.cuda.libs import nvrtc
         nvrtc.getVersion()
     except Exception as exc:  # ImportError, or libnvrtc missing
-        if os.environ.get("FASTCONV_REQUIRE_KERNEL_CHECKS") == "1":
-            pytest.fail(f"FASTCONV_REQUIRE_KERNEL_CHECKS=1 but NVRTC is not usable: {exc}")
-        pytest.skip(f"NVRTC is not usable here (install the test extra): {exc}")
+        _required("NVRTC", exc)
     return nvrtc
 
 
@@ -56,46 +71,10 @@ def runtime_options(nvrtc, target, pch_dir):
 
 def compile_program(nvrtc, file, names, options, ptx=False):
     """Compile ``file`` with ``names`` instantiated: (log, lowered names, cubin or PTX)."""
-    prog = nvrtc.createProgram(_cuda.kernel_source(file), file, [], [])
     try:
-        for name in names:
-            nvrtc.addNameExpression(prog, name)
-        try:
-            nvrtc.compileProgram(prog, list(options))
-        except nvrtc.NVRTCError as exc:
-            pytest.fail(f"{file} failed to compile with {options}: {exc}\n"
-                        f"{nvrtc.getProgramLog(prog)}")
-        log = nvrtc.getProgramLog(prog).strip("\x00 \n")
-        lowered = {name: nvrtc.getLoweredName(prog, name) for name in names}
-        binary = nvrtc.getPTX(prog) if ptx else nvrtc.getCUBIN(prog)
-        return log, lowered, binary
-    finally:
-        nvrtc.destroyProgram(prog)
-
-
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("dtype", list(_cuda.CTYPES), ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("file", _cuda.kernel_files())
-def test_every_kernel_compiles_with_an_empty_log(nvrtc, pch_dirs, file, dtype, target):
-    names = _cuda.name_expressions(file, dtype)
-    ptx = target.startswith("compute_")
-    log, lowered, binary = compile_program(nvrtc, file, names,
-                                           runtime_options(nvrtc, target, pch_dirs[target]), ptx)
-    assert log == "", f"{file} ({np.dtype(dtype).name}, {target}) compiler log:\n{log}"
-    assert all(lowered.values()) and len(binary) > 0
-
-
-def test_float_max_pool_compares_survive_flush_to_zero(nvrtc, pch_dirs):
-    """Under CuPy's -ftz=true a float comparison (setp.gt.ftz.f32) sees subnormals as
-    zero; max pooling must order them as the CPU path does, so it compares integer keys
-    (kernels/common.cuh, fc_greater). No ordered float comparison may be left in pool.cu."""
-    target = "compute_90"
-    _, _, ptx = compile_program(nvrtc, "pool.cu", _cuda.name_expressions("pool.cu", np.float32),
-                                runtime_options(nvrtc, target, pch_dirs[target]), ptx=True)
-    ptx = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
-    assert "max_pool_forward_kernel" in ptx
-    ordered = re.findall(r"setp\.(?:gt|lt|ge|le)u?\.ftz\.f32", ptx)
-    assert not ordered, f"float comparisons under -ftz=true: {sorted(set(ordered))}"
+        return sass.compile_program(nvrtc, _cuda.kernel_source(file), file, names, options, ptx)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -104,35 +83,96 @@ def pch_dirs(tmp_path_factory):
     return {target: tmp_path_factory.mktemp(f"pch-{target}") for target in TARGETS}
 
 
-PTXAS_ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(sm_\d+)'")
-PTXAS_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
-PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
+@pytest.fixture(scope="module")
+def compiled(nvrtc, pch_dirs):
+    """{(file, dtype, target): (log, lowered, binary)}, compiled two at a time; the cubin
+    targets with ``-Xptxas=-v`` (registers and spills in the log)."""
+    def compile_one(key):
+        file, dtype, target = key
+        ptx = target.startswith("compute_")
+        options = runtime_options(nvrtc, target, pch_dirs[target])
+        return compile_program(nvrtc, file, _cuda.name_expressions(file, dtype),
+                               options if ptx else options + ("-Xptxas=-v",), ptx)
+
+    keys = [(file, dtype, target) for file in _cuda.kernel_files() for dtype in _cuda.CTYPES
+            for target in TARGETS]
+    with ThreadPoolExecutor(2) as pool:  # NVRTC releases the GIL while it compiles
+        return dict(zip(keys, pool.map(compile_one, keys)))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", list(_cuda.CTYPES), ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("file", _cuda.kernel_files())
+def test_every_kernel_compiles_with_an_empty_log(compiled, file, dtype, target):
+    log, lowered, binary = compiled[file, dtype, target]
+    messages = "\n".join(line for line in log.splitlines() if not RESOURCE_REPORT.match(line))
+    assert messages == "", f"{file} ({np.dtype(dtype).name}, {target}) compiler log:\n{messages}"
+    assert all(lowered.values()) and len(binary) > 0
+    assert set(lowered) == set(_cuda.name_expressions(file, dtype))
+
+
+def test_float_max_pool_compares_survive_flush_to_zero(compiled):
+    """Under CuPy's -ftz=true a float comparison (setp.gt.ftz.f32) sees subnormals as
+    zero; max pooling must order them as the CPU path does, so it compares integer keys
+    (kernels/common.cuh, fc_greater). No ordered float comparison may be left in pool.cu,
+    in any instantiation."""
+    _, _, ptx = compiled["pool.cu", np.dtype(np.float32), "compute_90"]
+    ptx = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
+    assert ptx.count(".entry _Z23max_pool_forward_kernel") == 1 + len(_cuda.WINDOWS["pool.cu"])
+    ordered = re.findall(r"setp\.(?:gt|lt|ge|le)u?\.ftz\.f32", ptx)
+    assert not ordered, f"float comparisons under -ftz=true: {sorted(set(ordered))}"
 
 
 @pytest.mark.parametrize("arch", [t for t in TARGETS if t.startswith("sm_")])
-def test_register_counts_and_spills(nvrtc, pch_dirs, arch, request):
+def test_register_counts_and_spills(compiled, arch, request):
     rows = {}  # name expression -> (registers, spilled bytes)
-    pch_dir = pch_dirs[arch] / "verbose"  # other options: another header cache
-    pch_dir.mkdir(exist_ok=True)
     for file in _cuda.kernel_files():
-        names = [n for dtype in _cuda.CTYPES for n in _cuda.name_expressions(file, dtype)]
-        options = runtime_options(nvrtc, arch, pch_dir) + ("-Xptxas=-v",)
-        log, lowered, _ = compile_program(nvrtc, file, names, options)
-        by_symbol = {symbol: name for name, symbol in lowered.items()}
-        name = spills = None
-        for line in log.splitlines():
-            if match := PTXAS_ENTRY.search(line):
-                name = by_symbol[match.group(1)]
-            elif match := PTXAS_SPILLS.search(line):
-                spills = int(match.group(1)) + int(match.group(2))
-            elif match := PTXAS_REGISTERS.search(line):
-                rows[name] = (int(match.group(1)), spills)
+        for dtype in _cuda.CTYPES:
+            log, lowered, _ = compiled[file, dtype, arch]
+            rows.update(sass.ptxas_resources(log, {s: n for n, s in lowered.items()}))
     expected = {n for file in _cuda.kernel_files() for dtype in _cuda.CTYPES
                 for n in _cuda.name_expressions(file, dtype)}
     assert set(rows) == expected, f"ptxas reported {sorted(rows)}"
-    listing = ", ".join(f"{name} {regs}" for name, (regs, _) in sorted(rows.items()))
-    summary_lines(request.config).append(f"NVRTC {arch} registers: {listing}")
+    by_kernel = collections.defaultdict(list)
+    for name, (registers, _) in rows.items():
+        by_kernel[name.partition("<")[0]].append(registers)
+    listing = ", ".join(f"{kernel} {min(r)}-{max(r)}" for kernel, r in by_kernel.items())
+    summary_lines(request.config).append(
+        f"NVRTC {arch} registers (fewest-most over dtypes and windows): {listing}")
     for name, (registers, spills) in rows.items():
         assert spills == 0, f"{name} spills {spills} bytes on {arch}"
         assert registers * _cuda.BLOCK <= 65536, \
             f"{name} needs {registers} registers: a {_cuda.BLOCK}-thread block cannot launch"
+
+
+@pytest.fixture(scope="module")
+def nvdisasm():
+    tool = sass.nvdisasm()
+    if tool is None:
+        _required("nvdisasm", "not found (pip install nvidia-cuda-nvdisasm)")
+    return tool
+
+
+def test_sass_instruction_counts_stay_within_budget(compiled, nvrtc, nvdisasm, request):
+    """Each instantiation's SASS instructions and registers on sm_90 may not exceed the
+    recorded counts by more than the budget's tolerance (a wider one under another NVRTC
+    version, whose code may differ a little). Record a deliberate change with
+    ``python tests/cuda_emu/sass.py --record tests/data/sass_budget.json``."""
+    budget = json.loads(BUDGET.read_text())
+    version = ".".join(map(str, nvrtc.getVersion()))
+    tolerance = budget["tolerance"] if version == budget["nvrtc"] else budget["other_nvrtc"]
+    measured = {}
+    for file in _cuda.kernel_files():
+        for dtype in _cuda.CTYPES:
+            log, lowered, cubin = compiled[file, dtype, budget["arch"]]
+            measured.update(sass.measure(cubin, lowered, log, nvdisasm))
+    assert set(measured) == set(budget["kernels"]), \
+        "the budget lists other instantiations than the kernels have: record it again"
+    over = [f"{name}: {row[what]} {what}, budget {budget['kernels'][name][what]}"
+            for name, row in measured.items() for what in ("sass", "registers")
+            if row[what] > budget["kernels"][name][what] * (1 + tolerance)]
+    lines = summary_lines(request.config)
+    lines.append(f"SASS {budget['arch']} float32 (NVRTC {version}), instructions in all "
+                 f"(per element where the taps unroll) and registers:")
+    lines.extend(sass.table({n: r for n, r in measured.items() if "<float," in n}))
+    assert not over, "\n".join(over)

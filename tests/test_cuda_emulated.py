@@ -3,13 +3,18 @@
 Every launch goes through fastconv/_cuda.py's wrappers and launch helper, with
 the grid and block sizes it computes, on output buffers poisoned with NaN.
 Hypothesis draws the geometry (stride, padding, dilation, groups, ceil_mode),
-the dtype, a seed for the data, and the launch shape: blocks of 32 to 1024
-threads, grids capped at 1 or 2 blocks (so the grid-stride loops do the
-work) or not at all, threads run first-to-last or last-to-first.
+half the time one of the windows with an unrolled instantiation
+(fastconv/_cuda.py's WINDOWS, in float16 and float32), the dtype, a seed for
+the data, and the launch shape: blocks of 32 to 1024 threads, grids capped at
+1 or 2 blocks per axis (so the grid-stride loops do the work) or not at all,
+threads run first-to-last or last-to-first. Every unrolled window also runs
+on fixed inputs, as hypothesis may draw some of them rarely.
 
 Oracles: the NumPy path (strided slabs and views, an independent formulation).
 im2col, max-pool outputs and argmax must be bitwise equal; sums within 1e-6
-(float32) or 1e-12 (float64) of the sum of the magnitudes of their terms.
+(float32) or 1e-12 (float64) of the sum of the magnitudes of their terms. An
+unrolled instantiation must also give the run-time instantiation's bits, sums
+included: both add the same terms in the same order.
 float16 kernels accumulate in float32 and are checked against the float64
 result, to half an ulp plus the float32 accumulation error.
 
@@ -36,18 +41,29 @@ from fastconv.workspace import workspace_limit
 SUM_RTOL = {np.float32: 1e-6, np.float64: 1e-12}
 DTYPES = [np.float16, np.float32, np.float64]
 CASES = collections.Counter()
+UNROLLED = collections.Counter()  # of those, cases also run on the run-time instantiation
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 _launchers = {}
 
 
-def launcher(block=None, max_blocks=None, reversed_order=False):
+def launcher(block=None, max_blocks=None, reversed_order=False, specialize=True):
     """A cached emulator launcher for one launch shape."""
-    key = (block, max_blocks, reversed_order)
+    key = (block, max_blocks, reversed_order, specialize)
     if key not in _launchers:
         _launchers[key] = emu_launcher(block=block, max_blocks=max_blocks,
-                                       reversed_order=reversed_order)
+                                       reversed_order=reversed_order, specialize=specialize)
     return _launchers[key]
+
+
+def runtime_twin(geometry, file, dtype):
+    """The launcher of the run-time instantiation when ``geometry`` has an unrolled one
+    in ``file`` for ``dtype``, else None: the two must give the same bits."""
+    window = _cuda.window_of(file, dtype, geometry.kernel, geometry.stride, geometry.dilation)
+    if window == _cuda.RUNTIME_WINDOW:
+        return None
+    UNROLLED[f"{window[0]}x{window[0]}/{window[1]} {file}"] += 1
+    return launcher(specialize=False)
 
 
 launch_shapes = st.builds(launcher, st.sampled_from([32, 64, 256, 1024]),
@@ -62,10 +78,12 @@ def report_cases(request):
     yield
     if CASES:
         detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
+        unrolled = ", ".join(f"{k} {v}" for k, v in sorted(UNROLLED.items()))
         sanitizers = " under ASan+UBSan" if sanitizing() else ""
         summary_lines(request.config).append(
-            f"CUDA emulation{sanitizers}: {sum(CASES.values())} hypothesis cases vs the "
-            f"NumPy path ({detail})")
+            f"CUDA emulation{sanitizers}: {sum(CASES.values())} cases vs the NumPy path "
+            f"({detail}); {sum(UNROLLED.values())} of them on unrolled windows, also vs the "
+            f"run-time instantiation ({unrolled})")
 
 
 def bits(a):
@@ -90,12 +108,19 @@ def assert_sum_close(actual, expected, exact, scale):
     assert worst <= 0, f"sum error exceeds its bound by {worst:.3g}"
 
 
+def unrolled_or_any(draw, file, kernels):
+    """(kernel, stride, dilation): half the time a window with an unrolled instantiation."""
+    if draw(st.booleans()):
+        k, s = draw(st.sampled_from(_cuda.WINDOWS[file]))
+        return (k, k), (s, s), (1, 1)
+    return ((draw(kernels), draw(kernels)), (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+            (draw(st.integers(1, 2)), draw(st.integers(1, 2))))
+
+
 @st.composite
 def conv_windows(draw):
     """x shape, kernel, stride, ((top, bottom), (left, right)) padding, dilation; kernel fits."""
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    kernel, stride, dilation = unrolled_or_any(draw, "im2col.cu", st.integers(1, 5))
     pads = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
     size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
     for n, k, d, (a, b) in zip(size, kernel, dilation, pads):
@@ -107,9 +132,8 @@ def conv_windows(draw):
 @st.composite
 def pool_windows(draw, dilation=True):
     """Pooling arguments valid under PyTorch's rules (padding at most half the kernel)."""
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation else (1, 1)
+    kernel, stride, dil = unrolled_or_any(draw, "pool.cu", st.integers(1, 4))
+    dil = dil if dilation else (1, 1)
     pad = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
     size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
     ceil_mode = draw(st.booleans())  # may keep a window that overhangs the padded input
@@ -140,6 +164,12 @@ def test_im2col_and_col2im_match_numpy_path(window, dtype, seed, emu):
     shape, kernel, stride, pads, dilation = window
     geometry = window_geometry(shape, kernel, stride, pads, dilation)
     note(f"{geometry} block={emu.block} max_blocks={emu.max_blocks}")
+    check_im2col_and_col2im(shape, geometry, dtype, seed, emu)
+
+
+def check_im2col_and_col2im(shape, geometry, dtype, seed, emu):
+    """im2col bitwise and col2im within the sum bound against the NumPy path; on an
+    unrolled window both also bit for bit against the run-time instantiation."""
     col_shape = shape[:2] + geometry.kernel + geometry.out
 
     x = normal(seed, shape, dtype)
@@ -153,16 +183,28 @@ def test_im2col_and_col2im_match_numpy_path(window, dtype, seed, emu):
     scale = col2im_into(np.abs(dcols.astype(np.float64)), geometry, np.empty(shape))
     dx = _cuda.col2im_into(dcols, geometry, emu.empty(shape, dtype), emu)
     assert_sum_close(dx, expected, exact, scale)
+    if twin := runtime_twin(geometry, "im2col.cu", dtype):
+        np.testing.assert_array_equal(
+            bits(_cuda.im2col_into(x, geometry, twin.empty(col_shape, dtype), twin)), bits(cols))
+        np.testing.assert_array_equal(
+            bits(_cuda.col2im_into(dcols, geometry, twin.empty(shape, dtype), twin)), bits(dx))
     CASES["im2col+col2im"] += 1
 
 
 @settings(max_examples=100, **SETTINGS)
 @given(pool_windows(), st.sampled_from(DTYPES), st.integers(0, 2**32 - 1), launch_shapes)
 def test_max_pool_matches_numpy_path(window, dtype, seed, emu):
+    note(f"block={emu.block} max_blocks={emu.max_blocks}")
+    check_max_pool(window, dtype, seed, emu)
+
+
+def check_max_pool(window, dtype, seed, emu):
+    """Max pooling (values, argmax) bitwise and its gradient within the sum bound against
+    the NumPy path, on ties, NaN and infinities; unrolled windows also against the
+    run-time instantiation."""
     shape, kernel, stride, pad, dilation, ceil_mode = window
     x = with_ties_and_specials(seed, shape, dtype)
     expected, cache = F.max_pool2d_forward(x, kernel, stride, pad, dilation, ceil_mode)
-    note(f"{cache.geometry} block={emu.block} max_blocks={emu.max_blocks}")
     out, argmax = _cuda.max_pool2d_forward(x, cache.geometry, emu)
     np.testing.assert_array_equal(argmax, cache.argmax)
     if dtype == np.float16:  # float16 NaNs come back canonical; every other bit must match
@@ -176,6 +218,12 @@ def test_max_pool_matches_numpy_path(window, dtype, seed, emu):
     scale = F.max_pool2d_backward(np.abs(dout.astype(np.float64)), _as_float64(cache))
     dx = _cuda.max_pool2d_backward(dout, argmax, shape, cache.geometry, emu)
     assert_sum_close(dx, expected_dx, exact, scale)
+    if twin := runtime_twin(cache.geometry, "pool.cu", dtype):
+        twin_out, twin_argmax = _cuda.max_pool2d_forward(x, cache.geometry, twin)
+        np.testing.assert_array_equal(bits(twin_out), bits(out))
+        np.testing.assert_array_equal(twin_argmax, argmax)
+        np.testing.assert_array_equal(
+            bits(_cuda.max_pool2d_backward(dout, argmax, shape, cache.geometry, twin)), bits(dx))
     CASES["max_pool"] += 1
 
 
@@ -183,12 +231,18 @@ def test_max_pool_matches_numpy_path(window, dtype, seed, emu):
 @given(pool_windows(dilation=False), st.booleans(), st.sampled_from(DTYPES),
        st.integers(0, 2**32 - 1), launch_shapes)
 def test_avg_pool_matches_numpy_path(window, count_include_pad, dtype, seed, emu):
+    note(f"block={emu.block} max_blocks={emu.max_blocks}")
+    check_avg_pool(window, count_include_pad, dtype, seed, emu)
+
+
+def check_avg_pool(window, count_include_pad, dtype, seed, emu):
+    """Average pooling and its gradient within the sum bound against the NumPy path;
+    unrolled windows also bit for bit against the run-time instantiation."""
     shape, kernel, stride, pad, _, ceil_mode = window
     x = normal(seed, shape, dtype)
     expected, cache = F.avg_pool2d_forward(x, kernel, stride, pad, ceil_mode, count_include_pad)
     cache64 = F.avg_pool2d_forward(x.astype(np.float64), kernel, stride, pad, ceil_mode,
                                    count_include_pad)[1]
-    note(f"{cache.geometry} block={emu.block} max_blocks={emu.max_blocks}")
     exact = F.avg_pool2d_forward(x.astype(np.float64), kernel, stride, pad, ceil_mode,
                                  count_include_pad)[0]
     scale = F.avg_pool2d_forward(np.abs(x.astype(np.float64)), kernel, stride, pad, ceil_mode,
@@ -202,6 +256,12 @@ def test_avg_pool_matches_numpy_path(window, count_include_pad, dtype, seed, emu
     scale = F.avg_pool2d_backward(np.abs(dout.astype(np.float64)), cache64)
     dx = _cuda.avg_pool2d_backward(dout, cache.divisor, shape, cache.geometry, emu)
     assert_sum_close(dx, expected_dx, exact, scale)
+    if twin := runtime_twin(cache.geometry, "pool.cu", dtype):
+        np.testing.assert_array_equal(
+            bits(_cuda.avg_pool2d_forward(x, cache.geometry, cache.divisor, twin)), bits(out))
+        np.testing.assert_array_equal(
+            bits(_cuda.avg_pool2d_backward(dout, cache.divisor, shape, cache.geometry, twin)),
+            bits(dx))
     CASES["avg_pool"] += 1
 
 
@@ -307,6 +367,34 @@ def test_pooling_through_the_dispatch(kernels_for_numpy, window, seed):
         "max_pool_forward_kernel", "max_pool_backward_kernel",
         "avg_pool_forward_kernel", "avg_pool_backward_kernel"}
     CASES["pool dispatch"] += 1
+
+
+@pytest.mark.parametrize("dtype", _cuda.UNROLLED_DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("window", _cuda.WINDOWS["im2col.cu"], ids=str)
+def test_every_unrolled_conv_window(window, dtype):
+    """Each unrolled im2col/col2im instantiation, on an input with every kind of edge
+    (asymmetric padding, a partial last window), against NumPy and, bit for bit, the
+    run-time instantiation; hypothesis may draw some windows rarely."""
+    k, s = window
+    shape = (2, 3, 11, 10)
+    geometry = window_geometry(shape, k, s, ((k // 2, k - 1), (k - 1, 0)), 1)
+    assert _cuda.window_of("im2col.cu", dtype, geometry.kernel, geometry.stride,
+                           geometry.dilation) == window
+    check_im2col_and_col2im(shape, geometry, dtype, k * 10 + s, launcher(block=64, max_blocks=2))
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("window", _cuda.WINDOWS["pool.cu"], ids=str)
+def test_every_unrolled_pool_window(window, ceil_mode):
+    """Each unrolled pooling instantiation, with ties, NaN, infinities and padding,
+    against NumPy and, bit for bit, the run-time instantiation."""
+    k, s = window
+    args = ((2, 3, 9, 10), (k, k), (s, s), (k // 2, k // 2), (1, 1), ceil_mode)
+    for dtype in _cuda.UNROLLED_DTYPES:
+        check_max_pool(args, dtype, k * 10 + s, launcher(block=32, max_blocks=2,
+                                                         reversed_order=True))
+        for count_include_pad in (False, True):
+            check_avg_pool(args, count_include_pad, dtype, k * 10 + s, launcher())
 
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=1, padding=1),

@@ -332,6 +332,105 @@ def test_float16_forward_never_sums_partials_in_float16(cp):
     np.testing.assert_array_equal(out, np.ones((1, 1, 2, 2), np.float16))
 
 
+def _launcher(cp, **kwargs):
+    """A fresh CuPy launcher with the default one's options, device rules and ``kwargs``."""
+    default = _cuda.default_launcher()
+    return _cuda.Launcher(cp, cp.RawModule, options=default.options,
+                          compile_errors=default.compile_errors, device_id=default.device_id,
+                          device_of=default.device_of, **kwargs)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", _cuda.UNROLLED_DTYPES, ids=lambda d: d.name)
+def test_unrolled_windows_give_the_run_time_instantiations_bits(cp, dtype):
+    """Every unrolled instantiation against the run-time one on the GPU, bit for bit (the
+    same terms in the same order), and im2col against the NumPy path."""
+    unrolled, runtime = _launcher(cp), _launcher(cp, specialize=False)
+    x = rand((2, 3, 11, 10), dtype, 23)
+    xg = cp.asarray(x)
+    for k, s in _cuda.unrolled_windows("im2col.cu", dtype):
+        geometry = window_geometry(x.shape, k, s, ((k // 2, k - 1), (k - 1, 0)), 1)
+        shape = x.shape[:2] + geometry.kernel + geometry.out
+        cols = [_cuda.im2col_into(xg, geometry, cp.empty(shape, dtype), launcher)
+                for launcher in (unrolled, runtime)]
+        assert cp.array_equal(bits(cols[0], cp), bits(cols[1], cp)), (k, s)
+        np.testing.assert_array_equal(cols[0].get(),
+                                      im2col(x, k, s, geometry.pads).reshape(shape))
+        dcols = cp.asarray(rand(shape, dtype, k + s))
+        dx = [_cuda.col2im_into(dcols, geometry, cp.empty(x.shape, dtype), launcher)
+              for launcher in (unrolled, runtime)]
+        assert cp.array_equal(bits(dx[0], cp), bits(dx[1], cp)), (k, s)
+    for k, s in _cuda.unrolled_windows("pool.cu", dtype):
+        geometry = F.max_pool2d_forward(x, k, s, k // 2)[1].geometry
+        (out, argmax), (out_rt, argmax_rt) = (_cuda.max_pool2d_forward(xg, geometry, launcher)
+                                              for launcher in (unrolled, runtime))
+        assert cp.array_equal(bits(out, cp), bits(out_rt, cp)) and cp.array_equal(argmax,
+                                                                                   argmax_rt)
+        dout = cp.asarray(rand(out.shape, dtype, k * s))
+        dx = [_cuda.max_pool2d_backward(dout, argmax, x.shape, geometry, launcher)
+              for launcher in (unrolled, runtime)]
+        assert cp.array_equal(bits(dx[0], cp), bits(dx[1], cp)), (k, s)
+        divisor = F.avg_pool2d_forward(xg, k, s, k // 2)[1].divisor
+        pooled = [_cuda.avg_pool2d_forward(xg, geometry, divisor, launcher)
+                  for launcher in (unrolled, runtime)]
+        assert cp.array_equal(bits(pooled[0], cp), bits(pooled[1], cp)), (k, s)
+        dx = [_cuda.avg_pool2d_backward(dout, divisor, x.shape, geometry, launcher)
+              for launcher in (unrolled, runtime)]
+        assert cp.array_equal(bits(dx[0], cp), bits(dx[1], cp)), (k, s)
+
+
+@gpu
+def test_overlapping_output_is_refused_on_the_gpu(cp):
+    """The kernels read through the non-coherent cache: an output overlapping the input
+    would be undefined, so the wrappers refuse it."""
+    buffer = cp.zeros(2 * 3 * 9 * 25 + 150, cp.float32)
+    x = buffer[:150].reshape(2, 3, 5, 5)
+    geometry = window_geometry(x.shape, 3, 1, 1, 1)
+    cols = buffer[100:100 + 2 * 3 * 9 * 25].reshape(2, 3, 3, 3, 5, 5)
+    with pytest.raises(ValueError, match="overlaps the input"):
+        _cuda.im2col_into(x, geometry, cols, _cuda.default_launcher())
+    with pytest.raises(ValueError, match="overlaps the input"):
+        _cuda.col2im_into(cols, geometry, x, _cuda.default_launcher())
+
+
+@gpu
+def test_arrays_on_another_device_are_refused_on_the_gpu(cp):
+    if cp.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    with cp.cuda.Device(1):
+        x = cp.ones((1, 2, 4, 4), cp.float32)
+    geometry = window_geometry(x.shape, 2, 2, 0, 1)
+    with cp.cuda.Device(0), pytest.raises(ValueError, match="is on device 1 but the current "
+                                                             "device is 0"):
+        _cuda.max_pool2d_forward(x, geometry)
+    with cp.cuda.Device(1):
+        out, _ = _cuda.max_pool2d_forward(x, geometry)
+        assert out.device.id == 1 and float(out.sum()) == 8.0
+
+
+@gpu
+def test_launches_reuse_the_kernel_functions(cp, request):
+    """After the first launch of an instantiation its function object is cached: later
+    launches look nothing up. Reports the host time of one launch."""
+    launcher = _launcher(cp)
+    x = cp.asarray(rand((2, 3, 8, 8), np.float32, 24))
+    geometry = window_geometry(x.shape, 3, 1, 1, 1)
+    out = cp.empty((2, 3, 3, 3, 8, 8), cp.float32)
+    _cuda.im2col_into(x, geometry, out, launcher)
+    functions = dict(launcher._functions)
+    assert list(functions) == [(cp.cuda.Device().id, np.dtype(np.float32), "im2col_kernel",
+                                (3, 1))]
+    cp.cuda.Device().synchronize()
+    start = time.perf_counter()
+    for _ in range(100):
+        _cuda.im2col_into(x, geometry, out, launcher)
+    host = (time.perf_counter() - start) / 100
+    cp.cuda.Device().synchronize()
+    assert launcher._functions == functions
+    summary_lines(request.config).append(
+        f"GPU im2col launch, host time per call (cached function): {host * 1e6:.1f} us")
+
+
 def test_cupy_installed_without_a_gpu_leaves_the_cpu_path_working():
     """CI installs cupy-cuda13x on a machine without a GPU: import and the CPU path work."""
     cupy = pytest.importorskip("cupy")

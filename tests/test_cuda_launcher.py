@@ -34,22 +34,22 @@ def test_launch_helper_rejects_bad_arguments(emu):
     cols = np.zeros((1, 2, 1, 1, 3, 3), np.float32)
     args = _im2col_args(x, cols)
     with pytest.raises(TypeError, match=r"takes 16 arguments \(x, cols, N, C, H, W"):
-        emu.launch("im2col_kernel", 18, *args[:-1])
+        emu.launch("im2col_kernel", (2, 9), *args[:-1])
     with pytest.raises(TypeError, match="argument cols has dtype float64, expected float32"):
-        emu.launch("im2col_kernel", 18, x, cols.astype(np.float64), *args[2:])
+        emu.launch("im2col_kernel", (2, 9), x, cols.astype(np.float64), *args[2:])
     with pytest.raises(ValueError, match="argument x .* must be C-contiguous"):
-        emu.launch("im2col_kernel", 18, x.transpose(0, 1, 3, 2), cols, *args[2:])
+        emu.launch("im2col_kernel", (2, 9), x.transpose(0, 1, 3, 2), cols, *args[2:])
     with pytest.raises(TypeError, match="argument KH must be an int, got 1.0"):
-        emu.launch("im2col_kernel", 18, *args[:8], 1.0, *args[9:])
+        emu.launch("im2col_kernel", (2, 9), *args[:8], 1.0, *args[9:])
     with pytest.raises(TypeError, match="must be a numpy array, got list"):
-        emu.launch("im2col_kernel", 18, x, [0.0], *args[2:])
+        emu.launch("im2col_kernel", (2, 9), x, [0.0], *args[2:])
     with pytest.raises(TypeError, match="runs on float16, float32 or float64 arrays, got int32"):
-        emu.launch("im2col_kernel", 18, x.astype(np.int32), cols.astype(np.int32), *args[2:])
+        emu.launch("im2col_kernel", (2, 9), x.astype(np.int32), cols.astype(np.int32), *args[2:])
     with pytest.raises(ValueError, match="does not fit in 64 bits"):
-        emu.launch("im2col_kernel", 18, *args[:2], 2**63, *args[3:])
+        emu.launch("im2col_kernel", (2, 9), *args[:2], 2**63, *args[3:])
     out = np.zeros((1, 2, 3, 3), np.float32)
     with pytest.raises(TypeError, match="argmax has dtype int64, expected int32"):
-        emu.launch("max_pool_forward_kernel", 18, x, out, np.zeros(out.shape, np.int64),
+        emu.launch("max_pool_forward_kernel", (2, 9), x, out, np.zeros(out.shape, np.int64),
                    2, 3, 3, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1)
 
 
@@ -58,7 +58,7 @@ def test_emulated_launch_is_stricter_than_cupy(emu):
     x = np.zeros((1, 2, 3, 3), np.float32)
     cols = np.zeros((1, 2, 1, 1, 3, 3), np.float32)
     good = [np.int64(a) if isinstance(a, int) else a for a in _im2col_args(x, cols)]
-    kernel = emu.module("im2col.cu", np.float32).get_function("im2col_kernel<float>")
+    kernel = emu.module("im2col.cu", np.float32).get_function("im2col_kernel<float, 0, 0>")
     kernel((1,), (32,), tuple(good))
     cases = [
         (good[:-1], TypeError, "takes 16 arguments, got 15"),
@@ -82,7 +82,7 @@ def test_emulated_launch_is_stricter_than_cupy(emu):
     with pytest.raises(RuntimeError, match="out of the hardware limits"):
         kernel((1, 70000), (32,), tuple(good))
     with pytest.raises(ValueError, match="not among this module's name expressions"):
-        emu.module("im2col.cu", np.float32).get_function("im2col_kernel<double>")
+        emu.module("im2col.cu", np.float32).get_function("im2col_kernel<double, 0, 0>")
 
 
 def test_kernel_parameters_match_the_registry(emu):
@@ -92,30 +92,42 @@ def test_kernel_parameters_match_the_registry(emu):
              "acc": {np.float16: 4, np.float32: 4, np.float64: 8}, "int32": 4, "int64": 8}
     for dtype in _cuda.CTYPES:
         for name, (file, _) in _cuda.KERNELS.items():
-            fn = emu.module(file, dtype).get_function(f"{name}<{_cuda.CTYPES[dtype]}>")
-            params = _cuda._parameters(name)
-            assert fn.arity == len(params), name
-            for (pname, kind), size, ckind in zip(params, fn.sizes, fn.kinds):
-                if kind == "int64":
-                    assert (ckind, size) == ("i", 8), (name, pname)
-                else:
-                    expected = (sizes[kind][dtype.type] if kind in ("T", "acc")
-                                else sizes[kind])
-                    assert ckind in "pP" and size == expected, (name, pname)
+            for window in (_cuda.RUNTIME_WINDOW,) + _cuda.unrolled_windows(file, dtype):
+                fn = emu.module(file, dtype).get_function(_cuda.kernel_name(name, dtype, window))
+                _check_parameters(name, fn, sizes, dtype)
+
+
+def _check_parameters(name, fn, sizes, dtype):
+    params = _cuda._parameters(name)
+    assert fn.arity == len(params), name
+    for (pname, kind), size, ckind in zip(params, fn.sizes, fn.kinds):
+        if kind == "int64":
+            assert (ckind, size) == ("i", 8), (name, pname)
+        else:
+            expected = sizes[kind][dtype.type] if kind in ("T", "acc") else sizes[kind]
+            assert ckind in "pP" and size == expected, (name, pname)
 
 
 def test_launch_plan_beyond_32_bit_sizes():
-    """The grid is capped and the grid-stride loop covers any count, 2**31 and beyond;
-    the scalars reach the kernel as exact int64; planes too large for the kernels'
-    32-bit in-plane arithmetic are refused (no allocation needed to check)."""
-    for threads in (1, 255, 256, 257, 2**31 - 1, 2**31, 2**33 + 5, 2**40):
-        grid, block = _cuda.launch_config(threads)
-        assert 1 <= grid <= _cuda.MAX_BLOCKS and block == _cuda.BLOCK
-        assert grid * block < 2**31  # blockIdx.x * blockDim.x cannot wrap in 32 bits
-        iterations = -(-threads // (grid * block))
-        assert grid * block * iterations >= threads > grid * block * (iterations - 1)
-    with pytest.raises(ValueError, match="at least one work item"):
-        _cuda.launch_config(0)
+    """The grid is capped and the grid-stride loops cover any count, 2**31 planes and
+    beyond; small planes share a block; the scalars reach the kernel as exact int64;
+    planes too large for the kernels' 32-bit in-plane arithmetic are refused (no
+    allocation needed to check)."""
+    for planes in (1, 3, 65535 * 8 + 1, 2**31, 2**40):
+        for plane_size in (1, 31, 32, 33, 255, 256, 257, 2**31 - 1):
+            (gx, gy, gz), (bx, by, bz) = _cuda.launch_config(planes, plane_size)
+            assert bx * by <= _cuda.BLOCK and bx % _cuda.WARP == 0 and gz == bz == 1
+            assert 1 <= gx <= _cuda.MAX_BLOCKS and 1 <= gy <= 65535
+            assert gx * bx < 2**31  # blockIdx.x * blockDim.x cannot wrap in 32 bits
+            assert bx < 2 * plane_size + _cuda.WARP  # few idle lanes on small planes
+            for total, step in ((plane_size, gx * bx), (planes, gy * by)):
+                iterations = -(-total // step)
+                assert step * iterations >= total > step * (iterations - 1)
+    assert _cuda.launch_config(2, 9) == ((1, 1, 1), (32, 8, 1))
+    assert _cuda.launch_config(4, 1000, max_blocks=2) == ((2, 2, 1), (256, 1, 1))
+    for empty in ((0, 5), (5, 0)):
+        with pytest.raises(ValueError, match="at least one work item"):
+            _cuda.launch_config(*empty)
     # An im2col of a (64, 256, 128, 128) input with a 3x3 kernel has 2.4e9 column
     # entries; its size scalars survive packing exactly.
     launcher = _cuda.Launcher(np, None, options=())
@@ -176,15 +188,17 @@ def test_float32_max_pool_orders_subnormals_under_flush_to_zero(emu):
     the first of them. The max-pool kernel must still pick what the NumPy path picks."""
     import fastconv.functional as F
     from cuda_emu.emu import EmuFunction
-    fn = emu.module("pool.cu", np.float32).get_function("max_pool_forward_kernel<float>")
+    fn = emu.module("pool.cu", np.float32).get_function("max_pool_forward_kernel<float, 0, 0>")
     assert isinstance(fn, EmuFunction)
     if not fn.flushes_denormals:
         pytest.skip("this CPU's flush-to-zero mode is not emulated (x86 only)")
     x = np.array([[[[0.0, 1e-40, -1e-40, 2e-40, -3e-40, -0.0, 0.0, -1e-45]]]], np.float32)
-    expected, cache = F.max_pool2d_forward(x, (1, 2), stride=(1, 2))
-    out, argmax = _cuda.max_pool2d_forward(x, cache.geometry, emu)
-    np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
-    np.testing.assert_array_equal(argmax, cache.argmax)
+    square = np.stack([x[0, 0, 0], x[0, 0, 0, ::-1]]).reshape(1, 1, 2, 8)
+    for x, window in ((x, (1, 2)), (square, 2)):  # the run-time and the unrolled 2x2/2 kernel
+        expected, cache = F.max_pool2d_forward(x, window, stride=window)
+        out, argmax = _cuda.max_pool2d_forward(x, cache.geometry, emu)
+        np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
+        np.testing.assert_array_equal(argmax, cache.argmax)
 
 
 def test_non_contiguous_inputs_and_outputs(emu):
@@ -258,3 +272,89 @@ def test_a_changed_header_changes_the_compile_options(tmp_path):
     (tmp_path / "common.cuh").write_text("// two\n")
     assert _cuda.compile_options(tmp_path) != first
     assert _cuda.compile_options(tmp_path) == _cuda.compile_options(tmp_path)
+
+
+def test_outputs_overlapping_the_input_are_refused(emu):
+    """On a GPU the kernels read their input through the non-coherent cache (const
+    __restrict__), so an output overlapping it gives undefined results, which the serial
+    emulator would still get right: the wrappers refuse it before launching anything."""
+    x_shape = (2, 3, 5, 5)
+    geometry = window_geometry(x_shape, 3, 1, 1, 1)
+    col_shape = x_shape[:2] + geometry.kernel + geometry.out
+    buffer = np.zeros(np.prod(col_shape) + 150, np.float32)
+    x = buffer[:150].reshape(x_shape)
+    cols = buffer[100:100 + np.prod(col_shape)].reshape(col_shape)  # shares x's last 50
+    with pytest.raises(ValueError, match="im2col_kernel: the output overlaps the input"):
+        _cuda.im2col_into(x, geometry, cols, emu)
+    with pytest.raises(ValueError, match="col2im_kernel: the output overlaps the input"):
+        _cuda.col2im_into(cols, geometry, x, emu)
+    same = np.zeros(x_shape, np.float32)
+    identity = window_geometry(x_shape, 1, 1, 0, 1)
+    with pytest.raises(ValueError, match="overlaps the input"):
+        _cuda.im2col_into(same, identity, same.reshape(x_shape[:2] + (1, 1) + x_shape[2:]),
+                          emu)
+    # neighbouring slices of one buffer do not overlap: accepted
+    x, cols = buffer[:150].reshape(x_shape), buffer[150:].reshape(col_shape)
+    x[...] = np.arange(150).reshape(x_shape)
+    _cuda.im2col_into(x, geometry, cols, emu)
+    np.testing.assert_array_equal(cols, im2col_into(x, geometry, np.empty(col_shape, np.float32)))
+
+
+class _OnDevice1(np.ndarray):
+    """A NumPy array that says it lives on device 1, as a CuPy array says where it lives."""
+
+
+def test_arrays_on_another_device_are_refused():
+    """Kernels run on the current device: an array on another one is refused, naming it
+    and the fix, before anything compiles or launches; matching devices run."""
+    require_kernel_tools("g++")
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    out, argmax = np.empty((1, 1, 2, 2), np.float32), np.empty((1, 1, 2, 2), np.int32)
+    args = (1, 4, 4, 2, 2, 2, 2, 2, 2, 0, 0, 1, 1)
+    for current in (0, 1):
+        launcher = emu_launcher()
+        launcher.device_id = lambda: current
+        launcher.device_of = lambda array: 1 if isinstance(array, _OnDevice1) else 0
+        on_1 = [a.view(_OnDevice1) for a in (x, out, argmax)]
+        arrays = on_1 if current else (on_1[0], out, argmax)
+        if current:
+            launcher.launch("max_pool_forward_kernel", (1, 4), *arrays, *args)
+            np.testing.assert_array_equal(out, [[[[5, 7], [13, 15]]]])
+            continue
+        with pytest.raises(ValueError, match=r"argument x is on device 1 but the current device "
+                                             r"is 0: launch inside `with cupy.cuda.Device\(1\):`"):
+            launcher.launch("max_pool_forward_kernel", (1, 4), *arrays, *args)
+        assert launcher._functions == {}
+
+
+def test_launches_reuse_kernel_functions_per_device(monkeypatch):
+    """A launch resolves nothing twice: the function object of each (device, dtype, kernel,
+    instantiation) is looked up once (CuPy builds a new one on every get_function) and the
+    parameter lists are parsed once, at import."""
+    require_kernel_tools("g++")
+    from cuda_emu.emu import kernels_under_test
+
+    looked_up = []
+
+    class CountingModule(EmuModule):
+        def get_function(self, name):
+            looked_up.append(name)
+            return super().get_function(name)
+
+    device = [0]
+    directory = kernels_under_test()
+    launcher = _cuda.Launcher(np, CountingModule, options=_cuda.compile_options(directory),
+                              kernel_dir=directory, device_id=lambda: device[0])
+    monkeypatch.setattr(_cuda, "_parse", None)  # parsing now would fail
+    x = np.ones((2, 3, 6, 6), np.float32)
+    for geometry in [window_geometry(x.shape, 3, 1, 1, 1)] * 3 + [
+            window_geometry(x.shape, 2, 1, 1, 1)] * 2:
+        _cuda.im2col_into(x, geometry, np.empty(x.shape[:2] + geometry.kernel + geometry.out,
+                                                np.float32), launcher)
+    device[0] = 1
+    _cuda.im2col_into(x, geometry, np.empty(x.shape[:2] + geometry.kernel + geometry.out,
+                                            np.float32), launcher)
+    assert looked_up == ["im2col_kernel<float, 3, 1>", "im2col_kernel<float, 0, 0>",
+                         "im2col_kernel<float, 0, 0>"]
+    assert sorted(launcher._modules) == [("im2col.cu", np.dtype(np.float32), 0),
+                                         ("im2col.cu", np.dtype(np.float32), 1)]

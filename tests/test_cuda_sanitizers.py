@@ -76,13 +76,14 @@ LAUNCH = """
     from cuda_emu.emu import emu_launcher
     from fastconv import _cuda
     from fastconv.im2col import window_geometry
-    launcher = emu_launcher(kernel_dir=Path({kernels!r}))
+    launcher = emu_launcher(kernel_dir=Path({kernels!r}), only={only!r})
 """
 
 
 def test_planted_out_of_bounds_read_is_caught(sanitizer_env, tmp_path):
     """im2col with ``h <= H``: the bottom padding row reads one row past the input."""
-    kernels = planted_copy(tmp_path, "im2col.cu", "h >= 0 && h < H", "h >= 0 && h <= H")
+    kernels = planted_copy(tmp_path, "im2col.cu", "(unsigned)h < (unsigned)H",
+                           "(unsigned)h <= (unsigned)H")
     script = textwrap.dedent(LAUNCH + """
     x = np.ones((1, 1, 4, 4), np.float32)
     geometry = window_geometry(x.shape, 3, 1, 1, 1)
@@ -90,24 +91,25 @@ def test_planted_out_of_bounds_read_is_caught(sanitizer_env, tmp_path):
         _cuda.im2col_into(x, geometry, launcher.empty((1, 1, 3, 3, 4, 4), np.float32), launcher)
     except MemoryError as exc:
         print("launch failed:", exc)
-    """).format(tests=str(TESTS), kernels=str(kernels))
+    """).format(tests=str(TESTS), kernels=str(kernels), only=["im2col_kernel<float, 3, 1>"])
     code, output = run_sanitized(sanitizer_env, ["-c", script])
     assert code == 0, output[-6000:]
     assert "ERROR: AddressSanitizer: heap-buffer-overflow" in output, output[-6000:]
     assert "im2col_kernel" in output and "failing CUDA thread blockIdx=" in output, output
-    assert "launch failed: im2col_kernel<float>: AddressSanitizer reported" in output, output
+    assert "launch failed: im2col_kernel<float, 3, 1>: AddressSanitizer reported" in output, \
+        output
 
 
 def test_planted_division_by_zero_is_caught(sanitizer_env, tmp_path):
-    """col2im whose stride test divides by (SH - 1): UBSan must stop the run."""
-    kernels = planted_copy(tmp_path, "common.cuh", "start % step != 0",
-                           "start % (step - 1) != 0")
+    """col2im whose covering range divides by (SH - 1): UBSan must stop the run."""
+    kernels = planted_copy(tmp_path, "common.cuh", "(int)((unsigned)padded / axis.stride)",
+                           "(int)((unsigned)padded / (axis.stride - 1))")
     script = textwrap.dedent(LAUNCH + """
     cols = np.ones((1, 1, 1, 1, 2, 2), np.float32)
     geometry = window_geometry((1, 1, 2, 2), 1, 1, 0, 1)
     _cuda.col2im_into(cols, geometry, launcher.empty((1, 1, 2, 2), np.float32), launcher)
     print("no report")
-    """).format(tests=str(TESTS), kernels=str(kernels))
+    """).format(tests=str(TESTS), kernels=str(kernels), only=["col2im_kernel<float, 0, 0>"])
     code, output = run_sanitized(sanitizer_env, ["-c", script])
     assert code != 0 and "no report" not in output, output[-6000:]
     assert "runtime error: division by zero" in output, output[-6000:]

@@ -25,6 +25,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define FC_UNROLL  // kernels/common.cuh's unroll pragma: g++ has no such pragma
 #define __shared__ FC_EMU_ERROR_shared_memory_is_not_emulated_in_serial_mode
 #define __syncthreads() static_assert(false, "__syncthreads is not emulated in serial mode")
 

@@ -1,6 +1,6 @@
 """Plant known bugs in copies of the kernels and check that the emulation tests catch each.
 
-    python tests/cuda_emu/mutants.py            # about 15 s per mutant on 2 cores
+    python tests/cuda_emu/mutants.py            # about 25 s per mutant on 2 cores
 
 Not part of the test run: run it after changing the kernels or the tests, to
 see that the tests still fail on the bugs they are meant to find. Each mutant
@@ -22,20 +22,37 @@ TESTS = ["tests/test_cuda_emulated.py", "tests/test_cuda_launcher.py"]
 
 # (file, original text, planted text, what the bug is)
 MUTANTS = [
-    ("im2col.cu", "h >= 0 && h < H", "h >= 0 && h <= H", "im2col reads one row past the input"),
-    ("im2col.cu", "oh * SH - PT + kh * DH", "oh * SH + PT + kh * DH", "im2col padding sign"),
-    ("common.cuh", "return o < out ? o : -1;", "return o <= out ? o : -1;",
-     "gather window end off by one"),
-    ("common.cuh", "start % step != 0", "start % step > 1", "gather stride test"),
-    ("common.cuh", "cell.col = rest % (int)cols;", "cell.col = rest % (int)rows;",
-     "flat index split with the wrong width"),
-    ("common.cuh", "return (idx_t)blockIdx.x * blockDim.x + threadIdx.x;",
-     "return threadIdx.x;", "grid-stride start ignores blockIdx"),
-    ("pool.cu", "v > best ||", "v >= best ||", "max-pool tie goes to the last maximum"),
-    ("pool.cu", "(v_nan && !best_nan)", "(v_nan)", "max-pool picks the last NaN"),
-    ("pool.cu", "argmax[o] == kh * KW + kw", "argmax[o] == kw * KH + kh",
+    ("im2col.cu", "(unsigned)h < (unsigned)H", "(unsigned)h <= (unsigned)H",
+     "im2col reads one row past the input"),
+    ("im2col.cu", "col += L;", "col += L - 1;", "im2col writes the taps one column block short"),
+    ("im2col.cu", "(idx_t)(kh * columns.size + kw) * L", "(idx_t)(kh * rows.size + kw) * L",
+     "col2im tap index with the kernel height for its width"),
+    ("common.cuh", "const int first = o * axis.stride - axis.pad;",
+     "const int first = o * axis.stride + axis.pad;", "window start: padding sign"),
+    ("common.cuh", "(unsigned)(padded - extent) / axis.stride) + 1;",
+     "(unsigned)(padded - extent) / axis.stride);", "covering range starts one window early"),
+    ("common.cuh", "(int)((unsigned)padded / axis.stride), (int)out - 1)",
+     "(int)((unsigned)padded / axis.stride), (int)out)", "covering range ends one window late"),
+    ("common.cuh", "return K ? (K + S - 1) / S : n;", "return K ? K / S : n;",
+     "unrolled covering loop one candidate short (3x3/2, 5x5/2)"),
+    ("common.cuh", "stride(K ? S : (int)s)", "stride(K ? 1 : (int)s)",
+     "unrolled windows use stride 1"),
+    ("common.cuh", "} else if (offset % axis.dilation == 0) {",
+     "} else if (offset % axis.dilation <= 1) {", "gather keeps offsets between dilated taps"),
+    ("common.cuh", "return row * (int)width + col;", "return row * (int)width - col;",
+     "in-plane offset sign"),
+    ("common.cuh", "const unsigned width = (unsigned)cols,",
+     "const unsigned width = (unsigned)rows,", "in-plane index split with the wrong width"),
+    ("common.cuh", "for (unsigned pos = blockIdx.x * blockDim.x + threadIdx.x;",
+     "for (unsigned pos = threadIdx.x;", "in-plane grid-stride start ignores blockIdx"),
+    ("common.cuh", "for (idx_t plane = (idx_t)blockIdx.y * blockDim.y + threadIdx.y;",
+     "for (idx_t plane = (idx_t)blockIdx.y * blockDim.y;", "plane loop ignores threadIdx.y"),
+    ("pool.cu", "(!best_nan && fc_greater(v, best))", "(!best_nan && !fc_greater(best, v))",
+     "max-pool tie goes to the last maximum"),
+    ("pool.cu", "(v_nan ? !best_nan :", "(v_nan ? true :", "max-pool picks the last NaN"),
+    ("pool.cu", "argmax[o] == kh * columns.size + kw", "argmax[o] == kw * rows.size + kh",
      "max-pool backward decodes the offset transposed"),
-    ("pool.cu", "sum / fc_load(divisor[oh * OW + ow])", "sum / fc_load(divisor[ow])",
+    ("pool.cu", "sum / fc_load(divisor[pos])", "sum / fc_load(divisor[ow])",
      "avg-pool divisor of the wrong window"),
     ("common.cuh", "if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;",
      "if (rest >= 0x1000u) ++h;", "float16 rounding: ties away from zero"),

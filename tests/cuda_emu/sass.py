@@ -1,0 +1,224 @@
+"""SASS instruction counts of the kernels, from NVRTC's cubin and nvdisasm, without a GPU.
+
+    python tests/cuda_emu/sass.py [KERNEL_DIR] [--arch sm_90] [--dtype float32]
+
+prints, per kernel instantiation, the SASS instructions of the whole kernel,
+of the loop that handles one element (``per element``, for the templated
+windows, whose tap loops are unrolled into straight-line code: an upper
+bound on what one thread executes per output element), the registers and the
+bytes spilled. tests/test_cuda_compile.py checks the counts against
+tests/data/sass_budget.json; this command prints them for any copy of the
+kernels (an older checkout's too, for a before/after table).
+
+nvdisasm comes from the ``nvidia-cuda-nvdisasm`` wheel (the test extra) or
+the PATH. The cubin NVRTC returns through cupy_backends may lack its last
+byte, which nvdisasm refuses as an invalid ELF file: it is padded back to the
+size its ELF header gives first.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+INSTRUCTION = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+LABEL = re.compile(r"^(\.L_x_\d+):")
+SECTION = re.compile(r"^\s*\.section\s+\.text\.([^,\s]+)")
+BRANCH_TARGET = re.compile(r"\bBRA\b.*`\((\.L_x_\d+)\)")
+PTXAS_ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(sm_\d+)'")
+PTXAS_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
+
+
+def nvdisasm():
+    """The nvdisasm executable (the nvidia-cuda-nvdisasm wheel's, else the PATH's), or None."""
+    try:
+        import nvidia
+    except ImportError:
+        nvidia = None
+    for root in getattr(nvidia, "__path__", ()):
+        for candidate in sorted(Path(root).glob("cu*/bin/nvdisasm")):
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+    return shutil.which("nvdisasm")
+
+
+def complete_elf(cubin):
+    """``cubin`` padded with NULs to the size its ELF64 header gives (the end of the
+    later of its program and section header tables): the bytes the binding dropped."""
+    def field(offset, size):
+        return int.from_bytes(cubin[offset:offset + size], "little")
+
+    end = max(field(0x20, 8) + field(0x36, 2) * field(0x38, 2),   # program headers
+              field(0x28, 8) + field(0x3A, 2) * field(0x3C, 2))   # section headers
+    return cubin.ljust(end, b"\0")
+
+
+def disassemble(cubin, tool=None):
+    """The SASS text of a cubin (bytes)."""
+    tool = tool or nvdisasm()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernels.cubin"
+        path.write_bytes(complete_elf(cubin))
+        result = subprocess.run([tool, str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"nvdisasm failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def functions(sass):
+    """{symbol: [(label or None, instruction text)]} of every kernel in a SASS listing.
+
+    Each instruction carries the label that precedes it, if any; the NOPs that
+    pad a function to its alignment are left out.
+    """
+    found, current, label = {}, None, None
+    for line in sass.splitlines():
+        if match := SECTION.match(line):
+            current = found.setdefault(match.group(1), [])
+            label = None
+        elif line.lstrip().startswith(".section"):
+            current = None
+        elif current is not None and (match := LABEL.match(line)):
+            label = match.group(1)
+        elif current is not None and (match := INSTRUCTION.match(line)):
+            text = match.group(2)
+            if text.split()[-1] != "NOP" and text != "NOP":
+                current.append((label, text))
+            label = None
+    return found
+
+
+def loops(instructions):
+    """[(first, last)] index ranges of the loops: a backward branch and its target."""
+    at = {label: i for i, (label, _) in enumerate(instructions) if label}
+    spans = []
+    for i, (_, text) in enumerate(instructions):
+        if (match := BRANCH_TARGET.search(text)) and at.get(match.group(1), i + 1) <= i:
+            first = at[match.group(1)]
+            if first != i:  # a branch to itself is the trap after the final EXIT
+                spans.append((first, i))
+    return spans
+
+
+def per_element(instructions):
+    """Instructions in the loop over a plane's elements, where the kernel is two loops (the
+    grid-stride loops over planes and over elements) and tap loops are unrolled; else None."""
+    spans = loops(instructions)
+    if len(spans) != 2:
+        return None
+    (a_first, a_last), (b_first, b_last) = sorted(spans, key=lambda s: s[1] - s[0])
+    if not b_first <= a_first <= a_last <= b_last:
+        return None
+    return a_last - a_first + 1
+
+
+def ptxas_resources(log, symbols):
+    """{name: (registers, spilled bytes)} from a ``-Xptxas=-v`` log; ``symbols`` maps
+    lowered names to name expressions."""
+    rows, name, spills = {}, None, 0
+    for line in log.splitlines():
+        if match := PTXAS_ENTRY.search(line):
+            name = symbols.get(match.group(1))
+        elif match := PTXAS_SPILLS.search(line):
+            spills = int(match.group(1)) + int(match.group(2))
+        elif (match := PTXAS_REGISTERS.search(line)) and name:
+            rows[name] = (int(match.group(1)), spills)
+    return rows
+
+
+def compile_program(nvrtc, source, file, names, options, ptx=False):
+    """Compile ``source`` with ``names`` instantiated: (log, {name: lowered name}, cubin or
+    PTX); RuntimeError with the log when NVRTC fails."""
+    prog = nvrtc.createProgram(source, file, [], [])
+    try:
+        for name in names:
+            nvrtc.addNameExpression(prog, name)
+        try:
+            nvrtc.compileProgram(prog, list(options))
+        except nvrtc.NVRTCError as exc:
+            raise RuntimeError(f"{file} failed to compile with {options}: {exc}\n"
+                               f"{nvrtc.getProgramLog(prog)}") from exc
+        log = nvrtc.getProgramLog(prog).strip("\x00 \n")
+        lowered = {name: nvrtc.getLoweredName(prog, name) for name in names}
+        return log, lowered, nvrtc.getPTX(prog) if ptx else nvrtc.getCUBIN(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+def measure(cubin, lowered, log="", tool=None):
+    """{name: {"sass", "per_element", "registers", "spills"}} of one compiled file."""
+    listing = functions(disassemble(cubin, tool))
+    resources = ptxas_resources(log, {symbol: name for name, symbol in lowered.items()})
+    table = {}
+    for name, symbol in lowered.items():
+        instructions = listing[symbol]
+        registers, spills = resources.get(name, (None, None))
+        table[name] = {"sass": len(instructions), "per_element": per_element(instructions),
+                       "registers": registers, "spills": spills}
+    return table
+
+
+def table(rows):
+    """Lines of a table of measure()'s rows: one line per kernel, one column per window."""
+    kernels = {}
+    for name, row in rows.items():
+        kernel, _, args = name.partition("<")
+        k, s = (int(a) for a in args.rstrip(">").split(",")[1:])
+        window = f"{k}x{k}/{s}" if k else "run-time"
+        element = f" ({row['per_element']})" if row["per_element"] else ""
+        cell = f"{window} {row['sass']}{element} r{row['registers']}"
+        kernels.setdefault(kernel, []).append(cell)
+    return [f"  {kernel:25} " + " | ".join(cells) for kernel, cells in kernels.items()]
+
+
+def main(argv):
+    import argparse
+    import json
+
+    import numpy
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kernel_dir", nargs="?", type=Path)
+    parser.add_argument("--arch", default="sm_90")
+    parser.add_argument("--dtype", default="float32", help="float16, float32, float64 or all")
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2],
+                        help="the checkout whose fastconv/_cuda.py lists the kernels")
+    parser.add_argument("--record", type=Path, metavar="JSON",
+                        help="write every dtype's counts as the budget file")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(args.root))
+    from cupy_backends.cuda.libs import nvrtc
+
+    from fastconv import _cuda
+
+    directory = args.kernel_dir or args.root / "kernels"
+    options = _cuda.compile_options(directory, nvrtc.getVersion()) + (
+        "-ftz=true", f"-arch={args.arch}", "--device-as-default-execution-space", "-Xptxas=-v")
+    dtypes = list(_cuda.CTYPES) if args.record or args.dtype == "all" else [args.dtype]
+    rows = {}
+    for file in _cuda.kernel_files():
+        for dtype in dtypes:
+            names = _cuda.name_expressions(file, numpy.dtype(dtype))
+            log, lowered, cubin = compile_program(nvrtc, _cuda.kernel_source(file, directory),
+                                                file, names, options)
+            rows.update(measure(cubin, lowered, log))
+    if args.record:
+        head = {"arch": args.arch, "nvrtc": ".".join(map(str, nvrtc.getVersion())),
+                "tolerance": 0.05, "other_nvrtc": 0.25}
+        entries = ",\n".join(f'  "{name}": {{"sass": {row["sass"]}, '
+                             f'"registers": {row["registers"]}}}' for name, row in rows.items())
+        args.record.write_text(json.dumps(head, indent=1)[:-2] + ',\n "kernels": {\n'
+                               + entries + "\n }\n}\n")
+    print(f"{'kernel':48} {'SASS':>6} {'per element':>12} {'registers':>10} {'spills':>7}")
+    for name, row in rows.items():
+        element = "-" if row["per_element"] is None else row["per_element"]
+        print(f"{name:48} {row['sass']:>6} {element:>12} {row['registers']:>10} "
+              f"{row['spills']:>7}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
