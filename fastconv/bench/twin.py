@@ -50,7 +50,8 @@ def _torch_layer(nn, layer):
     if name == "Conv2d":
         return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
                          stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                         groups=layer.groups, bias="b" in layer.params)
+                         groups=layer.groups, bias="b" in layer.params,
+                         padding_mode=layer.padding_mode)
     if name == "Linear":
         return nn.Linear(layer.in_features, layer.out_features, bias="b" in layer.params)
     if name in ("BatchNorm1d", "BatchNorm2d"):
