@@ -6,34 +6,29 @@ Three sources, none of which touches the network:
   the embedded default for quick experiments;
 - :func:`load_mnist`: the original MNIST IDX files, gzipped or not;
 - :func:`load_cifar10`: the original CIFAR-10 "python version" batches, read through a
-  restricted unpickler that resolves no global from the file at all (see
-  :mod:`fastconv._cifar_pickle`), so a crafted pickle cannot run code, change shared state
-  or take more time and memory than the objects it really stores.
+  restricted unpickler (:mod:`fastconv._cifar_pickle`): a crafted pickle cannot run code,
+  change shared state or take more time and memory than the objects it really stores.
 
 Every loader returns a :class:`Dataset`: train/validation/test splits, normalised with the
 per-channel mean and standard deviation of the training split.
 """
 
+from __future__ import annotations
+
 import contextlib
-import gzip
-import math
 import numbers
 import os
-import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-# the reader of one CIFAR-10 batch has its own module; both names stay importable from here
+# the readers of one CIFAR-10 batch and of the MNIST files have their own modules
 from ._cifar_pickle import _CifarUnpickler, load_cifar_pickle  # noqa: F401
+from ._mnist_files import MNIST_FILES, MNIST_SOURCE, mnist_pair, read_idx  # noqa: F401
+from ._typing import DTypeLike
 
-MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-MNIST_SOURCE = "https://yann.lecun.com/exdb/mnist/ (or any mirror of the four original files)"
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 CIFAR10_SOURCE = ("https://www.cs.toronto.edu/~kriz/cifar.html "
                   "(download cifar-10-python.tar.gz and extract it)")
@@ -43,8 +38,30 @@ CIFAR10_SOURCE = ("https://www.cs.toronto.edu/~kriz/cifar.html "
 class Dataset:
     """Train/validation/test splits of one dataset (x: NCHW float, y: int64 labels).
 
-    ``mean``/``std`` are the per-channel statistics of the raw training images that were
-    used to normalise every split (None when not normalised).
+    Parameters
+    ----------
+    name : str
+        'digits', 'mnist', 'cifar10' or your own.
+    X_train, X_val, X_test : numpy.ndarray
+        (N, C, H, W) float images of each split.
+    y_train, y_val, y_test : numpy.ndarray
+        (N,) int64 labels.
+    classes : tuple of str
+        The class names, indexed by label.
+    mean, std : numpy.ndarray, optional
+        The per-channel statistics of the raw training images that normalised
+        every split (None when not normalised).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.data import Dataset
+    >>> x, y = np.zeros((4, 1, 8, 8), np.float32), np.arange(4) % 2
+    >>> ds = Dataset("toy", x, y, x[:2], y[:2], x[:1], y[:1], ("even", "odd"))
+    >>> ds.summary()
+    'toy: 4 train / 2 val / 1 test images of 1x8x8, 2 classes'
+    >>> sorted(ds.as_dict()), ds.input_shape
+    (['X_test', 'X_train', 'X_val', 'y_test', 'y_train', 'y_val'], (1, 8, 8))
     """
 
     name: str
@@ -54,27 +71,38 @@ class Dataset:
     y_val: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    classes: tuple
-    mean: np.ndarray = None
-    std: np.ndarray = None
+    classes: tuple[str, ...]
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
         """Number of label classes."""
         return len(self.classes)
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple[int, ...]:
         """(C, H, W) of one image."""
         return tuple(self.X_train.shape[1:])
 
-    def as_dict(self):
-        """The splits under the CS231n keys (X_train, y_train, X_val, y_val, X_test, y_test)."""
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """The splits under the CS231n keys, as :class:`fastconv.train.Solver` takes them.
+
+        Returns
+        -------
+        dict
+            X_train, y_train, X_val, y_val, X_test, y_test.
+        """
         keys = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
         return {k: getattr(self, k) for k in keys}
 
-    def summary(self):
-        """One line: name, split sizes and image shape."""
+    def summary(self) -> str:
+        """One line: name, split sizes and image shape.
+
+        Returns
+        -------
+        str
+        """
         c, h, w = self.input_shape
         return (f"{self.name}: {len(self.y_train)} train / {len(self.y_val)} val / "
                 f"{len(self.y_test)} test images of {c}x{h}x{w}, {self.num_classes} classes")
@@ -103,12 +131,43 @@ def _check_fraction(name, value):
         raise ValueError(f"{name} must be in [0, 1), got {value}")
 
 
-def load_digits(val_fraction=0.1, test_fraction=0.2, seed=0, dtype=np.float32, normalize=True):
+def load_digits(val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+                dtype: DTypeLike = np.float32, normalize: bool = True) -> Dataset:
     """scikit-learn's bundled handwritten digits (1797 images, 1x8x8, 10 classes).
 
     The embedded default dataset: real data shipped inside scikit-learn, so it works
-    offline. The split is a seeded permutation (the same ``seed`` gives the same split).
-    Needs the ``data`` extra (``pip install "fastconv[data]"``).
+    offline. Needs the ``data`` extra (``pip install "fastconv[data]"``).
+
+    Parameters
+    ----------
+    val_fraction, test_fraction : float, default 0.1 and 0.2
+        The validation and test splits' shares of the images, each in [0, 1),
+        together below 1.
+    seed : int, default 0
+        Seeds the permutation the splits are cut from (the same seed, the same split).
+    dtype : dtype, default float32
+        A floating dtype for the images.
+    normalize : bool, default True
+        Normalise every split by the training split's per-channel mean and std.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ValueError
+        For fractions out of range.
+    TypeError
+        For a dtype that is not floating.
+    ImportError
+        When scikit-learn is not installed.
+
+    Examples
+    --------
+    >>> from fastconv.data import load_digits
+    >>> load_digits().summary()
+    'digits: 1258 train / 180 val / 359 test images of 1x8x8, 10 classes'
     """
     _check_fraction("val_fraction", val_fraction)
     _check_fraction("test_fraction", test_fraction)
@@ -130,19 +189,6 @@ def load_digits(val_fraction=0.1, test_fraction=0.2, seed=0, dtype=np.float32, n
                    [str(c) for c in range(10)], dtype, normalize)
 
 
-# --------------------------------------------------------------------------- MNIST
-
-def _find_file(directory, name, expected, source):
-    """The path of ``name`` or ``name.gz`` in ``directory``; a clear error when absent."""
-    for candidate in (name, name + ".gz"):
-        path = os.path.join(directory, candidate)
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(
-        f"{name}[.gz] not found in {directory}; expected the files "
-        f"{', '.join(expected)} there. Get them from {source}")
-
-
 @contextlib.contextmanager
 def _malformed_hint(expected, source):
     """Add the expected file names and their source to a malformed-file ValueError."""
@@ -160,111 +206,60 @@ def _check_directory(path, expected, source):
             f"{', '.join(expected)} (get them from {source})")
 
 
-# IDX data is read (and gzip data inflated) this many bytes at a time
-_INFLATE_CHUNK = 1 << 20
+# --------------------------------------------------------------------------- MNIST
 
+def load_mnist(path: str | os.PathLike[str], val_size: int = 5000, seed: int = 0,
+               dtype: DTypeLike = np.float32, normalize: bool = True) -> Dataset:
+    """MNIST from the four original IDX files in directory ``path`` (gzipped or not).
 
-def read_idx(path):
-    """Read one IDX file (unsigned-byte data, optionally gzipped) into a NumPy array.
-
-    The format of the original MNIST files: two zero bytes, type code 0x08, the number of
-    dimensions, the dimensions as big-endian int32, then the data. No more data is read
-    than the header declares (plus one byte, to see that none trails), so time and memory
-    follow the declared size, however far the file would inflate.
+    Nothing is downloaded: the files are :data:`MNIST_FILES`, from :data:`MNIST_SOURCE`.
 
     Parameters
     ----------
-    path : str
-        The file; a name ending in ``.gz`` is read through gzip.
+    path : str or os.PathLike
+        The directory holding the four files, each optionally gzipped (``.gz``).
+    val_size, seed : int, default 5000 and 0
+        The validation split: ``val_size`` images drawn from the training file,
+        seeded by ``seed``; the test split is the t10k file.
+    dtype : dtype, default float32
+        A floating dtype for the images.
+    normalize : bool, default True
+        Normalise every split by the training split's mean and std.
 
     Returns
     -------
-    numpy.ndarray
-        uint8, of the shape the header declares.
+    Dataset
 
-    A file of any other kind, or data of another length than declared, raises a ValueError
-    naming the file.
-    """
-    compressed = path.endswith(".gz")
-    try:
-        with (gzip.open if compressed else open)(path, "rb") as f:
-            shape, header = _idx_header(f, path)
-            expected = math.prod(shape)
-            if not compressed:  # the file's size tells the data's length without reading it
-                held = os.fstat(f.fileno()).st_size - header
-                if held != expected:
-                    raise ValueError(_idx_mismatch(path, shape, f"{held} bytes"))
-            data = _read_exactly(f, expected, path, shape)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path} is not a readable IDX file: {exc}") from exc
-    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+    Raises
+    ------
+    FileNotFoundError
+        For a missing directory or file, naming the expected files and where to get them.
+    ValueError
+        For a malformed file (naming it) or a ``val_size`` out of range.
+    TypeError
+        For a ``val_size`` that is no int, or a dtype that is not floating.
 
-
-def _idx_header(f, path):
-    """(shape, header length in bytes) from the IDX header at the start of open file ``f``."""
-    magic = f.read(4)
-    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    if magic[2] != 0x08:
-        raise ValueError(f"{path}: IDX type code 0x{magic[2]:02x} is not unsigned byte (0x08)")
-    ndim = magic[3]
-    dims = f.read(4 * ndim)
-    if len(dims) < 4 * ndim:
-        raise ValueError(f"{path} is truncated inside its IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">i4"))
-    if min(shape, default=0) < 0:
-        raise ValueError(f"{path}: IDX header gives a negative dimension, shape {shape}")
-    return shape, 4 + 4 * ndim
-
-
-def _idx_mismatch(path, shape, held):
-    """The message for data of another length than the header declares."""
-    return (f"{path}: header says shape {shape} ({math.prod(shape)} bytes) but the file "
-            f"holds {held} of data")
-
-
-def _read_exactly(f, size, path, shape):
-    """The next ``size`` bytes of ``f``, refusing fewer, or any byte after them.
-
-    Read in chunks, so that memory grows with the data that really arrives and stops at the
-    declared size: a small gzip file can inflate to far more than its header declares.
-    """
-    data = bytearray()
-    while len(data) < size:
-        chunk = f.read(min(size - len(data), _INFLATE_CHUNK))
-        if not chunk:
-            raise ValueError(_idx_mismatch(path, shape, f"{len(data)} bytes"))
-        data += chunk
-    if f.read(1):
-        raise ValueError(_idx_mismatch(path, shape, f"more than {size} bytes"))
-    return data
-
-
-def _mnist_pair(directory, images_key, labels_key):
-    expected = [n + "[.gz]" for n in MNIST_FILES.values()]
-    images = read_idx(_find_file(directory, MNIST_FILES[images_key], expected, MNIST_SOURCE))
-    labels = read_idx(_find_file(directory, MNIST_FILES[labels_key], expected, MNIST_SOURCE))
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{directory}: {MNIST_FILES[images_key]} has shape {images.shape} and "
-                         f"{MNIST_FILES[labels_key]} has shape {labels.shape}; expected "
-                         "(N, H, W) images and N labels")
-    if labels.size and labels.max() > 9:
-        raise ValueError(f"{directory}: {MNIST_FILES[labels_key]} holds label {labels.max()} > 9")
-    return images[:, None, :, :], labels
-
-
-def load_mnist(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
-    """MNIST from the four original IDX files in directory ``path`` (gzipped or not).
-
-    The validation split is ``val_size`` images drawn (seeded) from the training file; the
-    test split is the t10k file. Missing or malformed files raise an error that names the
-    expected files and where to get them; nothing is downloaded.
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from fastconv.data import MNIST_FILES, load_mnist
+    >>> def write_idx(path, array):
+    ...     header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">i4").tobytes()
+    ...     with open(path, "wb") as f:
+    ...         _ = f.write(header + array.astype(np.uint8).tobytes())
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     for key, name in MNIST_FILES.items():
+    ...         shape = (10 if key.startswith("train") else 4,) + (28, 28) * key.endswith("images")
+    ...         write_idx(os.path.join(tmp, name), np.arange(np.prod(shape)).reshape(shape) % 10)
+    ...     load_mnist(tmp, val_size=2).summary()
+    'mnist: 8 train / 2 val / 4 test images of 1x28x28, 10 classes'
     """
     expected = [n + "[.gz]" for n in MNIST_FILES.values()]
     _check_directory(path, expected, MNIST_SOURCE)
     with _malformed_hint(expected, MNIST_SOURCE):
-        x, y = _mnist_pair(path, "train_images", "train_labels")
-        x_test, y_test = _mnist_pair(path, "test_images", "test_labels")
+        x, y = mnist_pair(path, "train_images", "train_labels")
+        x_test, y_test = mnist_pair(path, "test_images", "test_labels")
         if x.shape[1:] != x_test.shape[1:]:
             raise ValueError(f"{path}: {MNIST_FILES['train_images']} holds {x.shape[2:]} images "
                              f"but {MNIST_FILES['test_images']} holds {x_test.shape[2:]} images")
@@ -309,12 +304,52 @@ def _cifar_batch(path):
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
+def load_cifar10(path: str | os.PathLike[str], val_size: int = 5000, seed: int = 0,
+                 dtype: DTypeLike = np.float32, normalize: bool = True) -> Dataset:
     """CIFAR-10 from the original python batches (data_batch_1..5, test_batch, batches.meta).
 
-    ``path`` is the extracted ``cifar-10-batches-py`` directory or its parent. The files are
-    read through a restricted unpickler (no global from the file is ever resolved). The
-    validation split is ``val_size`` images drawn (seeded) from the training batches.
+    The files are read through a restricted unpickler that resolves no global from the
+    file, so a crafted one cannot run code. Nothing is downloaded: the files are
+    :data:`CIFAR10_FILES`, from :data:`CIFAR10_SOURCE`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The extracted ``cifar-10-batches-py`` directory or its parent.
+    val_size, seed : int, default 5000 and 0
+        The validation split: ``val_size`` images drawn from the training batches,
+        seeded by ``seed``; the test split is ``test_batch``.
+    dtype : dtype, default float32
+        A floating dtype for the images.
+    normalize : bool, default True
+        Normalise every split by the training split's per-channel mean and std.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing directory or file, naming the expected files and where to get them.
+    ValueError
+        For a malformed or refused file (naming it) or a ``val_size`` out of range.
+    TypeError
+        For a ``val_size`` that is no int, or a dtype that is not floating.
+
+    Examples
+    --------
+    >>> import os, pickle, tempfile
+    >>> import numpy as np
+    >>> from fastconv.data import CIFAR10_FILES, load_cifar10
+    >>> batch = {"data": np.zeros((4, 3072), np.uint8), "labels": [0, 1, 2, 3]}
+    >>> meta = {"label_names": [f"class {i}" for i in range(10)]}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     for name in CIFAR10_FILES:
+    ...         with open(os.path.join(tmp, name), "wb") as f:
+    ...             pickle.dump(meta if name == "batches.meta" else batch, f, protocol=2)
+    ...     load_cifar10(tmp, val_size=4).summary()
+    'cifar10: 16 train / 4 val / 4 test images of 3x32x32, 10 classes'
     """
     root = path
     nested = os.path.join(path, "cifar-10-batches-py")
@@ -342,11 +377,38 @@ def load_cifar10(path, val_size=5000, seed=0, dtype=np.float32, normalize=True):
                    dtype, normalize)
 
 
-LOADERS = {"digits": load_digits, "mnist": load_mnist, "cifar10": load_cifar10}
+LOADERS: dict[str, Callable[..., Dataset]] = {"digits": load_digits, "mnist": load_mnist,
+                                              "cifar10": load_cifar10}
 
 
-def load_dataset(name, path=None, **kwargs):
-    """Load dataset ``name`` ('digits', 'mnist' or 'cifar10'); mnist/cifar10 need ``path``."""
+def load_dataset(name: str, path: str | os.PathLike[str] | None = None,
+                 **kwargs: Any) -> Dataset:
+    """Load dataset ``name`` by its loader in :data:`LOADERS`.
+
+    Parameters
+    ----------
+    name : str
+        'digits', 'mnist' or 'cifar10'.
+    path : str or os.PathLike, optional
+        The data directory, which mnist and cifar10 need (digits ships with scikit-learn).
+    **kwargs
+        The loader's other arguments (``val_size``, ``seed``, ``dtype``, ``normalize``, ...).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or mnist/cifar10 without ``path``; and whatever the loader raises.
+
+    Examples
+    --------
+    >>> from fastconv.data import load_dataset
+    >>> load_dataset("digits", val_fraction=0.5, test_fraction=0.25).num_classes
+    10
+    """
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
     if name == "digits":

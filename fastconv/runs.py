@@ -5,8 +5,12 @@ per-epoch accuracies, test results), ``DIR/learning_curves.png`` and
 ``DIR/checkpoint.npz``; ``fastconv report DIR...`` reads the histories back.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .checkpoint import atomic_file
 
@@ -16,18 +20,20 @@ CHECKPOINT = "checkpoint.npz"
 SETTING_KEYS = ("dataset", "optimizer", "lr", "lr_decay", "epochs", "batch_size", "reg",
                 "dropout", "batchnorm", "device", "seed")
 
+History = Mapping[str, Any]  # a run's history.json, as read_history returns it
 
-def write_history(directory, history):
+
+def write_history(directory: str | os.PathLike[str], history: History) -> str:
     """Write ``history`` (a JSON-ready dict) to ``directory/history.json`` atomically.
 
-    Through :func:`fastconv.checkpoint.atomic_file`: runs writing into one
-    directory at once each leave a whole file, the last one written.
+    Runs writing into one directory at once each leave a whole file, the last
+    one written.
 
     Parameters
     ----------
-    directory : path-like
+    directory : str or os.PathLike
         The run's ``--out`` directory.
-    history : dict
+    history : mapping
         Config, histories and results; JSON-serialisable.
 
     Returns
@@ -39,15 +45,56 @@ def write_history(directory, history):
     ------
     TypeError
         For a value JSON cannot hold; the previous file is kept then.
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> from fastconv.runs import write_history
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_history(tmp, {"loss_history": [2.3, 1.9]})
+    ...     with open(path) as f:
+    ...         os.path.basename(path), json.load(f)
+    ('history.json', {'loss_history': [2.3, 1.9]})
     """
+    # Through atomic_file: a reader, or a run writing at the same time, never sees half a file.
     path = os.path.join(directory, HISTORY)
     with atomic_file(path) as f:
         f.write(json.dumps(history, indent=1).encode("utf-8"))
     return path
 
 
-def read_history(directory):
-    """Read a run's history; a clear FileNotFoundError/ValueError when it is missing or broken."""
+def read_history(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a run's history back, checked for the entries ``fastconv report`` uses.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        A ``fastconv train --out`` directory.
+
+    Returns
+    -------
+    dict
+        The history: ``config`` (model and :data:`SETTING_KEYS`),
+        ``loss_history``, ``train_acc_history``, ``val_acc_history`` and any results.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``directory`` has no history file.
+    ValueError
+        Naming the file, when it is no JSON or lacks an entry.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from fastconv.runs import SETTING_KEYS, read_history, write_history
+    >>> config = {"model": "mlp", **{key: 0 for key in SETTING_KEYS}}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_history(tmp, {"config": config, "loss_history": [2.3],
+    ...                             "train_acc_history": [], "val_acc_history": []})
+    ...     read_history(tmp)["config"]["model"]
+    'mlp'
+    """
     path = os.path.join(directory, HISTORY)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{directory} has no {HISTORY}: not a `fastconv train --out` directory")
@@ -91,11 +138,39 @@ def _draw(axes, history, label):
         axes[1].plot(epochs, history["train_acc_history"], ":", color=line.get_color())
 
 
-def plot_curves(histories, path, labels=None):
+def plot_curves(histories: Sequence[History], path: str | os.PathLike[str],
+                labels: Sequence[str] | None = None) -> str | None:
     """Loss per iteration and train/validation accuracy per epoch for one or more runs.
 
     One run: loss, train and validation accuracy. Several: one colour per run (solid
-    validation, dotted train). Returns None, or a one-line message without matplotlib.
+    validation, dotted train).
+
+    Parameters
+    ----------
+    histories : sequence of mapping
+        The runs' histories (``loss_history``, ``train_acc_history``, ``val_acc_history``).
+    path : str or os.PathLike
+        The figure's file; its format follows the extension (``.png``).
+    labels : sequence of str, optional
+        One legend label per run (default "1", "2", ...).
+
+    Returns
+    -------
+    str or None
+        None when the figure was written, else :data:`NO_MATPLOTLIB` (the
+        ``plot`` extra is not installed).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from fastconv.runs import NO_MATPLOTLIB, plot_curves
+    >>> run = {"loss_history": [2.3, 1.9, 1.6], "train_acc_history": [0.5],
+    ...        "val_acc_history": [0.4]}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     message = plot_curves([run], os.path.join(tmp, "curves.png"))
+    ...     written = os.path.isfile(os.path.join(tmp, "curves.png"))
+    >>> written if message is None else message == NO_MATPLOTLIB
+    True
     """
     plt = _pyplot()
     if plt is None:
@@ -115,8 +190,27 @@ def plot_curves(histories, path, labels=None):
     return None
 
 
-def run_label(history):
-    """Short name of a run: model plus the settings that distinguish it."""
+def run_label(history: History) -> str:
+    """Short name of a run: model plus the settings that distinguish it.
+
+    Parameters
+    ----------
+    history : mapping
+        A run's history; its ``config`` names model, optimizer, lr and
+        optionally batchnorm and dropout.
+
+    Returns
+    -------
+    str
+        "<model> <optimizer> lr=<lr>", then " bn" and " do=<dropout>" when used.
+
+    Examples
+    --------
+    >>> from fastconv.runs import run_label
+    >>> run_label({"config": {"model": "cnn", "optimizer": "adam", "lr": 0.001,
+    ...                       "batchnorm": True, "dropout": 0.0}})
+    'cnn adam lr=0.001 bn'
+    """
     c = history["config"]
     return f"{c['model']} {c['optimizer']} lr={c['lr']:g}" + (" bn" if c.get("batchnorm") else "") + (
         f" do={c['dropout']:g}" if c.get("dropout") else "")
@@ -130,9 +224,29 @@ def _fmt(value, digits=4):
     return str(value)
 
 
-def summary_table(histories, names):
-    """Markdown: one row per run (settings, best validation and test accuracy, top-5 error, time),
-    then, when there are several runs, a models x settings grid of test accuracy.
+def summary_table(histories: Sequence[History], names: Sequence[str]) -> str:
+    """A Markdown table of runs, with a models x settings grid of test accuracy for several.
+
+    Parameters
+    ----------
+    histories : sequence of mapping
+        The runs' histories, as :func:`read_history` returns them.
+    names : sequence of str
+        One name per run (its directory, say).
+
+    Returns
+    -------
+    str
+        One row per run (settings, best validation and test accuracy, top-5
+        error, seconds), then, for several runs, the grid over the settings
+        that vary.
+
+    Examples
+    --------
+    >>> from fastconv.runs import SETTING_KEYS, summary_table
+    >>> config = {"model": "mlp", **{key: 0 for key in SETTING_KEYS}}
+    >>> print(summary_table([{"config": config, "test_acc": 0.9}], ["run1"]).splitlines()[2])
+    | run1 | mlp | 0 | 0 | 0 | 0 | 0 | 0 | 0 | no | – | 0.9000 | – | – |
     """
     lines = ["| run | model | dataset | optimizer | lr | epochs | batch | reg | dropout | batchnorm "
              "| best val acc | test acc | top-5 error | seconds |",

@@ -18,14 +18,16 @@ Data parallelism is asked for, never inferred: ``Solver(model, data,
 parallel=DataParallel())`` on every rank. A plain Solver under a launcher
 trains one whole model per rank and warns about it.
 
-Modules: ``comm`` (the Communicator, :func:`init`, transports), ``sampler``
+Modules: ``comm`` (the Communicator and its transports), ``job``
+(:func:`init` and the other ways into the launched job), ``sampler``
 (:class:`ShardedSampler`), ``launcher`` (``mpiexec`` on this machine),
 ``parallel`` (:class:`DataParallel`, the Solver's strategy) and ``solver``
 (:class:`DistributedSolver`, a Solver with that strategy built in).
 """
 
-from .comm import (GPU_TRANSPORTS, Communicator, current, describe_transport, init,
-                   launched_world_size, start_mpi)
+from ..train.parallel import launched_world_size
+from .comm import GPU_TRANSPORTS, Communicator
+from .job import current, describe_transport, init, start_mpi
 from .launcher import find_mpiexec, launch, launch_env, mpiexec_command
 from .parallel import DataParallel
 from .sampler import ShardedSampler, shard

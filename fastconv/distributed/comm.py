@@ -6,35 +6,33 @@ over MPI) when every rank has a GPU of its own and CuPy can load NCCL,
 otherwise staged through host memory with a one-time warning. mpi4py is
 imported only when a job with more than one rank needs it.
 
-MPI has no timeout, and a peer that stops answering (SIGSTOP, a hang, a lost
-node) would leave the others in a collective forever: a watchdog thread aborts
-the job, naming the rank and the collective, when one waits longer than
-``$FASTCONV_COLLECTIVE_TIMEOUT`` seconds (default 300; 0: no limit).
+A rank that waits in a collective longer than ``$FASTCONV_COLLECTIVE_TIMEOUT``
+seconds (default 300; 0: no limit) aborts the job, naming itself and the
+collective, and an uncaught exception on any rank aborts the job too
+(:mod:`fastconv.distributed._watchdog`).
 """
 
-import functools
-import os
-import sys
-import threading
-import time
-import traceback
+from __future__ import annotations
+
 import warnings
 import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy
 
-from .._validate import check_real
-from ..backend import device_of, resolve_device
-from ..train.parallel import launched_world_size
+from .._typing import Array
+from ..backend import device_of
 from ._buffers import as_list, flatten, group_by_dtype, unflatten_into
-from .launcher import find_mpiexec
+from ._nccl import _nccl_dtype, _nccl_unusable_reason
+from ._watchdog import collective, collective_timeout, watch_collectives
 
 GPU_TRANSPORTS = ("auto", "nccl", "staged")
-TIMEOUT_VAR = "FASTCONV_COLLECTIVE_TIMEOUT"
-DEFAULT_TIMEOUT_S = 300.0  # what one rank may do as the others wait: load data, checkpoint
+Arrays = Mapping[str, Array] | Sequence[Array]  # a mapping's arrays travel in sorted-key order
 
 
-def _import_mpi():
+def _import_mpi() -> Any:
+    """mpi4py's MPI module (initialising MPI); a RuntimeError naming the extra without it."""
     try:
         from mpi4py import MPI
     except ImportError as exc:
@@ -44,56 +42,54 @@ def _import_mpi():
     return MPI
 
 
-def _collective_timeout():
-    """``$FASTCONV_COLLECTIVE_TIMEOUT`` in seconds (default 300; 0: no limit), checked."""
-    text = os.environ.get(TIMEOUT_VAR, "").strip() or str(DEFAULT_TIMEOUT_S)
-    try:
-        return check_real(TIMEOUT_VAR, float(text), 0)
-    except ValueError:
-        raise ValueError(f"{TIMEOUT_VAR} must be a number of seconds >= 0 (0: no limit), "
-                         f"got {text!r}") from None
-
-
-def _watch_collectives(communicator, timeout_s):
-    """Abort the job, from a daemon thread, when a collective waits longer than ``timeout_s``.
-
-    The main thread stamps the collective it is in (:func:`_collective`); the thread checks
-    the stamp ten times per timeout, at most once a second. mpi4py releases the GIL in MPI
-    calls and asks for MPI_THREAD_MULTIPLE, so the thread may abort meanwhile.
-    """
-    def watch():
-        while True:
-            time.sleep(min(1.0, timeout_s / 10))
-            pending = communicator._pending  # replaced whole by the main thread
-            if pending is not None and time.monotonic() - pending[1] > timeout_s:
-                _abort_job(communicator, f"{pending[0]} waited more than {timeout_s:g} s for "
-                           f"the other ranks ({TIMEOUT_VAR}): one of them stopped answering "
-                           "(stopped, hung or lost); aborting the job")
-
-    threading.Thread(target=watch, daemon=True, name="fastconv-collective-watchdog").start()
-
-
-def _collective(method):
-    """Stamp the collective ``method`` while it runs, for :func:`_watch_collectives`."""
-    @functools.wraps(method)
-    def stamped(self, *args, **kwargs):
-        self._pending = (method.__name__, time.monotonic())
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._pending = None
-    return stamped
-
-
 class Communicator:
     """The process group of a data-parallel job: rank, size and the collectives training needs.
 
-    Built by :func:`init`. With world size 1 every collective is a cheap
-    no-op, so the same training code runs with and without MPI; the transports
-    and the collective timeout are the module's (see above).
+    Built by :func:`fastconv.distributed.init`. With world size 1 every
+    collective is a no-op, so the same training code runs with and without MPI.
+
+    Parameters
+    ----------
+    mpi_comm : mpi4py.MPI.Comm, optional
+        The job's MPI communicator; None: a one-process job without MPI.
+    device : {'cpu', 'gpu'}, default 'cpu'
+        Where the arrays exchanged live; 'gpu' selects GPU ``local_rank % count``.
+    gpu_transport : {'auto', 'nccl', 'staged'}, default 'auto'
+        How CuPy arrays travel: NCCL when every rank can use it (``'nccl'``
+        insists), else staged through host memory.
+
+    Attributes
+    ----------
+    rank, world_size : int
+        This process's rank and the number of ranks.
+    local_rank, local_size : int
+        The same among the ranks on this machine.
+    device : str
+        'cpu' or 'gpu'.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``gpu_transport``, or a bad ``$FASTCONV_COLLECTIVE_TIMEOUT``.
+    RuntimeError
+        When ``gpu_transport='nccl'`` cannot be honoured.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.distributed import Communicator
+    >>> comm = Communicator()
+    >>> comm.rank, comm.world_size, comm.is_root
+    (0, 1, True)
+    >>> grads = {"W": np.ones(3)}
+    >>> comm.allreduce_mean_(grads, weight=4), grads["W"]
+    (4.0, array([1., 1., 1.]))
+    >>> comm.allreduce_sum({"correct": 3, "n": 4})
+    {'correct': 3.0, 'n': 4.0}
     """
 
-    def __init__(self, mpi_comm=None, device="cpu", gpu_transport="auto"):
+    def __init__(self, mpi_comm: Any = None, device: str = "cpu",
+                 gpu_transport: str = "auto") -> None:
         if gpu_transport not in GPU_TRANSPORTS:
             raise ValueError(f"gpu_transport must be one of {GPU_TRANSPORTS}, "
                              f"got {gpu_transport!r}")
@@ -107,18 +103,18 @@ class Communicator:
             self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
             node.Free()
         self.device = device
-        self._pending = None  # (collective, start) while one runs, for the watchdog
-        timeout_s = _collective_timeout()
+        self._pending: tuple[str, float] | None = None  # (collective, start), for the watchdog
+        timeout_s = collective_timeout()
         if self.world_size > 1 and timeout_s > 0:
-            _watch_collectives(self, timeout_s)
-        self._nccl = None
+            watch_collectives(self, timeout_s)
+        self._nccl: Any = None
         self._gpu_note = "not used (CPU job)"
         self._staging_warned = False
         if device == "gpu":
             self._setup_gpu(gpu_transport)
 
     @property
-    def is_root(self):
+    def is_root(self) -> bool:
         """True on rank 0, the rank that prints, writes checkpoints and plots."""
         return self.rank == 0
 
@@ -152,7 +148,7 @@ class Communicator:
             from cupy.cuda import nccl
             self._gpu_note = f"NCCL {nccl.get_version()} (cupy.cuda.nccl)"
 
-    @_collective
+    @collective
     def _all_ranks_agree(self, ok):
         """True on every rank when ``ok`` is true on every rank (one tiny all-reduce)."""
         MPI = _import_mpi()
@@ -160,7 +156,7 @@ class Communicator:
         self.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MIN)
         return bool(flag[0])
 
-    @_collective
+    @collective
     def _make_nccl_comm(self):
         from cupy.cuda import nccl
         uid = numpy.zeros(128, dtype=numpy.int64)  # an ncclUniqueId is 128 bytes
@@ -170,38 +166,85 @@ class Communicator:
         return nccl.NcclCommunicator(self.world_size, tuple(int(v) for v in uid), self.rank)
 
     # ------------------------------------------------------------------ collectives
-    @_collective
-    def barrier(self):
+    @collective
+    def barrier(self) -> None:
         """Wait until every rank gets here (a no-op in a one-process job)."""
         if self.world_size > 1:
             self.comm.Barrier()
 
-    @_collective
-    def broadcast_(self, arrays, root=0):
-        """Overwrite ``arrays`` (a dict or sequence) on every rank with ``root``'s values.
+    @collective
+    def broadcast_(self, arrays: Arrays, root: int = 0) -> None:
+        """Overwrite ``arrays`` on every rank, in place, with ``root``'s values.
 
-        One flattened buffer per dtype. Also checks that every rank holds the
-        same number, shapes and dtypes of arrays, so a model mismatch is a
-        clear error instead of a hang or silent corruption.
+        Parameters
+        ----------
+        arrays : mapping or sequence of Array
+            The same number, shapes and dtypes on every rank (a mapping's in
+            sorted-key order); one flattened buffer travels per dtype.
+        root : int, default 0
+            The rank whose values every rank gets.
+
+        Raises
+        ------
+        ValueError
+            On every rank, when the ranks hold different numbers, shapes or dtypes.
+        TypeError
+            When ``arrays`` is neither a mapping nor a sequence of arrays.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastconv.distributed import Communicator
+        >>> params = {"W": np.arange(3.0)}
+        >>> Communicator().broadcast_(params)  # one rank: its own values
+        >>> params["W"]
+        array([0., 1., 2.])
         """
         arrays = as_list(arrays, "arrays")
         if self.world_size == 1:
             return
+        # A model mismatch is a clear error, not a hang or silent corruption.
         self._check_same_layout(arrays)
         for group in group_by_dtype(arrays):
             buf = flatten(group)
             self._bcast_buffer(buf, root)
             unflatten_into(buf, group)
 
-    @_collective
-    def allreduce_mean_(self, arrays, weight=1.0):
-        """Replace ``arrays`` on every rank by their ``weight``-weighted mean across ranks.
+    @collective
+    def allreduce_mean_(self, arrays: Arrays, weight: float = 1.0) -> float:
+        """Replace ``arrays`` on every rank, in place, by their ``weight``-weighted mean.
 
         ``sum_r weight_r * a_r / sum_r weight_r``, computed in one flattened
         buffer per dtype (the weights travel in its last element). Pass each
         rank's sample count as ``weight`` and the result is the gradient of
-        the mean loss over the global batch, uneven shards included; a rank
-        with weight 0 contributes nothing. Returns the total weight.
+        the mean loss over the global batch, uneven shards included.
+
+        Parameters
+        ----------
+        arrays : mapping or sequence of Array
+            The same number, shapes and dtypes on every rank.
+        weight : float, default 1
+            This rank's weight, >= 0 (0: it contributes nothing).
+
+        Returns
+        -------
+        float
+            The total weight over the ranks.
+
+        Raises
+        ------
+        ValueError
+            For a negative ``weight``.
+        TypeError
+            When ``arrays`` is neither a mapping nor a sequence of arrays.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastconv.distributed import Communicator
+        >>> grads = [np.array([0.5, 2.0])]
+        >>> Communicator().allreduce_mean_(grads, weight=8), grads[0]
+        (8.0, array([0.5, 2. ]))
         """
         arrays = as_list(arrays, "arrays")
         weight = float(weight)
@@ -220,9 +263,31 @@ class Communicator:
             unflatten_into(buf, group)
         return total
 
-    @_collective
-    def allreduce_sum(self, values):
-        """Sum a dict of Python numbers across ranks (one float64 message); return the dict."""
+    @collective
+    def allreduce_sum(self, values: dict[str, float]) -> dict[str, float]:
+        """Sum a dict of Python numbers across ranks, in one float64 message.
+
+        Parameters
+        ----------
+        values : dict
+            Name -> number, the same names on every rank.
+
+        Returns
+        -------
+        dict
+            Name -> the sum over the ranks, a float.
+
+        Raises
+        ------
+        TypeError
+            When ``values`` is no dict.
+
+        Examples
+        --------
+        >>> from fastconv.distributed import Communicator
+        >>> Communicator().allreduce_sum({"correct": 3, "n": 4})
+        {'correct': 3.0, 'n': 4.0}
+        """
         if not isinstance(values, dict):
             raise TypeError(f"values must be a dict of numbers, got {type(values).__name__}")
         keys = sorted(values)
@@ -231,11 +296,28 @@ class Communicator:
             self._allreduce_buffer(buf)
         return {k: float(v) for k, v in zip(keys, buf)}
 
-    def average_metrics(self, metrics, count):
+    def average_metrics(self, metrics: Mapping[str, float], count: int) -> dict[str, float]:
         """Weighted mean across ranks of per-rank means (loss, accuracy) over ``count`` samples.
 
-        For logging: every rank gets the global-batch value. Ranks with
-        ``count`` 0 contribute nothing; with no samples anywhere the result is NaN.
+        For logging: every rank gets the global-batch value.
+
+        Parameters
+        ----------
+        metrics : mapping
+            Name -> this rank's mean over its samples.
+        count : int
+            This rank's number of samples (0: it contributes nothing).
+
+        Returns
+        -------
+        dict
+            Name -> the mean over all ranks' samples; NaN with no samples anywhere.
+
+        Examples
+        --------
+        >>> from fastconv.distributed import Communicator
+        >>> Communicator().average_metrics({"loss": 0.5}, count=10)
+        {'loss': 0.5}
         """
         sums = {k: float(v) * count for k, v in metrics.items()}
         sums["__count__"] = float(count)
@@ -299,15 +381,30 @@ class Communicator:
                 f"the ranks hold different parameter sets (rank {self.rank}: {len(arrays)} "
                 f"arrays, {int(signature[1])} numbers); build the same model on every rank")
 
-    @_collective
-    def check_same_settings(self, settings):
+    @collective
+    def check_same_settings(self, settings: Mapping[str, Any]) -> None:
         """Raise ValueError on every rank, naming them, when ranks hold different ``settings``.
 
-        ``settings`` maps names to values whose ``repr`` is compared (a CRC per
-        name, two tiny all-reduces). Ranks that trained on different epoch orders
-        or stopped at different epochs would otherwise diverge silently or leave
-        a peer waiting in a collective forever. A no-op for one rank.
+        A no-op for one rank.
+
+        Parameters
+        ----------
+        settings : mapping
+            Name -> value; the values' ``repr`` is compared (a CRC per name,
+            two tiny all-reduces).
+
+        Raises
+        ------
+        ValueError
+            On every rank, naming the settings that differ and this rank's values.
+
+        Examples
+        --------
+        >>> from fastconv.distributed import Communicator
+        >>> Communicator().check_same_settings({"seed": 0, "batch_size": 32})
         """
+        # Ranks on different epoch orders, or stopping at different epochs, would
+        # diverge silently or leave a peer waiting in a collective forever.
         if self.world_size == 1:
             return
         names = sorted(settings)
@@ -319,131 +416,22 @@ class Communicator:
             raise ValueError(f"the ranks disagree on {', '.join(differ)} (rank {self.rank}: {mine});"
                              " start every rank with the same settings and checkpoint")
 
-    def describe(self):
-        """One line naming the transports in use, for logs and ``fastconv info``."""
+    def describe(self) -> str:
+        """One line naming the transports in use, for logs and ``fastconv info``.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> from fastconv.distributed import Communicator
+        >>> Communicator().describe()
+        'single process (world size 1): no gradient exchange'
+        """
         if self.world_size == 1:
             return "single process (world size 1): no gradient exchange"
         MPI = _import_mpi()
         library = " ".join(MPI.Get_library_version().split()[:3])
         return (f"world size {self.world_size} ({self.local_size} on this node); NumPy arrays: "
                 f"MPI Allreduce via mpi4py ({library}); CuPy arrays: {self._gpu_note}")
-
-
-def _nccl_unusable_reason(local_size, device_count):
-    """None when NCCL can be used, else why not."""
-    if local_size > device_count:
-        return (f"{local_size} ranks share {device_count} GPU(s) on this node and NCCL "
-                "needs one GPU per rank")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # CuPy warns on import when libnccl is missing
-        try:
-            from cupy.cuda import nccl
-        except ImportError as exc:
-            return f"cupy.cuda.nccl is not importable ({exc})"
-    if not getattr(nccl, "available", False):
-        return "CuPy cannot load libnccl (pip install nvidia-nccl-cu13)"
-    return None
-
-
-def _nccl_dtype(dtype):
-    from cupy.cuda import nccl
-    table = {numpy.dtype(numpy.float16): nccl.NCCL_FLOAT16,
-             numpy.dtype(numpy.float32): nccl.NCCL_FLOAT32,
-             numpy.dtype(numpy.float64): nccl.NCCL_FLOAT64}
-    if dtype not in table:
-        raise TypeError(f"NCCL exchange supports float16/32/64 arrays, got {dtype}")
-    return table[dtype]
-
-
-_current = None
-
-
-def init(device=None, gpu_transport="auto"):
-    """Join the MPI job this process was launched in and return its :class:`Communicator`.
-
-    Without a launcher (world size 1) MPI is not touched. With one, each
-    rank picks GPU ``local_rank % device_count`` when ``device`` is 'gpu',
-    and an uncaught exception on any rank prints that rank's traceback and
-    aborts the whole job (no hung peers). Idempotent: later calls return the
-    same communicator.
-    """
-    global _current
-    if _current is not None:
-        return _current
-    device = resolve_device(device)
-    if launched_world_size() == 1 and "mpi4py.MPI" not in sys.modules:
-        _current = Communicator(None, device, gpu_transport)
-        return _current
-    MPI = _import_mpi()
-    _current = Communicator(MPI.COMM_WORLD, device, gpu_transport)
-    if _current.world_size > 1:
-        _install_abort_hook(_current)
-    return _current
-
-
-def start_mpi():
-    """Initialise MPI now if this process is one rank of several (a no-op otherwise).
-
-    A rank that fails before MPI is initialised ends without the launcher
-    noticing, and its peers wait in MPI start-up forever; a rank that fails
-    after it ends the whole job. Call this first thing under a launcher
-    (``fastconv train`` does), before anything that can fail.
-    """
-    if launched_world_size() > 1:
-        _import_mpi()
-
-
-def current():
-    """The communicator :func:`init` returned, or None before it was called."""
-    return _current
-
-
-def _install_abort_hook(communicator):
-    previous = sys.excepthook
-
-    def abort_all_ranks(exc_type, exc, tb):
-        if previous is not sys.__excepthook__:
-            previous(exc_type, exc, tb)
-        _abort_job(communicator, "".join(traceback.format_exception(exc_type, exc, tb)))
-
-    sys.excepthook = abort_all_ranks
-
-
-def _abort_job(communicator, text):
-    """Write ``text`` to stderr, each line prefixed with this rank, then abort every rank."""
-    prefix = f"[fastconv rank {communicator.rank}/{communicator.world_size}] "
-    sys.stderr.write("".join(prefix + line + "\n" for line in text.splitlines()))
-    sys.stderr.flush()
-    communicator.comm.Abort(1)
-
-
-def describe_transport():
-    """How gradients would travel in this process, for ``fastconv info``; never starts MPI.
-
-    Inside a launched job it describes the initialised communicator;
-    otherwise it reports what is installed (mpi4py, the MPI runtime, NCCL).
-    """
-    if _current is not None and _current.world_size > 1:
-        return _current.describe()
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-        import mpi4py
-    except ImportError:
-        return "single process; no MPI (pip install 'fastconv[mpi]' for data-parallel training)"
-    try:
-        runtime = f"mpich {version('mpich')} wheel"
-    except PackageNotFoundError:
-        runtime = "system MPI"
-    launcher = find_mpiexec() or "no mpiexec found"
-    gpu = _nccl_note_without_device()
-    return (f"single process until launched; mpi4py {mpi4py.__version__} + {runtime} "
-            f"({launcher}); NumPy arrays: MPI Allreduce; CuPy arrays: {gpu}")
-
-
-def _nccl_note_without_device():
-    from ..backend import gpu_status
-    available, reason = gpu_status()
-    if not available:
-        return f"no usable GPU ({reason})"
-    reason = _nccl_unusable_reason(0, 0)
-    return "NCCL (cupy.cuda.nccl)" if reason is None else f"staged through host memory ({reason})"

@@ -1,13 +1,33 @@
 """Starting N ranks on this machine under the ``mpiexec`` of the ``mpi`` extra."""
 
+from __future__ import annotations
+
 import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+Handler = Callable[[int, Any], Any] | int | None  # as signal.signal takes and returns them
 
 
-def find_mpiexec():
-    """Path of the ``mpiexec`` to use: the one beside this Python (the mpich wheel's), else PATH."""
+def find_mpiexec() -> str | None:
+    """Path of the ``mpiexec`` to use: the one beside this Python (the mpich wheel's), else PATH.
+
+    Returns
+    -------
+    str or None
+        The executable's path; None when there is none.
+
+    Examples
+    --------
+    >>> import os
+    >>> from fastconv.distributed import find_mpiexec
+    >>> path = find_mpiexec()
+    >>> path is None or os.access(path, os.X_OK)
+    True
+    """
     import shutil
     import sysconfig
     beside = os.path.join(sysconfig.get_path("scripts"), "mpiexec")
@@ -16,14 +36,39 @@ def find_mpiexec():
     return shutil.which("mpiexec")
 
 
-def mpiexec_command(nproc, python_args):
+def mpiexec_command(nproc: int, python_args: Sequence[str]) -> list[str]:
     """The command that runs ``python -m mpi4py <python_args>`` on ``nproc`` local ranks.
 
-    ``python_args`` is what follows ``python`` (``["-m", "fastconv", "train", ...]``
-    or ``["script.py", ...]``). ``-m mpi4py`` makes an exception on one rank
-    abort all ranks. Open MPI gets ``--oversubscribe`` (and
-    ``--allow-run-as-root`` as root); MPICH's hydra needs neither. Raises
-    RuntimeError when the ``mpi`` extra is missing.
+    Under ``-m mpi4py`` an exception on one rank aborts all ranks. Open MPI's
+    mpiexec gets ``--oversubscribe`` (and ``--allow-run-as-root`` as root).
+
+    Parameters
+    ----------
+    nproc : int
+        The number of ranks, >= 1.
+    python_args : sequence of str
+        What follows ``python -m mpi4py``: ``["-m", "fastconv", "train", ...]``
+        or ``["script.py", ...]``.
+
+    Returns
+    -------
+    list of str
+        The mpiexec command line.
+
+    Raises
+    ------
+    ValueError
+        For ``nproc`` below 1.
+    RuntimeError
+        When the ``mpi`` extra (mpi4py, an mpiexec) is missing.
+
+    Examples
+    --------
+    >>> import sys
+    >>> from fastconv.distributed import mpiexec_command
+    >>> command = mpiexec_command(2, ["train.py"])  # needs the mpi extra
+    >>> command[-6:] == ["-n", "2", sys.executable, "-m", "mpi4py", "train.py"]
+    True
     """
     import subprocess
     nproc = int(nproc)
@@ -38,7 +83,7 @@ def mpiexec_command(nproc, python_args):
     launcher = find_mpiexec()
     if launcher is None:
         raise RuntimeError("no mpiexec found beside this Python or on PATH: pip install mpich")
-    flags = []
+    flags = []  # MPICH's hydra needs none of them
     version = subprocess.run([launcher, "--version"], capture_output=True, text=True).stdout
     if "Open MPI" in version or "OpenRTE" in version:
         flags.append("--oversubscribe")
@@ -47,13 +92,31 @@ def mpiexec_command(nproc, python_args):
     return [launcher, *flags, "-n", str(nproc), sys.executable, "-m", "mpi4py", *python_args]
 
 
-def launch_env(nproc, env=None):
-    """A copy of ``env`` (default os.environ) with BLAS threads capped at cores // nproc per rank.
+def launch_env(nproc: int, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` with BLAS threads capped at cores // nproc per rank.
 
-    Left alone when OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS
-    is already set, so the user's choice wins; otherwise N ranks with a
-    full-width BLAS pool each would fight over the same cores.
+    Parameters
+    ----------
+    nproc : int
+        The number of ranks sharing this machine's cores.
+    env : mapping, optional
+        The environment to copy (default os.environ).
+
+    Returns
+    -------
+    dict
+        ``env`` with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS
+        set, unless one of them is already set there (the user's choice wins).
+
+    Examples
+    --------
+    >>> from fastconv.distributed import launch_env
+    >>> sorted(launch_env(2, {}))
+    ['MKL_NUM_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS']
+    >>> launch_env(2, {"OMP_NUM_THREADS": "3"})
+    {'OMP_NUM_THREADS': '3'}
     """
+    # N ranks with a full-width BLAS pool each would fight over the same cores.
     env = dict(os.environ if env is None else env)
     thread_vars = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     if not any(v in env for v in thread_vars):
@@ -62,14 +125,14 @@ def launch_env(nproc, env=None):
     return env
 
 
-def launch(nproc, python_args, env=None):
+def launch(nproc: int, python_args: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """Run ``python -m mpi4py <python_args>`` on ``nproc`` ranks of this machine; its exit code.
 
     Parameters
     ----------
     nproc : int
-        The number of ranks.
-    python_args : list of str
+        The number of ranks, >= 1.
+    python_args : sequence of str
         What follows ``python -m mpi4py``.
     env : mapping, optional
         The ranks' environment (default os.environ), BLAS threads capped by :func:`launch_env`.
@@ -85,18 +148,29 @@ def launch(nproc, python_args, env=None):
         On Ctrl-C (the terminal signals mpiexec and the ranks alike), once the ranks have
         wound down, so rank 0 can finish its checkpoint; a second Ctrl-C, which makes
         mpiexec kill the ranks, does not cut that wait short.
+    ValueError, RuntimeError
+        As :func:`mpiexec_command`, before any rank starts.
 
     Notes
     -----
-    SIGTERM and SIGHUP (``kill``, ``timeout``, a scheduler, a closed terminal) reach only
-    this process: it passes them on to mpiexec as SIGTERM and waits for the job, as for
-    Ctrl-C, so no rank is left training. SIGHUP is sent on as SIGTERM because MPICH's
-    mpiexec forwards SIGTERM to the ranks but dies at once on SIGHUP. Signal handlers
-    can only be set in the main thread: call it from there.
+    SIGTERM and SIGHUP (``kill``, ``timeout``, a scheduler, a closed terminal) are passed
+    on to mpiexec as SIGTERM, and the job is waited for as after Ctrl-C, so no rank is
+    left training. Call it from the main thread: only there can signal handlers be set.
+
+    Examples
+    --------
+    >>> from fastconv.distributed import launch
+    >>> launch(0, ["train.py"])
+    Traceback (most recent call last):
+    ...
+    ValueError: nproc must be >= 1, got 0
     """
     import subprocess
-    received, job = [], None
+    received: list[int] = []
+    job: subprocess.Popen[bytes] | None = None
 
+    # The signals reach only this process. SIGHUP goes on as SIGTERM: MPICH's mpiexec
+    # forwards SIGTERM to the ranks but dies at once on SIGHUP.
     def forward(signum, frame):
         received.append(signum)
         if job is not None:
@@ -118,13 +192,25 @@ def launch(nproc, python_args, env=None):
 
 
 @contextlib.contextmanager
-def signal_handlers(handlers):
+def signal_handlers(handlers: Mapping[int, Handler]) -> Iterator[None]:
     """Within the block, ``handlers`` (signal -> handler) are installed; the previous ones after.
 
     Parameters
     ----------
-    handlers : dict
+    handlers : mapping
         Signal numbers to handlers, as ``signal.signal`` takes them.
+
+    Examples
+    --------
+    >>> import signal
+    >>> from fastconv.distributed.launcher import signal_handlers
+    >>> def note(signum, frame):
+    ...     pass
+    >>> with signal_handlers({signal.SIGUSR1: note}):
+    ...     signal.getsignal(signal.SIGUSR1) is note
+    True
+    >>> signal.getsignal(signal.SIGUSR1) is note
+    False
     """
     previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:

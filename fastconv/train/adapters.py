@@ -15,57 +15,122 @@ update rule, which :func:`adapt_optimizer` wraps in an
 ``optimizer.step(grads)`` and reads ``optimizer.lr`` and ``optimizer.state``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, TypeAlias
+
 from .. import optim
+from .._typing import Array
 from ..backend import device_of, get_array_module, is_array, model_device, to_device
 from ..checkpoint import CheckpointError
 from ..functional.loss import softmax_cross_entropy
+from ..optim import UpdateRule
 
 UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")  # the course rules in fastconv.optim
+
+#: ``loss_fn(scores, y) -> (loss, dscores)``, e.g. fastconv.functional.softmax_cross_entropy.
+LossFn: TypeAlias = Callable[[Array, Array], tuple[Any, Array]]
 
 
 class ModelAdapter:
     """What the Solver needs of a model: gradients, scores, and a copy of its state to keep or load.
 
-    Subclasses implement :meth:`gradients` and :meth:`scores`.
+    Subclasses implement :meth:`gradients` and :meth:`scores`; :func:`adapt_model`
+    picks the one for a model.
+
+    Parameters
+    ----------
+    model : course model or fastconv.nn.Module
+        The model, kept by reference.
+
+    Examples
+    --------
+    >>> import fastconv.nn as nn
+    >>> from fastconv.train.adapters import adapt_model
+    >>> adapter = adapt_model(nn.mlp(3, 2, hidden_dims=(4,), seed=0))
+    >>> sorted(adapter.params), adapter.device
+    (['0.W', '0.b', '2.W', '2.b'], 'cpu')
+    >>> saved = adapter.state()
+    >>> adapter.params["0.b"] += 1.0
+    >>> adapter.load_state(saved, "the saved state")
+    >>> float(abs(adapter.params["0.b"]).max())
+    0.0
     """
 
-    def __init__(self, model):
+    def __init__(self, model: Any) -> None:
         self.model = model
 
     @property
-    def params(self):
+    def params(self) -> MutableMapping[str, Array]:
         """The model's ``name -> array`` parameters (live)."""
         return self.model.params
 
     @property
-    def buffers(self):
+    def buffers(self) -> MutableMapping[str, Array]:
         """The model's saved-but-not-trained arrays (batch-norm statistics); {} if it has none."""
         return getattr(self.model, "buffers", {})
 
     @property
-    def device(self):
+    def device(self) -> str:
         """'cpu' or 'gpu': where the model's arrays live."""
         return model_device(self.model)
 
-    def gradients(self, X, y):
-        """Forward and backward on one minibatch: ``(loss, grads)`` keyed like ``params``."""
+    def gradients(self, X: Array, y: Array) -> tuple[float, Mapping[str, Array]]:
+        """Forward and backward on one minibatch.
+
+        Parameters
+        ----------
+        X : Array
+            The minibatch's inputs, on the model's device.
+        y : Array
+            Their integer labels.
+
+        Returns
+        -------
+        (float, mapping)
+            The loss and the gradients, keyed like ``params``.
+        """
         raise NotImplementedError
 
-    def scores(self, X):
-        """Class scores for ``X``, in evaluation mode."""
+    def scores(self, X: Array) -> Array:
+        """Class scores for ``X``, in evaluation mode.
+
+        Parameters
+        ----------
+        X : Array
+            Inputs on the model's device.
+
+        Returns
+        -------
+        Array
+            (N, classes) scores.
+        """
         raise NotImplementedError
 
-    def zero_grads(self):
-        """Zeros shaped like every parameter: the gradients of no samples at all."""
+    def zero_grads(self) -> dict[str, Array]:
+        """Zeros shaped like every parameter: the gradients of no samples at all.
+
+        Returns
+        -------
+        dict
+            Name -> zeros of the parameter's shape, dtype and device.
+        """
         return {k: get_array_module(v).zeros_like(v) for k, v in self.params.items()}
 
-    def state(self):
-        """Copies of the model's params and buffers (what "best parameters" means)."""
+    def state(self) -> dict[str, Array]:
+        """Copies of the model's params and buffers (what "best parameters" means).
+
+        Returns
+        -------
+        dict
+            Name -> a copy of each parameter and buffer.
+        """
         state = {k: v.copy() for k, v in self.params.items()}
         state.update({k: v.copy() for k, v in self.buffers.items()})
         return state
 
-    def check_state(self, state, source):
+    def check_state(self, state: Mapping[str, Any], source: str) -> dict[str, Array]:
         """``state`` checked entry by entry against the model, converted to its dtypes and device.
 
         Nothing in the model changes, so a caller can check everything it is
@@ -113,8 +178,15 @@ class ModelAdapter:
                                   f"the model's has {tuple(current.shape)}")
         return to_device(value, device_of(current)).astype(current.dtype)
 
-    def load_state(self, state, source):
+    def load_state(self, state: Mapping[str, Any], source: str) -> None:
         """Put ``state`` into the model, all of it checked (:meth:`check_state`) before any copy.
+
+        Parameters
+        ----------
+        state : mapping
+            Name -> array, one for every param and buffer of the model.
+        source : str
+            What ``state`` came from, to start each error message.
 
         Raises
         ------
@@ -131,34 +203,112 @@ class ModelAdapter:
 
 
 class CourseModel(ModelAdapter):
-    """A model with the course interface: ``loss(X, y) -> (loss, grads)``, ``loss(X) -> scores``."""
+    """A model with the course interface: ``loss(X, y) -> (loss, grads)``, ``loss(X) -> scores``.
 
-    def gradients(self, X, y):
-        """``model.loss(X, y)``."""
+    Parameters
+    ----------
+    model : object
+        With ``params`` and ``loss``, as every ``fastconv.nn.models`` builder's model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastconv.nn as nn
+    >>> from fastconv.train.adapters import CourseModel
+    >>> adapter = CourseModel(nn.mlp(3, 2, hidden_dims=(4,), seed=0))
+    >>> loss, grads = adapter.gradients(np.ones((5, 3), np.float32), np.array([0, 1, 0, 1, 1]))
+    >>> sorted(grads) == sorted(adapter.params), adapter.scores(np.ones((5, 3), np.float32)).shape
+    (True, (5, 2))
+    """
+
+    def gradients(self, X: Array, y: Array) -> tuple[float, Mapping[str, Array]]:
+        """``model.loss(X, y)``: the loss and the gradients, keyed like ``params``.
+
+        Parameters
+        ----------
+        X, y : Array
+            The minibatch's inputs and labels.
+
+        Returns
+        -------
+        (float, mapping)
+        """
         return self.model.loss(X, y)
 
-    def scores(self, X):
-        """``model.loss(X)`` (the course models score in test mode without labels)."""
+    def scores(self, X: Array) -> Array:
+        """``model.loss(X)``: the course models score in test mode without labels.
+
+        Parameters
+        ----------
+        X : Array
+            Inputs on the model's device.
+
+        Returns
+        -------
+        Array
+            (N, classes) scores.
+        """
         return self.model.loss(X)
 
 
 class ModuleModel(ModelAdapter):
-    """A :class:`fastconv.nn.Module` trained with ``loss_fn(scores, y) -> (loss, dscores)``."""
+    """A :class:`fastconv.nn.Module` trained with ``loss_fn(scores, y) -> (loss, dscores)``.
 
-    def __init__(self, model, loss_fn):
+    Parameters
+    ----------
+    model : fastconv.nn.Module
+        The network (forward, backward, ``grads``).
+    loss_fn : callable
+        ``loss_fn(scores, y) -> (loss, dscores)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastconv.nn as nn
+    >>> from fastconv.functional import softmax_cross_entropy
+    >>> from fastconv.train.adapters import ModuleModel
+    >>> adapter = ModuleModel(nn.Sequential(nn.Linear(3, 2, seed=0)), softmax_cross_entropy)
+    >>> loss, grads = adapter.gradients(np.ones((4, 3), np.float32), np.array([0, 1, 1, 0]))
+    >>> sorted(grads), adapter.model.training
+    (['0.W', '0.b'], True)
+    """
+
+    def __init__(self, model: Any, loss_fn: LossFn) -> None:
         super().__init__(model)
         self.loss_fn = loss_fn
 
-    def gradients(self, X, y):
-        """Forward in training mode, the loss, backward; ``(float loss, copy of model.grads)``."""
+    def gradients(self, X: Array, y: Array) -> tuple[float, Mapping[str, Array]]:
+        """Forward in training mode, the loss, backward.
+
+        Parameters
+        ----------
+        X, y : Array
+            The minibatch's inputs and labels.
+
+        Returns
+        -------
+        (float, dict)
+            The loss and a copy of ``model.grads``.
+        """
         self.model.train()
         scores = self.model.forward(X)
         loss, dscores = self.loss_fn(scores, y)
         self.model.backward(dscores)
         return float(loss), dict(self.model.grads)
 
-    def scores(self, X):
-        """Forward in evaluation mode; the model's mode is restored afterwards."""
+    def scores(self, X: Array) -> Array:
+        """Forward in evaluation mode; the model's mode is restored afterwards.
+
+        Parameters
+        ----------
+        X : Array
+            Inputs on the model's device.
+
+        Returns
+        -------
+        Array
+            (N, classes) scores.
+        """
         was = self.model.training
         self.model.eval()
         try:
@@ -167,7 +317,7 @@ class ModuleModel(ModelAdapter):
             self.model.train(was)
 
 
-def adapt_model(model, loss_fn=None):
+def adapt_model(model: Any, loss_fn: LossFn | None = None) -> ModelAdapter:
     """The :class:`ModelAdapter` for ``model``.
 
     Parameters
@@ -182,6 +332,20 @@ def adapt_model(model, loss_fn=None):
     Returns
     -------
     CourseModel or ModuleModel
+
+    Raises
+    ------
+    TypeError
+        When ``model`` has neither ``loss`` nor ``backward``.
+
+    Examples
+    --------
+    >>> import fastconv.nn as nn
+    >>> from fastconv.train.adapters import adapt_model
+    >>> type(adapt_model(nn.mlp(3, 2, seed=0))).__name__
+    'CourseModel'
+    >>> type(adapt_model(nn.Sequential(nn.Linear(3, 2, seed=0)))).__name__
+    'ModuleModel'
     """
     if loss_fn is None and hasattr(model, "loss"):
         return CourseModel(model)
@@ -191,8 +355,31 @@ def adapt_model(model, loss_fn=None):
     return ModuleModel(model, loss_fn or softmax_cross_entropy)
 
 
-def resolve_rule(update_rule):
-    """A course rule's function from its name in UPDATE_RULES, or the callable given."""
+def resolve_rule(update_rule: str | UpdateRule) -> UpdateRule:
+    """A course rule's function from its name in UPDATE_RULES, or the callable given.
+
+    Parameters
+    ----------
+    update_rule : str or callable
+        'sgd', 'sgd_momentum', 'rmsprop', 'adam', or ``rule(w, dw, config)``.
+
+    Returns
+    -------
+    callable
+        ``rule(w, dw, config) -> (next_w, config)``.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not in UPDATE_RULES.
+
+    Examples
+    --------
+    >>> from fastconv import optim
+    >>> from fastconv.train.adapters import resolve_rule
+    >>> resolve_rule("adam") is optim.adam
+    True
+    """
     if callable(update_rule):
         return update_rule
     if update_rule not in UPDATE_RULES:
@@ -201,7 +388,9 @@ def resolve_rule(update_rule):
     return getattr(optim, update_rule)
 
 
-def adapt_optimizer(params, update_rule="sgd", optim_config=None, optimizer=None):
+def adapt_optimizer(params: MutableMapping[str, Array], update_rule: str | UpdateRule = "sgd",
+                    optim_config: Mapping[str, Any] | None = None,
+                    optimizer: Any = None) -> tuple[Any, str]:
     """The optimizer object that updates ``params``, and the name checkpoints record for it.
 
     Parameters
@@ -211,7 +400,7 @@ def adapt_optimizer(params, update_rule="sgd", optim_config=None, optimizer=None
     update_rule : str or callable
         A name in UPDATE_RULES or ``rule(w, dw, config) -> (next_w, config)``;
         used when ``optimizer`` is None.
-    optim_config : dict, optional
+    optim_config : mapping, optional
         The rule's settings, copied into one config per parameter.
     optimizer : object, optional
         An optimizer with ``step(grads)``, ``lr`` and ``state`` (fastconv.optim).
@@ -221,6 +410,24 @@ def adapt_optimizer(params, update_rule="sgd", optim_config=None, optimizer=None
     (optimizer, str)
         ``optimizer`` itself or a :class:`fastconv.optim.RuleOptimizer` for the
         rule, and ``"optimizer:<class>"`` or ``"rule:<update rule>"``.
+
+    Raises
+    ------
+    ValueError
+        When both ``optim_config`` and ``optimizer`` are given, or for an
+        unknown rule name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv import optim
+    >>> from fastconv.train.adapters import adapt_optimizer
+    >>> params = {"w": np.zeros(3)}
+    >>> opt, name = adapt_optimizer(params, "sgd_momentum", {"learning_rate": 0.1})
+    >>> type(opt).__name__, name, opt.lr
+    ('RuleOptimizer', 'rule:sgd_momentum', 0.1)
+    >>> adapt_optimizer(params, optimizer=optim.Adam(params))[1]
+    'optimizer:Adam'
     """
     if optimizer is not None:
         if optim_config:

@@ -19,7 +19,12 @@ earlier versions load too: without ``meta/update`` (no check of what wrote
 them) and, for course rules, without ``meta/lr`` (their configs hold it).
 """
 
+from __future__ import annotations
+
 import math
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy
 
@@ -28,10 +33,35 @@ from ..checkpoint import CheckpointError
 
 FORMAT = "fastconv-solver-checkpoint-1"
 
+def checkpoint_arrays(solver: Any) -> dict[str, Any]:
+    """The entries of ``solver``'s checkpoint, as ``save_arrays`` writes them.
 
-def checkpoint_arrays(solver):
-    """The entries of ``solver``'s checkpoint, as ``save_arrays`` writes them."""
-    arrays = {"format": numpy.array(FORMAT)}
+    Parameters
+    ----------
+    solver : fastconv.train.Solver
+        The Solver whose state to save.
+
+    Returns
+    -------
+    dict
+        Entry name -> array or scalar, as :func:`fastconv.checkpoint.save_arrays` takes them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastconv.nn as nn
+    >>> from fastconv.train import Solver
+    >>> X, y = np.eye(3, dtype=np.float32), np.arange(3)
+    >>> data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
+    >>> def solver(seed):
+    ...     return Solver(nn.linear_classifier(3, 3, seed=seed), data, num_epochs=1,
+    ...                   progress=False, verbose=False)
+    >>> from fastconv.train.checkpoints import checkpoint_arrays
+    >>> arrays = checkpoint_arrays(solver(0))
+    >>> str(arrays["format"]), sorted(k for k in arrays if k.startswith("model/"))
+    ('fastconv-solver-checkpoint-1', ['model/0.W', 'model/0.b'])
+    """
+    arrays: dict[str, Any] = {"format": numpy.array(FORMAT)}
     arrays.update({f"model/{k}": v for k, v in solver.model_adapter.state().items()})
     if solver.best_params is not None:
         arrays.update({f"best/{k}": v for k, v in solver.best_params.items()})
@@ -65,7 +95,7 @@ _META = {"epoch": (_INT, True), "seed": (_INT, True), "best_val_acc": (_REAL, Tr
 _HISTORIES = ("loss", "train_acc", "val_acc")
 
 
-def restore(solver, arrays, path):
+def restore(solver: Any, arrays: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     """Put the checkpoint ``arrays`` read from ``path`` into ``solver``, all of them checked first.
 
     Every entry is checked (the model's and the best parameters against the
@@ -89,6 +119,23 @@ def restore(solver, arrays, path):
         Naming ``path`` and the entry, when the file is not a Solver
         checkpoint, was written by another kind of update, or holds an entry
         that is missing, malformed, out of range or does not fit the model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastconv.nn as nn
+    >>> from fastconv.train import Solver
+    >>> X, y = np.eye(3, dtype=np.float32), np.arange(3)
+    >>> data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
+    >>> def solver(seed):
+    ...     return Solver(nn.linear_classifier(3, 3, seed=seed), data, num_epochs=1,
+    ...                   progress=False, verbose=False)
+    >>> from fastconv.train.checkpoints import checkpoint_arrays, restore
+    >>> trained, fresh = solver(0).train(), solver(1)
+    >>> as_read = {k: np.asarray(v) for k, v in checkpoint_arrays(trained).items()}
+    >>> restore(fresh, as_read, "memory")
+    >>> fresh.epoch, bool((fresh.model.params["0.W"] == trained.model.params["0.W"]).all())
+    (1, True)
     """
     source = f"checkpoint {path}"
     if str(arrays.get("format", "")) != FORMAT:
@@ -119,13 +166,45 @@ def restore(solver, arrays, path):
         setattr(solver, name, meta[name])
 
 
-def entry_checker(solver, path):
+def entry_checker(solver: Any, path: str | os.PathLike[str]) -> Callable[[str, Any, Any], None]:
     """``check_entry(name, shape, dtype)`` for :func:`fastconv.checkpoint.load_arrays`.
 
     Refuses, before their data is read, the entries that cannot fit
     ``solver``'s model: a ``model/`` or ``best/`` entry that is no parameter or
     buffer of it or has another shape, and ``optim/`` state that is neither a
     scalar nor shaped like its parameter. (The rest is checked by :func:`restore`.)
+
+    Parameters
+    ----------
+    solver : fastconv.train.Solver
+        The Solver the checkpoint is for.
+    path : str or os.PathLike
+        The checkpoint, for the error messages.
+
+    Returns
+    -------
+    callable
+        ``check_entry(name, shape, dtype)``, which returns None for an entry
+        that may fit and raises CheckpointError, naming ``path`` and the entry,
+        for one that cannot.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastconv.nn as nn
+    >>> from fastconv.train import Solver
+    >>> X, y = np.eye(3, dtype=np.float32), np.arange(3)
+    >>> data = {"X_train": X, "y_train": y, "X_val": X, "y_val": y}
+    >>> def solver(seed):
+    ...     return Solver(nn.linear_classifier(3, 3, seed=seed), data, num_epochs=1,
+    ...                   progress=False, verbose=False)
+    >>> from fastconv.train.checkpoints import entry_checker
+    >>> check_entry = entry_checker(solver(0), "run.npz")
+    >>> check_entry("model/0.W", (3, 3), np.dtype(np.float32))
+    >>> check_entry("model/0.W", (4, 3), np.dtype(np.float32))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fastconv.checkpoint.CheckpointError: checkpoint run.npz: parameter '0.W' has shape (4, 3), ...
     """
     adapter = solver.model_adapter
     shapes = {k: tuple(v.shape) for k, v in {**adapter.params, **adapter.buffers}.items()}

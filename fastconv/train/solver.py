@@ -1,61 +1,27 @@
 """The Solver: minibatch training, history, best parameters, early stopping, checkpoints."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy
 
+from .._typing import Array
 from .._validate import check_int, check_real
-from ..backend import as_numpy, get_array_module, to_device
 from ..checkpoint import load_arrays, save_arrays
-from .adapters import adapt_model, adapt_optimizer
+from ..optim import UpdateRule
+from ._arguments import (SEED_LIMIT, check_callbacks, check_data, check_directory_exists,
+                         check_flag, check_path, check_seed, check_subset)
+from ._evaluation import AccuracyChecks
+from .adapters import LossFn, adapt_model, adapt_optimizer
 from .checkpoints import checkpoint_arrays, entry_checker, restore
-from .parallel import SingleProcess
+from .parallel import SingleProcess, Strategy
 
-#: Seeds are below this: numpy.random.default_rng takes any int >= 0, a checkpoint stores int64.
-SEED_LIMIT = 2**63
+__all__ = ["Solver", "SEED_LIMIT"]
 
-
-def _check_seed(seed):
-    """``seed`` as an int in [0, 2**63), else a TypeError or ValueError naming it."""
-    seed = check_int("seed", seed, 0)
-    if seed >= SEED_LIMIT:
-        raise ValueError(f"seed must be < 2**63 (a checkpoint stores it as int64), got {seed}")
-    return seed
-
-
-def _check_flag(name, value):
-    """``value`` as a bool; a TypeError naming ``name`` for anything else (0, 'no', None)."""
-    if not isinstance(value, (bool, numpy.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _check_subset(name, value):
-    """None (every sample) or a number of samples >= 1."""
-    return None if value is None else check_int(name, value, 1)
-
-
-def _check_callbacks(callbacks):
-    """The callbacks as a list, each callable; a TypeError naming the first that is not."""
-    callbacks = list(callbacks)
-    for i, callback in enumerate(callbacks):
-        if not callable(callback):
-            raise TypeError(f"callbacks[{i}] must be callable, got {callback!r}")
-    return callbacks
-
-
-def _check_path(name, path):
-    """None or a path (str or os.PathLike); a TypeError naming ``name`` for anything else."""
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path (str or os.PathLike), got {path!r}")
-    return path
-
-
-def _check_directory_exists(name, path):
-    """A ValueError naming ``name`` when ``path``'s directory is missing: now, not after an epoch."""
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(f"{name} {os.fspath(path)!r}: directory {parent} does not exist")
+PathLike = str | os.PathLike[str]
 
 
 def _progress_bar(total, enabled, desc):
@@ -69,19 +35,19 @@ def _progress_bar(total, enabled, desc):
     return tqdm(total=total, desc=desc, leave=False)
 
 
-class Solver:
+class Solver(AccuracyChecks):
     """Train ``model`` on ``data`` with minibatch updates (the course Solver's argument names).
 
     Parameters
     ----------
     model : course model or fastconv.nn.Module
         See fastconv.train.adapters: ``model.loss(X, y)``, or forward/backward with ``loss_fn``.
-    data : dict
+    data : mapping
         ``X_train``, ``y_train``, ``X_val``, ``y_val``.
     update_rule : str or callable, default 'sgd'
         A course rule ('sgd', 'sgd_momentum', 'rmsprop', 'adam') or
         ``rule(w, dw, config) -> (next_w, config)``; used without ``optimizer``.
-    optim_config : dict, optional
+    optim_config : mapping, optional
         The rule's settings (e.g. ``{"learning_rate": 1e-3}``), one copy per parameter.
     optimizer : object, optional
         An optimizer from fastconv.optim built over ``model.params`` (instead of a rule).
@@ -92,11 +58,12 @@ class Solver:
     batch_size : int, default 100
         Samples per step (per process under data parallelism).
     num_epochs : int, default 10
-    num_train_samples, num_val_samples : int >= 1 or None
+        Epochs to train, counting those of a resumed checkpoint.
+    num_train_samples, num_val_samples : int >= 1 or None, default 1000 and None
         Subsets measured for accuracy after each epoch (None: all).
     seed : int, default 0
         Seeds each epoch's order, ``numpy.random.default_rng([seed, epoch])``;
-        0 <= seed < 2**63 (NumPy takes seeds >= 0, a checkpoint stores it as int64).
+        0 <= seed < 2**63.
     patience : int, optional
         Stop after that many epochs without a better validation accuracy.
     checkpoint_name : str or os.PathLike, optional
@@ -115,56 +82,95 @@ class Solver:
         How many processes train: :class:`fastconv.train.SingleProcess` (the
         default, also under an MPI launcher, with a warning there) or
         :class:`fastconv.distributed.DataParallel`.
-    callbacks : sequence of callables, optional
+    callbacks : iterable of callables, optional
         Each called as ``fn(solver)`` after every epoch's bookkeeping and
         checkpoint, in order, on every process (``solver.parallel.is_root``
         says which one reports).
+
+    Attributes
+    ----------
+    loss_history : list of float
+        The loss of every iteration.
+    train_acc_history, val_acc_history : list of float
+        The accuracies after every epoch.
+    best_val_acc, best_epoch : float, int
+        The best validation accuracy and its epoch; after :meth:`train` the
+        model holds that epoch's parameters.
+    epoch : int
+        Epochs finished.
+    stopped_early, interrupted : bool
+        Whether ``patience`` ended training, or a KeyboardInterrupt did.
 
     Raises
     ------
     TypeError, ValueError
         Naming the argument, when one has the wrong type or is out of range:
         checked when the Solver is built, before any training.
+    CheckpointError
+        When ``resume`` is unreadable or does not fit the model.
 
     Notes
     -----
-    After ``train()``: ``loss_history`` (per iteration), ``train_acc_history``
-    and ``val_acc_history`` (per epoch), ``best_val_acc``, ``best_epoch``, and
-    the model holds the parameters of its best validation epoch.
-
     Hooks, small methods meant to be overridden or wrapped: :meth:`batch_indices`
     (the sampler), :meth:`step` (one update: :meth:`compute_gradients`, the
     strategy's averaging, :meth:`reduce_gradients`, :meth:`apply_update`),
     :meth:`predict_scores`, :meth:`check_accuracy`, :meth:`log` and
     :meth:`save_checkpoint`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import fastconv.nn as nn
+    >>> from fastconv.train import Solver
+    >>> X = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> data = {"X_train": X[:30], "y_train": y[:30], "X_val": X[30:], "y_val": y[30:]}
+    >>> def solver(seed, **options):
+    ...     return Solver(nn.mlp(3, 2, hidden_dims=(8,), seed=seed), data, update_rule="adam",
+    ...                   optim_config={"learning_rate": 1e-2}, batch_size=10,
+    ...                   progress=False, verbose=False, **options)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "run.npz")
+    ...     trained = solver(0, num_epochs=2, checkpoint_name=path).train()
+    ...     resumed = solver(1, num_epochs=3, resume=path)
+    >>> len(trained.loss_history), len(trained.val_acc_history), resumed.epoch
+    (6, 2, 2)
+    >>> len(resumed.train().loss_history)
+    9
     """
 
-    def __init__(self, model, data, *, update_rule="sgd", optim_config=None, optimizer=None,
-                 loss_fn=None, lr_decay=1.0, batch_size=100, num_epochs=10,
-                 num_train_samples=1000, num_val_samples=None, seed=0, patience=None,
-                 checkpoint_name=None, resume=None, progress=True, print_every=10,
-                 verbose=True, parallel=None, callbacks=()):
+    def __init__(self, model: Any, data: Mapping[str, Array], *,
+                 update_rule: str | UpdateRule = "sgd",
+                 optim_config: Mapping[str, Any] | None = None, optimizer: Any = None,
+                 loss_fn: LossFn | None = None, lr_decay: float = 1.0, batch_size: int = 100,
+                 num_epochs: int = 10, num_train_samples: int | None = 1000,
+                 num_val_samples: int | None = None, seed: int = 0,
+                 patience: int | None = None, checkpoint_name: PathLike | None = None,
+                 resume: PathLike | None = None, progress: bool = True, print_every: int = 10,
+                 verbose: bool = True, parallel: Strategy | None = None,
+                 callbacks: Iterable[Callable[[Solver], object]] = ()) -> None:
         # The plain arguments first, before anything joins an MPI job or touches the model.
         self.lr_decay = check_real("lr_decay", lr_decay, 0, 1, low_open=True)
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.num_epochs = check_int("num_epochs", num_epochs, 0)
-        self.num_train_samples = _check_subset("num_train_samples", num_train_samples)
-        self.num_val_samples = _check_subset("num_val_samples", num_val_samples)
-        self.seed = _check_seed(seed)
+        self.num_train_samples = check_subset("num_train_samples", num_train_samples)
+        self.num_val_samples = check_subset("num_val_samples", num_val_samples)
+        self.seed = check_seed(seed)
         self.patience = None if patience is None else check_int("patience", patience, 1)
-        self.progress = _check_flag("progress", progress)
+        self.progress = check_flag("progress", progress)
         self.print_every = check_int("print_every", print_every, 0)
-        self.verbose = _check_flag("verbose", verbose)
-        self.callbacks = _check_callbacks(callbacks)
-        self.checkpoint_name = _check_path("checkpoint_name", checkpoint_name)
-        resume = _check_path("resume", resume)
+        self.verbose = check_flag("verbose", verbose)
+        self.callbacks = check_callbacks(callbacks)
+        self.checkpoint_name = check_path("checkpoint_name", checkpoint_name)
+        resume = check_path("resume", resume)
         self.model = model
         self.model_adapter = adapt_model(model, loss_fn)
-        self.parallel = SingleProcess() if parallel is None else parallel
+        self.parallel: Strategy = SingleProcess() if parallel is None else parallel
         self.parallel.attach(self.model_adapter)
         if self.checkpoint_name is not None and self.parallel.is_root:  # the one that writes it
-            _check_directory_exists("checkpoint_name", self.checkpoint_name)
-        self.X_train, self.y_train, self.X_val, self.y_val = self._check_data(data)
+            check_directory_exists("checkpoint_name", self.checkpoint_name)
+        self.X_train, self.y_train, self.X_val, self.y_val = check_data(data)
         self.optimizer, self.update_name = adapt_optimizer(self.model_adapter.params,
                                                            update_rule, optim_config, optimizer)
         self.update_rule = None if optimizer is not None else self.optimizer.rule
@@ -175,62 +181,101 @@ class Solver:
         self.parallel.start(self)
 
     @property
-    def optim_configs(self):
+    def optim_configs(self) -> dict[str, dict[str, Any]]:
         """The per-parameter configs of a course update rule (the optimizer's ``state``)."""
         return self.optimizer.state
 
     # -- set-up ------------------------------------------------------------
-    @staticmethod
-    def _check_data(data):
-        missing = [k for k in ("X_train", "y_train", "X_val", "y_val") if k not in data]
-        if missing:
-            raise ValueError(f"data is missing {missing}; it needs X_train, y_train, X_val, y_val")
-        arrays = [data[k] for k in ("X_train", "y_train", "X_val", "y_val")]
-        for split, (X, y) in (("train", arrays[:2]), ("val", arrays[2:])):
-            if len(X) != len(y):
-                raise ValueError(f"X_{split} has {len(X)} samples but y_{split} has {len(y)} "
-                                 f"(shapes {tuple(X.shape)} and {tuple(y.shape)})")
-            if len(X) == 0:
-                raise ValueError(f"X_{split} is empty")
-        return arrays
-
-    def _reset(self):
+    def _reset(self) -> None:
         """Start-of-training state: epoch 0, empty history, no best parameters yet."""
         self.epoch = 0
         self.best_val_acc = -1.0
         self.best_epoch = 0
-        self.best_params = None
+        self.best_params: dict[str, Array] | None = None
         self.epochs_without_improvement = 0
-        self.loss_history = []
-        self.train_acc_history = []
-        self.val_acc_history = []
+        self.loss_history: list[float] = []
+        self.train_acc_history: list[float] = []
+        self.val_acc_history: list[float] = []
         self.stopped_early = False
         self.interrupted = False
-        self._bar = None
+        self._bar: Any = None
 
     # -- hooks -------------------------------------------------------------
-    def batch_indices(self, epoch):
+    def batch_indices(self, epoch: int) -> list[Array]:
         """The sampler: this epoch's minibatches (this process's part of them) as index arrays.
 
         Every sample once per epoch, in a permutation seeded by (seed, epoch);
         the last batch may be smaller. Override for another sampling scheme.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, from 0.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Row indices into ``X_train``, one array per step.
         """
         return self.parallel.batch_indices(len(self.X_train), self.batch_size, self.seed, epoch)
 
-    def compute_gradients(self, X_batch, y_batch):
-        """Forward and backward on one minibatch; returns ``(loss, grads)`` keyed like model.params."""
+    def compute_gradients(self, X_batch: Array,
+                          y_batch: Array) -> tuple[float, Mapping[str, Array]]:
+        """Forward and backward on one minibatch.
+
+        Parameters
+        ----------
+        X_batch, y_batch : Array
+            The minibatch, on the model's device.
+
+        Returns
+        -------
+        (float, mapping)
+            The loss and the gradients, keyed like ``model.params``.
+        """
         return self.model_adapter.gradients(X_batch, y_batch)
 
-    def reduce_gradients(self, grads, batch_size):
-        """The per-step gradient hook, on the averaged gradients before the update; the identity."""
+    def reduce_gradients(self, grads: Mapping[str, Array],
+                         batch_size: int) -> Mapping[str, Array]:
+        """The per-step gradient hook, on the averaged gradients before the update.
+
+        Parameters
+        ----------
+        grads : mapping
+            The step's gradients (over all processes' parts).
+        batch_size : int
+            This process's part of the minibatch.
+
+        Returns
+        -------
+        mapping
+            The gradients to update with: ``grads`` itself (override to clip, say).
+        """
         return grads
 
-    def apply_update(self, grads):
-        """One parameter update from ``grads``."""
+    def apply_update(self, grads: Mapping[str, Array]) -> None:
+        """One parameter update from ``grads``, by the Solver's optimizer.
+
+        Parameters
+        ----------
+        grads : mapping
+            Name -> gradient for every parameter.
+        """
         self.optimizer.step(grads)
 
-    def step(self, X_batch, y_batch):
-        """One training step on a minibatch; returns its loss (over all processes' parts)."""
+    def step(self, X_batch: Array, y_batch: Array) -> float:
+        """One training step on a minibatch.
+
+        Parameters
+        ----------
+        X_batch, y_batch : Array
+            This process's part of the minibatch, on the model's device (may be empty).
+
+        Returns
+        -------
+        float
+            The step's loss over all processes' parts.
+        """
         if len(y_batch):
             loss, grads = self.compute_gradients(X_batch, y_batch)
         else:  # a data-parallel part of a last batch smaller than the world: contributes nothing
@@ -239,51 +284,30 @@ class Solver:
         self.apply_update(self.reduce_gradients(grads, len(y_batch)))
         return loss
 
-    def write(self, message):
-        """Print ``message``, through the progress bar when one is shown."""
+    def write(self, message: str) -> None:
+        """Print ``message``, through the progress bar when one is shown.
+
+        Parameters
+        ----------
+        message : str
+        """
         if self._bar is not None:
             self._bar.write(message)
         else:
             print(message)
 
-    def log(self, message):
-        """:meth:`write` ``message`` when verbose, on the reporting process only."""
+    def log(self, message: str) -> None:
+        """:meth:`write` ``message`` when verbose, on the reporting process only.
+
+        Parameters
+        ----------
+        message : str
+        """
         if self.verbose and self.parallel.is_root:
             self.write(message)
 
-    # -- evaluation --------------------------------------------------------
-    def _batch(self, X, idx):
-        """Rows ``idx`` of X on the model's device."""
-        xp = get_array_module(X)
-        return to_device(X[xp.asarray(idx)], self.model_adapter.device)
-
-    def predict_scores(self, X):
-        """Class scores for ``X`` (already on the model's device), in evaluation mode."""
-        return self.model_adapter.scores(X)
-
-    def accuracy_indices(self, n, num_samples=None):
-        """The samples check_accuracy scores: all ``n``, or ``num_samples`` of them seeded by (seed, epoch)."""
-        if num_samples is None or n <= num_samples:
-            return numpy.arange(n)
-        return numpy.random.default_rng([self.seed, self.epoch, 1]).choice(n, num_samples,
-                                                                           replace=False)
-
-    def check_accuracy(self, X, y, num_samples=None, batch_size=100):
-        """Fraction of (a seeded subset of ``num_samples`` of) X classified as y."""
-        y = as_numpy(y)
-
-        def count_correct(idx):
-            correct = 0
-            for start in range(0, len(idx), batch_size):
-                part = idx[start:start + batch_size]
-                scores = self.predict_scores(self._batch(X, part))
-                correct += int((as_numpy(scores).argmax(axis=1) == y[part]).sum())
-            return correct
-
-        return self.parallel.accuracy(self.accuracy_indices(len(X), num_samples), count_correct)
-
     # -- training ----------------------------------------------------------
-    def _end_of_epoch(self, epoch_loss):
+    def _end_of_epoch(self, epoch_loss: float) -> None:
         """Measure accuracy, track the best parameters, decay the learning rate, checkpoint."""
         train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
         val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
@@ -308,8 +332,20 @@ class Solver:
         for callback in self.callbacks:
             callback(self)
 
-    def train(self):
-        """Run the remaining epochs; afterwards the model holds its best-validation parameters."""
+    def train(self) -> Solver:
+        """Run the remaining epochs; afterwards the model holds its best-validation parameters.
+
+        Returns
+        -------
+        Solver
+            ``self``.
+
+        Raises
+        ------
+        KeyboardInterrupt
+            Re-raised between two checkpoint writes, so the last one on disk is
+            whole; ``interrupted`` is set.
+        """
         self._bar = None
         try:
             while self.epoch < self.num_epochs and not self.stopped_early:
@@ -339,25 +375,45 @@ class Solver:
             self.model_adapter.load_state(self.best_params, "the best parameters")
         return self
 
-    def _close_bar(self):
+    def _close_bar(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
 
     # -- checkpoints -------------------------------------------------------
-    def save_checkpoint(self, path):
+    def save_checkpoint(self, path: PathLike) -> None:
         """Write the model, best parameters, optimizer state and history to ``path`` (.npz).
 
         Only the reporting process writes: every process holds the same state.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file, replaced atomically.
         """
         if self.parallel.is_root:
             save_arrays(path, checkpoint_arrays(self))
 
-    def load_checkpoint(self, path):
+    def load_checkpoint(self, path: PathLike) -> Solver:
         """Restore everything ``save_checkpoint`` wrote, so ``train()`` continues where it stopped.
 
-        Raises CheckpointError (a ValueError) naming the file and the entry when
-        the file is unreadable, holds pickled objects, or does not fit the model.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A checkpoint of a Solver with the same model and kind of update.
+
+        Returns
+        -------
+        Solver
+            ``self``.
+
+        Raises
+        ------
+        CheckpointError
+            A ValueError naming the file and the entry, when the file is
+            unreadable, holds pickled objects, or does not fit the model; the
+            Solver and its model are unchanged then.
+
         """
         restore(self, load_arrays(path, entry_checker(self, path)), path)
         return self
