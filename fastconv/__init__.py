@@ -1,5 +1,16 @@
 """fastconv: fast im2col convolution and pooling for from-scratch NumPy networks,
-on the GPU (CuPy + CUDA kernels) and the CPU (NumPy), with one API."""
+on the GPU (CuPy + CUDA kernels) and the CPU (NumPy), with one API.
+
+Examples
+--------
+>>> import numpy as np
+>>> import fastconv as fc
+>>> x, w = np.ones((2, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)
+>>> out, cache = fc.conv2d_forward(x, w, padding=1)
+>>> dx, dw, db = fc.conv2d_backward(np.ones_like(out), cache)
+>>> out.shape, dx.shape, dw.shape, db
+((2, 4, 8, 8), (2, 3, 8, 8), (4, 3, 3, 3), None)
+"""
 
 __version__ = "0.1.0"
 
@@ -21,10 +32,14 @@ from .functional import (
     avg_pool1d_forward,
     avg_pool2d_backward,
     avg_pool2d_forward,
+    avg_pool3d_backward,
+    avg_pool3d_forward,
     conv1d_backward,
     conv1d_forward,
     conv2d_backward,
     conv2d_forward,
+    conv3d_backward,
+    conv3d_forward,
     conv_transpose2d_backward,
     conv_transpose2d_forward,
     group_norm_backward,
@@ -37,6 +52,8 @@ from .functional import (
     max_pool1d_forward,
     max_pool2d_backward,
     max_pool2d_forward,
+    max_pool3d_backward,
+    max_pool3d_forward,
     max_unpool2d_backward,
     max_unpool2d_forward,
     mse_loss,

@@ -15,9 +15,12 @@ trusted, in three ways:
 - arrays are rebuilt from their recorded state only for plain numeric dtypes.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import pickle
+from typing import Any
 
 import numpy as np
 
@@ -265,7 +268,7 @@ class _Materialiser:
         return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy()
 
 
-def load_cifar_pickle(path):
+def load_cifar_pickle(path: str | os.PathLike[str]) -> dict[Any, Any]:
     """Load one CIFAR-10 python batch through the restricted unpickler.
 
     Parameters
@@ -278,9 +281,24 @@ def load_cifar_pickle(path):
     dict
         The batch with ``str`` keys; references the file shares stay shared.
 
-    A file that is not a pickle of the expected kind, refers to any global beyond the numpy
-    array machinery, or names more objects or array bytes than a batch holds raises a
-    ValueError naming the file; no code from the file runs.
+    Raises
+    ------
+    ValueError
+        Naming the file, when it is not a pickle of the expected kind, refers to any global
+        beyond the numpy array machinery, or names more objects or array bytes than a batch
+        holds; no code from the file runs.
+
+    Examples
+    --------
+    >>> import os, pickle, tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "data_batch_1")
+    ...     with open(path, "wb") as f:
+    ...         pickle.dump({b"labels": [3, 8], b"data": np.zeros((2, 3072), np.uint8)}, f)
+    ...     batch = load_cifar_pickle(path)
+    >>> batch["labels"], batch["data"].shape
+    ([3, 8], (2, 3072))
     """
     try:
         with open(path, "rb") as f:

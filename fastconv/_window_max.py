@@ -9,12 +9,18 @@ replaces the best (so a tie keeps the first maximum), and the first NaN wins
 over any number. Written against the arrays' module, NumPy or CuPy.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 import numpy
 
+from ._typing import Array
 from .backend import get_array_module
 
 
-def running_max(best, best_k, candidates, has_nan):
+def running_max(best: Array, best_k: Array, candidates: Iterable[tuple[int, Array]],
+                has_nan: bool) -> None:
     """Fold ``candidates`` into ``best`` and ``best_k`` in place.
 
     Parameters
@@ -26,7 +32,7 @@ def running_max(best, best_k, candidates, has_nan):
     candidates : iterable of (int, ndarray)
         ``(k, values)`` pairs in increasing k, each ``values`` shaped like ``best``.
     has_nan : bool
-        Whether any candidate may be NaN; without NaN a faster path runs.
+        Whether any candidate may be NaN; False skips the NaN rule.
 
     Examples
     --------
@@ -39,7 +45,7 @@ def running_max(best, best_k, candidates, has_nan):
     offset_k = xp.empty_like(best_k)
     for k, candidate in candidates:
         better = candidate > best
-        if has_nan:
+        if has_nan:  # without NaN, maximum() is the rule, and quicker than a masked copy
             better |= xp.isnan(candidate) & ~xp.isnan(best)
             xp.copyto(best, candidate, where=better)
         else:

@@ -5,46 +5,107 @@ followed by ``xp.<function>``. CuPy is imported lazily, only when a CuPy array
 could exist or a GPU is asked for, so ``import fastconv`` never needs CUDA.
 """
 
+from __future__ import annotations
+
 import os
 import sys
+from types import ModuleType
+from typing import Any, Literal
 
 import numpy
 
-DEVICES = ("cpu", "gpu")
+from ._typing import Array, ArrayLike, DTypeLike
+
+Device = Literal["cpu", "gpu"]
+DEVICES: tuple[Device, Device] = ("cpu", "gpu")
 _DEVICE_ENV = "FASTCONV_DEVICE"
-_gpu_status = None  # (available: bool, reason: str), computed once
+_gpu_status: tuple[bool, str] | None = None  # (available, reason), computed once
 
 
-def _loaded_cupy():
+def _loaded_cupy() -> ModuleType | None:
     """CuPy if something already imported it, else None (never imports it)."""
     return sys.modules.get("cupy")
 
 
-def _is_cupy_array(x):
+def _is_cupy_array(x: object) -> bool:
     cupy = _loaded_cupy()
     return cupy is not None and isinstance(x, cupy.ndarray)
 
 
-def is_array(x):
-    """True for a NumPy or CuPy array (not a scalar, list or NumPy scalar)."""
+def is_array(x: object) -> bool:
+    """Tell whether ``x`` is a NumPy or CuPy array.
+
+    Parameters
+    ----------
+    x : object
+        Anything.
+
+    Returns
+    -------
+    bool
+        True for a ``numpy.ndarray`` or ``cupy.ndarray``; False for scalars,
+        NumPy scalars, lists and everything else.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_array(np.zeros(2)), is_array(np.float32(1)), is_array([1.0])
+    (True, False, False)
+    """
     return isinstance(x, numpy.ndarray) or _is_cupy_array(x)
 
 
-def accumulator_dtype(dtype):
-    """The dtype sums over an array of ``dtype`` run in: float32 for float16, else its own.
+def accumulator_dtype(dtype: DTypeLike) -> numpy.dtype:
+    """The dtype that sums over an array of ``dtype`` run in.
 
-    A float16 running sum stalls at 2048 (2048 + 1 rounds back to 2048) and
-    overflows past 65504; PyTorch also accumulates half in float32.
+    Parameters
+    ----------
+    dtype : dtype-like
+        The array's dtype.
+
+    Returns
+    -------
+    numpy.dtype
+        float32 for float16, else ``dtype`` itself (promoted with float32).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> accumulator_dtype(np.float16), accumulator_dtype(np.float64)
+    (dtype('float32'), dtype('float64'))
     """
+    # A float16 running sum stalls at 2048 (2048 + 1 rounds back to 2048) and
+    # overflows past 65504; PyTorch also accumulates half in float32.
     return numpy.result_type(dtype, numpy.float32)
 
 
-def promoted(*arrays):
-    """The arrays cast to their common dtype, as NumPy's own arithmetic would promote them.
+def promoted(*arrays: Any) -> tuple[Any, ...]:
+    """Cast arrays to their common dtype, as NumPy's own arithmetic would promote them.
 
-    ``None`` entries pass through. fastconv's ops refuse mixed dtypes; the
-    course front-ends (fastconv.compat) promote first, as the course code did.
+    Parameters
+    ----------
+    *arrays : array or None
+        NumPy arrays, or CuPy arrays, of one device; ``None`` entries pass through.
+
+    Returns
+    -------
+    tuple
+        The arrays in order, each of the common dtype (uncopied where it had it).
+
+    Raises
+    ------
+    ValueError
+        When the arrays are on two devices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a, b, c = promoted(np.ones(2, np.float32), None, np.ones(2, np.float64))
+    >>> a.dtype, b, c.dtype
+    (dtype('float64'), None, dtype('float64'))
     """
+    # fastconv's ops refuse mixed dtypes; the course front-ends (fastconv.compat)
+    # promote first, as the course code did.
     present = [a for a in arrays if a is not None]
     if not present:
         return arrays
@@ -52,11 +113,30 @@ def promoted(*arrays):
     return tuple(None if a is None else a.astype(dtype, copy=False) for a in arrays)
 
 
-def get_array_module(*arrays):
-    """Return ``cupy`` if every array argument is a CuPy array, else ``numpy``.
+def get_array_module(*arrays: Any) -> ModuleType:
+    """The array module of the arguments: ``cupy`` if their arrays are CuPy arrays, else ``numpy``.
 
-    Non-array arguments (None, Python scalars) are ignored. Arrays from both
-    devices in one call raise a ValueError: nothing is copied silently.
+    Parameters
+    ----------
+    *arrays : object
+        Arrays; non-array arguments (None, Python scalars) are ignored.
+
+    Returns
+    -------
+    module
+        ``cupy`` when every array argument is a CuPy array, else ``numpy``
+        (also when no argument is an array).
+
+    Raises
+    ------
+    ValueError
+        When both NumPy and CuPy arrays are passed: nothing is copied silently.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> get_array_module(np.zeros(2), None, 3.0).__name__
+    'numpy'
     """
     on_gpu = on_cpu = False
     for a in arrays:
@@ -70,19 +150,51 @@ def get_array_module(*arrays):
         raise ValueError(
             f"arrays from two devices in one call ({kinds}); move them to one "
             "device first with fastconv.to_device(x, 'cpu' | 'gpu')")
-    return _loaded_cupy() if on_gpu else numpy
+    cupy = _loaded_cupy()
+    return cupy if on_gpu and cupy is not None else numpy
 
 
-def device_of(x):
-    """'gpu' for a CuPy array, 'cpu' otherwise."""
+def device_of(x: object) -> Device:
+    """The device an array lives on.
+
+    Parameters
+    ----------
+    x : object
+        An array, or anything else.
+
+    Returns
+    -------
+    {'cpu', 'gpu'}
+        'gpu' for a CuPy array, 'cpu' otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> device_of(np.zeros(2))
+    'cpu'
+    """
     return "gpu" if _is_cupy_array(x) else "cpu"
 
 
-def model_device(model):
-    """'gpu' or 'cpu': where a model's first parameter (else first buffer) lives; 'cpu' if none.
+def model_device(model: Any) -> Device:
+    """Where a model's first parameter (else its first buffer) lives.
 
-    ``model`` is anything with a ``params`` mapping (a :class:`fastconv.nn.Module`
-    or a course model) and, optionally, ``buffers``.
+    Parameters
+    ----------
+    model : object
+        Anything with a ``params`` mapping (a :class:`fastconv.nn.Module` or a
+        course model) and, optionally, ``buffers``.
+
+    Returns
+    -------
+    {'cpu', 'gpu'}
+        The device of that array; 'cpu' when the model has none.
+
+    Examples
+    --------
+    >>> from fastconv.nn import Linear
+    >>> model_device(Linear(3, 2, seed=0))
+    'cpu'
     """
     for arrays in (model.params, getattr(model, "buffers", {})):
         for value in arrays.values():
@@ -90,10 +202,21 @@ def model_device(model):
     return "cpu"
 
 
-def gpu_status():
-    """(available, reason): whether CuPy imports and a CUDA device is usable.
+def gpu_status() -> tuple[bool, str]:
+    """Whether CuPy imports and a CUDA device is usable, and why (not). Never raises.
 
-    Never raises; the reason says why no GPU is usable (or names the device).
+    Returns
+    -------
+    available : bool
+        True when CuPy imports and a CUDA device runs a kernel.
+    reason : str
+        Why no GPU is usable, or which devices there are.
+
+    Examples
+    --------
+    >>> available, reason = gpu_status()
+    >>> isinstance(available, bool), isinstance(reason, str)
+    (True, True)
     """
     global _gpu_status
     if _gpu_status is None:
@@ -101,7 +224,7 @@ def gpu_status():
     return _gpu_status
 
 
-def _probe_gpu():
+def _probe_gpu() -> tuple[bool, str]:
     try:
         import cupy
     except Exception as exc:  # ImportError, or a broken CUDA install
@@ -121,17 +244,28 @@ def _probe_gpu():
     return True, f"{count} CUDA device(s); using {name}"
 
 
-def gpu_available():
-    """True only when CuPy imports and a CUDA device is usable. Never raises."""
+def gpu_available() -> bool:
+    """Whether CuPy imports and a CUDA device is usable. Never raises.
+
+    Returns
+    -------
+    bool
+        The first item of :func:`gpu_status`.
+
+    Examples
+    --------
+    >>> gpu_available() in (True, False)
+    True
+    """
     return gpu_status()[0]
 
 
-def _check_device_name(device, argname="device"):
+def _check_device_name(device: object, argname: str = "device") -> None:
     if device not in DEVICES:
         raise ValueError(f"{argname} must be 'cpu' or 'gpu', got {device!r}")
 
 
-def _require_gpu():
+def _require_gpu() -> ModuleType:
     available, reason = gpu_status()
     if not available:
         raise RuntimeError(f"the GPU was asked for but none is usable: {reason}")
@@ -139,51 +273,155 @@ def _require_gpu():
     return cupy
 
 
-def default_device():
-    """The device for newly created parameters, from ``FASTCONV_DEVICE``.
+def default_device() -> Device:
+    """The device for newly created parameters, from the ``FASTCONV_DEVICE`` variable.
 
-    ``cpu`` (the default when unset), ``gpu`` (a RuntimeError saying why when
-    no GPU is usable) or ``auto`` (the GPU when usable, else the CPU).
+    Returns
+    -------
+    {'cpu', 'gpu'}
+        'cpu' when the variable is unset or ``cpu``; 'gpu' for ``gpu``; for
+        ``auto``, the GPU when one is usable, else the CPU.
+
+    Raises
+    ------
+    ValueError
+        When the variable is none of cpu, gpu, auto.
+    RuntimeError
+        When it says ``gpu`` and no GPU is usable (the message says why).
+
+    Examples
+    --------
+    >>> default_device() in ("cpu", "gpu")
+    True
     """
     value = os.environ.get(_DEVICE_ENV, "cpu").strip().lower() or "cpu"
     if value == "auto":
         return "gpu" if gpu_available() else "cpu"
-    if value not in DEVICES:
+    if value == "cpu":
+        return "cpu"
+    if value != "gpu":
         raise ValueError(f"{_DEVICE_ENV} must be cpu, gpu or auto, got {value!r}")
-    if value == "gpu":
-        _require_gpu()
-    return value
+    _require_gpu()
+    return "gpu"
 
 
-def resolve_device(device=None):
-    """Turn ``None``/'auto'/'cpu'/'gpu' into 'cpu' or 'gpu', checking the GPU."""
+def resolve_device(device: str | None = None) -> Device:
+    """Turn a device request into 'cpu' or 'gpu', checking that a GPU asked for is usable.
+
+    Parameters
+    ----------
+    device : {None, 'auto', 'cpu', 'gpu'}, optional
+        None: :func:`default_device`; 'auto': the GPU when usable, else the CPU.
+
+    Returns
+    -------
+    {'cpu', 'gpu'}
+        The device.
+
+    Raises
+    ------
+    ValueError
+        When ``device`` is not one of the values above.
+    RuntimeError
+        When the GPU is asked for and none is usable.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    'cpu'
+    """
     if device is None:
         return default_device()
     if device == "auto":
         return "gpu" if gpu_available() else "cpu"
     _check_device_name(device)
-    if device == "gpu":
-        _require_gpu()
-    return device
-
-
-def to_device(x, device):
-    """Return ``x`` on ``device`` ('cpu', 'gpu' or 'auto'); no copy if it is there already."""
-    device = resolve_device(device)
     if device == "cpu":
+        return "cpu"
+    _require_gpu()
+    return "gpu"
+
+
+def to_device(x: ArrayLike, device: str | None) -> Array:
+    """Return ``x`` as an array on ``device``, without a copy when it is there already.
+
+    Parameters
+    ----------
+    x : array_like
+        A NumPy or CuPy array, or anything ``numpy.asarray`` accepts.
+    device : {'cpu', 'gpu', 'auto', None}
+        Where to put it (see :func:`resolve_device`).
+
+    Returns
+    -------
+    array
+        A NumPy array for 'cpu', a CuPy array for 'gpu'.
+
+    Raises
+    ------
+    ValueError
+        When ``device`` is not a device name.
+    RuntimeError
+        When the GPU is asked for and none is usable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.zeros(3)
+    >>> to_device(x, "cpu") is x
+    True
+    """
+    if resolve_device(device) == "cpu":
         return as_numpy(x)
     cupy = _require_gpu()
     return cupy.asarray(x)
 
 
-def as_numpy(x):
-    """Return ``x`` as a NumPy array, copying from the GPU when it is a CuPy array."""
+def as_numpy(x: ArrayLike) -> numpy.ndarray:
+    """Return ``x`` as a NumPy array, copying it from the GPU when it is a CuPy array.
+
+    Parameters
+    ----------
+    x : array_like
+        A NumPy or CuPy array, or anything ``numpy.asarray`` accepts.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x`` itself for a NumPy array.
+
+    Examples
+    --------
+    >>> as_numpy([1, 2]).tolist()
+    [1, 2]
+    """
     if _is_cupy_array(x):
-        return x.get()
+        return x.get()  # type: ignore[union-attr]  # a cupy.ndarray
     return numpy.asarray(x)
 
 
-def module_for_device(device):
-    """numpy for 'cpu', cupy for 'gpu' (a RuntimeError when no GPU is usable)."""
-    device = resolve_device(device)
-    return _require_gpu() if device == "gpu" else numpy
+def module_for_device(device: str | None) -> ModuleType:
+    """The array module of a device: ``numpy`` for 'cpu', ``cupy`` for 'gpu'.
+
+    Parameters
+    ----------
+    device : {'cpu', 'gpu', 'auto', None}
+        The device (see :func:`resolve_device`).
+
+    Returns
+    -------
+    module
+        ``numpy`` or ``cupy``.
+
+    Raises
+    ------
+    ValueError
+        When ``device`` is not a device name.
+    RuntimeError
+        When the GPU is asked for and none is usable.
+
+    Examples
+    --------
+    >>> module_for_device("cpu").__name__
+    'numpy'
+    """
+    return _require_gpu() if resolve_device(device) == "gpu" else numpy

@@ -18,6 +18,8 @@ readable .npz, or an entry that is undefined, corrupt, truncated or holds
 pickled objects, raises :class:`CheckpointError` naming the file and the entry.
 """
 
+from __future__ import annotations
+
 import contextlib
 import math
 import os
@@ -25,11 +27,15 @@ import re
 import secrets
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
 
 import numpy
 from numpy.lib import format as npy
 
 from .backend import as_numpy
+
+PathLike = str | os.PathLike[str]
 
 ENTRY_NAMES = re.compile(r"format|(?:model|best)/.+|optim/.+/[^/]+"
                          r"|history/(?:loss|train_acc|val_acc)|meta/[^/]+")
@@ -43,11 +49,25 @@ _READ_ERRORS = (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile,
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, corrupt, unsafe or does not fit the model."""
+    """A checkpoint file is unreadable, corrupt, unsafe or does not fit the model.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, naming the file and the entry where there is one.
+
+    Examples
+    --------
+    >>> try:
+    ...     save_arrays("unused.npz", {"weights": 1.0})
+    ... except CheckpointError as error:
+    ...     print(str(error).split(";")[0])
+    checkpoint entry 'weights' is not one a Solver checkpoint defines
+    """
 
 
 @contextlib.contextmanager
-def atomic_file(path):
+def atomic_file(path: PathLike) -> Iterator[IO[bytes]]:
     """A binary file to write that becomes ``path`` only when the ``with`` block ends without error.
 
     Parameters
@@ -65,6 +85,17 @@ def atomic_file(path):
     OSError
         When the temporary cannot be created or the target replaced; an
         error inside the block propagates too. Either way the temporary is removed.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "notes.bin")
+    ...     with atomic_file(path) as f:
+    ...         _ = f.write(b"saved")
+    ...     with open(path, "rb") as f:
+    ...         f.read(), os.listdir(folder)
+    (b'saved', ['notes.bin'])
     """
     # Resolved, so a symlinked checkpoint stays a link and its target is the file updated.
     target = os.path.realpath(os.fspath(path))
@@ -85,7 +116,7 @@ def atomic_file(path):
         raise
 
 
-def save_arrays(path, arrays):
+def save_arrays(path: PathLike, arrays: Mapping[str, Any]) -> None:
     """Write ``arrays`` to the .npz checkpoint ``path`` atomically (see :func:`atomic_file`).
 
     Parameters
@@ -100,8 +131,18 @@ def save_arrays(path, arrays):
     CheckpointError
         For a name :func:`load_arrays` would refuse, or an object array (it
         would have to be pickled); nothing is written then.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "run.npz")
+    ...     save_arrays(path, {"model/W1": np.ones((2, 3)), "format": 1})
+    ...     sorted(load_arrays(path))
+    ['format', 'model/W1']
     """
-    host = {}
+    host: dict[str, Any] = {}
     for name, value in arrays.items():
         if not ENTRY_NAMES.fullmatch(name):
             raise CheckpointError(f"checkpoint entry {name!r} is not one a Solver checkpoint "
@@ -115,7 +156,8 @@ def save_arrays(path, arrays):
         numpy.savez(f, **host)
 
 
-def load_arrays(path, check_entry=None):
+def load_arrays(path: PathLike, check_entry: Callable[[str, tuple[int, ...], numpy.dtype], Any]
+                | None = None) -> dict[str, numpy.ndarray]:
     """Read every entry of the .npz checkpoint ``path``, without pickle, checking it before reading.
 
     Parameters
@@ -142,6 +184,16 @@ def load_arrays(path, check_entry=None):
         .npz; an entry :data:`ENTRY_NAMES` does not define (refused unread);
         zip sizes that no .npz writer produces; a .npy header that does not
         match the entry's size; pickled objects; corrupt data.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "run.npz")
+    ...     save_arrays(path, {"model/W1": np.ones((2, 3))})
+    ...     load_arrays(path)["model/W1"].shape
+    (2, 3)
     """
     path = os.fspath(path)
     try:

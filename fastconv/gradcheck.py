@@ -25,22 +25,58 @@ and the scale is the gradient's norm. In float64 a correct gradient gives about
 inputs are cast to float64 copies.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
 import numpy
 
+from ._typing import Array
 from .backend import get_array_module
 
 _SCALE_FLOOR = 1e-10  # below this the gradient counts as zero
 
 
-def numerical_gradient(f, x, h=1e-6, directions=None, seed=0):
+def numerical_gradient(f: Callable[[], Any], x: Array, h: float = 1e-6,
+                       directions: int | None = None, seed: int | Sequence[int] = 0
+                       ) -> Array | tuple[list[float], list[Array]]:
     """Central-difference gradient of the scalar ``f()`` with respect to ``x``.
 
-    ``f`` takes no arguments and reads ``x``, which is perturbed in place and
-    restored. With ``directions=None`` returns the full gradient (2 calls of
-    ``f`` per element). With ``directions=k`` returns ``(derivatives, vs)``:
-    the derivatives of ``f`` along k random unit directions ``vs`` (2 calls
-    each), for arrays too large to check element by element; ``seed`` (an int
-    or a sequence of ints, as ``numpy.random.default_rng`` takes) draws them.
+    Parameters
+    ----------
+    f : callable
+        Takes no arguments and returns a scalar computed from ``x``.
+    x : array
+        A C-contiguous float64 array, perturbed in place and restored.
+    h : float, default 1e-6
+        The step of the central differences.
+    directions : int, optional
+        None: the full gradient, two calls of ``f`` per element. ``k``: the
+        derivatives along ``k`` random unit directions instead (two calls
+        each), for arrays too large to check element by element.
+    seed : int or sequence of int, default 0
+        Draws the directions (as ``numpy.random.default_rng`` takes it).
+
+    Returns
+    -------
+    array or tuple
+        The gradient, in ``x``'s shape and array module; with ``directions``,
+        ``(derivatives, vs)``: the list of derivatives and of their directions.
+
+    Raises
+    ------
+    TypeError
+        When ``x`` is not float64.
+    ValueError
+        When ``x`` is not C-contiguous.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([1.0, -2.0])
+    >>> np.round(numerical_gradient(lambda: (x ** 2).sum(), x), 6)
+    array([ 2., -4.])
     """
     xp = get_array_module(x)
     if x.dtype != numpy.float64:
@@ -77,15 +113,38 @@ def numerical_gradient(f, x, h=1e-6, directions=None, seed=0):
     return derivatives, vs
 
 
-def relative_error(analytic, numeric):
-    """``max|a - n| / max(max|a|, max|n|)``: error relative to the gradient's scale (0 if ~0)."""
+def relative_error(analytic: Array, numeric: Array) -> float:
+    """The largest difference of two gradients relative to their scale.
+
+    Parameters
+    ----------
+    analytic, numeric : array
+        Gradients of one shape, NumPy or CuPy.
+
+    Returns
+    -------
+    float
+        ``max|a - n| / max(max|a|, max|n|)``; 0 when both are about zero,
+        NaN when either holds a NaN.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.2]))
+    0.09090909090909098
+    """
     a, n = _host(analytic), _host(numeric)
     if a.shape != n.shape:
         raise ValueError(f"gradient shapes differ: analytic {a.shape}, numeric {n.shape}")
     return _relative([_deviation(a, n)])
 
 
-def _host(a):
+def _host(a: Any) -> numpy.ndarray:
     """A float64 NumPy copy of a NumPy or CuPy array."""
     a = a.get() if hasattr(a, "get") and not isinstance(a, numpy.ndarray) else a
     return numpy.asarray(a, dtype=numpy.float64)
@@ -142,50 +201,151 @@ def _float64_copy(a):
     return a.astype(numpy.float64, order="C")
 
 
-def check_op(forward, backward, *inputs, h=1e-6, directions=None, seed=0):
-    """Largest relative error of a functional op's gradients with respect to ``inputs``.
+def check_op(forward: Callable[..., tuple[Array, Any]], backward: Callable[..., Any],
+             *inputs: Array, h: float = 1e-6, directions: int | None = None, seed: int = 0
+             ) -> float:
+    """Largest relative error of a functional op's gradients with respect to its inputs.
 
-    ``forward(*inputs) -> (out, cache)``; ``backward(dout, cache)`` returns one
-    gradient per input, in order (a single array for one input); extra trailing
-    gradients are ignored. Bind other arguments with ``functools.partial``
-    (e.g. ``partial(dropout_forward, p=0.3, seed=1)``). ``seed`` draws the
-    upstream gradient and the random directions.
+    The op is checked through ``sum(out * dout)`` for a random, non-uniform
+    ``dout``. Bind its other arguments with ``functools.partial`` (e.g.
+    ``partial(dropout_forward, p=0.3, seed=1)``).
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(*inputs) -> (out, cache)``.
+    backward : callable
+        ``backward(dout, cache)``: one gradient per input, in order (a single
+        array for one input); extra trailing gradients are ignored.
+    *inputs : array
+        The inputs; checked on float64 copies.
+    h : float, default 1e-6
+        The step of the central differences.
+    directions : int, optional
+        Check along this many random directions instead of element by element.
+    seed : int, default 0
+        Draws the upstream gradient and the random directions.
+
+    Returns
+    -------
+    float
+        The relative error over all inputs (see the module docstring); about
+        1e-9 or less for a correct gradient.
+
+    Raises
+    ------
+    ValueError
+        When ``backward`` returns fewer gradients than there are inputs, or
+        one of the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.functional import linear_backward, linear_forward
+    >>> rng = np.random.default_rng(0)
+    >>> x, w, b = rng.standard_normal((2, 3)), rng.standard_normal((3, 4)), np.zeros(4)
+    >>> check_op(linear_forward, linear_backward, x, w, b) < 1e-8
+    True
     """
-    inputs = [_float64_copy(a) for a in inputs]
-    out, cache = forward(*inputs)
+    copies = [_float64_copy(a) for a in inputs]
+    out, cache = forward(*copies)
     dout = _random_like(out, seed)
     grads = backward(dout, cache)
     grads = (grads,) if not isinstance(grads, (tuple, list)) else grads
-    if len(grads) < len(inputs):
-        raise ValueError(f"backward returned {len(grads)} gradients for {len(inputs)} inputs")
+    if len(grads) < len(copies):
+        raise ValueError(f"backward returned {len(grads)} gradients for {len(copies)} inputs")
 
     def f():
-        return (forward(*inputs)[0] * dout).sum()
+        return (forward(*copies)[0] * dout).sum()
 
     return _relative([_compare(f, x, g, h, directions, _directions_seed(seed, i))
-                      for i, (x, g) in enumerate(zip(inputs, grads))])
+                      for i, (x, g) in enumerate(zip(copies, grads))])
 
 
-def check_loss(loss_fn, scores, *args, h=1e-6, directions=None, seed=0):
-    """Relative error of ``dscores`` from ``loss_fn(scores, *args) -> (loss, dscores)``."""
+def check_loss(loss_fn: Callable[..., tuple[Any, Array]], scores: Array, *args: Any,
+               h: float = 1e-6, directions: int | None = None, seed: int = 0) -> float:
+    """Relative error of a loss's gradient with respect to its scores.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``loss_fn(scores, *args) -> (loss, dscores)``.
+    scores : array
+        The scores; checked on a float64 copy.
+    *args
+        The loss's other arguments (labels, targets).
+    h : float, default 1e-6
+        The step of the central differences.
+    directions : int, optional
+        Check along this many random directions instead of element by element.
+    seed : int, default 0
+        Draws the random directions.
+
+    Returns
+    -------
+    float
+        The relative error of ``dscores``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.functional import softmax_cross_entropy
+    >>> scores = np.random.default_rng(0).standard_normal((4, 3))
+    >>> check_loss(softmax_cross_entropy, scores, np.array([0, 2, 1, 0])) < 1e-8
+    True
+    """
     scores = _float64_copy(scores)
     _, dscores = loss_fn(scores, *args)
     return _relative([_compare(lambda: loss_fn(scores, *args)[0], scores, dscores,
                                h, directions, _directions_seed(seed, 0))])
 
 
-def _require_float64(params):
+def _require_float64(params: Mapping[str, Array]) -> None:
     for name, a in params.items():
         if a.dtype != numpy.float64:
             raise TypeError(f"gradient checks need float64 parameters: {name!r} is "
                             f"{a.dtype}; build the model with dtype=numpy.float64")
 
 
-def check_layer(layer, x, h=1e-6, directions=None, seed=0):
-    """Largest relative error of a layer's dx and of every ``layer.grads[name]``.
+def check_layer(layer: Any, x: Array, h: float = 1e-6, directions: int | None = None,
+                seed: int = 0) -> float:
+    """Largest relative error of a layer's input gradient and of every parameter gradient.
 
-    The layer must compute the same function on every call (dropout in eval
-    mode or with a fixed mask) and hold float64 parameters.
+    Parameters
+    ----------
+    layer : fastconv.nn.Module
+        Anything with ``params``, ``grads``, ``forward(x)`` and
+        ``backward(dout) -> dx``. It must compute the same function on every
+        call (dropout in eval mode or with a fixed mask) and hold float64
+        parameters.
+    x : array
+        The input; checked on a float64 copy.
+    h : float, default 1e-6
+        The step of the central differences.
+    directions : int, optional
+        Check along this many random directions instead of element by element.
+    seed : int, default 0
+        Draws the upstream gradient and the random directions.
+
+    Returns
+    -------
+    float
+        The relative error over dx and every ``layer.grads[name]``.
+
+    Raises
+    ------
+    TypeError
+        When a parameter is not float64.
+    ValueError
+        When the layer's backward returns no input gradient.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.nn import Linear
+    >>> layer = Linear(3, 2, dtype=np.float64, seed=0)
+    >>> check_layer(layer, np.random.default_rng(1).standard_normal((4, 3))) < 1e-8
+    True
     """
     params = layer.params
     _require_float64(params)
@@ -206,8 +366,47 @@ def check_layer(layer, x, h=1e-6, directions=None, seed=0):
     return _relative(deviations)
 
 
-def check_model(model, X, y, h=1e-6, directions=None, seed=0):
-    """Largest relative error of ``model.loss(X, y)``'s grads over every ``model.params[name]``."""
+def check_model(model: Any, X: Array, y: Array, h: float = 1e-6,
+                directions: int | None = None, seed: int = 0) -> float:
+    """Largest relative error of a course-style model's gradients over every parameter.
+
+    Parameters
+    ----------
+    model : object
+        The course model interface: a ``params`` dict of float64 arrays and
+        ``loss(X, y) -> (loss, grads)``.
+    X : array
+        The inputs.
+    y : array
+        The labels.
+    h : float, default 1e-6
+        The step of the central differences.
+    directions : int, optional
+        Check along this many random directions instead of element by element.
+    seed : int, default 0
+        Draws the random directions.
+
+    Returns
+    -------
+    float
+        The relative error over every ``model.params[name]``.
+
+    Raises
+    ------
+    TypeError
+        When a parameter is not float64.
+    ValueError
+        When ``model.loss`` returns no gradient for a parameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.nn import two_layer_mlp
+    >>> model = two_layer_mlp((4,), 2, hidden_dim=3, dtype=np.float64, seed=0)
+    >>> X, y = np.random.default_rng(0).standard_normal((5, 4)), np.array([0, 1, 1, 0, 1])
+    >>> check_model(model, X, y) < 1e-7
+    True
+    """
     params = model.params
     _require_float64(params)
     _, grads = model.loss(X, y)

@@ -9,7 +9,9 @@ allocate arrays and hold scalars. Sums are accumulated in Python floats
 both preserved and accurate.
 
 These loops are the oracle the vectorised code is tested against and the
-"loop" column of the benchmarks; keep them obviously correct.
+"loop" column of the benchmarks; keep them obviously correct. The pooling
+loops are written in :mod:`fastconv._reference_pool`, the argument
+normalisation in :mod:`fastconv._reference_args`; all are public here.
 
 Conventions (as in PyTorch): NCHW inputs, weights ``(F, C // groups, KH, KW)``,
 output sizes from :func:`fastconv.shapes.conv_output_size`. Max pooling pads
@@ -19,101 +21,68 @@ first), and a NaN counts as larger than every number (the first NaN wins), so
 NaN propagates to the output.
 """
 
-import math
+from __future__ import annotations
+
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from fastconv.shapes import conv_output_size
+from ._reference_args import conv_padding, open_cache, pad_pairs, pair
+from ._reference_pool import (
+    MaxPoolLoopCache,
+    WindowMeansCache,
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from ._typing import IntPair, Padding2d
+from .shapes import conv_output_size
 
-
-# ----------------------------------------------------------------------------
-# argument normalisation
-# ----------------------------------------------------------------------------
-
-def _pair(value):
-    """An int or a pair of ints as a (height, width) tuple."""
-    if isinstance(value, (tuple, list)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
-
-
-def _pad_pairs(padding):
-    """int, (ph, pw) or ((top, bottom), (left, right)) as ((top, bottom), (left, right))."""
-    if isinstance(padding, (tuple, list)):
-        rows, cols = padding
-        rows = tuple(rows) if isinstance(rows, (tuple, list)) else (rows, rows)
-        cols = tuple(cols) if isinstance(cols, (tuple, list)) else (cols, cols)
-        return (int(rows[0]), int(rows[1])), (int(cols[0]), int(cols[1]))
-    return (int(padding), int(padding)), (int(padding), int(padding))
-
-
-def _conv_padding(padding, kernel, stride, dilation):
-    """Resolve "valid" / "same" / int / pairs into ((top, bottom), (left, right)).
-
-    "same" pads a total of ``dilation * (kernel - 1)`` per axis, the odd one
-    out on the bottom/right, as PyTorch does; it needs stride 1.
-    """
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0), (0, 0)
-        if padding == "same":
-            if stride != (1, 1):
-                raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                pads.append((total // 2, total - total // 2))
-            return tuple(pads)
-        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-    return _pad_pairs(padding)
+__all__ = [
+    "ConvLoopCache", "MaxPoolLoopCache", "WindowMeansCache", "im2col", "col2im",
+    "conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+]
 
 
 @dataclass(frozen=True, eq=False)
 class ConvLoopCache:
-    """What :func:`conv2d_backward` needs: the inputs and the (stride, pads, dilation, groups)."""
+    """What :func:`conv2d_backward` needs: the inputs and the (stride, pads, dilation, groups).
+
+    Attributes
+    ----------
+    x, w : numpy.ndarray
+        The input and the weights.
+    b : numpy.ndarray or None
+        The bias.
+    geometry : tuple
+        ``((sh, sw), ((top, bottom), (left, right)), (dh, dw), groups)``.
+
+    Examples
+    --------
+    >>> conv2d_forward(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 2, 2)), padding=1)[1].geometry
+    ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    """
 
     op: ClassVar[str] = "conv2d"
     x: np.ndarray
     w: np.ndarray
-    b: object
-    geometry: tuple
-
-
-@dataclass(frozen=True, eq=False)
-class MaxPoolLoopCache:
-    """What :func:`max_pool2d_backward` needs: x's shape and dtype, each window's winner."""
-
-    op: ClassVar[str] = "max_pool2d"
-    x_shape: tuple
-    dtype: np.dtype
-    indices: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class WindowMeansCache:
-    """What the average-pool backwards need: x's shape and dtype, and the windows of ``op``."""
-
-    op: str
-    x_shape: tuple
-    dtype: np.dtype
-    windows: list
-
-
-def _open_cache(cache, kind, op):
-    """``cache`` after checking it is a ``kind`` from ``op``_forward (a TypeError naming it if not)."""
-    origin = getattr(cache, "op", None) or type(cache).__name__
-    if not isinstance(cache, kind) or cache.op != op:
-        raise TypeError(f"cache comes from {origin}, not {op}_forward")
-    return cache
+    b: np.ndarray | None
+    geometry: tuple[Any, ...]
 
 
 # ----------------------------------------------------------------------------
 # im2col / col2im
 # ----------------------------------------------------------------------------
 
-def _column_taps(x_shape, kernel_size, stride, padding, dilation):
+def _column_taps(x_shape: tuple[int, ...], kernel_size: IntPair, stride: IntPair,
+                 padding: Padding2d, dilation: IntPair
+                 ) -> tuple[int, int, list[tuple[int, int, int, int, int, int]]]:
     """Output size and every in-bounds tap of the column layout, one loop per index.
 
     Returns ``(out_h, out_w, taps)``; each tap ``(n, c, row, col, ih, iw)``
@@ -121,10 +90,10 @@ def _column_taps(x_shape, kernel_size, stride, padding, dilation):
     Taps that fall in the zero padding are left out.
     """
     n_img, chans, height, width = x_shape
-    kh_size, kw_size = _pair(kernel_size)
-    sh, sw = _pair(stride)
-    dh, dw = _pair(dilation)
-    (pt, pb), (pl, pr) = _pad_pairs(padding)
+    kh_size, kw_size = pair(kernel_size)
+    sh, sw = pair(stride)
+    dh, dw = pair(dilation)
+    (pt, pb), (pl, pr) = pad_pairs(padding)
     out_h = conv_output_size(height, kh_size, sh, (pt, pb), dh)
     out_w = conv_output_size(width, kw_size, sw, (pl, pr), dw)
     taps = []
@@ -142,27 +111,72 @@ def _column_taps(x_shape, kernel_size, stride, padding, dilation):
     return out_h, out_w, taps
 
 
-def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
+def im2col(x: np.ndarray, kernel_size: IntPair, stride: IntPair = 1, padding: Padding2d = 0,
+           dilation: IntPair = 1) -> np.ndarray:
     """Unfold ``x`` (N, C, H, W) into columns (N, C*KH*KW, OH*OW), one loop per index.
 
-    Row ``c*KH*KW + kh*KW + kw`` holds kernel tap (c, kh, kw); column
-    ``oh*OW + ow`` holds output position (oh, ow). Taps that fall in the zero
-    padding are 0.
+    The oracle of :func:`fastconv.im2col`.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (N, C, H, W).
+    kernel_size : int or pair of int
+        The window (KH, KW).
+    stride : int or pair of int, default 1
+        The window's step.
+    padding : int, pair of int or pair of pairs of int, default 0
+        Zero padding: p, (ph, pw) or ((top, bottom), (left, right)).
+    dilation : int or pair of int, default 1
+        The spacing of the window's taps.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, C*KH*KW, OH*OW) in x's dtype: row ``c*KH*KW + kh*KW + kw`` holds
+        kernel tap (c, kh, kw), column ``oh*OW + ow`` output position (oh, ow);
+        taps that fall in the padding are 0.
+
+    Examples
+    --------
+    >>> im2col(np.arange(4.0).reshape(1, 1, 2, 2), 2).tolist()
+    [[[0.0], [1.0], [2.0], [3.0]]]
     """
     n_img, chans = x.shape[:2]
     out_h, out_w, taps = _column_taps(x.shape, kernel_size, stride, padding, dilation)
-    kh_size, kw_size = _pair(kernel_size)
+    kh_size, kw_size = pair(kernel_size)
     cols = np.zeros((n_img, chans * kh_size * kw_size, out_h * out_w), dtype=x.dtype)
     for n, c, row, col, ih, iw in taps:
         cols[n, row, col] = x[n, c, ih, iw]
     return cols
 
 
-def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
+def col2im(cols: np.ndarray, x_shape: tuple[int, ...], kernel_size: IntPair, stride: IntPair = 1,
+           padding: Padding2d = 0, dilation: IntPair = 1) -> np.ndarray:
     """Fold columns (N, C*KH*KW, OH*OW) back to (N, C, H, W), summing overlaps.
 
-    The adjoint of :func:`im2col` (same layout); contributions that land in
-    the padding are dropped.
+    The adjoint of :func:`im2col` (same layout, same arguments), the oracle
+    of :func:`fastconv.col2im`.
+
+    Parameters
+    ----------
+    cols : numpy.ndarray
+        (N, C*KH*KW, OH*OW).
+    x_shape : tuple of int
+        The image shape (N, C, H, W).
+    kernel_size, stride, padding, dilation
+        As for :func:`im2col`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x_shape``, in cols' dtype; contributions that land in the padding
+        are dropped.
+
+    Examples
+    --------
+    >>> col2im(np.ones((1, 4, 4)), (1, 1, 3, 3), 2)[0, 0].tolist()
+    [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
     """
     _, _, taps = _column_taps(tuple(x_shape), kernel_size, stride, padding, dilation)
     acc = np.zeros(x_shape, dtype=np.float64)
@@ -171,17 +185,53 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     return acc.astype(cols.dtype)
 
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
+                   stride: IntPair = 1, padding: Padding2d | str = 0, dilation: IntPair = 1,
+                   groups: int = 1) -> tuple[np.ndarray, ConvLoopCache]:
     """2-D convolution (cross-correlation, as PyTorch) by direct summation.
 
-    x (N, C, H, W), w (F, C // groups, KH, KW), b (F,) or None. ``padding`` is
-    an int, a pair, ((top, bottom), (left, right)), "valid" or "same".
-    Returns ``(out, cache)`` with out (N, F, OH, OW) in x's dtype.
+    The oracle of :func:`fastconv.functional.conv2d_forward`.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (N, C, H, W).
+    w : numpy.ndarray
+        (F, C // groups, KH, KW).
+    b : numpy.ndarray, optional
+        (F,); None: no bias.
+    stride : int or pair of int, default 1
+        The window's step.
+    padding : int, pair, pair of pairs, "valid" or "same", default 0
+        Zero padding; "same" needs stride 1 and puts the odd one out on the
+        bottom/right, as PyTorch.
+    dilation : int or pair of int, default 1
+        The spacing of the kernel's taps.
+    groups : int, default 1
+        Channel groups, each convolved with its own filters.
+
+    Returns
+    -------
+    out : numpy.ndarray
+        (N, F, OH, OW), in x's dtype.
+    cache : ConvLoopCache
+        For :func:`conv2d_backward`.
+
+    Raises
+    ------
+    ValueError
+        When ``padding`` is an unknown string, or "same" with a stride.
+
+    Examples
+    --------
+    >>> out, cache = conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))
+    >>> out.tolist()
+    [[[[4.0, 4.0], [4.0, 4.0]]]]
     """
     n_img, chans, height, width = x.shape
     n_filt, chans_per_group, kh_size, kw_size = w.shape
-    stride, dilation = _pair(stride), _pair(dilation)
-    (pt, pb), (pl, pr) = _conv_padding(padding, (kh_size, kw_size), stride, dilation)
+    stride, dilation = pair(stride), pair(dilation)
+    (pt, pb), (pl, pr) = conv_padding(padding, (kh_size, kw_size), stride, dilation)
     sh, sw = stride
     dh, dw = dilation
     out_h = conv_output_size(height, kh_size, sh, (pt, pb), dh)
@@ -207,13 +257,40 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     return out, ConvLoopCache(x, w, b, geometry)
 
 
-def conv2d_backward(dout, cache):
-    """Gradients of :func:`conv2d_forward`: ``(dx, dw, db)``, db None without bias.
+def conv2d_backward(dout: np.ndarray, cache: ConvLoopCache
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of :func:`conv2d_forward`, along the same loops as its sum.
 
-    Each output gradient is scattered back along the same loops as the forward
-    sum: to x through the weights, to w through the inputs, to b directly.
+    Each output gradient is scattered back to x through the weights, to w
+    through the inputs, to b directly.
+
+    Parameters
+    ----------
+    dout : numpy.ndarray
+        The gradient of the loss with respect to the forward's output.
+    cache : ConvLoopCache
+        The forward's cache.
+
+    Returns
+    -------
+    dx, dw : numpy.ndarray
+        In the shapes and dtypes of x and w.
+    db : numpy.ndarray or None
+        In b's shape and dtype; None without a bias.
+
+    Raises
+    ------
+    TypeError
+        When ``cache`` comes from another op.
+
+    Examples
+    --------
+    >>> out, cache = conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))
+    >>> dx, dw, db = conv2d_backward(np.ones_like(out), cache)
+    >>> dx[0, 0].tolist(), dw[0, 0].tolist(), db
+    ([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], [[4.0, 4.0], [4.0, 4.0]], None)
     """
-    cache = _open_cache(cache, ConvLoopCache, "conv2d")
+    cache = open_cache(cache, ConvLoopCache, "conv2d")
     x, w, b = cache.x, cache.w, cache.b
     (sh, sw), ((pt, _), (pl, _)), (dh, dw_), groups = cache.geometry
     n_img, chans, height, width = x.shape
@@ -239,182 +316,4 @@ def conv2d_backward(dout, cache):
                                 if 0 <= ih < height and 0 <= iw < width:
                                     dx[n, c, ih, iw] += g * float(w[f, cg, kh, kw])
                                     dw[f, cg, kh, kw] += g * float(x[n, c, ih, iw])
-    db = None if b is None else db.astype(b.dtype)
-    return dx.astype(x.dtype), dw.astype(w.dtype), db
-
-
-# ----------------------------------------------------------------------------
-# max pooling
-# ----------------------------------------------------------------------------
-
-def max_pool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1,
-                       ceil_mode=False, return_indices=False):
-    """Max pooling by scanning each window; -inf padding, first maximum wins.
-
-    ``stride`` defaults to ``kernel_size``; ``padding`` is an int or a pair
-    (symmetric, as PyTorch). A NaN in a window makes that output NaN. Indices
-    are PyTorch's: ``ih * W + iw`` into each input plane, int64. Returns
-    ``(out, cache)``, or ``(out, indices, cache)`` with ``return_indices``.
-    """
-    n_img, chans, height, width = x.shape
-    kh_size, kw_size = _pair(kernel_size)
-    sh, sw = _pair(kernel_size if stride is None else stride)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-    out_h = conv_output_size(height, kh_size, sh, ph, dh, ceil_mode)
-    out_w = conv_output_size(width, kw_size, sw, pw, dw, ceil_mode)
-    out = np.zeros((n_img, chans, out_h, out_w), dtype=x.dtype)
-    indices = np.zeros((n_img, chans, out_h, out_w), dtype=np.int64)
-    for n in range(n_img):
-        for c in range(chans):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    best, best_index = -math.inf, -1
-                    for kh in range(kh_size):
-                        for kw in range(kw_size):
-                            ih = oh * sh - ph + kh * dh
-                            iw = ow * sw - pw + kw * dw
-                            if not (0 <= ih < height and 0 <= iw < width):
-                                continue  # -inf padding never wins
-                            value = float(x[n, c, ih, iw])
-                            if math.isnan(best):
-                                continue  # the first NaN already won
-                            # the first input cell starts the scan, so padding never wins
-                            # (an all -inf window picks its first input cell, as PyTorch)
-                            if best_index < 0 or math.isnan(value) or value > best:
-                                best, best_index = value, ih * width + iw
-                    out[n, c, oh, ow] = best
-                    indices[n, c, oh, ow] = best_index
-    cache = MaxPoolLoopCache(x.shape, x.dtype, indices)
-    if return_indices:
-        return out, indices.copy(), cache
-    return out, cache
-
-
-def max_pool2d_backward(dout, cache):
-    """Gradient of :func:`max_pool2d_forward`: each output's gradient goes to its argmax."""
-    cache = _open_cache(cache, MaxPoolLoopCache, "max_pool2d")
-    x_shape, dtype, indices = cache.x_shape, cache.dtype, cache.indices
-    n_img, chans, _, width = x_shape
-    _, _, out_h, out_w = dout.shape
-    dx = np.zeros(x_shape, dtype=np.float64)
-    for n in range(n_img):
-        for c in range(chans):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    index = int(indices[n, c, oh, ow])
-                    if index >= 0:
-                        dx[n, c, index // width, index % width] += float(dout[n, c, oh, ow])
-    return dx.astype(dtype)
-
-
-# ----------------------------------------------------------------------------
-# average pooling
-# ----------------------------------------------------------------------------
-
-def _avg_windows(height, width, kernel_size, stride, padding, ceil_mode, count_include_pad):
-    """Output size and windows ``[((oh, ow), (h0, h1), (w0, w1), divisor), ...]`` of avg pooling.
-
-    PyTorch's rule: the window ends are clipped to ``size + pad`` for the
-    count_include_pad divisor, and to ``size`` for the summed region and the
-    other divisor.
-    """
-    kh_size, kw_size = _pair(kernel_size)
-    sh, sw = _pair(kernel_size if stride is None else stride)
-    ph, pw = _pair(padding)
-    out_h = conv_output_size(height, kh_size, sh, ph, 1, ceil_mode)
-    out_w = conv_output_size(width, kw_size, sw, pw, 1, ceil_mode)
-    windows = []
-    for oh in range(out_h):
-        for ow in range(out_w):
-            h0, w0 = oh * sh - ph, ow * sw - pw
-            h1, w1 = min(h0 + kh_size, height + ph), min(w0 + kw_size, width + pw)
-            padded_count = (h1 - h0) * (w1 - w0)
-            h0, w0 = max(h0, 0), max(w0, 0)
-            h1, w1 = min(h1, height), min(w1, width)
-            divisor = padded_count if count_include_pad else (h1 - h0) * (w1 - w0)
-            windows.append(((oh, ow), (h0, h1), (w0, w1), divisor))
-    return (out_h, out_w), windows
-
-
-def _window_means(x, out_hw, windows):
-    """Forward of a window mean: each output is its window's sum over its divisor."""
-    n_img, chans, _, _ = x.shape
-    out = np.zeros((n_img, chans) + tuple(out_hw), dtype=x.dtype)
-    for n in range(n_img):
-        for c in range(chans):
-            for (oh, ow), (h0, h1), (w0, w1), divisor in windows:
-                total = 0.0
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        total += float(x[n, c, ih, iw])
-                out[n, c, oh, ow] = total / divisor
-    return out
-
-
-def _spread_window_means(dout, x_shape, dtype, windows):
-    """Backward of a window mean: each output's gradient / divisor to every summed cell."""
-    n_img, chans, _, _ = x_shape
-    dx = np.zeros(x_shape, dtype=np.float64)
-    for n in range(n_img):
-        for c in range(chans):
-            for (oh, ow), (h0, h1), (w0, w1), divisor in windows:
-                share = float(dout[n, c, oh, ow]) / divisor
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        dx[n, c, ih, iw] += share
-    return dx.astype(dtype)
-
-
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                       count_include_pad=True):
-    """Average pooling by summing each window, with PyTorch's divisor rule.
-
-    Zero padding; with ``count_include_pad`` the padded cells count in the
-    divisor (but never cells past ``size + pad`` that ceil_mode adds).
-    Returns ``(out, cache)``.
-    """
-    _, _, height, width = x.shape
-    out_hw, windows = _avg_windows(height, width, kernel_size, stride, padding,
-                                   ceil_mode, count_include_pad)
-    return _window_means(x, out_hw, windows), WindowMeansCache("avg_pool2d", x.shape, x.dtype,
-                                                               windows)
-
-
-def avg_pool2d_backward(dout, cache):
-    """Gradient of :func:`avg_pool2d_forward`."""
-    cache = _open_cache(cache, WindowMeansCache, "avg_pool2d")
-    return _spread_window_means(dout, cache.x_shape, cache.dtype, cache.windows)
-
-
-# ----------------------------------------------------------------------------
-# adaptive average pooling
-# ----------------------------------------------------------------------------
-
-def _adaptive_windows(height, width, output_size):
-    """Output size and windows of adaptive pooling: start = floor(i*H/OH), end = ceil((i+1)*H/OH)."""
-    out_h, out_w = _pair(output_size)
-    windows = []
-    for oh in range(out_h):
-        for ow in range(out_w):
-            h0, h1 = (oh * height) // out_h, -(-((oh + 1) * height) // out_h)
-            w0, w1 = (ow * width) // out_w, -(-((ow + 1) * width) // out_w)
-            windows.append(((oh, ow), (h0, h1), (w0, w1), (h1 - h0) * (w1 - w0)))
-    return (out_h, out_w), windows
-
-
-def adaptive_avg_pool2d_forward(x, output_size):
-    """Adaptive average pooling to ``output_size`` (int or pair), PyTorch's windows.
-
-    Global average pooling is ``output_size=1``. Returns ``(out, cache)``.
-    """
-    _, _, height, width = x.shape
-    out_hw, windows = _adaptive_windows(height, width, output_size)
-    return _window_means(x, out_hw, windows), WindowMeansCache("adaptive_avg_pool2d", x.shape,
-                                                               x.dtype, windows)
-
-
-def adaptive_avg_pool2d_backward(dout, cache):
-    """Gradient of :func:`adaptive_avg_pool2d_forward`."""
-    cache = _open_cache(cache, WindowMeansCache, "adaptive_avg_pool2d")
-    return _spread_window_means(dout, cache.x_shape, cache.dtype, cache.windows)
+    return dx.astype(x.dtype), dw.astype(w.dtype), None if b is None else db.astype(b.dtype)

@@ -15,13 +15,11 @@ The limit is process-wide (:func:`set_workspace_limit`); the
 :func:`workspace_limit` block overrides it for the calling thread only, so
 threads never see each other's temporary limits.
 
-On the CPU the memory is kept between calls: a fresh buffer of tens of MiB
-costs a page fault per 4 KiB on first touch, which can take longer than the
-copy that fills it. Idle blocks wait in one process-wide pool and are lent to
-one workspace at a time; the pool never holds more blocks than were in use at
-once, so it stays within a few times the limit. :func:`release_workspace`
-frees them. CuPy arrays come from CuPy's own memory pool, which already reuses
-device memory.
+On the CPU the memory is kept between calls (:mod:`fastconv._kept_memory`):
+idle blocks wait in one process-wide pool and are lent to one workspace at a
+time; the pool never holds more blocks than were in use at once, so it stays
+within a few times the limit. :func:`release_workspace` frees them. CuPy
+arrays come from CuPy's own memory pool.
 
 A call may also keep a buffer past its end (:meth:`Workspace.keep`): a CPU
 convolution whose batch ran in one chunk holds its columns in its cache until
@@ -30,15 +28,22 @@ this way, by all calls together, stay within the workspace limit; a forward
 that would pass it holds nothing, and its backward recomputes the columns.
 """
 
+from __future__ import annotations
+
 import contextlib
 import sys
 import threading
 import warnings
-import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, cast
 
 import numpy
 
+from ._kept_memory import Held
+from ._kept_memory import kept_blocks as _kept
+from ._typing import Array, DTypeLike
 from ._validate import check_int
 
 DEFAULT_WORKSPACE_LIMIT = 256 * 2**20
@@ -46,7 +51,7 @@ _limit = DEFAULT_WORKSPACE_LIMIT
 _local = threading.local()  # .limit: a workspace_limit block's override of this thread
 
 
-def _checked(nbytes):
+def _checked(nbytes: int) -> int:
     try:
         return check_int("the workspace limit (bytes)", nbytes, 1)
     except (TypeError, ValueError):
@@ -54,8 +59,10 @@ def _checked(nbytes):
                          f"got {nbytes!r}") from None
 
 
-def set_workspace_limit(nbytes):
+def set_workspace_limit(nbytes: int) -> None:
     """Set the most bytes of scratch buffers one call may use (default 256 MiB), process-wide.
+
+    The CPU memory kept between calls is released too.
 
     Parameters
     ----------
@@ -66,31 +73,72 @@ def set_workspace_limit(nbytes):
     ------
     ValueError
         When ``nbytes`` is not a positive int.
+
+    Examples
+    --------
+    >>> previous = get_workspace_limit()
+    >>> set_workspace_limit(64 * 2**20)
+    >>> get_workspace_limit()
+    67108864
+    >>> set_workspace_limit(previous)
     """
     global _limit
     _limit = _checked(nbytes)
     release_workspace()
 
 
-def get_workspace_limit():
-    """The current workspace limit in bytes (a :func:`workspace_limit` block's, inside one)."""
+def get_workspace_limit() -> int:
+    """The workspace limit in bytes in force for the calling thread.
+
+    Returns
+    -------
+    int
+        The innermost :func:`workspace_limit` block's limit inside one, else
+        the process-wide limit.
+
+    Examples
+    --------
+    >>> with workspace_limit(4096):
+    ...     get_workspace_limit()
+    4096
+    """
     override = getattr(_local, "limit", None)
     return _limit if override is None else override
 
 
 @contextlib.contextmanager
-def workspace_limit(nbytes):
+def workspace_limit(nbytes: int) -> Iterator[None]:
     """Use ``nbytes`` as the workspace limit of this thread inside a ``with`` block.
 
-    The kept buffers are released on entry and on exit, so none outlives the
-    block at a size the limit outside it would not allow.
+    Other threads keep their own limit. The CPU memory kept between calls is
+    released on entry and on exit.
 
     Parameters
     ----------
     nbytes : int
         The limit in bytes, at least 1.
+
+    Yields
+    ------
+    None
+
+    Raises
+    ------
+    ValueError
+        When ``nbytes`` is not a positive int.
+
+    Examples
+    --------
+    >>> outside = get_workspace_limit()
+    >>> with workspace_limit(2**20):
+    ...     get_workspace_limit()
+    1048576
+    >>> get_workspace_limit() == outside
+    True
     """
     previous, _local.limit = getattr(_local, "limit", None), _checked(nbytes)
+    # Released on entry and exit so that no kept buffer outlives the block at a
+    # size the limit outside it would not allow.
     release_workspace()
     try:
         yield
@@ -103,17 +151,32 @@ def workspace_limit(nbytes):
 class Buffer:
     """One scratch array an algorithm needs: its name, shape and dtype.
 
-    ``shape`` is that of one image when ``per_image`` (the workspace adds the
-    batch axis in front, sized to the chunk), else that of the whole call.
+    Parameters
+    ----------
+    name : str
+        The buffer's name, unique within a plan.
+    shape : tuple of int
+        The shape of one image's share when ``per_image`` (the workspace adds
+        the batch axis in front, sized to the chunk), else that of the whole call.
+    dtype : dtype-like
+        Its dtype.
+    per_image : bool, default True
+        Whether the buffer grows with the batch chunk.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Buffer("cols", (27, 64), np.float32).nbytes
+    6912
     """
 
     name: str
-    shape: tuple
-    dtype: numpy.dtype
+    shape: tuple[int, ...]
+    dtype: DTypeLike
     per_image: bool = True
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         """Bytes of one image's share (or of the whole buffer when not per image)."""
         return int(numpy.prod(self.shape, dtype=numpy.int64)) * numpy.dtype(self.dtype).itemsize
 
@@ -126,7 +189,7 @@ def _caller_outside_fastconv():
     return level
 
 
-def _images_per_chunk(plan, batch, what):
+def _images_per_chunk(plan: tuple[Buffer, ...], batch: int, what: str) -> int:
     """How many images one chunk of ``plan`` takes under the limit (the batch if it has none).
 
     When a single image needs more than the limit, the work still runs one
@@ -147,175 +210,172 @@ def _images_per_chunk(plan, batch, what):
     return (limit - once) // per_image
 
 
-class _KeptBlocks:
-    """The CPU memory kept between calls: idle blocks, each lent to one workspace at a time.
-
-    A request takes the smallest idle block that is large enough. When none
-    is, the largest idle block is dropped before a new one is made, so the
-    blocks kept never outnumber the blocks that were in use at once.
-    :meth:`release` frees the idle blocks and marks the lent ones to be freed
-    on return instead of kept.
-    """
-
-    def __init__(self):
-        self._idle = []
-        self._generation = 0
-        self._held = 0  # bytes of blocks kept past their call (Held), bounded by the limit
-        self._lock = threading.Lock()
-
-    def take(self, nbytes):
-        """``(block, generation)``: a uint8 array of at least ``nbytes`` bytes, lent to the caller."""
-        with self._lock:
-            sizes = [block.nbytes for block in self._idle]  # blocks are arrays: find them by index
-            fits = [i for i, size in enumerate(sizes) if size >= nbytes]
-            if fits:
-                return self._idle.pop(min(fits, key=sizes.__getitem__)), self._generation
-            if self._idle:
-                self._idle.pop(sizes.index(max(sizes)))
-            generation = self._generation
-        return numpy.empty(nbytes, dtype=numpy.uint8), generation
-
-    def give_back(self, block, generation):
-        """Keep a returned block for the next request (unless released while it was lent)."""
-        with self._lock:
-            if generation == self._generation:
-                self._idle.append(block)
-
-    def hold(self, nbytes):
-        """True, and ``nbytes`` more counted as held, if that stays within the workspace limit."""
-        with self._lock:
-            if self._held + nbytes > get_workspace_limit():
-                return False
-            self._held += nbytes
-            return True
-
-    def unhold(self, block, generation, nbytes):
-        """A held block's end: uncount it and take it back as an idle block."""
-        with self._lock:
-            self._held -= nbytes
-        self.give_back(block, generation)
-
-    def release(self):
-        with self._lock:
-            self._idle.clear()
-            self._generation += 1
-
-
-_kept = _KeptBlocks()
-
-
-def release_workspace():
+def release_workspace() -> None:
     """Free the CPU memory kept between calls (it is made again on demand).
 
     An array a call is using right now stays valid: that call's blocks are
     freed when it ends instead of being kept.
+
+    Examples
+    --------
+    >>> release_workspace()
     """
     _kept.release()
-
-
-class Held:
-    """A workspace buffer kept past its call, e.g. a convolution's columns for its backward.
-
-    ``array`` is the buffer until :meth:`take` hands it to its one user or
-    :meth:`release` (or the garbage collection of this object) gives its memory
-    back to the pool; it is then None. Held
-    buffers together stay within the workspace limit: :meth:`Workspace.keep`
-    refuses one that would not fit.
-    """
-
-    __slots__ = ("array", "_release", "__weakref__")
-
-    def __init__(self, array, block, generation):
-        self.array = array
-        self._release = weakref.finalize(self, _kept.unhold, block, generation, block.nbytes)
-
-    def take(self):
-        """The array, for one user: later calls return None (the memory stays until release)."""
-        array, self.array = self.array, None
-        return array
-
-    def release(self):
-        """Give the memory back now (it is no longer used); a second call does nothing."""
-        self.array = None
-        self._release()
 
 
 class Workspace:
     """The buffers of one op call, for batch chunks that fit the workspace limit.
 
-    ``plan`` is a tuple of :class:`Buffer` with distinct names; ``batch`` the
-    number of images. With ``chunked=False`` the whole batch is one chunk
-    whatever the limit (pooling). Use it as::
+    Every array handed out belongs to this call alone until the ``with`` block
+    ends; its contents are uninitialised.
 
-        with Workspace(xp, plan, batch) as workspace:
-            for chunk, buffers in workspace.chunks():
-                ...  # buffers["cols"]: the columns buffer, sized to the chunk
+    Parameters
+    ----------
+    xp : module
+        ``numpy`` or ``cupy``: where the buffers live.
+    plan : sequence of Buffer
+        The buffers, with distinct names.
+    batch : int
+        The number of images.
+    chunked : bool, default True
+        False: the whole batch is one chunk whatever the limit (pooling).
+    what : str, default "column buffer"
+        What the buffers are, for the warning when one image alone needs more
+        than the limit (the work then runs one image at a time).
 
-    ``workspace.buffers`` are the buffers of the largest (first) chunk. Every
-    array handed out belongs to this call alone until the block ends; its
-    contents are uninitialised.
+    Attributes
+    ----------
+    images_per_chunk : int
+        The images of one chunk.
+    buffers : dict of str to array, or None
+        Inside the block, the buffers of the largest (first) chunk.
+
+    Raises
+    ------
+    ValueError
+        When the plan names a buffer twice.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> plan = (Buffer("cols", (9, 4), np.float32),)
+    >>> with workspace_limit(2 * 9 * 4 * 4), Workspace(np, plan, 5) as workspace:
+    ...     [(chunk.start, buffers["cols"].shape) for chunk, buffers in workspace.chunks()]
+    [(0, (2, 9, 4)), (2, (2, 9, 4)), (4, (1, 9, 4))]
     """
 
-    def __init__(self, xp, plan, batch, *, chunked=True, what="column buffer"):
+    def __init__(self, xp: ModuleType, plan: Sequence[Buffer], batch: int, *,
+                 chunked: bool = True, what: str = "column buffer") -> None:
         names = [b.name for b in plan]
         if len(set(names)) != len(names):
             raise ValueError(f"a workspace plan names each buffer once, got {names}")
         self.xp, self.plan, self.batch = xp, tuple(plan), batch
-        self.images_per_chunk = _images_per_chunk(plan, batch, what) if chunked else max(batch, 1)
-        self.buffers = None
-        self._lent = {}  # name -> (block, generation) of each CPU buffer
+        self.images_per_chunk = (_images_per_chunk(self.plan, batch, what) if chunked
+                                 else max(batch, 1))
+        self.buffers: dict[str, Array] | None = None
+        self._lent: dict[str, tuple[numpy.ndarray, int]] = {}  # name -> CPU block, generation
 
-    def __enter__(self):
+    def __enter__(self) -> Workspace:
         largest = min(self.images_per_chunk, self.batch)
         self.buffers = {b.name: self._array(b.name, ((largest,) if b.per_image else ())
                                             + tuple(b.shape), b.dtype) for b in self.plan}
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.buffers = None
         for block, generation in self._lent.values():
             _kept.give_back(block, generation)
         self._lent = {}
 
-    def _array(self, name, shape, dtype):
+    def _array(self, name: str, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
         if self.xp is not numpy:
             return self.xp.empty(shape, dtype=dtype)
         nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * numpy.dtype(dtype).itemsize
         block, generation = self._lent[name] = _kept.take(nbytes)
         return block[:nbytes].view(dtype).reshape(shape)
 
-    def keep(self, name):
-        """The buffer ``name`` of a CPU workspace that ran the whole batch in one chunk, as a
-        :class:`Held` that outlives this block; None where that is not so, or where the held
-        buffers would then exceed the workspace limit.
+    def keep(self, name: str) -> Held | None:
+        """Keep a buffer past the end of the block, for a later call to use.
+
+        Parameters
+        ----------
+        name : str
+            The buffer's name in the plan.
+
+        Returns
+        -------
+        Held or None
+            The buffer, when the workspace is on the CPU, ran the whole batch
+            in one chunk and the held buffers stay within the workspace limit
+            with it; else None.
         """
         if self.xp is not numpy or self.images_per_chunk < self.batch:
             return None
         block, generation = self._lent[name]
-        if not _kept.hold(block.nbytes):
+        if not _kept.hold(block.nbytes, get_workspace_limit()):
             return None
         del self._lent[name]
-        return Held(self.buffers[name], block, generation)
+        return Held(cast("dict[str, Array]", self.buffers)[name], block, generation)
 
-    def chunks(self):
-        """Yield ``(chunk, buffers)``: a slice of the batch and its buffers, chunk by chunk."""
+    def chunks(self) -> Iterator[tuple[slice, dict[str, Array]]]:
+        """The batch chunk by chunk, each chunk with its buffers.
+
+        Yields
+        ------
+        chunk : slice
+            The chunk's images in the batch.
+        buffers : dict of str to array
+            The plan's buffers, the per-image ones cut to the chunk's size.
+
+        Raises
+        ------
+        RuntimeError
+            When called outside the workspace's ``with`` block.
+        """
         if self.buffers is None:
             raise RuntimeError("Workspace.chunks() is used inside its with block")
         per_image = {b.name for b in self.plan if b.per_image}
+        buffers = self.buffers
         for start in range(0, self.batch, self.images_per_chunk):
             chunk = slice(start, min(start + self.images_per_chunk, self.batch))
             size = chunk.stop - chunk.start
             yield chunk, {name: array[:size] if name in per_image else array
-                          for name, array in self.buffers.items()}
+                          for name, array in buffers.items()}
 
 
-def run_in_chunks(algorithm, xp, batch):
-    """Run ``algorithm`` over ``batch`` images chunk by chunk; return ``algorithm.result(workspace)``.
+def run_in_chunks(algorithm: Any, xp: ModuleType, batch: int) -> Any:
+    """Run an algorithm over a batch, chunk by chunk, in one workspace.
 
-    An algorithm declares its buffers as ``algorithm.plan`` (a tuple of
-    :class:`Buffer`), computes one chunk in ``algorithm.run(chunk, buffers)``
-    and assembles its outputs in ``algorithm.result(workspace)``, which may
-    :meth:`Workspace.keep` a buffer for later.
+    Parameters
+    ----------
+    algorithm : object
+        Declares its buffers as ``algorithm.plan`` (a tuple of :class:`Buffer`),
+        computes one chunk in ``algorithm.run(chunk, buffers)`` and assembles
+        its outputs in ``algorithm.result(workspace)``, which may
+        :meth:`Workspace.keep` a buffer for later.
+    xp : module
+        ``numpy`` or ``cupy``.
+    batch : int
+        The number of images.
+
+    Returns
+    -------
+    object
+        What ``algorithm.result(workspace)`` returns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class ChunkSizes:
+    ...     plan = (Buffer("tmp", (3,), np.float64),)
+    ...     sizes = []
+    ...     def run(self, chunk, buffers):
+    ...         self.sizes.append(len(buffers["tmp"]))
+    ...     def result(self, workspace):
+    ...         return self.sizes
+    >>> with workspace_limit(2 * 3 * 8):
+    ...     run_in_chunks(ChunkSizes(), np, 5)
+    [2, 2, 1]
     """
     with Workspace(xp, algorithm.plan, batch) as workspace:
         for chunk, buffers in workspace.chunks():
@@ -324,11 +384,34 @@ def run_in_chunks(algorithm, xp, batch):
 
 
 @contextlib.contextmanager
-def whole_batch(xp, plan, batch):
-    """The buffers of ``plan`` for all ``batch`` images at once, whatever the limit.
+def whole_batch(xp: ModuleType, plan: Sequence[Buffer], batch: int
+                ) -> Iterator[dict[str, Array]]:
+    """The buffers of a plan for all the images of a batch at once, whatever the limit.
 
-    For the ops that do not chunk (pooling, the public im2col and col2im): their
-    buffers are the size of their input or output.
+    For the ops that do not chunk (pooling, the public im2col and col2im):
+    their buffers are the size of their input or output.
+
+    Parameters
+    ----------
+    xp : module
+        ``numpy`` or ``cupy``.
+    plan : tuple of Buffer
+        The buffers, with distinct names.
+    batch : int
+        The number of images.
+
+    Yields
+    ------
+    dict of str to array
+        The buffers, the per-image ones with ``batch`` in front of their shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> plan = (Buffer("padded", (3, 6, 6), np.float32),)
+    >>> with workspace_limit(1), whole_batch(np, plan, 8) as buffers:
+    ...     buffers["padded"].shape
+    (8, 3, 6, 6)
     """
     with Workspace(xp, plan, batch, chunked=False) as workspace:
-        yield workspace.buffers
+        yield cast("dict[str, Array]", workspace.buffers)  # set on entry

@@ -8,6 +8,8 @@ device (:func:`fastconv._backends.backend_for`):
 - ``conv``: the im2col + GEMM convolution algorithms;
 - ``conv_transpose``: the transposed convolution, on the convolution's passes;
 - ``pool``: max and average pooling;
+- ``conv3d``, ``pool3d``: the 3-D ops' roles, served by ``conv`` and ``pool`` themselves, whose
+  code runs any number of spatial axes (the GPU has separate modules for them);
 - ``scatter``: sums of values sent to flat positions (max unpooling, the
   adaptive max-pool gradient), in one ``bincount``;
 - ``batchnorm``: per-channel statistics and normalisation on NCHW in
@@ -18,5 +20,7 @@ device (:func:`fastconv._backends.backend_for`):
 """
 
 from . import activation, batchnorm, conv, conv_transpose, im2col, pool, scatter
+from . import conv as conv3d, pool as pool3d  # one N-d code path serves 3-D too
 
-__all__ = ["activation", "batchnorm", "conv", "conv_transpose", "im2col", "pool", "scatter"]
+__all__ = ["activation", "batchnorm", "conv", "conv_transpose", "im2col", "pool", "scatter",
+           "conv3d", "pool3d"]

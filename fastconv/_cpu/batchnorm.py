@@ -22,11 +22,12 @@ done: no result depends on the thread count. The statistics are the
 corrected two-pass of Chan, Golub and LeVeque, in parallel form: each
 block's deviations from its own rounded mean, their sum and their squares,
 then the spread of the block means (:func:`_combined`); never E[x^2] -
-E[x]^2. The sums are ``einsum`` reductions (several times faster than
-``sum`` over short rows, and accumulated in SIMD lanes). float16 arrays are
+E[x]^2. The sums are ``einsum`` reductions. float16 arrays are
 cast block by block and computed in float32, the dtype of ``mean``; outputs
 are cast back on the last write.
 """
+
+from __future__ import annotations
 
 import math
 
@@ -39,6 +40,7 @@ from .threads import over_batch
 
 _BLOCK_BYTES = 1 << 20  # x's share of a block: smaller ones cost more in calls than they save
 _SMALL_BYTES = 1 << 17  # below this, NumPy's per-call cost dominates: whole arrays are faster
+# The sums are einsum reductions: quicker than sum over short rows, and accumulated in SIMD lanes.
 _SUM = "icl->c"  # a block's per-channel sum
 _SUM_OF_PRODUCTS = "icl,icl->c"
 
@@ -52,10 +54,10 @@ def _plane(v, length):
     """A per-channel vector (C,) repeated along one image's rows: (C, L), contiguous.
 
     Broadcast over a block's (k, C, L), a plane lets every elementwise op
-    run one inner loop per image; a (C, 1) column costs an iterator step per
-    row, which on short rows takes longer than the arithmetic (2-3x slower
-    for 8x8 maps).
+    run one inner loop per image.
     """
+    # A (C, 1) column would cost an iterator step per row, which on short rows
+    # takes longer than the arithmetic.
     return numpy.repeat(v, length).reshape(v.shape[0], length)
 
 
@@ -119,7 +121,7 @@ class _Blocks:
         over_batch(run, self.count, nbytes)
 
 
-def batch_statistics(x):
+def batch_statistics(x: numpy.ndarray) -> tuple[numpy.ndarray, numpy.ndarray]:
     """The per-channel mean and biased variance of a C-contiguous ``x`` (N, C, ...).
 
     Over every axis but 1, in the accumulator dtype (float32 for float16).
@@ -171,7 +173,8 @@ def _combined(centers, shifts, squares, values, work):
     return mean.astype(work), var.astype(work)
 
 
-def normalize(x, mean, inv_std, gamma, beta):
+def normalize(x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.ndarray,
+              gamma: numpy.ndarray, beta: numpy.ndarray) -> numpy.ndarray:
     """``(x - mean) * (gamma * inv_std) + beta`` per channel, contiguous, in x's dtype.
 
     ``mean`` and ``inv_std`` = 1 / sqrt(var + eps) are (C,) in the working
@@ -204,7 +207,9 @@ def _blocked_normalize(x, mean, inv_std, gamma, beta):
     return out
 
 
-def normalize_backward(dout, x, mean, inv_std, gamma, use_batch):
+def normalize_backward(dout: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray,
+                       inv_std: numpy.ndarray, gamma: numpy.ndarray, use_batch: bool
+                       ) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
     """``(dx, dgamma, dbeta)`` of :func:`normalize` in dout's dtype, dx contiguous.
 
     ``dout`` and ``x`` are C-contiguous. With ``use_batch`` the mean and

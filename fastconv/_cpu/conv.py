@@ -1,4 +1,7 @@
-"""2-D convolution on the CPU (NumPy): im2col and one stacked GEMM per batch chunk.
+"""2-D and 3-D convolution on the CPU (NumPy): im2col and one stacked GEMM per batch chunk.
+
+The code is written once for any number of spatial axes: below, KH*KW stands for the
+kernel's size (KD*KH*KW in 3-D) and OH*OW for the output's.
 
 Forward: the chunk's columns go into a workspace buffer (n, G, C/G*KH*KW + 1,
 OH*OW) and ``numpy.matmul`` of the weights (G, F/G, C/G*KH*KW + 1) with them
@@ -22,26 +25,89 @@ Each algorithm is an object with a ``plan`` (its workspace buffers), ``run(chunk
 buffers)`` and ``result()``, driven by :func:`fastconv.workspace.run_in_chunks`.
 """
 
+from __future__ import annotations
+
+import math
+from typing import Any
+
 import numpy
 
+from .._typing import Array
+from .._window_arrays import grouped as _grouped  # (n, C, ...) as (n, G, C/G, positions)
 from ..backend import accumulator_dtype
 from ..profiling import step
+from ..shapes import WindowGeometry
 from ..workspace import Buffer
 from .im2col import col2im_into, col2im_plan, col2im_planes_into, col2im_planes_plan
 from .im2col import im2col_into, im2col_plan
 
 
-def forward(x, w, b, geometry, groups):
-    """The forward algorithm of one call: pointwise for a 1x1 identity geometry, else im2col."""
+def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
+            groups: int) -> _PointwiseForward | _Im2colForward:
+    """The forward algorithm of one call: pointwise for a 1x1 identity geometry, else im2col.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (N, C, *size), 1 to 3 spatial axes.
+    w : numpy.ndarray
+        (F, C/groups, *kernel).
+    b : numpy.ndarray or None
+        (F,).
+    geometry : WindowGeometry
+    groups : int
+
+    Returns
+    -------
+    _PointwiseForward or _Im2colForward
+        For :func:`fastconv.workspace.run_in_chunks`; its result is ``(out, columns)``, the
+        columns a :class:`fastconv.workspace.Held` or None.
+
+    Examples
+    --------
+    >>> from fastconv.shapes import window_geometry
+    >>> from fastconv.workspace import run_in_chunks
+    >>> x, w = numpy.ones((1, 1, 3, 3)), numpy.ones((1, 1, 2, 2))
+    >>> out, held = run_in_chunks(forward(x, w, None, window_geometry(x.shape, 2, 1, 0, 1), 1),
+    ...                           numpy, 1)
+    >>> out
+    array([[[[4., 4.],
+             [4., 4.]]]])
+    """
     if geometry.is_identity:
         return _PointwiseForward(x, w, b, groups)
     return _Im2colForward(x, w, b, geometry, groups)
 
 
-def backward(dout, cache, needs_input_grad=True):
-    """The backward algorithm of one call (``cache``: a :class:`fastconv.functional.conv.ConvCache`).
+def backward(dout: Array, cache: Any, needs_input_grad: bool = True) -> _Backward:
+    """The backward algorithm of one call: pointwise, or im2col with dx by slab adds or from
+    stride-phase planes.
 
-    Without ``needs_input_grad`` it computes dw and db only (dx is None).
+    Parameters
+    ----------
+    dout : numpy.ndarray
+        The output's gradient.
+    cache : WindowConvCache
+        A :class:`fastconv.functional.conv.ConvCache` or
+        :class:`fastconv.functional.conv3d.Conv3dCache`.
+    needs_input_grad : bool
+        False computes dw and db only (dx is None).
+
+    Returns
+    -------
+    _Backward
+        For :func:`fastconv.workspace.run_in_chunks`; its result is ``(dx, dw, db)``.
+
+    Examples
+    --------
+    >>> from fastconv.functional import conv2d_forward
+    >>> from fastconv.workspace import run_in_chunks
+    >>> out, cache = conv2d_forward(numpy.ones((1, 1, 3, 3)), numpy.ones((1, 1, 2, 2)))
+    >>> dx, dw, db = run_in_chunks(backward(numpy.ones_like(out), cache), numpy, 1)
+    >>> dx[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
     """
     if cache.geometry.is_identity:
         return _PointwiseBackward(dout, cache, needs_input_grad)
@@ -50,22 +116,15 @@ def backward(dout, cache, needs_input_grad=True):
     return _Im2colBackward(dout, cache, needs_input_grad)
 
 
-def _grouped(a, groups):
-    """(n, C, H, W) as (n, G, C/G, H*W): a view of a C-contiguous ``a``, else a contiguous copy."""
-    n, c, h, w = a.shape
-    return numpy.ascontiguousarray(a).reshape(n, groups, c // groups, h * w)
-
-
 def _weight_matrix(w, groups):
-    """w (F, C/G, KH, KW) as (G, F/G, C/G*KH*KW)."""
+    """w (F, C/G, KH, KW) (or (F, C/G, KD, KH, KW)) as (G, F/G, C/G*KH*KW)."""
     return numpy.ascontiguousarray(w).reshape(groups, w.shape[0] // groups, w[0].size)
 
 
 def _columns_plan(x, geometry, groups, bias_row):
     """The column buffer of one image, (G, C/G*KH*KW [+ 1], OH*OW), and what im2col needs."""
-    (kh, kw), (oh, ow) = geometry.kernel, geometry.out
-    rows = x.shape[1] // groups * kh * kw + bias_row
-    columns = Buffer("cols", (groups, rows, oh * ow), x.dtype)
+    rows = x.shape[1] // groups * math.prod(geometry.kernel) + bias_row
+    columns = Buffer("cols", (groups, rows, math.prod(geometry.out)), x.dtype)
     return (columns,) + im2col_plan(x.shape[1], geometry, x.dtype)
 
 
@@ -77,7 +136,7 @@ def _columns(x, geometry, groups, buffers):
     """
     n, channels = x.shape[:2]
     cols = buffers["cols"]
-    taps = channels // groups * geometry.kernel[0] * geometry.kernel[1]
+    taps = channels // groups * math.prod(geometry.kernel)
     images = (n * groups, channels // groups)
     padded = buffers.get("padded")
     im2col_into(x.reshape(images + x.shape[2:]), geometry,
@@ -88,7 +147,8 @@ def _columns(x, geometry, groups, buffers):
 
 
 class _PointwiseForward:
-    """out = W @ x per group: a 1x1, stride-1, unpadded kernel reads x as its own columns."""
+    """out = W @ x per group: a 1x1 (1x1x1), stride-1, unpadded kernel reads x as its own
+    columns."""
 
     plan = ()
 
@@ -106,7 +166,7 @@ class _PointwiseForward:
     def result(self, workspace):
         if self.b is not None:
             with step("bias"):
-                self.out += self.b.reshape(1, -1, 1, 1)
+                self.out += self.b.reshape((1, -1) + (1,) * (self.out.ndim - 2))
         return self.out, None
 
 
@@ -217,7 +277,7 @@ class _PointwiseBackward(_Backward):
     """dW from x as the columns, dx = W^T @ dout."""
 
     def _plan(self):
-        return _weight_grad_plan(self.dw, self.x.shape[2] * self.x.shape[3], self.x.dtype)
+        return _weight_grad_plan(self.dw, math.prod(self.x.shape[2:]), self.x.dtype)
 
     def run(self, chunk, buffers):
         with step("layout copies"):
@@ -241,15 +301,15 @@ class _Im2colBackward(_Backward):
         super().__init__(dout, cache, needs_input_grad)
 
     def _plan(self):
-        (oh, ow) = self.geometry.out
+        positions = math.prod(self.geometry.out)
         columns = () if self.columns is not None else _columns_plan(
             self.x, self.geometry, self.groups, self.bias_column)
         data_grad = self._data_grad_plan() if self.needs_input_grad else ()
-        return columns + _weight_grad_plan(self.dw, oh * ow, self.x.dtype) + data_grad
+        return columns + _weight_grad_plan(self.dw, positions, self.x.dtype) + data_grad
 
     def _data_grad_plan(self):
-        (oh, ow), channels = self.geometry.out, self.x.shape[1]
-        dcols = Buffer("dcols", self.w_t.shape[:2] + (oh * ow,), self.x.dtype)
+        positions, channels = math.prod(self.geometry.out), self.x.shape[1]
+        dcols = Buffer("dcols", self.w_t.shape[:2] + (positions,), self.x.dtype)
         return (dcols,) + col2im_plan(channels, self.geometry, self.x.dtype)
 
     def _add_data_grad(self, chunk, buffers):
@@ -284,8 +344,8 @@ def _sums_planes(cache):
     only for finite weights (NaN * 0 is NaN), so a non-finite weight takes the
     slab adds and NaN stays where it belongs.
     """
-    (kh, kw), w = cache.geometry.kernel, cache.w
-    return cache.x.shape[1] * kh * kw > w.shape[0] and bool(numpy.isfinite(w).all())
+    taps, w = math.prod(cache.geometry.kernel), cache.w
+    return cache.x.shape[1] * taps > w.shape[0] and bool(numpy.isfinite(w).all())
 
 
 class _PlanesBackward(_Im2colBackward):
@@ -293,35 +353,42 @@ class _PlanesBackward(_Im2colBackward):
 
     @staticmethod
     def _transposed_weights(w, groups):
-        """W^T per group with its rows in (KH, KW, C/G) order: (G, KH*KW*C/G, F/G), contiguous.
+        """W^T per group with its rows in (KH, KW, C/G) order: (G, KH*KW*C/G, F/G), contiguous
+        ((KD, KH, KW, C/G) in 3-D).
 
         The plane layout of col2im_planes_into wants a kernel offset's channels adjacent.
         """
-        f, c_group, kh, kw = w.shape
-        per_group = w.reshape(groups, f // groups, c_group, kh, kw).transpose(0, 3, 4, 2, 1)
-        return numpy.ascontiguousarray(per_group).reshape(groups, kh * kw * c_group, f // groups)
+        f, c_group, *kernel = w.shape
+        spatial = tuple(range(3, 3 + len(kernel)))
+        per_group = w.reshape(groups, f // groups, c_group, *kernel).transpose(
+            (0,) + spatial + (2, 1))
+        return numpy.ascontiguousarray(per_group).reshape(
+            groups, math.prod(kernel) * c_group, f // groups)
 
     def _data_grad_plan(self):
-        hq, wq = self.geometry.phase_size
+        phase_size = self.geometry.phase_size
         f, channels, dtype = self.w.shape[0], self.x.shape[1], self.x.dtype
-        return (Buffer("dout planes", (f, hq, wq), dtype),
-                Buffer("dcols", self.w_t.shape[:2] + (hq * wq,), dtype)
+        return (Buffer("dout planes", (f,) + phase_size, dtype),
+                Buffer("dcols", self.w_t.shape[:2] + (math.prod(phase_size),), dtype)
                 ) + col2im_planes_plan(channels, self.geometry, dtype)
 
     def _add_data_grad(self, chunk, buffers):
         """dx[chunk] from W^T @ dout placed on zeroed phase-size planes.
 
-        Output (oh, ow) sits at plane position oh*Wq + ow, so the dcols GEMM
-        yields plane-shaped columns for col2im_planes_into.
+        Output (oh, ow) sits at plane position oh*Wq + ow (in 3-D (od*Hq + oh)*Wq + ow), so
+        the dcols GEMM yields plane-shaped columns for col2im_planes_into.
         """
         n, groups, f_group, _ = self.dout[chunk].shape
-        (oh, ow), (hq, wq) = self.geometry.out, self.geometry.phase_size
+        out, phase_size = self.geometry.out, self.geometry.phase_size
         with step("layout copies"):
             planes = buffers["dout planes"]
-            planes[:, :, :oh, ow:] = 0
-            planes[:, :, oh:] = 0
-            planes[:, :, :oh, :ow] = self.dout[chunk].reshape(n, groups * f_group, oh, ow)
+            for axis, o in enumerate(out):  # zero all but the windows' corner, each cell once
+                planes[(slice(None), slice(None)) + tuple(slice(None, p) for p in out[:axis])
+                       + (slice(o, None),)] = 0
+            planes[(slice(None), slice(None)) + tuple(slice(None, o) for o in out)] = (
+                self.dout[chunk].reshape((n, groups * f_group) + out))
         with step("GEMM dcols = W^T @ dout"):
-            dcols = numpy.matmul(self.w_t, planes.reshape(n, groups, f_group, hq * wq),
+            dcols = numpy.matmul(self.w_t, planes.reshape(n, groups, f_group,
+                                                          math.prod(phase_size)),
                                  out=buffers["dcols"])
         col2im_planes_into(dcols, self.geometry, self.groups, self.dx[chunk], buffers)

@@ -15,15 +15,21 @@ and the dW GEMM of x with the same columns. Each algorithm is an object with a `
 and ``result``, driven by :func:`fastconv.workspace.run_in_chunks`.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy
 
 from ..backend import accumulator_dtype
 from ..profiling import step
+from ..shapes import WindowGeometry
 from .conv import (_add_weight_grad, _columns, _columns_plan, _grouped, _Im2colBackward,
                    _PlanesBackward, _weight_grad_plan, _weight_matrix)
 
 
-def forward(x, w, geometry, groups, out):
+def forward(x: numpy.ndarray, w: numpy.ndarray, geometry: WindowGeometry, groups: int,
+            out: numpy.ndarray) -> _DataGradForward:
     """The forward algorithm of one call: it writes ``out[:, :, :H', :W']``, (H', W') the
     geometry's size.
 
@@ -37,7 +43,7 @@ def forward(x, w, geometry, groups, out):
     return _SlabForward(x, w, geometry, groups, out)
 
 
-def backward(dout, cache):
+def backward(dout: numpy.ndarray, cache: Any) -> _Backward:
     """The backward algorithm of one call (``cache``: a
     :class:`fastconv.functional.conv_transpose.ConvTransposeCache`); its result is (dx, dw)."""
     return _Backward(dout, cache)

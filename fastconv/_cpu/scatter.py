@@ -5,10 +5,12 @@ The index work of max unpooling and of the adaptive max-pool gradient
 same name as :mod:`fastconv._gpu.scatter`, which sums in the same order.
 """
 
+from __future__ import annotations
+
 import numpy
 
 
-def scatter_add(values, index, size):
+def scatter_add(values: numpy.ndarray, index: numpy.ndarray, size: int) -> numpy.ndarray:
     """Per plane, the sum of the ``values`` sent to each of ``size`` positions.
 
     ``bincount`` adds the values of a position one by one in their order in

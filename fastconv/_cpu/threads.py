@@ -9,18 +9,39 @@ independent, so splitting the batch gives bitwise the same results.
 may run on, at most 8; 1 turns the splitting off).
 """
 
+from __future__ import annotations
+
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 _MIN_BYTES_PER_THREAD = 1 << 20  # below this, starting work on a thread costs more than it saves
-_executor = None
+_executor: ThreadPoolExecutor | None = None
 _executor_workers = 0
 _lock = threading.Lock()
 
 
-def thread_count():
-    """How many threads memory-bound ops may use."""
+def thread_count() -> int:
+    """How many threads memory-bound ops may use.
+
+    Returns
+    -------
+    int
+        ``FASTCONV_NUM_THREADS`` when set, else the CPUs this process may run
+        on, at most 8.
+
+    Raises
+    ------
+    ValueError
+        When ``FASTCONV_NUM_THREADS`` is not a positive int.
+
+    Examples
+    --------
+    >>> thread_count() >= 1
+    True
+    """
     value = os.environ.get("FASTCONV_NUM_THREADS", "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
@@ -30,22 +51,38 @@ def thread_count():
                       else os.cpu_count() or 1))
 
 
-def _pool(workers):
+def _pool(workers: int) -> ThreadPoolExecutor:
     """The shared worker threads, grown to at least ``workers``."""
     global _executor, _executor_workers
     with _lock:
-        if _executor_workers < workers:
+        if _executor is None or _executor_workers < workers:  # None: workers is 0
             _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastconv")
             _executor_workers = workers
         return _executor
 
 
-def over_batch(work, batch, nbytes):
+def over_batch(work: Callable[[slice], Any], batch: int, nbytes: int) -> None:
     """Run ``work(batch_slice)`` over ``range(batch)``, split across threads when worth it.
 
     ``nbytes`` is the memory the whole batch's work touches; each thread gets
     at least about 1 MiB of it. Every slice is done before this returns, and
     an exception from any slice is raised here.
+
+    Parameters
+    ----------
+    work : callable
+        ``work(batch_slice)``.
+    batch : int
+        The images.
+    nbytes : int
+        The memory the whole batch's work touches.
+
+    Examples
+    --------
+    >>> done = []
+    >>> over_batch(done.append, 4, 100)
+    >>> done
+    [slice(0, 4, None)]
     """
     threads = min(thread_count(), batch, max(1, nbytes // _MIN_BYTES_PER_THREAD))
     if threads <= 1:

@@ -8,6 +8,9 @@ lays them out):
 
 - ``im2col``, ``conv``, ``pool``: the kernels and the cuBLAS products;
 - ``conv_transpose``: the transposed convolution on the convolution's kernels;
+- ``conv3d``, ``pool3d``: the 3-D convolution and pools, as array code on CuPy arrays (strided
+  views, copies and slab adds: :mod:`fastconv._window_arrays`), not custom kernels, the
+  products through :mod:`.matmul`;
 - ``scatter``: sums of values sent to flat positions without atomics (a sort,
   then passes over distinct positions);
 - ``batchnorm``, ``activation``: CuPy's own elementwise and reduction kernels.
@@ -16,6 +19,7 @@ Importing this package never imports CuPy: the code is written against the
 arrays' own module.
 """
 
-from . import activation, batchnorm, conv, conv_transpose, im2col, pool, scatter
+from . import activation, batchnorm, conv, conv3d, conv_transpose, im2col, pool, pool3d, scatter
 
-__all__ = ["activation", "batchnorm", "conv", "conv_transpose", "im2col", "pool", "scatter"]
+__all__ = ["activation", "batchnorm", "conv", "conv3d", "conv_transpose", "im2col", "pool",
+           "pool3d", "scatter"]

@@ -8,28 +8,31 @@ module's two-pass ``var``; float16 is computed in float32. Written against
 the arrays' module ``xp``, so the tests run it on NumPy arrays.
 """
 
+from __future__ import annotations
+
 import math
 
+from .._typing import Array
 from ..backend import accumulator_dtype
 
 
-def _axes(x):
+def _axes(x: Array) -> tuple[int, ...]:
     """Every axis of ``x`` but the channel axis 1."""
     return (0,) + tuple(range(2, x.ndim))
 
 
-def _column(v, x):
+def _column(v: Array, x: Array) -> Array:
     """A per-channel vector (C,) shaped to broadcast over ``x`` (N, C, ...)."""
     return v.reshape((-1,) + (1,) * (x.ndim - 2))
 
 
-def batch_statistics(x):
+def batch_statistics(x: Array) -> tuple[Array, Array]:
     """The per-channel mean and biased variance of ``x``, in the accumulator dtype."""
     work = accumulator_dtype(x.dtype)
     return x.mean(axis=_axes(x), dtype=work), x.var(axis=_axes(x), dtype=work)
 
 
-def normalize(x, mean, inv_std, gamma, beta):
+def normalize(x: Array, mean: Array, inv_std: Array, gamma: Array, beta: Array) -> Array:
     """``(x - mean) * (gamma * inv_std) + beta`` per channel, in x's dtype."""
     work = mean.dtype
     scale = _column(gamma.astype(work) * inv_std, x)
@@ -37,7 +40,8 @@ def normalize(x, mean, inv_std, gamma, beta):
     return out.astype(x.dtype, copy=False)
 
 
-def normalize_backward(dout, x, mean, inv_std, gamma, use_batch):
+def normalize_backward(dout: Array, x: Array, mean: Array, inv_std: Array, gamma: Array,
+                       use_batch: bool) -> tuple[Array, Array, Array]:
     """``(dx, dgamma, dbeta)`` of :func:`normalize`; through the batch statistics if ``use_batch``.
 
     ``dx = gamma * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat))``

@@ -30,18 +30,25 @@ products in the NumPy model of cuBLAS. Each algorithm is an object with a
 driven by :func:`fastconv.workspace.run_in_chunks`.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from .. import _cuda
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
+from ..shapes import WindowGeometry
 from ..workspace import Buffer
 from .matmul import matmul
 
 
-def forward(x, w, b, geometry, groups):
+def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
+            groups: int) -> _Forward:
     """The forward algorithm of one call (the columns are x itself for a 1x1 identity geometry)."""
     return _Forward(x, w, b, geometry, groups)
 
 
-def backward(dout, cache, needs_input_grad=True):
+def backward(dout: Array, cache: Any, needs_input_grad: bool = True) -> _Backward:
     """The backward algorithm of one call (``cache``: a
     :class:`fastconv.functional.conv.ConvCache`).
 

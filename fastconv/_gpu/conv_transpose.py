@@ -19,18 +19,24 @@ tests run it on NumPy arrays with the kernels emulated on the CPU. Each algorith
 with a ``plan``, ``run`` and ``result``, driven by :func:`fastconv.workspace.run_in_chunks`.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from .. import _cuda
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
+from ..shapes import WindowGeometry
 from ..workspace import Buffer
 
 
-def forward(x, w, geometry, groups, out):
+def forward(x: Array, w: Array, geometry: WindowGeometry, groups: int, out: Array) -> _Forward:
     """The forward algorithm of one call: it writes ``out[:, :, :H', :W']``, (H', W') the
     geometry's size."""
     return _Forward(x, w, geometry, groups, out)
 
 
-def backward(dout, cache):
+def backward(dout: Array, cache: Any) -> _Backward:
     """The backward algorithm of one call (``cache``: a
     :class:`fastconv.functional.conv_transpose.ConvTransposeCache`); its result is (dx, dw)."""
     return _Backward(dout, cache)

@@ -26,12 +26,15 @@ against about 1e-7 in FP32. Only the GPU path reads it; the NumPy model and
 the CPU path compute in FP32 whatever it says.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 
 import numpy
 
 from .. import _validate
+from .._typing import DTypeLike
 
 COMPUTE_TYPES = ("32F", "32F_FAST_TF32", "64F")
 _COMPUTE_DTYPES = {"32F": numpy.float32, "32F_FAST_TF32": numpy.float32, "64F": numpy.float64}
@@ -47,7 +50,7 @@ _DISALLOW_REDUCED_PRECISION_REDUCTION = 16
 _tf32 = None  # set by set_tf32; None: read FASTCONV_TF32 on first use
 
 
-def set_tf32(enabled):
+def set_tf32(enabled: bool) -> None:
     """Let float32 convolutions on the GPU use TF32 tensor cores, process-wide (default off).
 
     TF32 rounds each float32 input to a 10-bit mantissa, so results differ
@@ -66,19 +69,38 @@ def set_tf32(enabled):
     ------
     TypeError
         When ``enabled`` is not a bool.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.set_tf32(True)
+    >>> fastconv.get_tf32()
+    True
+    >>> fastconv.set_tf32(False)
     """
     global _tf32
     _tf32 = _validate.check_bool("enabled", enabled)
 
 
-def get_tf32():
-    """Whether float32 products on the GPU use TF32: :func:`set_tf32`'s setting, else
-    ``FASTCONV_TF32`` (``1`` on, ``0`` or unset off).
+def get_tf32() -> bool:
+    """Whether float32 products on the GPU use TF32.
+
+    Returns
+    -------
+    bool
+        :func:`set_tf32`'s setting, else ``FASTCONV_TF32`` (``1`` on, ``0`` or
+        unset off).
 
     Raises
     ------
     ValueError
         When ``FASTCONV_TF32`` holds anything else.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.get_tf32() in (True, False)
+    True
     """
     global _tf32
     if _tf32 is None:
@@ -89,13 +111,29 @@ def get_tf32():
     return _tf32
 
 
-def compute_type(dtype):
+def compute_type(dtype: DTypeLike) -> str:
     """The cuBLAS compute type for products of ``dtype`` inputs: float32 accumulation for
-    float16 and float32 (TF32 when :func:`get_tf32`), float64 for float64."""
-    dtype = numpy.dtype(dtype)
-    if dtype == _F64:
+    float16 and float32 (TF32 when :func:`get_tf32`), float64 for float64.
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        The inputs' dtype.
+
+    Returns
+    -------
+    str
+        One of :data:`COMPUTE_TYPES`.
+
+    Examples
+    --------
+    >>> compute_type(numpy.float64), compute_type(numpy.float16)
+    ('64F', '32F')
+    """
+    kind = numpy.dtype(dtype)
+    if kind == _F64:
         return "64F"
-    return "32F_FAST_TF32" if dtype == _F32 and get_tf32() else "32F"
+    return "32F_FAST_TF32" if kind == _F32 and get_tf32() else "32F"
 
 
 def gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,

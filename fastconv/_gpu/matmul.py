@@ -16,6 +16,11 @@ call per group batched over the images, or one per image batched over the
 groups, whichever is fewer.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._typing import Array
 from .gemm import compute_type, gemm
 
 
@@ -27,7 +32,8 @@ def _grid(array, images):
     return (0 if shared else array.shape[1] * per_group), per_group
 
 
-def grid_calls(images, groups, grids):
+def grid_calls(images: int, groups: int, grids: Sequence[tuple[int, int]]
+               ) -> list[tuple[list[int], int, list[int]]]:
     """The strided batches that cover an ``images`` x ``groups`` grid of matrix products.
 
     Parameters
@@ -42,6 +48,11 @@ def grid_calls(images, groups, grids):
     list of (offsets, batch, strides)
         One entry per cuBLAS call: each operand's first element, the batch
         size and each operand's stride within the batch.
+
+    Examples
+    --------
+    >>> grid_calls(4, 1, [(6, 6), (0, 6), (6, 6)])
+    [([0, 0, 0], 4, [6, 0, 6])]
     """
     if groups == 1 or images == 1 or all(image == groups * group for image, group in grids):
         strides = [group if groups > 1 else image for image, group in grids]
@@ -65,7 +76,8 @@ def _check(a, b, out, shape_a, shape_b):
         raise ValueError(f"matmul: op(a) {shape_a} @ op(b) {shape_b} is not out {out.shape[2:]}")
 
 
-def matmul(a, b, out, *, transpose_a=False, transpose_b=False, accumulate=False):
+def matmul(a: Array, b: Array, out: Array, *, transpose_a: bool = False,
+           transpose_b: bool = False, accumulate: bool = False) -> Array:
     """``out[i, g] = op(a[i, g]) @ op(b[i, g])`` (``+=`` with ``accumulate``) through cuBLAS.
 
     Parameters
@@ -83,7 +95,21 @@ def matmul(a, b, out, *, transpose_a=False, transpose_b=False, accumulate=False)
 
     Returns
     -------
-    out
+    ndarray
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        Operands that are not C-contiguous 4-D arrays of fitting shapes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a, b = np.ones((2, 1, 2, 3), np.float32), np.ones((1, 1, 3, 4), np.float32)
+    >>> matmul(a, b, np.empty((2, 1, 2, 4), np.float32))[0, 0]
+    array([[3., 3., 3., 3.],
+           [3., 3., 3., 3.]], dtype=float32)
     """
     shape_a = a.shape[:1:-1] if transpose_a else a.shape[2:]
     shape_b = b.shape[:1:-1] if transpose_b else b.shape[2:]

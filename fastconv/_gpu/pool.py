@@ -7,34 +7,43 @@ empty and ``buffers`` goes unused. The same names as :mod:`fastconv._cpu.pool`,
 and the same rules (ties, NaN, padding) as :mod:`fastconv.functional.pool`.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from .. import _cuda
+from .._typing import Array, DTypeLike
+from ..shapes import WindowGeometry
 
 
-def pool_plan(x_shape, geometry, dtype):
+def pool_plan(x_shape: tuple[int, ...], geometry: WindowGeometry, dtype: DTypeLike) -> tuple[()]:
     """No workspace: the pooling kernels read the padding implicitly."""
     return ()
 
 
-def pool_backward_plan(x_shape, geometry, dtype):
+def pool_backward_plan(x_shape: tuple[int, ...], geometry: WindowGeometry,
+                       dtype: DTypeLike) -> tuple[()]:
     """No workspace: each input element gathers its own gradient."""
     return ()
 
 
-def max_pool_forward(x, geometry, buffers):
+def max_pool_forward(x: Array, geometry: WindowGeometry, buffers: Any) -> tuple[Array, Array]:
     """``(out, argmax)`` of max pooling, argmax the int32 kernel offset i*KW + j of each maximum."""
     return _cuda.max_pool2d_forward(x, geometry)
 
 
-def max_pool_backward(dout, argmax, x_shape, geometry, buffers):
+def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
+                      geometry: WindowGeometry, buffers: Any) -> Array:
     """The max-pool gradient: each input element sums the windows it won."""
     return _cuda.max_pool2d_backward(dout, argmax, x_shape, geometry)
 
 
-def avg_pool_forward(x, geometry, divisor, buffers):
+def avg_pool_forward(x: Array, geometry: WindowGeometry, divisor: Array, buffers: Any) -> Array:
     """Average pooling: window sums over ``divisor`` (OH, OW), in the accumulator dtype."""
     return _cuda.avg_pool2d_forward(x, geometry, divisor)
 
 
-def avg_pool_backward(dout, divisor, x_shape, geometry, buffers):
+def avg_pool_backward(dout: Array, divisor: Array, x_shape: tuple[int, ...],
+                      geometry: WindowGeometry, buffers: Any) -> Array:
     """The average-pool gradient: each input element sums dout / divisor of its windows."""
     return _cuda.avg_pool2d_backward(dout, divisor, x_shape, geometry)

@@ -12,10 +12,13 @@ the CPU does (the same bits in float64). Written against the arrays' module,
 so NumPy arrays run it too.
 """
 
+from __future__ import annotations
+
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 
 
-def scatter_add(values, index, size):
+def scatter_add(values: Array, index: Array, size: int) -> Array:
     """Per plane, the sum of the ``values`` sent to each of ``size`` positions.
 
     The arguments and the result are those of :func:`fastconv._cpu.scatter.scatter_add`

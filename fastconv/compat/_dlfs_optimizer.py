@@ -11,9 +11,14 @@ Nesterov while the learning rate is constant: the book's velocity holds
 multiplied by the current lr.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 from .. import optim
+from .._typing import Array
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
@@ -26,19 +31,27 @@ class _BookOptimizer:
     The optimiser is built on the first update; ``lr`` may be changed between updates.
     """
 
-    def __init__(self, lr):
+    def __init__(self, lr: float) -> None:
         self.lr = lr
-        self._optimizer = None
+        self._optimizer: Any = None
 
-    def _build(self, params):
+    def _build(self, params: MutableMapping[str, Array]) -> Any:
         raise NotImplementedError
 
-    def _configure(self, optimizer):
+    def _configure(self, optimizer: Any) -> None:
         """Copy this object's settings that may change between updates onto ``optimizer``."""
         optimizer.lr = self.lr
 
-    def update(self, params, grads):
-        """Update every array in ``params`` in place from ``grads`` (same keys)."""
+    def update(self, params: MutableMapping[str, Array], grads: Mapping[str, Array]) -> None:
+        """Update every array in ``params`` in place from ``grads``.
+
+        Parameters
+        ----------
+        params : dict of str to array
+            The parameters, updated in place.
+        grads : dict of str to array
+            Their gradients, with the same keys.
+        """
         if self._optimizer is None:
             self._optimizer = self._build(params)
         self._optimizer.params = params
@@ -47,23 +60,54 @@ class _BookOptimizer:
 
 
 class SGD(_BookOptimizer):
-    """``params[k] -= lr * grads[k]``."""
+    """``params[k] -= lr * grads[k]``.
 
-    def __init__(self, lr=0.01):
+    Parameters
+    ----------
+    lr : float, default 0.01
+        The learning rate (an attribute: it may change between updates).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params = {"W": np.ones(2)}
+    >>> SGD(lr=0.1).update(params, {"W": np.array([1.0, -1.0])})
+    >>> params["W"]
+    array([0.9, 1.1])
+    """
+
+    def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
-    def _build(self, params):
+    def _build(self, params: MutableMapping[str, Array]) -> Any:
         return optim.SGD(params, lr=self.lr)
 
 
 class Momentum(_BookOptimizer):
-    """Momentum SGD: ``v = momentum * v - lr * g; w += v``."""
+    """Momentum SGD: ``v = momentum * v - lr * g; w += v``.
 
-    def __init__(self, lr=0.01, momentum=0.9):
+    Parameters
+    ----------
+    lr : float, default 0.01
+        The learning rate.
+    momentum : float, default 0.9
+        The velocity's decay.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params, optimizer = {"W": np.zeros(1)}, Momentum(lr=0.1)
+    >>> for _ in range(2):
+    ...     optimizer.update(params, {"W": np.ones(1)})
+    >>> params["W"].round(6)
+    array([-0.29])
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
         self.momentum = momentum
 
-    def _build(self, params):
+    def _build(self, params: MutableMapping[str, Array]) -> Any:
         return optim.SGD(params, lr=self.lr, momentum=self.momentum)
 
 
@@ -72,34 +116,79 @@ class Nesterov(_BookOptimizer):
 
     The form of arXiv:1212.0901 that the book's code has used since 2021 and
     that ``torch.optim.SGD(nesterov=True)`` computes.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        The learning rate.
+    momentum : float, default 0.9
+        mu, the velocity's decay.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params = {"W": np.zeros(1)}
+    >>> Nesterov(lr=0.1).update(params, {"W": np.ones(1)})
+    >>> params["W"].round(6)
+    array([-0.19])
     """
 
-    def __init__(self, lr=0.01, momentum=0.9):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
         self.momentum = momentum
 
-    def _build(self, params):
+    def _build(self, params: MutableMapping[str, Array]) -> Any:
         return optim.SGD(params, lr=self.lr, momentum=self.momentum, nesterov=True)
 
 
 class AdaGrad(_BookOptimizer):
-    """AdaGrad: ``h += g**2; w -= lr * g / (sqrt(h) + 1e-7)``."""
+    """AdaGrad: ``h += g**2; w -= lr * g / (sqrt(h) + 1e-7)``.
 
-    def __init__(self, lr=0.01):
+    Parameters
+    ----------
+    lr : float, default 0.01
+        The learning rate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params = {"W": np.zeros(1)}
+    >>> AdaGrad(lr=0.1).update(params, {"W": np.array([2.0])})
+    >>> params["W"].round(6)
+    array([-0.1])
+    """
+
+    def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
-    def _build(self, params):
+    def _build(self, params: MutableMapping[str, Array]) -> Any:
         return optim.AdaGrad(params, lr=self.lr, eps=BOOK_EPS)
 
 
 class RMSprop(_BookOptimizer):
-    """RMSprop: ``h = decay_rate * h + (1 - decay_rate) * g**2; w -= lr * g / (sqrt(h) + 1e-7)``."""
+    """RMSprop: ``h = decay_rate * h + (1 - decay_rate) * g**2; w -= lr * g / (sqrt(h) + 1e-7)``.
 
-    def __init__(self, lr=0.01, decay_rate=0.99):
+    Parameters
+    ----------
+    lr : float, default 0.01
+        The learning rate.
+    decay_rate : float, default 0.99
+        The decay of the squared gradients' average.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params = {"W": np.zeros(1)}
+    >>> RMSprop(lr=0.01).update(params, {"W": np.array([1.0])})
+    >>> params["W"].round(6)
+    array([-0.1])
+    """
+
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
         super().__init__(lr)
         self.decay_rate = decay_rate
 
-    def _build(self, params):
+    def _build(self, params: MutableMapping[str, Array]) -> Any:
         return optim.RMSProp(params, lr=self.lr, alpha=self.decay_rate, eps=BOOK_EPS)
 
 
@@ -108,18 +197,33 @@ class Adam(_BookOptimizer):
 
     ``lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)`` at update t = 1, 2, ...,
     counted in ``iter`` as the book's attribute does.
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+        The learning rate.
+    beta1, beta2 : float, default 0.9, 0.999
+        The decays of the gradients' and the squared gradients' averages.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params, optimizer = {"W": np.zeros(1)}, Adam(lr=0.1)
+    >>> optimizer.update(params, {"W": np.array([3.0])})
+    >>> params["W"].round(6), optimizer.iter
+    (array([-0.1]), 1)
     """
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
         super().__init__(lr)
         self.beta1 = beta1
         self.beta2 = beta2
         self.iter = 0
 
-    def _build(self, params):
+    def _build(self, params: MutableMapping[str, Array]) -> Any:
         return optim.Adam(params, lr=self.lr, betas=(self.beta1, self.beta2), eps=BOOK_EPS)
 
-    def _configure(self, optimizer):
+    def _configure(self, optimizer: Any) -> None:
         super()._configure(optimizer)
         self.iter += 1
         # The book adds eps to sqrt(v) before the bias correction, fastconv's Adam to

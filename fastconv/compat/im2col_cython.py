@@ -29,24 +29,29 @@ overwrites rows); here it holds for every field. Results are new contiguous
 arrays (the extension returns a view into its padded buffer when padding > 0).
 """
 
+from __future__ import annotations
+
+from .._typing import Array
 from ..im2col import col2im, im2col
 from ..shapes import conv_output_size
 
 __all__ = ["im2col_cython", "col2im_cython", "col2im_6d_cython"]
 
 
-def _out_size(H, W, field_height, field_width, padding, stride):
+def _out_size(H: int, W: int, field_height: int, field_width: int, padding: int,
+              stride: int) -> tuple[int, int]:
     return (conv_output_size(H, field_height, stride, padding),
             conv_output_size(W, field_width, stride, padding))
 
 
-def _check_shape(cols, expected, name):
+def _check_shape(cols: Array, expected: tuple[int, ...], name: str) -> None:
     if tuple(cols.shape) != expected:
         raise ValueError(f"{name}: cols has shape {tuple(cols.shape)}, expected {expected} "
                          f"for these image, field, padding and stride sizes")
 
 
-def im2col_cython(x, field_height, field_width, padding, stride):
+def im2col_cython(x: Array, field_height: int, field_width: int, padding: int,
+                  stride: int) -> Array:
     """Columns (C*field_height*field_width, out_h*out_w*N) of x (N, C, H, W), zero padded.
 
     Parameters
@@ -54,11 +59,17 @@ def im2col_cython(x, field_height, field_width, padding, stride):
     x : ndarray
         (N, C, H, W), float16/32/64.
     field_height, field_width, padding, stride : int
+        The field, the zero padding of each side and the step.
 
     Returns
     -------
     ndarray
         x's dtype; rows (c, i, j), columns (oh, ow, n), as the module doc says.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Arguments fastconv's im2col refuses, naming them.
 
     Examples
     --------
@@ -71,7 +82,8 @@ def im2col_cython(x, field_height, field_width, padding, stride):
     return cols.transpose(1, 2, 0).reshape(k, positions * n)
 
 
-def col2im_cython(cols, N, C, H, W, field_height, field_width, padding, stride):
+def col2im_cython(cols: Array, N: int, C: int, H: int, W: int, field_height: int,
+                  field_width: int, padding: int, stride: int) -> Array:
     """The adjoint of :func:`im2col_cython`: sums each column entry back into (N, C, H, W).
 
     Parameters
@@ -81,11 +93,25 @@ def col2im_cython(cols, N, C, H, W, field_height, field_width, padding, stride):
     N, C, H, W : int
         The image shape.
     field_height, field_width, padding, stride : int
+        As for :func:`im2col_cython`.
 
     Returns
     -------
     ndarray
         (N, C, H, W) in cols' dtype.
+
+    Raises
+    ------
+    ValueError
+        When cols' shape does not fit the sizes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> col2im_cython(np.ones((4, 4)), 1, 1, 3, 3, 2, 2, 0, 1)[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
     """
     out_h, out_w = _out_size(H, W, field_height, field_width, padding, stride)
     k = C * field_height * field_width
@@ -95,7 +121,8 @@ def col2im_cython(cols, N, C, H, W, field_height, field_width, padding, stride):
                   padding=padding)
 
 
-def col2im_6d_cython(cols, N, C, H, W, HH, WW, pad, stride):
+def col2im_6d_cython(cols: Array, N: int, C: int, H: int, W: int, HH: int, WW: int, pad: int,
+                     stride: int) -> Array:
     """The adjoint for columns (C, HH, WW, N, out_h, out_w): sums them into (N, C, H, W).
 
     Parameters
@@ -105,11 +132,25 @@ def col2im_6d_cython(cols, N, C, H, W, HH, WW, pad, stride):
     N, C, H, W : int
         The image shape.
     HH, WW, pad, stride : int
+        The field, the zero padding of each side and the step.
 
     Returns
     -------
     ndarray
         (N, C, H, W) in cols' dtype.
+
+    Raises
+    ------
+    ValueError
+        When cols' shape does not fit the sizes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> col2im_6d_cython(np.ones((1, 2, 2, 1, 2, 2)), 1, 1, 3, 3, 2, 2, 0, 1)[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
     """
     out_h, out_w = _out_size(H, W, HH, WW, pad, stride)
     _check_shape(cols, (C, HH, WW, N, out_h, out_w), "col2im_6d_cython")

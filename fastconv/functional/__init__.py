@@ -4,8 +4,10 @@ chosen by the arrays passed in."""
 
 from .conv import conv2d_backward, conv2d_forward
 from .conv1d import conv1d_backward, conv1d_forward
+from .conv3d import conv3d_backward, conv3d_forward
 from .conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from .pool1d import avg_pool1d_backward, avg_pool1d_forward, max_pool1d_backward, max_pool1d_forward
+from .pool3d import avg_pool3d_backward, avg_pool3d_forward, max_pool3d_backward, max_pool3d_forward
 from .pool import (
     adaptive_avg_pool2d_backward,
     adaptive_avg_pool2d_forward,
@@ -57,6 +59,8 @@ __all__ = [
     "conv2d_forward", "conv2d_backward",
     "conv_transpose2d_forward", "conv_transpose2d_backward",
     "conv1d_forward", "conv1d_backward",
+    "conv3d_forward", "conv3d_backward",
+    "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
     "max_pool1d_forward", "max_pool1d_backward", "avg_pool1d_forward", "avg_pool1d_backward",
     "max_pool2d_forward", "max_pool2d_backward",
     "avg_pool2d_forward", "avg_pool2d_backward",

@@ -4,13 +4,17 @@ Each raises a ValueError or TypeError naming the argument and the shapes, in the
 caller was given (a 1-D convolution's errors show its 3-D arrays, not their 4-D views).
 """
 
+from __future__ import annotations
+
 from .. import _validate
+from .._typing import Array
 
 LAYOUTS_2D = ("(N, C, H, W)", "(F, C/groups, KH, KW)")
 LAYOUTS_1D = ("(N, C, L)", "(F, C/groups, K)")
+LAYOUTS_3D = ("(N, C, D, H, W)", "(F, C/groups, KD, KH, KW)")
 
 
-def _check_arrays(x, w, b, layouts):
+def _check_arrays(x: Array, w: Array, b: Array | None, layouts: tuple[str, str]) -> None:
     """x and w of the layouts' rank, float, of one dtype; b (if any) float of that dtype too."""
     for name, array, layout in (("x", x, layouts[0]), ("w", w, layouts[1])):
         _validate.check_ndim(array, layout.count(",") + 1, name, layout)
@@ -21,7 +25,7 @@ def _check_arrays(x, w, b, layouts):
         _validate.check_same_dtype(x, "x", b, "b")
 
 
-def _check_groups(groups, x):
+def _check_groups(groups: object, x: Array) -> int:
     """groups as an int >= 1 that divides x's channels."""
     groups = _validate.check_int("groups", groups, 1)
     if x.shape[1] % groups:
@@ -31,19 +35,40 @@ def _check_groups(groups, x):
     return groups
 
 
-def _check_bias(b, out_channels, w):
+def _check_bias(b: Array | None, out_channels: int, w: Array) -> None:
     if b is not None and tuple(b.shape) != (out_channels,):
         raise ValueError(f"b must have shape ({out_channels},) to match w {tuple(w.shape)}, "
                          f"got {tuple(b.shape)}")
 
 
-def check_conv_args(x, w, b, groups, layouts=LAYOUTS_2D):
+def check_conv_args(x: Array, w: Array, b: Array | None, groups: object,
+                    layouts: tuple[str, str] = LAYOUTS_2D) -> None:
     """The operands of a convolution: w (F, C/groups, ...) against x (N, C, ...) and b (F,).
+
+    Parameters
+    ----------
+    x, w : ndarray
+        The input and the weights.
+    b : ndarray or None
+        The bias.
+    groups : int
+    layouts : (str, str)
+        x's and w's layouts, whose ranks they must have and which the errors name:
+        :data:`LAYOUTS_2D` (default), :data:`LAYOUTS_1D` or :data:`LAYOUTS_3D`.
 
     Raises
     ------
     TypeError, ValueError
         Naming the argument and the shapes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_conv_args(np.zeros((1, 4, 3, 3, 3)), np.zeros((2, 2, 1, 1, 1)), None, 2, LAYOUTS_3D)
+    >>> check_conv_args(np.zeros((1, 4, 3, 3)), np.zeros((2, 3, 1, 1)), None, 1)
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: w expects 3 input channels per group, x has 4 channels with groups=1 ...
     """
     _check_arrays(x, w, b, layouts)
     channels, filters = x.shape[1], w.shape[0]
@@ -61,14 +86,31 @@ def check_conv_args(x, w, b, groups, layouts=LAYOUTS_2D):
     _check_bias(b, filters, w)
 
 
-def check_conv_transpose_args(x, w, b, groups):
+def check_conv_transpose_args(x: Array, w: Array, b: Array | None, groups: object) -> None:
     """The operands of a transposed convolution: w (C, F/groups, KH, KW) against x (N, C, H, W)
     and b (F,).
+
+    Parameters
+    ----------
+    x, w : ndarray
+        The input and the weights.
+    b : ndarray or None
+        The bias.
+    groups : int
 
     Raises
     ------
     TypeError, ValueError
         Naming the argument and the shapes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_conv_transpose_args(np.zeros((1, 4, 3, 3)), np.zeros((4, 1, 2, 2)), None, 2)
+    >>> check_conv_transpose_args(np.zeros((1, 4, 3, 3)), np.zeros((2, 1, 2, 2)), None, 1)
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: w has 2 input channels (w.shape[0]) but x has 4 (x shape (1, 4, 3, 3), ...
     """
     _check_arrays(x, w, b, ("(N, C, H, W)", "(C, F/groups, KH, KW)"))
     if w.shape[0] != x.shape[1]:

@@ -12,19 +12,23 @@ Both layouts are one computation per channel (axis 1) over every other
 axis: the fronts validate, then dispatch once to the backend of the arrays'
 device, :mod:`fastconv._cpu.batchnorm` (NCHW read natively in cache-sized
 blocks, split across threads) or :mod:`fastconv._gpu.batchnorm` (CuPy array
-code). The cache keeps x itself, not the normalised xhat: a full-size
-array less to write, and the backward recomputes xhat exactly.
+code).
 """
 
+from __future__ import annotations
+
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .. import _backends
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 from .._validate import (check_bool, check_cache, check_dout, check_float, check_ndim,
                          check_real, check_same_dtype, op_cache)
 
 
+# The cache keeps x itself, not the normalised xhat: a full-size array less to
+# write, and the backward recomputes xhat exactly.
 @op_cache
 class _NormalizedBatch:
     """What a batchnorm backward needs, the statistics in the working dtype (float32 for float16).
@@ -34,14 +38,14 @@ class _NormalizedBatch:
     (so the gradient flows through them).
     """
 
-    x: object
-    gamma: object
-    mean: object
-    inv_std: object
+    x: Array
+    gamma: Array
+    mean: Array
+    inv_std: Array
     use_batch: bool
 
     @property
-    def xhat(self):
+    def xhat(self) -> Array:
         """The normalised input ``(x - mean) * inv_std``, recomputed (the cache keeps x)."""
         shape = (-1,) + (1,) * (self.x.ndim - 2)
         return ((self.x.astype(self.mean.dtype, copy=False) - self.mean.reshape(shape))
@@ -50,14 +54,44 @@ class _NormalizedBatch:
 
 @op_cache
 class BatchnormCache(_NormalizedBatch):
-    """What :func:`batchnorm_backward` needs (see ``_NormalizedBatch``)."""
+    """What :func:`batchnorm_backward` needs: x and the statistics it was normalised with.
+
+    Attributes
+    ----------
+    x : array
+        The (contiguous) input.
+    gamma : array
+        The scale.
+    mean, inv_std : array
+        The mean and ``1/sqrt(var + eps)`` as used, in the working dtype
+        (float32 for float16).
+    use_batch : bool
+        Whether they were the batch's (so the gradient flows through them).
+    xhat : array
+        The normalised input, recomputed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[1.0], [3.0]])
+    >>> batchnorm_forward(x, np.ones(1), np.zeros(1), None, None)[1].mean
+    array([2.])
+    """
 
     op: ClassVar[str] = "batchnorm_forward"
 
 
 @op_cache
 class SpatialBatchnormCache(_NormalizedBatch):
-    """What :func:`spatial_batchnorm_backward` needs (see ``_NormalizedBatch``)."""
+    """What :func:`spatial_batchnorm_backward` needs: as :class:`BatchnormCache`, per channel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(8.0).reshape(2, 2, 2, 1)
+    >>> spatial_batchnorm_forward(x, np.ones(2), np.zeros(2), None, None)[1].mean
+    array([2.5, 4.5])
+    """
 
     op: ClassVar[str] = "spatial_batchnorm_forward"
 
@@ -127,8 +161,9 @@ def _forward(backend, x, cache_type, running_mean, running_var, gamma, beta, set
     return out, cache_type(x, gamma, mean, inv_std, use_batch)
 
 
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
-                      momentum=0.1, eps=1e-5):
+def batchnorm_forward(x: Array, gamma: Array, beta: Array, running_mean: Array | None,
+                      running_var: Array | None, train: bool = True, momentum: float = 0.1,
+                      eps: float = 1e-5) -> tuple[Array, BatchnormCache]:
     """Batchnorm forward for x of shape (N, D); returns ``(out, cache)``.
 
     Parameters
@@ -140,11 +175,11 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
     running_mean, running_var : array or None
         (D,) running statistics, updated in place in train mode; both None
         to normalise with the batch statistics in both modes.
-    train : bool
+    train : bool, default True
         Normalise with the batch statistics (and update the running ones).
-    momentum : float
+    momentum : float, default 0.1
         In [0, 1]: the weight of the batch in the running update.
-    eps : float
+    eps : float, default 1e-5
         > 0, added to the variance.
 
     Returns
@@ -153,6 +188,22 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
         The normalised x, its shape and dtype, contiguous.
     cache : BatchnormCache
         For :func:`batchnorm_backward`.
+
+    Raises
+    ------
+    TypeError
+        A non-float array, arrays of two dtypes, a non-bool ``train``.
+    ValueError
+        x not (N, D), a vector not (D,), only one running statistic, a
+        momentum or eps out of range, arrays on two devices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mean, var = np.zeros(1), np.ones(1)
+    >>> out, cache = batchnorm_forward(np.array([[1.0], [3.0]]), np.ones(1), np.zeros(1), mean, var)
+    >>> out.round(3).ravel(), mean, var
+    (array([-1.,  1.]), array([0.2]), array([1.1]))
     """
     backend = _backends.backend_for(x, gamma, beta, running_mean, running_var).batchnorm
     check_float(x, "x")
@@ -163,7 +214,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
                     settings)
 
 
-def _backward(dout, cache):
+def _backward(dout: Array, cache: Any) -> tuple[Array, Array, Array]:
     """``(dx, dgamma, dbeta)`` of a checked cache of either layout."""
     check_dout(dout, cache.x.shape, cache.gamma.dtype)
     backend = _backends.backend_for(dout, cache.x).batchnorm
@@ -172,7 +223,7 @@ def _backward(dout, cache):
                                       cache.use_batch)
 
 
-def batchnorm_backward(dout, cache):
+def batchnorm_backward(dout: Array, cache: BatchnormCache) -> tuple[Array, Array, Array]:
     """Batchnorm backward for (N, D); returns ``(dx, dgamma, dbeta)``.
 
     With batch statistics the gradient flows through the mean and variance; in
@@ -189,13 +240,29 @@ def batchnorm_backward(dout, cache):
     -------
     dx, dgamma, dbeta : array
         In dout's dtype, dx contiguous.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A cache from another op; dout unlike the forward's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[1.0], [3.0]])
+    >>> out, cache = batchnorm_forward(x, np.ones(1), np.zeros(1), None, None)
+    >>> dx, dgamma, dbeta = batchnorm_backward(np.array([[1.0], [1.0]]), cache)
+    >>> dx.round(6).ravel(), dbeta
+    (array([0., 0.]), array([2.]))
     """
     check_cache(cache, BatchnormCache, "batchnorm_forward")
     return _backward(dout, cache)
 
 
-def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, train=True,
-                              momentum=0.1, eps=1e-5):
+def spatial_batchnorm_forward(x: Array, gamma: Array, beta: Array, running_mean: Array | None,
+                              running_var: Array | None, train: bool = True,
+                              momentum: float = 0.1, eps: float = 1e-5
+                              ) -> tuple[Array, SpatialBatchnormCache]:
     """Batchnorm per channel for x of shape (N, C, H, W) (statistics over N, H, W).
 
     Errors about the features name the (N*H*W, C) values that are normalised.
@@ -213,6 +280,19 @@ def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, train=T
         The normalised x, its shape and dtype, contiguous.
     cache : SpatialBatchnormCache
         For :func:`spatial_batchnorm_backward`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`batchnorm_forward`; x not (N, C, H, W).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.ones((2, 3, 4, 4), np.float32)
+    >>> gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
+    >>> spatial_batchnorm_forward(x, gamma, beta, None, None)[0].shape
+    (2, 3, 4, 4)
     """
     check_float(x, "x")
     check_ndim(x, 4, "x", "(N, C, H, W)")
@@ -224,7 +304,8 @@ def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, train=T
                     settings)
 
 
-def spatial_batchnorm_backward(dout, cache):
+def spatial_batchnorm_backward(dout: Array, cache: SpatialBatchnormCache
+                               ) -> tuple[Array, Array, Array]:
     """Spatial batchnorm backward; returns ``(dx, dgamma, dbeta)`` with dx of shape (N, C, H, W).
 
     Parameters
@@ -238,6 +319,19 @@ def spatial_batchnorm_backward(dout, cache):
     -------
     dx, dgamma, dbeta : array
         In dout's dtype, dx contiguous.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A cache from another op; dout unlike the forward's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(8.0).reshape(2, 2, 2, 1)
+    >>> out, cache = spatial_batchnorm_forward(x, np.ones(2), np.zeros(2), None, None)
+    >>> spatial_batchnorm_backward(np.ones_like(x), cache)[2]
+    array([4., 4.])
     """
     check_cache(cache, SpatialBatchnormCache, "spatial_batchnorm_forward")
     return _backward(dout, cache)

@@ -5,9 +5,12 @@ through :func:`fastconv.functional.conv.conv2d_forward` (every path, device and 
 it), with the stride, padding and dilation along the width only.
 """
 
-from typing import ClassVar
+from __future__ import annotations
+
+from typing import Any, ClassVar
 
 from .. import _validate
+from .._typing import Array
 from ..shapes import conv_padding
 from ._unit_height import UnitHeightCache, backward_1d, drop, lift, single
 from ._conv_args import LAYOUTS_1D, check_conv_args
@@ -17,20 +20,28 @@ from .padding import check_fill, check_padding_mode
 
 @_validate.op_cache
 class Conv1dCache(UnitHeightCache):
-    """What :func:`conv1d_backward` needs: the 2-D convolution's cache of the lifted arrays."""
+    """What :func:`conv1d_backward` needs: the 2-D convolution's cache of the lifted arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv1d_forward(np.ones((2, 3, 8)), np.ones((4, 3, 3)))[1].out_shape
+    (2, 4, 6)
+    """
 
     op: ClassVar[str] = "conv1d_forward"
 
 
-def _width_padding(padding):
+def _width_padding(padding: Any) -> Any:
     """The 2-D padding of a 1-D one: 'same' and 'valid' as they are, an int as (0, int)."""
     if isinstance(padding, str):
         return padding
     return 0, single(padding, "padding", 0)
 
 
-def conv1d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
-                   padding_mode="zeros"):
+def conv1d_forward(x: Array, w: Array, b: Array | None = None, stride: int | tuple[int] = 1,
+                   padding: int | tuple[int] | str = 0, dilation: int | tuple[int] = 1,
+                   groups: int = 1, padding_mode: str = "zeros") -> tuple[Array, Conv1dCache]:
     """1-D convolution (cross-correlation, as PyTorch's) of ``x`` with ``w``; ``(out, cache)``.
 
     As ``torch.nn.functional.conv1d`` (and ``torch.nn.Conv1d``'s ``padding_mode``).
@@ -73,21 +84,22 @@ def conv1d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     ((2, 4, 8), 6.0, 9.0)
     """
     check_conv_args(x, w, b, groups, LAYOUTS_1D)
-    stride = single(stride, "stride", 1)
-    dilation = single(dilation, "dilation", 1)
-    padding = _width_padding(padding)
-    if padding == "same" and stride != 1:
-        raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
+    step = single(stride, "stride", 1)
+    spacing = single(dilation, "dilation", 1)
+    pads_2d = _width_padding(padding)
+    if pads_2d == "same" and step != 1:
+        raise ValueError(f"padding='same' needs stride 1, got stride={step}")
     if check_padding_mode(padding_mode) != "zeros":  # the limits, named with x's 1-D shape
-        pads = conv_padding(padding, (1,) + w.shape[2:], 1, (1, dilation))
+        pads = conv_padding(pads_2d, (1,) + w.shape[2:], 1, (1, spacing))
         check_fill(x.shape, pads[1:], padding_mode)
-    out, cache = conv2d_forward(lift(x), lift(w), b, (1, stride),
-                                padding, (1, dilation), groups, padding_mode)
+    out, cache = conv2d_forward(lift(x), lift(w), b, (1, step),
+                                pads_2d, (1, spacing), groups, padding_mode)
     out = drop(out)
     return out, Conv1dCache(cache, out.shape, out.dtype)
 
 
-def conv1d_backward(dout, cache, needs_input_grad=True):
+def conv1d_backward(dout: Array, cache: Conv1dCache, needs_input_grad: bool = True
+                    ) -> tuple[Array | None, Array, Array | None]:
     """Gradients of :func:`conv1d_forward`; returns ``(dx, dw, db)``.
 
     Parameters
@@ -103,5 +115,17 @@ def conv1d_backward(dout, cache, needs_input_grad=True):
     -------
     dx, dw, db : ndarray
         Each in the dtype and shape of its forward input; db is None without a bias.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A cache from another op; dout unlike the forward's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, cache = conv1d_forward(np.ones((2, 3, 8)), np.ones((4, 3, 3)), np.zeros(4))
+    >>> [g.shape for g in conv1d_backward(np.ones_like(out), cache)]
+    [(2, 3, 8), (4, 3, 3), (4,)]
     """
     return backward_1d(dout, cache, Conv1dCache, conv2d_backward, needs_input_grad)

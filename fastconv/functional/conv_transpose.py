@@ -16,9 +16,12 @@ positive), and they stay zero. When no output row is left for the windows (a ker
 than the padding of a 1-row input), the output is the bias alone.
 """
 
-from typing import ClassVar
+from __future__ import annotations
+
+from typing import Any, ClassVar
 
 from .. import _backends, _validate
+from .._typing import Array, IntPair
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import run_in_chunks
@@ -30,27 +33,47 @@ from ._conv_args import check_conv_transpose_args
 class ConvTransposeCache:
     """What :func:`conv_transpose2d_backward` needs from :func:`conv_transpose2d_forward`.
 
-    ``x`` and ``w`` themselves, not copies (change neither in place before the backward);
-    ``geometry`` is None when no window reaches the output.
+    Attributes
+    ----------
+    x, w : array
+        The input and the weights themselves, not copies (change neither in
+        place before the backward).
+    has_bias : bool
+        Whether the forward had a bias.
+    geometry : WindowGeometry or None
+        The windows of the convolution it transposes; None when no window
+        reaches the output.
+    groups : int
+        The channel groups.
+    out_shape : tuple of int
+        The output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv_transpose2d_forward(np.ones((1, 2, 3, 3)), np.ones((2, 1, 2, 2)))[1].out_shape
+    (1, 1, 4, 4)
     """
 
     op: ClassVar[str] = "conv_transpose2d_forward"
-    x: object
-    w: object
+    x: Array
+    w: Array
     has_bias: bool
-    geometry: WindowGeometry
+    geometry: WindowGeometry | None
     groups: int
-    out_shape: tuple
+    out_shape: tuple[int, ...]
 
 
-def _non_negative_pair(value, name):
+def _non_negative_pair(value: Any, name: str) -> tuple[int, int]:
     result = _validate.pair(value, name)
     if min(result) < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return result
 
 
-def check_transposed_window(kernel_size, stride, padding, output_padding, dilation):
+def check_transposed_window(kernel_size: IntPair, stride: IntPair, padding: IntPair,
+                            output_padding: IntPair, dilation: IntPair
+                            ) -> tuple[tuple[int, int], ...]:
     """The window arguments of a transposed convolution as (h, w) pairs, checked.
 
     Parameters
@@ -68,20 +91,27 @@ def check_transposed_window(kernel_size, stride, padding, output_padding, dilati
     ------
     TypeError, ValueError
         Naming the argument.
+
+    Examples
+    --------
+    >>> check_transposed_window(3, 2, 1, (1, 0), 1)
+    ((3, 3), (2, 2), (1, 1), (1, 0), (1, 1))
     """
     kernel = _validate.positive_pair(kernel_size, "kernel_size")
-    stride = _validate.positive_pair(stride, "stride")
-    dilation = _validate.positive_pair(dilation, "dilation")
+    steps = _validate.positive_pair(stride, "stride")
+    spacing = _validate.positive_pair(dilation, "dilation")
     pads = _non_negative_pair(padding, "padding")
     extra = _non_negative_pair(output_padding, "output_padding")
-    if any(e >= s and e >= d for e, s, d in zip(extra, stride, dilation)):
+    if any(e >= s and e >= d for e, s, d in zip(extra, steps, spacing)):
         raise ValueError(f"output_padding must be smaller than either stride or dilation (per "
-                         f"axis), got output_padding={output_padding!r}, stride={stride}, "
-                         f"dilation={dilation}")
-    return kernel, stride, pads, extra, dilation
+                         f"axis), got output_padding={output_padding!r}, stride={steps}, "
+                         f"dilation={spacing}")
+    return kernel, steps, pads, extra, spacing
 
 
-def transposed_geometry(x_shape, kernel_size, stride=1, padding=0, output_padding=0, dilation=1):
+def transposed_geometry(x_shape: tuple[int, ...], kernel_size: IntPair, stride: IntPair = 1,
+                        padding: IntPair = 0, output_padding: IntPair = 0, dilation: IntPair = 1
+                        ) -> tuple[tuple[int, ...], WindowGeometry | None]:
     """The output size of a transposed convolution and the geometry of its convolution.
 
     Parameters
@@ -103,30 +133,38 @@ def transposed_geometry(x_shape, kernel_size, stride=1, padding=0, output_paddin
     ------
     TypeError, ValueError
         Naming the argument; or the sizes, when the output would be empty.
+
+    Examples
+    --------
+    >>> out_size, geometry = transposed_geometry((1, 4, 5, 5), 3, stride=2, padding=1)
+    >>> out_size, geometry.size
+    ((9, 9), (9, 9))
     """
-    kernel, stride, pads, extra, dilation = check_transposed_window(
+    kernel, steps, pads, extra, spacing = check_transposed_window(
         kernel_size, stride, padding, output_padding, dilation)
     size = tuple(x_shape[2:])
     if min(size) < 1:
         raise ValueError(f"the input's height and width must be >= 1, got x shape "
                          f"{tuple(x_shape)}")
     out = tuple((n - 1) * s - 2 * p + d * (k - 1) + e + 1
-                for n, k, s, p, d, e in zip(size, kernel, stride, pads, dilation, extra))
+                for n, k, s, p, d, e in zip(size, kernel, steps, pads, spacing, extra))
     if min(out) < 1:
         raise ValueError(
             f"the output would be {out[0]}x{out[1]}: (H - 1)*stride - 2*padding + "
             f"dilation*(kernel - 1) + output_padding + 1 is below 1 (x shape {tuple(x_shape)}, "
-            f"kernel {kernel}, stride {stride}, padding {pads}, output_padding {extra}, "
-            f"dilation {dilation})")
+            f"kernel {kernel}, stride {steps}, padding {pads}, output_padding {extra}, "
+            f"dilation {spacing})")
     reached = tuple(o - max(0, e - p) for o, e, p in zip(out, extra, pads))
     if min(reached) < 1:
         return out, None
-    return out, WindowGeometry(reached, kernel, stride,
-                               tuple((p, max(0, p - e)) for p, e in zip(pads, extra)), dilation)
+    return out, WindowGeometry(reached, kernel, steps,
+                               tuple((p, max(0, p - e)) for p, e in zip(pads, extra)), spacing)
 
 
-def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
-                             dilation=1, padding_mode="zeros"):
+def conv_transpose2d_forward(x: Array, w: Array, b: Array | None = None, stride: IntPair = 1,
+                             padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1,
+                             dilation: IntPair = 1, padding_mode: str = "zeros"
+                             ) -> tuple[Array, ConvTransposeCache]:
     """2-D transposed convolution of ``x`` by ``w``; returns ``(out, cache)``.
 
     As ``torch.nn.functional.conv_transpose2d``, on NumPy or CuPy arrays.
@@ -191,7 +229,8 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0
     return out, ConvTransposeCache(x, w, b is not None, geometry, groups, out.shape)
 
 
-def conv_transpose2d_backward(dout, cache):
+def conv_transpose2d_backward(dout: Array, cache: ConvTransposeCache
+                              ) -> tuple[Array, Array, Array | None]:
     """Gradients of :func:`conv_transpose2d_forward`; returns ``(dx, dw, db)``.
 
     Parameters
@@ -211,6 +250,13 @@ def conv_transpose2d_backward(dout, cache):
     ------
     TypeError, ValueError
         A cache from another op, or dout unlike the output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, cache = conv_transpose2d_forward(np.ones((1, 2, 3, 3)), np.ones((2, 1, 2, 2)))
+    >>> [g.shape for g in conv_transpose2d_backward(np.ones_like(out), cache)[:2]]
+    [(1, 2, 3, 3), (2, 1, 2, 2)]
     """
     _validate.check_cache(cache, ConvTransposeCache, "conv_transpose2d_forward")
     _validate.check_dout(dout, cache.out_shape, cache.x.dtype)

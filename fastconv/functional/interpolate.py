@@ -21,11 +21,14 @@ the positions use 1 / scale_factor, not in/out. An axis whose size stays is
 copied, whatever the scale factor, as in PyTorch.
 """
 
-from typing import ClassVar, NamedTuple
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
 
 import numpy
 
 from .. import _validate
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 from ._axes import per_axis
 
@@ -42,25 +45,38 @@ class _Taps(NamedTuple):
     r + 1 outputs read it.
     """
 
-    index: object
-    weight: object
-    adjoint_index: object
-    adjoint_weight: object
+    index: Any
+    weight: Any
+    adjoint_index: Any
+    adjoint_weight: Any
 
 
 @_validate.op_cache
 class InterpolateCache:
     """What :func:`interpolate_backward` needs: x's shape and dtype, the output shape, each axis's taps.
 
-    ``taps`` holds the H and the W axis's :class:`_Taps`, None for an axis
-    that is copied.
+    Attributes
+    ----------
+    x_shape, out_shape : tuple of int
+        The input's and the output's shapes.
+    dtype : numpy.dtype
+        The input's dtype.
+    taps : tuple
+        The H and the W axis's taps (``_Taps``), None for an axis that is copied.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cache = interpolate_forward(np.zeros((1, 1, 2, 2)), size=(2, 4))[1]
+    >>> cache.out_shape, cache.taps[0] is None
+    ((1, 1, 2, 4), True)
     """
 
     op: ClassVar[str] = "interpolate_forward"
-    x_shape: tuple
-    dtype: object
-    out_shape: tuple
-    taps: tuple
+    x_shape: tuple[int, ...]
+    dtype: Any
+    out_shape: tuple[int, ...]
+    taps: tuple[Any, ...]
 
 
 def _nearest_index(size, out, scale):
@@ -173,7 +189,9 @@ def _check_mode(mode, align_corners):
     return align_corners
 
 
-def interpolate_forward(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
+def interpolate_forward(x: Array, size: Any = None, scale_factor: Any = None,
+                        mode: str = "nearest", align_corners: bool | None = None
+                        ) -> tuple[Array, InterpolateCache]:
     """Resize ``x`` (N, C, H, W) to ``size`` or by ``scale_factor``; return ``(out, cache)``.
 
     As ``torch.nn.functional.interpolate`` on 4-D input with its default
@@ -191,7 +209,8 @@ def interpolate_forward(x, size=None, scale_factor=None, mode="nearest", align_c
     scale_factor : float or (float, float), optional
         Per axis, > 0; the output size is floor(H * scale), floor(W * scale).
         Give exactly one of ``size`` and ``scale_factor``.
-    mode : {'nearest', 'bilinear'}
+    mode : {'nearest', 'bilinear'}, default 'nearest'
+        The interpolation.
     align_corners : bool, optional
         'bilinear' only (None means False); must be None for 'nearest'.
 
@@ -241,7 +260,7 @@ def interpolate_forward(x, size=None, scale_factor=None, mode="nearest", align_c
     return out, InterpolateCache(tuple(x.shape), x.dtype, tuple(out.shape), taps)
 
 
-def interpolate_backward(dout, cache):
+def interpolate_backward(dout: Array, cache: InterpolateCache) -> Array:
     """Gradient of :func:`interpolate_forward`: each input sums the weighted dout of its readers.
 
     Parameters
@@ -249,6 +268,7 @@ def interpolate_backward(dout, cache):
     dout : ndarray
         The gradient of the resized output, (N, C, OH, OW) in its dtype.
     cache : InterpolateCache
+        The forward's cache.
 
     Returns
     -------

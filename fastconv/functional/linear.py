@@ -6,28 +6,76 @@ so a CS231n/DLFS network's weights can be used as they are. Inputs of any rank
 layer without an explicit reshape.
 """
 
+from __future__ import annotations
+
 from typing import ClassVar
 
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 from .._validate import check_cache, check_dout, check_float, check_ndim, check_same_dtype, op_cache
 
 
 @op_cache
 class LinearCache:
-    """What :func:`linear_backward` needs: x's shape, x as (N, D), w and whether there is a bias."""
+    """What :func:`linear_backward` needs: x's shape, x as (N, D), w and whether there is a bias.
+
+    Attributes
+    ----------
+    x_shape : tuple of int
+        x's shape.
+    x2 : array
+        x as (N, D).
+    w : array
+        The weights (D, M).
+    has_bias : bool
+        Whether the forward had a bias.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> linear_forward(np.ones((2, 3, 4)), np.ones((12, 5)))[1].x2.shape
+    (2, 12)
+    """
 
     op: ClassVar[str] = "linear_forward"
-    x_shape: tuple
-    x2: object
-    w: object
+    x_shape: tuple[int, ...]
+    x2: Array
+    w: Array
     has_bias: bool
 
 
-def linear_forward(x, w, b=None):
-    """Affine forward pass; returns ``(out, cache)`` with ``out`` of shape (N, M).
+def linear_forward(x: Array, w: Array, b: Array | None = None) -> tuple[Array, LinearCache]:
+    """Affine forward pass ``x.reshape(N, D) @ w + b``.
 
-    ``x``: (N, d1, ..., dk), flattened to (N, D) with D = d1*...*dk;
-    ``w``: (D, M); ``b``: (M,) or None (no bias).
+    Parameters
+    ----------
+    x : array
+        (N, d1, ..., dk), flattened to (N, D) with D = d1*...*dk.
+    w : array
+        (D, M), x's dtype.
+    b : array, optional
+        (M,), x's dtype; None: no bias.
+
+    Returns
+    -------
+    out : array
+        (N, M).
+    cache : LinearCache
+        For :func:`linear_backward`.
+
+    Raises
+    ------
+    TypeError
+        A non-float array, or arrays of two dtypes.
+    ValueError
+        Shapes that do not fit, naming them; arrays on two devices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> linear_forward(np.ones((2, 3)), np.ones((3, 4)), np.arange(4.0))[0]
+    array([[3., 4., 5., 6.],
+           [3., 4., 5., 6.]])
     """
     xp = get_array_module(x, w, b)
     check_float(x, "x")
@@ -59,8 +107,37 @@ def linear_forward(x, w, b=None):
     return out, LinearCache(x.shape, x2, w, b is not None)
 
 
-def linear_backward(dout, cache):
-    """Affine backward pass; returns ``(dx, dw, db)``: dx in x's shape, db None without bias."""
+def linear_backward(dout: Array, cache: LinearCache) -> tuple[Array, Array, Array | None]:
+    """Affine backward pass.
+
+    Parameters
+    ----------
+    dout : array
+        (N, M): the gradient of the output, in its dtype.
+    cache : LinearCache
+        From :func:`linear_forward`.
+
+    Returns
+    -------
+    dx : array
+        x's shape.
+    dw : array
+        (D, M).
+    db : array or None
+        (M,); None without a bias.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A cache from another op; dout unlike the forward's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, cache = linear_forward(np.ones((2, 3)), np.ones((3, 4)))
+    >>> [None if g is None else g.shape for g in linear_backward(np.ones((2, 4)), cache)]
+    [(2, 3), (3, 4), None]
+    """
     check_cache(cache, LinearCache, "linear_forward")
     w = cache.w
     xp = get_array_module(dout, w)

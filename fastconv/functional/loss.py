@@ -8,9 +8,13 @@ the scores' array module (``float(loss)`` gives a Python number);
 ``dscores`` has the scores' shape and dtype.
 """
 
+from __future__ import annotations
+
 import numbers
 from collections.abc import Mapping
+from typing import Any
 
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module, is_array
 from .._validate import check_float, check_ndim, check_real, check_same_dtype
 from .activation import sigmoid
@@ -38,8 +42,37 @@ def _check_multiclass(scores, y):
     _check_labels(scores, y, scores.shape[1])
 
 
-def softmax_cross_entropy(scores, y):
-    """Softmax + cross-entropy over C classes, log-sum-exp stable; returns ``(loss, dscores)``."""
+def softmax_cross_entropy(scores: Array, y: Array) -> tuple[Array, Array]:
+    """Softmax + cross-entropy over C classes, log-sum-exp stable.
+
+    Parameters
+    ----------
+    scores : array
+        (N, C) class scores, float.
+    y : array
+        (N,) integer labels in [0, C).
+
+    Returns
+    -------
+    loss : array
+        0-d, the mean over the batch.
+    dscores : array
+        ``(softmax(scores) - onehot(y)) / N``, scores' shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, non-integer labels.
+    ValueError
+        Shapes that do not fit, a label out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, dscores = softmax_cross_entropy(np.zeros((2, 4)), np.array([0, 3]))
+    >>> round(float(loss), 4), dscores[0]
+    (1.3863, array([-0.375,  0.125,  0.125,  0.125]))
+    """
     xp = get_array_module(scores, y)
     _check_multiclass(scores, y)
     n = scores.shape[0]
@@ -53,8 +86,39 @@ def softmax_cross_entropy(scores, y):
     return loss, dscores
 
 
-def multiclass_hinge(scores, y, margin=1.0):
-    """The CS231n multiclass SVM loss ``mean_i sum_{j != y_i} max(0, s_j - s_{y_i} + margin)``."""
+def multiclass_hinge(scores: Array, y: Array, margin: float = 1.0) -> tuple[Array, Array]:
+    """The CS231n multiclass SVM loss ``mean_i sum_{j != y_i} max(0, s_j - s_{y_i} + margin)``.
+
+    Parameters
+    ----------
+    scores : array
+        (N, C) class scores, float.
+    y : array
+        (N,) integer labels in [0, C).
+    margin : float, default 1.0
+        The margin.
+
+    Returns
+    -------
+    loss : array
+        0-d, the mean over the batch.
+    dscores : array
+        Scores' shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, non-integer labels.
+    ValueError
+        Shapes that do not fit, a label out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, dscores = multiclass_hinge(np.array([[3.0, 2.5, 0.0]]), np.array([0]))
+    >>> float(loss), dscores
+    (0.5, array([[-1.,  1.,  0.]]))
+    """
     xp = get_array_module(scores, y)
     _check_multiclass(scores, y)
     n = scores.shape[0]
@@ -68,7 +132,7 @@ def multiclass_hinge(scores, y, margin=1.0):
     return loss, dscores
 
 
-def _check_binary(scores, y):
+def _check_binary(scores: Array, y: Array) -> None:
     get_array_module(scores, y)
     check_float(scores, "scores")
     n = scores.shape[0] if scores.ndim else 0
@@ -82,10 +146,38 @@ def _check_binary(scores, y):
                          f"{tuple(scores.shape)}, got {tuple(y.shape)}")
 
 
-def binary_logistic(scores, y):
-    """Sigmoid + binary cross-entropy for labels y in {0, 1}, stable for large |scores|.
+def binary_logistic(scores: Array, y: Array) -> tuple[Array, Array]:
+    """Sigmoid + binary cross-entropy for labels y in {0, 1}, stable for large ``|scores|``.
 
     ``loss = mean(max(s, 0) - s*y + log(1 + exp(-|s|)))``; ``dscores = (sigmoid(s) - y) / N``.
+
+    Parameters
+    ----------
+    scores : array
+        (N,) or (N, 1), float.
+    y : array
+        (N,) labels, 0 or 1.
+
+    Returns
+    -------
+    loss : array
+        0-d, the mean over the batch.
+    dscores : array
+        Scores' shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, labels not an array.
+    ValueError
+        Shapes that do not fit, a label not 0 or 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, dscores = binary_logistic(np.array([0.0, 0.0]), np.array([0, 1]))
+    >>> round(float(loss), 4), dscores
+    (0.6931, array([ 0.25, -0.25]))
     """
     xp = get_array_module(scores, y)
     _check_binary(scores, y)
@@ -99,11 +191,37 @@ def binary_logistic(scores, y):
     return loss, dscores
 
 
-def binary_hinge(scores, y):
+def binary_hinge(scores: Array, y: Array) -> tuple[Array, Array]:
     """Binary SVM loss ``mean(max(0, 1 - t*s))`` with t = +1 for the positive class.
 
-    Labels may be given as {0, 1} or as {-1, +1}: 1 is the positive class, and 0
-    or -1 (whichever the array uses; mixing both is an error) the negative one.
+    Parameters
+    ----------
+    scores : array
+        (N,) or (N, 1), float.
+    y : array
+        (N,) labels: 1 is the positive class, and 0 or -1 (whichever the array
+        uses; mixing both is an error) the negative one.
+
+    Returns
+    -------
+    loss : array
+        0-d, the mean over the batch.
+    dscores : array
+        Scores' shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, labels not an array.
+    ValueError
+        Shapes that do not fit, labels outside {0, 1} and {-1, 1}.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, dscores = binary_hinge(np.array([2.0, 0.5]), np.array([1, -1]))
+    >>> float(loss), dscores
+    (0.75, array([0. , 0.5]))
     """
     xp = get_array_module(scores, y)
     _check_binary(scores, y)
@@ -120,7 +238,7 @@ def binary_hinge(scores, y):
     return loss, dscores
 
 
-def mse_loss(pred, target):
+def mse_loss(pred: Array, target: Array) -> tuple[Array, Array]:
     """Mean squared error ``mean((pred - target)**2)`` over every element; ``(loss, dpred)``.
 
     As ``torch.nn.functional.mse_loss`` with its default mean reduction
@@ -167,33 +285,81 @@ def mse_loss(pred, target):
     return loss, diff * pred.dtype.type(2 / max(count, 1))
 
 
-def l2_regularization(params, reg):
-    """L2 penalty ``0.5 * reg * sum(w**2)`` over the arrays in ``params``; returns (loss, grads).
+def l2_regularization(params: Mapping[str, Array], reg: float) -> tuple[Any, dict[str, Array]]:
+    """L2 penalty ``0.5 * reg * sum(w**2)`` over the arrays in ``params``.
 
-    The 0.5 makes the gradient exactly ``reg * w`` (the CS231n convention). Pass
-    only the arrays to be penalised (usually the weights, not the biases).
-    ``grads`` has the same keys as ``params``.
+    The 0.5 makes the gradient exactly ``reg * w`` (the CS231n convention).
+
+    Parameters
+    ----------
+    params : mapping of str to array
+        Only the arrays to be penalised (usually the weights, not the biases).
+    reg : float
+        The strength, at least 0.
+
+    Returns
+    -------
+    loss : float or array
+        The penalty (0-d array, or 0.0 for no params).
+    grads : dict of str to array
+        ``reg * w``, with the keys of ``params``.
+
+    Raises
+    ------
+    TypeError
+        ``params`` not a mapping, a non-float array, a non-real reg.
+    ValueError
+        A negative reg.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, grads = l2_regularization({"W1": np.array([1.0, 2.0])}, 0.1)
+    >>> round(float(loss), 6), grads["W1"]
+    (0.25, array([0.1, 0.2]))
     """
-    reg = check_real("l2_regularization: reg", reg, 0.0)
+    strength = check_real("l2_regularization: reg", reg, 0.0)
     if not isinstance(params, Mapping):
         raise TypeError(f"l2_regularization: params must be a name -> array mapping, "
                         f"got {type(params).__name__}")
-    loss = 0.0
+    loss: Any = 0.0
     grads = {}
     for name, w in params.items():
         check_float(w, f"params[{name!r}]")
-        loss = loss + 0.5 * reg * (w * w).sum(dtype=accumulator_dtype(w.dtype))
-        grads[name] = reg * w
+        loss = loss + 0.5 * strength * (w * w).sum(dtype=accumulator_dtype(w.dtype))
+        grads[name] = strength * w
     return loss, grads
 
 
-def accuracy(scores, y):
+def accuracy(scores: Array, y: Array) -> float:
     """Fraction of samples predicted right, as a Python float.
 
-    Scores (N, C) predict their argmax class (a NaN score counts as the
-    largest, as in ``argmax``); y holds integer labels in [0, C). Binary scores
-    (N,) or (N, 1) predict the positive class (label 1) where > 0, the negative
-    one (label 0 or -1, as for the binary losses) elsewhere.
+    Parameters
+    ----------
+    scores : array
+        (N, C): each predicts its argmax class (a NaN score counts as the
+        largest, as in ``argmax``). Binary (N,) or (N, 1): the positive class
+        (label 1) where > 0, the negative one (label 0 or -1, as for the
+        binary losses) elsewhere.
+    y : array
+        (N,) labels: integers in [0, C), or the binary labels.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, labels of the wrong type.
+    ValueError
+        Shapes that do not fit, a label out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> accuracy(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), np.array([1, 0, 0]))
+    0.6666666666666666
     """
     get_array_module(scores, y)
     check_float(scores, "scores")
@@ -211,11 +377,37 @@ def accuracy(scores, y):
     return float(((scores.reshape(-1) > 0) == (y == 1)).mean())
 
 
-def topk_error(scores, y, k=5):
+def topk_error(scores: Array, y: Array, k: int = 5) -> float:
     """Fraction of samples whose label is not among the k highest scores, as a Python float.
 
     A label scoring the same as the k-th best counts as in the top k. NaN
     ranks above every number, as in ``torch.topk`` (and :func:`accuracy`).
+
+    Parameters
+    ----------
+    scores : array
+        (N, C) class scores, float.
+    y : array
+        (N,) integer labels in [0, C).
+    k : int, default 5
+        In [1, C].
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, non-integer labels or k.
+    ValueError
+        Shapes that do not fit, a label or k out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> topk_error(np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]]), np.array([1, 0]), k=2)
+    0.5
     """
     xp = get_array_module(scores, y)
     _check_multiclass(scores, y)

@@ -11,10 +11,14 @@ per channel (group norm). float16 inputs are normalised in float32, as
 batchnorm's are.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 from .._validate import (check_cache, check_dout, check_float, check_int, check_real,
                          check_same_dtype, op_cache)
@@ -31,27 +35,41 @@ class _NormCache:
     whether a shift was applied, ``dtype`` the forward output's.
     """
 
-    x_shape: tuple
-    dtype: object
-    xhat: object
-    inv_std: object
-    gamma: object
+    x_shape: tuple[int, ...]
+    dtype: Any
+    xhat: Array
+    inv_std: Array
+    gamma: Array | None
     has_beta: bool
-    param_shape: tuple
-    affine_shape: tuple
-    param_view: tuple
+    param_shape: tuple[int, ...]
+    affine_shape: tuple[int, ...]
+    param_view: tuple[int, ...]
 
 
 @op_cache
 class LayerNormCache(_NormCache):
-    """What :func:`layer_norm_backward` needs (see ``_NormCache``)."""
+    """What :func:`layer_norm_backward` needs: the standardised rows and how x maps onto them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer_norm_forward(np.array([[1.0, 3.0]]), 2)[1].xhat.round(3)
+    array([[-1.,  1.]])
+    """
 
     op: ClassVar[str] = "layer_norm_forward"
 
 
 @op_cache
 class GroupNormCache(_NormCache):
-    """What :func:`group_norm_backward` needs (see ``_NormCache``)."""
+    """What :func:`group_norm_backward` needs: the standardised rows and how x maps onto them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> group_norm_forward(np.ones((2, 4, 3)), 2)[1].xhat.shape
+    (4, 6)
+    """
 
     op: ClassVar[str] = "group_norm_forward"
 
@@ -121,7 +139,9 @@ def _shape_of(normalized_shape):
     return tuple(check_int(f"normalized_shape[{i}]", d, 0) for i, d in enumerate(dims))
 
 
-def layer_norm_forward(x, normalized_shape, gamma=None, beta=None, eps=1e-5):
+def layer_norm_forward(x: Array, normalized_shape: int | Sequence[int], gamma: Array | None = None,
+                       beta: Array | None = None, eps: float = 1e-5
+                       ) -> tuple[Array, LayerNormCache]:
     """Layer normalisation over the trailing ``normalized_shape`` dims of x; ``(out, cache)``.
 
     As ``torch.nn.functional.layer_norm(x, normalized_shape, gamma, beta, eps)``.
@@ -129,7 +149,7 @@ def layer_norm_forward(x, normalized_shape, gamma=None, beta=None, eps=1e-5):
     Parameters
     ----------
     x : ndarray
-        Input (*, d_1, ..., d_k), float16/32/64; each leading index is one
+        Input ``(*, d_1, ..., d_k)``, float16/32/64; each leading index is one
         sample, normalised over its (d_1, ..., d_k) values.
     normalized_shape : int or sequence of int
         (d_1, ..., d_k), x's trailing dims; an int is (d_1,).
@@ -175,7 +195,8 @@ def layer_norm_forward(x, normalized_shape, gamma=None, beta=None, eps=1e-5):
                       (samples, features), (1, features), eps, shape)
 
 
-def layer_norm_backward(dout, cache):
+def layer_norm_backward(dout: Array, cache: LayerNormCache
+                        ) -> tuple[Array, Array | None, Array | None]:
     """Gradients of :func:`layer_norm_forward`; returns ``(dx, dgamma, dbeta)``.
 
     Parameters
@@ -209,8 +230,10 @@ def layer_norm_backward(dout, cache):
     return _normalize_backward(dout, cache)
 
 
-def group_norm_forward(x, num_groups, gamma=None, beta=None, eps=1e-5):
-    """Group normalisation of x (N, C, *) in ``num_groups`` channel groups; ``(out, cache)``.
+def group_norm_forward(x: Array, num_groups: int, gamma: Array | None = None,
+                       beta: Array | None = None, eps: float = 1e-5
+                       ) -> tuple[Array, GroupNormCache]:
+    """Group normalisation of x ``(N, C, *)`` in ``num_groups`` channel groups; ``(out, cache)``.
 
     As ``torch.nn.functional.group_norm(x, num_groups, gamma, beta, eps)``:
     each sample's channels are split into ``num_groups`` contiguous groups,
@@ -221,7 +244,7 @@ def group_norm_forward(x, num_groups, gamma=None, beta=None, eps=1e-5):
     Parameters
     ----------
     x : ndarray
-        Input (N, C, H, W) (any (N, C, *) works), float16/32/64.
+        Input (N, C, H, W) (any ``(N, C, *)`` works), float16/32/64.
     num_groups : int
         Number of groups, a divisor of C.
     gamma, beta : ndarray or None
@@ -268,7 +291,8 @@ def group_norm_forward(x, num_groups, gamma=None, beta=None, eps=1e-5):
                       (n, c, positions), (1, c, 1), eps, (c,))
 
 
-def group_norm_backward(dout, cache):
+def group_norm_backward(dout: Array, cache: GroupNormCache
+                        ) -> tuple[Array, Array | None, Array | None]:
     """Gradients of :func:`group_norm_forward`; returns ``(dx, dgamma, dbeta)``.
 
     Parameters

@@ -18,13 +18,32 @@ The axes are padded one after the other, first to last (so a corner is the paddi
 padding, as in PyTorch), and folded last to first.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+Pads = Sequence[Sequence[int]]  # (before, after) per padded trailing axis
 
 
-def check_padding_mode(padding_mode, allowed=PADDING_MODES):
+def check_padding_mode(padding_mode: object, allowed: Sequence[str] = PADDING_MODES) -> str:
     """Return ``padding_mode`` after checking it is one of ``allowed``.
+
+    Parameters
+    ----------
+    padding_mode : str
+        The mode asked for.
+    allowed : sequence of str, default PADDING_MODES
+        The modes the caller takes.
+
+    Returns
+    -------
+    str
+        ``padding_mode``.
 
     Raises
     ------
@@ -32,6 +51,14 @@ def check_padding_mode(padding_mode, allowed=PADDING_MODES):
         ``padding_mode`` is not a string.
     ValueError
         Naming the modes allowed.
+
+    Examples
+    --------
+    >>> check_padding_mode("reflect")
+    'reflect'
+    >>> check_padding_mode("mirror")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: padding_mode must be one of ('zeros', 'reflect', ...), got 'mirror'
     """
     if not isinstance(padding_mode, str):
         raise TypeError(f"padding_mode must be a string, one of {allowed}, got {padding_mode!r}")
@@ -40,7 +67,7 @@ def check_padding_mode(padding_mode, allowed=PADDING_MODES):
     return padding_mode
 
 
-def check_fill(x_shape, pads, mode):
+def check_fill(x_shape: Sequence[int], pads: Pads, mode: str) -> None:
     """Raise ValueError when ``mode`` cannot pad an input of ``x_shape`` by ``pads``.
 
     Parameters
@@ -57,6 +84,12 @@ def check_fill(x_shape, pads, mode):
     ValueError
         Naming the mode, the pads, the axis and the shape: 'reflect' needs each pad smaller than
         the input, 'circular' at most its size, every mode a non-empty axis to pad.
+
+    Examples
+    --------
+    >>> check_fill((1, 3), ((1, 3),), "reflect")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: padding_mode='reflect' needs each pad smaller than the input size: ...
     """
     first = len(x_shape) - len(pads)
     for axis, n, (before, after) in zip(range(first, len(x_shape)), x_shape[first:], pads):
@@ -102,13 +135,13 @@ def _borders(n, before, after, mode):
     return borders
 
 
-def _axes(shape, pads):
+def _axes(shape: Sequence[int], pads: Pads) -> list[tuple[int, int, int, int]]:
     """``(axis, n, before, after)`` of each padded trailing axis of an unpadded ``shape``."""
     first = len(shape) - len(pads)
     return [(first + k, shape[first + k], before, after) for k, (before, after) in enumerate(pads)]
 
 
-def fill(x, pads, mode):
+def fill(x: Array, pads: Pads, mode: str) -> Array:
     """``x`` padded by ``pads`` on its trailing axes in ``mode``: a new C-contiguous array.
 
     Parameters
@@ -152,7 +185,7 @@ def fill(x, pads, mode):
     return padded
 
 
-def fold(dpadded, pads, mode):
+def fold(dpadded: Array, pads: Pads, mode: str) -> Array:
     """The gradient of the input of :func:`fill` from the gradient of its output (the adjoint).
 
     Parameters
@@ -168,6 +201,12 @@ def fold(dpadded, pads, mode):
     ndarray
         The input's gradient, C-contiguous, each border cell's gradient added to the input cell
         it copies, in a fixed order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fold(np.ones((1, 7)), ((1, 2),), "reflect")
+    array([[1., 3., 2., 1.]])
     """
     xp = get_array_module(dpadded)
     acc = accumulator_dtype(dpadded.dtype)
@@ -189,13 +228,12 @@ def fold(dpadded, pads, mode):
     return xp.ascontiguousarray(dpadded[tuple(inner)])
 
 
-def pad_input(x, pads, mode):
+def pad_input(x: Array, pads: Pads, mode: str) -> tuple[Array, Any, Any]:
     """A convolution's padding in ``mode``: ``(input, geometry pads, fill record)``.
 
-    'zeros', or no padding at all, leaves ``x`` and its pads to the convolution's geometry (the
-    kernels and im2col read zero padding for free) and records nothing. Any other mode returns
-    the filled copy of ``x``, no pads left for the geometry, and the record ``(mode, pads)`` that
-    :func:`fold` takes in the backward.
+    'zeros', or no padding at all, leaves ``x`` and its pads to the convolution's geometry and
+    records nothing. Any other mode returns the filled copy of ``x``, no pads left for the
+    geometry, and the record ``(mode, pads)`` that :func:`fold` takes in the backward.
 
     Parameters
     ----------
@@ -206,11 +244,28 @@ def pad_input(x, pads, mode):
     mode : str
         A checked padding mode.
 
+    Returns
+    -------
+    input : ndarray
+        ``x``, or its filled copy.
+    pads : tuple of (int, int)
+        The pads left for the convolution's geometry.
+    record : tuple or None
+        ``(mode, pads)`` for :func:`fold`; None when nothing was filled.
+
     Raises
     ------
     ValueError
         From :func:`check_fill`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> padded, pads, record = pad_input(np.zeros((1, 1, 2, 2)), ((1, 1), (0, 0)), "replicate")
+    >>> padded.shape, pads, record
+    ((1, 1, 4, 2), ((0, 0), (0, 0)), ('replicate', ((1, 1), (0, 0))))
     """
+    # Zero padding is left to the geometry: the kernels and im2col read it for free.
     if mode == "zeros" or not any(before or after for before, after in pads):
         return x, pads, None
     check_fill(x.shape, pads, mode)

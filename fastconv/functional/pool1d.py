@@ -5,28 +5,46 @@ window of height 1, so every rule of the 2-D pools holds (ties, NaN, ``ceil_mode
 divisor); max pooling's indices are positions in L.
 """
 
-from typing import ClassVar
+from __future__ import annotations
+
+from typing import Any, ClassVar
 
 from .. import _validate
+from .._typing import Array
 from ._unit_height import UnitHeightCache, backward_1d, drop, lift, single
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
 
 @_validate.op_cache
 class MaxPool1dCache(UnitHeightCache):
-    """What :func:`max_pool1d_backward` needs: the 2-D max pool's cache."""
+    """What :func:`max_pool1d_backward` needs: the 2-D max pool's cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> max_pool1d_forward(np.zeros((1, 2, 4)), 2)[1].out_shape
+    (1, 2, 2)
+    """
 
     op: ClassVar[str] = "max_pool1d_forward"
 
 
 @_validate.op_cache
 class AvgPool1dCache(UnitHeightCache):
-    """What :func:`avg_pool1d_backward` needs: the 2-D average pool's cache."""
+    """What :func:`avg_pool1d_backward` needs: the 2-D average pool's cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> avg_pool1d_forward(np.zeros((1, 2, 4)), 2)[1].out_shape
+    (1, 2, 2)
+    """
 
     op: ClassVar[str] = "avg_pool1d_forward"
 
 
-def _window(x, kernel_size, stride, padding):
+def _window(x: Array, kernel_size: Any, stride: Any, padding: Any
+            ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Check x (N, C, L) and the 1-D window; return the 2-D (kernel, stride, padding)."""
     _validate.check_ndim(x, 3, "x", "(N, C, L)")
     kernel = single(kernel_size, "kernel_size", 1)
@@ -37,8 +55,10 @@ def _window(x, kernel_size, stride, padding):
     return (1, kernel), (1, stride), (0, padding)
 
 
-def max_pool1d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                       return_indices=False):
+def max_pool1d_forward(x: Array, kernel_size: int | tuple[int],
+                       stride: int | tuple[int] | None = None, padding: int | tuple[int] = 0,
+                       dilation: int | tuple[int] = 1, ceil_mode: bool = False,
+                       return_indices: bool = False) -> tuple[Any, ...]:
     """Max pooling of ``x`` (N, C, L); returns ``(out, cache)``, or ``(out, indices, cache)``.
 
     As ``torch.nn.functional.max_pool1d``, with the rules of
@@ -50,6 +70,7 @@ def max_pool1d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     x : ndarray
         (N, C, L), float16/32/64, NumPy or CuPy.
     kernel_size : int or (int,)
+        The window.
     stride : int or (int,), optional
         Default kernel_size.
     padding : int or (int,)
@@ -57,7 +78,7 @@ def max_pool1d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     dilation : int or (int,)
         Default 1.
     ceil_mode, return_indices : bool
-        Default False.
+        Round the output size up, as PyTorch; also return the indices. Default False.
 
     Returns
     -------
@@ -67,6 +88,7 @@ def max_pool1d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
         With ``return_indices``: int64 (N, C, OL), the position in L of each maximum (-1 for
         a window of padding only).
     cache : MaxPool1dCache
+        For :func:`max_pool1d_backward`.
 
     Raises
     ------
@@ -80,10 +102,9 @@ def max_pool1d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     >>> out, idx
     (array([[[3., 5.]]]), array([[[1, 3]]]))
     """
-    kernel, stride, padding = _window(x, kernel_size, stride, padding)
-    dilation = (1, single(dilation, "dilation", 1))
-    result = max_pool2d_forward(lift(x), kernel, stride, padding, dilation,
-                                ceil_mode, return_indices)
+    kernel, step, pads = _window(x, kernel_size, stride, padding)
+    spacing = (1, single(dilation, "dilation", 1))
+    result = max_pool2d_forward(lift(x), kernel, step, pads, spacing, ceil_mode, return_indices)
     out = drop(result[0])
     cache = MaxPool1dCache(result[-1], out.shape, out.dtype)
     if len(result) == 3:
@@ -91,13 +112,40 @@ def max_pool1d_forward(x, kernel_size, stride=None, padding=0, dilation=1, ceil_
     return out, cache
 
 
-def max_pool1d_backward(dout, cache):
-    """Gradient of :func:`max_pool1d_forward`: each window's gradient goes to its maximum."""
+def max_pool1d_backward(dout: Array, cache: MaxPool1dCache) -> Array:
+    """Gradient of :func:`max_pool1d_forward`: each window's gradient goes to its maximum.
+
+    Parameters
+    ----------
+    dout : array
+        (N, C, OL): the gradient of the output, in its dtype.
+    cache : MaxPool1dCache
+        From :func:`max_pool1d_forward`.
+
+    Returns
+    -------
+    array
+        dx (N, C, L).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A cache from another op; dout unlike the forward's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, cache = max_pool1d_forward(np.array([[[1.0, 3.0, 2.0, 0.0]]]), 2)
+    >>> max_pool1d_backward(np.ones((1, 1, 2)), cache)
+    array([[[0., 1., 1., 0.]]])
+    """
     return backward_1d(dout, cache, MaxPool1dCache, max_pool2d_backward)
 
 
-def avg_pool1d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                       count_include_pad=True):
+def avg_pool1d_forward(x: Array, kernel_size: int | tuple[int],
+                       stride: int | tuple[int] | None = None, padding: int | tuple[int] = 0,
+                       ceil_mode: bool = False, count_include_pad: bool = True
+                       ) -> tuple[Array, AvgPool1dCache]:
     """Average pooling of ``x`` (N, C, L); returns ``(out, cache)``.
 
     As ``torch.nn.functional.avg_pool1d``, with the divisor rule of
@@ -108,12 +156,13 @@ def avg_pool1d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     x : ndarray
         (N, C, L), float16/32/64, NumPy or CuPy.
     kernel_size : int or (int,)
+        The window.
     stride : int or (int,), optional
         Default kernel_size.
     padding : int or (int,)
         Zeros, at most half the kernel. Default 0.
     ceil_mode : bool
-        Default False.
+        Round the output size up, as PyTorch. Default False.
     count_include_pad : bool
         Count the padding in the divisor. Default True.
 
@@ -122,6 +171,7 @@ def avg_pool1d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     out : ndarray
         (N, C, OL).
     cache : AvgPool1dCache
+        For :func:`avg_pool1d_backward`.
 
     Raises
     ------
@@ -135,13 +185,37 @@ def avg_pool1d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     >>> out
     array([[[2., 4.]]])
     """
-    kernel, stride, padding = _window(x, kernel_size, stride, padding)
-    out, cache = avg_pool2d_forward(lift(x), kernel, stride, padding, ceil_mode,
-                                    count_include_pad)
+    kernel, step, pads = _window(x, kernel_size, stride, padding)
+    out, cache = avg_pool2d_forward(lift(x), kernel, step, pads, ceil_mode, count_include_pad)
     out = drop(out)
     return out, AvgPool1dCache(cache, out.shape, out.dtype)
 
 
-def avg_pool1d_backward(dout, cache):
-    """Gradient of :func:`avg_pool1d_forward`: each window spreads dout / divisor evenly."""
+def avg_pool1d_backward(dout: Array, cache: AvgPool1dCache) -> Array:
+    """Gradient of :func:`avg_pool1d_forward`: each window spreads dout / divisor evenly.
+
+    Parameters
+    ----------
+    dout : array
+        (N, C, OL): the gradient of the output, in its dtype.
+    cache : AvgPool1dCache
+        From :func:`avg_pool1d_forward`.
+
+    Returns
+    -------
+    array
+        dx (N, C, L).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A cache from another op; dout unlike the forward's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out, cache = avg_pool1d_forward(np.zeros((1, 1, 4)), 2)
+    >>> avg_pool1d_backward(np.ones((1, 1, 2)), cache)
+    array([[[0.5, 0.5, 0.5, 0.5]]])
+    """
     return backward_1d(dout, cache, AvgPool1dCache, avg_pool2d_backward)

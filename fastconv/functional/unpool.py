@@ -19,22 +19,43 @@ Where PyTorch differs, on purpose:
   skipped (its value, -inf, goes nowhere); PyTorch refuses it.
 """
 
-from typing import ClassVar
+from __future__ import annotations
+
+from typing import Any, ClassVar
 
 from .. import _backends, _validate
+from .._typing import Array, IntPair, Padding2d
 from ..backend import get_array_module, is_array
 from .pool import pool_arguments
 
 
 @_validate.op_cache
 class MaxUnpoolCache:
-    """What :func:`max_unpool2d_backward` needs: x's shape and dtype, the indices, the output shape."""
+    """What :func:`max_unpool2d_backward` needs: x's shape and dtype, the indices, the output shape.
+
+    Attributes
+    ----------
+    x_shape, out_shape : tuple of int
+        The pooled input's and the unpooled output's shapes.
+    dtype : numpy.dtype
+        x's dtype.
+    indices : array
+        The indices, int64, x's shape.
+    skips : bool
+        Whether an index is -1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> max_unpool2d_forward(np.ones((1, 1, 1, 2)), np.array([[[[3, 0]]]]), 2)[1].out_shape
+    (1, 1, 2, 4)
+    """
 
     op: ClassVar[str] = "max_unpool2d_forward"
-    x_shape: tuple
-    dtype: object
-    indices: object
-    out_shape: tuple
+    x_shape: tuple[int, ...]
+    dtype: Any
+    indices: Array
+    out_shape: tuple[int, ...]
     skips: bool
 
 
@@ -89,7 +110,9 @@ def _check_indices(x, indices, plane):
     return bool((indices == -1).any())
 
 
-def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+def max_unpool2d_forward(x: Array, indices: Array, kernel_size: IntPair,
+                         stride: IntPair | None = None, padding: Padding2d = 0,
+                         output_size: Any = None) -> tuple[Array, MaxUnpoolCache]:
     """Put each value of ``x`` (N, C, h, w) at its index in a zero (N, C, H, W); ``(out, cache)``.
 
     As ``torch.nn.functional.max_unpool2d``, except that values sharing an
@@ -136,8 +159,8 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     array([[[[0., 0., 0., 0.],
              [8., 0., 6., 0.]]]])
     """
-    kernel, stride, pad = pool_arguments(x, kernel_size, stride, padding)
-    height, width = _output_size(x.shape, kernel, stride, pad, output_size)
+    kernel, step, pad = pool_arguments(x, kernel_size, stride, padding)
+    height, width = _output_size(x.shape, kernel, step, pad, output_size)
     skips = _check_indices(x, indices, height * width)
     n, c, h, w = x.shape
     scatter = _backends.backend_for(x, indices).scatter
@@ -147,7 +170,7 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     return out.reshape(out_shape), MaxUnpoolCache(x.shape, x.dtype, indices, out_shape, skips)
 
 
-def max_unpool2d_backward(dout, cache):
+def max_unpool2d_backward(dout: Array, cache: MaxUnpoolCache) -> Array:
     """Gradient of :func:`max_unpool2d_forward`: each value's dout is dout at its index.
 
     Parameters
@@ -155,6 +178,7 @@ def max_unpool2d_backward(dout, cache):
     dout : ndarray
         The gradient of the unpooled output, (N, C, H, W) in its dtype.
     cache : MaxUnpoolCache
+        From :func:`max_unpool2d_forward`.
 
     Returns
     -------

@@ -26,13 +26,17 @@ own ops. Needs the ``torch`` extra (``pip install "fastconv[torch]"``);
 ``import fastconv`` alone never imports torch.
 """
 
+from __future__ import annotations
+
 import contextlib
+from typing import Any
 
 import numpy
 import torch
 from torch.autograd.function import once_differentiable
 
 from .. import functional as F
+from .._typing import Array
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "Conv2d",
            "to_array", "to_tensor"]
@@ -40,7 +44,7 @@ __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "Conv2d"
 _FLOAT_TENSORS = (torch.float16, torch.float32, torch.float64)
 
 
-def to_array(tensor, name="tensor"):
+def to_array(tensor: torch.Tensor, name: str = "tensor") -> Array:
     """The NumPy (CPU) or CuPy (CUDA) array that shares ``tensor``'s memory.
 
     Parameters
@@ -48,12 +52,26 @@ def to_array(tensor, name="tensor"):
     tensor : torch.Tensor
         float16/32/64 on the CPU or a CUDA device; it is detached (autograd
         does not see the array) and made contiguous first if it is not.
-    name : str
+    name : str, default "tensor"
         The tensor's name in error messages.
 
     Returns
     -------
     numpy.ndarray or cupy.ndarray
+
+    Raises
+    ------
+    TypeError
+        When ``tensor`` is not a tensor, or not float16/32/64.
+    ValueError
+        When it is on a device other than the CPU and CUDA.
+
+    Examples
+    --------
+    >>> import torch
+    >>> to_array(torch.zeros(2, 3))
+    array([[0., 0., 0.],
+           [0., 0., 0.]], dtype=float32)
     """
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
@@ -69,12 +87,28 @@ def to_array(tensor, name="tensor"):
     return numpy.from_dlpack(tensor)
 
 
-def to_tensor(array):
-    """The tensor that shares the memory of a NumPy or CuPy ``array`` (None stays None)."""
+def to_tensor(array: Array | None) -> torch.Tensor | None:
+    """The tensor that shares the memory of a NumPy or CuPy ``array`` (None stays None).
+
+    Parameters
+    ----------
+    array : numpy.ndarray, cupy.ndarray or None
+        The array.
+
+    Returns
+    -------
+    torch.Tensor or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_tensor(np.arange(3.0))
+    tensor([0., 1., 2.], dtype=torch.float64)
+    """
     return None if array is None else torch.from_dlpack(array)
 
 
-def _device(tensor):
+def _device(tensor: torch.Tensor) -> Any:
     """The context that makes ``tensor``'s CUDA device CuPy's current one (none on the CPU)."""
     if tensor.device.type == "cuda":
         import cupy
@@ -105,7 +139,9 @@ class _Op(torch.autograd.Function):
         return (None, None, None, None, *map(to_tensor, grads))
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
+           ) -> torch.Tensor:
     """``torch.nn.functional.conv2d`` computed by :func:`fastconv.conv2d_forward`.
 
     Parameters
@@ -123,13 +159,28 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     -------
     torch.Tensor
         (N, F, OH, OW), differentiable with respect to input, weight and bias.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Arguments fastconv's convolution refuses, naming them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.ones(1, 2, 4, 4, requires_grad=True)
+    >>> y = conv2d(x, torch.ones(3, 2, 3, 3), padding=1)
+    >>> y.sum().backward()
+    >>> tuple(y.shape), float(x.grad[0, 0, 0, 0])
+    ((1, 3, 4, 4), 12.0)
     """
     return _Op.apply(F.conv2d_forward, F.conv2d_backward,
                      dict(stride=stride, padding=padding, dilation=dilation, groups=groups),
                      ("input", "weight", "bias"), input, weight, bias)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool2d(input: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               dilation: Any = 1, ceil_mode: bool = False) -> torch.Tensor:
     """``torch.nn.functional.max_pool2d`` computed by :func:`fastconv.max_pool2d_forward`.
 
     Parameters
@@ -143,14 +194,26 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     -------
     torch.Tensor
         (N, C, OH, OW); ties send the gradient to the first maximum.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Arguments fastconv's max pooling refuses, naming them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> max_pool2d(torch.arange(16.0).reshape(1, 1, 4, 4), 2)
+    tensor([[[[ 5.,  7.],
+              [13., 15.]]]])
     """
     return _Op.apply(F.max_pool2d_forward, F.max_pool2d_backward,
                      dict(kernel_size=kernel_size, stride=stride, padding=padding,
                           dilation=dilation, ceil_mode=ceil_mode), ("input",), input)
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True):
+def avg_pool2d(input: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True) -> torch.Tensor:
     """``torch.nn.functional.avg_pool2d`` computed by :func:`fastconv.avg_pool2d_forward`.
 
     Parameters
@@ -164,6 +227,18 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     -------
     torch.Tensor
         (N, C, OH, OW).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Arguments fastconv's average pooling refuses, naming them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> avg_pool2d(torch.arange(16.0).reshape(1, 1, 4, 4), 2)
+    tensor([[[[ 2.5000,  4.5000],
+              [10.5000, 12.5000]]]])
     """
     return _Op.apply(F.avg_pool2d_forward, F.avg_pool2d_backward,
                      dict(kernel_size=kernel_size, stride=stride, padding=padding,
@@ -171,7 +246,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      ("input",), input)
 
 
-def adaptive_avg_pool2d(input, output_size):
+def adaptive_avg_pool2d(input: torch.Tensor, output_size: Any) -> torch.Tensor:
     """``torch.nn.functional.adaptive_avg_pool2d`` computed by fastconv.
 
     Parameters
@@ -185,6 +260,17 @@ def adaptive_avg_pool2d(input, output_size):
     -------
     torch.Tensor
         (N, C, OH, OW).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Arguments fastconv's adaptive pooling refuses, naming them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> adaptive_avg_pool2d(torch.arange(8.0).reshape(1, 2, 2, 2), 1).flatten()
+    tensor([1.5000, 5.5000])
     """
     return _Op.apply(F.adaptive_avg_pool2d_forward, F.adaptive_avg_pool2d_backward,
                      dict(output_size=output_size), ("input",), input)
@@ -193,15 +279,43 @@ def adaptive_avg_pool2d(input, output_size):
 class Conv2d(torch.nn.Conv2d):
     """``torch.nn.Conv2d`` (same constructor, parameters and state dict) computed by fastconv.
 
-    Only ``padding_mode="zeros"``, the one fastconv's op has, is accepted.
+    Parameters
+    ----------
+    *args, **kwargs
+        ``torch.nn.Conv2d``'s; only ``padding_mode="zeros"``, the one
+        fastconv's op has, is accepted.
+
+    Raises
+    ------
+    ValueError
+        For another ``padding_mode``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = Conv2d(3, 8, 3, padding=1)
+    >>> tuple(layer(torch.ones(2, 3, 5, 5)).shape)
+    (2, 8, 5, 5)
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.padding_mode != "zeros":
             raise ValueError(f"fastconv.interop.torch.Conv2d pads with zeros only, got "
                              f"padding_mode={self.padding_mode!r}")
 
-    def forward(self, input):
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``input`` by the layer's weight and bias.
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            (N, in_channels, H, W).
+
+        Returns
+        -------
+        torch.Tensor
+            (N, out_channels, OH, OW).
+        """
         return conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
                       self.groups)

@@ -1,5 +1,7 @@
 """Element-wise activation layers: ReLU, LeakyReLU, Tanh, Sigmoid."""
 
+from __future__ import annotations
+
 from ..functional.activation import (leaky_relu_backward, leaky_relu_forward, relu_backward,
                                      relu_forward, sigmoid_backward, sigmoid_forward,
                                      tanh_backward, tanh_forward)
@@ -7,31 +9,67 @@ from .stateless import FunctionalLayer
 
 
 class ReLU(FunctionalLayer):
-    """``max(x, 0)``."""
+    """``max(x, 0)`` (see :func:`fastconv.functional.relu_forward`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = ReLU()
+    >>> layer.forward(np.array([-1.0, 2.0])), layer.backward(np.ones(2))
+    (array([0., 2.]), array([0., 1.]))
+    """
 
     forward_fn = relu_forward
     backward_fn = relu_backward
 
 
 class LeakyReLU(FunctionalLayer):
-    """``x`` for x > 0, else ``negative_slope * x``."""
+    """``x`` for x > 0, else ``negative_slope * x``.
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        The slope where x <= 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> LeakyReLU(0.5).forward(np.array([-2.0, 2.0]))
+    array([-1.,  2.])
+    """
 
     forward_fn = leaky_relu_forward
     backward_fn = leaky_relu_backward
 
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__(negative_slope=negative_slope)
 
 
 class Tanh(FunctionalLayer):
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = Tanh()
+    >>> layer.forward(np.zeros(2)), layer.backward(np.ones(2))
+    (array([0., 0.]), array([1., 1.]))
+    """
 
     forward_fn = tanh_forward
     backward_fn = tanh_backward
 
 
 class Sigmoid(FunctionalLayer):
-    """Logistic sigmoid, stable for large |x|."""
+    """Logistic sigmoid, stable for large ``|x|``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = Sigmoid()
+    >>> layer.forward(np.zeros(2)), layer.backward(np.ones(2))
+    (array([0.5, 0.5]), array([0.25, 0.25]))
+    """
 
     forward_fn = sigmoid_forward
     backward_fn = sigmoid_backward

@@ -1,7 +1,13 @@
 """Batch normalisation layers: BatchNorm1d over (N, D), BatchNorm2d per channel over (N, C, H, W)."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 import numpy
 
+from .._typing import Array, DTypeLike
 from .._validate import check_int
 from ..functional.batchnorm import (batchnorm_backward, batchnorm_forward,
                                     spatial_batchnorm_backward, spatial_batchnorm_forward)
@@ -12,11 +18,12 @@ from .module import Module
 class _BatchNorm(Module):
     """Learnable ``gamma``/``beta`` and running statistics (buffers) with PyTorch semantics."""
 
-    ndim = None
-    forward_fn = None
-    backward_fn = None
+    ndim: ClassVar[int]
+    forward_fn: ClassVar[Callable[..., Any]]
+    backward_fn: ClassVar[Callable[..., Any]]
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=numpy.float32, device=None):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 dtype: DTypeLike = numpy.float32, device: str | None = None) -> None:
         super().__init__()
         self.num_features = check_int(f"{type(self).__name__}: num_features", num_features, 1)
         self.eps = eps
@@ -25,10 +32,28 @@ class _BatchNorm(Module):
         self.add_param("beta", constant((num_features,), 0.0, dtype, device))
         self.add_buffer("running_mean", constant((num_features,), 0.0, dtype, device))
         self.add_buffer("running_var", constant((num_features,), 1.0, dtype, device))
-        self._cache = None
+        self._cache: Any = None
 
-    def forward(self, x):
-        """Normalise with batch statistics (training, updating the running ones) or running ones (eval)."""
+    def forward(self, x: Array) -> Array:
+        """Normalise x by the batch statistics (train mode) or the running ones (eval mode).
+
+        In train mode the running statistics are updated too.
+
+        Parameters
+        ----------
+        x : array
+            (N, num_features) for BatchNorm1d, (N, num_features, H, W) for BatchNorm2d.
+
+        Returns
+        -------
+        array
+            x's shape and dtype.
+
+        Raises
+        ------
+        ValueError
+            When x has another number of dimensions or features.
+        """
         if getattr(x, "ndim", None) != self.ndim or x.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}(num_features={self.num_features}) expects "
                              f"{self.ndim}-D input with {self.num_features} features in axis 1, "
@@ -39,17 +64,52 @@ class _BatchNorm(Module):
             train=self.training, momentum=self.momentum, eps=self.eps)
         return out
 
-    def backward(self, dout):
-        """dL/dx; stores dL/dgamma and dL/dbeta."""
+    def backward(self, dout: Array) -> Array:
+        """dL/dx; stores dL/dgamma and dL/dbeta.
+
+        Parameters
+        ----------
+        dout : array
+            The gradient of the loss with respect to the last output.
+
+        Returns
+        -------
+        array
+            The gradient with respect to the last input.
+        """
         dx, self.grads["gamma"], self.grads["beta"] = type(self).backward_fn(dout, self._take_cache())
         return dx
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalisation of (N, D) features."""
+    """Batch normalisation of (N, D) features (see :func:`fastconv.functional.batchnorm_forward`).
+
+    Parameters
+    ----------
+    num_features : int
+        D.
+    eps : float, default 1e-5
+        Added to the variance.
+    momentum : float, default 0.1
+        The weight of the batch's statistics in the running ones.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' and buffers' dtype.
+    device : {'cpu', 'gpu', 'auto'}, optional
+        Where they live; default :func:`fastconv.backend.default_device`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = BatchNorm1d(2, dtype=np.float64)
+    >>> layer.forward(np.array([[1.0, 2.0], [3.0, 6.0]])).round(3)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> layer.buffers["running_mean"]
+    array([0.2, 0.4])
+    """
 
     ndim = 2
     forward_fn = batchnorm_forward
@@ -57,7 +117,30 @@ class BatchNorm1d(_BatchNorm):
 
 
 class BatchNorm2d(_BatchNorm):
-    """Spatial batch normalisation of (N, C, H, W) maps, one mean/variance per channel."""
+    """Spatial batch normalisation of (N, C, H, W) maps, one mean/variance per channel.
+
+    See :func:`fastconv.functional.spatial_batchnorm_forward`.
+
+    Parameters
+    ----------
+    num_features : int
+        C.
+    eps : float, default 1e-5
+        Added to the variance.
+    momentum : float, default 0.1
+        The weight of the batch's statistics in the running ones.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        The parameters' and buffers' dtype.
+    device : {'cpu', 'gpu', 'auto'}, optional
+        Where they live; default :func:`fastconv.backend.default_device`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = BatchNorm2d(3).eval()
+    >>> layer.forward(np.ones((2, 3, 4, 4), np.float32)).shape
+    (2, 3, 4, 4)
+    """
 
     ndim = 4
     forward_fn = spatial_batchnorm_forward

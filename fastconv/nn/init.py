@@ -5,18 +5,48 @@ Weights are drawn with a NumPy generator on the CPU and then moved to the
 requested device, so a seed gives the same network on the CPU and the GPU.
 """
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import numpy
 
+from .._typing import Array, DTypeLike
 from ..backend import resolve_device, to_device
 
 INITS = ("he", "xavier")
 FLOAT_DTYPES = (numpy.float32, numpy.float64)
 
 
-def make_rng(seed=None, rng=None):
-    """A ``numpy.random.Generator`` from ``rng`` or ``seed`` (not both)."""
+def make_rng(seed: Any = None, rng: numpy.random.Generator | None = None
+             ) -> numpy.random.Generator:
+    """A ``numpy.random.Generator`` from ``rng`` or ``seed`` (not both).
+
+    Parameters
+    ----------
+    seed : int or sequence of int, optional
+        Seeds a new generator; None: fresh entropy.
+    rng : numpy.random.Generator, optional
+        Returned as it is.
+
+    Returns
+    -------
+    numpy.random.Generator
+
+    Raises
+    ------
+    ValueError
+        When both are given.
+    TypeError
+        When ``rng`` is not a ``numpy.random.Generator``.
+
+    Examples
+    --------
+    >>> make_rng(seed=0).integers(10, size=3)
+    array([8, 6, 5])
+    """
     if seed is not None and rng is not None:
         raise ValueError("give seed or rng, not both")
     if rng is not None:
@@ -26,20 +56,60 @@ def make_rng(seed=None, rng=None):
     return numpy.random.default_rng(seed)
 
 
-def check_dtype(dtype):
-    """The parameter dtype as a numpy dtype; float32 or float64 only."""
+def check_dtype(dtype: DTypeLike) -> numpy.dtype:
+    """The parameter dtype as a numpy dtype; float32 or float64 only.
+
+    Parameters
+    ----------
+    dtype : dtype-like
+        The dtype asked for.
+
+    Returns
+    -------
+    numpy.dtype
+
+    Raises
+    ------
+    TypeError
+        For any other dtype.
+
+    Examples
+    --------
+    >>> check_dtype("float64")
+    dtype('float64')
+    """
     dt = numpy.dtype(dtype)
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     return dt
 
 
-def weight_std(init, weight_scale, fan_in, fan_out):
+def weight_std(init: str, weight_scale: float | None, fan_in: int, fan_out: int) -> float:
     """Standard deviation of the normal weights.
 
-    ``weight_scale`` (a float, the course's convention) wins when given;
-    otherwise ``init='he'`` gives sqrt(2 / fan_in) (for ReLU networks) and
-    ``init='xavier'`` gives sqrt(2 / (fan_in + fan_out)) (Glorot normal).
+    Parameters
+    ----------
+    init : {'he', 'xavier'}
+        'he': sqrt(2 / fan_in) (for ReLU networks); 'xavier': sqrt(2 / (fan_in
+        + fan_out)) (Glorot normal).
+    weight_scale : float, optional
+        The course's convention: wins when given.
+    fan_in, fan_out : int
+        The weight's fans.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        When ``weight_scale`` is negative or not a number, or ``init`` is unknown.
+
+    Examples
+    --------
+    >>> weight_std("he", None, 8, 4), weight_std("he", 0.01, 8, 4)
+    (0.5, 0.01)
     """
     if weight_scale is not None:
         if not isinstance(weight_scale, numbers.Real) or weight_scale < 0:
@@ -52,28 +122,125 @@ def weight_std(init, weight_scale, fan_in, fan_out):
     raise ValueError(f"init must be one of {INITS}, got {init!r}")
 
 
-def normal_weight(shape, std, dtype, device, rng):
-    """Normal(0, std) weights of ``shape``, cast to ``dtype`` and put on ``device``."""
+def normal_weight(shape: Sequence[int], std: float, dtype: DTypeLike, device: str | None,
+                  rng: numpy.random.Generator) -> Array:
+    """Normal(0, std) weights of ``shape``, cast to ``dtype`` and put on ``device``.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The weight's shape.
+    std : float
+        The standard deviation.
+    dtype : {numpy.float32, numpy.float64}
+        The weight's dtype.
+    device : {'cpu', 'gpu', 'auto', None}
+        Where it lives (None: :func:`fastconv.backend.default_device`).
+    rng : numpy.random.Generator
+        Draws it, on the CPU.
+
+    Returns
+    -------
+    array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> normal_weight((2, 3), 0.1, np.float32, "cpu", make_rng(0)).dtype
+    dtype('float32')
+    """
     w = (rng.standard_normal(shape) * std).astype(check_dtype(dtype))
     return to_device(w, resolve_device(device))
 
 
-def constant(shape, value, dtype, device):
-    """An array of ``shape`` filled with ``value`` on ``device`` (biases, batchnorm params)."""
+def constant(shape: Sequence[int], value: float, dtype: DTypeLike, device: str | None) -> Array:
+    """An array of ``shape`` filled with ``value`` on ``device`` (biases, batchnorm params).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The array's shape.
+    value : float
+        What it holds.
+    dtype : {numpy.float32, numpy.float64}
+        Its dtype.
+    device : {'cpu', 'gpu', 'auto', None}
+        Where it lives (None: :func:`fastconv.backend.default_device`).
+
+    Returns
+    -------
+    array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> constant((2,), 1.0, np.float64, "cpu")
+    array([1., 1.])
+    """
     return to_device(numpy.full(shape, value, dtype=check_dtype(dtype)), resolve_device(device))
 
 
-def add_weight_and_bias(module, w_shape, fan_in, fan_out, n_bias, bias, init, weight_scale,
-                        dtype, device, seed, rng):
-    """Register ``W`` (normal, see ``weight_std``) and, with ``bias``, a zero ``b`` on ``module``."""
+def add_weight_and_bias(module: Any, w_shape: Sequence[int], fan_in: int, fan_out: int,
+                        n_bias: int, bias: bool, init: str, weight_scale: float | None,
+                        dtype: DTypeLike, device: str | None, seed: Any,
+                        rng: numpy.random.Generator | None) -> None:
+    """Register ``W`` (normal, see :func:`weight_std`) and, with ``bias``, a zero ``b``, on a layer.
+
+    Parameters
+    ----------
+    module : fastconv.nn.Module
+        The layer.
+    w_shape : sequence of int
+        The weight's shape.
+    fan_in, fan_out : int
+        Its fans.
+    n_bias : int
+        The bias's length.
+    bias : bool
+        Whether to add a bias.
+    init, weight_scale
+        As for :func:`weight_std`.
+    dtype, device
+        As for :func:`normal_weight`.
+    seed, rng
+        As for :func:`make_rng`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.nn import Module
+    >>> layer = Module()
+    >>> add_weight_and_bias(layer, (3, 2), 3, 2, 2, True, "he", None, np.float32, "cpu", 0, None)
+    >>> sorted(layer.params)
+    ['W', 'b']
+    """
     std = weight_std(init, weight_scale, fan_in, fan_out)
     module.add_param("W", normal_weight(w_shape, std, dtype, device, make_rng(seed, rng)))
     if bias:
         module.add_param("b", constant((n_bias,), 0.0, dtype, device))
 
 
-def store_weight_and_bias_grads(module, dw, db):
-    """Put ``dw`` into ``module.grads["W"]`` and, for a module with a bias, ``db`` into ``["b"]``."""
+def store_weight_and_bias_grads(module: Any, dw: Array, db: Array | None) -> None:
+    """Put ``dw`` into ``module.grads["W"]`` and, for a module with a bias, ``db`` into ``["b"]``.
+
+    Parameters
+    ----------
+    module : fastconv.nn.Module
+        The layer.
+    dw : array
+        The weight's gradient.
+    db : array or None
+        The bias's gradient; None without a bias.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.nn import Linear
+    >>> layer = Linear(3, 2, bias=False, seed=0)
+    >>> store_weight_and_bias_grads(layer, np.ones((3, 2), np.float32), None)
+    >>> float(layer.grads["W"].sum())
+    6.0
+    """
     module.grads["W"] = dw
     if db is not None:
         module.grads["b"] = db

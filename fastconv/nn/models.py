@@ -26,178 +26,112 @@ The convolutional models compute no gradient for their input, which is data:
 their first convolution has ``needs_input_grad=False`` (``backward`` returns
 None). Set ``model[0].needs_input_grad = True`` (for ThreeLayerConvNet,
 ``model.needs_input_grad = True``) where the input gradient is wanted.
+
+The course interface and the classes it is on live in :mod:`fastconv.nn.classifiers`.
 """
 
+from __future__ import annotations
+
 import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy
 
-from .._validate import check_bool
-from ..backend import is_array
-from ..functional.activation import relu_backward, relu_forward
-from ..functional.conv import conv2d_backward, conv2d_forward
-from ..functional.linear import linear_backward, linear_forward
-from ..functional.loss import l2_regularization, softmax_cross_entropy
-from ..functional.pool import max_pool2d_backward, max_pool2d_forward
+from .._typing import DTypeLike
 from .activation import ReLU
 from .batchnorm import BatchNorm1d, BatchNorm2d
+from .classifiers import Classifier, CourseInterface, ThreeLayerConvNet
 from .conv import Conv2d
 from .dropout import Dropout
-from .init import constant, make_rng, normal_weight, weight_std
+from .init import make_rng
 from .linear import Flatten, Linear
-from .module import Module, Sequential
+from .module import Module
 from .pooling import AdaptiveAvgPool2d, MaxPool2d
 
-
-class CourseInterface:
-    """Mixin giving a classifier Module the course's ``loss(X, y=None)``.
-
-    Weights are the params whose last name component starts with "W"; they
-    get the L2 penalty ``0.5 * reg * sum(W**2)``. With ``y`` the forward runs
-    in training mode, without it in eval mode (as the course's ``mode``); the
-    module's own mode is restored afterwards. Floating-point ``X`` is cast to
-    the parameters' dtype: the course feeds float64 data to float32 models.
-    """
-
-    reg = 0.0
-
-    def _in_param_dtype(self, X):
-        dtype = next(iter(self.params.values())).dtype
-        if is_array(X) and X.dtype.kind == "f" and X.dtype != dtype:
-            return X.astype(dtype)
-        return X
-
-    def _forward_in_mode(self, X, training):
-        was = self.training
-        self.train(training)
-        try:
-            return self.forward(self._in_param_dtype(X))
-        finally:
-            self.train(was)
-
-    def weight_names(self):
-        """Names of the params that get the L2 penalty (the weights, not biases or gammas)."""
-        return [k for k in self.params if k.rsplit(".", 1)[-1].startswith("W")]
-
-    def loss(self, X, y=None):
-        """Scores for ``X`` when ``y`` is None, else ``(loss, grads)`` with grads keyed like params."""
-        if y is None:
-            return self._forward_in_mode(X, False)
-        was = self.training
-        self.train(True)
-        try:
-            scores = self.forward(self._in_param_dtype(X))
-            loss, dscores = softmax_cross_entropy(scores, y)
-            self.backward(dscores)
-        finally:
-            self.train(was)
-        grads = dict(self.grads)
-        if self.reg:
-            reg_loss, reg_grads = l2_regularization(
-                {k: self.params[k] for k in self.weight_names()}, self.reg)
-            loss = loss + reg_loss
-            for k, g in reg_grads.items():
-                grads[k] = grads[k] + g
-        return float(loss), grads
+InputShape = int | Sequence[int]  # one sample's shape; an int D for the dense models
 
 
-class Classifier(CourseInterface, Sequential):
-    """A Sequential whose output is class scores, with the course ``loss`` and a ``reg``."""
-
-    def __init__(self, *layers, reg=0.0):
-        super().__init__(*layers)
-        self.reg = reg
-
-
-class ThreeLayerConvNet(CourseInterface, Module):
-    """The course's conv - relu - 2x2 max pool - affine - relu - affine network.
-
-    Same constructor and params as CS231n's ``ThreeLayerConvNet``: W1 (F, C, k, k),
-    b1, W2 (F*(H//2)*(W//2), hidden_dim), b2, W3 (hidden_dim, num_classes), b3;
-    the convolution keeps the spatial size (stride 1, padding (k-1)//2). Weights
-    are Normal(0, weight_scale) as in the course; ``weight_scale=None`` uses He
-    initialisation instead. Extra keyword-only options: ``device``, ``seed``/``rng``,
-    ``needs_input_grad`` (False: ``backward`` skips dx and returns None).
-    """
-
-    def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
-                 num_classes=10, weight_scale=1e-3, reg=0.0, dtype=numpy.float32, *,
-                 device=None, seed=None, rng=None, needs_input_grad=False):
-        super().__init__()
-        self.needs_input_grad = check_bool("ThreeLayerConvNet: needs_input_grad",
-                                           needs_input_grad)
-        if len(input_dim) != 3:
-            raise ValueError(f"ThreeLayerConvNet: input_dim must be (C, H, W), got {input_dim!r}")
-        c, h, w = input_dim
-        if h < 2 or w < 2:
-            raise ValueError(f"ThreeLayerConvNet: input_dim {tuple(input_dim)} is too small "
-                             "for the 2x2 pooling")
-        self.reg = reg
-        self.filter_size = filter_size
-        rng = make_rng(seed, rng)
-        shapes = {"W1": (num_filters, c, filter_size, filter_size),
-                  "W2": (num_filters * (h // 2) * (w // 2), hidden_dim),
-                  "W3": (hidden_dim, num_classes)}
-        for i, (name, shape) in enumerate(shapes.items(), 1):
-            fan_in = int(numpy.prod(shape[1:])) if i == 1 else shape[0]
-            std = weight_std("he", weight_scale, fan_in, None)
-            self.add_param(name, normal_weight(shape, std, dtype, device, rng))
-            self.add_param(f"b{i}", constant((shape[0] if i == 1 else shape[1],), 0.0,
-                                             dtype, device))
-        self._cache = None
-
-    def forward(self, x):
-        """Class scores (N, num_classes) for images x (N, C, H, W)."""
-        p = self.params
-        if getattr(x, "ndim", None) != 4 or x.shape[1] != p["W1"].shape[1]:
-            raise ValueError(f"ThreeLayerConvNet expects x of shape (N, {p['W1'].shape[1]}, H, W), "
-                             f"got {tuple(getattr(x, 'shape', ()))}")
-        a, conv = conv2d_forward(x, p["W1"], p["b1"], stride=1, padding=(self.filter_size - 1) // 2)
-        a, relu1 = relu_forward(a)
-        a, pool = max_pool2d_forward(a, 2, stride=2)
-        a, fc1 = linear_forward(a, p["W2"], p["b2"])
-        a, relu2 = relu_forward(a)
-        scores, fc2 = linear_forward(a, p["W3"], p["b3"])
-        self._cache = (conv, relu1, pool, fc1, relu2, fc2)
-        return scores
-
-    def backward(self, dscores):
-        """dL/dx (None without ``needs_input_grad``); stores the gradients of W1..b3."""
-        conv, relu1, pool, fc1, relu2, fc2 = self._take_cache()
-        g = self.grads
-        d, g["W3"], g["b3"] = linear_backward(dscores, fc2)
-        d, g["W2"], g["b2"] = linear_backward(relu_backward(d, relu2), fc1)
-        d = relu_backward(max_pool2d_backward(d, pool), relu1)
-        dx, g["W1"], g["b1"] = conv2d_backward(d, conv, self.needs_input_grad)
-        return dx
-
-
-def _features(input_shape):
+def _features(input_shape: InputShape) -> int:
     if isinstance(input_shape, (int, numpy.integer)):
         return int(input_shape)
     return int(numpy.prod(input_shape))
 
 
-def _dense_kwargs(init, weight_scale, dtype, device, rng):
+def _dense_kwargs(init: str, weight_scale: float | None, dtype: DTypeLike, device: str | None,
+                  rng: numpy.random.Generator) -> dict[str, Any]:
     return dict(init=init, weight_scale=weight_scale, dtype=dtype, device=device, rng=rng)
 
 
-def linear_classifier(input_shape, num_classes, *, reg=0.0, init="xavier", weight_scale=None,
-                      dtype=numpy.float32, device=None, seed=None):
-    """A linear softmax classifier: one Linear layer on the flattened input."""
+def linear_classifier(input_shape: InputShape, num_classes: int, *, reg: float = 0.0,
+                      init: str = "xavier", weight_scale: float | None = None,
+                      dtype: DTypeLike = numpy.float32, device: str | None = None,
+                      seed: Any = None) -> Classifier:
+    """A linear softmax classifier: one Linear layer on the flattened input.
+
+    Parameters
+    ----------
+    input_shape : int or sequence of int
+        One sample's shape, or its number of features.
+    num_classes : int
+        The scores per sample.
+    reg, init, weight_scale, dtype, device, seed
+        The options of the module docstring; ``init`` defaults to 'xavier'.
+
+    Returns
+    -------
+    Classifier
+
+    Examples
+    --------
+    >>> model = linear_classifier((1, 8, 8), 10, seed=0)
+    >>> list(model.params), model.params["0.W"].shape
+    (['0.W', '0.b'], (64, 10))
+    """
     kw = _dense_kwargs(init, weight_scale, dtype, device, make_rng(seed))
     return Classifier(Linear(_features(input_shape), num_classes, **kw), reg=reg)
 
 
-def mlp(input_shape, num_classes, *, hidden_dims=(100, 100), batchnorm=False, dropout=0.0,
-        reg=0.0, init="he", weight_scale=None, dtype=numpy.float32, device=None, seed=None):
+def mlp(input_shape: InputShape, num_classes: int, *, hidden_dims: Sequence[int] = (100, 100),
+        batchnorm: bool = False, dropout: float = 0.0, reg: float = 0.0, init: str = "he",
+        weight_scale: float | None = None, dtype: DTypeLike = numpy.float32,
+        device: str | None = None, seed: int | None = None) -> Classifier:
     """An N-layer perceptron: [Linear - (BatchNorm1d) - ReLU - (Dropout)] per hidden layer, then Linear.
 
-    ``dropout`` is the drop probability (0 disables it); ``seed`` also seeds the dropout masks.
+    Parameters
+    ----------
+    input_shape : int or sequence of int
+        One sample's shape, or its number of features.
+    num_classes : int
+        The scores per sample.
+    hidden_dims : sequence of int, default (100, 100)
+        The hidden layers' widths.
+    batchnorm : bool, default False
+        A BatchNorm1d after each hidden Linear.
+    dropout : float, default 0.0
+        The drop probability after each hidden ReLU; 0 disables it.
+    reg, init, weight_scale, dtype, device
+        The options of the module docstring.
+    seed : int, optional
+        Seeds the initialisation and the dropout masks.
+
+    Returns
+    -------
+    Classifier
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = mlp(20, 3, hidden_dims=(16, 8), batchnorm=True, seed=0)
+    >>> [type(layer).__name__ for layer in model]
+    ['Linear', 'BatchNorm1d', 'ReLU', 'Linear', 'BatchNorm1d', 'ReLU', 'Linear']
+    >>> model.forward(np.ones((4, 20), np.float32)).shape
+    (4, 3)
     """
     rng = make_rng(seed)
     kw = _dense_kwargs(init, weight_scale, dtype, device, rng)
-    layers, d = [], _features(input_shape)
+    layers: list[Module] = []
+    d = _features(input_shape)
     for i, h in enumerate(hidden_dims):
         layers.append(Linear(d, h, **kw))
         if batchnorm:
@@ -210,30 +144,107 @@ def mlp(input_shape, num_classes, *, hidden_dims=(100, 100), batchnorm=False, dr
     return Classifier(*layers, reg=reg)
 
 
-def two_layer_mlp(input_shape, num_classes, *, hidden_dim=100, **options):
-    """The course's two-layer net: Linear - ReLU - Linear (options as for ``mlp``)."""
+def two_layer_mlp(input_shape: InputShape, num_classes: int, *, hidden_dim: int = 100,
+                  **options: Any) -> Classifier:
+    """The course's two-layer net: Linear - ReLU - Linear.
+
+    Parameters
+    ----------
+    input_shape : int or sequence of int
+        One sample's shape, or its number of features.
+    num_classes : int
+        The scores per sample.
+    hidden_dim : int, default 100
+        The hidden layer's width.
+    **options
+        As for :func:`mlp`.
+
+    Returns
+    -------
+    Classifier
+
+    Examples
+    --------
+    >>> [type(layer).__name__ for layer in two_layer_mlp(4, 2, hidden_dim=3, seed=0)]
+    ['Linear', 'ReLU', 'Linear']
+    """
     return mlp(input_shape, num_classes, hidden_dims=(hidden_dim,), **options)
 
 
-def three_layer_convnet(input_shape, num_classes, **options):
-    """The course ThreeLayerConvNet built from (input_shape, num_classes); options are its constructor's."""
+def three_layer_convnet(input_shape: Sequence[int], num_classes: int,
+                        **options: Any) -> ThreeLayerConvNet:
+    """The course ThreeLayerConvNet built from (input_shape, num_classes).
+
+    Parameters
+    ----------
+    input_shape : sequence of int
+        One image's (C, H, W).
+    num_classes : int
+        The scores per image.
+    **options
+        The other arguments of :class:`ThreeLayerConvNet`.
+
+    Returns
+    -------
+    ThreeLayerConvNet
+
+    Examples
+    --------
+    >>> model = three_layer_convnet((1, 8, 8), 10, num_filters=4, seed=0)
+    >>> model.params["W1"].shape, model.params["W3"].shape
+    ((4, 1, 7, 7), (100, 10))
+    """
     return ThreeLayerConvNet(input_dim=tuple(input_shape), num_classes=num_classes, **options)
 
 
-def vgg_cnn(input_shape, num_classes, *, widths=(32, 64, 128), batchnorm=True, dropout=0.0,
-            reg=0.0, init="he", weight_scale=None, dtype=numpy.float32, device=None, seed=None):
+def vgg_cnn(input_shape: Sequence[int], num_classes: int, *,
+            widths: Sequence[int] = (32, 64, 128), batchnorm: bool = True, dropout: float = 0.0,
+            reg: float = 0.0, init: str = "he", weight_scale: float | None = None,
+            dtype: DTypeLike = numpy.float32, device: str | None = None,
+            seed: int | None = None) -> Classifier:
     """A small VGG-style CNN: per stage two 3x3 conv (- BatchNorm2d) - ReLU, then 2x2 max pool.
 
     Stages stop pooling once the maps are 1 pixel, so 8x8 digits, 28x28 MNIST and
     32x32 CIFAR-10 all work; a global average pool and (dropout and) one Linear
     layer give the scores.
+
+    Parameters
+    ----------
+    input_shape : sequence of int
+        One image's (C, H, W).
+    num_classes : int
+        The scores per image.
+    widths : sequence of int, default (32, 64, 128)
+        The channels of each stage.
+    batchnorm : bool, default True
+        A BatchNorm2d after each convolution (which then has no bias).
+    dropout : float, default 0.0
+        The drop probability before the last Linear; 0 disables it.
+    reg, init, weight_scale, dtype, device, seed
+        The options of the module docstring.
+
+    Returns
+    -------
+    Classifier
+
+    Raises
+    ------
+    ValueError
+        When ``input_shape`` is not (C, H, W).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = vgg_cnn((1, 8, 8), 10, widths=(4, 8), seed=0)
+    >>> model.forward(np.ones((2, 1, 8, 8), np.float32)).shape
+    (2, 10)
     """
     if len(input_shape) != 3:
         raise ValueError(f"vgg_cnn: input_shape must be (C, H, W), got {input_shape!r}")
     rng = make_rng(seed)
     kw = _dense_kwargs(init, weight_scale, dtype, device, rng)
     c, h, w = input_shape
-    layers = []
+    layers: list[Module] = []
     for width in widths:
         for _ in range(2):
             layers.append(Conv2d(c, width, 3, padding=1, bias=not batchnorm,
@@ -252,7 +263,7 @@ def vgg_cnn(input_shape, num_classes, *, widths=(32, 64, 128), batchnorm=True, d
     return Classifier(*layers, reg=reg)
 
 
-MODELS = {
+MODELS: dict[str, Callable[..., Module]] = {
     "linear": linear_classifier,
     "two_layer": two_layer_mlp,
     "mlp": mlp,
@@ -261,11 +272,31 @@ MODELS = {
 }
 
 
-def model_options(name):
-    """The option names ``build_model(name, ...)`` accepts (e.g. to check command-line flags)."""
+def model_options(name: str) -> set[str]:
+    """The option names ``build_model(name, ...)`` accepts (e.g. to check command-line flags).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`.
+
+    Returns
+    -------
+    set of str
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is not a model.
+
+    Examples
+    --------
+    >>> sorted(model_options("linear"))
+    ['device', 'dtype', 'init', 'reg', 'seed', 'weight_scale']
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    targets = [MODELS[name]]
+    targets: list[Callable[..., Any]] = [MODELS[name]]
     if name == "convnet":
         targets = [ThreeLayerConvNet.__init__]
     elif name == "two_layer":
@@ -278,10 +309,37 @@ def model_options(name):
     return names - {"hidden_dims"} if name == "two_layer" else names
 
 
-def build_model(name, input_shape, num_classes, **options):
-    """Build the model ``name`` (a key of ``MODELS``) for ``input_shape`` samples and ``num_classes``.
+def build_model(name: str, input_shape: InputShape, num_classes: int,
+                **options: Any) -> Module:
+    """Build the model ``name`` for ``input_shape`` samples and ``num_classes``.
 
-    An option the model does not take is a ValueError listing the ones it does.
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`.
+    input_shape : int or sequence of int
+        One sample's shape (an int D for the dense models).
+    num_classes : int
+        The scores per sample.
+    **options
+        The model's options (see the module docstring and :func:`model_options`).
+
+    Returns
+    -------
+    Module
+        The model, with the course interface.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is not a model, or it does not take an option (the
+        message lists the ones it does).
+
+    Examples
+    --------
+    >>> model = build_model("two_layer", (1, 8, 8), 10, hidden_dim=32, seed=0)
+    >>> model.params["0.W"].shape
+    (64, 32)
     """
     unknown = sorted(set(options) - model_options(name))
     if unknown:

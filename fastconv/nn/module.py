@@ -14,73 +14,16 @@ updates the layer that owns the array.
 CuPy unchanged; ``to(device)`` moves all of a module's arrays.
 """
 
-from collections.abc import MutableMapping
+from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .._typing import Array
 from ..backend import device_of, get_array_module, is_array, model_device, resolve_device, to_device
+from .named_arrays import NamedArrays
 
-_KINDS = ("params", "grads", "buffers")
-
-
-class NamedArrays(MutableMapping):
-    """Live ``name -> array`` view over one kind of array in a module tree.
-
-    Keys without a dot are the module's own arrays; "child.rest" is routed to
-    the child. Setting an existing key replaces the array in the module that
-    owns it, with one of the same shape; a new key is an error (a module adds
-    its arrays with ``add_param``/``add_buffer``, which keeps params and grads
-    in step).
-    """
-
-    def __init__(self, module, kind):
-        self._module = module
-        self._kind = kind
-
-    def _owner(self, key):
-        """(dict that holds ``key``, local name); KeyError naming ``key`` otherwise."""
-        module, rest = self._module, key
-        while "." in rest:
-            head, rest = rest.split(".", 1)
-            child = module._children.get(head)
-            if child is None:
-                raise KeyError(key)
-            module = child
-        return module._own[self._kind], rest
-
-    def __getitem__(self, key):
-        own, name = self._owner(key)
-        if name not in own:
-            raise KeyError(key)
-        return own[name]
-
-    def __setitem__(self, key, value):
-        own, name = self._owner(key)
-        if name not in own:
-            raise KeyError(f"{key}: no such entry in {self._kind}; a module adds its own "
-                           "arrays with add_param or add_buffer")
-        shape = tuple(getattr(value, "shape", ()))
-        if shape != tuple(own[name].shape):
-            raise ValueError(f"{self._kind}[{key!r}] has shape {tuple(own[name].shape)}, "
-                             f"got an array of shape {shape}")
-        own[name] = value
-
-    def __delitem__(self, key):
-        own, name = self._owner(key)
-        if name not in own:
-            raise KeyError(key)
-        del own[name]
-
-    def __iter__(self):
-        yield from self._module._own[self._kind]
-        for child_name, child in self._module._children.items():
-            for key in NamedArrays(child, self._kind):
-                yield f"{child_name}.{key}"
-
-    def __len__(self):
-        return sum(1 for _ in self)
-
-    def __repr__(self):
-        shapes = ", ".join(f"{k!r}: {tuple(v.shape)}" for k, v in self.items())
-        return f"{self._kind}({{{shapes}}})"
+_KINDS = ("params", "grads", "buffers")  # NamedArrays' kinds
 
 
 class Module:
@@ -89,26 +32,84 @@ class Module:
     Subclasses call ``super().__init__()``, register arrays with
     ``add_param(name, array)`` / ``add_buffer(name, array)`` and child modules
     with ``add_module(name, module)``, and implement ``forward`` and ``backward``.
+
+    Attributes
+    ----------
+    training : bool
+        True in training mode (the default), False in eval mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class Scale(Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.add_param("s", np.array([2.0]))
+    ...     def forward(self, x):
+    ...         self.x = x
+    ...         return self.params["s"] * x
+    ...     def backward(self, dout):
+    ...         self.grads["s"] = np.array([(dout * self.x).sum()])
+    ...         return dout * self.params["s"]
+    >>> layer = Scale()
+    >>> layer.forward(np.array([1.0, 3.0])), layer.backward(np.ones(2)), layer.grads["s"]
+    (array([2., 6.]), array([2., 2.]), array([4.]))
     """
 
-    def __init__(self):
-        self._own = {kind: {} for kind in _KINDS}
-        self._children = {}
+    def __init__(self) -> None:
+        self._own: dict[str, dict[str, Array]] = {kind: {} for kind in _KINDS}
+        self._children: dict[str, Module] = {}
         self.training = True
 
     # -- registration ------------------------------------------------------
-    def add_param(self, name, array):
-        """Register a trainable array and a zero gradient of the same shape."""
+    def add_param(self, name: str, array: Array) -> None:
+        """Register a trainable array and a zero gradient of the same shape.
+
+        Parameters
+        ----------
+        name : str
+            Its name, without a dot.
+        array : array
+            The parameter.
+        """
         xp = get_array_module(array)
         self._own["params"][name] = array
         self._own["grads"][name] = xp.zeros_like(array)
 
-    def add_buffer(self, name, array):
-        """Register an array that is saved with the module but not trained."""
+    def add_buffer(self, name: str, array: Array) -> None:
+        """Register an array that is saved with the module but not trained.
+
+        Parameters
+        ----------
+        name : str
+            Its name, without a dot.
+        array : array
+            The buffer.
+        """
         self._own["buffers"][name] = array
 
-    def add_module(self, name, module):
-        """Register a child module; its arrays appear here as "name.<key>"."""
+    def add_module(self, name: str, module: Module) -> Module:
+        """Register a child module; its arrays appear here as "name.<key>".
+
+        Parameters
+        ----------
+        name : str
+            Its name, without a dot.
+        module : Module
+            The child; a module not already in this tree.
+
+        Returns
+        -------
+        Module
+            ``module``.
+
+        Raises
+        ------
+        TypeError
+            When ``module`` is not a Module.
+        ValueError
+            When ``name`` holds a dot, or ``module`` is already in the tree.
+        """
         if not isinstance(module, Module):
             raise TypeError(f"child {name!r} must be a fastconv.nn.Module, got {type(module).__name__}")
         if "." in str(name):
@@ -121,7 +122,7 @@ class Module:
         self._children[str(name)] = module
         return module
 
-    def modules(self):
+    def modules(self) -> list[Module]:
         """This module and every module below it (a list: modules compare by identity)."""
         tree = [self]
         for child in self._children.values():
@@ -129,56 +130,106 @@ class Module:
         return tree
 
     @property
-    def params(self):
+    def params(self) -> NamedArrays:
         """Trainable arrays by name (a live view; containers prefix child names)."""
         return NamedArrays(self, "params")
 
     @params.setter
-    def params(self, values):
+    def params(self, values: Mapping[str, Array]) -> None:
         # The course solver assigns ``model.params = best_params`` at the end of training.
         self.load_state_dict(values, strict=False)
 
     @property
-    def grads(self):
+    def grads(self) -> NamedArrays:
         """Gradients by name, filled by ``backward``; same keys as ``params``."""
         return NamedArrays(self, "grads")
 
     @property
-    def buffers(self):
+    def buffers(self) -> NamedArrays:
         """Non-trained saved state by name (e.g. batchnorm running statistics)."""
         return NamedArrays(self, "buffers")
 
-    def children(self):
+    def children(self) -> list[Module]:
         """The direct child modules, in registration order."""
         return list(self._children.values())
 
     # -- computation -------------------------------------------------------
-    def forward(self, x):
-        """Compute the output for ``x`` and keep what ``backward`` needs."""
+    def forward(self, x: Array) -> Any:
+        """Compute the output for ``x`` and keep what ``backward`` needs.
+
+        Parameters
+        ----------
+        x : array
+            The input.
+
+        Returns
+        -------
+        array
+            The output.
+
+        Raises
+        ------
+        NotImplementedError
+            In a subclass that does not implement it.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def backward(self, dout):
-        """Return dL/dx for the last ``forward`` and store dL/dparam in ``grads``."""
+    def backward(self, dout: Array) -> Any:
+        """Return dL/dx for the last ``forward`` and store dL/dparam in ``grads``.
+
+        Parameters
+        ----------
+        dout : array
+            The gradient of the loss with respect to the last output.
+
+        Returns
+        -------
+        array
+            The gradient with respect to the last input.
+
+        Raises
+        ------
+        NotImplementedError
+            In a subclass that does not implement it.
+        RuntimeError
+            When no forward has run.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
-    def __call__(self, x):
+    def __call__(self, x: Array) -> Any:
         return self.forward(x)
 
-    def _take_cache(self):
+    def _take_cache(self) -> Any:
         """The cache of the last forward; a clear error if forward has not run."""
         cache = getattr(self, "_cache", None)
         if cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return cache
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero."""
         for key, g in self.grads.items():
             self.grads[key] = get_array_module(g).zeros_like(g)
 
     # -- modes and devices -------------------------------------------------
-    def train(self, mode=True):
-        """Switch this module and its children to training mode (or eval with ``mode=False``)."""
+    def train(self, mode: bool = True) -> Module:
+        """Switch this module and its children to training mode (or eval with ``mode=False``).
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True: training mode; False: eval mode.
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        TypeError
+            When ``mode`` is not a bool.
+        """
         if not isinstance(mode, bool):  # train("False") would be truthy
             raise TypeError(f"train(mode): mode must be a bool, got {mode!r}")
         self.training = mode
@@ -186,17 +237,35 @@ class Module:
             child.train(mode)
         return self
 
-    def eval(self):
-        """Switch this module and its children to evaluation mode."""
+    def eval(self) -> Module:
+        """Switch this module and its children to evaluation mode; returns self."""
         return self.train(False)
 
     @property
-    def device(self):
+    def device(self) -> str:
         """'cpu' or 'gpu': where the module's first array lives ('cpu' if it has none)."""
         return model_device(self)
 
-    def to(self, device):
-        """Move every param, grad and buffer (recursively) to ``device``; returns self."""
+    def to(self, device: str | None) -> Module:
+        """Move every param, grad and buffer (recursively) to ``device``.
+
+        Parameters
+        ----------
+        device : {'cpu', 'gpu', 'auto', None}
+            Where to (see :func:`fastconv.backend.resolve_device`).
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        ValueError
+            When ``device`` is not a device name.
+        RuntimeError
+            When the GPU is asked for and none is usable.
+        """
         device = resolve_device(device)
         for kind in _KINDS:
             own = self._own[kind]
@@ -207,7 +276,7 @@ class Module:
         return self
 
     # -- saving and loading ------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Array]:
         """A dict of copies of every param and buffer, keyed by name (arrays stay on their device)."""
         state = {}
         for kind in ("params", "buffers"):
@@ -215,15 +284,33 @@ class Module:
                 state[key] = value.copy()
         return state
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> Module:
         """Copy arrays from ``state`` into this module's params and buffers, in place.
 
-        Every expected key must be present (a ValueError names a missing key)
-        and match its shape (the error names the key and both shapes). With
-        ``strict`` an unexpected key is an error too. Values are real-valued
-        arrays, converted to the dtype and device of the array they replace; all
-        are checked and converted before any is copied, so a bad entry leaves
-        the module unchanged.
+        All entries are checked and converted before any is copied, so a bad
+        entry leaves the module unchanged.
+
+        Parameters
+        ----------
+        state : mapping of str to array
+            Real-valued arrays, converted to the dtype and device of the array
+            each replaces.
+        strict : bool, default True
+            Every expected key must be present and no other; False: keys
+            missing from ``state`` are left as they are.
+
+        Returns
+        -------
+        Module
+            self.
+
+        Raises
+        ------
+        ValueError
+            Naming the key: a key missing or unexpected (``strict``), or an
+            array of another shape (the error names both shapes).
+        TypeError
+            When an entry is not a real-valued array.
         """
         expected = {}
         for kind in ("params", "buffers"):
@@ -254,7 +341,7 @@ class Module:
             expected[key][1][...] = value
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if not self._children:
             return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"{type(self).__name__}("]
@@ -263,7 +350,7 @@ class Module:
         lines.append(")")
         return "\n".join(lines)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         """The constructor arguments shown by ``repr``; layers override it."""
         return ""
 
@@ -272,37 +359,92 @@ class Sequential(Module):
     """Layers applied in order; child names are their positions "0", "1", ...
 
     ``backward`` runs the layers in reverse, each filling its own ``grads``.
+    Indexing gives a layer, slicing a Sequential of those layers (as torch's).
+
+    Parameters
+    ----------
+    *layers : Module
+        The layers, each a module of its own.
+
+    Raises
+    ------
+    TypeError
+        When a layer is not a Module.
+    ValueError
+        When a layer appears twice.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.nn import Flatten, Linear, ReLU
+    >>> model = Sequential(Flatten(), Linear(12, 4, seed=0), ReLU())
+    >>> out = model.forward(np.ones((2, 3, 4), np.float32))
+    >>> out.shape, model.backward(np.ones_like(out)).shape, len(model)
+    ((2, 4), (2, 3, 4), 3)
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Module) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
             self.add_module(str(i), layer)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._children)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Any:
         """The layer at ``index``; a slice gives a Sequential of those layers (as torch's)."""
         layers = list(self._children.values())
         return Sequential(*layers[index]) if isinstance(index, slice) else layers[index]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Module]:
         return iter(self._children.values())
 
-    def append(self, layer):
-        """Add ``layer`` at the end; returns self."""
+    def append(self, layer: Module) -> Sequential:
+        """Add ``layer`` at the end; returns self.
+
+        Parameters
+        ----------
+        layer : Module
+            A module not already in the tree.
+
+        Returns
+        -------
+        Sequential
+            self.
+        """
         self.add_module(str(len(self._children)), layer)
         return self
 
-    def forward(self, x):
-        """Apply each layer in order."""
+    def forward(self, x: Array) -> Any:
+        """Apply each layer in order.
+
+        Parameters
+        ----------
+        x : array
+            The first layer's input.
+
+        Returns
+        -------
+        array
+            The last layer's output.
+        """
         for layer in self._children.values():
             x = layer.forward(x)
         return x
 
-    def backward(self, dout):
-        """Back-propagate through the layers in reverse; returns dL/dx of the first layer."""
+    def backward(self, dout: Array) -> Any:
+        """Back-propagate through the layers in reverse.
+
+        Parameters
+        ----------
+        dout : array
+            The gradient of the loss with respect to the last layer's output.
+
+        Returns
+        -------
+        array
+            dL/dx of the first layer.
+        """
         for layer in reversed(list(self._children.values())):
             dout = layer.backward(dout)
         return dout
