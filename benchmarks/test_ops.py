@@ -8,9 +8,9 @@ implementations of one case side by side (its relative columns are the speedups)
     pytest benchmarks/ -k "S3 and float32"
 
 Every case first checks the implementation against the oracle (PyTorch float64 when
-installed, else the reference loops on the first image); one that disagrees fails
-instead of being timed. The loops run only on the small shapes. CPU rounds start after a
-settle pause (FASTCONV_BENCH_PAUSE, default 0.3 s; see fastconv bench for why). GPU
+installed, else the reference loops on one image and a few channels of the same layer,
+fastconv.bench.oracle); one that disagrees fails instead of being timed. The loops run
+only on the small shapes. CPU rounds start after a settle pause (FASTCONV_BENCH_PAUSE, default 0.3 s; see fastconv bench for why). GPU
 rounds synchronise the device inside the timed call; the first call (kernel compilation)
 happens in the untimed check and its time is in each row's extra_info (--benchmark-json).
 Rounds: FASTCONV_BENCH_ROUNDS (default 5). benchmarks/gpu_bench.py is the CUDA-event GPU
@@ -23,7 +23,8 @@ import time
 
 import pytest
 
-from fastconv.bench import cases, ops, runner
+from fastconv.bench import cases, impls, ops
+from fastconv.bench.oracle import Oracle
 
 ROUNDS = int(os.environ.get("FASTCONV_BENCH_ROUNDS", "5"))
 PAUSE = float(os.environ.get("FASTCONV_BENCH_PAUSE", "0.3"))
@@ -31,11 +32,11 @@ SMALL_CONV = cases.ConvShape("tiny", 4, 3, 16, 16, 8, 3, 1, 1)
 SMALL_POOL = cases.PoolShape("tinypool", 4, 8, 16, 16, 2, 2, 0)
 
 IMPLS = {
-    "loop": ops.loop,
-    "fastconv": ops.fastconv_cpu,
-    "torch": ops.torch_cpu,
-    "fastconv-gpu": ops.fastconv_gpu,
-    "torch-cuda": ops.torch_cuda,
+    "loop": impls.loop,
+    "fastconv": impls.fastconv_cpu,
+    "torch": impls.torch_cpu,
+    "fastconv-gpu": impls.fastconv_gpu,
+    "torch-cuda": impls.torch_cuda,
 }
 
 
@@ -64,9 +65,9 @@ def _checked_bound(case, dtype, impl, oracles):
     """``impl`` bound to the case's inputs, after its results passed the oracle check."""
     inputs = ops.make_inputs(case, dtype)
     if (case, dtype) not in oracles:
-        oracles[case, dtype] = runner.Oracle(case, inputs, ops.torch_oracle() is not None)
+        oracles[case, dtype] = Oracle(case, inputs, impls.torch_oracle() is not None)
     oracle = oracles[case, dtype]
-    bound = impl.bind(case, oracle.check_inputs)
+    bound = impl.bind(oracle.check_case, oracle.check_inputs)
     t0 = time.perf_counter()
     bound.forward()
     if bound.has_backward:
@@ -75,7 +76,7 @@ def _checked_bound(case, dtype, impl, oracles):
     first_call_ms = (time.perf_counter() - t0) * 1e3  # includes kernel compilation on the GPU
     error = ops.relative_error(bound.results(), oracle.expected)
     assert error <= ops.TOLERANCE[dtype], (
-        f"{impl.name} disagrees with {oracle.impl.name} on {case.label()} {dtype}: relative "
+        f"{impl.name} disagrees with {oracle.label} on {case.label()} {dtype}: relative "
         f"error {error:.2e}; not timing a wrong result")
     return (bound if oracle.full else impl.bind(case, inputs)), first_call_ms
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from fastconv.bench import breakdown, cases, machine, ops, report, runner, timing
+from fastconv.bench import breakdown, cases, impls, machine, ops, report, runner, timing
 
 TINY_CONV = cases.ConvShape("t", 2, 3, 7, 6, 4, 3, 2, 1)
 TINY_POOL = cases.PoolShape("p", 2, 3, 7, 6, 3, 2, 1)
@@ -78,7 +78,7 @@ def test_relative_error():
 def test_every_implementation_agrees_with_the_loop_oracle(op):
     case = cases.Case(op, TINY_CONV)
     settings = runner.Settings(torch=False, **FAST)
-    records = runner.run_case(case, "float64", [ops.fastconv_cpu()], settings, log=lambda m: None)
+    records = runner.run_case(case, "float64", [impls.fastconv_cpu()], settings, log=lambda m: None)
     mine, loop = records
     assert mine["status"] == "ok" and mine["error"] < 1e-12 and mine["oracle"].startswith("loop-float64")
     p = mine["passes"]["fwd"]
@@ -88,14 +88,16 @@ def test_every_implementation_agrees_with_the_loop_oracle(op):
     if op == "conv2d":
         assert mine["peak_bytes"]["fwd+bwd"] == max(mine["peak_bytes"]["fwd"],
                                                     mine["peak_bytes"]["bwd"])
-    assert loop["status"] == "ok" and loop["extrapolated_from"] == 1
+    # one image fits the budget: the loops ran on it, scaled by the batch of 2
+    assert loop["status"] == "ok" and loop["extrapolated_from"] == "t 1x3x7x6 F4 k3 s2 p1"
+    assert loop["scale"] == 2
 
 
 def test_against_torch_with_ratios(torch):
     settings = runner.Settings(**FAST)
     for case in (cases.Case("conv2d", TINY_CONV), cases.Case("max_pool2d", TINY_POOL),
                  cases.Case("avg_pool2d", TINY_POOL)):
-        records = runner.run_case(case, "float32", [ops.fastconv_cpu(), ops.torch_cpu()], settings,
+        records = runner.run_case(case, "float32", [impls.fastconv_cpu(), impls.torch_cpu()], settings,
                                   log=lambda m: None)
         by = {r["impl"]: r for r in records}
         assert by["fastconv"]["oracle"] == "torch-float64"
@@ -106,7 +108,7 @@ def test_against_torch_with_ratios(torch):
 
 def _broken_impl():
     """fastconv with its convolution output off by one in one element."""
-    good = ops.fastconv_cpu()
+    good = impls.fastconv_cpu()
 
     def bind(case, arrays):
         bound = good.bind(case, arrays)
@@ -120,7 +122,7 @@ def _broken_impl():
         bound._forward = broken
         return bound
 
-    return ops.Impl("broken", "cpu", "cpu", bind)
+    return impls.Impl("broken", "cpu", "cpu", bind)
 
 
 @pytest.mark.parametrize("use_torch", [False, True])
@@ -129,28 +131,29 @@ def test_a_broken_implementation_is_never_timed(use_torch):
         pytest.importorskip("torch")
     settings = runner.Settings(torch=use_torch, loops=False, **FAST)
     records = runner.run_case(cases.Case("conv2d", TINY_CONV), "float32",
-                              [ops.fastconv_cpu(), _broken_impl()], settings, log=lambda m: None)
+                              [impls.fastconv_cpu(), _broken_impl()], settings, log=lambda m: None)
     good, broken = records
     assert good["status"] == "ok"
     assert broken["status"] == "mismatch" and "passes" not in broken
     assert "not timed" in broken["reason"]
     table = report.markdown_table({"machine": machine.describe(False), "settings": vars(settings),
                                    "results": records})
-    assert "broken on conv2d t float32: mismatch" in table
+    note, = [line for line in table.splitlines() if line.startswith("- broken mismatch")]
+    assert note.endswith("; not timed): conv2d t float32")
 
 
 def test_unavailable_and_over_budget_are_reported():
     settings = runner.Settings(torch=False, **dict(FAST, loop_budget=1e-9))
-    missing = ops.Impl("nothing", "gpu", "cupy", None, "no GPU here")
+    missing = impls.Impl("nothing", "gpu", "cupy", None, "no GPU here")
     records = runner.run_case(cases.Case("conv2d", TINY_CONV), "float32",
-                              [ops.fastconv_cpu(), missing], settings, log=lambda m: None)
+                              [impls.fastconv_cpu(), missing], settings, log=lambda m: None)
     by = {r["impl"]: r for r in records}
     assert by["nothing"]["status"] == "unavailable" and by["nothing"]["reason"] == "no GPU here"
     assert by["loop"]["status"] == "skipped" and "loop budget" in by["loop"]["reason"]
 
 
 def test_device_gpu_without_a_gpu_is_refused():
-    if ops.fastconv_gpu().available:
+    if impls.fastconv_gpu().available:
         pytest.skip("a GPU is usable here")
     with pytest.raises(runner.DeviceUnavailable, match="no usable GPU"):
         runner.select_impls(runner.Settings(device="gpu"))
@@ -223,10 +226,10 @@ def test_breakdown_under_a_small_workspace(limit):
 @pytest.mark.gpu
 def test_gpu_implementation_is_checked_and_timed():
     settings = runner.Settings(device="gpu", **FAST)
-    impls = runner.select_impls(settings)
+    chosen = runner.select_impls(settings)
     for case in (cases.Case("conv2d", TINY_CONV), cases.Case("max_pool2d", TINY_POOL)):
         for dtype in ("float32", "float64"):
-            records = runner.run_case(case, dtype, impls, settings, log=lambda m: None)
+            records = runner.run_case(case, dtype, chosen, settings, log=lambda m: None)
             gpu = next(r for r in records if r["impl"] == "fastconv-gpu")
             assert gpu["status"] == "ok", gpu.get("reason")
             assert gpu["first_call_ms"] > 0 and gpu["passes"]["fwd"]["median_ms"] > 0
@@ -271,7 +274,7 @@ class ScriptedLoad:
 def test_repeats_on_a_busy_machine_are_dropped(monkeypatch, script, timed, clean, noisy):
     monkeypatch.setattr(runner, "OtherLoad", ScriptedLoad(script))
     settings = runner.Settings(torch=False, loops=False, **dict(FAST, repeats=3, max_repeats=5))
-    rec, = runner.run_case(cases.Case("max_pool2d", TINY_POOL), "float32", [ops.fastconv_cpu()],
+    rec, = runner.run_case(cases.Case("max_pool2d", TINY_POOL), "float32", [impls.fastconv_cpu()],
                            settings, log=lambda m: None)
     assert rec["repeats"]["timed"] == timed and rec["repeats"]["clean"] == clean
     assert rec["repeats"]["noisy"] is noisy
@@ -281,7 +284,7 @@ def test_repeats_on_a_busy_machine_are_dropped(monkeypatch, script, timed, clean
 def test_gpu_benchmark_script_says_why_without_a_gpu():
     import os
     import subprocess
-    if ops.fastconv_gpu().available:
+    if impls.fastconv_gpu().available:
         pytest.skip("a GPU is usable here: the script would run the full GPU benchmark")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gpu_bench.py")],

@@ -7,11 +7,15 @@ users run. Python overhead is the call's time minus its steps. For convolutions 
 achieved GFLOP/s is set against the machine's measured GEMM peak.
 """
 
+from __future__ import annotations
+
 import statistics
 import time
+from typing import Any
 
 from ..profiling import record
-from . import ops
+from . import impls, ops
+from .cases import Case
 from .timing import OtherLoad
 
 BREAKDOWN_OPS = ("conv2d", "max_pool2d", "avg_pool2d")
@@ -22,20 +26,58 @@ def _gemm_flops(case):
     return case.shape.forward_flops() if case.op == "conv2d" else None
 
 
-def breakdown(case, dtype="float32", repeats=5, pause=0.3, peak=None, seed=0, max_repeats=None,
-              noise_threshold=0.15):
+def breakdown(case: Case, dtype: str = "float32", repeats: int = 5, pause: float = 0.3,
+              peak: float | None = None, seed: int = 0, max_repeats: int | None = None,
+              noise_threshold: float = 0.15) -> dict[str, Any]:
     """Median ms of each named step of one forward + backward pass of ``case`` on the CPU.
 
-    Returns a dict: ``total_ms`` (the whole call), ``steps_ms`` (step -> median ms, in the
-    order the code runs them), ``python_overhead_ms`` (total minus steps),
-    ``outside_gemm_share`` and, for convolutions, ``gemm_gflops`` per GEMM step (against
-    ``peak`` GFLOP/s when given). As in the benchmark, a repeat counts when other processes
-    kept fewer than ``noise_threshold`` cores busy; repeats go on (up to ``max_repeats``) to
-    collect ``repeats`` clean ones.
+    As in the benchmark, a repeat counts when other processes kept fewer than
+    ``noise_threshold`` cores busy; repeats go on (up to ``max_repeats``) to collect
+    ``repeats`` clean ones.
+
+    Parameters
+    ----------
+    case : Case
+        A conv2d, max_pool2d or avg_pool2d case.
+    dtype : str, default "float32"
+        The inputs' dtype.
+    repeats : int, default 5
+        Clean repeats wanted.
+    pause : float, default 0.3
+        Settle seconds before each repeat.
+    peak : float, optional
+        The GEMM peak in GFLOP/s, for the % column.
+    seed : int, default 0
+        Seed of the inputs.
+    max_repeats : int, optional
+        Repeat up to this many times (default: ``repeats``).
+    noise_threshold : float, default 0.15
+        Cores other processes may use during a clean repeat.
+
+    Returns
+    -------
+    dict
+        ``total_ms`` (the whole call), ``steps_ms`` (step -> median ms, in the order
+        the code runs them), ``python_overhead_ms`` (total minus steps),
+        ``outside_gemm_share``, ``gemm_gflops`` per GEMM step (convolutions),
+        ``gemm_peak_gflops`` and ``repeats``.
+
+    Raises
+    ------
+    ValueError
+        For an op other than :data:`BREAKDOWN_OPS`.
+
+    Examples
+    --------
+    >>> from fastconv.bench.cases import PoolShape
+    >>> result = breakdown(Case("max_pool2d", PoolShape("p", 2, 3, 8, 8, 2, 2, 0)), repeats=1,
+    ...                    pause=0)
+    >>> result["total_ms"] > 0
+    True
     """
     if case.op not in BREAKDOWN_OPS:
         raise ValueError(f"--breakdown covers {', '.join(BREAKDOWN_OPS)}, not {case.op}")
-    bound = ops.fastconv_cpu().bind(case, ops.make_inputs(case, dtype, seed))
+    bound = impls.fastconv_cpu().bind(case, ops.make_inputs(case, dtype, seed))
     bound.forward()  # warm-up: workspace buffers, first-touch page faults
     bound.backward()
     rounds = []  # (others' cores, total seconds, {step: seconds})
@@ -69,8 +111,16 @@ def breakdown(case, dtype="float32", repeats=5, pause=0.3, peak=None, seed=0, ma
     }
 
 
-def format_breakdown(result):
-    """A small Markdown table of one breakdown result."""
+def format_breakdown(result: dict[str, Any]) -> str:
+    """A small Markdown table of one :func:`breakdown` result.
+
+    Examples
+    --------
+    >>> from fastconv.bench.cases import PoolShape
+    >>> case = Case("avg_pool2d", PoolShape("p", 2, 3, 8, 8, 2, 2, 0))
+    >>> format_breakdown(breakdown(case, repeats=1, pause=0)).splitlines()[2]
+    '| step | ms | share | GEMM GFLOP/s | % of GEMM peak |'
+    """
     total = result["total_ms"]
     peak = result.get("gemm_peak_gflops")
     reps = result["repeats"]

@@ -6,8 +6,12 @@ and three pools that the CPU-speed targets name, so ``fastconv bench`` measures
 exactly those.
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from ..shapes import conv_output_size
 
@@ -27,26 +31,45 @@ class _Layer:
     w: int
 
     @property
-    def out_hw(self):
+    def out_hw(self) -> tuple[int, int]:
         """(OH, OW) of the layer."""
-        return tuple(conv_output_size(s, self.k, self.stride, self.pad) for s in (self.h, self.w))
+        s = cast("ConvShape | PoolShape", self)  # every layer is one of the two
+        return (conv_output_size(s.h, s.k, s.stride, s.pad),
+                conv_output_size(s.w, s.k, s.stride, s.pad))
 
 
 @dataclass(frozen=True)
 class ConvShape(_Layer):
-    """One convolution layer: batch, channels, image size, filters, square kernel, stride, pad."""
+    """One convolution layer: batch, channels, image size, filters, square kernel, stride, pad.
+
+    Parameters
+    ----------
+    name : str
+        Its name in the tables (``S1``).
+    n, c, h, w : int
+        Batch, channels, height, width of the input.
+    f : int
+        Filters.
+    k, stride, pad : int
+        Square kernel size, stride and zero padding.
+
+    Examples
+    --------
+    >>> ConvShape("x", 2, 3, 8, 8, 5, 3, 1, 1).out_hw
+    (8, 8)
+    """
 
     f: int
     k: int
     stride: int
     pad: int
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         """2*N*F*C*k*k*OH*OW: the multiply-adds of the forward GEMM, counted twice."""
         oh, ow = self.out_hw
         return 2 * self.n * self.f * self.c * self.k * self.k * oh * ow
 
-    def label(self):
+    def label(self) -> str:
         """Compact description, e.g. ``S2 64x3x32x32 F64 k3 s1 p1``."""
         return (f"{self.name} {self.n}x{self.c}x{self.h}x{self.w} F{self.f} "
                 f"k{self.k} s{self.stride} p{self.pad}")
@@ -54,25 +77,53 @@ class ConvShape(_Layer):
 
 @dataclass(frozen=True)
 class PoolShape(_Layer):
-    """One pooling layer: batch, channels, image size, square window, stride, pad."""
+    """One pooling layer: batch, channels, image size, square window, stride, pad.
+
+    Parameters
+    ----------
+    name : str
+        Its name in the tables (``P1``).
+    n, c, h, w : int
+        Batch, channels, height, width of the input.
+    k, stride, pad : int
+        Square window size, stride and padding.
+
+    Examples
+    --------
+    >>> PoolShape("p", 1, 1, 4, 4, 2, 2, 0).label()
+    'p 1x1x4x4 k2 s2 p0'
+    """
 
     k: int
     stride: int
     pad: int
 
-    def label(self):
+    def label(self) -> str:
         """Compact description, e.g. ``P1 64x64x32x32 k2 s2 p0``."""
         return f"{self.name} {self.n}x{self.c}x{self.h}x{self.w} k{self.k} s{self.stride} p{self.pad}"
 
 
 @dataclass(frozen=True)
 class Case:
-    """One op on one shape."""
+    """One op on one shape.
+
+    Parameters
+    ----------
+    op : str
+        One of :data:`OPS`.
+    shape : ConvShape or PoolShape
+        Its shape.
+
+    Examples
+    --------
+    >>> Case("conv2d", STANDARD_CONV[0]).label()
+    'conv2d S1 64x1x28x28 F32 k3 s1 p1'
+    """
 
     op: str
-    shape: object
+    shape: ConvShape | PoolShape
 
-    def label(self):
+    def label(self) -> str:
         """``op shape-label``."""
         return f"{self.op} {self.shape.label()}"
 
@@ -91,11 +142,30 @@ STANDARD_POOL = {
 }
 
 
-def parse_shape(text, index=1):
+def parse_shape(text: str, index: int = 1) -> ConvShape | PoolShape:
     """Parse ``N,C,H,W,F,k,stride,pad`` (a conv shape) or ``N,C,H,W,k,stride,pad`` (a pool).
 
-    An optional ``NAME=`` prefix names it (default ``custom<index>``). Raises ValueError
-    with the offending text for anything else, including sizes that give no output.
+    Parameters
+    ----------
+    text : str
+        The shape, with an optional ``NAME=`` prefix.
+    index : int, default 1
+        Names an unnamed shape ``custom<index>``.
+
+    Returns
+    -------
+    ConvShape or PoolShape
+        Eight numbers make a convolution, seven a pool.
+
+    Raises
+    ------
+    ValueError
+        With the offending text for anything else, including sizes that give no output.
+
+    Examples
+    --------
+    >>> parse_shape("mine=8,3,16,16,4,3,1,1").label()
+    'mine 8x3x16x16 F4 k3 s1 p1'
     """
     name = f"custom{index}"
     body = text.strip()
@@ -122,11 +192,35 @@ def parse_shape(text, index=1):
     return shape
 
 
-def build_cases(ops=None, shapes=None, quick=False):
+def build_cases(ops: Iterable[str] | None = None,
+                shapes: Sequence[ConvShape | PoolShape] | None = None,
+                quick: bool = False) -> list[Case]:
     """The cases to run: ``ops`` (default: all, or the quick set) on ``shapes``.
 
-    ``shapes`` (parsed custom shapes) replace the standard set: conv shapes feed conv2d,
-    im2col and col2im; pool shapes feed max_pool2d and avg_pool2d.
+    Parameters
+    ----------
+    ops : iterable of str, optional
+        Ops from :data:`OPS` (default: all of them, or :data:`QUICK_OPS` when ``quick``).
+    shapes : sequence of ConvShape or PoolShape, optional
+        Custom shapes replacing the standard set: conv shapes feed conv2d, im2col and
+        col2im; pool shapes feed max_pool2d and avg_pool2d.
+    quick : bool, default False
+        Default to the quick ops.
+
+    Returns
+    -------
+    list of Case
+        In op order, then shape order.
+
+    Raises
+    ------
+    ValueError
+        For an unknown op, or when no op has a matching shape.
+
+    Examples
+    --------
+    >>> len(build_cases(quick=True))
+    9
     """
     ops = tuple(ops) if ops else (QUICK_OPS if quick else OPS)
     unknown = [op for op in ops if op not in OPS]

@@ -25,7 +25,7 @@ import sys
 import time
 from unittest import mock
 
-from ..nn import models
+from ..nn import classifiers
 
 KINDS = ("conv fwd", "conv bwd", "batch norm", "ReLU", "pooling", "linear", "loss", "update",
          "other")
@@ -99,8 +99,8 @@ def fastconv_timers(step, timers):
                 for name, kind in ((op + "_forward", fwd), (op + "_backward", bwd)):
                     if hasattr(namespace, name):
                         _time_attribute(stack, timers, namespace, name, kind)
-        for name in LOSS_FUNCTIONS:  # what CourseInterface.loss calls
-            _time_attribute(stack, timers, models, name, "loss")
+        for name in LOSS_FUNCTIONS:  # what CourseInterface.loss calls, where it looks them up
+            _time_attribute(stack, timers, classifiers, name, "loss")
         _time_attribute(stack, timers, step.optimizer, "step", "update")
         return stack.pop_all()
 

@@ -5,17 +5,27 @@ none) goes into the benchmark JSON and ``fastconv info``; the GEMM peak, measure
 same run, is the denominator of every "% of peak" figure.
 """
 
+from __future__ import annotations
+
 import os
 import platform
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from ..backend import gpu_status
 
 
-def cpu_model():
-    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or platform.processor()).
+
+    Examples
+    --------
+    >>> isinstance(cpu_model(), str)
+    True
+    """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -26,19 +36,36 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def usable_cores():
-    """Cores this process may run on (its affinity mask where the OS has one)."""
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one).
+
+    Examples
+    --------
+    >>> usable_cores() >= 1
+    True
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count()
+        return os.cpu_count() or 1
 
 
-def blas_info():
+def blas_info() -> list[dict[str, Any]]:
     """The BLAS libraries NumPy uses and their thread counts.
 
     Uses threadpoolctl when installed (it reports live thread counts), else NumPy's build
     configuration (library name only).
+
+    Returns
+    -------
+    list of dict
+        One per library: ``library``, ``version``, ``threads``, ``architecture``,
+        ``prefix`` (None where unknown).
+
+    Examples
+    --------
+    >>> "library" in blas_info()[0]
+    True
     """
     try:
         from threadpoolctl import threadpool_info
@@ -69,8 +96,26 @@ def _version(module_name):
     return getattr(module, "__version__", "unknown"), None
 
 
-def describe(include_torch=True):
-    """A JSON-ready dict describing this machine and the library versions."""
+def describe(include_torch: bool = True) -> dict[str, Any]:
+    """A JSON-ready dict describing this machine and the library versions.
+
+    Parameters
+    ----------
+    include_torch : bool, default True
+        Also import torch and give its version and thread count.
+
+    Returns
+    -------
+    dict
+        ``cpu``, ``cores``, ``platform``, ``python``, ``fastconv``, ``numpy``, ``blas``,
+        ``gpu_available``, ``gpu`` (the device or why none), ``cupy`` and, where they
+        apply, ``cuda_runtime``, ``torch``, ``torch_threads``.
+
+    Examples
+    --------
+    >>> describe(include_torch=False)["cores"] >= 1
+    True
+    """
     import fastconv
     gpu_ok, gpu_reason = gpu_status()
     info = {
@@ -98,13 +143,38 @@ def describe(include_torch=True):
     return info
 
 
-def gemm_peak(dtype, xp=np, n=2048, repeats=5, pause=0.3, sync=None):
+def gemm_peak(dtype: str, xp: Any = np, n: int = 2048, repeats: int = 5, pause: float = 0.3,
+              sync: Callable[[], None] | None = None) -> float:
     """Best GFLOP/s of an n x n x n matrix product in ``dtype`` on ``xp`` (numpy or cupy).
 
     One warm-up, then ``repeats`` timed products (each after ``pause`` seconds so idle
     BLAS threads start from the same state as in the benchmark); the best one is the
-    peak (on a shared machine the others measure the neighbours). ``sync`` waits for the
-    device when ``xp`` is CuPy.
+    peak (on a shared machine the others measure the neighbours).
+
+    Parameters
+    ----------
+    dtype : str
+        The matrices' dtype.
+    xp : module, default numpy
+        The array module (``cupy`` for the GPU).
+    n : int, default 2048
+        The matrices' size.
+    repeats : int, default 5
+        Timed products.
+    pause : float, default 0.3
+        Seconds before each.
+    sync : callable, optional
+        Waits for the device when ``xp`` is CuPy.
+
+    Returns
+    -------
+    float
+        GFLOP/s of the fastest product.
+
+    Examples
+    --------
+    >>> gemm_peak("float64", n=32, repeats=1, pause=0) > 0
+    True
     """
     rng = np.random.default_rng(0)
     a = xp.asarray(rng.standard_normal((n, n)).astype(dtype))
@@ -123,3 +193,34 @@ def gemm_peak(dtype, xp=np, n=2048, repeats=5, pause=0.3, sync=None):
             sync()
         rates.append(2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
     return max(rates)
+
+
+def kernel_compile_seconds(dtypes: Iterable[str], launcher: Any = None) -> dict[str, float]:
+    """Compile fastconv's CUDA kernel files for each dtype now, timing each one.
+
+    The first use of a kernel file in a dtype compiles it with NVRTC (or, on
+    CuPy 14.1 and later, loads an earlier build from CuPy's disk cache); the
+    benchmark does it here, on its own clock, so no timed first call includes it.
+
+    Parameters
+    ----------
+    dtypes : iterable of str
+        The dtypes to compile for.
+    launcher : fastconv._cuda.Launcher, optional
+        Default: the CuPy launcher (imports CuPy).
+
+    Returns
+    -------
+    dict of str to float
+        ``{"im2col.cu float32": seconds, ...}``; near zero for a file this process
+        had already compiled.
+    """
+    from .. import _cuda
+    launcher = launcher or _cuda.default_launcher()
+    seconds = {}
+    for dtype in dtypes:
+        for file in _cuda.kernel_files():
+            t0 = time.perf_counter()
+            launcher.module(file, dtype)
+            seconds[f"{file} {dtype}"] = time.perf_counter() - t0
+    return seconds

@@ -93,7 +93,7 @@ class NetworkSettings:
 
     device: str = "auto"           # cpu | gpu | auto (CPU, plus the GPU when usable)
     repeats: int = 10              # clean repeats wanted
-    max_repeats: int = None        # keep repeating up to this many to get them (None: repeats)
+    max_repeats: int | None = None  # keep repeating up to this many to get them (None: repeats)
     noise_threshold: float = 0.15  # cores other processes may use during a clean repeat
     warmup: int = 2                # untimed steps per side (after the checked one, if any)
     pause: float = 0.3             # settle time before each timed CPU step, seconds

@@ -1,25 +1,62 @@
-"""How each benchmarked op is called by each implementation, behind one small interface.
+"""How each benchmarked op is called, behind one small interface, and what it computes.
 
-An implementation (:class:`Impl`) binds an op to inputs and returns a :class:`Bound` with
-``forward()``, ``backward()`` (None for single-pass ops) and ``results()`` (NumPy arrays
-named out, dx, dw, db), so the runner can check and time every implementation alike:
-
-- ``fastconv`` / ``fastconv-gpu``: fastconv's public functions on NumPy / CuPy arrays;
-- ``loop``: :mod:`fastconv.reference`, the plain loops (same names and signatures);
-- ``torch`` / ``torch-cuda``: ``torch.nn.functional`` with autograd, when installed.
+Binding an op to inputs gives a :class:`Bound` with ``forward()``, ``backward()`` (None
+for single-pass ops) and ``results()`` (NumPy arrays named out, dx, dw, db), so the
+runner can check and time every implementation (:mod:`.impls`) alike:
+:func:`fastconv_api_bind` calls a module with fastconv's API (fastconv itself, or
+:mod:`fastconv.reference`, the plain loops with the same names and signatures),
+:func:`torch_bind` calls ``torch.nn.functional`` with autograd. Also here: the inputs
+of a case, the work of a pass (flops, bytes) and the agreement measure.
 """
 
+from __future__ import annotations
+
+import contextlib
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..backend import as_numpy, gpu_status
+from ..backend import as_numpy
+from ..selftest.compare import array_error
+from .cases import Case, ConvShape
 
 SINGLE_PASS_OPS = ("im2col", "col2im")
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+
+Arrays = Mapping[str, np.ndarray]
 
 
-def make_inputs(case, dtype, seed=0):
-    """Random NumPy inputs of ``dtype`` for ``case``: x (or cols), w, b, dout as the op needs."""
+def make_inputs(case: Case, dtype: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random NumPy inputs of ``dtype`` for ``case``: x (or cols), w, b, dout as the op needs.
+
+    Parameters
+    ----------
+    case : Case
+        The op and its shape.
+    dtype : str
+        ``float32`` or ``float64``.
+    seed : int, default 0
+        Seed of the generator.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Standard normal values (the weights scaled by ``fan_in ** -0.5``).
+
+    Raises
+    ------
+    ValueError
+        For an op the benchmark does not know.
+
+    Examples
+    --------
+    >>> from fastconv.bench.cases import ConvShape
+    >>> inputs = make_inputs(Case("conv2d", ConvShape("t", 2, 3, 5, 5, 4, 3, 1, 1)), "float32")
+    >>> {k: v.shape for k, v in inputs.items()}
+    {'x': (2, 3, 5, 5), 'w': (4, 3, 3, 3), 'b': (4,), 'dout': (2, 4, 5, 5)}
+    """
     rng = np.random.default_rng(seed)
     s = case.shape
     oh, ow = s.out_hw
@@ -27,7 +64,7 @@ def make_inputs(case, dtype, seed=0):
     def normal(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(dtype)
 
-    if case.op == "conv2d":
+    if case.op == "conv2d" and isinstance(s, ConvShape):
         fan_in = s.c * s.k * s.k
         return {"x": normal(s.n, s.c, s.h, s.w), "w": normal(s.f, s.c, s.k, s.k, scale=fan_in ** -0.5),
                 "b": normal(s.f), "dout": normal(s.n, s.f, oh, ow)}
@@ -40,21 +77,56 @@ def make_inputs(case, dtype, seed=0):
     raise ValueError(f"unknown op {case.op!r}")
 
 
-def batch_slice(inputs, n):
-    """The first ``n`` images of every batched input (weights and bias unchanged)."""
-    return {k: (v if k in ("w", "b") else v[:n]) for k, v in inputs.items()}
+def flops(case: Case, pass_name: str) -> int | None:
+    """Floating-point operations of a conv pass (forward GEMM; backward = dx + dw GEMMs).
 
+    Parameters
+    ----------
+    case : Case
+        The case.
+    pass_name : {"fwd", "bwd", "fwd+bwd"}
+        The pass.
 
-def flops(case, pass_name):
-    """Floating-point operations of a conv pass (forward GEMM; backward = dx + dw GEMMs)."""
-    if case.op != "conv2d":
+    Returns
+    -------
+    int or None
+        None for the memory-bound ops.
+
+    Examples
+    --------
+    >>> from fastconv.bench.cases import ConvShape
+    >>> flops(Case("conv2d", ConvShape("t", 1, 1, 3, 3, 1, 3, 1, 1)), "fwd+bwd")
+    486
+    """
+    if case.op != "conv2d" or not isinstance(case.shape, ConvShape):
         return None
     fwd = case.shape.forward_flops()
     return {"fwd": fwd, "bwd": 2 * fwd, "fwd+bwd": 3 * fwd}[pass_name]
 
 
-def bytes_moved(case, pass_name, itemsize):
-    """Bytes read plus written by a memory-bound pass (pools, im2col, col2im): its inputs and outputs."""
+def bytes_moved(case: Case, pass_name: str, itemsize: int) -> int | None:
+    """Bytes read plus written by a memory-bound pass (pools, im2col, col2im).
+
+    Parameters
+    ----------
+    case : Case
+        The case.
+    pass_name : {"fwd", "bwd", "fwd+bwd"}
+        The pass.
+    itemsize : int
+        Bytes per element.
+
+    Returns
+    -------
+    int or None
+        The pass's inputs and outputs in bytes; None for convolutions.
+
+    Examples
+    --------
+    >>> from fastconv.bench.cases import PoolShape
+    >>> bytes_moved(Case("max_pool2d", PoolShape("p", 1, 1, 4, 4, 2, 2, 0)), "fwd", 4)
+    80
+    """
     if case.op == "conv2d":
         return None
     s = case.shape
@@ -70,29 +142,90 @@ def bytes_moved(case, pass_name, itemsize):
 
 
 class Bound:
-    """One op bound to one implementation's inputs: forward, backward, results."""
+    """One op bound to one implementation's inputs: forward, backward, results.
 
-    def __init__(self, forward, backward, collect):
+    Parameters
+    ----------
+    forward : callable
+        No arguments; returns the state ``backward`` and ``collect`` take.
+    backward : callable or None
+        Takes the state; None for single-pass ops.
+    collect : callable
+        ``collect(state, grads)``: a dict of the results (arrays or None).
+    mode : callable, optional
+        A context manager factory each pass runs inside (TF32 on or off).
+
+    Examples
+    --------
+    >>> b = Bound(lambda: np.ones(2), None, lambda state, grads: {"out": state})
+    >>> b.forward(); b.results()
+    {'out': array([1., 1.])}
+    """
+
+    def __init__(self, forward: Callable[[], Any], backward: Callable[[Any], Any] | None,
+                 collect: Callable[[Any, Any], dict] | None,
+                 mode: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self._forward, self._backward, self._collect = forward, backward, collect
+        self.mode = mode
         self.state = self.grads = None
         self.has_backward = backward is not None
 
-    def forward(self):
+    def forward(self) -> None:
         """Run the forward pass (keeps its output and cache)."""
-        self.state = self._forward()
+        with self.mode():
+            self.state = self._forward()
 
-    def backward(self):
+    def backward(self) -> None:
         """Run the backward pass on the last forward's cache."""
-        self.grads = self._backward(self.state)
+        with self.mode():
+            if self._backward is None:
+                raise TypeError("a single-pass op has no backward pass")
+            self.grads = self._backward(self.state)
 
-    def results(self):
+    def results(self) -> dict[str, np.ndarray]:
         """The last outputs as NumPy arrays: a dict with out and dx/dw/db where they exist."""
+        if self._collect is None:
+            raise TypeError("this bound op collects no results")
         collected = self._collect(self.state, self.grads)
         return {k: as_numpy(v) for k, v in collected.items() if v is not None}
 
 
-def _fastconv_api_bind(mod, case, a):
-    """Bind an op of a module with fastconv's API (fastconv itself or fastconv.reference)."""
+def run_once(bound: Bound) -> dict[str, np.ndarray]:
+    """One forward and (if any) backward pass of ``bound``; its results.
+
+    Examples
+    --------
+    >>> run_once(Bound(lambda: np.zeros(1), None, lambda state, grads: {"out": state}))
+    {'out': array([0.])}
+    """
+    bound.forward()
+    if bound.has_backward:
+        bound.backward()
+    return bound.results()
+
+
+def fastconv_api_bind(mod: Any, case: Case, a: Arrays) -> Bound:
+    """Bind ``case``'s op of a module with fastconv's API to the arrays ``a``.
+
+    Parameters
+    ----------
+    mod : module
+        :mod:`fastconv` or :mod:`fastconv.reference`.
+    case : Case
+        The op and its shape.
+    a : mapping of str to array
+        :func:`make_inputs`' arrays, on the device ``mod`` computes on.
+
+    Returns
+    -------
+    Bound
+        Its passes; results out, dx, dw, db as the op has them.
+
+    Raises
+    ------
+    ValueError
+        For an op the benchmark does not know.
+    """
     s = case.shape
     if case.op == "conv2d":
         return Bound(lambda: mod.conv2d_forward(a["x"], a["w"], a["b"], s.stride, s.pad),
@@ -114,10 +247,19 @@ def _fastconv_api_bind(mod, case, a):
     raise ValueError(f"unknown op {case.op!r}")
 
 
-def _torch_bind(torch, device, case, arrays):
+def torch_bind(torch: Any, device: str, case: Case, arrays: Arrays) -> Bound:
+    """Bind ``case``'s op in ``torch.nn.functional`` (gradients by autograd) to tensors of
+    ``arrays`` on ``device`` (``"cpu"`` or ``"cuda"``).
+
+    Raises
+    ------
+    ValueError
+        For an op the benchmark does not know.
+    """
     F = torch.nn.functional
     s = case.shape
     needs_grad = case.op not in SINGLE_PASS_OPS
+    params: tuple[Any, ...]
     t = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in arrays.items()}
     for k in ("x", "w", "b"):
         if k in t and needs_grad:
@@ -149,124 +291,26 @@ def _torch_bind(torch, device, case, arrays):
     return Bound(forward, lambda out: torch.autograd.grad(out, params, t["dout"]), collect)
 
 
-class Impl:
-    """An implementation: a name, a device, a clock kind and a way to bind ops to inputs."""
-
-    def __init__(self, name, device, clock, bind, reason=None):
-        self.name, self.device, self.clock, self._bind = name, device, clock, bind
-        self.reason = reason  # why it is unavailable (None when available)
-
-    @property
-    def available(self):
-        """True when this implementation can run here."""
-        return self.reason is None
-
-    def bind(self, case, arrays):
-        """Move NumPy ``arrays`` to this implementation's device and bind ``case``'s op."""
-        return self._bind(case, arrays)
-
-    def sync(self):
-        """Wait for queued device work (no-op on the CPU)."""
-        if self.clock == "cupy":
-            import cupy
-            cupy.cuda.Device().synchronize()
-        elif self.clock == "torch-cuda":
-            import torch
-            torch.cuda.synchronize()
-
-
-def _import_torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
-def fastconv_cpu():
-    """fastconv's vectorised NumPy path."""
-    import fastconv
-    return Impl("fastconv", "cpu", "cpu", lambda case, a: _fastconv_api_bind(fastconv, case, a))
-
-
-def fastconv_gpu():
-    """fastconv on CuPy arrays (unavailable, with the reason, when no GPU is usable)."""
-    ok, reason = gpu_status()
-
-    def bind(case, arrays):
-        import cupy
-
-        import fastconv
-        return _fastconv_api_bind(fastconv, case, {k: cupy.asarray(v) for k, v in arrays.items()})
-
-    return Impl("fastconv-gpu", "gpu", "cupy", bind, None if ok else reason)
-
-
-def loop():
-    """The plain nested loops of fastconv.reference."""
-    from .. import reference
-    return Impl("loop", "cpu", "cpu", lambda case, a: _fastconv_api_bind(reference, case, a))
-
-
-def torch_cpu(threads=None):
-    """PyTorch's CPU ops (all cores unless ``threads``), or unavailable without torch."""
-    torch = _import_torch()
-    if torch is None:
-        return Impl("torch", "cpu", "cpu", None, "torch is not installed")
-    import os
-    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
-    return Impl("torch", "cpu", "cpu", lambda case, a: _torch_bind(torch, "cpu", case, a))
-
-
-def torch_cuda():
-    """PyTorch on CUDA (cuDNN), or unavailable with the reason."""
-    torch = _import_torch()
-    if torch is None:
-        return Impl("torch-cuda", "gpu", "torch-cuda", None, "torch is not installed")
-    if not torch.cuda.is_available():
-        return Impl("torch-cuda", "gpu", "torch-cuda", None, "this torch build sees no CUDA device")
-    return Impl("torch-cuda", "gpu", "torch-cuda", lambda case, a: _torch_bind(torch, "cuda", case, a))
-
-
-def _f64(arrays):
-    return {k: v.astype(np.float64) for k, v in arrays.items()}
-
-
-def torch_oracle():
-    """PyTorch CPU in float64: the independent oracle every timed result is checked against."""
-    torch = _import_torch()
-    if torch is None:
-        return None
-    return Impl("torch-float64", "cpu", "cpu", lambda case, a: _torch_bind(torch, "cpu", case, _f64(a)))
-
-
-def loop_oracle():
-    """The reference loops in float64: the oracle when torch is missing (run on a batch slice)."""
-    from .. import reference
-    return Impl("loop-float64", "cpu", "cpu",
-                lambda case, a: _fastconv_api_bind(reference, case, _f64(a)))
-
-
-def relative_error(got, expected):
+def relative_error(got: Arrays, expected: Arrays) -> float:
     """max |got - expected| / max |expected| over every array the oracle gives.
 
-    An array the oracle gives and ``got`` lacks (a gradient returned as None)
-    is a mismatch: infinite error.
+    Parameters
+    ----------
+    got, expected : mapping of str to numpy.ndarray
+        The results under test and the oracle's, by name.
+
+    Returns
+    -------
+    float
+        The worst :func:`fastconv.selftest.compare.array_error`; infinite when an
+        array the oracle gives is missing from ``got`` (a gradient returned as
+        None), has another shape, or differs by a non-finite amount.
+
+    Examples
+    --------
+    >>> relative_error({"out": np.array([1.0, 2.2])}, {"out": np.array([1.0, 2.0])})
+    0.10000000000000009
     """
-    worst = 0.0
-    for key, ref in expected.items():
-        if key not in got:
-            return math.inf
-        val = got[key]
-        if val.shape != ref.shape:
-            return math.inf
-        ref64 = ref.astype(np.float64)
-        scale = max(float(np.max(np.abs(ref64))) if ref64.size else 0.0, 1e-30)
-        diff = np.abs(val.astype(np.float64) - ref64)
-        if diff.size and not np.isfinite(diff).all():
-            return math.inf
-        worst = max(worst, float(diff.max()) / scale if diff.size else 0.0)
-    return worst
-
-
-TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+    if any(key not in got for key in expected):
+        return math.inf
+    return max((array_error(got[key], ref) for key, ref in expected.items()), default=0.0)

@@ -2,36 +2,46 @@
 
 Per case and dtype:
 
-1. Inputs are drawn once; the oracle (PyTorch CPU float64 when installed, else the
-   reference loops in float64 on the first image) gives the expected results.
-2. Each implementation runs once (its first call, timed on its own: on the GPU it includes
-   the kernel compilation) and its results are compared with the oracle. One that
-   disagrees beyond the dtype's tolerance is reported as a mismatch and never timed.
+1. Inputs are drawn once; the oracle (:mod:`.oracle`: PyTorch CPU float64 on the batch
+   when installed, else the reference loops in float64 on one image and a few channels
+   of the same layer) gives the expected results.
+2. Each implementation runs once (its first call, timed on its own; the GPU kernels
+   were compiled before the first case, on their own clock) and its results are
+   compared with the oracle. One that disagrees beyond its tolerance is reported as a
+   mismatch and never timed.
 3. The implementations that agree are timed interleaved: in every repeat each runs a
    forward then a backward pass, the order rotating between repeats; CPU passes start
-   after a settle pause. Medians, minima and maxima are kept, and ratios to PyTorch are
-   medians of per-repeat ratios.
-4. The loop implementation runs once on the first image, when its estimated time fits
-   the budget, and is scaled linearly to the batch (reported as extrapolated).
+   after a settle pause, GPU passes are timed with CUDA events. Medians, minima and
+   maxima are kept, and ratios to PyTorch are medians of per-repeat ratios.
+4. The loop implementation runs once on one image, with the channels and filters cut
+   until its estimated time fits the loop budget (:mod:`.reduced`), and is scaled to
+   the batch by the work ratio (reported as an estimate).
 5. The peak memory of fastconv's CPU forward and of its backward is measured with
    tracemalloc, outside the timings (fwd+bwd: the larger of the two).
+
+On the GPU, float32 convolutions run twice on both sides: TF32 off (fastconv's
+:func:`fastconv.set_tf32` and PyTorch's cuBLAS and cuDNN switches all off) and on.
 """
+
+from __future__ import annotations
 
 import statistics
 import time
 import tracemalloc
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from . import ops
+from . import ops, reduced
 from ..workspace import release_workspace
-from .cases import ConvShape
-from .machine import describe, gemm_peak
+from .cases import Case
+from .impls import (TORCH_TWIN, Impl, fastconv_cpu, fastconv_gpu, loop, torch_cpu, torch_cuda,
+                    torch_oracle)
+from .machine import describe, gemm_peak, kernel_compile_seconds
+from .oracle import Oracle
 from .timing import OtherLoad, median_ratio, summarize, time_pair, wall
 
-# Seconds per multiply-add (conv) or per window element (pools, im2col, col2im) of the
-# reference loops, forward plus backward, measured on a 2-core CI-class machine. Used only
-# to decide whether a loop run fits the budget.
-LOOP_SECONDS_PER_UNIT = 3.5e-6
+Log = Callable[[str], None]
 
 
 class DeviceUnavailable(RuntimeError):
@@ -40,57 +50,82 @@ class DeviceUnavailable(RuntimeError):
 
 @dataclass
 class Settings:
-    """How to run the benchmark (the CLI maps its options onto these)."""
+    """How to run the benchmark (the CLI maps its options onto these).
+
+    Examples
+    --------
+    >>> Settings(repeats=3).max_repeats is None
+    True
+    """
 
     dtypes: tuple = ("float32",)
     device: str = "auto"          # cpu | gpu | auto (CPU, plus the GPU when usable)
     repeats: int = 10             # clean repeats wanted
-    max_repeats: int = None       # keep repeating up to this many to get them (None: repeats)
+    max_repeats: int | None = None  # keep repeating up to this many to get them (None: repeats)
     noise_threshold: float = 0.15  # cores other processes may use during a clean repeat
     warmup: int = 1
     pause: float = 0.3            # settle time before each timed CPU forward, seconds
     loops: bool = True
-    loop_budget: float = 8.0      # seconds one loop run (one image, fwd+bwd) may take
+    loop_budget: float = 8.0      # estimated seconds one loop run (fwd+bwd) may take
     gemm_n: int = 2048
     torch: bool = True
     seed: int = 0
 
 
-def loop_estimate(case):
-    """Estimated seconds of the reference loops, forward plus backward, on one image."""
-    s = case.shape
-    oh, ow = s.out_hw
-    if isinstance(s, ConvShape) and case.op == "conv2d":
-        units = s.f * s.c * s.k * s.k * oh * ow
-    else:
-        units = s.c * s.k * s.k * oh * ow
-    return units * LOOP_SECONDS_PER_UNIT
+def select_impls(settings: Any) -> list[Impl]:
+    """The implementations to time for ``settings.device`` (unavailable ones carry a reason).
 
+    Parameters
+    ----------
+    settings : Settings
+        Reads ``device`` and ``torch``.
 
-def select_impls(settings):
-    """The implementations to time for ``settings.device`` (unavailable ones carry a reason)."""
+    Returns
+    -------
+    list of Impl
+        fastconv (and torch) on the CPU, fastconv-gpu (and torch-cuda) on the GPU, all
+        with TF32 off.
+
+    Raises
+    ------
+    ValueError
+        For a device other than cpu, gpu or auto.
+    DeviceUnavailable
+        For ``device="gpu"`` when no GPU is usable.
+
+    Examples
+    --------
+    >>> [i.name for i in select_impls(Settings(device="cpu", torch=False))]
+    ['fastconv']
+    """
     if settings.device not in ("cpu", "gpu", "auto"):
         raise ValueError(f"device must be cpu, gpu or auto, got {settings.device!r}")
     impls = []
     if settings.device in ("cpu", "auto"):
-        impls.append(ops.fastconv_cpu())
+        impls.append(fastconv_cpu())
         if settings.torch:
-            impls.append(ops.torch_cpu())
-    gpu = ops.fastconv_gpu()
+            impls.append(torch_cpu())
+    gpu = fastconv_gpu()
     if settings.device == "gpu" and not gpu.available:
         raise DeviceUnavailable(f"--device gpu: no usable GPU ({gpu.reason})")
     if settings.device == "gpu" or (settings.device == "auto" and gpu.available):
         impls.append(gpu)
         if settings.torch:
-            impls.append(ops.torch_cuda())
+            impls.append(torch_cuda())
     return impls
 
 
-def _run_once(bound):
-    bound.forward()
-    if bound.has_backward:
-        bound.backward()
-    return bound.results()
+def with_tf32(impls: Sequence[Impl]) -> list[Impl]:
+    """``impls`` plus the TF32 variant of each GPU one (they run float32 convolutions only).
+
+    Examples
+    --------
+    >>> [i.name for i in with_tf32([fastconv_cpu()])]
+    ['fastconv']
+    """
+    variants = {"fastconv-gpu": lambda: fastconv_gpu(tf32=True),
+                "torch-cuda": lambda: torch_cuda(tf32=True)}
+    return list(impls) + [variants[i.name]() for i in impls if i.name in variants]
 
 
 def _peak_memory(bound):
@@ -117,6 +152,12 @@ def _peak_memory(bound):
         tracemalloc.stop()
 
 
+def _first_call(impl, bound):
+    """The first forward and backward, waited for (on the GPU it may set up libraries)."""
+    ops.run_once(bound)
+    impl.sync()
+
+
 def _record(case, dtype, impl):
     return {"op": case.op, "shape": case.shape.name, "label": case.shape.label(),
             "params": asdict(case.shape), "dtype": dtype, "impl": impl.name,
@@ -131,32 +172,33 @@ def _passes(fwd, bwd):
     return passes
 
 
-class Oracle:
-    """Expected results for one case: PyTorch float64 on the full batch, else loops on image 0."""
+def run_case(case: Case, dtype: str, impls: Sequence[Impl], settings: Settings,
+             log: Log = print) -> list[dict]:
+    """Check and time every implementation on one case; one record per implementation.
 
-    def __init__(self, case, inputs, use_torch):
-        impl = ops.torch_oracle() if use_torch else None
-        self.full = impl is not None
-        self.impl = impl or ops.loop_oracle()
-        self.case, self.inputs = case, inputs
-        self.check_inputs = inputs if self.full else ops.batch_slice(inputs, 1)
-        self.expected = _run_once(self.impl.bind(case, self.check_inputs))
-        self._first_image = None if self.full else self.expected
+    Parameters
+    ----------
+    case : Case
+        The op and its shape.
+    dtype : str
+        ``float32`` or ``float64``.
+    impls : sequence of Impl
+        The implementations (TF32 variants take part in float32 convolutions only).
+    settings : Settings
+        Repeats, pauses, the loop budget, whether to use PyTorch as the oracle.
+    log : callable, default print
+        Progress messages.
 
-    def first_image(self):
-        """Expected results on the first image alone (for the sliced loop run)."""
-        if self._first_image is None:
-            self._first_image = _run_once(self.impl.bind(self.case, ops.batch_slice(self.inputs, 1)))
-        return self._first_image
-
-
-def run_case(case, dtype, impls, settings, log=print):
-    """Check and time every implementation on one case; return one record per implementation."""
+    Returns
+    -------
+    list of dict
+        One record per implementation (status ``ok``, ``mismatch``, ``error`` or
+        ``unavailable``), then the loop's when ``settings.loops``.
+    """
     inputs = ops.make_inputs(case, dtype, settings.seed)
-    oracle = Oracle(case, inputs, settings.torch and ops.torch_oracle() is not None)
-    tolerance = ops.TOLERANCE[dtype]
+    oracle = Oracle(case, inputs, settings.torch and torch_oracle() is not None)
     records, bound = [], {}
-    for impl in impls:
+    for impl in (i for i in impls if i.runs(case, dtype)):
         rec = _record(case, dtype, impl)
         records.append(rec)
         if not impl.available:
@@ -164,13 +206,15 @@ def run_case(case, dtype, impls, settings, log=print):
             continue
         try:
             b = impl.bind(case, inputs)
-            rec["first_call_ms"] = wall(lambda: (_run_once(b), impl.sync())) * 1e3
-            got = b.results() if oracle.full else _run_once(impl.bind(case, oracle.check_inputs))
+            rec["first_call_ms"] = wall(lambda: _first_call(impl, b)) * 1e3
+            got = b.results() if oracle.full else ops.run_once(
+                impl.bind(oracle.check_case, oracle.check_inputs))
         except Exception as exc:  # an implementation that cannot run this case is reported
             rec.update(status="error", reason=f"{type(exc).__name__}: {exc}")
             continue
         rec["error"] = ops.relative_error(got, oracle.expected)
-        rec["oracle"] = oracle.impl.name + ("" if oracle.full else " (first image)")
+        rec["oracle"] = oracle.label
+        tolerance = impl.tolerance(dtype)
         if not rec["error"] <= tolerance:
             rec.update(status="mismatch",
                        reason=f"relative error {rec['error']:.2e} vs {rec['oracle']} exceeds "
@@ -183,7 +227,7 @@ def run_case(case, dtype, impls, settings, log=print):
         if impl.name == "fastconv":
             rec["peak_bytes"] = _peak_memory(b)
     if settings.loops:
-        records.append(_run_loop(case, dtype, inputs, oracle, settings, tolerance))
+        records.append(_run_loop(case, dtype, inputs, oracle, settings))
     return records
 
 
@@ -220,40 +264,51 @@ def _time_interleaved(entries, settings):
         rec["repeats"] = {"timed": len(rounds), "clean": len(clean), "used": len(used),
                           "noisy": len(clean) < enough,
                           "others_cores_median": statistics.median(others) if others else None}
-    # ratios to PyTorch on the same device, from the same repeats
+    # ratios to PyTorch on the same device (and TF32 setting), from the same repeats
     by_name = {rec["impl"]: rec for _, _, rec in entries}
-    for ours, theirs in (("fastconv", "torch"), ("fastconv-gpu", "torch-cuda")):
+    for ours, theirs in TORCH_TWIN.items():
         if ours in by_name and theirs in by_name:
             mine, ref = by_name[ours]["passes"], by_name[theirs]["passes"]
             by_name[ours]["vs_torch"] = {
                 p: median_ratio(mine[p]["samples_ms"], ref[p]["samples_ms"]) for p in mine if p in ref}
 
 
-def _run_loop(case, dtype, inputs, oracle, settings, tolerance):
-    impl = ops.loop()
+def _run_loop(case, dtype, inputs, oracle, settings):
+    """The loop column: one run on :func:`.reduced.loop_case`, checked, scaled to the case."""
+    impl = loop()
     rec = _record(case, dtype, impl)
-    estimate = loop_estimate(case)
-    if estimate > settings.loop_budget:
-        rec.update(status="skipped", reason=f"estimated {estimate:.0f} s per image exceeds the "
-                                            f"loop budget of {settings.loop_budget:g} s")
+    small = reduced.loop_case(case, settings.loop_budget)
+    if small is None:
+        one = reduced.loop_estimate(reduced.reduce(case, 1, 1, 1))
+        rec.update(status="skipped", reason=f"one image with one channel is estimated at "
+                                            f"{one:.0f} s, over the loop budget of "
+                                            f"{settings.loop_budget:g} s")
         return rec
-    b = impl.bind(case, ops.batch_slice(inputs, 1))
+    loop_inputs = reduced.slice_inputs(inputs, small)
+    b = impl.bind(small, loop_inputs)
     fwd, bwd = time_pair(impl, b, settings.pause)
-    rec["error"] = ops.relative_error(b.results(), oracle.first_image())
-    rec["oracle"] = oracle.impl.name + " (first image)"
-    if not rec["error"] <= tolerance:
+    rec["error"] = ops.relative_error(b.results(), oracle.expected_for(small, loop_inputs))
+    rec["oracle"] = f"{oracle.impl.name} on {small.shape.label()}"
+    if not rec["error"] <= ops.TOLERANCE[dtype]:
         rec.update(status="mismatch", reason=f"relative error {rec['error']:.2e} vs "
                                              f"{rec['oracle']}; not reported")
         return rec
-    n = case.shape.n
-    rec["extrapolated_from"] = 1
-    rec["passes"] = _passes([fwd * n], [bwd * n] if bwd is not None else [None])
+    factor = reduced.scale(case, small)
+    rec["extrapolated_from"], rec["scale"] = small.shape.label(), factor
+    rec["passes"] = _passes([fwd * factor], [bwd * factor] if bwd is not None else [None])
     return rec
 
 
-def measure_peaks(settings, impls, log=print):
-    """GEMM peak GFLOP/s per device and dtype, measured now (the % of peak denominators)."""
-    peaks = {}
+def measure_peaks(settings: Settings, impls: Sequence[Impl], log: Log = print
+                  ) -> dict[str, dict[str, float]]:
+    """GEMM peak GFLOP/s per device and dtype, measured now (the % of peak denominators).
+
+    Returns
+    -------
+    dict
+        ``{device: {dtype: GFLOP/s}}`` for the devices of the available ``impls``.
+    """
+    peaks: dict[str, dict[str, float]] = {}
     devices = {impl.device for impl in impls if impl.available}
     for dtype in settings.dtypes:
         if "cpu" in devices:
@@ -269,13 +324,46 @@ def measure_peaks(settings, impls, log=print):
     return peaks
 
 
-def run(cases, settings, log=print):
-    """Run every case in every dtype; return the full report dict (machine, peaks, results)."""
+def _compile_kernels(settings, impls, log):
+    """The GPU kernels compiled for every dtype before the first case: {file dtype: ms}."""
+    if not any(impl.name == "fastconv-gpu" and impl.available for impl in impls):
+        return {}
+    compiled = {k: s * 1e3 for k, s in kernel_compile_seconds(settings.dtypes).items()}
+    log("GPU kernels compiled (NVRTC, first use in this process): "
+        + ", ".join(f"{name} {ms:.0f} ms" for name, ms in compiled.items()))
+    return compiled
+
+
+def run(cases: Sequence[Case], settings: Settings, log: Log = print) -> dict[str, Any]:
+    """Run every case in every dtype; the full report dict (machine, peaks, results).
+
+    Parameters
+    ----------
+    cases : sequence of Case
+        :func:`.cases.build_cases`.
+    settings : Settings
+        How to run.
+    log : callable, default print
+        Progress messages (the GEMM peaks, the kernel compile times, each case's time).
+
+    Returns
+    -------
+    dict
+        ``machine``, ``settings``, ``started``, ``gemm_peak_gflops``,
+        ``gpu_compile_ms`` (empty without the GPU), ``results`` (one record per
+        case, dtype and implementation) and ``seconds``.
+
+    Raises
+    ------
+    DeviceUnavailable
+        For ``device="gpu"`` without a usable GPU.
+    """
     started = time.time()
-    impls = select_impls(settings)
-    report = {"machine": describe(include_torch=settings.torch), "settings": asdict(settings),
+    impls = with_tf32(select_impls(settings))
+    report: dict[str, Any] = {"machine": describe(include_torch=settings.torch), "settings": asdict(settings),
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}
     report["gemm_peak_gflops"] = measure_peaks(settings, impls, log)
+    report["gpu_compile_ms"] = _compile_kernels(settings, impls, log)
     results = []
     for dtype in settings.dtypes:
         for case in cases:

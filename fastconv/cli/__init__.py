@@ -1,4 +1,4 @@
-"""The ``fastconv`` command: ``bench``, ``train``, ``report`` and ``info``.
+"""The ``fastconv`` command: ``bench``, ``train``, ``report``, ``info`` and ``selftest``.
 
 One module per subcommand, each an ``add_<name>_parser`` (its options) plus a
 ``cmd_<name>`` (the work), so a new option or subcommand is one small addition;
@@ -15,28 +15,41 @@ from ._args import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UsageError
 from .bench import add_bench_parser, cmd_bench
 from .info import add_info_parser, cmd_info
 from .report import add_report_parser, cmd_report
+from .selftest import add_selftest_parser, cmd_selftest
 from .train import add_train_parser, cmd_train
 
 COMMANDS = {"bench": (add_bench_parser, cmd_bench), "train": (add_train_parser, cmd_train),
-            "report": (add_report_parser, cmd_report), "info": (add_info_parser, cmd_info)}
+            "report": (add_report_parser, cmd_report), "info": (add_info_parser, cmd_info),
+            "selftest": (add_selftest_parser, cmd_selftest)}
 
 __all__ = ["COMMANDS", "EXIT_INTERRUPTED", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
 
-def build_parser():
-    """The argument parser with every subcommand."""
+def build_parser() -> Parser:
+    """The argument parser with every subcommand and ``--version``.
+
+    Returns
+    -------
+    Parser
+        ``fastconv``'s parser (errors exit 2 with one line).
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["selftest", "--cpu-only"]).cpu_only
+    True
+    """
     parser = Parser(prog="fastconv", description="fastconv: im2col convolution and pooling on "
                                                  "NumPy and CuPy")
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{bench,train,report,info}",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}",
                                 parser_class=Parser)
     for name, (add, run) in COMMANDS.items():
         add(sub).set_defaults(func=run)
     return parser
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastconv`` console script; returns the exit status.
 
     Parameters

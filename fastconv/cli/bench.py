@@ -1,20 +1,34 @@
 """``fastconv bench``: check every conv/pool implementation, then time them interleaved."""
 
+from __future__ import annotations
+
+import argparse
+
 from ._args import UsageError, check_output_paths, log, number
 
 
-def add_bench_parser(sub):
-    """Options of ``fastconv bench``."""
+def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Options of ``fastconv bench``.
+
+    Parameters
+    ----------
+    sub : argparse subparsers
+        The ``fastconv`` command's subcommands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``bench`` parser.
+    """
     from ..bench.cases import OPS
     p = sub.add_parser("bench", help="benchmark conv/pool ops: loops vs NumPy vs GPU vs PyTorch",
                        description="Check every implementation against an oracle, then time them "
                                    "interleaved: a table of ms, GFLOP/s, %% of the GEMM peak, "
                                    "speedup over loops and ratio to PyTorch.")
     p.add_argument("--quick", action="store_true",
-                   help="conv and pools on the standard shapes, 3 repeats, loops on small shapes "
-                        "only (under a minute on 2 cores with torch as the checking oracle, "
-                        "about 2 minutes with the plain loops); with --network: N=64 only, "
-                        "3 repeats")
+                   help="conv and pools on the standard shapes, 3 repeats, a 1 s loop budget "
+                        "(under a minute on 2 cores, with or without torch); with --network: "
+                        "N=64 only, 3 repeats")
     p.add_argument("--ops", nargs="+", choices=OPS, metavar="OP",
                    help=f"ops to run (from {', '.join(OPS)}; default all, --quick: conv and pools)")
     p.add_argument("--shapes", nargs="+", metavar="SHAPE",
@@ -22,7 +36,9 @@ def add_bench_parser(sub):
                         "for convolutions, [NAME=]N,C,H,W,k,stride,pad for pools")
     p.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32"])
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
-                   help="cpu, gpu, or auto: the CPU plus the GPU when one is usable (default)")
+                   help="cpu, gpu, or auto: the CPU plus the GPU when one is usable (default); "
+                        "on the GPU, against PyTorch CUDA (cuDNN) when installed, float32 "
+                        "convolutions with TF32 off and on on both sides")
     p.add_argument("--repeats", type=number(int, 1),
                    help="clean timed repeats wanted (default 10, quick 3); a repeat is clean when "
                         "other processes kept under 0.15 cores busy")
@@ -34,13 +50,14 @@ def add_bench_parser(sub):
     p.add_argument("--pause", type=number(float, 0), default=0.3,
                    help="seconds to let BLAS threads settle before each timed CPU forward")
     p.add_argument("--loop-budget", type=number(float, 0),
-                   help="run the loops where one image is estimated to take at most this many "
-                        "seconds (default 8, quick 1)")
+                   help="seconds one loop run may take by estimate: one image, its channels and "
+                        "filters cut until it fits, scaled to the batch (default 8, quick 1)")
     p.add_argument("--no-loops", action="store_true", help="skip the loop implementation")
     p.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
     p.add_argument("--json", metavar="PATH", help="write every measurement and the machine here")
     p.add_argument("--plot", metavar="PATH", help="write a PNG chart here (needs matplotlib)")
-    p.add_argument("--markdown", metavar="PATH", help="also write the table to this file")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="also write the full table (every column) to this file")
     p.add_argument("--network", action="store_true",
                    help="instead: one whole training step (forward, loss, backward, SGD update) "
                         "of the cnn (CIFAR-shaped) and convnet (MNIST-shaped) models at N=64 "
@@ -66,10 +83,28 @@ def _bench_settings(args):
                     gemm_n=1024 if args.quick else 2048, torch=not args.no_torch)
 
 
-def cmd_bench(args):
-    """Run the benchmark (or the conv breakdown) and print the table."""
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark (or the conv breakdown, or the network one) and print the table.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options.
+
+    Returns
+    -------
+    int
+        0.
+
+    Raises
+    ------
+    UsageError
+        Bad shapes or ops, an unwritable output path, or ``--device gpu`` without a
+        usable GPU (the command exits 2 with the message).
+    """
     from ..bench import cases as bench_cases
     from ..bench import report, runner
+    from ..bench.terminal import terminal_table
     if args.network:
         return _network(args)
     try:
@@ -85,9 +120,8 @@ def cmd_bench(args):
         result = runner.run(cases, settings, log=log)
     except runner.DeviceUnavailable as exc:
         raise UsageError(str(exc)) from None
-    table = report.markdown_table(result)
-    print(table)
-    _write_outputs(args, result, table, report.plot)
+    print(terminal_table(result))
+    _write_outputs(args, result, report.markdown_table(result), report.plot)
     return 0
 
 
