@@ -118,9 +118,10 @@ def unrolled_or_any(draw, file, kernels):
 
 
 @st.composite
-def conv_windows(draw):
-    """x shape, kernel, stride, ((top, bottom), (left, right)) padding, dilation; kernel fits."""
-    kernel, stride, dilation = unrolled_or_any(draw, "im2col.cu", st.integers(1, 5))
+def conv_windows(draw, file="im2col.cu"):
+    """x shape, kernel, stride, ((top, bottom), (left, right)) padding, dilation; kernel fits;
+    half the time one of ``file``'s unrolled windows."""
+    kernel, stride, dilation = unrolled_or_any(draw, file, st.integers(1, 5))
     pads = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
     size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
     for n, k, d, (a, b) in zip(size, kernel, dilation, pads):
@@ -326,7 +327,9 @@ def test_conv_through_the_dispatch_with_groups_and_workspace(
     for got, want in zip(grads, grads_cpu):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
     used = [name for name, _ in kernels_for_numpy]
-    if cache.geometry.is_identity:
+    if c == 1:  # one channel per group: the depthwise kernels (tests/test_cuda_depthwise.py)
+        assert {name.partition("_")[0] for name in used} == {"depthwise"}
+    elif cache.geometry.is_identity:
         assert used == []
     else:
         assert "im2col_kernel" in used and "col2im_kernel" in used

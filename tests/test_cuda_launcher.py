@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cuda_emu.emu import EmuModule, emu_launcher, require_kernel_tools
-from fastconv import _cuda
+from fastconv import _cuda, _cuda_registry
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
 
 
@@ -92,13 +92,32 @@ def test_kernel_parameters_match_the_registry(emu):
              "acc": {np.float16: 4, np.float32: 4, np.float64: 8}, "int32": 4, "int64": 8}
     for dtype in _cuda.CTYPES:
         for name, (file, _) in _cuda.KERNELS.items():
-            for window in (_cuda.RUNTIME_WINDOW,) + _cuda.unrolled_windows(file, dtype):
+            for window in _cuda.kernel_windows(name, dtype):
                 fn = emu.module(file, dtype).get_function(_cuda.kernel_name(name, dtype, window))
                 _check_parameters(name, fn, sizes, dtype)
 
 
+def test_kernels_without_a_window_have_only_the_run_time_instantiation():
+    """A kernel without window scalars (the depthwise weight sum) is instantiated once per
+    dtype and launched on it whatever its scalars; a windowed one of the same file gets the
+    unrolled windows too."""
+    f32 = np.dtype(np.float32)
+    assert _cuda.kernel_windows("depthwise_weight_sum_kernel", f32) == (_cuda.RUNTIME_WINDOW,)
+    assert _cuda.kernel_windows("depthwise_forward_kernel", f32) == (
+        (_cuda.RUNTIME_WINDOW,) + _cuda.WINDOWS["depthwise.cu"])
+    names = _cuda.name_expressions("depthwise.cu", f32)
+    assert [n for n in names if n.startswith("depthwise_weight_sum")] == [
+        "depthwise_weight_sum_kernel<float, 0, 0>"]
+    assert _cuda_registry.launch_window("depthwise_weight_sum_kernel", f32,
+                                        [None] * 3 + [3, 3, 1, 1]) == _cuda.RUNTIME_WINDOW
+    window = [2, 3, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1]  # N C H W OH OW KH KW SH SW PT PL DH DW
+    args = [None] * 2 + window  # cols, x, then the scalars
+    assert _cuda_registry.launch_window("col2im_kernel", f32, args) == (3, 1)
+    assert _cuda_registry.launch_window("col2im_kernel", np.float64, args) == _cuda.RUNTIME_WINDOW
+
+
 def _check_parameters(name, fn, sizes, dtype):
-    params = _cuda._parameters(name)
+    params = _cuda_registry._parameters(name)
     assert fn.arity == len(params), name
     for (pname, kind), size, ckind in zip(params, fn.sizes, fn.kinds):
         if kind == "int64":
@@ -345,7 +364,7 @@ def test_launches_reuse_kernel_functions_per_device(monkeypatch):
     directory = kernels_under_test()
     launcher = _cuda.Launcher(np, CountingModule, options=_cuda.compile_options(directory),
                               kernel_dir=directory, device_id=lambda: device[0])
-    monkeypatch.setattr(_cuda, "_parse", None)  # parsing now would fail
+    monkeypatch.setattr(_cuda_registry, "_parse", None)  # parsing now would fail
     x = np.ones((2, 3, 6, 6), np.float32)
     for geometry in [window_geometry(x.shape, 3, 1, 1, 1)] * 3 + [
             window_geometry(x.shape, 2, 1, 1, 1)] * 2:

@@ -23,7 +23,8 @@ from fastconv import _cuda
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-EMULATION_TESTS = ["tests/test_cuda_emulated.py", "tests/test_cuda_launcher.py"]
+EMULATION_TESTS = ["tests/test_cuda_emulated.py", "tests/test_cuda_launcher.py",
+                   "tests/test_cuda_depthwise.py"]
 
 pytestmark = pytest.mark.skipif(sanitizing(), reason="this is the sanitizer pass itself")
 

@@ -2,11 +2,16 @@
 
 The kernels run on the CPU emulator and the products in the NumPy model of
 cuBLAS (fastconv/_gpu/gemm.py). Launches and allocations are counted with the
-recording stand-in for CuPy of tests/device_counter.py. ``BEFORE`` is the same
-count of the code this replaced (``cupy.matmul`` with the weights broadcast over
-the batch, W^T and dout^T copied, dW as float16-rounded per-image products
-summed per chunk, db and dw cast).
+recording stand-in for CuPy of tests/device_counter.py, plus the output arrays
+the kernel wrappers allocate through their launcher (``Launcher.empty``, one
+CuPy allocation each). ``BEFORE`` is the same count of the code this replaced
+(``cupy.matmul`` with the weights broadcast over the batch, W^T and dout^T
+copied, dW as float16-rounded per-image products summed per chunk, db and dw
+cast); ``GENERIC`` that of a depthwise layer through im2col and the products,
+which the depthwise kernels (fastconv/_gpu/depthwise.py) replace.
 """
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -14,7 +19,7 @@ import pytest
 import fastconv
 import fastconv.functional as F
 from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools
-from device_counter import counting, device
+from device_counter import DeviceArray, counting, device
 from fastconv import _backends, _cuda, _gpu
 from fastconv import _cpu as _cpu_backend
 from fastconv.workspace import workspace_limit
@@ -26,11 +31,16 @@ BEFORE = {("3x3", "float32"): {"forward": (9, 8), "backward": (17, 16)},
           ("3x3", "float16"): {"forward": (12, 11), "backward": (24, 23)},
           ("depthwise", "float32"): {"forward": (9, 8), "backward": (16, 15)},
           ("depthwise", "float16"): {"forward": (12, 11), "backward": (23, 22)}}
+# forward: the output and its kernel; backward: dx, the partials, dw and db, and the three
+# kernels (partials, dx, their sum over the images); float16 sums in float32 the same way
 AFTER = {("3x3", "float32"): {"forward": (3, 2), "backward": (6, 5)},
          ("3x3", "float16"): {"forward": (3, 2), "backward": (8, 6)},
-         # + the weights copied per image (one copy, one buffer): one product, not 32
-         ("depthwise", "float32"): {"forward": (4, 3), "backward": (7, 6)},
-         ("depthwise", "float16"): {"forward": (4, 3), "backward": (9, 7)}}
+         ("depthwise", "float32"): {"forward": (1, 1), "backward": (3, 4)},
+         ("depthwise", "float16"): {"forward": (1, 1), "backward": (3, 4)}}
+# the depthwise case through im2col and the products, with the weights copied per image
+# (one copy, one buffer): one product, not 32
+GENERIC = {"float32": {"forward": (4, 3), "backward": (7, 6)},
+           "float16": {"forward": (4, 3), "backward": (9, 7)}}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,11 +70,27 @@ def rand(shape, dtype, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("case", CASES)
-def test_launches_and_allocations_per_call_are_at_most_half_of_before(monkeypatch, case, dtype):
-    x_shape, w_shape, args = CASES[case]
+@contextlib.contextmanager
+def counting_outputs(monkeypatch):
+    """device_counter's counting, with the wrappers' output arrays (``Launcher.empty``)
+    counted as the allocations they are on CuPy."""
     with counting(monkeypatch) as counts:
+        launcher = _cuda.default_launcher()
+        empty = launcher.empty
+
+        def counted_empty(shape, dtype):
+            counts.record("launcher.empty", 0, 1)
+            return empty(shape, dtype).view(DeviceArray)
+
+        monkeypatch.setattr(launcher, "empty", counted_empty)
+        yield counts
+
+
+def count_conv(monkeypatch, case, dtype):
+    """{"forward": (launches, allocations), "backward": ...} of one conv with bias and dx,
+    and the log of the backward's."""
+    x_shape, w_shape, args = CASES[case]
+    with counting_outputs(monkeypatch) as counts:
         x, w = device(rand(x_shape, dtype, 0)), device(rand(w_shape, dtype, 1))
         out, cache = F.conv2d_forward(x, w, device(rand(w_shape[:1], dtype, 2)), **args)
         forward = counts.launches, counts.allocations
@@ -72,14 +98,36 @@ def test_launches_and_allocations_per_call_are_at_most_half_of_before(monkeypatc
         counts.launches = counts.allocations = 0
         F.conv2d_backward(dout, cache)
         backward = counts.launches, counts.allocations
-    assert {"forward": forward, "backward": backward} == AFTER[case, dtype], counts.log
+    return {"forward": forward, "backward": backward}, counts.log
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("case", CASES)
+def test_launches_and_allocations_per_call_are_at_most_half_of_before(monkeypatch, case, dtype):
+    counted, log = count_conv(monkeypatch, case, dtype)
+    assert counted == AFTER[case, dtype], log
     for step, (launches, allocations) in BEFORE[case, dtype].items():
         after = AFTER[case, dtype][step]
         assert 2 * after[0] <= launches and 2 * after[1] <= allocations
     # the products all in gemm; the rest: the bias, the sums, float16's rounding of them,
-    # the per-image weights
-    assert {what for what, *_ in counts.log} <= {"empty", "kernel", "gemm", "add.__call__",
-                                                  "add.reduce", "copyto"}
+    # the per-image weights, the depthwise kernels' outputs
+    assert {what for what, *_ in log} <= {"empty", "kernel", "gemm", "add.__call__",
+                                          "add.reduce", "copyto", "launcher.empty"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_depthwise_kernels_launch_and_allocate_no_more_than_the_generic_path(monkeypatch,
+                                                                             dtype):
+    """The same depthwise layer with the dispatch to the depthwise kernels turned off runs
+    im2col and the products (``GENERIC``); the kernels take no more launches or allocations
+    in either pass, and no matrix product."""
+    counted, log = count_conv(monkeypatch, "depthwise", dtype)
+    assert "gemm" not in {what for what, *_ in log}
+    monkeypatch.setattr(_gpu.conv, "runs_depthwise", lambda *args: False)
+    generic, generic_log = count_conv(monkeypatch, "depthwise", dtype)
+    assert generic == GENERIC[dtype] and "gemm" in {what for what, *_ in generic_log}
+    for step, (launches, allocations) in counted.items():
+        assert launches <= generic[step][0] and allocations <= generic[step][1], step
 
 
 def _cancelling_images(kernel, groups):

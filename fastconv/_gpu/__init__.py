@@ -7,6 +7,8 @@ wrapper (:mod:`.gemm`, with its NumPy model for NumPy arrays; :mod:`.matmul`
 lays them out):
 
 - ``im2col``, ``conv``, ``pool``: the kernels and the cuBLAS products;
+- ``depthwise``: the depthwise convolution (groups == C) on its own kernels, which
+  ``conv`` dispatches to;
 - ``conv_transpose``: the transposed convolution on the convolution's kernels;
 - ``conv3d``, ``pool3d``: the 3-D convolution and pools, as array code on CuPy arrays (strided
   views, copies and slab adds: :mod:`fastconv._window_arrays`), not custom kernels, the

@@ -22,6 +22,9 @@ reduction of dout. Transposed operands are cuBLAS flags, never copies. A 1x1,
 stride-1, unpadded convolution skips the kernels: the input is its own column
 matrix and dx the column gradient.
 
+A depthwise convolution (groups == C) takes neither: :mod:`fastconv._gpu.depthwise`
+runs it on direct kernels (:func:`forward` and :func:`backward` dispatch to it).
+
 The code is written against the arrays' module ``xp``, the kernels'
 :class:`fastconv._cuda.Launcher` and :func:`fastconv._gpu.gemm.gemm`, so the
 tests run it on NumPy arrays with the kernels emulated on the CPU and the
@@ -39,21 +42,31 @@ from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer
+from .depthwise import DepthwiseBackward, DepthwiseForward, runs_depthwise
 from .matmul import matmul
 
 
 def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
-            groups: int) -> _Forward:
-    """The forward algorithm of one call (the columns are x itself for a 1x1 identity geometry)."""
+            groups: int) -> _Forward | DepthwiseForward:
+    """The forward algorithm of one call: the depthwise kernels for groups == C (where
+    :func:`fastconv._gpu.depthwise.runs_depthwise`), else im2col and the products (the
+    columns are x itself for a 1x1 identity geometry)."""
+    if runs_depthwise(x, w, geometry, groups):
+        # C tiny products of K = KH*KW through cuBLAS, after KH*KW copies of the input,
+        # cost far more than reading each window once in a direct kernel
+        return DepthwiseForward(x, w, b, geometry)
     return _Forward(x, w, b, geometry, groups)
 
 
-def backward(dout: Array, cache: Any, needs_input_grad: bool = True) -> _Backward:
+def backward(dout: Array, cache: Any, needs_input_grad: bool = True
+             ) -> _Backward | DepthwiseBackward:
     """The backward algorithm of one call (``cache``: a
-    :class:`fastconv.functional.conv.ConvCache`).
+    :class:`fastconv.functional.conv.ConvCache`), on the path its forward took.
 
     Without ``needs_input_grad`` it computes dw and db only (dx is None).
     """
+    if runs_depthwise(cache.x, cache.w, cache.geometry, cache.groups):
+        return DepthwiseBackward(dout, cache, needs_input_grad)
     return _Backward(dout, cache, needs_input_grad)
 
 

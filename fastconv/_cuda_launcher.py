@@ -1,0 +1,219 @@
+"""Compiling the kernel files and launching their kernels, with every argument checked.
+
+The kernel sources ship inside the package (``fastconv._kernels``) and are read
+from the installed package, never from a source tree. Each (file, dtype) pair
+is compiled lazily on first use with ``cupy.RawModule(code=..., options=...,
+name_expressions=[...])`` and memoised per device in the process. A compile
+error raises :class:`KernelCompileError` with the log.
+
+CuPy's disk cache (``CUPY_CACHE_DIR``) depends on its version. CuPy 13.x and
+14.0.x never reuse a module compiled with name expressions, which every
+fastconv module is, from the disk cache: each process recompiles each file
+for each dtype on first use (about 1 s each; benchmarks must warm up).
+CuPy 14.1 and later store the lowered names with the binary, and a later
+process loads it from the disk cache without compiling.
+
+:meth:`Launcher.launch` picks a kernel's instantiation from its window
+arguments (:mod:`fastconv._cuda_registry`), checks the arguments against the
+kernel's parameter list (count, dtypes, C-contiguity, device) and passes every
+scalar as an explicit ``numpy.int64`` (CuPy checks nothing, and would pack a
+wrong type silently). The kernel function objects and parsed parameter lists
+are cached, so a launch resolves nothing twice. Grid and block shapes are
+computed in one place, :func:`launch_config`. The launcher works on any array
+module with a ``RawModule``-like class: CuPy on a GPU, the CPU emulation of
+the kernels in the tests. This module never imports CuPy.
+"""
+
+import hashlib
+import importlib.resources
+import numbers
+from pathlib import Path
+
+import numpy
+
+from ._cuda_registry import CTYPES, KERNELS, PARAMETERS, RUNTIME_WINDOW, kernel_name
+from ._cuda_registry import launch_window, name_expressions
+from .backend import accumulator_dtype
+
+KERNEL_PACKAGE = "fastconv._kernels"
+BLOCK = 256
+WARP = 32
+MAX_BLOCKS = 65535  # grid cap per axis: the kernels' grid-stride loops cover any larger problem
+INDEX_LIMIT = 2**63 - 1  # scalars, plane indices and plane offsets are 64-bit idx_t
+
+
+class KernelCompileError(RuntimeError):
+    """A kernel file failed to compile; the message carries the compiler log."""
+
+
+def kernel_dir():
+    """The directory of the installed kernel sources (package data of fastconv._kernels)."""
+    return Path(str(importlib.resources.files(KERNEL_PACKAGE)))
+
+
+def kernel_source(file, directory=None):
+    """The CUDA C source text of one kernel file, from the installed package by default."""
+    return ((directory or kernel_dir()) / file).read_text(encoding="utf-8")
+
+
+def compile_options(directory, nvrtc_version=None):
+    """The NVRTC options fastconv passes (CuPy appends -arch, -ftz and more at run time).
+
+    The kernels include ``common.cuh`` from ``directory``; CuPy's disk cache
+    is keyed by the source and the options only, so a hash of the header is
+    passed as a define, and a changed header is never served a stale binary.
+    NVRTC 12.8+ (``nvrtc_version`` as (major, minor)) gets ``--pch`` from
+    CuPy, whose notices would fill the log of a clean compile;
+    ``--pch-messages=false`` (that version's option) silences them.
+    """
+    header = hashlib.sha256((Path(directory) / "common.cuh").read_bytes()).hexdigest()[:16]
+    options = ("-std=c++17", f"-I{directory}", f"-DFC_COMMON_CUH_SHA256={header}")
+    if nvrtc_version is not None and tuple(nvrtc_version) >= (12, 8):
+        options += ("--pch-messages=false",)
+    return options
+
+
+def launch_config(planes, plane_size, block=BLOCK, max_blocks=MAX_BLOCKS):
+    """The 2-D ``(grid, block)`` 3-tuples of a kernel over ``planes`` planes of ``plane_size``.
+
+    Threads along x take the positions of a plane, along y the planes. A
+    block is ``block`` threads wide when a plane fills it; a smaller plane
+    gets a block as wide as the plane rounded up to a warp, and the rest of
+    the threads go to further planes, so few threads idle. Each grid axis is
+    capped at ``max_blocks`` (y at most 65535, the hardware's limit): the
+    kernels' grid-stride loops, with a 64-bit plane index, cover any size.
+    """
+    if planes < 1 or plane_size < 1:
+        raise ValueError(f"a launch needs at least one work item, got {planes} planes "
+                         f"of {plane_size}")
+    width = min(block, -(-plane_size // WARP) * WARP)
+    height = block // width
+    grid = (min(-(-plane_size // width), max_blocks), min(-(-planes // height), max_blocks, 65535))
+    return grid + (1,), (width, height, 1)
+
+
+class Launcher:
+    """Compiles and launches the kernels for one array module.
+
+    ``xp`` is the array module of the arrays launched on (cupy on a GPU);
+    ``module_class`` is called as ``cupy.RawModule(code=, options=,
+    name_expressions=)``; ``compile_errors`` are the exceptions it raises for
+    bad source. ``device_id()`` is the current device; it keys the module
+    and function caches, and ``device_of(array)``, when given, must match it
+    for every array launched on. ``block`` and ``max_blocks`` set the launch
+    shape; ``specialize=False`` runs every window on the run-time
+    instantiation (tests compare the two); ``poison`` fills new output
+    arrays with NaN (or the smallest int) so an element a kernel misses
+    cannot pass a test by luck. ``kernel_dir`` replaces the installed
+    sources (tests).
+    """
+
+    def __init__(self, xp, module_class, *, options, compile_errors=(), device_id=lambda: 0,
+                 device_of=None, kernel_dir=None, block=BLOCK, max_blocks=MAX_BLOCKS,
+                 specialize=True, poison=False):
+        self.xp, self.module_class = xp, module_class
+        self.options, self.compile_errors, self.device_id = tuple(options), compile_errors, device_id
+        self.device_of, self.kernel_dir, self.specialize = device_of, kernel_dir, specialize
+        self.block, self.max_blocks, self.poison = block, max_blocks, poison
+        self._modules = {}
+        self._functions = {}
+
+    def module(self, file, dtype):
+        """The compiled module of ``file`` for ``dtype`` on the current device (memoised)."""
+        return self._module(file, numpy.dtype(dtype), self.device_id())
+
+    def _module(self, file, dtype, device):
+        key = (file, dtype, device)
+        if key not in self._modules:
+            names = name_expressions(file, dtype)
+            try:
+                module = self.module_class(code=kernel_source(file, self.kernel_dir),
+                                           options=self.options, name_expressions=names)
+                module.compile()
+            except self.compile_errors as exc:
+                raise KernelCompileError(
+                    f"{file} failed to compile for {dtype} "
+                    f"(options {self.options}):\n{exc}") from exc
+            self._modules[key] = module
+        return self._modules[key]
+
+    def function(self, kernel, dtype, window, device):
+        """The kernel function of one instantiation on ``device`` (memoised: CuPy builds a
+        new function object on every ``get_function``)."""
+        key = (device, dtype, kernel, window)
+        function = self._functions.get(key)
+        if function is None:
+            module = self._module(KERNELS[kernel][0], dtype, device)
+            function = self._functions[key] = module.get_function(
+                kernel_name(kernel, dtype, window))
+        return function
+
+    def empty(self, shape, dtype):
+        """A new C-contiguous array, poisoned when ``self.poison`` is set."""
+        out = self.xp.empty(shape, dtype=dtype)
+        if self.poison:
+            out.fill(numpy.nan if out.dtype.kind == "f" else numpy.iinfo(out.dtype).min)
+        return out
+
+    def launch(self, kernel, work, *args):
+        """Check ``args`` against ``kernel``'s parameters and run it over ``work``.
+
+        ``work`` is ``(planes, plane_size)``: one thread per item of each plane
+        (:func:`launch_config`); nothing runs when either is zero. Arrays must
+        be this launcher's C-contiguous arrays of the declared dtype (``T``: one
+        float dtype shared by all of them; ``acc``: its accumulator dtype) on
+        the current device; scalars must be ints and are passed as
+        ``numpy.int64``.
+
+        Raises
+        ------
+        TypeError
+            A wrong argument count, dtype or type.
+        ValueError
+            A non-contiguous array, one on another device, a scalar beyond 64 bits.
+        """
+        params = PARAMETERS[kernel]
+        if len(args) != len(params):
+            raise TypeError(f"{kernel} takes {len(params)} arguments "
+                            f"({', '.join(n for n, _ in params)}), got {len(args)}")
+        dtype = next((getattr(a, "dtype", None) for a, (_, t) in zip(args, params) if t == "T"),
+                     None)
+        if dtype not in CTYPES:
+            raise TypeError(f"{kernel} runs on float16, float32 or float64 arrays, got {dtype}")
+        device = self.device_id()
+        packed = tuple(self._check(kernel, name, kind, arg, dtype, device)
+                       for arg, (name, kind) in zip(args, params))
+        planes, plane_size = work
+        if planes == 0 or plane_size == 0:
+            return
+        window = launch_window(kernel, dtype, args) if self.specialize else RUNTIME_WINDOW
+        grid, block = launch_config(planes, plane_size, self.block, self.max_blocks)
+        self.function(kernel, dtype, window, device)(grid, block, packed)
+
+    def _check(self, kernel, name, kind, arg, dtype, device=None):
+        if kind == "int64":
+            if isinstance(arg, bool) or not isinstance(arg, numbers.Integral):
+                raise TypeError(f"{kernel} argument {name} must be an int, got {arg!r}")
+            if not -INDEX_LIMIT <= int(arg) <= INDEX_LIMIT:
+                raise ValueError(f"{kernel} argument {name}={arg} does not fit in 64 bits")
+            return numpy.int64(arg)
+        if kind == "T":
+            expected = dtype
+        elif kind == "acc":
+            expected = accumulator_dtype(dtype)
+        else:
+            expected = numpy.dtype(kind)
+        if not isinstance(arg, self.xp.ndarray):
+            raise TypeError(f"{kernel} argument {name} must be a {self.xp.__name__} array, "
+                            f"got {type(arg).__name__}")
+        if arg.dtype != expected:
+            raise TypeError(f"{kernel} argument {name} has dtype {arg.dtype}, expected {expected}")
+        if not arg.flags.c_contiguous:
+            raise ValueError(f"{kernel} argument {name} (shape {arg.shape}) must be C-contiguous")
+        if self.device_of is not None and self.device_of(arg) != device:
+            # a kernel runs on the current device and would read another's memory address
+            raise ValueError(
+                f"{kernel} argument {name} is on device {self.device_of(arg)} but the current "
+                f"device is {device}: launch inside `with cupy.cuda.Device("
+                f"{self.device_of(arg)}):`")
+        return arg

@@ -1,0 +1,134 @@
+"""The kernel table: each CUDA kernel's file and parameters, and its template instantiations.
+
+Every kernel in kernels/*.cu is a template ``<T, K, S>``. A kernel with window
+parameters (KH KW SH SW DH DW among them) is instantiated for any window
+(``<T, 0, 0>``, sizes read at run time) and, in float16 and float32, for the
+common windows of its file (:data:`WINDOWS`: K x K with stride S and no
+dilation, unrolled at compile time); :func:`window_of` picks the instantiation
+for a launch. A kernel without a window (a reduction over the outputs of
+another) has the run-time instantiation only.
+
+Nothing here imports CuPy or compiles anything: the launcher
+(:mod:`fastconv._cuda_launcher`) and the tests read this table.
+"""
+
+import numpy
+
+# The C type each supported dtype is instantiated with (fc_half: binary16
+# storage, float arithmetic; see kernels/common.cuh).
+CTYPES = {
+    numpy.dtype(numpy.float16): "fc_half",
+    numpy.dtype(numpy.float32): "float",
+    numpy.dtype(numpy.float64): "double",
+}
+
+_WINDOW = "H W OH OW KH KW SH SW PT PL DH DW"
+
+# Each kernel's file and parameters, in order: "name:T" is an array of the
+# kernel's float dtype, "name:acc" an array of its accumulator dtype (float32
+# for float16), "name:int32" an int32 array, a bare name an int64 scalar.
+KERNELS = {
+    "im2col_kernel": ("im2col.cu", f"x:T cols:T N C {_WINDOW}"),
+    "col2im_kernel": ("im2col.cu", f"cols:T x:T N C {_WINDOW}"),
+    "max_pool_forward_kernel": ("pool.cu", f"x:T out:T argmax:int32 NC {_WINDOW}"),
+    "max_pool_backward_kernel": ("pool.cu", f"dout:T argmax:int32 dx:T NC {_WINDOW}"),
+    "avg_pool_forward_kernel": ("pool.cu", f"x:T divisor:acc out:T NC {_WINDOW}"),
+    "avg_pool_backward_kernel": ("pool.cu", f"dout:T divisor:acc dx:T NC {_WINDOW}"),
+    "depthwise_forward_kernel": ("depthwise.cu", f"x:T w:T b:T out:T N C M has_bias {_WINDOW}"),
+    "depthwise_backward_data_kernel": ("depthwise.cu", f"dout:T w:T dx:T N C M {_WINDOW}"),
+    "depthwise_weight_partials_kernel": ("depthwise.cu",
+                                         f"x:T dout:T partials:acc N C M accumulate {_WINDOW}"),
+    "depthwise_weight_sum_kernel": ("depthwise.cu", "partials:acc dw:T db:T images F taps "
+                                                    "has_bias"),
+}
+
+# The windows each file's kernels are instantiated for, as (K, S): a K x K
+# kernel, stride S on both axes, no dilation, unrolled at compile time. Any
+# other window runs on the (0, 0) instantiation, which reads them at run time,
+# and so does every window in float64: double precision serves gradient
+# checks, where index arithmetic is not the cost, and each instantiation adds
+# compile time to every process that uses its file.
+RUNTIME_WINDOW = (0, 0)
+WINDOWS = {
+    "im2col.cu": ((1, 2), (3, 1), (3, 2), (5, 1), (5, 2)),  # 1x1/1 without padding: no im2col
+    "pool.cu": ((2, 2), (3, 1), (3, 2)),
+    "depthwise.cu": ((3, 1), (3, 2), (5, 1), (5, 2)),  # MobileNet's and EfficientNet's
+}
+UNROLLED_DTYPES = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32))
+
+
+def unrolled_windows(file, dtype):
+    """The windows ``file``'s kernels have unrolled instantiations of for ``dtype``."""
+    return WINDOWS[file] if numpy.dtype(dtype) in UNROLLED_DTYPES else ()
+
+
+def kernel_files():
+    """The kernel source files, e.g. ``['depthwise.cu', 'im2col.cu', 'pool.cu']``."""
+    return sorted({file for file, _ in KERNELS.values()})
+
+
+def kernel_name(kernel, dtype, window=RUNTIME_WINDOW):
+    """The name expression of ``kernel`` for ``dtype`` and ``window`` (a ``(K, S)`` of
+    :data:`WINDOWS` or :data:`RUNTIME_WINDOW`), e.g. ``im2col_kernel<float, 3, 1>``."""
+    k, s = window
+    return f"{kernel}<{CTYPES[numpy.dtype(dtype)]}, {k}, {s}>"
+
+
+def _parse(spec):
+    return tuple(tuple(p.split(":")) if ":" in p else (p, "int64") for p in spec.split())
+
+
+def _window_positions(params):
+    """Where (KH, KW), (SH, SW) and (DH, DW) are among a kernel's parameters; None for a
+    kernel without a window."""
+    names = [name for name, _ in params]
+    if "KH" not in names:
+        return None
+    return [(names.index(f"{x}H"), names.index(f"{x}W")) for x in "KSD"]
+
+
+# Parsed once: [(name, kind)] per kernel, and where its window scalars are.
+PARAMETERS = {kernel: _parse(spec) for kernel, (_, spec) in KERNELS.items()}
+WINDOW_AT = {kernel: _window_positions(params) for kernel, params in PARAMETERS.items()}
+
+
+def _parameters(kernel):
+    return list(PARAMETERS[kernel])
+
+
+def kernel_windows(kernel, dtype):
+    """The instantiations of ``kernel`` for ``dtype``: the run-time window's first, then the
+    unrolled windows of its file (none for a kernel without a window)."""
+    if WINDOW_AT[kernel] is None:
+        return (RUNTIME_WINDOW,)
+    return (RUNTIME_WINDOW,) + unrolled_windows(KERNELS[kernel][0], dtype)
+
+
+def name_expressions(file, dtype):
+    """Every template instantiation of ``file`` for ``dtype``, each kernel's run-time
+    window first."""
+    return [kernel_name(name, dtype, window) for name, (f, _) in KERNELS.items() if f == file
+            for window in kernel_windows(name, dtype)]
+
+
+def window_of(file, dtype, kernel, stride, dilation):
+    """The instantiation of ``file``'s kernels for a window: ``(K, S)`` or :data:`RUNTIME_WINDOW`.
+
+    A window of :func:`unrolled_windows` for that file and dtype, given as a
+    square ``kernel`` (KH, KW), equal ``stride`` (SH, SW) and ``dilation``
+    (1, 1), gets its unrolled instantiation; every other window the run-time one.
+    """
+    window = (kernel[0], stride[0])
+    if (tuple(kernel) == (window[0],) * 2 and tuple(stride) == (window[1],) * 2
+            and tuple(dilation) == (1, 1) and window in unrolled_windows(file, dtype)):
+        return window
+    return RUNTIME_WINDOW
+
+
+def launch_window(kernel, dtype, args):
+    """The instantiation a launch of ``kernel`` with ``args`` runs (:func:`window_of` of
+    its window scalars; the run-time window for a kernel without one)."""
+    positions = WINDOW_AT[kernel]
+    if positions is None:
+        return RUNTIME_WINDOW
+    return window_of(KERNELS[kernel][0], dtype, *([args[i] for i in pair] for pair in positions))
