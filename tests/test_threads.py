@@ -40,6 +40,27 @@ def test_over_batch_raises_a_worker_exception(monkeypatch):
         threads.over_batch(work, 4, nbytes=64 << 20)
 
 
+def test_every_slice_runs_under_the_callers_errstate(monkeypatch):
+    monkeypatch.setenv("FASTCONV_NUM_THREADS", "3")
+    zeros = np.zeros(3)
+
+    def work(batch):
+        if batch.start > 0:  # the slices on worker threads
+            zeros[batch] / zeros[batch]  # 0/0: invalid
+
+    with np.errstate(invalid="raise"):
+        with pytest.raises(FloatingPointError):
+            threads.over_batch(work, 3, nbytes=64 << 20)
+    seen = []
+
+    def settings(batch):
+        seen.append(np.geterr()["invalid"])
+
+    with np.errstate(invalid="ignore"):
+        threads.over_batch(settings, 3, nbytes=64 << 20)
+    assert seen == ["ignore"] * 3
+
+
 def test_bad_thread_count_is_named(monkeypatch):
     monkeypatch.setenv("FASTCONV_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="FASTCONV_NUM_THREADS"):

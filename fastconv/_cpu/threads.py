@@ -17,6 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy
+
 _MIN_BYTES_PER_THREAD = 1 << 20  # below this, starting work on a thread costs more than it saves
 _executor: ThreadPoolExecutor | None = None
 _executor_workers = 0
@@ -66,7 +68,8 @@ def over_batch(work: Callable[[slice], Any], batch: int, nbytes: int) -> None:
 
     ``nbytes`` is the memory the whole batch's work touches; each thread gets
     at least about 1 MiB of it. Every slice is done before this returns, and
-    an exception from any slice is raised here.
+    an exception from any slice is raised here. Every slice runs under the
+    caller's ``numpy.errstate``.
 
     Parameters
     ----------
@@ -90,7 +93,15 @@ def over_batch(work: Callable[[slice], Any], batch: int, nbytes: int) -> None:
         return
     bounds = [batch * t // threads for t in range(threads + 1)]
     slices = [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
-    futures = [_pool(threads - 1).submit(work, s) for s in slices[1:]]
+    # NumPy's floating-point error settings belong to each thread: the workers take the
+    # caller's, so inside numpy.errstate(...) every slice warns, raises or stays quiet alike
+    settings = numpy.geterr()
+
+    def in_callers_errstate(part: slice) -> Any:
+        with numpy.errstate(**settings):
+            return work(part)
+
+    futures = [_pool(threads - 1).submit(in_callers_errstate, s) for s in slices[1:]]
     work(slices[0])
     for future in futures:
         future.result()
