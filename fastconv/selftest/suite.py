@@ -4,8 +4,8 @@
 stride, asymmetric padding, dilation and groups; max and average pooling with
 padding, dilation, ``ceil_mode`` and ``count_include_pad``; ``im2col`` and
 ``col2im``): the CPU path is checked against the loops on them.
-:data:`GPU_CASES` add every other op with a GPU path (transposed, 1-D and
-padded-mode convolution, 1-D and adaptive pools, unpooling, interpolation,
+:data:`GPU_CASES` add every other op with a GPU path (transposed, 1-D, 3-D,
+depthwise and padded-mode convolution, 1-D, 3-D and adaptive pools, unpooling, interpolation,
 activations, the normalisations, linear and the losses): the GPU path is
 checked against the CPU path on all of them. :data:`TF32_CASES` are the ones
 whose float32 products may run on TF32 tensor cores.
@@ -96,6 +96,21 @@ OTHER_GPU_CASES = (
            {"size": (7, 9), "mode": "bilinear", "align_corners": False}, seed=43),
     OpCase("interpolate bilinear aligned", "interpolate", {"x": (2, 3, 4, 5)},
            {"size": (6, 3), "mode": "bilinear", "align_corners": True}, seed=44),
+    OpCase("conv2d k3 p1 depthwise x2", "conv2d", {"x": (2, 3, 6, 6), "w": (6, 1, 3, 3), "b": (6,)},
+           {"padding": 1, "groups": 3}, CONV_GRADS, seed=56),
+    OpCase("conv3d k3 s1 p1", "conv3d", {"x": (2, 2, 4, 5, 5), "w": (3, 2, 3, 3, 3), "b": (3,)},
+           {"padding": 1}, CONV_GRADS, seed=57),
+    OpCase("conv3d k(1,2,3) s(1,2,1) p(0,1,2) d(1,1,2) groups 2", "conv3d",
+           {"x": (2, 4, 3, 6, 7), "w": (4, 2, 1, 2, 3)},
+           {"stride": (1, 2, 1), "padding": (0, 1, 2), "dilation": (1, 1, 2), "groups": 2},
+           CONV_GRADS, seed=58),
+    OpCase("max_pool3d k2 s2", "max_pool3d", {"x": (2, 3, 4, 6, 5)}, {"kernel_size": 2}, seed=59),
+    OpCase("max_pool3d k3 s2 p1 ceil with indices", "max_pool3d", {"x": (2, 2, 5, 6, 7)},
+           {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+            "return_indices": True}, seed=60),
+    OpCase("avg_pool3d k2 s2", "avg_pool3d", {"x": (2, 3, 4, 6, 5)}, {"kernel_size": 2}, seed=61),
+    OpCase("avg_pool3d k3 s2 p1, pad excluded", "avg_pool3d", {"x": (2, 2, 5, 6, 7)},
+           {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, seed=62),
     OpCase("relu", "relu", {"x": (2, 3, 4, 5)}, seed=45),
     OpCase("leaky_relu 0.1", "leaky_relu", {"x": (2, 3, 4, 5)}, {"negative_slope": 0.1}, seed=46),
     OpCase("tanh", "tanh", {"x": (2, 3, 4, 5)}, seed=47),
@@ -119,4 +134,4 @@ OTHER_GPU_CASES = (
 
 GPU_CASES = LOOP_CASES + OTHER_GPU_CASES
 TF32_CASES = CONV_CASES + tuple(c for c in OTHER_GPU_CASES
-                                if c.op in ("conv1d", "conv_transpose2d"))
+                                if c.op in ("conv1d", "conv3d", "conv_transpose2d"))
