@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 import numpy
 from numpy.lib.stride_tricks import as_strided
@@ -38,13 +38,21 @@ from .workspace import Buffer
 
 _IMAGES = (slice(None), slice(None))  # the (N, C) axes of an index, taken whole
 
-#: ``split(work, batch, nbytes)`` runs ``work(batch_slice)`` over ``range(batch)``
-Split: TypeAlias = Callable[[Callable[[slice], None], int, int], None]
+
+class Split(Protocol):
+    """``split(work, batch, nbytes, passes=1)`` runs ``work(batch_slice)`` over ``range(batch)``;
+    the work touches ``nbytes`` and sweeps them ``passes`` times (the CPU's split keeps blocks
+    of images in cache for the later sweeps)."""
+
+    def __call__(self, work: Callable[[slice], None], batch: int, nbytes: int,
+                 passes: int = 1) -> None: ...
+
+
 Buffers: TypeAlias = Mapping[str, Array]  # a workspace's buffers, by name
 Shares: TypeAlias = Callable[[int, tuple[int, ...]], Array]  # (k, offset) -> slab gradient
 
 
-def one_pass(work: Callable[[slice], None], batch: int, nbytes: int) -> None:
+def one_pass(work: Callable[[slice], None], batch: int, nbytes: int, passes: int = 1) -> None:
     """Run ``work`` once over the whole batch (the split of the GPU's array passes).
 
     Parameters
@@ -55,6 +63,8 @@ def one_pass(work: Callable[[slice], None], batch: int, nbytes: int) -> None:
         The batch size.
     nbytes : int
         The memory the work touches (unused: one pass needs no split).
+    passes : int, default 1
+        How many times the work sweeps it (unused).
 
     Examples
     --------
@@ -204,7 +214,7 @@ def col2im_into(cols: Array, geometry: WindowGeometry, out: Array, buffers: Buff
         target = out[batch] if padded is None else padded[batch]
         _add_windows(lambda k, offset: columns[_IMAGES + offset], geometry, target, out[batch])
 
-    split(add_slabs, cols.shape[0], cols.nbytes)
+    split(add_slabs, cols.shape[0], cols.nbytes, passes=math.prod(geometry.kernel))
     return out
 
 
@@ -256,7 +266,7 @@ def max_pool(x: Array, geometry: WindowGeometry, buffers: Buffers,
         slabs = ((k, _slab(images, geometry, offset)) for k, offset in enumerate(offsets[1:], 1))
         running_max(best, best_k, slabs, bool(xp.isnan(x[batch]).any()))
 
-    split(scan, x.shape[0], x.nbytes)
+    split(scan, x.shape[0], x.nbytes, passes=len(offsets))
     return out, argmax
 
 
@@ -281,7 +291,7 @@ def avg_pool(x: Array, geometry: WindowGeometry, divisor: Array, buffers: Buffer
             total += _slab(images, geometry, offset)
         xp.divide(total, divisor, out=out[batch])
 
-    split(average, x.shape[0], x.nbytes)
+    split(average, x.shape[0], x.nbytes, passes=math.prod(geometry.kernel))
     return out
 
 
@@ -297,7 +307,7 @@ def _spread(shares_of: Callable[[slice], Shares], geometry: WindowGeometry,
         target = dx[batch] if padded_grad is None else padded_grad[batch]
         _add_windows(shares_of(batch), geometry, target, dx[batch])
 
-    split(add, x_shape[0], dx.nbytes)
+    split(add, x_shape[0], dx.nbytes, passes=math.prod(geometry.kernel))
     return dx
 
 

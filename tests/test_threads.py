@@ -61,6 +61,24 @@ def test_every_slice_runs_under_the_callers_errstate(monkeypatch):
     assert seen == ["ignore"] * 3
 
 
+def test_multi_pass_work_runs_in_cache_blocks_covering_each_item_once(monkeypatch):
+    monkeypatch.setenv("FASTCONV_NUM_THREADS", "2")
+    monkeypatch.setattr(threads, "_CACHE_BLOCK_BYTES", 3 << 20)
+    seen = np.zeros(20, dtype=int)
+    blocks = []
+
+    def work(batch):
+        blocks.append(batch.stop - batch.start)
+        seen[batch] += 1
+
+    threads.over_batch(work, 20, nbytes=20 << 20, passes=4)  # 1 MiB an image: 3 a block
+    assert (seen == 1).all()
+    assert sorted(blocks) == [1, 1, 3, 3, 3, 3, 3, 3]  # two threads of 10: 3 + 3 + 3 + 1
+    blocks.clear()
+    threads.over_batch(work, 20, nbytes=20 << 20)  # one sweep: no blocks
+    assert sorted(blocks) == [10, 10]
+
+
 def test_bad_thread_count_is_named(monkeypatch):
     monkeypatch.setenv("FASTCONV_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="FASTCONV_NUM_THREADS"):
@@ -73,10 +91,13 @@ def assert_close(got, expected):
     assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize("threads", ["1", "2", "3"])
-def test_split_ops_agree_with_torch(monkeypatch, torch, threads):
-    """Inputs of several MiB, so the split really happens with 2 and 3 threads."""
+@pytest.mark.parametrize("threads, block_bytes", [("1", 1 << 20), ("2", 1 << 20), ("3", 1 << 20),
+                                                 ("1", 1), ("2", 100_000)])
+def test_split_ops_agree_with_torch(monkeypatch, torch, threads, block_bytes):
+    """Inputs of several MiB, so the split really happens with 2 and 3 threads; the
+    multi-pass work (col2im, the pools) in cache blocks of one image or a few."""
     monkeypatch.setenv("FASTCONV_NUM_THREADS", threads)
+    monkeypatch.setattr(fc._cpu.threads, "_CACHE_BLOCK_BYTES", block_bytes)
     F = torch.nn.functional
     rng = np.random.default_rng(1)
     x = rng.permutation(6 * 8 * 40 * 40).reshape(6, 8, 40, 40).astype(np.float64) / 100

@@ -219,5 +219,5 @@ def col2im_planes_into(dcols: Array, geometry: WindowGeometry, groups: int, out:
         out[batch] = padded[_IMAGES + geometry.interior]
 
     with step("col2im"):
-        over_batch(add_planes, n, dcols.nbytes)
+        over_batch(add_planes, n, dcols.nbytes, passes=groups * len(taps))
     return out

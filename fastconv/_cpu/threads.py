@@ -20,6 +20,11 @@ from typing import Any
 import numpy
 
 _MIN_BYTES_PER_THREAD = 1 << 20  # below this, starting work on a thread costs more than it saves
+# Work that sweeps its memory several times runs in blocks of images of about this size, one
+# core's L2 on common x86 parts, so that every sweep after the first finds its block in cache.
+# Max-pool backward 2x2/2 on (64, 64, 32, 32) float32: 4 sweeps, 10-13 ms whole, 5-7 ms in
+# blocks of 1 MiB (256 KiB: 6-9 ms; 4 MiB: no better), the same bits.
+_CACHE_BLOCK_BYTES = 1 << 20
 _executor: ThreadPoolExecutor | None = None
 _executor_workers = 0
 _lock = threading.Lock()
@@ -63,13 +68,15 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _executor
 
 
-def over_batch(work: Callable[[slice], Any], batch: int, nbytes: int) -> None:
+def over_batch(work: Callable[[slice], Any], batch: int, nbytes: int, passes: int = 1) -> None:
     """Run ``work(batch_slice)`` over ``range(batch)``, split across threads when worth it.
 
     ``nbytes`` is the memory the whole batch's work touches; each thread gets
-    at least about 1 MiB of it. Every slice is done before this returns, and
-    an exception from any slice is raised here. Every slice runs under the
-    caller's ``numpy.errstate``.
+    at least about 1 MiB of it. Work that sweeps that memory several times
+    (``passes`` > 1) runs on each thread in blocks of images of about 1 MiB,
+    one call each, so that the later sweeps read from cache. Every slice is
+    done before this returns, and an exception from any slice is raised here.
+    Every slice runs under the caller's ``numpy.errstate``.
 
     Parameters
     ----------
@@ -79,6 +86,8 @@ def over_batch(work: Callable[[slice], Any], batch: int, nbytes: int) -> None:
         The images.
     nbytes : int
         The memory the whole batch's work touches.
+    passes : int, default 1
+        How many times the work sweeps that memory.
 
     Examples
     --------
@@ -87,6 +96,8 @@ def over_batch(work: Callable[[slice], Any], batch: int, nbytes: int) -> None:
     >>> done
     [slice(0, 4, None)]
     """
+    if passes > 1:
+        work = _in_blocks(work, max(1, _CACHE_BLOCK_BYTES * batch // max(nbytes, 1)))
     threads = min(thread_count(), batch, max(1, nbytes // _MIN_BYTES_PER_THREAD))
     if threads <= 1:
         work(slice(0, batch))
@@ -105,3 +116,11 @@ def over_batch(work: Callable[[slice], Any], batch: int, nbytes: int) -> None:
     work(slices[0])
     for future in futures:
         future.result()
+
+
+def _in_blocks(work: Callable[[slice], Any], images: int) -> Callable[[slice], None]:
+    """``work`` over a slice, called once per block of at most ``images`` images of it."""
+    def blocks(part: slice) -> None:
+        for start in range(part.start, part.stop, images):
+            work(slice(start, min(start + images, part.stop)))
+    return blocks
