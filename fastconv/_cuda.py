@@ -1,45 +1,63 @@
 """The GPU path's kernels: compiled with CuPy from kernels/*.cu, launched through one wrapper each.
 
-Three modules, one job each; every name is importable from here:
+The modules, one job each; every name is importable from here:
 
 - :mod:`fastconv._cuda_registry`: the kernel table (:data:`KERNELS`: each
   kernel's file and parameters) and the template instantiations (:data:`WINDOWS`;
   :func:`window_of` picks one for a launch);
 - :mod:`fastconv._cuda_launcher`: reading the installed sources, compiling them
   (:class:`Launcher`, memoised per device and dtype; :class:`KernelCompileError`
-  with the log) and checked launches (:func:`launch_config`: grid and block);
-- this module: the default CuPy launcher and the kernel wrappers
-  (``im2col_into``, ``max_pool2d_forward``, ``depthwise_forward``, ...), one per
-  kernel, that the GPU backend (:mod:`fastconv._gpu`) calls.
+  with the log), checked launches (:func:`launch_config`: grid and block;
+  :func:`launch_into`) and the 32-bit in-plane limit (``PLANE_LIMIT``);
+- this module: the default CuPy launcher and the wrappers of the 2-D convolution's
+  and pools' kernels and of the depthwise convolution's (``im2col_into``,
+  ``max_pool2d_forward``, ``depthwise_forward``, ...), one per kernel, each taking
+  ``launcher=None`` for :func:`default_launcher`, looked up here at call time
+  (the tests replace it);
+- the wrappers of the kernels added with later ops, in a module per kernel file, each
+  taking its launcher from the caller (they cannot import this module, which re-exports
+  them; the GPU backend passes :func:`default_launcher`): the 3-D convolution's columns
+  (:mod:`fastconv._cuda_vol2col`), the 3-D pools (:mod:`fastconv._cuda_pool3d`),
+  resizing (:mod:`fastconv._cuda_interpolate`), and max unpooling and the adaptive
+  max-pool gradient (:mod:`fastconv._cuda_unpool`).
 
 The wrappers are written against a :class:`Launcher` and its array module only,
 so the same wrapper code runs on CuPy and, in the tests, on a CPU emulation of
-the kernels; each takes ``launcher=None`` for :func:`default_launcher`, looked
-up here at call time (the tests replace it). The wrappers refuse planes too
-large for the kernels' 32-bit in-plane arithmetic before allocating anything.
-Nothing here imports CuPy until a GPU launch needs it.
+the kernels. They refuse planes too large for the kernels' 32-bit in-plane
+arithmetic before allocating anything. Nothing here imports CuPy until a GPU
+launch needs it.
 """
 
 import numpy
 
+from . import _cuda_launcher
 from ._cuda_launcher import BLOCK, INDEX_LIMIT, KERNEL_PACKAGE, MAX_BLOCKS, WARP
 from ._cuda_launcher import KernelCompileError, Launcher, compile_options, kernel_dir
-from ._cuda_launcher import kernel_source, launch_config
+from ._cuda_launcher import kernel_source, launch_config, launch_into
 from ._cuda_registry import CTYPES, KERNELS, RUNTIME_WINDOW, UNROLLED_DTYPES, WINDOWS
 from ._cuda_registry import kernel_files, kernel_name, kernel_windows
 from ._cuda_registry import name_expressions, unrolled_windows, window_of
+from ._cuda_vol2col import col2vol_into, vol2col_into, volume_args
+from ._cuda_pool3d import avg_pool3d_backward, avg_pool3d_forward, max_pool3d_backward
+from ._cuda_pool3d import max_pool3d_forward
+from ._cuda_interpolate import interpolate_backward, interpolate_fits, interpolate_forward
+from ._cuda_unpool import adaptive_max_pool2d_fits, adaptive_max_pool2d_gather
+from ._cuda_unpool import adaptive_max_pool2d_outside, max_unpool2d_fits, max_unpool2d_gather
+from ._cuda_unpool import max_unpool2d_outside
 
-__all__ = ["BLOCK", "CTYPES", "INDEX_LIMIT", "KERNELS", "KERNEL_PACKAGE", "MAX_BLOCKS",
-           "PLANE_LIMIT", "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS",
-           "KernelCompileError", "Launcher", "avg_pool2d_backward", "avg_pool2d_forward",
-           "col2im_into", "compile_options", "default_launcher", "depthwise_backward_data_into",
-           "depthwise_fits", "depthwise_forward", "depthwise_weight_partials_into",
-           "depthwise_weight_sum", "im2col_into", "kernel_dir", "kernel_files", "kernel_name",
-           "kernel_source", "kernel_windows", "launch_config", "max_pool2d_backward",
-           "max_pool2d_forward", "name_expressions", "unrolled_windows", "window_of"]
-
-PLANE_LIMIT = 2**31  # everything inside one plane is 32-bit (kernels/common.cuh)
-
+__all__ = ["BLOCK", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS", "MAX_BLOCKS",
+           "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS", "adaptive_max_pool2d_fits",
+           "adaptive_max_pool2d_gather", "adaptive_max_pool2d_outside", "avg_pool2d_backward",
+           "avg_pool2d_forward", "avg_pool3d_backward", "avg_pool3d_forward", "col2im_into",
+           "col2vol_into", "compile_options", "default_launcher",
+           "depthwise_backward_data_into", "depthwise_fits", "depthwise_forward",
+           "depthwise_weight_partials_into", "depthwise_weight_sum", "im2col_into",
+           "interpolate_backward", "interpolate_fits", "interpolate_forward", "kernel_dir",
+           "kernel_files", "kernel_name", "kernel_source", "kernel_windows",
+           "KernelCompileError", "launch_config", "Launcher", "max_pool2d_backward",
+           "max_pool2d_forward", "max_pool3d_backward", "max_pool3d_forward",
+           "max_unpool2d_fits", "max_unpool2d_gather", "max_unpool2d_outside",
+           "name_expressions", "unrolled_windows", "vol2col_into", "volume_args", "window_of"]
 
 _default_launcher = None
 
@@ -67,30 +85,12 @@ def _window_args(geometry):
     padded_h, padded_w = geometry.padded
     extents = (padded_h * padded_w, oh * ow, h + top + kh * dh, w + left + kw * dw,
                oh * sh + kh * dh, ow * sw + kw * dw, kh * kw)
-    if max(extents) >= PLANE_LIMIT:
+    if max(extents) >= _cuda_launcher.PLANE_LIMIT:
         raise ValueError(
             f"an image plane of {geometry} is too large for the CUDA kernels: planes "
             f"(H*W, OH*OW), their padded extents and the window (KH*KW, the int32 argmax) "
             f"must stay below 2**31 elements")
     return h, w, oh, ow, kh, kw, sh, sw, top, left, dh, dw
-
-
-def _launch_into(launcher, kernel, work, sources, out, *scalars):
-    """Run ``kernel(*sources, out, *scalars)``; a non-contiguous ``out`` is written through a
-    copy."""
-    xp = launcher.xp
-    for source in sources:
-        if xp.may_share_memory(source, out):
-            # the kernels read their inputs through the non-coherent cache (const
-            # __restrict__): writes to them during the launch make the result undefined on a GPU
-            raise ValueError(f"{kernel}: the output overlaps the input in memory (shapes "
-                             f"{out.shape} and {source.shape}); pass a separate output array")
-    sources = [xp.ascontiguousarray(source) for source in sources]
-    target = out if out.flags.c_contiguous else launcher.empty(out.shape, out.dtype)
-    launcher.launch(kernel, work, *sources, target, *scalars)
-    if target is not out:
-        out[...] = target
-    return out
 
 
 def im2col_into(x, geometry, out, launcher=None):
@@ -104,8 +104,8 @@ def im2col_into(x, geometry, out, launcher=None):
     launcher = launcher or default_launcher()
     n, c = x.shape[:2]
     args = _window_args(geometry)
-    return _launch_into(launcher, "im2col_kernel", (n * c, geometry.out[0] * geometry.out[1]),
-                        (x,), out, n, c, *args)
+    return launch_into(launcher, "im2col_kernel", (n * c, geometry.out[0] * geometry.out[1]),
+                       (x,), out, n, c, *args)
 
 
 def col2im_into(cols, geometry, out, launcher=None):
@@ -119,8 +119,8 @@ def col2im_into(cols, geometry, out, launcher=None):
     launcher = launcher or default_launcher()
     n, c = out.shape[:2]
     args = _window_args(geometry)
-    return _launch_into(launcher, "col2im_kernel", (n * c, geometry.size[0] * geometry.size[1]),
-                        (cols,), out, n, c, *args)
+    return launch_into(launcher, "col2im_kernel", (n * c, geometry.size[0] * geometry.size[1]),
+                       (cols,), out, n, c, *args)
 
 
 def _pool_forward(launcher, kernel, x, geometry, *per_window_and_outputs):
@@ -176,7 +176,7 @@ def depthwise_fits(filters, geometry):
     """Whether the depthwise kernels take ``filters`` filters with ``geometry``'s window: an
     image's weight partials (F, KH*KW + 1) are one plane of their 32-bit in-plane math."""
     kh, kw = geometry.kernel
-    return filters * (kh * kw + 1) < PLANE_LIMIT
+    return filters * (kh * kw + 1) < _cuda_launcher.PLANE_LIMIT
 
 
 def _depthwise_scalars(x_shape, filters, geometry):
@@ -227,8 +227,8 @@ def depthwise_backward_data_into(dout, w, geometry, out, launcher=None):
     """
     launcher = launcher or default_launcher()
     scalars = _depthwise_scalars(out.shape, w.shape[0], geometry)
-    return _launch_into(launcher, "depthwise_backward_data_kernel",
-                        (out.shape[0] * out.shape[1], out[0, 0].size), (dout, w), out, *scalars)
+    return launch_into(launcher, "depthwise_backward_data_kernel",
+                       (out.shape[0] * out.shape[1], out[0, 0].size), (dout, w), out, *scalars)
 
 
 def depthwise_weight_partials_into(x, dout, geometry, partials, accumulate, launcher=None):

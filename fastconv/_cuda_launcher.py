@@ -40,6 +40,7 @@ BLOCK = 256
 WARP = 32
 MAX_BLOCKS = 65535  # grid cap per axis: the kernels' grid-stride loops cover any larger problem
 INDEX_LIMIT = 2**63 - 1  # scalars, plane indices and plane offsets are 64-bit idx_t
+PLANE_LIMIT = 2**31  # everything inside one plane is 32-bit (kernels/common.cuh)
 
 
 class KernelCompileError(RuntimeError):
@@ -217,3 +218,30 @@ class Launcher:
                 f"device is {device}: launch inside `with cupy.cuda.Device("
                 f"{self.device_of(arg)}):`")
         return arg
+
+
+def launch_into(launcher, kernel, work, sources, out, *scalars):
+    """Run ``kernel(*sources, out, *scalars)`` over ``work`` on ``launcher``; return ``out``.
+
+    The wrappers that write into a caller's array go through here: ``sources`` are passed as
+    C-contiguous arrays (copied if strided), and a non-contiguous ``out`` is written through
+    a contiguous copy.
+
+    Raises
+    ------
+    ValueError
+        ``out`` shares memory with one of ``sources``.
+    """
+    xp = launcher.xp
+    for source in sources:
+        if xp.may_share_memory(source, out):
+            # the kernels read their inputs through the non-coherent cache (const
+            # __restrict__): writes to them during the launch make the result undefined on a GPU
+            raise ValueError(f"{kernel}: the output overlaps the input in memory (shapes "
+                             f"{out.shape} and {source.shape}); pass a separate output array")
+    sources = [xp.ascontiguousarray(source) for source in sources]
+    target = out if out.flags.c_contiguous else launcher.empty(out.shape, out.dtype)
+    launcher.launch(kernel, work, *sources, target, *scalars)
+    if target is not out:
+        out[...] = target
+    return out

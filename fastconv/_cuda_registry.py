@@ -23,10 +23,13 @@ CTYPES = {
 }
 
 _WINDOW = "H W OH OW KH KW SH SW PT PL DH DW"
+# A 3-D window: each axis's scalars in (D, H, W) order, PF the padding in front
+_VOLUME = "D H W OD OH OW KD KH KW SD SH SW PF PT PL DD DH DW"
 
 # Each kernel's file and parameters, in order: "name:T" is an array of the
 # kernel's float dtype, "name:acc" an array of its accumulator dtype (float32
-# for float16), "name:int32" an int32 array, a bare name an int64 scalar.
+# for float16), "name:int32" an int32 array, "name:i8" an int64 array (a
+# bare name being an int64 scalar).
 KERNELS = {
     "im2col_kernel": ("im2col.cu", f"x:T cols:T N C {_WINDOW}"),
     "col2im_kernel": ("im2col.cu", f"cols:T x:T N C {_WINDOW}"),
@@ -34,12 +37,28 @@ KERNELS = {
     "max_pool_backward_kernel": ("pool.cu", f"dout:T argmax:int32 dx:T NC {_WINDOW}"),
     "avg_pool_forward_kernel": ("pool.cu", f"x:T divisor:acc out:T NC {_WINDOW}"),
     "avg_pool_backward_kernel": ("pool.cu", f"dout:T divisor:acc dx:T NC {_WINDOW}"),
+    "max_pool3d_forward_kernel": ("pool3d.cu", f"x:T out:T argmax:int32 NC {_VOLUME}"),
+    "max_pool3d_backward_kernel": ("pool3d.cu", f"dout:T argmax:int32 dx:T NC {_VOLUME}"),
+    "avg_pool3d_forward_kernel": ("pool3d.cu", f"x:T divisor:acc out:T NC {_VOLUME}"),
+    "avg_pool3d_backward_kernel": ("pool3d.cu", f"dout:T divisor:acc dx:T NC {_VOLUME}"),
     "depthwise_forward_kernel": ("depthwise.cu", f"x:T w:T b:T out:T N C M has_bias {_WINDOW}"),
     "depthwise_backward_data_kernel": ("depthwise.cu", f"dout:T w:T dx:T N C M {_WINDOW}"),
     "depthwise_weight_partials_kernel": ("depthwise.cu",
                                          f"x:T dout:T partials:acc N C M accumulate {_WINDOW}"),
     "depthwise_weight_sum_kernel": ("depthwise.cu", "partials:acc dw:T db:T images F taps "
                                                     "has_bias"),
+    "vol2col_kernel": ("vol2col.cu", f"x:T cols:T N C {_VOLUME}"),
+    "col2vol_kernel": ("vol2col.cu", f"cols:T x:T N C {_VOLUME}"),
+    "interpolate_forward_kernel": ("interpolate.cu", "x:T rows:int32 row_weights:acc "
+                                   "cols:int32 col_weights:acc out:T NC H W OH OW TH TW "
+                                   "weighted_h weighted_w"),
+    "interpolate_backward_kernel": ("interpolate.cu", "dout:T rows:int32 row_weights:acc "
+                                    "cols:int32 col_weights:acc dx:T NC H W OH OW MH MW "
+                                    "weighted_h weighted_w"),
+    "max_unpool_check_kernel": ("unpool.cu", f"index:i8 outside:T NC {_WINDOW}"),
+    "max_unpool_gather_kernel": ("unpool.cu", f"x:T index:i8 out:T NC {_WINDOW}"),
+    "adaptive_max_check_kernel": ("unpool.cu", "index:i8 outside:T NC H W OH OW"),
+    "adaptive_max_gather_kernel": ("unpool.cu", "dout:T index:i8 dx:T NC H W OH OW"),
 }
 
 # The windows each file's kernels are instantiated for, as (K, S): a K x K
@@ -52,7 +71,10 @@ RUNTIME_WINDOW = (0, 0)
 WINDOWS = {
     "im2col.cu": ((1, 2), (3, 1), (3, 2), (5, 1), (5, 2)),  # 1x1/1 without padding: no im2col
     "pool.cu": ((2, 2), (3, 1), (3, 2)),
+    "pool3d.cu": ((2, 2), (3, 2)),  # K x K x K: the 3-D CNNs' downsampling pools
     "depthwise.cu": ((3, 1), (3, 2), (5, 1), (5, 2)),  # MobileNet's and EfficientNet's
+    "vol2col.cu": ((3, 1), (3, 2)),  # K x K x K: C3D's and the 3-D ResNets' windows
+    "unpool.cu": ((2, 2), (3, 1), (3, 2)),  # the max pools' of pool.cu, whose indices it takes
 }
 UNROLLED_DTYPES = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32))
 
@@ -79,12 +101,13 @@ def _parse(spec):
 
 
 def _window_positions(params):
-    """Where (KH, KW), (SH, SW) and (DH, DW) are among a kernel's parameters; None for a
-    kernel without a window."""
+    """Where (KH, KW), (SH, SW) and (DH, DW) are among a kernel's parameters, each led by
+    its depth's (KD, SD, DD) in a 3-D window; None for a kernel without a window."""
     names = [name for name, _ in params]
     if "KH" not in names:
         return None
-    return [(names.index(f"{x}H"), names.index(f"{x}W")) for x in "KSD"]
+    axes = "DHW" if "KD" in names else "HW"
+    return [tuple(names.index(f"{x}{axis}") for axis in axes) for x in "KSD"]
 
 
 # Parsed once: [(name, kind)] per kernel, and where its window scalars are.
@@ -117,10 +140,11 @@ def window_of(file, dtype, kernel, stride, dilation):
     A window of :func:`unrolled_windows` for that file and dtype, given as a
     square ``kernel`` (KH, KW), equal ``stride`` (SH, SW) and ``dilation``
     (1, 1), gets its unrolled instantiation; every other window the run-time one.
+    A 3-D window, (KD, KH, KW) and so on, must be a cube with one stride.
     """
-    window = (kernel[0], stride[0])
-    if (tuple(kernel) == (window[0],) * 2 and tuple(stride) == (window[1],) * 2
-            and tuple(dilation) == (1, 1) and window in unrolled_windows(file, dtype)):
+    window, axes = (kernel[0], stride[0]), len(kernel)
+    if (tuple(kernel) == (window[0],) * axes and tuple(stride) == (window[1],) * axes
+            and tuple(dilation) == (1,) * axes and window in unrolled_windows(file, dtype)):
         return window
     return RUNTIME_WINDOW
 

@@ -1,17 +1,18 @@
-"""im2col, col2im and pooling as array passes, written once against the arrays' module.
+"""im2col, col2im and pooling as array passes over strided views, in any number of spatial axes.
 
-Each algorithm here works in any number of spatial axes (the geometry's) on NumPy or CuPy
-arrays, and takes ``split(work, batch, nbytes)``: how to run ``work(batch_slice)`` over the
-batch. The CPU backend (:mod:`fastconv._cpu.im2col`, :mod:`fastconv._cpu.pool`) passes its
-thread split (:func:`fastconv._cpu.threads.over_batch`); the GPU backend passes
-:func:`one_pass` for the 3-D ops (:mod:`fastconv._gpu.conv3d`, :mod:`fastconv._gpu.pool3d`),
-whose windows its CUDA kernels, written for 2-D, do not cover. Each image is independent, so
-the results do not depend on the split.
+The CPU backend's algorithms (:mod:`fastconv._cpu.im2col`, :mod:`fastconv._cpu.pool`); the GPU
+backend runs CUDA kernels instead and takes only the device-neutral helpers (:func:`pad_into`,
+:func:`window_view`, :func:`grouped`). Each algorithm works in the geometry's 1, 2 or 3 spatial
+axes and takes ``split(work, batch, nbytes, passes)`` (:class:`Split`): how to run
+``work(batch_slice)`` over the batch, the CPU's thread split
+(:func:`fastconv._cpu.threads.over_batch`, which also keeps blocks of images in cache for the
+passes that sweep their memory several times). Each image is independent, so the results do
+not depend on the split.
 
 No pass uses fancy indexing or a scatter: the windows are one strided view of the padded input
 (:func:`window_view`), copied once; a sum over the windows is one strided slab of output size
 per kernel offset, added (or, when the windows do not overlap, assigned) in a fixed order. So
-the results are deterministic on both devices. The column layout is :mod:`fastconv.im2col`'s:
+the results are deterministic. The column layout is :mod:`fastconv.im2col`'s:
 (N, C, *kernel, *out), e.g. (N, C, KD, KH, KW, OD, OH, OW) in 3-D. Pooling follows the rules
 of :mod:`fastconv.functional.pool` (ties, NaN, padding), the running maximum being
 :func:`fastconv._window_max.running_max`.
@@ -41,8 +42,7 @@ _IMAGES = (slice(None), slice(None))  # the (N, C) axes of an index, taken whole
 
 class Split(Protocol):
     """``split(work, batch, nbytes, passes=1)`` runs ``work(batch_slice)`` over ``range(batch)``;
-    the work touches ``nbytes`` and sweeps them ``passes`` times (the CPU's split keeps blocks
-    of images in cache for the later sweeps)."""
+    the work touches ``nbytes`` and sweeps them ``passes`` times."""
 
     def __call__(self, work: Callable[[slice], None], batch: int, nbytes: int,
                  passes: int = 1) -> None: ...
@@ -50,28 +50,6 @@ class Split(Protocol):
 
 Buffers: TypeAlias = Mapping[str, Array]  # a workspace's buffers, by name
 Shares: TypeAlias = Callable[[int, tuple[int, ...]], Array]  # (k, offset) -> slab gradient
-
-
-def one_pass(work: Callable[[slice], None], batch: int, nbytes: int, passes: int = 1) -> None:
-    """Run ``work`` once over the whole batch (the split of the GPU's array passes).
-
-    Parameters
-    ----------
-    work : callable
-        ``work(batch_slice)``.
-    batch : int
-        The batch size.
-    nbytes : int
-        The memory the work touches (unused: one pass needs no split).
-    passes : int, default 1
-        How many times the work sweeps it (unused).
-
-    Examples
-    --------
-    >>> one_pass(print, 4, 0)
-    slice(0, 4, None)
-    """
-    work(slice(0, batch))
 
 
 def _part(buffer: Array | None, batch: slice) -> Array | None:

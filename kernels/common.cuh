@@ -88,29 +88,49 @@ __device__ __forceinline__ void fc_for_each_tap(const fc_axis<K, S>& axis, int o
     for (int k = 0; k < axis.size; ++k) visit(k, first + k * axis.dilation);
 }
 
-// Calls visit(o, k) for every output position o (below out) whose window
-// reads input position p through kernel offset k, in ascending k: the
-// gather-style backward kernels' view of fc_for_each_tap. The range of o is
-// computed once (as Caffe's and PyTorch's col2im do); only a dilated window
-// needs a division per candidate, to skip the o whose offset falls between taps.
-template <int K, int S, class Visit>
-__device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, int p, idx_t out,
-                                                     Visit visit) {
+// The output positions first..last (none when last < first) whose windows
+// cover input position p along one axis, and p's position in the padded axis.
+struct fc_cover {
+    int padded, first, last;
+};
+
+// The range of o is computed once (as Caffe's and PyTorch's col2im do), not
+// searched; a kernel that nests several axes computes each axis's once.
+template <int K, int S>
+__device__ __forceinline__ fc_cover fc_covering(const fc_axis<K, S>& axis, int p, idx_t out) {
     const int padded = p + axis.pad;  // >= 0: p is an input position
     const int extent = (axis.size - 1) * axis.dilation + 1;
     const int first = padded < extent ? 0 : (int)((unsigned)(padded - extent) / axis.stride) + 1;
     const int last = fc_min((int)((unsigned)padded / axis.stride), (int)out - 1);
+    return fc_cover{padded, first, last};
+}
+
+// Calls visit(o, k) for every output position o of cover (fc_covering) whose
+// window reads the input position through kernel offset k, in ascending k: the
+// gather-style backward kernels' view of fc_for_each_tap. Only a dilated window
+// needs a division per candidate, to skip the o whose offset falls between taps.
+template <int K, int S, class Visit>
+__device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, fc_cover cover,
+                                                     Visit visit) {
     FC_UNROLL
-    for (int i = 0; i < axis.covering_bound(last - first + 1); ++i) {
-        const int o = last - i;  // o descending: k = (padded - o * stride) / dilation ascending
-        if (o < first) break;    // an unrolled loop runs to its bound: fewer outputs cover p
-        const int offset = padded - o * axis.stride;
+    for (int i = 0; i < axis.covering_bound(cover.last - cover.first + 1); ++i) {
+        // o descending: k = (padded - o * stride) / dilation ascending
+        const int o = cover.last - i;
+        if (o < cover.first) break;  // an unrolled loop runs to its bound: fewer outputs cover p
+        const int offset = cover.padded - o * axis.stride;
         if (axis.dilation == 1) {
             visit(o, offset);
         } else if (offset % axis.dilation == 0) {
             visit(o, offset / axis.dilation);
         }
     }
+}
+
+// fc_for_each_covering over the windows (below out) covering input position p.
+template <int K, int S, class Visit>
+__device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, int p, idx_t out,
+                                                     Visit visit) {
+    fc_for_each_covering(axis, fc_covering(axis, p, out), visit);
 }
 
 // binary16 -> binary32, exact (integer operations only, so denormal flushing
@@ -192,6 +212,15 @@ __device__ __forceinline__ bool fc_greater(float a, float b) {
     return fc_ordered_key(a) > fc_ordered_key(b);
 }
 __device__ __forceinline__ bool fc_greater(double a, double b) { return a > b; }
+
+// Whether max pooling replaces its best value so far by v: the first input
+// cell always (best_k < 0), then a NaN over a number, or a greater number.
+// The rule of every max-pool kernel (kernels/pool.cu, kernels/pool3d.cu).
+template <class A>
+__device__ __forceinline__ bool fc_max_pool_takes(A v, A best, int best_k) {
+    const bool v_nan = v != v, best_nan = best != best;
+    return best_k < 0 || (v_nan ? !best_nan : (!best_nan && fc_greater(v, best)));
+}
 
 __device__ __forceinline__ float fc_neg_inf(float) { return __uint_as_float(0xff800000u); }
 __device__ __forceinline__ double fc_neg_inf(double) {

@@ -8,14 +8,6 @@
 // the accumulator type (float for half: a window of 2049 cells is no half).
 #include "common.cuh"
 
-// Whether max pooling replaces its best value so far by v: the first input
-// cell always (best_k < 0), then a NaN over a number, or a greater number.
-template <class A>
-__device__ __forceinline__ bool fc_max_pool_takes(A v, A best, int best_k) {
-    const bool v_nan = v != v, best_nan = best != best;
-    return best_k < 0 || (v_nan ? !best_nan : (!best_nan && fc_greater(v, best)));
-}
-
 // One thread per output element: the window's maximum and its kernel offset.
 template <class T, int K, int S>
 __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__ out,

@@ -199,6 +199,11 @@ def test_kernel_compile_is_timed_per_file_and_dtype():
     assert list(seconds) == ["im2col.cu float32", "pool.cu float32", "im2col.cu float64",
                              "pool.cu float64"]
     assert compiled == [tuple(k.split()) for k in seconds] and min(seconds.values()) >= 0
+    compiled.clear()
+    seconds = machine.kernel_compile_seconds(["float16"], Launcher(), files=["unpool.cu"])
+    assert list(seconds) == ["unpool.cu float16"] == [" ".join(c) for c in compiled]
+    with pytest.raises(ValueError, match="no kernel file pool2d.cu"):
+        machine.kernel_compile_seconds(["float32"], Launcher(), files=["pool2d.cu"])
 
 
 def test_device_gpu_without_a_gpu_exits_2_with_the_reason(capsys, monkeypatch):

@@ -1,6 +1,7 @@
 """conv3d and Conv3d: against PyTorch (hypothesis, forward and every gradient), both CPU
-backward paths, chunking under a small workspace limit, numerical gradients, the GPU backend's
-array path on NumPy arrays against the CPU path, and CuPy runs."""
+backward paths, chunking under a small workspace limit, numerical gradients, the GPU backend on
+NumPy arrays (its vol2col and col2vol kernels emulated; tests/test_cuda_vol2col.py tests them
+in depth) against the CPU path, and CuPy runs."""
 
 import tracemalloc
 
@@ -15,16 +16,31 @@ import fastconv.functional.conv as conv_front
 import fastconv.nn as nn
 import torch_oracle
 from conftest import require_torch
-from fastconv import _cpu, gradcheck
+from cuda_emu.emu import require_kernel_tools
+from fastconv import _backends, _cpu, _cuda, _gpu, gradcheck
 from op_paths import (assert_gpu_matches_cpu, case_arrays, check_on_cupy, compare, normal,
                       on_cpu, torch_run)
 from torch_oracle import hypothesis_settings
-from volume_cases import (DTYPES, conv3d_cases, gpu_array_path, torch_conv3d,  # noqa: F401
-                          use_gpu_array_path)
+from test_cuda_emulated import launcher
+from volume_cases import DTYPES, conv3d_cases, torch_conv3d
 
 GPU_SETTINGS = dict(deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
+
+
+def use_gpu_kernels(monkeypatch):
+    """Route NumPy arrays through the GPU backend (:mod:`fastconv._gpu`), its CUDA kernels on
+    the CPU emulator (tests/cuda_emu), the products in the NumPy model of cuBLAS."""
+    require_kernel_tools("g++")
+    monkeypatch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
+    monkeypatch.setattr(_cuda, "default_launcher", launcher)
+
+
+@pytest.fixture
+def gpu_kernels(monkeypatch):
+    """:func:`use_gpu_kernels` for the test."""
+    use_gpu_kernels(monkeypatch)
 
 
 @hypothesis_settings(70)
@@ -111,13 +127,13 @@ def _recording_chunks(monkeypatch):
 
 @pytest.mark.filterwarnings("ignore:the column buffer of a single image")
 @pytest.mark.parametrize("images_per_limit", [0.5, 1, 2, 3])
-@pytest.mark.parametrize("backend", ["cpu", "gpu array path"])
+@pytest.mark.parametrize("backend", ["cpu", "gpu kernels emulated"])
 def test_chunked_under_a_small_workspace_limit_matches_torch(torch, monkeypatch, backend,
                                                              images_per_limit):
     """7 images whose columns fit the limit a few at a time (or not one): the chunks cover the
     batch and the results are still torch's."""
     if backend != "cpu":
-        use_gpu_array_path(monkeypatch)
+        use_gpu_kernels(monkeypatch)
     case = dict(x_shape=(7, 4, 5, 6, 5), w_shape=(6, 2, 3, 3, 2), b_size=6, seed=3,
                 kw=dict(stride=(1, 2, 1), padding=1, dilation=(1, 1, 2), groups=2),
                 torch_pads=None)
@@ -209,9 +225,9 @@ def test_conv3d_layer_initialisation_and_repr():
 @settings(max_examples=30, **GPU_SETTINGS)
 @given(case=conv3d_cases(), dtype=st.sampled_from(DTYPES), limit=st.sampled_from([None, 3000]))
 @pytest.mark.filterwarnings("ignore:the column buffer of a single image")
-def test_gpu_array_path_matches_the_cpu(gpu_array_path, case, dtype, limit):  # noqa: F811
-    """The GPU backend's 3-D convolution (array code, the products in the NumPy model of
-    cuBLAS) against the CPU path, chunked or not."""
+def test_gpu_backend_matches_the_cpu(gpu_kernels, case, dtype, limit):
+    """The GPU backend's 3-D convolution (the kernels emulated, the products in the NumPy model
+    of cuBLAS) against the CPU path, chunked or not."""
     _, x, w, b = case_arrays(case, dtype)
     out, cache = on_cpu(F.conv3d_forward, x, w, b, **case["kw"])
     dout = normal(case["seed"], out.shape, dtype)
@@ -223,7 +239,7 @@ def test_gpu_array_path_matches_the_cpu(gpu_array_path, case, dtype, limit):  # 
     assert_gpu_matches_cpu(got, want)
 
 
-def test_gpu_array_path_is_deterministic(gpu_array_path):  # noqa: F811
+def test_gpu_backend_is_deterministic(gpu_kernels):
     x, w, b = normal(0, (3, 4, 6, 5, 7), np.float32), normal(1, (4, 4, 3, 3, 3), np.float32), \
         normal(2, 4, np.float32)
     runs = []

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import fastconv.functional as F
 from cuda_emu.emu import prebuild, require_kernel_tools, sanitizing
 from cuda_emu.report import summary_lines
-from fastconv import _backends, _cuda, _gpu
+from fastconv import _backends, _cuda, _cuda_launcher, _gpu
 from fastconv.backend import accumulator_dtype
 from fastconv.workspace import workspace_limit
 from test_cuda_emulated import (DTYPES, SETTINGS, assert_sum_close, bits, conv_windows,
@@ -233,7 +233,7 @@ def test_many_filters_per_channel_go_through_the_generic_path_beyond_the_kernels
     b, args = normal(2, (64,), np.float64), dict(padding=1, groups=2)
     dout = normal(3, (2, 64, 4, 4), np.float64)
     expected = run_conv(x, w, b, args, dout, True)
-    monkeypatch.setattr(_cuda, "PLANE_LIMIT", 100)
+    monkeypatch.setattr(_cuda_launcher, "PLANE_LIMIT", 100)
     with gpu_dispatch(launcher()) as calls:
         got = run_conv(x, w, b, args, dout, True)
     assert "im2col_kernel" in calls and "gemm" in calls

@@ -89,7 +89,8 @@ def test_kernel_parameters_match_the_registry(emu):
     """Every kernel's C++ parameters (read from the emulator) are what KERNELS declares:
     64-bit integer scalars, and pointers whose element size fits the declared dtype."""
     sizes = {"T": {np.float16: 2, np.float32: 4, np.float64: 8},
-             "acc": {np.float16: 4, np.float32: 4, np.float64: 8}, "int32": 4, "int64": 8}
+             "acc": {np.float16: 4, np.float32: 4, np.float64: 8}, "int32": 4, "int64": 8,
+             "i8": 8}  # i8: an int64 array
     for dtype in _cuda.CTYPES:
         for name, (file, _) in _cuda.KERNELS.items():
             for window in _cuda.kernel_windows(name, dtype):

@@ -24,7 +24,10 @@ from fastconv import _cuda
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 EMULATION_TESTS = ["tests/test_cuda_emulated.py", "tests/test_cuda_launcher.py",
-                   "tests/test_cuda_depthwise.py"]
+                   "tests/test_cuda_depthwise.py", "tests/test_cuda_pool3d.py",
+                   "tests/test_cuda_vol2col.py"]
+EMULATION_TESTS += ["tests/test_cuda_unpool.py"]
+EMULATION_TESTS += ["tests/test_cuda_interpolate.py"]
 
 pytestmark = pytest.mark.skipif(sanitizing(), reason="this is the sanitizer pass itself")
 

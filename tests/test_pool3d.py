@@ -1,6 +1,7 @@
 """max_pool3d, avg_pool3d and their layers: against PyTorch (hypothesis, forward, indices and
-the gradient), the tie/NaN/padding rules, numerical gradients, the GPU backend's array path on
-NumPy arrays against the CPU path, and CuPy runs."""
+the gradient), the tie/NaN/padding rules, numerical gradients, the GPU backend on NumPy arrays
+(its kernels emulated; tests/test_cuda_pool3d.py tests them in depth) against the CPU path, and
+CuPy runs."""
 
 import numpy as np
 import pytest
@@ -10,10 +11,13 @@ import fastconv.functional as F
 import fastconv.nn as nn
 import torch_oracle
 from conftest import require_torch
+from cuda_emu.emu import require_kernel_tools
 from fastconv import gradcheck
 from op_paths import assert_gpu_matches_cpu, check_on_cupy, compare, normal, on_cpu, torch_run
+from test_cuda_depthwise import gpu_dispatch
+from test_cuda_emulated import launcher
 from torch_oracle import hypothesis_settings
-from volume_cases import DTYPES, gpu_array_path, pool3d_cases, pool_input  # noqa: F401
+from volume_cases import DTYPES, pool3d_cases, pool_input
 
 GPU_SETTINGS = dict(deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -170,33 +174,41 @@ def test_pool3d_layer_gradients_match_numerical(make):
 # ------------------------------------------------------------------------ the GPU backend
 @settings(max_examples=30, **GPU_SETTINGS)
 @given(case=pool3d_cases())
-def test_gpu_array_path_matches_the_cpu(gpu_array_path, case):  # noqa: F811
-    """The GPU backend's 3-D pools (array code, no kernels) against the CPU path: the same
-    maxima and indices bit for bit, the gradients and averages within rounding."""
+def test_gpu_kernels_match_the_cpu(case):
+    """The GPU backend's 3-D pools (kernels/pool3d.cu on the CPU emulator) against the CPU
+    path: the same maxima and indices bit for bit, the gradients and averages within
+    rounding."""
+    require_kernel_tools("g++")
     for dtype in DTYPES:
         x = pool_input(case, dtype)
         want = on_cpu(F.max_pool3d_forward, x, case["kernel"], return_indices=True,
                       **_max_kw(case))
-        got = F.max_pool3d_forward(x, case["kernel"], return_indices=True, **_max_kw(case))
+        out, cache = on_cpu(F.avg_pool3d_forward, x, case["kernel"], **_avg_kw(case))
+        max_dout = normal(case["seed"], want[0].shape, dtype)
+        avg_dout = normal(case["seed"] + 1, out.shape, dtype)
+        with gpu_dispatch(launcher()) as calls:
+            got = F.max_pool3d_forward(x, case["kernel"], return_indices=True, **_max_kw(case))
+            got_dx = F.max_pool3d_backward(max_dout, got[2])
+            got_out, got_cache = F.avg_pool3d_forward(x, case["kernel"], **_avg_kw(case))
+            got_avg_dx = F.avg_pool3d_backward(avg_dout, got_cache)
+        assert calls == ["max_pool3d_forward_kernel", "max_pool3d_backward_kernel",
+                         "avg_pool3d_forward_kernel", "avg_pool3d_backward_kernel"], calls
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
-        dout = normal(case["seed"], want[0].shape, dtype)
-        assert_gpu_matches_cpu((F.max_pool3d_backward(dout, got[2]),),
-                               (on_cpu(F.max_pool3d_backward, dout, want[2]),))
-        out, cache = on_cpu(F.avg_pool3d_forward, x, case["kernel"], **_avg_kw(case))
-        got_out, got_cache = F.avg_pool3d_forward(x, case["kernel"], **_avg_kw(case))
-        dout = normal(case["seed"] + 1, out.shape, dtype)
-        assert_gpu_matches_cpu((got_out, F.avg_pool3d_backward(dout, got_cache)),
-                               (out, on_cpu(F.avg_pool3d_backward, dout, cache)))
+        assert_gpu_matches_cpu((got_dx,), (on_cpu(F.max_pool3d_backward, max_dout, want[2]),))
+        assert_gpu_matches_cpu((got_out, got_avg_dx),
+                               (out, on_cpu(F.avg_pool3d_backward, avg_dout, cache)))
 
 
-def test_gpu_array_path_keeps_the_nan_rule(gpu_array_path):  # noqa: F811
+def test_gpu_kernels_keep_the_nan_rule():
+    require_kernel_tools("g++")
     x = np.full((1, 1, 2, 2, 2), 3.0)
     x[0, 0, 1, 0, 1] = x[0, 0, 1, 1, 0] = np.nan
-    out, idx, cache = F.max_pool3d_forward(x, 2, return_indices=True)
+    with gpu_dispatch(launcher()):
+        out, idx, cache = F.max_pool3d_forward(x, 2, return_indices=True)
+        dx = F.max_pool3d_backward(np.ones_like(out), cache)
     assert np.isnan(out).all() and idx.item() == 5
-    np.testing.assert_array_equal(F.max_pool3d_backward(np.ones_like(out), cache).reshape(-1),
-                                  [0, 0, 0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(dx.reshape(-1), [0, 0, 0, 0, 0, 1, 0, 0])
 
 
 @pytest.mark.gpu

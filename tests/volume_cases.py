@@ -1,15 +1,13 @@
-"""Shared by the tests of the 3-D convolution and pools: hypothesis cases, the PyTorch runs of
-them, and the GPU backend's array path run on NumPy arrays.
+"""Shared by the tests of the 3-D convolution and pools: hypothesis cases and the PyTorch runs
+of them.
 
 The cases reach the degenerate sizes: inputs of 1x1x1, a (dilated) kernel exactly the padded
 input, strides above the kernel, groups, dilation, asymmetric and 'same' padding, ceil_mode.
 """
 
 import numpy as np
-import pytest
 from hypothesis import strategies as st
 
-from fastconv import _backends, _cuda, _gpu
 
 DTYPES = [np.float64, np.float32]
 
@@ -32,6 +30,7 @@ def conv3d_cases(draw):
     cin, fout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
     form = draw(st.sampled_from(["int", "triple", "pairs", "valid", "same"]))
     same = form == "same"
+    one_pad = draw(st.integers(0, 2))  # the padding of every axis for an int
 
     def pads_of(kernel, dilation):
         if same:
@@ -41,15 +40,14 @@ def conv3d_cases(draw):
             return 0, 0
         if form == "pairs":
             return draw(st.integers(0, 2)), draw(st.integers(0, 2))
-        p = draw(st.integers(0, 2))
+        p = one_pad if form == "int" else draw(st.integers(0, 2))
         return p, p
 
     axes = [_axis(draw, 3, [1, 1, 2], pads_of) for _ in range(3)]
     kernel, dilation, pads, size = (tuple(a[i] for a in axes) for i in range(4))
     stride = (1, 1, 1) if same else tuple(draw(st.integers(1, 4)) for _ in range(3))
     if form == "int":
-        padding = pads[0][0]
-        pads = ((padding, padding),) * 3
+        padding = one_pad
     else:
         padding = {"triple": tuple(p for p, _ in pads), "pairs": pads}.get(form, form)
     return dict(x_shape=(draw(st.integers(1, 2)), cin) + size,
@@ -101,20 +99,3 @@ def pool_input(case, dtype):
     if case["ties"]:
         return (rng.integers(-2, 3, size=shape) * 0.5).astype(dtype)
     return (rng.permutation(int(np.prod(shape))) * 0.25 - 3.1).reshape(shape).astype(dtype)
-
-
-def use_gpu_array_path(monkeypatch):
-    """Route NumPy arrays through the GPU backend (:mod:`fastconv._gpu`), as
-    tests/test_cuda_emulated.py's ``kernels_for_numpy`` does, with every CUDA kernel refused:
-    the 3-D ops must run on the backend's array code alone."""
-    def no_kernels():
-        raise AssertionError("a 3-D op reached for the CUDA kernels")
-
-    monkeypatch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
-    monkeypatch.setattr(_cuda, "default_launcher", no_kernels)
-
-
-@pytest.fixture
-def gpu_array_path(monkeypatch):
-    """:func:`use_gpu_array_path` for the test."""
-    use_gpu_array_path(monkeypatch)

@@ -12,15 +12,18 @@ device (:func:`fastconv._backends.backend_for`):
   code runs any number of spatial axes (the GPU has separate modules for them);
 - ``scatter``: sums of values sent to flat positions (max unpooling, the
   adaptive max-pool gradient), in one ``bincount``;
+- ``unpool``: max unpooling and the adaptive max-pool gradient, as ``scatter``'s sums;
 - ``batchnorm``: per-channel statistics and normalisation on NCHW in
   cache-sized blocks;
-- ``activation``: relu and leaky relu, split over threads.
+- ``activation``: relu and leaky relu, split over threads;
+- ``interpolate``: nearest and bilinear resizing as ``take`` gathers per axis.
 
 ``threads`` splits memory-bound work over the batch.
 """
 
-from . import activation, batchnorm, conv, conv_transpose, im2col, pool, scatter
+from . import activation, batchnorm, conv, conv_transpose, im2col, interpolate, pool, scatter
+from . import unpool
 from . import conv as conv3d, pool as pool3d  # one N-d code path serves 3-D too
 
-__all__ = ["activation", "batchnorm", "conv", "conv_transpose", "im2col", "pool", "scatter",
-           "conv3d", "pool3d"]
+__all__ = ["activation", "batchnorm", "conv", "conv3d", "conv_transpose", "im2col", "interpolate",
+           "pool", "pool3d", "scatter", "unpool"]

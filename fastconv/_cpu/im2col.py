@@ -2,7 +2,7 @@
 
 The column layout is :mod:`fastconv.im2col`'s, in any number of spatial axes: (N, C, KH, KW,
 OH, OW) in 2-D, (N, C, KD, KH, KW, OD, OH, OW) in 3-D. The passes are
-:mod:`fastconv._window_arrays`' (written once for both devices): im2col never uses fancy
+:mod:`fastconv._window_arrays`' (in any number of spatial axes): im2col never uses fancy
 indexing (each image is padded into a workspace buffer, viewed as its windows and copied);
 col2im never uses ``np.add.at`` (each kernel offset is one strided slab of the padded image,
 added with one ``+=``). Here the batch is split across threads

@@ -4,9 +4,8 @@ The windows are never materialised: each kernel offset is one strided slab of th
 input, of output size, and the windows reduce elementwise over the slabs. Backward adds each
 offset's share back onto its slab. This is as fast as a reshape for tiling windows (stride ==
 kernel) and also covers overlap, padding, dilation and ``ceil_mode``, in any number of spatial
-axes (the 2-D and 3-D pools run here alike). The passes are :mod:`fastconv._window_arrays`'
-(written once for both devices), the batch split across threads
-(:mod:`fastconv._cpu.threads`). The rules (ties, NaN, padding) are those of
+axes (the 2-D and 3-D pools run here alike). The passes are :mod:`fastconv._window_arrays`',
+the batch split across threads (:mod:`fastconv._cpu.threads`). The rules (ties, NaN, padding) are those of
 :mod:`fastconv.functional.pool`.
 
 Each function's buffers are declared by its ``*_plan`` function and come from the caller's

@@ -1,20 +1,21 @@
-"""3-D convolution on the GPU (CuPy): array code for the columns, not custom kernels; cuBLAS
-for the products.
+"""3-D convolution on the GPU (CuPy): the vol2col and col2vol CUDA kernels, cuBLAS for the
+products.
 
-The CUDA im2col and col2im kernels (:mod:`fastconv._gpu.im2col`) are written for 2-D windows,
-so a 3-D convolution builds its columns (n, G, C/G*KD*KH*KW, OD*OH*OW) with the array
-algorithm of :mod:`fastconv._window_arrays`: the chunk padded into a workspace buffer, one
-strided view of its windows and one copy into the column buffer. The backward sums the column
-gradient back by slab adds, one strided add per kernel offset in a fixed order: no atomics,
-so the same bits every run. The products are the 2-D GPU convolution's (:mod:`.conv`):
+The ``vol2col`` kernel (kernels/vol2col.cu, :func:`fastconv._cuda.vol2col_into`) writes a
+chunk's columns (n, G, C/G*KD*KH*KW, OD*OH*OW) into a workspace buffer, one thread per output
+position, reading the zero padding implicitly (no padded copy of the input). The backward sums
+the column gradient back with the gather-style ``col2vol`` kernel: each input element adds the
+entries of the windows covering it in ascending kernel-offset order, so no atomics and the same
+bits every run. The products are the 2-D GPU convolution's (:mod:`.conv`):
 strided-batched cuBLAS GEMMs through :func:`fastconv._gpu.matmul.matmul`, the weights shared by
 the images (or copied per image with groups, by the same rule), dW as per-image partials in
-the accumulator dtype summed once at the end, dx = col2im(W^T @ dout). A 1x1x1, stride-1,
-unpadded convolution skips the columns: the input is its own column matrix.
+the accumulator dtype summed once at the end, dx = col2vol(W^T @ dout). A 1x1x1, stride-1,
+unpadded convolution skips the kernels: the input is its own column matrix.
 
-Written against the arrays' module, so the tests run it on NumPy arrays (the products in the
-NumPy model of cuBLAS). Each algorithm is an object with a ``plan``, ``run(chunk, buffers)`` and
-``result(workspace)``, driven by :func:`fastconv.workspace.run_in_chunks`.
+Written against the arrays' module and the kernels' launcher, so the tests run it on NumPy
+arrays (the kernels on the CPU emulator, the products in the NumPy model of cuBLAS). Each
+algorithm is an object with a ``plan``, ``run(chunk, buffers)`` and ``result(workspace)``,
+driven by :func:`fastconv.workspace.run_in_chunks`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import _window_arrays
+from .. import _cuda
 from .._typing import Array
-from .._window_arrays import Buffers, grouped, one_pass, padded_plan
+from .._window_arrays import Buffers, grouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer, Workspace
@@ -55,14 +56,16 @@ def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
 
     Examples
     --------
+    A 1x1x1 window launches no kernel, so it runs on NumPy arrays without a GPU:
+
     >>> import numpy
     >>> from fastconv.shapes import window_geometry
     >>> from fastconv.workspace import run_in_chunks
-    >>> x, w = numpy.ones((1, 2, 3, 3, 3)), numpy.ones((1, 2, 3, 3, 3))
-    >>> out, _ = run_in_chunks(forward(x, w, None, window_geometry(x.shape, 3, 1, 0, 1), 1),
+    >>> x, w = numpy.ones((1, 2, 1, 1, 2)), numpy.ones((1, 2, 1, 1, 1))
+    >>> out, _ = run_in_chunks(forward(x, w, None, window_geometry(x.shape, 1, 1, 0, 1), 1),
     ...                        numpy, 1)
     >>> out
-    array([[[[[54.]]]]])
+    array([[[[[2., 2.]]]]])
     """
     return _Forward(x, w, b, geometry, groups)
 
@@ -86,25 +89,26 @@ def backward(dout: Array, cache: Any, needs_input_grad: bool = True) -> _Backwar
 
     Examples
     --------
+    A 1x1x1 window launches no kernel, so it runs on NumPy arrays without a GPU:
+
     >>> import numpy
     >>> from fastconv.functional.conv3d import conv3d_forward
     >>> from fastconv.workspace import run_in_chunks
-    >>> out, cache = conv3d_forward(numpy.ones((1, 1, 2, 2, 2)), numpy.ones((1, 1, 2, 2, 2)))
+    >>> out, cache = conv3d_forward(numpy.ones((1, 1, 2, 1, 2)), numpy.full((1, 1, 1, 1, 1), 3.0))
     >>> dx, dw, db = run_in_chunks(backward(numpy.ones_like(out), cache), numpy, 1)
-    >>> dx.reshape(-1), db
-    (array([1., 1., 1., 1., 1., 1., 1., 1.]), None)
+    >>> dx.reshape(-1), dw.reshape(-1), db
+    (array([3., 3., 3., 3.]), array([4.]), None)
     """
     return _Backward(dout, cache, needs_input_grad)
 
 
 def _columns_plan(x: Array, geometry: WindowGeometry, groups: int) -> tuple[Buffer, ...]:
-    """The column buffer of one image, (G, C/G*KD*KH*KW, OD*OH*OW), and the padded image the
-    windows are viewed in; nothing for a 1x1x1 identity."""
+    """The column buffer of one image, (G, C/G*KD*KH*KW, OD*OH*OW); nothing for a 1x1x1
+    identity."""
     if geometry.is_identity:
         return ()
     rows = x.shape[1] // groups * math.prod(geometry.kernel)
-    return ((Buffer("cols", (groups, rows, math.prod(geometry.out)), x.dtype),)
-            + padded_plan(x.shape[1], geometry, x.dtype))
+    return (Buffer("cols", (groups, rows, math.prod(geometry.out)), x.dtype),)
 
 
 def _as_images(cols: Array, channels: int, geometry: WindowGeometry) -> Array:
@@ -113,12 +117,12 @@ def _as_images(cols: Array, channels: int, geometry: WindowGeometry) -> Array:
 
 
 def _columns(x: Array, geometry: WindowGeometry, groups: int, buffers: Buffers) -> Array:
-    """The columns of the chunk ``x``: the windows copied into ``buffers["cols"]``, or x."""
+    """The columns of the chunk ``x``: the vol2col kernel's in ``buffers["cols"]``, or x."""
     if geometry.is_identity:
         return grouped(x, groups)
     cols = buffers["cols"]
-    _window_arrays.im2col_into(x, geometry, _as_images(cols, x.shape[1], geometry), buffers,
-                               one_pass)
+    _cuda.vol2col_into(x, geometry, _as_images(cols, x.shape[1], geometry),
+                       _cuda.default_launcher())
     return cols
 
 
@@ -146,7 +150,7 @@ class _Forward:
 
 
 class _Backward:
-    """Per chunk: the columns, dW partials += dout @ cols^T, then dx = col2im(W^T @ dout);
+    """Per chunk: the columns, dW partials += dout @ cols^T, then dx = col2vol(W^T @ dout);
     at the end dw from the partials and db from dout."""
 
     def __init__(self, dout: Array, cache: Any, needs_input_grad: bool) -> None:
@@ -163,16 +167,17 @@ class _Backward:
             "dW partials", self.w_mat.shape[1:], accumulator_dtype(x.dtype)),
         ) + _columns_plan(x, self.geometry, self.groups)
         if needs_input_grad:
-            self.plan += _weights_plan(self.w_mat, x.shape[0], self.dout.shape[3]) + padded_plan(
-                x.shape[1], self.geometry, x.dtype, name="col2im padded")
+            self.plan += _weights_plan(self.w_mat, x.shape[0], self.dout.shape[3])
 
     def run(self, chunk: slice, buffers: Buffers) -> None:
         cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
         dout = self.dout[chunk]
         # Slot i of the partials sums image i of every chunk: the first chunk, the
-        # largest, writes every slot, later ones add to theirs.
-        self.partials = buffers["dW partials"]
-        matmul(dout, cols, self.partials, transpose_b=True, accumulate=chunk.start > 0)
+        # largest, writes every slot, later ones add to theirs (a shorter chunk's buffer
+        # holds only its first slots, so the sum at the end takes the first chunk's).
+        if chunk.start == 0:
+            self.partials = buffers["dW partials"]
+        matmul(dout, cols, buffers["dW partials"], transpose_b=True, accumulate=chunk.start > 0)
         if self.dx is None:  # no input gradient asked for
             return
         weights, dx = _weights(self.w_mat, chunk, buffers), self.dx[chunk]
@@ -180,8 +185,8 @@ class _Backward:
             matmul(weights, dout, grouped(dx, self.groups), transpose_a=True)
             return
         dcols = matmul(weights, dout, cols, transpose_a=True)  # into the used columns' buffer
-        _window_arrays.col2im_into(_as_images(dcols, dx.shape[1], self.geometry), self.geometry,
-                                   dx, buffers, one_pass)
+        _cuda.col2vol_into(_as_images(dcols, dx.shape[1], self.geometry), self.geometry, dx,
+                           _cuda.default_launcher())
 
     def result(self, workspace: Workspace) -> tuple[Array | None, Array, Array | None]:
         """dx, dw and db, each summed in the accumulator dtype and rounded once."""

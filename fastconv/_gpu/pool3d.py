@@ -1,114 +1,46 @@
-"""3-D max and average pooling on the GPU: array code on CuPy arrays, not custom kernels.
+"""3-D max and average pooling on the GPU: one CUDA kernel launch per pass (kernels/pool3d.cu).
 
-The CUDA pooling kernels (:mod:`fastconv._gpu.pool`) are written for 2-D windows, so a 3-D
-pool runs the CPU backend's array algorithm (:mod:`fastconv._window_arrays`) on the device:
-the input padded into a workspace buffer, one strided slab of output size per kernel offset
-reduced elementwise (the running maximum of :mod:`fastconv._window_max`), and in backward
-each offset's share added onto its slab of the padded gradient, one offset after another.
-There are no atomics, so the results are the same bits every run. The batch runs in one
-pass. The same names as :mod:`fastconv._cpu.pool`, and the same rules (ties, NaN, padding)
-as :mod:`fastconv.functional.pool`. Written against the arrays' module, so the tests run it
-on NumPy arrays too.
+The 2-D pools' design (:mod:`fastconv._gpu.pool`) with a depth axis: each output thread
+scans its window, each backward thread gathers the windows that cover its input element,
+in ascending kernel offset (no atomics, the same bits every run). The kernels read the
+padding implicitly, so they need no workspace: the plans are :mod:`fastconv._gpu.pool`'s,
+empty, and ``buffers`` goes unused. The same names as :mod:`fastconv._cpu.pool`, and the
+same rules (ties, NaN, padding) as :mod:`fastconv.functional.pool3d`.
 """
 
 from __future__ import annotations
 
-from .. import _window_arrays
-from .._typing import Array, DTypeLike
-from .._window_arrays import Buffers
-from .._window_arrays import one_pass
+from typing import Any
+
+from .. import _cuda
+from .._typing import Array
 from ..shapes import WindowGeometry
-from ..workspace import Buffer
+from .pool import pool_backward_plan, pool_plan
+
+__all__ = ["avg_pool_backward", "avg_pool_forward", "max_pool_backward", "max_pool_forward",
+           "pool_backward_plan", "pool_plan"]
 
 
-def pool_plan(x_shape: tuple[int, ...], geometry: WindowGeometry,
-              dtype: DTypeLike) -> tuple[Buffer, ...]:
-    """The buffers of a pooling forward per image: the padded input.
-
-    Examples
-    --------
-    >>> from fastconv.shapes import window_geometry
-    >>> g = window_geometry((1, 2, 3, 4, 4), 3, 1, 1, 1)
-    >>> [b.shape for b in pool_plan((1, 2, 3, 4, 4), g, "float32")]
-    [(2, 5, 6, 6)]
-    """
-    return _window_arrays.pool_plans(x_shape, geometry, dtype)[0]
-
-
-def pool_backward_plan(x_shape: tuple[int, ...], geometry: WindowGeometry,
-                       dtype: DTypeLike) -> tuple[Buffer, ...]:
-    """The buffers of a pooling backward per image: the padded gradient.
-
-    Examples
-    --------
-    >>> from fastconv.shapes import window_geometry
-    >>> g = window_geometry((1, 2, 4, 4, 4), 2, 2, 0, 1)
-    >>> pool_backward_plan((1, 2, 4, 4, 4), g, "float32")
-    ()
-    """
-    return _window_arrays.pool_plans(x_shape, geometry, dtype)[1]
-
-
-def max_pool_forward(x: Array, geometry: WindowGeometry,
-                     buffers: Buffers) -> tuple[Array, Array]:
-    """``(out, argmax)`` of max pooling in one pass over the batch; the arguments and results
-    are :func:`fastconv._cpu.pool.max_pool_forward`'s, on the device.
-
-    Examples
-    --------
-    >>> import numpy
-    >>> from fastconv.shapes import window_geometry
-    >>> x = numpy.arange(8.0).reshape(1, 1, 2, 2, 2)
-    >>> out, argmax = max_pool_forward(x, window_geometry(x.shape, 2, 2, 0, 1), {})
-    >>> float(out[0, 0, 0, 0, 0]), int(argmax[0, 0, 0, 0, 0])
-    (7.0, 7)
-    """
-    return _window_arrays.max_pool(x, geometry, buffers, one_pass)
+def max_pool_forward(x: Array, geometry: WindowGeometry, buffers: Any) -> tuple[Array, Array]:
+    """``(out, argmax)`` of max pooling, argmax the int32 flat kernel offset
+    (kd*KH + kh)*KW + kw of each maximum."""
+    return _cuda.max_pool3d_forward(x, geometry, _cuda.default_launcher())
 
 
 def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
-                      geometry: WindowGeometry, buffers: Buffers) -> Array:
-    """The max-pool gradient in one pass; as :func:`fastconv._cpu.pool.max_pool_backward`.
-
-    Examples
-    --------
-    >>> import numpy
-    >>> from fastconv.shapes import window_geometry
-    >>> g = window_geometry((1, 1, 2, 1, 1), (2, 1, 1), 1, 0, 1)
-    >>> max_pool_backward(numpy.ones((1, 1, 1, 1, 1)), numpy.ones((1, 1, 1, 1, 1), "int32"),
-    ...                   (1, 1, 2, 1, 1), g, {}).reshape(-1)
-    array([0., 1.])
-    """
-    return _window_arrays.max_pool_backward(dout, argmax, x_shape, geometry, buffers, one_pass)
+                      geometry: WindowGeometry, buffers: Any) -> Array:
+    """The max-pool gradient: each input element sums the windows it won."""
+    return _cuda.max_pool3d_backward(dout, argmax, x_shape, geometry,
+                                      _cuda.default_launcher())
 
 
-def avg_pool_forward(x: Array, geometry: WindowGeometry, divisor: Array,
-                     buffers: Buffers) -> Array:
-    """Average pooling in one pass; as :func:`fastconv._cpu.pool.avg_pool_forward`.
-
-    Examples
-    --------
-    >>> import numpy
-    >>> from fastconv.shapes import window_geometry
-    >>> x = numpy.arange(8.0).reshape(1, 1, 2, 2, 2)
-    >>> avg_pool_forward(x, window_geometry(x.shape, 2, 2, 0, 1), numpy.full((1, 1, 1), 8.0), {})
-    array([[[[[3.5]]]]])
-    """
-    return _window_arrays.avg_pool(x, geometry, divisor, buffers, one_pass)
+def avg_pool_forward(x: Array, geometry: WindowGeometry, divisor: Array, buffers: Any) -> Array:
+    """Average pooling: window sums over ``divisor`` (OD, OH, OW), in the accumulator dtype."""
+    return _cuda.avg_pool3d_forward(x, geometry, divisor, _cuda.default_launcher())
 
 
 def avg_pool_backward(dout: Array, divisor: Array, x_shape: tuple[int, ...],
-                      geometry: WindowGeometry, buffers: Buffers) -> Array:
-    """The average-pool gradient in one pass; as :func:`fastconv._cpu.pool.avg_pool_backward`.
-
-    Examples
-    --------
-    >>> import numpy
-    >>> from fastconv.shapes import window_geometry
-    >>> g = window_geometry((1, 1, 2, 1, 1), (2, 1, 1), 1, 0, 1)
-    >>> avg_pool_backward(numpy.ones((1, 1, 1, 1, 1)), numpy.full((1, 1, 1), 2.0),
-    ...                   (1, 1, 2, 1, 1), g, {}).reshape(-1)
-    array([0.5, 0.5])
-    """
-    return _window_arrays.avg_pool_backward(dout, divisor, x_shape, geometry, buffers,
-                                            one_pass)
+                      geometry: WindowGeometry, buffers: Any) -> Array:
+    """The average-pool gradient: each input element sums dout / divisor of its windows."""
+    return _cuda.avg_pool3d_backward(dout, divisor, x_shape, geometry,
+                                      _cuda.default_launcher())

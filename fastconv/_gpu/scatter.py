@@ -1,29 +1,31 @@
 """Scatter-add on the GPU without atomics: a sort by position, then passes with no two alike.
 
-The index work of max unpooling and of the adaptive max-pool gradient
-(:mod:`fastconv.functional.unpool`, :mod:`fastconv.functional.pool`), with
-the name of :mod:`fastconv._cpu.scatter`. Atomic adds would make the sum of
-a position's values depend on the order the threads run in; here the values
-are sorted by (position, order in the plane), each gets its rank among the
-values of its position, and pass r adds every position's r-th value, in
-array code: a pass touches distinct positions, so it is a gather, an add and
-a scatter, and each position sums its values in their order in the plane, as
-the CPU does (the same bits in float64). Written against the arrays' module,
-so NumPy arrays run it too.
+The general case of max unpooling and of the adaptive max-pool gradient
+(:mod:`fastconv._gpu.unpool`, whose gather kernels take every index inside its
+own window: this serves the others), with the name of
+:mod:`fastconv._cpu.scatter`. Atomic adds would make the sum of a position's
+values depend on the order the threads run in; here the values are sorted by
+(position, order in the plane), each gets its rank among the values of its
+position, and pass r adds every position's r-th value, in array code: a pass
+touches distinct positions, so it is a gather, an add and a scatter, and each
+position sums its values in their order in the plane in float64, as the CPU's
+bincount does (the same bits, rounded once). Several kernels and sorts per
+call: the gathers are the fast path. Written against the arrays' module, so
+NumPy arrays run it too.
 """
 
 from __future__ import annotations
 
 from .._typing import Array
-from ..backend import accumulator_dtype, get_array_module
+from ..backend import get_array_module
 
 
 def scatter_add(values: Array, index: Array, size: int) -> Array:
     """Per plane, the sum of the ``values`` sent to each of ``size`` positions.
 
     The arguments and the result are those of :func:`fastconv._cpu.scatter.scatter_add`
-    (``index`` -1: a value that goes nowhere); the sums run in the values'
-    accumulator dtype (float32 for float16), in their order in the plane.
+    (``index`` -1: a value that goes nowhere); the sums run in float64, in the
+    values' order in the plane, rounded once to their dtype.
 
     Examples
     --------
@@ -44,7 +46,7 @@ def scatter_add(values: Array, index: Array, size: int) -> Array:
     target, source, rank = target[by_rank], source[by_rank], rank[by_rank]
     depth = int(rank[-1]) + 1 if rank.size else 0
     bounds = xp.searchsorted(rank, xp.arange(depth + 1)).tolist()
-    sums = xp.zeros(planes * size, dtype=accumulator_dtype(values.dtype))
+    sums = xp.zeros(planes * size, dtype=xp.float64)
     flat_values = values.reshape(-1)
     for start, stop in zip(bounds, bounds[1:]):
         cells = target[start:stop]

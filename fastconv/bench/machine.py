@@ -195,8 +195,13 @@ def gemm_peak(dtype: str, xp: Any = np, n: int = 2048, repeats: int = 5, pause: 
     return max(rates)
 
 
-def kernel_compile_seconds(dtypes: Iterable[str], launcher: Any = None) -> dict[str, float]:
-    """Compile fastconv's CUDA kernel files for each dtype now, timing each one.
+# The kernel files of the ops the benchmark times (convolution and the 2-D pools)
+BENCHMARKED_KERNEL_FILES = ("im2col.cu", "pool.cu")
+
+
+def kernel_compile_seconds(dtypes: Iterable[str], launcher: Any = None,
+                           files: Iterable[str] = BENCHMARKED_KERNEL_FILES) -> dict[str, float]:
+    """Compile the CUDA kernel files the benchmark uses for each dtype now, timing each one.
 
     The first use of a kernel file in a dtype compiles it with NVRTC (or, on
     CuPy 14.1 and later, loads an earlier build from CuPy's disk cache); the
@@ -208,6 +213,8 @@ def kernel_compile_seconds(dtypes: Iterable[str], launcher: Any = None) -> dict[
         The dtypes to compile for.
     launcher : fastconv._cuda.Launcher, optional
         Default: the CuPy launcher (imports CuPy).
+    files : iterable of str, default :data:`BENCHMARKED_KERNEL_FILES`
+        The kernel files (of :func:`fastconv._cuda.kernel_files`).
 
     Returns
     -------
@@ -218,8 +225,13 @@ def kernel_compile_seconds(dtypes: Iterable[str], launcher: Any = None) -> dict[
     from .. import _cuda
     launcher = launcher or _cuda.default_launcher()
     seconds = {}
+    files = tuple(files)
+    unknown = set(files) - set(_cuda.kernel_files())
+    if unknown:
+        raise ValueError(f"no kernel file {', '.join(sorted(unknown))}; the files are "
+                         f"{', '.join(_cuda.kernel_files())}")
     for dtype in dtypes:
-        for file in _cuda.kernel_files():
+        for file in files:
             t0 = time.perf_counter()
             launcher.module(file, dtype)
             seconds[f"{file} {dtype}"] = time.perf_counter() - t0

@@ -4,7 +4,7 @@ dispatch to a backend, PyTorch's indices and the average pool's divisor.
 Each pool front (:mod:`fastconv.functional.pool`, :mod:`fastconv.functional.pool3d`) checks
 its arguments here, builds its geometry, and runs the forward and backward here with its own
 cache class (so a backward refuses another op's cache) and its backend role: ``pool`` for 2-D
-(the CUDA kernels on the GPU), ``pool3d`` for 3-D (array code on the GPU); on the CPU both
+and ``pool3d`` for 3-D (each its own CUDA kernels on the GPU); on the CPU both
 roles are one N-dimensional module. The rules are those of :mod:`fastconv.functional.pool`.
 """
 

@@ -5,7 +5,8 @@ spans [floor(i*n/o), ceil((i+1)*n/o)), so adjacent windows may share a cell. The
 code runs on both devices: adaptive average pooling sums rows, then columns; adaptive max
 pooling scans its windows with the max-pool rules of :mod:`fastconv._window_max` (ties to the
 first maximum, NaN propagating; :mod:`fastconv.functional.pool`), and its gradient is a
-scatter-add (:mod:`fastconv._cpu.scatter`, :mod:`fastconv._gpu.scatter`).
+scatter-add (:mod:`fastconv._cpu.unpool`; :mod:`fastconv._gpu.unpool`, on gather kernels over
+the adaptive windows holding each cell).
 """
 
 from __future__ import annotations
@@ -287,9 +288,5 @@ def adaptive_max_pool2d_backward(dout: Array, cache: AdaptiveMaxPoolCache) -> Ar
     """
     _validate.check_cache(cache, AdaptiveMaxPoolCache, "adaptive_max_pool2d_forward")
     _validate.check_dout(dout, cache.indices.shape, cache.dtype)
-    n, c, h, w = cache.x_shape
-    planes, size = n * c, cache.indices.shape[2] * cache.indices.shape[3]
-    scatter = _backends.backend_for(dout, cache.indices).scatter
-    dx = scatter.scatter_add(dout.reshape(planes, size), cache.indices.reshape(planes, size),
-                             h * w)
-    return dx.reshape(cache.x_shape)
+    backend = _backends.backend_for(dout, cache.indices)
+    return backend.unpool.adaptive_max_pool2d_backward(dout, cache.indices, cache.x_shape)

@@ -4,8 +4,8 @@ As ``torch.nn.functional.conv3d``. The geometry is the one :class:`fastconv.shap
 of every conv and pool, with three spatial axes, and the columns are laid out (N, C, KD, KH,
 KW, OD, OH, OW). On the CPU the 2-D convolution's algorithms run it unchanged
 (:mod:`fastconv._cpu.conv`: im2col + GEMM with the bias folded in, col2im from stride-phase
-planes, chunked under the workspace limit); on the GPU the columns and their sums are array
-code on CuPy arrays, not custom kernels, and the products cuBLAS's (:mod:`fastconv._gpu.conv3d`).
+planes, chunked under the workspace limit); on the GPU the columns and their sums run on the
+vol2col and col2vol CUDA kernels, the products in cuBLAS (:mod:`fastconv._gpu.conv3d`).
 """
 
 from __future__ import annotations

@@ -6,14 +6,22 @@ axis's taps come from PyTorch's index rules (ATen's ``UpSample.h``: the
 legacy 'nearest' index floor(dst * in/out) in float32, bilinear's source
 position and weights in the input's compute dtype, float32 for float32 and
 float16), computed once per call on the host for the O outputs of the axis,
-so the same input cells are read as in PyTorch. The arrays then go through
-``take`` gathers, H first, then W: the same array code on both devices.
+so the same input cells are read as in PyTorch.
 
 The backward is the adjoint, written as gathers too: for each input row, a
-table holds the r-th output row that reads it and its weight, and pass r
-gathers those rows (a table entry with no reader points at a zero row
-appended to dout). No scatter, no atomics: every run gives the same bits on
-both devices; each input's terms add up in increasing output order.
+table holds the r-th output row that reads it and its weight (an entry with
+no reader points one past the last output: a zero row). No scatter, no
+atomics: every run gives the same bits; each input's terms add up in
+increasing output order.
+
+What runs where: this module validates, sizes the output and builds the tap
+tables (on x's device), then dispatches once to the backend of the arrays'
+device. :mod:`fastconv._cpu.interpolate` runs ``take`` gathers, H first, then
+W, in the accumulator dtype (float32 for float16), the backward W first, then
+H; :mod:`fastconv._gpu.interpolate` runs the CUDA kernels of
+kernels/interpolate.cu, one thread per output element (forward) or per input
+element (backward), with the same operations in the same order: the two give
+the same bits.
 
 The output size is ``size``, or floor(input size * ``scale_factor``); with a
 scale factor, PyTorch's default ``recompute_scale_factor=None`` applies:
@@ -27,7 +35,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy
 
-from .. import _validate
+from .. import _backends, _validate
 from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 from ._axes import per_axis
@@ -144,19 +152,6 @@ def _axis_taps(size, out, scale, mode, align_corners, dtype, xp):
     return _Taps(*(None if a is None else xp.asarray(a) for a in arrays))
 
 
-def _gather(a, axis, index, weight):
-    """``sum_t weight[t] * a.take(index[t], axis)``, weights along ``axis`` (None: ones)."""
-    view = [1] * a.ndim
-    view[axis] = -1
-    total = None
-    for t in range(index.shape[0]):
-        term = a.take(index[t], axis=axis)
-        if weight is not None:
-            term *= weight[t].reshape(view)
-        total = term if total is None else total + term
-    return total
-
-
 def _output_size(x_shape, size, scale_factor):
     """(OH, OW) and the per-axis scale factors (None without), validated as PyTorch's."""
     if (size is None) == (scale_factor is None):
@@ -252,11 +247,7 @@ def interpolate_forward(x: Array, size: Any = None, scale_factor: Any = None,
     work = accumulator_dtype(x.dtype)  # float16 in float32, as PyTorch
     taps = tuple(_axis_taps(n, o, s, mode, align_corners, work, xp)
                  for n, o, s in zip(x.shape[2:], out_size, scales))
-    a = x.astype(work, copy=False)
-    for axis, axis_taps in zip((2, 3), taps):
-        if axis_taps is not None:
-            a = _gather(a, axis, axis_taps.index, axis_taps.weight)
-    out = xp.ascontiguousarray(a.copy() if a is x else a, dtype=x.dtype)
+    out = _backends.backend_for(x).interpolate.interpolate_forward(x, taps)
     return out, InterpolateCache(tuple(x.shape), x.dtype, tuple(out.shape), taps)
 
 
@@ -289,12 +280,5 @@ def interpolate_backward(dout: Array, cache: InterpolateCache) -> Array:
     """
     _validate.check_cache(cache, InterpolateCache, "interpolate_forward")
     _validate.check_dout(dout, cache.out_shape, cache.dtype)
-    xp = get_array_module(dout)
-    g = dout.astype(accumulator_dtype(dout.dtype), copy=False)
-    for axis, axis_taps in reversed(tuple(zip((2, 3), cache.taps))):
-        if axis_taps is not None:
-            rows = list(g.shape)
-            rows[axis] = 1
-            g = xp.concatenate([g, xp.zeros(rows, g.dtype)], axis=axis)
-            g = _gather(g, axis, axis_taps.adjoint_index, axis_taps.adjoint_weight)
-    return xp.ascontiguousarray(g.copy() if g is dout else g, dtype=dout.dtype)
+    return _backends.backend_for(dout).interpolate.interpolate_backward(dout, cache.taps,
+                                                                         cache.x_shape)

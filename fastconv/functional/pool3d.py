@@ -5,8 +5,8 @@ As ``torch.nn.functional.max_pool3d`` and ``avg_pool3d``, with every rule of the
 row-major window order over (kd, kh, kw), NaN propagating with its gradient to the window's
 first NaN, ``ceil_mode``'s last window, the divisor). The geometry is the one
 :class:`fastconv.shapes.WindowGeometry` of every pool, with three spatial axes; on the CPU the
-2-D pools' N-dimensional passes run them (:mod:`fastconv._cpu.pool`), on the GPU the same array
-code on CuPy arrays (:mod:`fastconv._gpu.pool3d`), not custom kernels.
+2-D pools' N-dimensional passes run them (:mod:`fastconv._cpu.pool`), on the GPU their own CUDA
+kernels (:mod:`fastconv._gpu.pool3d`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@
 ``max_pool2d_forward(..., return_indices=True)`` (or of
 ``adaptive_max_pool2d_forward``) and writes each value at its index in a
 zero output plane, as ``torch.nn.functional.max_unpool2d``. The writing is a
-scatter-add on the backend of the arrays' device (:mod:`fastconv._cpu.scatter`,
-:mod:`fastconv._gpu.scatter`, deterministic on both); the backward is a
+scatter-add on the backend of the arrays' device (:mod:`fastconv._cpu.unpool`: a
+``bincount``; :mod:`fastconv._gpu.unpool`: gather kernels, one thread per output cell
+over the pooling windows that hold it, and a sort-based scatter for indices outside
+their own window), deterministic on both and with the same bits; the backward is a
 gather, the same array code on both devices.
 
 Where PyTorch differs, on purpose:
@@ -162,12 +164,9 @@ def max_unpool2d_forward(x: Array, indices: Array, kernel_size: IntPair,
     kernel, step, pad = pool_arguments(x, kernel_size, stride, padding)
     height, width = _output_size(x.shape, kernel, step, pad, output_size)
     skips = _check_indices(x, indices, height * width)
-    n, c, h, w = x.shape
-    scatter = _backends.backend_for(x, indices).scatter
-    out = scatter.scatter_add(x.reshape(n * c, h * w), indices.reshape(n * c, h * w),
-                              height * width)
-    out_shape = (n, c, height, width)
-    return out.reshape(out_shape), MaxUnpoolCache(x.shape, x.dtype, indices, out_shape, skips)
+    backend = _backends.backend_for(x, indices)
+    out = backend.unpool.max_unpool2d(x, indices, (height, width), kernel, step, pad)
+    return out, MaxUnpoolCache(x.shape, x.dtype, indices, tuple(out.shape), skips)
 
 
 def max_unpool2d_backward(dout: Array, cache: MaxUnpoolCache) -> Array:

@@ -44,6 +44,12 @@ inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
 inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
 inline long long __double_as_longlong(double d) { long long i; std::memcpy(&i, &d, 8); return i; }
 template <class T> T __ldg(const T* p) { return *p; }
+// Round-to-nearest products and sums that CUDA never fuses into an FMA; g++ targeting
+// baseline x86-64 has no FMA to fuse them into, and honours the flush modes (fc_emu_launch).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
 template <class T, class U> T atomicAdd(T* p, U v) { return std::atomic_ref<T>(*p).fetch_add(T(v)); }
 
 #if defined(__SANITIZE_ADDRESS__)

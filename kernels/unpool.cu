@@ -1,0 +1,203 @@
+// Max unpooling and the adaptive max-pool gradient as gathers, NCHW (see kernels/common.cuh).
+//
+// Both ops send each value v[i] of a plane (x of the unpooling, dout of the adaptive max
+// pool's backward: the (OH, OW) planes of the pooled side) to the cell index[i] of an
+// output plane (H, W) and sum what each cell receives; index -1 sends its value nowhere.
+// Here one thread per output cell p sums, in ascending i, the v[i] whose index is p over
+// the positions i whose windows can hold p: per axis the few windows covering p, their
+// range computed once. Ascending i is the order of the CPU path's bincount
+// (fastconv/_cpu/scatter.py) and of the sort-based scatter (fastconv/_gpu/scatter.py), and
+// the sums run in double for every T, as bincount's do, rounded once: the CPU path's bits.
+//
+// The gather sees only the indices inside their own window. A check kernel flags every
+// other one first (any index in range is valid for max unpooling), and the caller
+// (fastconv/_gpu/unpool.py) gives planes with a flagged index to the sort-based scatter.
+// No atomics: every output element is written by exactly one thread.
+//
+// The windows of an axis, one kind per op:
+// - max unpooling: the max pool's, window o holding [o*stride - pad, o*stride - pad + size)
+//   (no dilation: unpooling has none, and the launcher passes DH = DW = 1);
+// - the adaptive max pool: window o of n cells pooled to m holding
+//   [floor(o*n/m), ceil((o+1)*n/m)), as fastconv/functional/adaptive_pool.py has them.
+#include "common.cuh"
+
+// The windows first..last (none when last < first) of one axis that hold a cell.
+struct fc_holders {
+    int first, last;
+};
+
+// The max pool's windows along one axis: count windows over the unpooled axis.
+template <int K, int S>
+struct fc_pool_windows {
+    fc_axis<K, S> axis;
+    int count;
+
+    __device__ fc_pool_windows(idx_t size, idx_t stride, idx_t pad, idx_t windows)
+        : axis(size, stride, 1, pad), count((int)windows) {}
+
+    // Whether window o holds cell c (both in range: c + pad and o * stride stay below
+    // 2^31, fastconv/_cuda_unpool.py refuses larger planes).
+    __device__ bool holds(int o, int c) const {
+        return (unsigned)(c + axis.pad - o * axis.stride) < (unsigned)axis.size;
+    }
+
+    __device__ fc_holders holding(int c) const {
+        const fc_cover cover = fc_covering(axis, c, count);
+        return fc_holders{cover.first, cover.last};
+    }
+
+    __device__ int bound(int n) const { return axis.covering_bound(n); }
+};
+
+// The adaptive windows along one axis: n cells pooled to m windows. Unsigned 64-bit
+// products (c * m reaches 2^62; unsigned divisions are the cheaper ones).
+struct fc_adaptive_windows {
+    unsigned long long n, m;
+
+    __device__ fc_adaptive_windows(idx_t cells, idx_t windows)
+        : n((unsigned long long)cells), m((unsigned long long)windows) {}
+
+    __device__ bool holds(int o, int c) const {
+        const unsigned long long window = (unsigned)o, cell = (unsigned)c;
+        return window * n / m <= cell && cell < ((window + 1) * n + m - 1) / m;
+    }
+
+    // first: the smallest o with ceil((o+1)*n/m) > c; last: the largest o with
+    // floor(o*n/m) <= c, i.e. o*n < (c+1)*m (at most m - 1, as c < n).
+    __device__ fc_holders holding(int c) const {
+        const unsigned long long cell = (unsigned)c;
+        return fc_holders{(int)(cell * m / n), (int)(((cell + 1) * m - 1) / n)};
+    }
+
+    __device__ int bound(int count) const { return count; }
+};
+
+// Calls visit(o) for the windows of holders, o ascending. fc_for_each_covering visits o
+// descending (its kernel offsets ascending), and the sums must run in the order of i.
+template <class Windows, class Visit>
+__device__ __forceinline__ void fc_for_each_holder(const Windows& windows, fc_holders holders,
+                                                   Visit visit) {
+    FC_UNROLL
+    for (int i = 0; i < windows.bound(holders.last - holders.first + 1); ++i) {
+        const int o = holders.first + i;
+        if (o > holders.last) break;  // an unrolled loop runs to its bound: fewer windows hold p
+        visit(o);
+    }
+}
+
+// double -> binary16, round to nearest, ties to even, in one rounding (integer operations
+// only, as fc_float_to_half; through float it would round twice).
+__device__ __forceinline__ fc_half fc_double_to_half(double d) {
+    const unsigned long long x = (unsigned long long)__double_as_longlong(d);
+    const unsigned sign = (unsigned)(x >> 48) & 0x8000u;
+    const unsigned long long ax = x & 0x7fffffffffffffffull;
+    const unsigned exponent = (unsigned)(ax >> 52);
+    unsigned h;
+    if (ax > 0x7ff0000000000000ull) {                   // NaN: a quiet NaN
+        h = 0x7e00u;
+    } else if (ax >= 0x40f0000000000000ull) {           // >= 65536 or inf: inf
+        h = 0x7c00u;
+    } else if (ax >= 0x3f10000000000000ull) {           // normal half range, from 2^-14
+        const unsigned long long rest = ax & ((1ull << 42) - 1);
+        h = ((exponent - 1008u) << 10) | (unsigned)((ax >> 42) & 0x3ffu);
+        if (rest > (1ull << 41) || (rest == (1ull << 41) && (h & 1u))) ++h;  // may carry to inf
+    } else if (ax >= 0x3e60000000000000ull) {           // subnormal half, or rounds to one
+        const unsigned long long mantissa = (ax & ((1ull << 52) - 1)) | (1ull << 52);
+        const unsigned shift = 1051u - exponent;        // 43 .. 53
+        const unsigned long long rest = mantissa & ((1ull << shift) - 1);
+        const unsigned long long halfway = 1ull << (shift - 1);
+        h = (unsigned)(mantissa >> shift);
+        if (rest > halfway || (rest == halfway && (h & 1u))) ++h;
+    } else {                                            // at most half the smallest subnormal
+        h = 0u;
+    }
+    fc_half result;
+    result.bits = (unsigned short)(sign | h);
+    return result;
+}
+
+// A double sum rounded once to T.
+template <class T> __device__ __forceinline__ T fc_round(double v) { return (T)v; }
+template <> __device__ __forceinline__ fc_half fc_round<fc_half>(double v) {
+    return fc_double_to_half(v);
+}
+
+// One thread per pooled-side element i: outside[i] = 1 where index[i] is neither -1 nor a
+// cell of its own window (rows.holds and columns.holds), else 0. The flags are of T, the
+// float type the launcher compiles each kernel for.
+template <class T, class Windows>
+__device__ __forceinline__ void fc_flag_outside(const idx_t* index, T* outside, idx_t NC,
+                                                idx_t H, idx_t W, idx_t OH, idx_t OW,
+                                                const Windows& rows, const Windows& columns) {
+    fc_for_each_cell(NC, OH, OW, [&](idx_t nc, unsigned pos, int oh, int ow) {
+        const idx_t i = nc * OH * OW + pos;
+        const idx_t v = index[i];
+        bool inside = v == -1;
+        if ((unsigned long long)v < (unsigned long long)(H * W)) {  // a cell of the plane
+            const unsigned h = (unsigned)v / (unsigned)W;
+            inside = rows.holds(oh, (int)h) &&
+                     columns.holds(ow, (int)((unsigned)v - h * (unsigned)W));
+        }
+        outside[i] = inside ? fc_zero<T>() : fc_store<T>(1);
+    });
+}
+
+// One thread per output cell p = (h, w): the sum, in ascending i, of the values whose index
+// is p among the windows holding p (their ranges computed once per axis).
+template <class T, class Windows>
+__device__ __forceinline__ void fc_gather_sent(const T* values, const idx_t* index, T* out,
+                                               idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
+                                               const Windows& rows, const Windows& columns) {
+    fc_for_each_cell(NC, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
+        const idx_t plane = nc * OH * OW;
+        const fc_holders row_holders = rows.holding(h), column_holders = columns.holding(w);
+        double sum = 0;
+        fc_for_each_holder(rows, row_holders, [&](int oh) {
+            fc_for_each_holder(columns, column_holders, [&](int ow) {
+                const idx_t i = plane + fc_offset(oh, ow, OW);
+                if (index[i] == (idx_t)pos) sum += fc_load(values[i]);
+            });
+        });
+        out[nc * H * W + pos] = fc_round<T>(sum);
+    });
+}
+
+// Max unpooling: x and index (NC, OH, OW), out (NC, H, W); the max pool's window
+// (kernel KH x KW, stride SH x SW, padding PT, PL) over out. DH, DW: always 1.
+template <class T, int K, int S>
+__global__ void max_unpool_check_kernel(const idx_t* __restrict__ index, T* __restrict__ outside,
+                                        idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
+                                        idx_t KH, idx_t KW, idx_t SH, idx_t SW,
+                                        idx_t PT, idx_t PL, idx_t /*DH*/, idx_t /*DW*/) {
+    fc_flag_outside(index, outside, NC, H, W, OH, OW, fc_pool_windows<K, S>(KH, SH, PT, OH),
+                    fc_pool_windows<K, S>(KW, SW, PL, OW));
+}
+
+template <class T, int K, int S>
+__global__ void max_unpool_gather_kernel(const T* __restrict__ x, const idx_t* __restrict__ index,
+                                         T* __restrict__ out,
+                                         idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
+                                         idx_t KH, idx_t KW, idx_t SH, idx_t SW,
+                                         idx_t PT, idx_t PL, idx_t /*DH*/, idx_t /*DW*/) {
+    fc_gather_sent(x, index, out, NC, H, W, OH, OW, fc_pool_windows<K, S>(KH, SH, PT, OH),
+                   fc_pool_windows<K, S>(KW, SW, PL, OW));
+}
+
+// The adaptive max pool's gradient: dout and index (NC, OH, OW), dx (NC, H, W), the
+// adaptive windows of H pooled to OH and W to OW. No window scalars: only the <T, 0, 0>
+// instantiation exists.
+template <class T, int K, int S>
+__global__ void adaptive_max_check_kernel(const idx_t* __restrict__ index,
+                                          T* __restrict__ outside,
+                                          idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW) {
+    fc_flag_outside(index, outside, NC, H, W, OH, OW, fc_adaptive_windows(H, OH),
+                    fc_adaptive_windows(W, OW));
+}
+
+template <class T, int K, int S>
+__global__ void adaptive_max_gather_kernel(const T* __restrict__ dout,
+                                           const idx_t* __restrict__ index, T* __restrict__ dx,
+                                           idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW) {
+    fc_gather_sent(dout, index, dx, NC, H, W, OH, OW, fc_adaptive_windows(H, OH),
+                   fc_adaptive_windows(W, OW));
+}
