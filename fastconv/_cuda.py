@@ -19,7 +19,7 @@ The modules, one job each; every name is importable from here:
   them; the GPU backend passes :func:`default_launcher`): the 3-D convolution's columns
   (:mod:`fastconv._cuda_vol2col`), the 3-D pools (:mod:`fastconv._cuda_pool3d`),
   resizing (:mod:`fastconv._cuda_interpolate`), and max unpooling and the adaptive
-  max-pool gradient (:mod:`fastconv._cuda_unpool`).
+  max pool, forward and gradient (:mod:`fastconv._cuda_unpool`).
 
 The wrappers are written against a :class:`Launcher` and its array module only,
 so the same wrapper code runs on CuPy and, in the tests, on a CPU emulation of
@@ -43,11 +43,12 @@ from ._cuda_pool3d import max_pool3d_forward
 from ._cuda_interpolate import interpolate_backward, interpolate_fits, interpolate_forward
 from ._cuda_unpool import adaptive_max_pool2d_fits, adaptive_max_pool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_outside, max_unpool2d_fits, max_unpool2d_gather
-from ._cuda_unpool import max_unpool2d_outside
+from ._cuda_unpool import adaptive_max_pool2d_forward, max_unpool2d_outside
 
 __all__ = ["BLOCK", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS", "MAX_BLOCKS",
            "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS", "adaptive_max_pool2d_fits",
-           "adaptive_max_pool2d_gather", "adaptive_max_pool2d_outside", "avg_pool2d_backward",
+           "adaptive_max_pool2d_forward", "adaptive_max_pool2d_gather",
+           "adaptive_max_pool2d_outside", "avg_pool2d_backward",
            "avg_pool2d_forward", "avg_pool3d_backward", "avg_pool3d_forward", "col2im_into",
            "col2vol_into", "compile_options", "default_launcher",
            "depthwise_backward_data_into", "depthwise_fits", "depthwise_forward",

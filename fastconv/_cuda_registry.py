@@ -59,6 +59,7 @@ KERNELS = {
     "max_unpool_gather_kernel": ("unpool.cu", f"x:T index:i8 out:T NC {_WINDOW}"),
     "adaptive_max_check_kernel": ("unpool.cu", "index:i8 outside:T NC H W OH OW"),
     "adaptive_max_gather_kernel": ("unpool.cu", "dout:T index:i8 dx:T NC H W OH OW"),
+    "adaptive_max_pool_forward_kernel": ("unpool.cu", "x:T out:T index:i8 NC H W OH OW"),
 }
 
 # The windows each file's kernels are instantiated for, as (K, S): a K x K

@@ -1,10 +1,12 @@
-"""The wrappers of kernels/unpool.cu: max unpooling and the adaptive max-pool gradient as gathers.
+"""The wrappers of kernels/unpool.cu: max unpooling and the adaptive max-pool gradient as
+gathers, and the adaptive max pool's forward.
 
 Each op has a check (:func:`max_unpool2d_outside`, :func:`adaptive_max_pool2d_outside`:
 whether some index is neither -1 nor a cell of its own window) and a gather
 (:func:`max_unpool2d_gather`, :func:`adaptive_max_pool2d_gather`: one thread per output
 cell sums, in the order of the input, the values sent to it from the windows holding it),
 which is exact only where the check found nothing. :mod:`fastconv._gpu.unpool` chooses.
+The forward (:func:`adaptive_max_pool2d_forward`) is one thread per pooled element.
 Re-exported by :mod:`fastconv._cuda`; written against a :class:`fastconv._cuda.Launcher`
 and its array module, like the other wrappers. The caller passes the launcher
 (:func:`fastconv._cuda.default_launcher` on the GPU), as this module cannot import
@@ -21,7 +23,6 @@ from . import _cuda_launcher
 from ._typing import Array
 
 
-
 def max_unpool2d_fits(x_shape: tuple[int, ...], out_size: tuple[int, int],
                       kernel: tuple[int, int], stride: tuple[int, int],
                       padding: tuple[int, int]) -> bool:
@@ -35,8 +36,8 @@ def max_unpool2d_fits(x_shape: tuple[int, ...], out_size: tuple[int, int],
 
 
 def adaptive_max_pool2d_fits(x_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
-    """Whether the adaptive gradient kernels take x (N, C, H, W) pooled to (N, C, OH, OW):
-    both planes below 2**31 elements."""
+    """Whether the adaptive max pool's kernels (forward and gradient) take x (N, C, H, W)
+    pooled to (N, C, OH, OW): both planes below 2**31 elements."""
     return max(x_shape[2] * x_shape[3], out_shape[2] * out_shape[3]) < _cuda_launcher.PLANE_LIMIT
 
 
@@ -57,7 +58,7 @@ def _unpool_scalars(x_shape, out_size, kernel, stride, padding):
 
 
 def _adaptive_scalars(x_shape, out_shape):
-    """NC, H, W, OH, OW of the adaptive gradient kernels.
+    """NC, H, W, OH, OW of the adaptive max pool's kernels.
 
     Raises
     ------
@@ -156,3 +157,27 @@ def adaptive_max_pool2d_gather(dout: Array, indices: Array, x_shape: tuple[int, 
     """
     scalars = _adaptive_scalars(x_shape, dout.shape)
     return _gather(launcher, "adaptive_max_gather_kernel", dout, indices, x_shape, scalars)
+
+
+def adaptive_max_pool2d_forward(x: Array, output_size: tuple[int, int],
+                                launcher: Any) -> tuple[Array, Array]:
+    """The adaptive max pool on the GPU: ``(out, indices)``, (N, C, OH, OW) for
+    ``output_size`` (OH, OW), out of x's dtype, indices int64 (the flat ``h * W + w`` of each
+    maximum in its plane).
+
+    One thread per pooled element scans its adaptive window in row-major order: ties keep
+    the first maximum, the first NaN wins; out holds the winning cell's own bits.
+
+    Raises
+    ------
+    ValueError
+        Planes too large for the kernel (:func:`adaptive_max_pool2d_fits`), before allocating.
+    """
+    out_shape = tuple(x.shape[:2]) + tuple(output_size)
+    scalars = _adaptive_scalars(x.shape, out_shape)
+    x = launcher.xp.ascontiguousarray(x)
+    out = launcher.empty(out_shape, x.dtype)
+    indices = launcher.empty(out_shape, numpy.int64)
+    launcher.launch("adaptive_max_pool_forward_kernel", (scalars[0], out_shape[2] * out_shape[3]),
+                    x, out, indices, *scalars)
+    return out, indices

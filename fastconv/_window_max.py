@@ -1,7 +1,8 @@
 """The running maximum over the cells of pooling windows: the first-maximum and NaN rules.
 
-Max pooling on the CPU (:mod:`fastconv._cpu.pool`) and adaptive max pooling
-on both devices (:mod:`fastconv.functional.pool`) visit every window's cells
+Max pooling and adaptive max pooling on the CPU (:mod:`fastconv._cpu.pool`,
+:mod:`fastconv._cpu.unpool`; the GPU kernels apply the same rules in
+kernels/common.cuh's ``fc_max_pool_takes``) visit every window's cells
 in increasing window order k (row-major, k = i * KW + j), one array of output
 shape per k, and keep each window's best value and its k. The rules of
 :mod:`fastconv.functional.pool` live here once: a strictly greater value

@@ -19,6 +19,9 @@
 //   (no dilation: unpooling has none, and the launcher passes DH = DW = 1);
 // - the adaptive max pool: window o of n cells pooled to m holding
 //   [floor(o*n/m), ceil((o+1)*n/m)), as fastconv/functional/adaptive_pool.py has them.
+//
+// The adaptive max pool's forward is here too, beside its gradient and on the same windows:
+// one thread per pooled element scans its window.
 #include "common.cuh"
 
 // The windows first..last (none when last < first) of one axis that hold a cell.
@@ -49,6 +52,11 @@ struct fc_pool_windows {
     __device__ int bound(int n) const { return axis.covering_bound(n); }
 };
 
+// The cells [first, end) of one window along one axis.
+struct fc_span {
+    int first, end;
+};
+
 // The adaptive windows along one axis: n cells pooled to m windows. Unsigned 64-bit
 // products (c * m reaches 2^62; unsigned divisions are the cheaper ones).
 struct fc_adaptive_windows {
@@ -67,6 +75,12 @@ struct fc_adaptive_windows {
     __device__ fc_holders holding(int c) const {
         const unsigned long long cell = (unsigned)c;
         return fc_holders{(int)(cell * m / n), (int)(((cell + 1) * m - 1) / n)};
+    }
+
+    // Window o's cells: [floor(o*n/m), ceil((o+1)*n/m)), the range holds(o, c) tests c against.
+    __device__ fc_span cells(int o) const {
+        const unsigned long long start = (unsigned)o * n, end = start + n;
+        return fc_span{(int)(start / m), (int)((end + m - 1) / m)};
     }
 
     __device__ int bound(int count) const { return count; }
@@ -200,4 +214,37 @@ __global__ void adaptive_max_gather_kernel(const T* __restrict__ dout,
                                            idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW) {
     fc_gather_sent(dout, index, dx, NC, H, W, OH, OW, fc_adaptive_windows(H, OH),
                    fc_adaptive_windows(W, OW));
+}
+
+// The adaptive max pool's forward: x (NC, H, W), out and index (NC, OH, OW). One thread per
+// pooled element scans its window, rows then columns (row-major: the order of
+// fastconv/_window_max.py's passes), under the max-pool rule (fc_max_pool_takes: the first
+// maximum, the first NaN), and writes the maximum and its flat index h * W + w in the plane.
+// out is the winning cell itself, not its value stored back from the compare type: its NaN
+// payload survives the float16 round trip, and a float subnormal -ftz=true would flush.
+template <class T, int K, int S>
+__global__ void adaptive_max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__ out,
+                                                 idx_t* __restrict__ index,
+                                                 idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW) {
+    typedef typename fc_acc<T>::type acc_t;
+    const fc_adaptive_windows rows(H, OH), columns(W, OW);
+    fc_for_each_cell(NC, OH, OW, [&](idx_t nc, unsigned at, int oh, int ow) {
+        const T* plane = x + nc * H * W;
+        const fc_span row_cells = rows.cells(oh), column_cells = columns.cells(ow);
+        acc_t best = 0;
+        int best_at = -1;  // none yet: fc_max_pool_takes takes the first cell
+        for (int h = row_cells.first; h < row_cells.end; ++h) {
+            for (int w = column_cells.first; w < column_cells.end; ++w) {
+                const int cell = fc_offset(h, w, W);
+                const acc_t v = fc_load(plane[cell]);
+                if (fc_max_pool_takes(v, best, best_at)) {
+                    best = v;
+                    best_at = cell;
+                }
+            }
+        }
+        const idx_t o = nc * OH * OW + at;
+        out[o] = plane[best_at];  // every window holds a cell (H, W >= 1): best_at >= 0
+        index[o] = best_at;
+    });
 }

@@ -28,3 +28,40 @@ def pytest_terminal_summary(terminalreporter):
     oracle = sys.modules.get("torch_oracle")  # tests/torch_oracle.py, when a test used it
     for line in oracle.summary_lines() if oracle else ():
         terminalreporter.write_line(line)
+
+
+# ------------------------------------------------------------- shared by the `gpu` tests
+@pytest.fixture(scope="module")
+def cp():
+    """CuPy (imported only where a `gpu` test runs)."""
+    import cupy
+    return cupy
+
+
+@pytest.fixture
+def fp32_products():
+    """FP32 products during the test whatever FASTCONV_TF32 says: float32 tolerances are FP32's."""
+    import fastconv
+    previous = fastconv.get_tf32()
+    fastconv.set_tf32(False)
+    yield
+    fastconv.set_tf32(previous)
+
+
+def record_calls(monkeypatch, **functions):
+    """The names of the kernels the default launcher runs, in order, and ``label`` for each
+    call of a function given as ``label=(owner, attribute name)``."""
+    from fastconv import _cuda
+
+    calls, launcher = [], _cuda.default_launcher()
+
+    def recorded(label, function):
+        def record(*args, **kwargs):
+            calls.append(label if label is not None else args[0])
+            return function(*args, **kwargs)
+        return record
+
+    monkeypatch.setattr(launcher, "launch", recorded(None, launcher.launch))
+    for label, (owner, name) in functions.items():
+        monkeypatch.setattr(owner, name, recorded(label, getattr(owner, name)))
+    return calls

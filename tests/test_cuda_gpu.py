@@ -38,21 +38,6 @@ CONV_CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-    return cupy
-
-
-@pytest.fixture(autouse=True)
-def fp32():
-    """FP32 products whatever FASTCONV_TF32 says: the float32 tolerances are FP32's."""
-    previous = fastconv.get_tf32()
-    fastconv.set_tf32(False)
-    yield
-    fastconv.set_tf32(previous)
-
-
 def assert_close(gpu, reference, dtype):
     """A CuPy result against the float64 NumPy reference, relative to its largest value."""
     got = gpu.get()
@@ -71,6 +56,8 @@ def bits(a, xp):
 
 
 gpu = pytest.mark.gpu
+# FP32 products whatever FASTCONV_TF32 says (the float32 tolerances are FP32's)
+pytestmark = pytest.mark.usefixtures("fp32_products")
 
 
 @gpu

@@ -12,14 +12,15 @@ import time
 import numpy as np
 import pytest
 
-import fastconv
 import fastconv.functional as F
+from conftest import record_calls
 from cuda_emu.report import summary_lines
 from fastconv import _cuda, _gpu
 from fastconv.workspace import workspace_limit
 from test_cuda_gpu import DTYPES, _launcher, assert_close, bits, rand
 
-pytestmark = pytest.mark.gpu
+# FP32 products whatever FASTCONV_TF32 says (the float32 tolerances are FP32's)
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("fp32_products")]
 
 CASES = {  # x shape, filters per channel, kernel, conv2d arguments
     "3x3/1 (unrolled)": ((2, 8, 12, 11), 1, (3, 3), dict(padding=1)),
@@ -32,21 +33,6 @@ CASES = {  # x shape, filters per channel, kernel, conv2d arguments
 }
 
 
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-    return cupy
-
-
-@pytest.fixture(autouse=True)
-def fp32():
-    """FP32 products whatever FASTCONV_TF32 says (the generic path's, for comparisons)."""
-    previous = fastconv.get_tf32()
-    fastconv.set_tf32(False)
-    yield
-    fastconv.set_tf32(previous)
-
-
 def _operands(case, dtype):
     """x, w, b (NumPy) and the conv2d arguments of one case."""
     shape, multiplier, kernel, args = CASES[case]
@@ -55,29 +41,11 @@ def _operands(case, dtype):
     return x, w, rand((filters,), dtype, 42), dict(args, groups=shape[1])
 
 
-def _recording(monkeypatch):
-    """The names of the kernels the default launcher runs and of the matrix products called."""
-    calls, launcher = [], _cuda.default_launcher()
-    launch, gemm = launcher.launch, _gpu.matmul.gemm
-
-    def recording_launch(kernel, *args):
-        calls.append(kernel)
-        return launch(kernel, *args)
-
-    def recording_gemm(*args):
-        calls.append("gemm")
-        return gemm(*args)
-
-    monkeypatch.setattr(launcher, "launch", recording_launch)
-    monkeypatch.setattr(_gpu.matmul, "gemm", recording_gemm)
-    return calls
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", CASES)
 def test_depthwise_conv_and_gradients_match_the_numpy_path(cp, monkeypatch, case, dtype):
     x, w, b, args = _operands(case, dtype)
-    calls = _recording(monkeypatch)
+    calls = record_calls(monkeypatch, gemm=(_gpu.matmul, "gemm"))
     out, cache = F.conv2d_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), **args)
     ref, ref_cache = F.conv2d_forward(*(a.astype(np.float64) for a in (x, w, b)), **args)
     assert_close(out, ref, dtype)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import fastconv.functional as F
+from conftest import record_calls
 from cuda_emu.report import summary_lines
 from fastconv import _cuda
 from test_cuda_gpu import DTYPES, _launcher, bits, rand
@@ -39,25 +40,6 @@ CASES = {  # x shape, interpolate arguments
 KERNELS = {"interpolate_forward_kernel", "interpolate_backward_kernel"}
 
 
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-    return cupy
-
-
-def _recording(monkeypatch):
-    """The names of the kernels the default launcher runs."""
-    calls, launcher = [], _cuda.default_launcher()
-    launch = launcher.launch
-
-    def recording_launch(kernel, *args):
-        calls.append(kernel)
-        return launch(kernel, *args)
-
-    monkeypatch.setattr(launcher, "launch", recording_launch)
-    return calls
-
-
 def _assert_same_bits(cp, got, want):
     assert isinstance(got, cp.ndarray) and got.flags.c_contiguous
     assert got.dtype == want.dtype and got.shape == want.shape
@@ -71,7 +53,7 @@ def test_interpolate_and_gradient_match_the_cpu_path_bit_for_bit(cp, monkeypatch
     x = rand(shape, dtype, 60)
     want, cache = F.interpolate_forward(x, **kw)
     dout = rand(want.shape, dtype, 61)
-    calls = _recording(monkeypatch)
+    calls = record_calls(monkeypatch)
     out, gpu_cache = F.interpolate_forward(cp.asarray(x), **kw)
     _assert_same_bits(cp, out, want)
     dx = F.interpolate_backward(cp.asarray(dout), gpu_cache)

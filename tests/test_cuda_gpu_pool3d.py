@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import fastconv.functional as F
+from conftest import record_calls
 from cuda_emu.report import summary_lines
 from fastconv import _cuda
 from fastconv.functional.pool3d import AvgPool3dCache, MaxPool3dCache
@@ -36,25 +37,6 @@ CASES = {  # x shape, max_pool3d arguments (avg_pool3d takes them but the dilati
 }
 MAX_KERNELS = {"max_pool3d_forward_kernel", "max_pool3d_backward_kernel"}
 AVG_KERNELS = {"avg_pool3d_forward_kernel", "avg_pool3d_backward_kernel"}
-
-
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-    return cupy
-
-
-def _recording(monkeypatch):
-    """The names of the kernels the default launcher runs."""
-    calls, launcher = [], _cuda.default_launcher()
-    launch = launcher.launch
-
-    def recording_launch(kernel, *args):
-        calls.append(kernel)
-        return launch(kernel, *args)
-
-    monkeypatch.setattr(launcher, "launch", recording_launch)
-    return calls
 
 
 def _same_bits(cp, got, want):
@@ -85,7 +67,7 @@ def _avg_args(case):
 def test_max_pool3d_and_gradient_match_the_cpu_path(cp, monkeypatch, case, dtype):
     shape, args = CASES[case]
     x = with_ties_and_specials(50, shape, dtype)
-    calls = _recording(monkeypatch)
+    calls = record_calls(monkeypatch)
     out, indices, cache = F.max_pool3d_forward(cp.asarray(x), **args, return_indices=True)
     want, want_indices, want_cache = F.max_pool3d_forward(x, **args, return_indices=True)
     np.testing.assert_array_equal(out.get(), want)
@@ -108,7 +90,7 @@ def test_avg_pool3d_and_gradient_match_the_cpu_path(cp, monkeypatch, case, dtype
                                                     count_include_pad):
     shape, args = CASES[case][0], dict(_avg_args(case), count_include_pad=count_include_pad)
     x = rand(shape, dtype, 52)
-    calls = _recording(monkeypatch)
+    calls = record_calls(monkeypatch)
     out, cache = F.avg_pool3d_forward(cp.asarray(x), **args)
     want, want_cache = F.avg_pool3d_forward(x, **args)
     _same_bits(cp, out, want)

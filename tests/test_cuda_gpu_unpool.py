@@ -7,8 +7,12 @@ cell's values in the order of the input, in float64, rounded once; NaN only wher
 NaN, as the GPU does not keep NaN payloads), and the calls must take the check and the
 gather kernels, or, for indices outside their windows, the check and the sort-based
 scatter (float16 within its rounding there: CuPy's cast from float64). The unpooled
-output's gradient and the adaptive forward are compared too; two runs must give the same
-bits, and so must the unrolled and the run-time instantiations.
+output's gradient is compared too. The adaptive forward must take its kernel alone and give
+the CPU path's maxima, bit for bit (NaN payloads included: the kernel copies the winning
+cell), and its indices, on ties, NaN and infinities, 1x1 outputs, None in output_size,
+outputs larger than the input and grids of many blocks, into outputs poisoned with NaN.
+Two runs must give the same bits, and so must the unrolled and the run-time
+instantiations.
 """
 
 import time
@@ -17,6 +21,7 @@ import numpy as np
 import pytest
 
 import fastconv.functional as F
+from conftest import record_calls
 from cuda_emu.report import summary_lines
 from fastconv import _cuda, _gpu
 from test_cuda_gpu import DTYPES, _launcher, bits, rand
@@ -25,6 +30,7 @@ pytestmark = pytest.mark.gpu
 
 UNPOOL = ["max_unpool_check_kernel", "max_unpool_gather_kernel"]
 ADAPTIVE = ["adaptive_max_check_kernel", "adaptive_max_gather_kernel"]
+FORWARD = ["adaptive_max_pool_forward_kernel"]
 
 UNPOOL_CASES = {  # x shape, the max pool's window (and ceil_mode), the unpooling's window
     "2x2/2 (unrolled)": ((2, 4, 12, 10), dict(kernel_size=2, stride=2), {}),
@@ -40,30 +46,12 @@ UNPOOL_CASES = {  # x shape, the max pool's window (and ceil_mode), the unpoolin
 ADAPTIVE_CASES = {"down (7, 9) -> (3, 4)": ((2, 3, 7, 9), (3, 4)),
                   "up (5, 4) -> (8, 7)": ((2, 2, 5, 4), (8, 7)),
                   "global": ((3, 4, 6, 5), (1, 1))}
-
-
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-    return cupy
-
-
-def _recording(monkeypatch):
-    """The names of the kernels the default launcher runs, and "scatter" per scatter call."""
-    calls, launcher = [], _cuda.default_launcher()
-    launch, scatter_add = launcher.launch, _gpu.unpool.scatter_add
-
-    def recording_launch(kernel, *args):
-        calls.append(kernel)
-        return launch(kernel, *args)
-
-    def recording_scatter(*args):
-        calls.append("scatter")
-        return scatter_add(*args)
-
-    monkeypatch.setattr(launcher, "launch", recording_launch)
-    monkeypatch.setattr(_gpu.unpool, "scatter_add", recording_scatter)
-    return calls
+FORWARD_CASES = {"down (7, 9) -> (3, 4)": ((2, 3, 7, 9), (3, 4)),
+                 "up (5, 4) -> (8, 7)": ((2, 2, 5, 4), (8, 7)),
+                 "global": ((3, 4, 6, 5), 1),
+                 "H kept (None, 3)": ((2, 3, 6, 8), (None, 3)),
+                 "W kept (11, None)": ((1, 2, 4, 5), (11, None)),
+                 "many blocks (37, 29) -> (12, 40)": ((4, 16, 37, 29), (12, 40))}
 
 
 def shared_maxima(seed, shape, dtype):
@@ -96,7 +84,7 @@ def _unpool(case, dtype):
 def test_max_unpool_and_its_gradient_match_the_cpu_path(cp, monkeypatch, case, dtype):
     x, indices, args = _unpool(case, dtype)
     x[0, 0, 0, 0] = np.nan
-    calls = _recording(monkeypatch)
+    calls = record_calls(monkeypatch, scatter=(_gpu.unpool, "scatter_add"))
     out, cache = F.max_unpool2d_forward(cp.asarray(x), cp.asarray(indices), **args)
     want, want_cache = F.max_unpool2d_forward(x, indices, **args)
     gathers = "dilation" not in UNPOOL_CASES[case][2]
@@ -122,7 +110,7 @@ def test_adaptive_max_pool_and_its_gradient_match_the_cpu_path(cp, monkeypatch, 
     assert_cpu_bits(out, want)
     np.testing.assert_array_equal(indices.get(), want_indices)
     dout = rand(want.shape, dtype, 5)
-    calls = _recording(monkeypatch)
+    calls = record_calls(monkeypatch, scatter=(_gpu.unpool, "scatter_add"))
     dx = F.adaptive_max_pool2d_backward(cp.asarray(dout), cache)
     assert calls == ADAPTIVE, calls
     assert_cpu_bits(dx, F.adaptive_max_pool2d_backward(dout, want_cache))
@@ -135,10 +123,35 @@ def test_adaptive_indices_moved_out_of_their_window_take_the_scatter(cp, monkeyp
     for c in (cache, want_cache):
         c.indices[0, 1, 0, 0] = 41  # row 6: not among window 0's rows
     dout = rand(want_out.shape, np.float32, 7)
-    calls = _recording(monkeypatch)
+    calls = record_calls(monkeypatch, scatter=(_gpu.unpool, "scatter_add"))
     dx = F.adaptive_max_pool2d_backward(cp.asarray(dout), cache)
     assert calls == ADAPTIVE[:1] + ["scatter"]
     assert_cpu_bits(dx, F.adaptive_max_pool2d_backward(dout, want_cache))
+
+
+@pytest.mark.parametrize("extremes", [False, True], ids=["shared maxima", "mostly extremes"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", FORWARD_CASES)
+def test_adaptive_forward_kernel_gives_the_cpu_paths_bits(cp, monkeypatch, case, dtype,
+                                                          extremes):
+    shape, output_size = FORWARD_CASES[case]
+    x = shared_maxima(10, shape, dtype)
+    if extremes:  # windows of -inf only and of NaN only, ties of inf, NaN of both signs
+        choice = np.random.default_rng(11).random(shape)
+        x[choice < 0.3], x[(choice >= 0.3) & (choice < 0.5)] = -np.inf, np.inf
+        x[(choice >= 0.5) & (choice < 0.6)] = -np.nan
+    poisoned = _launcher(cp, poison=True)
+    monkeypatch.setattr(_cuda, "default_launcher", lambda: poisoned)
+    calls = record_calls(monkeypatch, scatter=(_gpu.unpool, "scatter_add"))
+    out, indices, cache = F.adaptive_max_pool2d_forward(cp.asarray(x), output_size,
+                                                        return_indices=True)
+    assert calls == FORWARD, calls
+    want, want_indices, _ = F.adaptive_max_pool2d_forward(x, output_size, return_indices=True)
+    assert out.dtype == want.dtype and out.shape == want.shape
+    np.testing.assert_array_equal(bits(out.get(), np), bits(want, np))
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(indices.get(), want_indices)
+    np.testing.assert_array_equal(cache.indices.get(), want_indices)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -147,8 +160,12 @@ def test_unpool_passes_are_bitwise_deterministic(cp, dtype):
     x, indices = cp.asarray(x), cp.asarray(indices)
     first, second = (F.max_unpool2d_forward(x, indices, **args)[0] for _ in range(2))
     assert cp.array_equal(bits(first, cp), bits(second, cp))
-    _, cache = F.adaptive_max_pool2d_forward(cp.asarray(shared_maxima(8, (2, 3, 7, 9), dtype)),
-                                             (4, 5))
+    x = cp.asarray(shared_maxima(8, (2, 3, 7, 9), dtype))
+    first, second = (F.adaptive_max_pool2d_forward(x, (4, 5), return_indices=True)[:2]
+                     for _ in range(2))
+    assert cp.array_equal(bits(first[0], cp), bits(second[0], cp))
+    assert cp.array_equal(first[1], second[1])
+    _, cache = F.adaptive_max_pool2d_forward(x, (4, 5))
     dout = cp.asarray(rand((2, 3, 4, 5), dtype, 9))
     first, second = (F.adaptive_max_pool2d_backward(dout, cache) for _ in range(2))
     assert cp.array_equal(bits(first, cp), bits(second, cp))

@@ -12,14 +12,15 @@ instantiations; a chunked backward the single chunk's results.
 import numpy as np
 import pytest
 
-import fastconv
 import fastconv.functional as F
+from conftest import record_calls
 from fastconv import _cuda, _gpu
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
 from fastconv.workspace import workspace_limit
 from test_cuda_gpu import DTYPES, _launcher, assert_close, bits, rand
 
-pytestmark = pytest.mark.gpu
+# FP32 products whatever FASTCONV_TF32 says (the float32 tolerances are FP32's)
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("fp32_products")]
 
 CASES = {  # x shape, w shape, conv3d arguments
     "3x3x3/1 same (unrolled)": ((2, 4, 6, 7, 5), (6, 4, 3, 3, 3), dict(padding=1)),
@@ -32,45 +33,17 @@ CASES = {  # x shape, w shape, conv3d arguments
 }
 
 
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-    return cupy
-
-
-@pytest.fixture(autouse=True)
-def fp32():
-    """FP32 products whatever FASTCONV_TF32 says: the float32 tolerances are FP32's."""
-    previous = fastconv.get_tf32()
-    fastconv.set_tf32(False)
-    yield
-    fastconv.set_tf32(previous)
-
-
 def _operands(case, dtype):
     """x, w, b (NumPy) and the conv3d arguments of one case."""
     x_shape, w_shape, args = CASES[case]
     return rand(x_shape, dtype, 50), rand(w_shape, dtype, 51), rand(w_shape[:1], dtype, 52), args
 
 
-def _recording(monkeypatch):
-    """The names of the kernels the default launcher runs."""
-    calls, launcher = [], _cuda.default_launcher()
-    launch = launcher.launch
-
-    def recording_launch(kernel, *args):
-        calls.append(kernel)
-        return launch(kernel, *args)
-
-    monkeypatch.setattr(launcher, "launch", recording_launch)
-    return calls
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", CASES)
 def test_conv3d_and_gradients_match_the_numpy_path(cp, monkeypatch, case, dtype):
     x, w, b, args = _operands(case, dtype)
-    calls = _recording(monkeypatch)
+    calls = record_calls(monkeypatch, gemm=(_gpu.matmul, "gemm"))
     out, cache = F.conv3d_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), **args)
     ref, ref_cache = F.conv3d_forward(*(a.astype(np.float64) for a in (x, w, b)), **args)
     assert_close(out, ref, dtype)

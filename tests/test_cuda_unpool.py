@@ -1,11 +1,11 @@
 """The unpooling kernels (kernels/unpool.cu), emulated on the CPU, through the functional ops.
 
-Every case runs ``fastconv.functional.max_unpool2d_forward`` or
-``adaptive_max_pool2d_backward`` on NumPy arrays routed to the GPU backend
-(fastconv/_gpu/unpool.py), the kernels on the CPU emulator (tests/cuda_emu) with output
-buffers poisoned with NaN (a +NaN: the data's NaNs are negative, so a missed element cannot
-match by luck), launched through fastconv/_cuda_unpool.py's wrappers with the grids they
-compute. Hypothesis draws:
+Every case runs ``fastconv.functional.max_unpool2d_forward``,
+``adaptive_max_pool2d_forward`` or ``adaptive_max_pool2d_backward`` on NumPy arrays routed
+to the GPU backend (fastconv/_gpu/unpool.py), the kernels on the CPU emulator
+(tests/cuda_emu) with output buffers poisoned with NaN (a +NaN: the data's NaNs are
+negative, so a missed element cannot match by luck), launched through
+fastconv/_cuda_unpool.py's wrappers with the grids they compute. Hypothesis draws:
 
 - unpooling: a max pool's geometry (kernel 1 to 4 per axis, stride 1 to 3, padding up to
   half the kernel, ceil_mode; half the time a window with an unrolled instantiation),
@@ -15,13 +15,18 @@ compute. Hypothesis draws:
   must then take the call);
 - the adaptive max pool's gradient: input and output sizes (the output larger than the
   input too), maxima shared by overlapping adaptive windows, dout random normals;
+- the adaptive max pool's forward: the same sizes, 1x1 outputs and None in output_size
+  among them, on maxima that overlapping windows share, or on mostly -inf, inf and -NaN
+  (windows of NaN only, of -inf only, ties of inf);
 - the dtype and the launch shape (blocks of 32 to 1024 threads, grids capped at 1 or 2
   blocks per axis so the grid-stride loops do the work, threads first-to-last or
   last-to-first).
 
-Oracle: the CPU path (bincount, in float64, rounded once), bit for bit in float16, float32
-and float64; on an unrolled window, the run-time instantiation's bits too. The launches
-are checked: the check kernel, then the gather, or the scatter when an index is outside.
+Oracle: the CPU path (bincount, in float64, rounded once; for the adaptive forward its
+``take`` gathers: the maxima and their int64 indices), bit for bit in float16, float32 and
+float64; on an unrolled window, the run-time instantiation's bits too. The launches are
+checked: the check kernel, then the gather, or the scatter when an index is outside; the
+forward kernel alone for the adaptive forward.
 """
 
 import collections
@@ -42,6 +47,7 @@ from test_cuda_emulated import DTYPES, SETTINGS, bits, launch_shapes, launcher
 CASES = collections.Counter()
 UNPOOL = ["max_unpool_check_kernel", "max_unpool_gather_kernel"]
 ADAPTIVE = ["adaptive_max_check_kernel", "adaptive_max_gather_kernel"]
+FORWARD = ["adaptive_max_pool_forward_kernel"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -314,3 +320,103 @@ def test_planes_beyond_the_kernels_limit_take_the_scatter(monkeypatch):
     with pytest.raises(ValueError, match=r"the adaptive max pool of x of shape \(1, 2, 8, 8\) "
                                          r"to \(3, 3\) is too large"):
         _cuda.adaptive_max_pool2d_outside(cache.indices, np.float64, x.shape, launcher())
+
+
+def mostly_extremes(seed, shape, dtype):
+    """Mostly -inf, inf and -NaN among a few small integers: windows of NaN or -inf only,
+    ties of inf, a NaN after a maximum and before one."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 2, shape).astype(dtype)
+    specials = rng.random(shape)
+    x[specials < 0.3] = -np.inf
+    x[(specials >= 0.3) & (specials < 0.5)] = np.inf
+    x[(specials >= 0.5) & (specials < 0.65)] = -np.nan
+    return x
+
+
+def check_adaptive_forward(x, output_size, emu):
+    """The adaptive forward of ``x`` through the dispatch on ``emu`` (outputs poisoned) against
+    the CPU path: the maxima's bits, the indices, the cache's indices."""
+    want, want_indices, want_cache = on_cpu(F.adaptive_max_pool2d_forward, x, output_size,
+                                            return_indices=True)
+    with gpu_dispatch(emu) as calls:
+        got, indices, cache = F.adaptive_max_pool2d_forward(x, output_size, return_indices=True)
+    assert calls == FORWARD, calls
+    assert_bits(got, want)
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(indices, want_indices)
+    np.testing.assert_array_equal(cache.indices, want_cache.indices)
+    return got, indices
+
+
+@st.composite
+def adaptive_forward_cases(draw):
+    """An adaptive case whose output size is an int, a pair, or a pair with None (the input's
+    size along that axis) a quarter of the time each; 1x1 outputs among them."""
+    shape, out = draw(adaptive_cases())
+    form = draw(st.sampled_from(["pair", "pair", "int", "None"]))
+    if form == "int":
+        return shape, draw(st.sampled_from([1, out[0]]))
+    if form == "None":
+        axis = draw(st.integers(0, 1))
+        return shape, tuple(None if a == axis else n for a, n in enumerate(out))
+    return shape, out
+
+
+@settings(max_examples=90, **SETTINGS)
+@given(adaptive_forward_cases(), st.sampled_from(DTYPES), st.integers(0, 2**32 - 1),
+       launch_shapes, st.booleans())
+def test_adaptive_max_pool_forward_matches_the_cpu_path(case, dtype, seed, emu, extremes):
+    shape, output_size = case
+    note(f"block={emu.block} max_blocks={emu.max_blocks}")
+    x = (mostly_extremes if extremes else shared_maxima)(seed, shape, dtype)
+    check_adaptive_forward(x, output_size, emu)
+    CASES[f"adaptive forward {np.dtype(dtype).name}"] += 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_adaptive_forward_ties_nan_and_infinities(dtype):
+    """Named windows of (1, 6, 4, 5) pooled to (2, 2) (rows [0, 2) and [2, 4), columns
+    [0, 3) and [2, 5)): ties keep the first maximum in row-major order, the first NaN wins
+    over inf and over a later NaN, a window of -inf only has -inf at its first cell, and
+    the column shared by both column windows serves both; threads last to first."""
+    x = np.zeros((1, 6, 4, 5), dtype)
+    x[0, 0] = [[1, 2, 2, 0, 0], [2, 0, 0, 0, 0], [0, 0, 0, 3, 3], [0, 3, 3, 0, 0]]
+    x[0, 1] = -np.inf
+    x[0, 2] = np.inf
+    x[0, 3, 1, 0], x[0, 3, 0, 2], x[0, 3, 1, 1] = -np.nan, np.inf, np.nan
+    x[0, 4] = -np.nan
+    x[0, 5, 0, 2], x[0, 5, 3, 3] = 5, 7  # column 2 is in both column windows
+    got, indices = check_adaptive_forward(x, (2, 2), launcher(block=32, max_blocks=1,
+                                                              reversed_order=True))
+    np.testing.assert_array_equal(indices[0], [[[1, 2], [16, 13]], [[0, 2], [10, 12]],
+                                               [[0, 2], [10, 12]], [[5, 2], [10, 12]],
+                                               [[0, 2], [10, 12]], [[2, 2], [10, 18]]])
+    assert np.isneginf(got[0, 1]).all() and np.isposinf(got[0, 2]).all()
+    assert np.isnan(got[0, 3, 0, 0]) and np.signbit(got[0, 3, 0, 0])  # the first NaN's bits
+
+
+@pytest.mark.parametrize("output_size", [1, (1, None), (None, 1), (13, 11), (None, None)],
+                         ids=str)
+def test_adaptive_forward_global_kept_and_overlapping_sizes(output_size):
+    """Global pooling, an axis kept (None), windows of one or two cells overlapping where the
+    output is larger than the input; float16 ties and NaN, two blocks per axis."""
+    x = shared_maxima(12, (2, 3, 7, 6), np.float16)
+    check_adaptive_forward(x, output_size, launcher(block=64, max_blocks=2))
+
+
+def test_adaptive_forward_contiguous_copies_empty_batches_and_the_limit(monkeypatch):
+    """A strided x goes through a contiguous copy; an empty batch launches nothing; planes
+    at the kernels' 32-bit in-plane limit (here lowered to 42) are refused before
+    allocating."""
+    x = np.ascontiguousarray(shared_maxima(13, (2, 3, 9, 7), np.float32).transpose(0, 1, 3, 2))
+    check_adaptive_forward(x.transpose(0, 1, 3, 2), (4, 5), launcher())
+    check_adaptive_forward(np.zeros((0, 2, 5, 4)), (3, 2), launcher())
+    monkeypatch.setattr(_cuda_launcher, "PLANE_LIMIT", 42)
+    allocations = []
+    emu = launcher()
+    monkeypatch.setattr(emu, "empty", lambda *args: allocations.append(args))
+    with gpu_dispatch(emu), pytest.raises(ValueError, match=r"the adaptive max pool of x of "
+                                          r"shape \(1, 1, 6, 7\) to \(2, 2\) is too large"):
+        F.adaptive_max_pool2d_forward(np.ones((1, 1, 6, 7)), 2)
+    assert allocations == []

@@ -3,10 +3,10 @@ NumPy arrays against the CPU path.
 
 The dispatch (``fastconv._backends.backend_for``) is routed to ``fastconv._gpu``: its
 scatter-add (a sort and passes over distinct positions, array code) runs on NumPy as it
-would on CuPy, and the CUDA kernels (unpooling's gathers, average pooling's) run on the CPU
-emulator (tests/cuda_emu). Max unpooling of a max pool's indices and the adaptive max-pool
-gradient take the gather kernels, not the scatter (tests/test_cuda_unpool.py tests them
-further). Sums must be close to the CPU's (both add a position's values in the same order,
+would on CuPy, and the CUDA kernels (unpooling's gathers, the adaptive max pool's forward,
+average pooling's) run on the CPU emulator (tests/cuda_emu). Max unpooling of a max pool's
+indices and the adaptive max-pool gradient take the gather kernels, not the scatter
+(tests/test_cuda_unpool.py tests them further). Sums must be close to the CPU's (both add a position's values in the same order,
 in float64), float64 ones bitwise equal.
 Interpolation, layer and group norm and mse_loss have no backend code: the same array code
 runs on both devices.

@@ -12,7 +12,8 @@ device (:func:`fastconv._backends.backend_for`):
   code runs any number of spatial axes (the GPU has separate modules for them);
 - ``scatter``: sums of values sent to flat positions (max unpooling, the
   adaptive max-pool gradient), in one ``bincount``;
-- ``unpool``: max unpooling and the adaptive max-pool gradient, as ``scatter``'s sums;
+- ``unpool``: max unpooling and the adaptive max-pool gradient, as ``scatter``'s sums, and
+  the adaptive max pool's forward as ``take`` gathers;
 - ``batchnorm``: per-channel statistics and normalisation on NCHW in
   cache-sized blocks;
 - ``activation``: relu and leaky relu, split over threads;

@@ -1,13 +1,18 @@
-"""Max unpooling and the adaptive max-pool gradient on the CPU: the scatter-add of their values.
+"""Max unpooling and the adaptive max pool on the CPU: the scatter-add of their values, and
+the adaptive forward as ``take`` gathers.
 
-The same names as :mod:`fastconv._gpu.unpool`; both send each value to its index and sum
-the values a cell receives in the order of the input (:func:`fastconv._cpu.scatter.scatter_add`).
+The same names as :mod:`fastconv._gpu.unpool`. Unpooling and the adaptive gradient send
+each value to its index and sum the values a cell receives in the order of the input
+(:func:`fastconv._cpu.scatter.scatter_add`). The adaptive forward gathers each window's
+cells along W, then along H, folding them with :func:`fastconv._window_max.running_max`.
 """
 
 from __future__ import annotations
 
 import numpy
 
+from .._typing import Array
+from .._window_max import running_max
 from .scatter import scatter_add
 
 
@@ -45,3 +50,51 @@ def adaptive_max_pool2d_backward(dout: numpy.ndarray, indices: numpy.ndarray,
     dx = scatter_add(dout.reshape(planes, size), indices.reshape(planes, size),
                      x_shape[2] * x_shape[3])
     return dx.reshape(x_shape)
+
+
+def _window_cells(bounds: list[tuple[int, int]]) -> numpy.ndarray:
+    """(K, O) int64: the k-th cell of each adaptive window along one axis, K the longest window.
+
+    A shorter window repeats its last cell, which can never win: it ties with
+    itself, scanned earlier, and a tie keeps the first maximum (a NaN keeps
+    the first NaN).
+    """
+    longest = max(end - start for start, end in bounds)
+    return numpy.array([[min(start + k, end - 1) for start, end in bounds]
+                        for k in range(longest)], dtype=numpy.int64)
+
+
+def _window_max(a: Array, axis: int, cells: Array, has_nan: bool) -> tuple[Array, Array]:
+    """``(best, k)``: the maximum of ``a`` over each adaptive window along ``axis``, and its
+    offset."""
+    best = a.take(cells[0], axis=axis)
+    best_k = numpy.zeros(best.shape, dtype=numpy.int32)
+    later = ((k, a.take(c, axis=axis)) for k, c in enumerate(cells[1:], 1))
+    running_max(best, best_k, later, has_nan)
+    return best, best_k
+
+
+def adaptive_max_pool2d_forward(x: numpy.ndarray, rows: list[tuple[int, int]],
+                                columns: list[tuple[int, int]]
+                                ) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """``(out, indices)``: the maximum of x (N, C, H, W) over each adaptive window, the
+    windows' bounds along H ``rows`` and along W ``columns``, and its flat index h * W + w
+    (int64) in its plane; ties keep the first maximum in row-major window order, the first
+    NaN wins.
+
+    Examples
+    --------
+    >>> x = numpy.array([[[[1.0, 5.0, 2.0], [0.0, 3.0, 4.0]]]])
+    >>> adaptive_max_pool2d_forward(x, [(0, 2)], [(0, 2), (1, 3)])
+    (array([[[[5., 5.]]]]), array([[[[1, 1]]]]))
+    """
+    row_cells, column_cells = _window_cells(rows), _window_cells(columns)
+    has_nan = bool(numpy.isnan(x).any())
+    # Each window's maximum over its columns, row by row, then over those rows: KH + KW
+    # passes, not KH * KW. The first row holding the maximum and its first column holding it
+    # are the first maximum in row-major window order (the first NaN, with NaN).
+    across, column_k = _window_max(x, 3, column_cells, has_nan)  # (N, C, H, OW)
+    out, row_k = _window_max(across, 2, row_cells, has_nan)
+    row = row_cells[0].reshape(-1, 1) + row_k
+    column = column_cells[0] + numpy.take_along_axis(column_k, row, axis=2)
+    return out, row * x.shape[3] + column

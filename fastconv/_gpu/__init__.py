@@ -15,7 +15,8 @@ lays them out):
 - ``pool3d``: the 3-D max and average pools on their own kernels, as ``pool``'s with a depth
   axis;
 - ``unpool``: max unpooling and the adaptive max-pool gradient on gather kernels (one
-  thread per output cell over the windows holding it), the CPU path's bits;
+  thread per output cell over the windows holding it), and the adaptive max pool's forward
+  on one thread per pooled element, the CPU path's bits;
 - ``scatter``: sums of values sent to flat positions without atomics (a sort,
   then passes over distinct positions), for the indices the gathers do not take;
 - ``batchnorm``, ``activation``: CuPy's own elementwise and reduction kernels;

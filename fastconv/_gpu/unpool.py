@@ -1,5 +1,5 @@
-"""Max unpooling and the adaptive max-pool gradient on the GPU: gathers, the scatter kept for
-indices outside their windows.
+"""Max unpooling and the adaptive max pool on the GPU: gathers, the scatter kept for indices
+outside their windows, and the adaptive forward on one thread per pooled element.
 
 The same names as :mod:`fastconv._cpu.unpool`, the same sums: each cell adds the values sent
 to it in the order of the input, in float64, rounded once (the CPU's bincount), so both
@@ -7,8 +7,10 @@ devices give the same bits. The kernels (kernels/unpool.cu, through :mod:`fastco
 first check that every index is -1 or a cell of its own window, then one thread per output
 cell sums what the windows holding it send: no sort, no atomics. Indices that fail the check,
 and planes too large for the kernels' 32-bit in-plane arithmetic, go through the sort-based
-scatter (:mod:`.scatter`), which sums in the same order. Written against the arrays' module
-and the wrappers, so the tests run it on NumPy arrays with the kernels emulated.
+scatter (:mod:`.scatter`), which sums in the same order. The adaptive forward's threads
+each scan one window in row-major order under the max-pool rules (the first maximum, the
+first NaN), the CPU path's maxima and indices. Written against the arrays' module and the
+wrappers, so the tests run it on NumPy arrays with the kernels emulated.
 """
 
 from __future__ import annotations
@@ -50,3 +52,13 @@ def adaptive_max_pool2d_backward(dout: Array, indices: Array, x_shape: tuple[int
             and not _cuda.adaptive_max_pool2d_outside(indices, dout.dtype, x_shape, launcher)):
         return _cuda.adaptive_max_pool2d_gather(dout, indices, x_shape, launcher)
     return _scattered(dout, indices, tuple(x_shape))
+
+
+def adaptive_max_pool2d_forward(x: Array, rows: list[tuple[int, int]],
+                                columns: list[tuple[int, int]]) -> tuple[Array, Array]:
+    """``(out, indices)``: the maximum of x (N, C, H, W) over each adaptive window (``rows``,
+    ``columns``: the windows' bounds along H and W) and its flat index h * W + w, int64."""
+    # The kernel computes the same bounds from (H, OH) and (W, OW); the wrapper refuses
+    # planes beyond its 32-bit in-plane arithmetic before allocating.
+    return _cuda.adaptive_max_pool2d_forward(x, (len(rows), len(columns)),
+                                             _cuda.default_launcher())

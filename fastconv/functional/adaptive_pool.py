@@ -1,24 +1,24 @@
 """2-D adaptive average and adaptive max pooling, forward and backward.
 
 The windows are PyTorch's adaptive ones: along an axis of size n pooled to o outputs, window i
-spans [floor(i*n/o), ceil((i+1)*n/o)), so adjacent windows may share a cell. The same array
-code runs on both devices: adaptive average pooling sums rows, then columns; adaptive max
-pooling scans its windows with the max-pool rules of :mod:`fastconv._window_max` (ties to the
-first maximum, NaN propagating; :mod:`fastconv.functional.pool`), and its gradient is a
-scatter-add (:mod:`fastconv._cpu.unpool`; :mod:`fastconv._gpu.unpool`, on gather kernels over
-the adaptive windows holding each cell).
+spans [floor(i*n/o), ceil((i+1)*n/o)), so adjacent windows may share a cell. Adaptive average
+pooling is the same array code on both devices: it sums rows, then columns. Adaptive max
+pooling, with the max-pool rules (ties to the first maximum, NaN propagating;
+:mod:`fastconv.functional.pool`), runs on each device's backend: :mod:`fastconv._cpu.unpool`
+scans the windows with ``take`` gathers folded by :mod:`fastconv._window_max` and sums the
+gradient in a scatter-add; :mod:`fastconv._gpu.unpool` runs CUDA kernels, one thread per
+pooled element scanning its window, and for the gradient gathers over the adaptive windows
+holding each cell. Both give the same maxima, indices and gradients.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import ClassVar
 
 import numpy
 
 from .. import _backends, _validate
 from .._typing import Array
-from .._window_max import running_max
 from ..backend import accumulator_dtype, get_array_module
 from ._axes import per_axis
 
@@ -172,28 +172,6 @@ def adaptive_avg_pool2d_backward(dout: Array, cache: AdaptiveAvgPoolCache) -> Ar
     return dx
 
 
-def _window_cells(bounds: list[tuple[int, int]], xp: ModuleType) -> Array:
-    """(K, O) int64: the k-th cell of each adaptive window along one axis, K the longest window.
-
-    A shorter window repeats its last cell, which can never win: it ties with
-    itself, scanned earlier, and a tie keeps the first maximum (a NaN keeps
-    the first NaN).
-    """
-    longest = max(end - start for start, end in bounds)
-    return xp.array([[min(start + k, end - 1) for start, end in bounds] for k in range(longest)],
-                    dtype=xp.int64)
-
-
-def _window_max(a: Array, axis: int, cells: Array, has_nan: bool) -> tuple[Array, Array]:
-    """``(best, k)``: the maximum of ``a`` over each adaptive window along ``axis``, and its offset."""
-    xp = get_array_module(a)
-    best = a.take(cells[0], axis=axis)
-    best_k = xp.zeros(best.shape, dtype=xp.int32)
-    later = ((k, a.take(c, axis=axis)) for k, c in enumerate(cells[1:], 1))
-    running_max(best, best_k, later, has_nan)
-    return best, best_k
-
-
 def adaptive_max_pool2d_forward(x: Array, output_size: object,
                                 return_indices: bool = False) -> tuple:
     """Max of ``x`` (N, C, H, W) over adaptive windows to (OH, OW); return ``(out, cache)``.
@@ -242,17 +220,8 @@ def adaptive_max_pool2d_forward(x: Array, output_size: object,
     """
     rows, columns = _adaptive_windows(x, output_size, "adaptive_max_pool2d")
     return_indices = _validate.check_bool("return_indices", return_indices)
-    xp = get_array_module(x)
-    row_cells, column_cells = _window_cells(rows, xp), _window_cells(columns, xp)
-    has_nan = bool(xp.isnan(x).any())
-    # Each window's maximum over its columns, row by row, then over those rows: KH + KW
-    # passes, not KH * KW. The first row holding the maximum and its first column holding it
-    # are the first maximum in row-major window order (the first NaN, with NaN).
-    across, column_k = _window_max(x, 3, column_cells, has_nan)  # (N, C, H, OW)
-    out, row_k = _window_max(across, 2, row_cells, has_nan)
-    row = row_cells[0].reshape(-1, 1) + row_k
-    column = column_cells[0] + xp.take_along_axis(column_k, row, axis=2)
-    indices = row * x.shape[3] + column
+    backend = _backends.backend_for(x)
+    out, indices = backend.unpool.adaptive_max_pool2d_forward(x, rows, columns)
     cache = AdaptiveMaxPoolCache(x.shape, x.dtype, indices)
     return (out, indices, cache) if return_indices else (out, cache)
 
