@@ -1,5 +1,6 @@
 """Shared test fixtures: the torch oracle (the `gpu` skip rule is in the root conftest.py)."""
 
+import contextlib
 import os
 import sys
 
@@ -65,3 +66,17 @@ def record_calls(monkeypatch, **functions):
     for label, (owner, name) in functions.items():
         monkeypatch.setattr(owner, name, recorded(label, getattr(owner, name)))
     return calls
+
+
+@contextlib.contextmanager
+def gpu_dispatch(emu):
+    """NumPy arrays through the GPU backend (:mod:`fastconv._gpu`), its kernels on the CPU
+    emulator ``emu``, its products in the NumPy model of cuBLAS: yields the names of the
+    kernels launched, in order, with "gemm" for each matrix product and "scatter" for each
+    sort-based scatter."""
+    from fastconv import _backends, _cuda, _gpu
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
+        patch.setattr(_cuda, "default_launcher", lambda: emu)
+        yield record_calls(patch, gemm=(_gpu.matmul, "gemm"), scatter=(_gpu.unpool, "scatter_add"))

@@ -23,7 +23,6 @@ Oracles:
 """
 
 import collections
-import contextlib
 
 import numpy as np
 import pytest
@@ -31,9 +30,10 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import fastconv.functional as F
+from conftest import gpu_dispatch
 from cuda_emu.emu import prebuild, require_kernel_tools, sanitizing
-from cuda_emu.report import summary_lines
-from fastconv import _backends, _cuda, _cuda_launcher, _gpu
+from cuda_emu.report import report_cases
+from fastconv import _cuda, _cuda_launcher
 from fastconv.backend import accumulator_dtype
 from fastconv.workspace import workspace_limit
 from test_cuda_emulated import (DTYPES, SETTINGS, assert_sum_close, bits, conv_windows,
@@ -44,40 +44,13 @@ KERNELS = {name for name, (file, _) in _cuda.KERNELS.items() if file == "depthwi
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_cases(request):
+def build_and_report(request):
     """Build the emulated kernels up front; print the number of cases at the end."""
     require_kernel_tools("g++")
     prebuild()
     yield
-    if CASES:
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
-        sanitizers = " under ASan+UBSan" if sanitizing() else ""
-        summary_lines(request.config).append(
-            f"Depthwise CUDA emulation{sanitizers}: {sum(CASES.values())} cases vs the CPU path "
-            f"and the kernels' order, bit for bit ({detail})")
-
-
-@contextlib.contextmanager
-def gpu_dispatch(emu):
-    """NumPy arrays through the GPU backend, the kernels on ``emu``: yields the names of the
-    kernels launched and of the matrix products called."""
-    calls = []
-    launch, gemm = emu.launch, _gpu.matmul.gemm
-
-    def recording_launch(kernel, work, *args):
-        calls.append(kernel)
-        return launch(kernel, work, *args)
-
-    def recording_gemm(*args):
-        calls.append("gemm")
-        return gemm(*args)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(emu, "launch", recording_launch)
-        patch.setattr(_gpu.matmul, "gemm", recording_gemm)
-        patch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
-        patch.setattr(_cuda, "default_launcher", lambda: emu)
-        yield calls
+    report_cases(request.config, "Depthwise", "the CPU path and the kernels' order, bit for bit",
+                 CASES)
 
 
 def run_conv(x, w, b, args, dout, needs_dx):

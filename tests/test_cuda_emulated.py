@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 import fastconv.functional as F
 from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools, sanitizing
-from cuda_emu.report import summary_lines
+from cuda_emu.report import report_cases
 from fastconv import _backends, _cuda, _gpu, reference
 from fastconv import _cpu as _cpu_backend
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
@@ -71,19 +71,12 @@ launch_shapes = st.builds(launcher, st.sampled_from([32, 64, 256, 1024]),
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_cases(request):
+def build_and_report(request):
     """Build the emulated kernels up front; print the number of cases per property at the end."""
     require_kernel_tools("g++")
     prebuild()
     yield
-    if CASES:
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
-        unrolled = ", ".join(f"{k} {v}" for k, v in sorted(UNROLLED.items()))
-        sanitizers = " under ASan+UBSan" if sanitizing() else ""
-        summary_lines(request.config).append(
-            f"CUDA emulation{sanitizers}: {sum(CASES.values())} cases vs the NumPy path "
-            f"({detail}); {sum(UNROLLED.values())} of them on unrolled windows, also vs the "
-            f"run-time instantiation ({unrolled})")
+    report_cases(request.config, "", "the NumPy path", CASES, UNROLLED)
 
 
 def bits(a):

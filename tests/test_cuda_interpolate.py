@@ -24,10 +24,10 @@ from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 import fastconv.functional as F
+from conftest import gpu_dispatch
 from cuda_emu.emu import prebuild, require_kernel_tools, sanitizing
-from cuda_emu.report import summary_lines
+from cuda_emu.report import report_cases
 from fastconv import _cuda, _cuda_interpolate, _cuda_launcher
-from test_cuda_depthwise import gpu_dispatch
 from test_cuda_emulated import DTYPES, SETTINGS, bits, launch_shapes, launcher, normal
 
 CASES = collections.Counter()
@@ -35,17 +35,12 @@ FORWARD, BACKWARD = "interpolate_forward_kernel", "interpolate_backward_kernel"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_cases(request):
+def build_and_report(request):
     """Build the emulated kernels up front; print the number of cases at the end."""
     require_kernel_tools("g++")
     prebuild()
     yield
-    if CASES:
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
-        sanitizers = " under ASan+UBSan" if sanitizing() else ""
-        summary_lines(request.config).append(
-            f"Interpolate CUDA emulation{sanitizers}: {sum(CASES.values())} cases vs the CPU "
-            f"path, bit for bit ({detail})")
+    report_cases(request.config, "Interpolate", "the CPU path, bit for bit", CASES)
 
 
 def scale_factors():

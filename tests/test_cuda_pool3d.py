@@ -31,13 +31,13 @@ from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 import fastconv.functional as F
+from conftest import gpu_dispatch
 from cuda_emu.emu import prebuild, require_kernel_tools, sanitizing
-from cuda_emu.report import summary_lines
+from cuda_emu.report import report_cases
 from fastconv import _cuda, _cuda_launcher
 from fastconv.backend import accumulator_dtype
 from fastconv.functional.pool3d import AvgPool3dCache, MaxPool3dCache
 from fastconv.shapes import conv_output_size
-from test_cuda_depthwise import gpu_dispatch
 from test_cuda_emulated import (DTYPES, SETTINGS, bits, launch_shapes, launcher, normal,
                                 with_ties_and_specials)
 
@@ -49,19 +49,12 @@ AVG_KERNELS = ["avg_pool3d_forward_kernel", "avg_pool3d_backward_kernel"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_cases(request):
+def build_and_report(request):
     """Build the emulated kernels up front; print the number of cases at the end."""
     require_kernel_tools("g++")
     prebuild()
     yield
-    if CASES:
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
-        unrolled = ", ".join(f"{k} {v}" for k, v in sorted(UNROLLED.items()))
-        sanitizers = " under ASan+UBSan" if sanitizing() else ""
-        summary_lines(request.config).append(
-            f"3-D pooling CUDA emulation{sanitizers}: {sum(CASES.values())} cases vs the CPU "
-            f"path, bit for bit ({detail}); {sum(UNROLLED.values())} of them on unrolled "
-            f"windows, also vs the run-time instantiation ({unrolled})")
+    report_cases(request.config, "3-D pooling", "the CPU path, bit for bit", CASES, UNROLLED)
 
 
 @st.composite

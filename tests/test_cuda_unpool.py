@@ -30,7 +30,6 @@ forward kernel alone for the adaptive forward.
 """
 
 import collections
-import contextlib
 
 import numpy as np
 import pytest
@@ -38,9 +37,10 @@ from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 import fastconv.functional as F
+from conftest import gpu_dispatch
 from cuda_emu.emu import build_library, kernels_under_test, require_kernel_tools, sanitizing
-from cuda_emu.report import summary_lines
-from fastconv import _backends, _cpu, _cuda, _cuda_launcher, _cuda_unpool, _gpu
+from cuda_emu.report import report_cases
+from fastconv import _backends, _cpu, _cuda, _cuda_launcher, _cuda_unpool
 from fastconv.shapes import conv_output_size
 from test_cuda_emulated import DTYPES, SETTINGS, bits, launch_shapes, launcher
 
@@ -51,7 +51,7 @@ FORWARD = ["adaptive_max_pool_forward_kernel"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_cases(request):
+def build_and_report(request):
     """Build the emulated unpool.cu up front; print the number of cases at the end."""
     require_kernel_tools("g++")
     directory = kernels_under_test()
@@ -60,35 +60,7 @@ def report_cases(request):
                       _cuda.compile_options(directory),
                       tuple(_cuda.name_expressions("unpool.cu", dtype)), sanitizing())
     yield
-    if CASES:
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
-        sanitizers = " under ASan+UBSan" if sanitizing() else ""
-        summary_lines(request.config).append(
-            f"Unpool CUDA emulation{sanitizers}: {sum(CASES.values())} cases vs the CPU path, "
-            f"bit for bit ({detail})")
-
-
-@contextlib.contextmanager
-def gpu_dispatch(emu):
-    """NumPy arrays through the GPU backend, the kernels on ``emu``: yields the names of the
-    kernels launched, and "scatter" for each call of the sort-based scatter."""
-    calls = []
-    launch, scatter_add = emu.launch, _gpu.unpool.scatter_add
-
-    def recording_launch(kernel, work, *args):
-        calls.append(kernel)
-        return launch(kernel, work, *args)
-
-    def recording_scatter(*args):
-        calls.append("scatter")
-        return scatter_add(*args)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(emu, "launch", recording_launch)
-        patch.setattr(_gpu.unpool, "scatter_add", recording_scatter)
-        patch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
-        patch.setattr(_cuda, "default_launcher", lambda: emu)
-        yield calls
+    report_cases(request.config, "Unpool", "the CPU path, bit for bit", CASES)
 
 
 def on_cpu(fn, *args, **kwargs):

@@ -32,13 +32,13 @@ from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 
 import fastconv.functional as F
+from conftest import gpu_dispatch
 from cuda_emu.emu import build_library, kernels_under_test, require_kernel_tools, sanitizing
-from cuda_emu.report import summary_lines
+from cuda_emu.report import report_cases
 from fastconv import _cuda, _cuda_launcher, _cuda_registry, _gpu
 from fastconv.backend import accumulator_dtype
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
 from fastconv.workspace import workspace_limit
-from test_cuda_depthwise import gpu_dispatch
 from test_cuda_emulated import (DTYPES, SETTINGS, assert_sum_close, bits, launch_shapes,
                                 launcher, normal)
 
@@ -48,7 +48,7 @@ UNROLLED = collections.Counter()  # of those, cases also run on the run-time ins
 
 
 @pytest.fixture(scope="module", autouse=True)
-def report_cases(request):
+def build_and_report(request):
     """Build this file's emulated kernels up front, two g++ at a time; print the case counts."""
     require_kernel_tools("g++")
     directory = kernels_under_test()
@@ -58,14 +58,7 @@ def report_cases(request):
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda job: build_library(*job), jobs))
     yield
-    if CASES:
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
-        unrolled = ", ".join(f"{k} {v}" for k, v in sorted(UNROLLED.items()))
-        sanitizers = " under ASan+UBSan" if sanitizing() else ""
-        summary_lines(request.config).append(
-            f"vol2col CUDA emulation{sanitizers}: {sum(CASES.values())} cases vs the slicing "
-            f"oracle and the CPU path ({detail}); {sum(UNROLLED.values())} of them on unrolled "
-            f"windows, also vs the run-time instantiation ({unrolled})")
+    report_cases(request.config, "vol2col", "the slicing oracle and the CPU path", CASES, UNROLLED)
 
 
 @st.composite

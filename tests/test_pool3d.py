@@ -10,11 +10,10 @@ from hypothesis import HealthCheck, assume, given, settings
 import fastconv.functional as F
 import fastconv.nn as nn
 import torch_oracle
-from conftest import require_torch
+from conftest import gpu_dispatch, require_torch
 from cuda_emu.emu import require_kernel_tools
 from fastconv import gradcheck
 from op_paths import assert_gpu_matches_cpu, check_on_cupy, compare, normal, on_cpu, torch_run
-from test_cuda_depthwise import gpu_dispatch
 from test_cuda_emulated import launcher
 from torch_oracle import hypothesis_settings
 from volume_cases import DTYPES, pool3d_cases, pool_input

@@ -19,3 +19,22 @@ def summary_lines(config):
         plugin = _SummaryLines()
         config.pluginmanager.register(plugin, _NAME)
     return plugin.lines
+
+
+def report_cases(config, title, oracle, cases, unrolled=None):
+    """At the end of the run, a line "[<title> ]CUDA emulation[ under ASan+UBSan]: N cases vs
+    <oracle> (each kind's count)[; M of them on unrolled windows, also vs the run-time
+    instantiation (...)]", when any case ran (``cases``, ``unrolled``: Counters by kind)."""
+    from .emu import sanitizing
+
+    if not cases:
+        return
+    counts = ", ".join(f"{kind} {count}" for kind, count in sorted(cases.items()))
+    line = (f"{title + ' ' if title else ''}CUDA emulation"
+            f"{' under ASan+UBSan' if sanitizing() else ''}: "
+            f"{sum(cases.values())} cases vs {oracle} ({counts})")
+    if unrolled:
+        windows = ", ".join(f"{kind} {count}" for kind, count in sorted(unrolled.items()))
+        line += (f"; {sum(unrolled.values())} of them on unrolled windows, also vs the run-time "
+                 f"instantiation ({windows})")
+    summary_lines(config).append(line)
