@@ -59,10 +59,13 @@ __global__ void depthwise_backward_data_kernel(const T* __restrict__ dout,
         // filter planes n*F + c*M + m of dout, filters c*M + m of w
         const T* grad = dout + nc * M * OH * OW;
         const T* filter = w + (int)(nc % C) * (int)M * taps;
+        // the windows covering (h, col), once for all the channel's filters
+        const fc_cover row_cover = fc_covering(rows, h, OH);
+        const fc_cover column_cover = fc_covering(columns, col, OW);
         acc_t sum = 0;
         for (int m = 0; m < (int)M; ++m, grad += OH * OW, filter += taps) {
-            fc_for_each_covering(rows, h, OH, [&](int oh, int kh) {
-                fc_for_each_covering(columns, col, OW, [&](int ow, int kw) {
+            fc_for_each_covering(rows, row_cover, [&](int oh, int kh) {
+                fc_for_each_covering(columns, column_cover, [&](int ow, int kw) {
                     sum += fc_load(grad[fc_offset(oh, ow, OW)]) *
                            fc_load(filter[kh * columns.size + kw]);
                 });

@@ -42,9 +42,10 @@ __global__ void col2im_kernel(const T* __restrict__ cols, T* __restrict__ x,
     const idx_t L = OH * OW;
     fc_for_each_cell(N * C, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
         const T* col = cols + nc * rows.size * columns.size * L;
+        const fc_cover column_cover = fc_covering(columns, w, OW);  // once, not per row
         acc_t sum = 0;
         fc_for_each_covering(rows, h, OH, [&](int oh, int kh) {
-            fc_for_each_covering(columns, w, OW, [&](int ow, int kw) {
+            fc_for_each_covering(columns, column_cover, [&](int ow, int kw) {
                 const T* tap = col + (idx_t)(kh * columns.size + kw) * L;
                 sum += fc_load(tap[fc_offset(oh, ow, OW)]);
             });

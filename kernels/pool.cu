@@ -50,9 +50,10 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* 
     const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
     fc_for_each_cell(NC, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
         const idx_t plane = nc * OH * OW;
+        const fc_cover column_cover = fc_covering(columns, w, OW);  // once, not per row
         acc_t sum = 0;
         fc_for_each_covering(rows, h, OH, [&](int oh, int kh) {
-            fc_for_each_covering(columns, w, OW, [&](int ow, int kw) {
+            fc_for_each_covering(columns, column_cover, [&](int ow, int kw) {
                 const idx_t o = plane + fc_offset(oh, ow, OW);
                 if (argmax[o] == kh * columns.size + kw) sum += fc_load(dout[o]);
             });
@@ -98,9 +99,10 @@ __global__ void avg_pool_backward_kernel(const T* __restrict__ dout,
     const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
     fc_for_each_cell(NC, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
         const idx_t plane = nc * OH * OW;
+        const fc_cover column_cover = fc_covering(columns, w, OW);  // once, not per row
         acc_t sum = 0;
         fc_for_each_covering(rows, h, OH, [&](int oh, int) {
-            fc_for_each_covering(columns, w, OW, [&](int ow, int) {
+            fc_for_each_covering(columns, column_cover, [&](int ow, int) {
                 const unsigned o = fc_offset(oh, ow, OW);
                 sum += fc_load(dout[plane + o]) / fc_load(divisor[o]);
             });

@@ -80,3 +80,17 @@ def gpu_dispatch(emu):
         patch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
         patch.setattr(_cuda, "default_launcher", lambda: emu)
         yield record_calls(patch, gemm=(_gpu.matmul, "gemm"), scatter=(_gpu.unpool, "scatter_add"))
+
+
+def gpu_milliseconds(cp, step, repeats=20):
+    """The mean wall time of ``step()`` on the GPU, in ms, after one untimed call, the device
+    synchronised before and after (for the `gpu` tests' timing reports, never asserted)."""
+    import time
+
+    step()
+    cp.cuda.Device().synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    cp.cuda.Device().synchronize()
+    return (time.perf_counter() - start) / repeats * 1e3

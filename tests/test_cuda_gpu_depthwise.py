@@ -7,13 +7,11 @@ dispatch must take the depthwise kernels and no matrix product; two backward pas
 give the same bits, and so must the unrolled and the run-time instantiations.
 """
 
-import time
-
 import numpy as np
 import pytest
 
 import fastconv.functional as F
-from conftest import record_calls
+from conftest import gpu_milliseconds, record_calls
 from cuda_emu.report import summary_lines
 from fastconv import _cuda, _gpu
 from fastconv.workspace import workspace_limit
@@ -126,16 +124,6 @@ def test_chunked_and_non_contiguous_depthwise_backward(cp):
         assert_close(b_, want, np.float64)
 
 
-def _milliseconds(cp, step, repeats=20):
-    step()
-    cp.cuda.Device().synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    cp.cuda.Device().synchronize()
-    return (time.perf_counter() - start) / repeats * 1e3
-
-
 def test_depthwise_kernels_against_the_generic_path_time(cp, monkeypatch, request):
     """Reports (no assertion on times) a MobileNet-sized depthwise layer's forward+backward
     on the depthwise kernels and, with their dispatch off, through im2col and cuBLAS."""
@@ -146,9 +134,9 @@ def test_depthwise_kernels_against_the_generic_path_time(cp, monkeypatch, reques
         out, cache = F.conv2d_forward(x, w, b, padding=1, groups=128)
         F.conv2d_backward(cp.ones_like(out), cache)
 
-    depthwise = _milliseconds(cp, step)
+    depthwise = gpu_milliseconds(cp, step)
     monkeypatch.setattr(_gpu.conv, "runs_depthwise", lambda *args: False)
-    generic = _milliseconds(cp, step)
+    generic = gpu_milliseconds(cp, step)
     summary_lines(request.config).append(
         f"GPU depthwise 3x3 conv (32, 128, 56, 56) forward+backward, float32: depthwise "
         f"kernels {depthwise:.2f} ms, im2col + cuBLAS {generic:.2f} ms")

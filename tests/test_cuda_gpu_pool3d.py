@@ -10,13 +10,11 @@ the float64 result. The dispatch must launch the 3-D pooling kernels and nothing
 runs must give the same bits, and so must the unrolled and the run-time instantiations.
 """
 
-import time
-
 import numpy as np
 import pytest
 
 import fastconv.functional as F
-from conftest import record_calls
+from conftest import gpu_milliseconds, record_calls
 from cuda_emu.report import summary_lines
 from fastconv import _cuda
 from fastconv.functional.pool3d import AvgPool3dCache, MaxPool3dCache
@@ -172,16 +170,6 @@ def test_pool3d_unrolled_windows_give_the_run_time_instantiations_bits(cp, monke
             assert cp.array_equal(a, b), (k, s)
 
 
-def _milliseconds(cp, step, repeats=20):
-    step()
-    cp.cuda.Device().synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    cp.cuda.Device().synchronize()
-    return (time.perf_counter() - start) / repeats * 1e3
-
-
 def test_pool3d_kernels_time(cp, request):
     """Reports (no assertion on times) a 3-D CNN's pools' forward+backward on the kernels."""
     x = cp.asarray(rand((8, 64, 16, 56, 56), np.float32, 58))
@@ -191,7 +179,7 @@ def test_pool3d_kernels_time(cp, request):
         def step(forward=forward, backward=backward):
             out, cache = forward(x, 2)
             backward(cp.ones_like(out), cache)
-        times[name] = _milliseconds(cp, step)
+        times[name] = gpu_milliseconds(cp, step)
     summary_lines(request.config).append(
         f"GPU 3-D pools 2x2x2/2 on (8, 64, 16, 56, 56) forward+backward, float32: max "
         f"{times['max']:.2f} ms, avg {times['avg']:.2f} ms")

@@ -15,13 +15,11 @@ Two runs must give the same bits, and so must the unrolled and the run-time
 instantiations.
 """
 
-import time
-
 import numpy as np
 import pytest
 
 import fastconv.functional as F
-from conftest import record_calls
+from conftest import gpu_milliseconds, record_calls
 from cuda_emu.report import summary_lines
 from fastconv import _cuda, _gpu
 from test_cuda_gpu import DTYPES, _launcher, bits, rand
@@ -190,16 +188,6 @@ def test_unrolled_unpool_windows_give_the_run_time_instantiations_bits(cp, monke
         assert cp.array_equal(bits(results[0], cp), bits(results[1], cp)), (k, s)
 
 
-def _milliseconds(cp, step, repeats=20):
-    step()
-    cp.cuda.Device().synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    cp.cuda.Device().synchronize()
-    return (time.perf_counter() - start) / repeats * 1e3
-
-
 def test_gather_kernels_against_the_sort_based_scatter_time(cp, monkeypatch, request):
     """Reports (no assertion on times) a SegNet-sized 2x2/2 unpooling, float32, on the check
     and gather kernels and on the sort-based scatter (the kernels' check forced to fail)."""
@@ -210,9 +198,9 @@ def test_gather_kernels_against_the_sort_based_scatter_time(cp, monkeypatch, req
     def step():
         F.max_unpool2d_forward(pooled, indices, 2)
 
-    gathers = _milliseconds(cp, step)
+    gathers = gpu_milliseconds(cp, step)
     monkeypatch.setattr(_cuda, "max_unpool2d_outside", lambda *args: True)
-    scatter = _milliseconds(cp, step, repeats=3)
+    scatter = gpu_milliseconds(cp, step, repeats=3)
     summary_lines(request.config).append(
         f"GPU max_unpool2d 2x2/2 (16, 64, 56, 56) -> 112x112, float32: check + gather "
         f"{gathers:.2f} ms, sort-based scatter {scatter:.2f} ms")
