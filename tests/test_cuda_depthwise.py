@@ -37,7 +37,7 @@ from fastconv import _cuda, _cuda_launcher
 from fastconv.backend import accumulator_dtype
 from fastconv.workspace import workspace_limit
 from test_cuda_emulated import (DTYPES, SETTINGS, assert_sum_close, bits, conv_windows,
-                                launch_shapes, launcher, normal)
+                                cpu_references, launch_shapes, launcher, normal)
 
 CASES = collections.Counter()
 KERNELS = {name for name, (file, _) in _cuda.KERNELS.items() if file == "depthwise.cu"}
@@ -115,17 +115,6 @@ def slab_sums(x, w, b, geometry, dout):
             _in_order(grads).astype(dtype))
 
 
-def cpu_references(x, w, b, args, dout):
-    """(out, dx, dw, db) of the CPU path in x's dtype, in float64 ("exact"), and the same
-    sums over the magnitudes of the terms (the error scale)."""
-    same = run_conv(x, w, b, args, dout, True)
-    wide = [None if a is None else a.astype(np.float64) for a in (x, w, b, dout)]
-    exact = run_conv(*wide[:3], args, wide[3], True)
-    scale = run_conv(*(None if a is None else np.abs(a) for a in wide[:3]), args,
-                     np.abs(wide[3]), True)
-    return same, exact, scale
-
-
 def check_depthwise(shape, multiplier, kernel, args, has_bias, needs_dx, dtype, seed, emu,
                     images_per_chunk=None):
     """One depthwise conv through the dispatch on ``emu``, against the CPU path, the slab
@@ -137,7 +126,7 @@ def check_depthwise(shape, multiplier, kernel, args, has_bias, needs_dx, dtype, 
     args = dict(args, groups=c)
     out, cache = F.conv2d_forward(x, w, b, **args)
     dout = normal(seed + 3, out.shape, dtype)
-    same, exact, scale = cpu_references(x, w, b, args, dout)
+    same, exact, scale = cpu_references(run_conv, x, w, b, args, dout)
     limit = 2**28
     if images_per_chunk:  # the backward's workspace: one image's partials (F, KH*KW + 1)
         limit = (images_per_chunk * w.shape[0] * (kernel[0] * kernel[1] + 1)

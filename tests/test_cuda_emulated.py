@@ -84,6 +84,18 @@ def bits(a):
     return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize])
 
 
+def cpu_references(run, x, w, b, args, dout):
+    """``run(x, w, b, args, dout, True)`` (a convolution's outputs and gradients on the CPU
+    path) in x's dtype, in float64 ("exact"), and the same sums over the magnitudes of the
+    terms (the error scale of :func:`assert_sum_close`)."""
+    same = run(x, w, b, args, dout, True)
+    wide = [None if a is None else a.astype(np.float64) for a in (x, w, b, dout)]
+    exact = run(*wide[:3], args, wide[3], True)
+    scale = run(*(None if a is None else np.abs(a) for a in wide[:3]), args, np.abs(wide[3]),
+                True)
+    return same, exact, scale
+
+
 def assert_sum_close(actual, expected, exact, scale):
     """Sums: float32/64 against the NumPy path, float16 against the float64 result.
 

@@ -39,8 +39,8 @@ from fastconv import _cuda, _cuda_launcher, _cuda_registry, _gpu
 from fastconv.backend import accumulator_dtype
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
 from fastconv.workspace import workspace_limit
-from test_cuda_emulated import (DTYPES, SETTINGS, assert_sum_close, bits, launch_shapes,
-                                launcher, normal)
+from test_cuda_emulated import (DTYPES, SETTINGS, assert_sum_close, bits, cpu_references,
+                                launch_shapes, launcher, normal)
 
 FILE = "vol2col.cu"
 CASES = collections.Counter()
@@ -192,17 +192,6 @@ def _numpy_col2vol(cols, geometry, out, launcher):
     return out
 
 
-def cpu_references(x, w, b, args, dout):
-    """(out, dx, dw, db) of the CPU path in x's dtype, in float64 ("exact"), and the same
-    sums over the magnitudes of the terms (the error scale)."""
-    same = run_conv3d(x, w, b, args, dout, True)
-    wide = [None if a is None else a.astype(np.float64) for a in (x, w, b, dout)]
-    exact = run_conv3d(*wide[:3], args, wide[3], True)
-    scale = run_conv3d(*(None if a is None else np.abs(a) for a in wide[:3]), args,
-                       np.abs(wide[3]), True)
-    return same, exact, scale
-
-
 def check_conv3d(shape, filters, kernel, args, has_bias, needs_dx, dtype, seed, emu,
                  images_per_chunk=None):
     """One conv3d through the GPU dispatch on ``emu``: against the CPU path, bit for bit
@@ -234,7 +223,7 @@ def check_conv3d(shape, filters, kernel, args, has_bias, needs_dx, dtype, seed, 
         chunks = len(backward) // len(per_chunk)
         assert backward == per_chunk * chunks, backward
         assert chunks == -(-shape[0] // (images_per_chunk or shape[0])), backward
-    same, exact, scale = cpu_references(x, w, b, args, dout)
+    same, exact, scale = cpu_references(run_conv3d, x, w, b, args, dout)
     with pytest.MonkeyPatch.context() as patch, workspace_limit(limit):
         patch.setattr(_cuda, "vol2col_into", _numpy_vol2col)
         patch.setattr(_cuda, "col2vol_into", _numpy_col2vol)
