@@ -1,14 +1,18 @@
 """The CPU memory the workspaces keep between calls, and the buffers held past their call.
 
 Idle blocks wait in one process-wide pool and are lent to one workspace at a
-time; :class:`Held` is a block kept past its call by
-:meth:`fastconv.workspace.Workspace.keep`.
+time; :class:`Held` is a buffer kept past its call by
+:meth:`fastconv.workspace.Workspace.keep` (a CPU block, or a CuPy array whose memory
+CuPy's pool gets back when it is dropped). The pool counts the bytes held, on either
+device, against the workspace limit.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import numpy
 
@@ -58,11 +62,14 @@ class _KeptBlocks:
             self._held += nbytes
             return True
 
-    def unhold(self, block: numpy.ndarray, generation: int, nbytes: int) -> None:
-        """A held block's end: uncount it and take it back as an idle block."""
+    def unhold(self, nbytes: int, block: numpy.ndarray | None = None, generation: int = 0
+               ) -> None:
+        """A held buffer's end: uncount its ``nbytes`` and take its CPU ``block`` (if any) back
+        as an idle block."""
         with self._lock:
             self._held -= nbytes
-        self.give_back(block, generation)
+        if block is not None:
+            self.give_back(block, generation)
 
     def release(self) -> None:
         """Free the idle blocks; the lent ones are freed on return instead of kept."""
@@ -82,16 +89,15 @@ class Held:
 
     Parameters
     ----------
-    array : numpy.ndarray
-        The buffer, a view of ``block``.
-    block : numpy.ndarray
-        The pool's uint8 block it lives in.
-    generation : int
-        The pool's generation when the block was lent.
+    array : numpy.ndarray or cupy.ndarray
+        The buffer.
+    release : callable
+        Gives its memory back (:meth:`_KeptBlocks.unhold` with its arguments bound), called
+        once: by :meth:`release` or when this object is collected.
 
     Attributes
     ----------
-    array : numpy.ndarray or None
+    array : numpy.ndarray, cupy.ndarray or None
         The buffer until :meth:`take` hands it to its one user or
         :meth:`release` (or the garbage collection of this object) gives its
         memory back to the pool; None after that.
@@ -111,11 +117,11 @@ class Held:
 
     __slots__ = ("array", "_release", "__weakref__")
 
-    def __init__(self, array: numpy.ndarray, block: numpy.ndarray, generation: int) -> None:
-        self.array: numpy.ndarray | None = array
-        self._release = weakref.finalize(self, kept_blocks.unhold, block, generation, block.nbytes)
+    def __init__(self, array: Any, release: Callable[[], None]) -> None:
+        self.array: Any = array
+        self._release = weakref.finalize(self, release)
 
-    def take(self) -> numpy.ndarray | None:
+    def take(self) -> Any:
         """The array, for one user: later calls return None (the memory stays until release)."""
         array, self.array = self.array, None
         return array

@@ -21,9 +21,9 @@ time; the pool never holds more blocks than were in use at once, so it stays
 within a few times the limit. :func:`release_workspace` frees them. CuPy
 arrays come from CuPy's own memory pool.
 
-A call may also keep a buffer past its end (:meth:`Workspace.keep`): a CPU
+A call may also keep a buffer past its end (:meth:`Workspace.keep`): a
 convolution whose batch ran in one chunk holds its columns in its cache until
-the backward uses them, instead of computing them twice. The buffers held
+the backward uses them, instead of computing them twice (on the CPU and the GPU). The buffers held
 this way, by all calls together, stay within the workspace limit; a forward
 that would pass it holds nothing, and its backward recomputes the columns.
 """
@@ -31,6 +31,7 @@ that would pass it holds nothing, and its backward recomputes the columns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 import warnings
@@ -305,17 +306,23 @@ class Workspace:
         Returns
         -------
         Held or None
-            The buffer, when the workspace is on the CPU, ran the whole batch
-            in one chunk and the held buffers stay within the workspace limit
-            with it; else None.
+            The buffer, when the workspace ran the whole batch in one chunk
+            and the held buffers, on every device together, stay within the
+            workspace limit with it; else None.
         """
-        if self.xp is not numpy or self.images_per_chunk < self.batch:
+        if self.images_per_chunk < self.batch:
             return None
+        array = cast("dict[str, Array]", self.buffers)[name]
+        if self.xp is not numpy:
+            # CuPy's array: held, it stays out of CuPy's pool until released
+            if not _kept.hold(array.nbytes, get_workspace_limit()):
+                return None
+            return Held(array, functools.partial(_kept.unhold, array.nbytes))
         block, generation = self._lent[name]
         if not _kept.hold(block.nbytes, get_workspace_limit()):
             return None
         del self._lent[name]
-        return Held(cast("dict[str, Array]", self.buffers)[name], block, generation)
+        return Held(array, functools.partial(_kept.unhold, block.nbytes, block, generation))
 
     def chunks(self) -> Iterator[tuple[slice, dict[str, Array]]]:
         """The batch chunk by chunk, each chunk with its buffers.

@@ -251,6 +251,33 @@ def test_workspace_limit_holds_on_the_gpu(cp, monkeypatch):
 
 
 @gpu
+def test_held_columns_spare_the_backward_its_im2col(cp, monkeypatch):
+    """The forward holds its device columns; the backward runs no im2col on them, gives the
+    bits a backward computing them again gives, and returns the memory."""
+    import dataclasses
+    launcher = _cuda.default_launcher()
+    kernels, launch = [], launcher.launch
+
+    def recording(kernel, threads, *args):
+        kernels.append(kernel)
+        return launch(kernel, threads, *args)
+
+    monkeypatch.setattr(launcher, "launch", recording)
+    x, w = cp.asarray(rand((8, 4, 12, 12), np.float32, 21)), cp.asarray(rand((6, 4, 3, 3),
+                                                                          np.float32, 22))
+    out, cache = F.conv2d_forward(x, w, None, padding=1)
+    assert cache.columns is not None and isinstance(cache.columns.array, cp.ndarray)
+    dout = cp.asarray(rand(out.shape, np.float32, 23))
+    again = F.conv2d_backward(dout, dataclasses.replace(cache, columns=None))
+    kernels.clear()
+    held = F.conv2d_backward(dout, cache)
+    assert kernels == ["col2im_kernel"], kernels
+    assert cache.columns.array is None
+    for a, b in zip(held[:2], again[:2]):
+        assert cp.array_equal(a.view(cp.int32), b.view(cp.int32))
+
+
+@gpu
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(gemm_cases(), st.integers(0, 2**32 - 1))

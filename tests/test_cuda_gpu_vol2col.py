@@ -48,11 +48,12 @@ def test_conv3d_and_gradients_match_the_numpy_path(cp, monkeypatch, case, dtype)
     ref, ref_cache = F.conv3d_forward(*(a.astype(np.float64) for a in (x, w, b)), **args)
     assert_close(out, ref, dtype)
     assert calls == ["vol2col_kernel"], calls
+    held = cache.columns is not None  # within the workspace limit: the backward reuses them
     dout = rand(ref.shape, dtype, 53)
     grads = F.conv3d_backward(cp.asarray(dout), cache)
     for got, want in zip(grads, F.conv3d_backward(dout.astype(np.float64), ref_cache)):
         assert_close(got, want, dtype)
-    assert calls == ["vol2col_kernel", "vol2col_kernel", "col2vol_kernel"], calls
+    assert calls == ["vol2col_kernel"] * (2 - held) + ["col2vol_kernel"], calls
 
 
 @pytest.mark.parametrize("case", CASES)

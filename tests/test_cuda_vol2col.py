@@ -23,6 +23,7 @@ must also give the run-time instantiation's bits.
 """
 
 import collections
+import dataclasses
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -206,23 +207,30 @@ def check_conv3d(shape, filters, kernel, args, has_bias, needs_dx, dtype, seed, 
     dout = normal(seed + 3, out.shape, dtype)
     limit = 2**28
     if images_per_chunk:  # the backward's workspace for that many images
-        plan = _gpu.conv3d.backward(dout, cache, needs_dx).plan
+        # the plan of a backward that computes its columns (the CPU forward's held ones aside)
+        plan = _gpu.conv3d.backward(dout, dataclasses.replace(cache, columns=None), needs_dx).plan
         limit = sum(buffer.nbytes * (images_per_chunk if buffer.per_image else 1)
                     for buffer in plan)
     with gpu_dispatch(emu) as calls, workspace_limit(limit):
         gpu_out, gpu_cache = F.conv3d_forward(x, w, b, **args)
         forward = [name for name in calls if name != "gemm"]
+        held = gpu_cache.columns is not None  # a forward in one chunk, within the limit
         calls.clear()
         got = (gpu_out,) + F.conv3d_backward(dout, gpu_cache, needs_input_grad=needs_dx)
     backward = [name for name in calls if name != "gemm"]
     if geometry.is_identity:  # the input is its own column matrix
         assert forward == backward == [], (forward, backward)
-    else:  # each chunk's columns, and in the backward each chunk's dx
+    else:  # each chunk's columns (unless held), and in the backward each chunk's dx
         assert forward and forward == ["vol2col_kernel"] * len(forward), forward
-        per_chunk = ["vol2col_kernel"] + ["col2vol_kernel"] * needs_dx
-        chunks = len(backward) // len(per_chunk)
-        assert backward == per_chunk * chunks, backward
-        assert chunks == -(-shape[0] // (images_per_chunk or shape[0])), backward
+        assert not held or len(forward) == 1, forward
+        if held:  # no columns again: dx per chunk of the backward's own (smaller) plan
+            assert backward == ["col2vol_kernel"] * len(backward), backward
+            assert bool(backward) == needs_dx, backward
+        else:
+            per_chunk = ["vol2col_kernel"] + ["col2vol_kernel"] * needs_dx
+            chunks = len(backward) // len(per_chunk)
+            assert backward == per_chunk * chunks, backward
+            assert chunks == -(-shape[0] // (images_per_chunk or shape[0])), backward
     same, exact, scale = cpu_references(run_conv3d, x, w, b, args, dout)
     with pytest.MonkeyPatch.context() as patch, workspace_limit(limit):
         patch.setattr(_cuda, "vol2col_into", _numpy_vol2col)

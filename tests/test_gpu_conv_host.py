@@ -22,6 +22,7 @@ from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools
 from device_counter import DeviceArray, counting, device
 from fastconv import _backends, _cuda, _gpu
 from fastconv import _cpu as _cpu_backend
+from fastconv._kept_memory import kept_blocks
 from fastconv.workspace import workspace_limit
 
 CASES = {"3x3": ((4, 8, 12, 12), (16, 8, 3, 3), dict(padding=1)),
@@ -31,16 +32,17 @@ BEFORE = {("3x3", "float32"): {"forward": (9, 8), "backward": (17, 16)},
           ("3x3", "float16"): {"forward": (12, 11), "backward": (24, 23)},
           ("depthwise", "float32"): {"forward": (9, 8), "backward": (16, 15)},
           ("depthwise", "float16"): {"forward": (12, 11), "backward": (23, 22)}}
-# forward: the output and its kernel; backward: dx, the partials, dw and db, and the three
-# kernels (partials, dx, their sum over the images); float16 sums in float32 the same way
-AFTER = {("3x3", "float32"): {"forward": (3, 2), "backward": (6, 5)},
-         ("3x3", "float16"): {"forward": (3, 2), "backward": (8, 6)},
+# forward: the columns, the output and its kernels; backward, on the columns the forward held:
+# dx, the partials, dw and db, the two products, col2im and the two sums; float16 sums in
+# float32 the same way
+AFTER = {("3x3", "float32"): {"forward": (3, 2), "backward": (5, 4)},
+         ("3x3", "float16"): {"forward": (3, 2), "backward": (7, 5)},
          ("depthwise", "float32"): {"forward": (1, 1), "backward": (3, 4)},
          ("depthwise", "float16"): {"forward": (1, 1), "backward": (3, 4)}}
 # the depthwise case through im2col and the products, with the weights copied per image
 # (one copy, one buffer): one product, not 32
-GENERIC = {"float32": {"forward": (4, 3), "backward": (7, 6)},
-           "float16": {"forward": (4, 3), "backward": (9, 7)}}
+GENERIC = {"float32": {"forward": (4, 3), "backward": (6, 5)},
+           "float16": {"forward": (4, 3), "backward": (8, 6)}}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,6 +115,34 @@ def test_launches_and_allocations_per_call_are_at_most_half_of_before(monkeypatc
     # the per-image weights, the depthwise kernels' outputs
     assert {what for what, *_ in log} <= {"empty", "kernel", "gemm", "add.__call__",
                                           "add.reduce", "copyto", "launcher.empty"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_backward_without_held_columns_computes_them_again(monkeypatch, dtype):
+    """Where the held buffers would pass the workspace limit the forward holds nothing and
+    the backward runs im2col into a column buffer of its own: one launch and one allocation
+    more, the same bits."""
+    held, _ = count_conv(monkeypatch, "3x3", dtype)
+    x_shape, w_shape, args = CASES["3x3"]
+    x, w, b = (rand(shape, dtype, seed) for shape, seed in ((x_shape, 0), (w_shape, 1),
+                                                            (w_shape[:1], 2)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
+        patch.setattr(_cuda, "default_launcher", emu_launcher)
+        out, cache = F.conv2d_forward(x, w, b, **args)
+        assert cache.columns is not None
+        dout = rand(out.shape, dtype, 3)
+        with_held = F.conv2d_backward(dout, cache)
+        patch.setattr(kept_blocks, "hold", lambda nbytes, limit: False)
+        out_again, cache = F.conv2d_forward(x, w, b, **args)
+        assert cache.columns is None
+        recomputed = F.conv2d_backward(dout, cache)
+        np.testing.assert_array_equal(out_again, out)
+        for a, b in zip(with_held, recomputed):
+            np.testing.assert_array_equal(a, b)
+        counted, log = count_conv(patch, "3x3", dtype)
+    assert counted["forward"] == held["forward"]
+    assert counted["backward"] == (held["backward"][0] + 1, held["backward"][1] + 1), log
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

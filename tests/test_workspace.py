@@ -397,3 +397,25 @@ def test_held_columns_stay_within_the_workspace_limit():
         assert _held_bytes() == before
     with fastconv.workspace_limit(columns // 2):  # a chunked forward holds nothing
         assert F.conv2d_forward(x, w, b, padding=1)[1].columns is None
+
+
+def test_device_buffers_are_held_within_the_same_limit():
+    """A workspace on another array module (CuPy's place, here a stand-in allocating NumPy
+    arrays) holds its buffer itself, counted against the limit with the CPU's, until released."""
+    import gc
+    import types
+    device = types.SimpleNamespace(empty=np.empty)
+    plan = (Buffer("cols", (10,), np.float64),)
+    gc.collect()
+    before = _held_bytes()
+    with fastconv.workspace_limit(before + 160):
+        with Workspace(device, plan, 2) as workspace:
+            cols = workspace.buffers["cols"]
+            held = workspace.keep("cols")
+        assert held.array is cols and _held_bytes() == before + 160
+        with Workspace(device, plan, 2) as workspace:  # a second one would pass the limit
+            assert workspace.keep("cols") is None
+        held.release()
+        assert held.array is None and _held_bytes() == before
+    with fastconv.workspace_limit(100), Workspace(device, plan, 2) as workspace:
+        assert workspace.images_per_chunk == 1 and workspace.keep("cols") is None  # chunked

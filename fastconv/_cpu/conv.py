@@ -11,9 +11,10 @@ of ones and the weights with a bias column, so the forward GEMM adds b and the
 dW GEMM yields db, where separate passes ``out += b`` and ``db = dout.sum(...)``
 would cost a tenth of a small layer's time.
 
-Backward: the columns are recomputed into the workspace, which costs less than
-keeping them in a page-faulting fresh buffer and spares a network holding every
-layer's columns between its passes (PyTorch's cache, too, holds only x and w).
+Backward: the forward's columns where it could hold them (its batch in one
+chunk, every held buffer within the workspace limit: :meth:`fastconv.workspace.Workspace.keep`),
+else recomputed into the workspace, so that the columns a network holds between
+its passes stay within the limit.
 dW and the column gradient are GEMMs; dx is col2im of the latter, summed from
 whole stride-phase planes when the columns outnumber dout's rows.
 

@@ -10,7 +10,12 @@ one call per group or per image, whichever is fewer. The bias is then added
 in one pass (folding it into the GEMM would need a row of ones inside the
 packed columns the kernel writes).
 
-Backward, per chunk: the columns again; dW as per-image products dout @ cols^T
+The forward holds its columns for the backward where the batch ran in one chunk and
+the held buffers stay within the workspace limit (:meth:`fastconv.workspace.Workspace.keep`,
+as on the CPU): one im2col pass per layer fewer, a layer's columns (about KH*KW times its
+input) held between its passes.
+
+Backward, per chunk: the held columns, else the columns again; dW as per-image products dout @ cols^T
 (n, G, F/G, C/G*KH*KW) in the accumulator dtype (float32 for float16, so no
 partial is rounded to float16), accumulated over the chunks in place by the
 GEMM and summed once at the end; no product over all the images' positions
@@ -142,11 +147,10 @@ class _Forward:
         matmul(weights, cols, _grouped(self.out[chunk], self.groups))
 
     def result(self, workspace):
-        """The output; the columns are not held (device memory is scarcer: the backward
-        recomputes them)."""
+        """The output, and the columns held for the backward where the workspace allows."""
         if self.b is not None:
             get_array_module(self.out).add(self.out, self.b.reshape(1, -1, 1, 1), out=self.out)
-        return self.out, None
+        return self.out, None if self.geometry.is_identity else workspace.keep("cols")
 
 
 class _Backward:
@@ -155,6 +159,10 @@ class _Backward:
 
     def __init__(self, dout, cache, needs_input_grad):
         xp = get_array_module(dout, cache.x)
+        # The forward's columns when it could hold them: no im2col again, no column buffer in
+        # this plan; the column gradient overwrites them once dW has used them.
+        self.held = cache.columns
+        self.columns = None if cache.columns is None else cache.columns.take()
         self.x, self.w, self.geometry, self.groups = cache.x, cache.w, cache.geometry, cache.groups
         self.needs_input_grad, self.has_bias = needs_input_grad, cache.has_bias
         self.dout = _grouped(dout, self.groups)
@@ -168,7 +176,8 @@ class _Backward:
         dtype = self.x.dtype
         acc = accumulator_dtype(dtype)
         plan = (Buffer("dW partials", self.w_mat.shape[1:], acc),)
-        plan += _columns_plan(self.x, self.geometry, self.groups)
+        if self.columns is None:
+            plan += _columns_plan(self.x, self.geometry, self.groups)
         if self.needs_input_grad:
             plan += _weights_plan(self.w_mat, self.x.shape[0], self.dout.shape[3])
         if acc != dtype:  # dw and db summed in float32, rounded to float16 once
@@ -176,7 +185,10 @@ class _Backward:
         return plan
 
     def run(self, chunk, buffers):
-        cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
+        if self.columns is not None:
+            cols = self.columns[chunk]
+        else:
+            cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
         dout = self.dout[chunk]
         # Slot i of the partials sums image i of every chunk: the first chunk, the
         # largest, writes every slot, later ones add to theirs.
@@ -196,6 +208,8 @@ class _Backward:
 
     def result(self, workspace):
         """dx, dw and db: the partials and dout are summed here, once per call."""
+        if self.held is not None:  # used: the memory goes back to CuPy's pool
+            self.held.release()
         xp = get_array_module(self.dout)
         dw = xp.empty(self.w.shape, dtype=self.x.dtype)
         db = xp.empty((self.w.shape[0],), dtype=self.x.dtype) if self.has_bias else None

@@ -9,7 +9,8 @@ entries of the windows covering it in ascending kernel-offset order, so no atomi
 bits every run. The products are the 2-D GPU convolution's (:mod:`.conv`):
 strided-batched cuBLAS GEMMs through :func:`fastconv._gpu.matmul.matmul`, the weights shared by
 the images (or copied per image with groups, by the same rule), dW as per-image partials in
-the accumulator dtype summed once at the end, dx = col2vol(W^T @ dout). A 1x1x1, stride-1,
+the accumulator dtype summed once at the end, dx = col2vol(W^T @ dout); the forward holds its
+columns for the backward within the workspace limit, by the same rule as well. A 1x1x1, stride-1,
 unpadded convolution skips the kernels: the input is its own column matrix.
 
 Written against the arrays' module and the kernels' launcher, so the tests run it on NumPy
@@ -28,6 +29,7 @@ from .._typing import Array
 from .._window_arrays import Buffers, grouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
+from .._kept_memory import Held
 from ..workspace import Buffer, Workspace
 from .conv import _weight_matrix, _weights, _weights_plan
 from .matmul import matmul
@@ -52,7 +54,8 @@ def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
     Returns
     -------
     _Forward
-        For :func:`fastconv.workspace.run_in_chunks`; its result is ``(out, None)``.
+        For :func:`fastconv.workspace.run_in_chunks`; its result is ``(out, columns)``, the
+        columns a :class:`fastconv.workspace.Held` or None.
 
     Examples
     --------
@@ -141,12 +144,13 @@ class _Forward:
         cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
         matmul(_weights(self.w_mat, chunk, buffers), cols, grouped(self.out[chunk], self.groups))
 
-    def result(self, workspace: Workspace) -> tuple[Array, None]:
-        """The output; no columns are held (the backward recomputes them)."""
+    def result(self, workspace: Workspace) -> tuple[Array, Held | None]:
+        """The output, and the columns held for the backward where the workspace allows (as
+        in :mod:`.conv`)."""
         if self.b is not None:
             bias = self.b.reshape((1, -1) + (1,) * len(self.geometry.out))
             get_array_module(self.out).add(self.out, bias, out=self.out)
-        return self.out, None
+        return self.out, None if self.geometry.is_identity else workspace.keep("cols")
 
 
 class _Backward:
@@ -159,18 +163,26 @@ class _Backward:
         self.dout = grouped(dout, self.groups)
         self.w_mat = _weight_matrix(self.w, self.groups)
         xp = get_array_module(dout, x)
+        # the forward's columns when it could hold them (none in this plan); the column
+        # gradient overwrites them once dW has used them
+        self.held = cache.columns
+        self.columns = None if cache.columns is None else cache.columns.take()
         self.dx = xp.empty(x.shape, dtype=x.dtype) if needs_input_grad else None
         # the dW partials of the images, a workspace buffer once a chunk runs (none for N=0)
         self.partials = xp.zeros((0,) + self.w_mat.shape[1:], accumulator_dtype(x.dtype))
         # the partials of one image in the accumulator dtype (float32 for float16)
         self.plan: tuple[Buffer, ...] = (Buffer(
-            "dW partials", self.w_mat.shape[1:], accumulator_dtype(x.dtype)),
-        ) + _columns_plan(x, self.geometry, self.groups)
+            "dW partials", self.w_mat.shape[1:], accumulator_dtype(x.dtype)),)
+        if self.columns is None:
+            self.plan += _columns_plan(x, self.geometry, self.groups)
         if needs_input_grad:
             self.plan += _weights_plan(self.w_mat, x.shape[0], self.dout.shape[3])
 
     def run(self, chunk: slice, buffers: Buffers) -> None:
-        cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
+        if self.columns is not None:
+            cols = self.columns[chunk]
+        else:
+            cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
         dout = self.dout[chunk]
         # Slot i of the partials sums image i of every chunk: the first chunk, the
         # largest, writes every slot, later ones add to theirs (a shorter chunk's buffer
@@ -190,6 +202,8 @@ class _Backward:
 
     def result(self, workspace: Workspace) -> tuple[Array | None, Array, Array | None]:
         """dx, dw and db, each summed in the accumulator dtype and rounded once."""
+        if self.held is not None:  # used: the memory goes back to the array module's pool
+            self.held.release()
         dtype, acc = self.x.dtype, accumulator_dtype(self.x.dtype)
         dw = self.partials.sum(axis=0, dtype=acc).reshape(self.w.shape).astype(dtype, copy=False)
         db = None

@@ -13,9 +13,11 @@ A ``padding_mode`` other than 'zeros' fills a padded copy of the input
 (:mod:`fastconv.functional.padding`) that is convolved without padding; the
 backward folds its gradient back onto dx.
 
-The cache holds only x and w, as PyTorch's does: the backward pass recomputes
-the columns, which costs less than keeping them in fresh memory and frees a
-network from holding every layer's columns between its passes.
+The cache holds x and w, as PyTorch's does, and the forward's columns where the
+batch ran in one chunk and every buffer held this way stays within the workspace
+limit (:meth:`fastconv.workspace.Workspace.keep`); otherwise the backward
+recomputes them, so a network never holds more than the limit in columns
+between its passes.
 
 The 3-D convolution (:mod:`fastconv.functional.conv3d`) runs through :func:`convolve` and
 :func:`convolve_backward` too, with its own cache class and backend role.
