@@ -9,8 +9,9 @@ axes and takes ``split(work, batch, nbytes, passes)`` (:class:`Split`): how to r
 passes that sweep their memory several times). Each image is independent, so the results do
 not depend on the split.
 
-No pass uses fancy indexing or a scatter: the windows are one strided view of the padded input
-(:func:`window_view`), copied once; a sum over the windows is one strided slab of output size
+No pass uses fancy indexing or a scatter (the max-pool gradient, a scatter, is the CPU
+backend's own: :func:`fastconv._cpu.pool.max_pool_backward`): the windows are one strided
+view of the padded input (:func:`window_view`), copied once; a sum over the windows is one strided slab of output size
 per kernel offset, added (or, when the windows do not overlap, assigned) in a fixed order. So
 the results are deterministic. The column layout is :mod:`fastconv.im2col`'s:
 (N, C, *kernel, *out), e.g. (N, C, KD, KH, KW, OD, OH, OW) in 3-D. Pooling follows the rules
@@ -165,8 +166,7 @@ def _add_windows(share: Shares, geometry: WindowGeometry, target: Array, out: Ar
     When the windows do not overlap, the slabs are disjoint and each is assigned rather than
     added: a strided copy runs several times faster in NumPy than a strided ``+=``.
     """
-    disjoint = all(d * (k - 1) + 1 <= s for k, s, d in
-                   zip(geometry.kernel, geometry.stride, geometry.dilation))
+    disjoint = not geometry.windows_overlap
     target.fill(0)
     for k, offset in enumerate(geometry.kernel_offsets()):
         slab = _slab(target, geometry, offset)
@@ -287,27 +287,6 @@ def _spread(shares_of: Callable[[slice], Shares], geometry: WindowGeometry,
 
     split(add, x_shape[0], dx.nbytes, passes=math.prod(geometry.kernel))
     return dx
-
-
-def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
-                      geometry: WindowGeometry, buffers: Buffers, split: Split) -> Array:
-    """The max-pool gradient: each window's dout goes to its argmax offset. ``buffers`` may
-    hold "padded grad"."""
-    xp = get_array_module(dout)
-    # dout * won is several times faster than where(won, dout, 0) but turns a non-finite
-    # dout into NaN where it lost, so it is kept for finite dout
-    finite = bool(xp.isfinite(dout).all())
-    zero = xp.zeros((), dtype=dout.dtype)
-
-    def shares_of(batch: slice) -> Shares:
-        grad, won_by = dout[batch], argmax[batch]
-
-        def share(k: int, offset: tuple[int, ...]) -> Array:
-            won = won_by == k
-            return grad * won if finite else xp.where(won, grad, zero)
-        return share
-
-    return _spread(shares_of, geometry, x_shape, dout, buffers, split)
 
 
 def avg_pool_backward(dout: Array, divisor: Array, x_shape: tuple[int, ...],

@@ -226,6 +226,20 @@ class WindowGeometry:
                 and all(p == (0, 0) for p in self.pads))
 
     @property
+    def windows_overlap(self) -> bool:
+        """True where neighbouring windows share input cells along some axis (a window's span,
+        (kernel - 1) * dilation + 1, wider than the stride).
+
+        Examples
+        --------
+        >>> window_geometry((1, 1, 8, 8), 3, 2, 1, 1).windows_overlap
+        True
+        >>> window_geometry((1, 1, 8, 8), 2, 2, 0, 1).windows_overlap
+        False
+        """
+        return any(d * (k - 1) + 1 > s for k, s, d in zip(self.kernel, self.stride, self.dilation))
+
+    @property
     def phase_size(self) -> tuple[int, ...]:
         """One stride phase of the padded input: ceil(padded / stride) per axis, e.g. (Hq, Wq).
 

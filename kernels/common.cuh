@@ -107,16 +107,19 @@ __device__ __forceinline__ fc_cover fc_covering(const fc_axis<K, S>& axis, int p
 
 // Calls visit(o, k) for every output position o of cover (fc_covering) whose
 // window reads the input position through kernel offset k, in ascending k: the
-// gather-style backward kernels' view of fc_for_each_tap. Only a dilated window
-// needs a division per candidate, to skip the o whose offset falls between taps.
-template <int K, int S, class Visit>
+// gather-style backward kernels' view of fc_for_each_tap. InWindowOrder visits them
+// in ascending o instead (descending k), the order in which a scatter over the
+// windows meets the input (the CPU path's bincount). Only a dilated window needs a
+// division per candidate, to skip the o whose offset falls between taps.
+template <bool InWindowOrder = false, int K, int S, class Visit>
 __device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, fc_cover cover,
                                                      Visit visit) {
     FC_UNROLL
     for (int i = 0; i < axis.covering_bound(cover.last - cover.first + 1); ++i) {
-        // o descending: k = (padded - o * stride) / dilation ascending
-        const int o = cover.last - i;
-        if (o < cover.first) break;  // an unrolled loop runs to its bound: fewer outputs cover p
+        // o descending: k = (padded - o * stride) / dilation ascending (or the reverse)
+        const int o = InWindowOrder ? cover.first + i : cover.last - i;
+        // an unrolled loop runs to its bound: fewer outputs cover p
+        if (InWindowOrder ? o > cover.last : o < cover.first) break;
         const int offset = cover.padded - o * axis.stride;
         if (axis.dilation == 1) {
             visit(o, offset);
@@ -127,10 +130,10 @@ __device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, 
 }
 
 // fc_for_each_covering over the windows (below out) covering input position p.
-template <int K, int S, class Visit>
+template <bool InWindowOrder = false, int K, int S, class Visit>
 __device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, int p, idx_t out,
                                                      Visit visit) {
-    fc_for_each_covering(axis, fc_covering(axis, p, out), visit);
+    fc_for_each_covering<InWindowOrder>(axis, fc_covering(axis, p, out), visit);
 }
 
 // binary16 -> binary32, exact (integer operations only, so denormal flushing
@@ -198,6 +201,44 @@ template <class T> __device__ __forceinline__ T fc_store(typename fc_acc<T>::typ
 template <> __device__ __forceinline__ fc_half fc_store<fc_half>(float v) { return fc_float_to_half(v); }
 
 template <class T> __device__ __forceinline__ T fc_zero() { return fc_store<T>(0); }
+
+// double -> binary16, round to nearest, ties to even, in one rounding (integer operations
+// only, as fc_float_to_half; through float it would round twice).
+__device__ __forceinline__ fc_half fc_double_to_half(double d) {
+    const unsigned long long x = (unsigned long long)__double_as_longlong(d);
+    const unsigned sign = (unsigned)(x >> 48) & 0x8000u;
+    const unsigned long long ax = x & 0x7fffffffffffffffull;
+    const unsigned exponent = (unsigned)(ax >> 52);
+    unsigned h;
+    if (ax > 0x7ff0000000000000ull) {                   // NaN: a quiet NaN
+        h = 0x7e00u;
+    } else if (ax >= 0x40f0000000000000ull) {           // >= 65536 or inf: inf
+        h = 0x7c00u;
+    } else if (ax >= 0x3f10000000000000ull) {           // normal half range, from 2^-14
+        const unsigned long long rest = ax & ((1ull << 42) - 1);
+        h = ((exponent - 1008u) << 10) | (unsigned)((ax >> 42) & 0x3ffu);
+        if (rest > (1ull << 41) || (rest == (1ull << 41) && (h & 1u))) ++h;  // may carry to inf
+    } else if (ax >= 0x3e60000000000000ull) {           // subnormal half, or rounds to one
+        const unsigned long long mantissa = (ax & ((1ull << 52) - 1)) | (1ull << 52);
+        const unsigned shift = 1051u - exponent;        // 43 .. 53
+        const unsigned long long rest = mantissa & ((1ull << shift) - 1);
+        const unsigned long long halfway = 1ull << (shift - 1);
+        h = (unsigned)(mantissa >> shift);
+        if (rest > halfway || (rest == halfway && (h & 1u))) ++h;
+    } else {                                            // at most half the smallest subnormal
+        h = 0u;
+    }
+    fc_half result;
+    result.bits = (unsigned short)(sign | h);
+    return result;
+}
+
+// A double sum rounded once to T: the gathers that sum as the CPU path's bincount does
+// (kernels/unpool.cu, the max pools' backward).
+template <class T> __device__ __forceinline__ T fc_round(double v) { return (T)v; }
+template <> __device__ __forceinline__ fc_half fc_round<fc_half>(double v) {
+    return fc_double_to_half(v);
+}
 
 // a > b for two values that are not NaN, as IEEE orders them. For float the
 // comparison is on integers: CuPy compiles with -ftz=true, under which a float

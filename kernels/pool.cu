@@ -38,27 +38,27 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
     });
 }
 
-// Gather-style: one thread per input element sums the gradients of the
-// windows whose maximum it was, in kernel-offset order.
+// Gather-style: one thread per input element sums the gradients of the windows
+// whose maximum it was, in window order (row-major (oh, ow)) and in double, rounded
+// once: the CPU path's scatter (fastconv/_cpu/pool.py, a bincount), bit for bit.
 template <class T, int K, int S>
 __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* __restrict__ argmax,
                                          T* __restrict__ dx,
                                          idx_t NC, idx_t H, idx_t W, idx_t OH, idx_t OW,
                                          idx_t KH, idx_t KW, idx_t SH, idx_t SW,
                                          idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
-    typedef typename fc_acc<T>::type acc_t;
     const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
     fc_for_each_cell(NC, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
         const idx_t plane = nc * OH * OW;
         const fc_cover column_cover = fc_covering(columns, w, OW);  // once, not per row
-        acc_t sum = 0;
-        fc_for_each_covering(rows, h, OH, [&](int oh, int kh) {
-            fc_for_each_covering(columns, column_cover, [&](int ow, int kw) {
+        double sum = 0;
+        fc_for_each_covering<true>(rows, h, OH, [&](int oh, int kh) {
+            fc_for_each_covering<true>(columns, column_cover, [&](int ow, int kw) {
                 const idx_t o = plane + fc_offset(oh, ow, OW);
                 if (argmax[o] == kh * columns.size + kw) sum += fc_load(dout[o]);
             });
         });
-        dx[nc * H * W + pos] = fc_store<T>(sum);
+        dx[nc * H * W + pos] = fc_round<T>(sum);
     });
 }
 

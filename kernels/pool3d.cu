@@ -7,7 +7,8 @@
 // maximum in row-major window order, the flat kernel offset k = (kd*KH + kh)*KW + kw being
 // the argmax, and lets the first NaN win (fc_max_pool_takes); the average divides by a
 // per-output-position divisor (OD, OH, OW) computed by the caller in the accumulator type.
-// Every sum adds its terms in ascending k, as the CPU path adds its kernel-offset slabs.
+// Every sum adds its terms in ascending k, as the CPU path adds its kernel-offset slabs,
+// but the max pool's gradient: in window order and in double, as the CPU path's scatter.
 // fastconv/_cuda_pool3d.py keeps a volume, its padded extents, the output positions and the
 // window below 2^31 elements, so in-volume offsets and kernel offsets are 32-bit. A K > 0
 // instantiation is a K x K x K window with stride S on all three axes.
@@ -65,18 +66,19 @@ __device__ __forceinline__ void fc_for_each_input_tap(const fc_window3<K, S>& wi
 }
 
 // Calls visit(k, o) for every output position whose window reads input (d, h, w) through
-// flat kernel offset k, o being the output's offset in its volume, in ascending k. Each
-// axis's range of covering outputs is computed once (fc_covering), not searched.
-template <int K, int S, class Visit>
+// flat kernel offset k, o being the output's offset in its volume, in ascending k (with
+// InWindowOrder in ascending o). Each axis's range of covering outputs is computed once
+// (fc_covering), not searched.
+template <bool InWindowOrder = false, int K, int S, class Visit>
 __device__ __forceinline__ void fc_for_each_covering3(const fc_window3<K, S>& window, int d,
                                                       int h, int w, idx_t OD, idx_t OH,
                                                       idx_t OW, Visit visit) {
     const fc_cover depth_cover = fc_covering(window.depths, d, OD);
     const fc_cover row_cover = fc_covering(window.rows, h, OH);
     const fc_cover column_cover = fc_covering(window.columns, w, OW);
-    fc_for_each_covering(window.depths, depth_cover, [&](int od, int kd) {
-        fc_for_each_covering(window.rows, row_cover, [&](int oh, int kh) {
-            fc_for_each_covering(window.columns, column_cover, [&](int ow, int kw) {
+    fc_for_each_covering<InWindowOrder>(window.depths, depth_cover, [&](int od, int kd) {
+        fc_for_each_covering<InWindowOrder>(window.rows, row_cover, [&](int oh, int kh) {
+            fc_for_each_covering<InWindowOrder>(window.columns, column_cover, [&](int ow, int kw) {
                 visit(window.tap(kd, kh, kw), fc_offset3(od, oh, ow, OH, OW));
             });
         });
@@ -111,7 +113,8 @@ __global__ void max_pool3d_forward_kernel(const T* __restrict__ x, T* __restrict
 }
 
 // Gather-style: one thread per input element sums the gradients of the windows whose
-// maximum it was, in ascending kernel offset.
+// maximum it was, in window order (row-major (od, oh, ow)) and in double, rounded once:
+// the CPU path's scatter (fastconv/_cpu/pool.py, a bincount), bit for bit.
 template <class T, int K, int S>
 __global__ void max_pool3d_backward_kernel(const T* __restrict__ dout,
                                            const int* __restrict__ argmax, T* __restrict__ dx,
@@ -120,15 +123,14 @@ __global__ void max_pool3d_backward_kernel(const T* __restrict__ dout,
                                            idx_t KW, idx_t SD, idx_t SH, idx_t SW,
                                            idx_t PF, idx_t PT, idx_t PL,
                                            idx_t DD, idx_t DH, idx_t DW) {
-    typedef typename fc_acc<T>::type acc_t;
     const fc_window3<K, S> window(KD, KH, KW, SD, SH, SW, PF, PT, PL, DD, DH, DW);
     fc_for_each_voxel(NC, D, H, W, [&](idx_t nc, unsigned pos, int d, int h, int w) {
         const idx_t outputs = nc * OD * OH * OW;
-        acc_t sum = 0;
-        fc_for_each_covering3(window, d, h, w, OD, OH, OW, [&](int k, int o) {
+        double sum = 0;  // in window order, rounded once: the CPU path's bincount
+        fc_for_each_covering3<true>(window, d, h, w, OD, OH, OW, [&](int k, int o) {
             if (argmax[outputs + o] == k) sum += fc_load(dout[outputs + o]);
         });
-        dx[nc * D * H * W + pos] = fc_store<T>(sum);
+        dx[nc * D * H * W + pos] = fc_round<T>(sum);
     });
 }
 

@@ -99,43 +99,6 @@ __device__ __forceinline__ void fc_for_each_holder(const Windows& windows, fc_ho
     }
 }
 
-// double -> binary16, round to nearest, ties to even, in one rounding (integer operations
-// only, as fc_float_to_half; through float it would round twice).
-__device__ __forceinline__ fc_half fc_double_to_half(double d) {
-    const unsigned long long x = (unsigned long long)__double_as_longlong(d);
-    const unsigned sign = (unsigned)(x >> 48) & 0x8000u;
-    const unsigned long long ax = x & 0x7fffffffffffffffull;
-    const unsigned exponent = (unsigned)(ax >> 52);
-    unsigned h;
-    if (ax > 0x7ff0000000000000ull) {                   // NaN: a quiet NaN
-        h = 0x7e00u;
-    } else if (ax >= 0x40f0000000000000ull) {           // >= 65536 or inf: inf
-        h = 0x7c00u;
-    } else if (ax >= 0x3f10000000000000ull) {           // normal half range, from 2^-14
-        const unsigned long long rest = ax & ((1ull << 42) - 1);
-        h = ((exponent - 1008u) << 10) | (unsigned)((ax >> 42) & 0x3ffu);
-        if (rest > (1ull << 41) || (rest == (1ull << 41) && (h & 1u))) ++h;  // may carry to inf
-    } else if (ax >= 0x3e60000000000000ull) {           // subnormal half, or rounds to one
-        const unsigned long long mantissa = (ax & ((1ull << 52) - 1)) | (1ull << 52);
-        const unsigned shift = 1051u - exponent;        // 43 .. 53
-        const unsigned long long rest = mantissa & ((1ull << shift) - 1);
-        const unsigned long long halfway = 1ull << (shift - 1);
-        h = (unsigned)(mantissa >> shift);
-        if (rest > halfway || (rest == halfway && (h & 1u))) ++h;
-    } else {                                            // at most half the smallest subnormal
-        h = 0u;
-    }
-    fc_half result;
-    result.bits = (unsigned short)(sign | h);
-    return result;
-}
-
-// A double sum rounded once to T.
-template <class T> __device__ __forceinline__ T fc_round(double v) { return (T)v; }
-template <> __device__ __forceinline__ fc_half fc_round<fc_half>(double v) {
-    return fc_double_to_half(v);
-}
-
 // One thread per pooled-side element i: outside[i] = 1 where index[i] is neither -1 nor a
 // cell of its own window (rows.holds and columns.holds), else 0. The flags are of T, the
 // float type the launcher compiles each kernel for.

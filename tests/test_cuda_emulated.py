@@ -205,9 +205,10 @@ def test_max_pool_matches_numpy_path(window, dtype, seed, emu):
 
 
 def check_max_pool(window, dtype, seed, emu):
-    """Max pooling (values, argmax) bitwise and its gradient within the sum bound against
-    the NumPy path, on ties, NaN and infinities; unrolled windows also against the
-    run-time instantiation."""
+    """Max pooling (values, argmax) and its gradient bitwise against the NumPy path (the
+    gradient summed in window order and in float64 on both), on ties, NaN and infinities,
+    the gradient also within the sum bound of the exact one; unrolled windows also against
+    the run-time instantiation."""
     shape, kernel, stride, pad, dilation, ceil_mode = window
     x = with_ties_and_specials(seed, shape, dtype)
     expected, cache = F.max_pool2d_forward(x, kernel, stride, pad, dilation, ceil_mode)
@@ -224,6 +225,7 @@ def check_max_pool(window, dtype, seed, emu):
     scale = F.max_pool2d_backward(np.abs(dout.astype(np.float64)), _as_float64(cache))
     dx = _cuda.max_pool2d_backward(dout, argmax, shape, cache.geometry, emu)
     assert_sum_close(dx, expected_dx, exact, scale)
+    np.testing.assert_array_equal(bits(dx), bits(expected_dx))
     if twin := runtime_twin(cache.geometry, "pool.cu", dtype):
         twin_out, twin_argmax = _cuda.max_pool2d_forward(x, cache.geometry, twin)
         np.testing.assert_array_equal(bits(twin_out), bits(out))
@@ -360,8 +362,8 @@ def test_pooling_through_the_dispatch(kernels_for_numpy, window, seed):
     np.testing.assert_array_equal(bits(out), bits(out_cpu))
     np.testing.assert_array_equal(idx, idx_cpu)
     dout = normal(seed, out.shape, np.float64)
-    np.testing.assert_allclose(F.max_pool2d_backward(dout, cache),
-                               _cpu(F.max_pool2d_backward, dout, cache_cpu), rtol=1e-12)
+    np.testing.assert_array_equal(bits(F.max_pool2d_backward(dout, cache)),
+                                  bits(_cpu(F.max_pool2d_backward, dout, cache_cpu)))
 
     x = normal(seed, shape, np.float64)
     out_cpu, cache_cpu = _cpu(F.avg_pool2d_forward, x, kernel, stride, pad, ceil_mode)

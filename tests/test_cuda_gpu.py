@@ -96,6 +96,8 @@ def test_max_pool_exact_and_gradient(cp, dtype):
     ref_cache64 = F.pool.MaxPoolCache(x.shape, np.dtype(np.float64), ref_cache.geometry,
                                       ref_cache.argmax)
     assert_close(dx, F.max_pool2d_backward(dout.astype(np.float64), ref_cache64), dtype)
+    # both sum a cell's gradients in float64 in window order and round once
+    np.testing.assert_array_equal(dx.get(), F.max_pool2d_backward(dout, ref_cache))
 
 
 @gpu

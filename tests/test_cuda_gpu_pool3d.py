@@ -48,8 +48,8 @@ def _same_bits(cp, got, want):
 
 
 def _rounded_once(backward, dout, cache, cache_type, per_window):
-    """The CPU gradient of a float16 dout summed in float32 and rounded once (the kernels'
-    order and precision); other dtypes' as they are."""
+    """The CPU average-pool gradient of a float16 dout summed in float32 and rounded once
+    (the kernels' order and precision); other dtypes' as they are."""
     if dout.dtype != np.float16:
         return backward(dout, cache)
     wide = cache_type(cache.x_shape, np.dtype(np.float32), cache.geometry, per_window)
@@ -74,8 +74,7 @@ def test_max_pool3d_and_gradient_match_the_cpu_path(cp, monkeypatch, case, dtype
     np.testing.assert_array_equal(cp.asnumpy(indices), want_indices)
     dout = rand(want.shape, dtype, 51)
     dx = F.max_pool3d_backward(cp.asarray(dout), cache)
-    _same_bits(cp, dx, _rounded_once(F.max_pool3d_backward, dout, want_cache, MaxPool3dCache,
-                                     want_cache.argmax))
+    _same_bits(cp, dx, F.max_pool3d_backward(dout, want_cache))  # both in float64, window order
     wide = MaxPool3dCache(x.shape, np.dtype(np.float64), want_cache.geometry, want_cache.argmax)
     assert_close(dx, F.max_pool3d_backward(dout.astype(np.float64), wide), dtype)
     assert set(calls) == MAX_KERNELS, calls

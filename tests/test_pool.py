@@ -1,6 +1,7 @@
 """fastconv.functional pooling against PyTorch (hypothesis), the loop reference, and the
 documented semantics: first-maximum ties, NaN propagation, -inf padding."""
 
+import math
 import re
 
 import numpy as np
@@ -279,6 +280,25 @@ def test_non_finite_dout_reaches_only_the_maximum(kw):
     r_dx = ref.max_pool2d_backward(dout, r_cache)
     assert np.isnan(dx).sum() == 1 and np.isinf(dx).sum() == 1
     np.testing.assert_array_equal(dx, r_dx)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_a_cell_won_by_many_windows_gets_their_gradients_summed_and_rounded_once(dims):
+    """Every 3x3 (3x3x3) window at stride 1 over a 5-wide input holds its center, the one
+    maximum: the center sums 9 (27) gradients, 2**25, 1 and -2**25 among them, which float32
+    adds one by one to 0 (or to 2**25 - 2**25) but whose exact sum, rounded once, is what the
+    CPU returns."""
+    x = np.zeros((1, 1) + (5,) * dims, np.float32)
+    center = (0, 0) + (2,) * dims
+    x[center] = 1
+    pool = F.max_pool2d_forward if dims == 2 else F.max_pool3d_forward
+    backward = F.max_pool2d_backward if dims == 2 else F.max_pool3d_backward
+    out, cache = pool(x, 3, stride=1)
+    dout = np.full(out.shape, 0.375, np.float32)
+    dout.reshape(-1)[:3] = 2.0**25, 1, -(2.0**25)
+    dx = backward(dout, cache)
+    exact = math.fsum(dout.astype(np.float64).reshape(-1))
+    assert dx[center] == np.float32(exact) and dx.sum() == dx[center]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,8 +1,9 @@
 """Max and average pooling on the CPU (NumPy): elementwise passes over the kernel offsets.
 
 The windows are never materialised: each kernel offset is one strided slab of the padded
-input, of output size, and the windows reduce elementwise over the slabs. Backward adds each
-offset's share back onto its slab. This is as fast as a reshape for tiling windows (stride ==
+input, of output size, and the windows reduce elementwise over the slabs. The average pool's
+backward adds each offset's share back onto its slab; the max pool's sends each window's
+gradient to its argmax cell in one scatter. This is as fast as a reshape for tiling windows (stride ==
 kernel) and also covers overlap, padding, dilation and ``ceil_mode``, in any number of spatial
 axes (the 2-D and 3-D pools run here alike). The passes are :mod:`fastconv._window_arrays`',
 the batch split across threads (:mod:`fastconv._cpu.threads`). The rules (ties, NaN, padding) are those of
@@ -13,6 +14,10 @@ workspace, for the whole batch.
 """
 
 from __future__ import annotations
+
+import math
+
+import numpy
 
 from .. import _window_arrays
 from .._typing import Array, DTypeLike
@@ -36,14 +41,15 @@ def pool_plan(x_shape: tuple[int, ...], geometry: WindowGeometry,
     return _window_arrays.pool_plans(x_shape, geometry, dtype)[0]
 
 
-def pool_backward_plan(x_shape: tuple[int, ...], geometry: WindowGeometry,
+def avg_pool_backward_plan(x_shape: tuple[int, ...], geometry: WindowGeometry,
                        dtype: DTypeLike) -> tuple[Buffer, ...]:
-    """The buffers of a pooling backward per image: the padded gradient the shares add into.
+    """The buffers of an average-pool backward per image: the padded gradient the shares add
+    into.
 
     Examples
     --------
     >>> from fastconv.shapes import window_geometry
-    >>> pool_backward_plan((1, 2, 4, 4), window_geometry((1, 2, 4, 4), 2, 2, 0, 1), "f")
+    >>> avg_pool_backward_plan((1, 2, 4, 4), window_geometry((1, 2, 4, 4), 2, 2, 0, 1), "f")
     ()
     """
     return _window_arrays.pool_plans(x_shape, geometry, dtype)[1]
@@ -82,8 +88,18 @@ def max_pool_forward(x: Array, geometry: WindowGeometry,
 
 
 def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
-                      geometry: WindowGeometry, buffers: Buffers) -> Array:
-    """The max-pool gradient: each window's dout goes to its argmax offset.
+                      geometry: WindowGeometry) -> Array:
+    """The max-pool gradient: each window's dout sent to its argmax cell.
+
+    Each window's dout goes to the cell of the padded plane its argmax names, by
+    ``bincount`` (as :func:`fastconv._cpu.scatter.scatter_add` does): a cell's
+    shares summed in window order from zero, in float64, rounded once; the padding is
+    cropped (a window of padding only, argmax 0, sends its dout there). One pass of
+    index arithmetic and one scatter, whatever the window: adding a masked share onto
+    each kernel offset's slab instead sweeps the gradient once per offset (3x3/2 on
+    (64, 64, 32, 32) float32: 21.6 ms against 6.7 ms; 2x2/2: 5.4 ms against 5.3).
+    ``bincount`` holds the GIL, so threads gain nothing on it; the batch runs in blocks
+    of about 1 MiB of dx, so the float64 sums are cropped from the cache.
 
     Parameters
     ----------
@@ -91,8 +107,6 @@ def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
         (N, C, *out): the output's gradient and :func:`max_pool_forward`'s argmax.
     x_shape : tuple of int
     geometry : WindowGeometry
-    buffers : mapping
-        The workspace buffers of :func:`pool_backward_plan`.
 
     Returns
     -------
@@ -105,12 +119,36 @@ def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
     >>> from fastconv.shapes import window_geometry
     >>> argmax = numpy.array([[[1, 0]]], dtype=numpy.int32)
     >>> max_pool_backward(numpy.ones((1, 1, 2)), argmax, (1, 1, 3),
-    ...                   window_geometry((1, 1, 3), 2, 1, 0, 1), {})
+    ...                   window_geometry((1, 1, 3), 2, 1, 0, 1))
     array([[[0., 2., 0.]]])
     """
     with step("max backward"):
-        return _window_arrays.max_pool_backward(dout, argmax, x_shape, geometry, buffers,
-                                                over_batch)
+        n, c = x_shape[:2]
+        positions, plane = math.prod(geometry.out), math.prod(geometry.padded)
+        steps = numpy.cumprod((1,) + geometry.padded[:0:-1])[::-1]  # the padded plane's strides
+        # each kernel offset's, and each window corner's, position in the padded plane
+        offset_of = numpy.array(
+            [sum(i * d * t for i, d, t in zip(offset, geometry.dilation, steps))
+             for offset in geometry.kernel_offsets()], dtype=numpy.int64)
+        corner = sum(numpy.arange(o, dtype=numpy.int64).reshape((-1,) + (1,) * (len(steps) - 1 - a))
+                     * (s * t) for a, (o, s, t) in enumerate(zip(geometry.out, geometry.stride,
+                                                                  steps)))
+        corner = numpy.broadcast_to(corner, geometry.out).reshape(1, positions)
+        dx = numpy.empty(x_shape, dtype=dout.dtype)
+        crop = (slice(None), slice(None)) + geometry.interior
+
+        def scatter(batch):
+            planes = (batch.stop - batch.start) * c
+            index = numpy.take(offset_of, argmax[batch].reshape(planes, positions))
+            index += corner
+            index += numpy.arange(0, planes * plane, plane, dtype=numpy.int64).reshape(-1, 1)
+            sums = numpy.bincount(index.reshape(-1), weights=dout[batch].reshape(-1),
+                                  minlength=planes * plane)
+            numpy.copyto(dx[batch], sums.reshape((-1, c) + geometry.padded)[crop],
+                         casting="same_kind")  # cropped and rounded once, in one pass
+
+        over_batch(scatter, n, dx.nbytes, passes=2)  # written, then read back for the crop
+        return dx
 
 
 def avg_pool_forward(x: Array, geometry: WindowGeometry, divisor: Array,

@@ -21,7 +21,7 @@ def pool_plan(x_shape: tuple[int, ...], geometry: WindowGeometry, dtype: DTypeLi
     return ()
 
 
-def pool_backward_plan(x_shape: tuple[int, ...], geometry: WindowGeometry,
+def avg_pool_backward_plan(x_shape: tuple[int, ...], geometry: WindowGeometry,
                        dtype: DTypeLike) -> tuple[()]:
     """No workspace: each input element gathers its own gradient."""
     return ()
@@ -33,7 +33,7 @@ def max_pool_forward(x: Array, geometry: WindowGeometry, buffers: Any) -> tuple[
 
 
 def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
-                      geometry: WindowGeometry, buffers: Any) -> Array:
+                      geometry: WindowGeometry) -> Array:
     """The max-pool gradient: each input element sums the windows it won."""
     return _cuda.max_pool2d_backward(dout, argmax, x_shape, geometry)
 

@@ -15,10 +15,10 @@ from typing import Any
 from .. import _cuda
 from .._typing import Array
 from ..shapes import WindowGeometry
-from .pool import pool_backward_plan, pool_plan
+from .pool import avg_pool_backward_plan, pool_plan
 
 __all__ = ["avg_pool_backward", "avg_pool_forward", "max_pool_backward", "max_pool_forward",
-           "pool_backward_plan", "pool_plan"]
+           "avg_pool_backward_plan", "pool_plan"]
 
 
 def max_pool_forward(x: Array, geometry: WindowGeometry, buffers: Any) -> tuple[Array, Array]:
@@ -28,7 +28,7 @@ def max_pool_forward(x: Array, geometry: WindowGeometry, buffers: Any) -> tuple[
 
 
 def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
-                      geometry: WindowGeometry, buffers: Any) -> Array:
+                      geometry: WindowGeometry) -> Array:
     """The max-pool gradient: each input element sums the windows it won."""
     return _cuda.max_pool3d_backward(dout, argmax, x_shape, geometry,
                                       _cuda.default_launcher())

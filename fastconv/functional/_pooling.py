@@ -259,10 +259,7 @@ def max_pool_backward(dout: Array, cache: WindowMaxCache, cache_type: type[Windo
     _validate.check_cache(cache, cache_type, cache_type.op)
     _validate.check_dout(dout, cache.argmax.shape, cache.dtype)
     backend = _backend(role, dout, cache.argmax)
-    plan = backend.pool_backward_plan(cache.x_shape, cache.geometry, cache.dtype)
-    with whole_batch(get_array_module(dout), plan, cache.x_shape[0]) as buffers:
-        return backend.max_pool_backward(dout, cache.argmax, cache.x_shape, cache.geometry,
-                                         buffers)
+    return backend.max_pool_backward(dout, cache.argmax, cache.x_shape, cache.geometry)
 
 
 def _avg_divisor(geometry: WindowGeometry, count_include_pad: bool, dtype: numpy.dtype,
@@ -367,7 +364,7 @@ def avg_pool_backward(dout: Array, cache: WindowMeanCache, cache_type: type[Wind
     _validate.check_cache(cache, cache_type, cache_type.op)
     _validate.check_dout(dout, cache.x_shape[:2] + cache.geometry.out, cache.dtype)
     backend = _backend(role, dout, cache.divisor)
-    plan = backend.pool_backward_plan(cache.x_shape, cache.geometry, cache.dtype)
+    plan = backend.avg_pool_backward_plan(cache.x_shape, cache.geometry, cache.dtype)
     with whole_batch(get_array_module(dout), plan, cache.x_shape[0]) as buffers:
         return backend.avg_pool_backward(dout, cache.divisor, cache.x_shape, cache.geometry,
                                          buffers)
