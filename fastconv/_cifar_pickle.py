@@ -285,8 +285,8 @@ def load_cifar_pickle(path: str | os.PathLike[str]) -> dict[Any, Any]:
     ------
     ValueError
         Naming the file, when it is not a pickle of the expected kind, refers to any global
-        beyond the numpy array machinery, or names more objects or array bytes than a batch
-        holds; no code from the file runs.
+        beyond the numpy array machinery, names more objects or array bytes than a batch
+        holds, or declares an object too large to allocate; no code from the file runs.
 
     Examples
     --------
@@ -302,11 +302,19 @@ def load_cifar_pickle(path: str | os.PathLike[str]) -> dict[Any, Any]:
     """
     try:
         with open(path, "rb") as f:
-            materialise = _Materialiser(os.fstat(f.fileno()).st_size)
+            size = os.fstat(f.fileno()).st_size
+            materialise = _Materialiser(size)
             obj = materialise(_CifarUnpickler(f).load())
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
             AttributeError) as exc:
         raise ValueError(f"{path} is not an original CIFAR-10 python batch: {exc}") from exc
+    except (MemoryError, OverflowError) as exc:
+        # The unpickler allocates a counted bytes, str or frame before reading it, so a few
+        # bytes declaring a length of 2**40 end here rather than as "truncated"; a real
+        # batch's largest object is its data, stored in full in the file.
+        raise ValueError(f"{path} is not an original CIFAR-10 python batch: it declares an "
+                         f"object too large to allocate ({type(exc).__name__}) in a file of "
+                         f"{size} bytes") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path} is not an original CIFAR-10 python batch: it holds a "
                          f"{type(obj).__name__}, not a dict")

@@ -292,7 +292,11 @@ def _cifar_batch(path):
     batch = load_cifar_pickle(path)
     data, labels = batch.get("data"), batch.get("labels")
     if isinstance(labels, list):  # the original files hold a list of ints
-        labels = np.asarray(labels) if labels else np.zeros(0, np.int64)
+        try:
+            labels = np.asarray(labels) if labels else np.zeros(0, np.int64)
+        except (ValueError, TypeError, OverflowError) as exc:  # ragged: lists among the ints
+            raise ValueError(f"{path}: expected a list of N integer 'labels', got a list that "
+                             f"is not one ({exc})") from exc
     if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
             or data.shape[1] != 3 * 32 * 32 or not isinstance(labels, np.ndarray)
             or labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data)):

@@ -330,6 +330,34 @@ def test_cifar10_labels_must_be_a_list_of_ints(tmp_path, labels, described):
         data.load_cifar10(str(tmp_path))
 
 
+def test_cifar10_ragged_labels_are_a_clear_error_naming_the_file(tmp_path):
+    """NumPy's own error on a ragged list used to escape without the file's name."""
+    write_cifar(str(tmp_path))
+    (tmp_path / "data_batch_1").write_bytes(
+        py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, [2, 3]]}))
+    with pytest.raises(ValueError, match="data_batch_1: expected a list of N integer 'labels', "
+                                         "got a list that is not one"):
+        data.load_cifar10(str(tmp_path))
+
+
+@pytest.mark.parametrize("opcode, protocol, length", [
+    (b"\x8e", 4, 2**62),  # BINBYTES8: MemoryError from the unpickler's allocation
+    (b"\x8d", 4, 2**62),  # BINUNICODE8
+    (b"\x96", 5, 2**62),  # BYTEARRAY8
+    (b"\x95", 4, 2**50),  # FRAME
+    (b"\x8e", 4, 2**63),  # past the largest size: OverflowError
+])
+def test_cifar_a_declared_length_past_the_file_is_a_clear_error(tmp_path, opcode, protocol,
+                                                                length):
+    """A 14-byte file declaring a huge object used to raise a bare MemoryError."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(bytes([0x80, protocol]) + opcode + struct.pack("<Q", length) + b"xx.")
+    with pytest.raises(ValueError, match="data_batch_1 is not an original CIFAR-10 python "
+                                         "batch: (it declares an object too large to allocate "
+                                         ".* in a file of 14 bytes|pickle data was truncated)"):
+        data.load_cifar_pickle(str(path))
+
+
 def test_cifar10_deeply_nested_pickle_is_a_clear_error(tmp_path):
     write_cifar(str(tmp_path))
     depth = 200_000  # EMPTY_LIST pushed depth times, then APPENDed into each other
