@@ -6,7 +6,7 @@ zero-padded input cut tap after tap; col2vol's adjoint adds the taps in ascendin
 kw) order in the accumulator dtype and rounds once): bit for bit in every dtype.
 
 Through the dispatch: ``fastconv.functional.conv3d_forward`` and ``conv3d_backward`` on NumPy
-arrays routed to the GPU backend (fastconv/_gpu/conv3d.py), the kernels emulated, the
+arrays routed to the GPU backend (fastconv/_gpu/conv.py), the kernels emulated, the
 products in the NumPy model of cuBLAS; against the CPU path (another formulation: within
 1e-6 and 1e-12 of the sum of the magnitudes of the terms in float32 and float64, float16
 against the float64 result, to half an ulp, or two roundings where the GPU path stores a

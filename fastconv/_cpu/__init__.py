@@ -9,7 +9,8 @@ device (:func:`fastconv._backends.backend_for`):
 - ``conv_transpose``: the transposed convolution, on the convolution's passes;
 - ``pool``: max and average pooling;
 - ``conv3d``, ``pool3d``: the 3-D ops' roles, served by ``conv`` and ``pool`` themselves, whose
-  code runs any number of spatial axes (the GPU has separate modules for them);
+  code runs any number of spatial axes (the GPU's ``pool3d`` is a module of its own, over
+  its own kernels);
 - ``scatter``: sums of values sent to flat positions (max unpooling, the
   adaptive max-pool gradient), in one ``bincount``;
 - ``unpool``: max unpooling and the adaptive max-pool gradient, as ``scatter``'s sums, and

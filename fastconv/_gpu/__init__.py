@@ -7,11 +7,11 @@ wrapper (:mod:`.gemm`, with its NumPy model for NumPy arrays; :mod:`.matmul`
 lays them out):
 
 - ``im2col``, ``conv``, ``pool``: the kernels and the cuBLAS products;
-- ``depthwise``: the depthwise convolution (groups == C) on its own kernels, which
+- ``conv3d``: the 3-D convolution's role, served by ``conv`` itself, on the vol2col and
+  col2vol kernels where 2-D takes im2col and col2im (as on the CPU, one code path);
+- ``depthwise``: the 2-D depthwise convolution (groups == C) on its own kernels, which
   ``conv`` dispatches to;
 - ``conv_transpose``: the transposed convolution on the convolution's kernels;
-- ``conv3d``: the 3-D convolution on its vol2col and col2vol kernels, the products through
-  :mod:`.matmul`;
 - ``pool3d``: the 3-D max and average pools on their own kernels, as ``pool``'s with a depth
   axis;
 - ``unpool``: max unpooling and the adaptive max-pool gradient on gather kernels (one
@@ -26,8 +26,9 @@ Importing this package never imports CuPy: the code is written against the
 arrays' own module.
 """
 
-from . import activation, batchnorm, conv, conv3d, conv_transpose, im2col, interpolate, pool
-from . import pool3d, scatter, unpool
+from . import activation, batchnorm, conv, conv_transpose, im2col, interpolate, pool, pool3d
+from . import scatter, unpool
+from . import conv as conv3d  # one code path serves 2-D and 3-D, the kernels by the axes
 
 __all__ = ["activation", "batchnorm", "conv", "conv3d", "conv_transpose", "im2col", "interpolate",
            "pool", "pool3d", "scatter", "unpool"]

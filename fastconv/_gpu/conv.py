@@ -1,6 +1,11 @@
-"""2-D convolution on the GPU (CuPy): the im2col and col2im CUDA kernels, products in cuBLAS.
+"""2-D and 3-D convolution on the GPU (CuPy): the column CUDA kernels, products in cuBLAS.
 
-Forward: the ``im2col`` kernel writes a chunk's columns into a workspace buffer
+One code path serves both, as on the CPU: the column kernels are ``im2col`` and ``col2im``
+(kernels/im2col.cu) for two spatial axes, ``vol2col`` and ``col2vol`` (kernels/vol2col.cu)
+for three, each reading the zero padding implicitly (no padded copy of the input). Below,
+KH*KW stands for the kernel's size and OH*OW for the output positions in either.
+
+Forward: the column kernel writes a chunk's columns into a workspace buffer
 (n, G, C/G*KH*KW, OH*OW), and one strided-batched cuBLAS call multiplies the
 weights (G, F/G, C/G*KH*KW), shared by the images through a zero batch stride,
 with them, writing the output in contiguous NCHW order. With groups, shared
@@ -21,13 +26,13 @@ partial is rounded to float16), accumulated over the chunks in place by the
 GEMM and summed once at the end; no product over all the images' positions
 exists, since dout's images are not adjacent along its positions. Then the
 column gradient W^T @ dout, written into the columns' buffer (they are used by
-then), and dx by the gather-style ``col2im`` kernel (each input element sums
-what it contributed to: no atomics, the same bits every run). db is one
-reduction of dout. Transposed operands are cuBLAS flags, never copies. A 1x1,
-stride-1, unpadded convolution skips the kernels: the input is its own column
-matrix and dx the column gradient.
+then), and dx by the gather-style ``col2im`` or ``col2vol`` kernel (each input
+element sums what it contributed to, in ascending kernel-offset order: no atomics,
+the same bits every run). db is one reduction of dout. Transposed operands are
+cuBLAS flags, never copies. A 1x1 (1x1x1), stride-1, unpadded convolution skips
+the kernels: the input is its own column matrix and dx the column gradient.
 
-A depthwise convolution (groups == C) takes neither: :mod:`fastconv._gpu.depthwise`
+A 2-D depthwise convolution (groups == C) takes neither: :mod:`fastconv._gpu.depthwise`
 runs it on direct kernels (:func:`forward` and :func:`backward` dispatch to it).
 
 The code is written against the arrays' module ``xp``, the kernels'
@@ -40,10 +45,12 @@ driven by :func:`fastconv.workspace.run_in_chunks`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import _cuda
 from .._typing import Array
+from .._window_arrays import grouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer
@@ -53,10 +60,27 @@ from .matmul import matmul
 
 def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
             groups: int) -> _Forward | DepthwiseForward:
-    """The forward algorithm of one call: the depthwise kernels for groups == C (where
-    :func:`fastconv._gpu.depthwise.runs_depthwise`), else im2col and the products (the
-    columns are x itself for a 1x1 identity geometry)."""
-    if runs_depthwise(x, w, geometry, groups):
+    """The forward algorithm of one call; its result is ``(out, columns)``.
+
+    A 2-D depthwise convolution (groups == C, where
+    :func:`fastconv._gpu.depthwise.runs_depthwise`) runs on the depthwise kernels; any
+    other on the column kernel and the products (the columns are x itself for an identity
+    geometry), the columns a :class:`fastconv.workspace.Held` where they could be kept.
+
+    Examples
+    --------
+    A 1x1x1 window launches no kernel, so it runs on NumPy arrays without a GPU:
+
+    >>> import numpy
+    >>> from fastconv.shapes import window_geometry
+    >>> from fastconv.workspace import run_in_chunks
+    >>> x, w = numpy.ones((1, 2, 1, 1, 2)), numpy.ones((1, 2, 1, 1, 1))
+    >>> out, _ = run_in_chunks(forward(x, w, None, window_geometry(x.shape, 1, 1, 0, 1), 1),
+    ...                        numpy, 1)
+    >>> out
+    array([[[[[2., 2.]]]]])
+    """
+    if len(geometry.out) == 2 and runs_depthwise(x, w, geometry, groups):
         # C tiny products of K = KH*KW through cuBLAS, after KH*KW copies of the input,
         # cost far more than reading each window once in a direct kernel
         return DepthwiseForward(x, w, b, geometry)
@@ -65,20 +89,29 @@ def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
 
 def backward(dout: Array, cache: Any, needs_input_grad: bool = True
              ) -> _Backward | DepthwiseBackward:
-    """The backward algorithm of one call (``cache``: a
-    :class:`fastconv.functional.conv.ConvCache`), on the path its forward took.
+    """The backward algorithm of one call, on the path its forward took; its result is
+    ``(dx, dw, db)``.
 
-    Without ``needs_input_grad`` it computes dw and db only (dx is None).
+    ``cache`` is the forward's (:class:`fastconv.functional.conv.ConvCache` or
+    :class:`fastconv.functional.conv3d.Conv3dCache`). Without ``needs_input_grad`` it
+    computes dw and db only (dx is None).
+
+    Examples
+    --------
+    A 1x1x1 window launches no kernel, so it runs on NumPy arrays without a GPU:
+
+    >>> import numpy
+    >>> from fastconv.functional.conv3d import conv3d_forward
+    >>> from fastconv.workspace import run_in_chunks
+    >>> out, cache = conv3d_forward(numpy.ones((1, 1, 2, 1, 2)), numpy.full((1, 1, 1, 1, 1), 3.0))
+    >>> dx, dw, db = run_in_chunks(backward(numpy.ones_like(out), cache), numpy, 1)
+    >>> dx.reshape(-1), dw.reshape(-1), db
+    (array([3., 3., 3., 3.]), array([4.]), None)
     """
-    if runs_depthwise(cache.x, cache.w, cache.geometry, cache.groups):
+    if len(cache.geometry.out) == 2 and runs_depthwise(cache.x, cache.w, cache.geometry,
+                                                       cache.groups):
         return DepthwiseBackward(dout, cache, needs_input_grad)
     return _Backward(dout, cache, needs_input_grad)
-
-
-def _grouped(a, groups):
-    """(n, C, H, W) as (n, G, C/G, H*W): a view of a C-contiguous ``a``, else a contiguous copy."""
-    n, c, h, w = a.shape
-    return get_array_module(a).ascontiguousarray(a).reshape(n, groups, c // groups, h * w)
 
 
 def _weight_matrix(w, groups):
@@ -88,11 +121,11 @@ def _weight_matrix(w, groups):
 
 
 def _columns_plan(x, geometry, groups):
-    """The column buffer of one image, (G, C/G*KH*KW, OH*OW); none for a 1x1 identity."""
+    """The column buffer of one image, (G, C/G*KH*KW, OH*OW); none for an identity geometry."""
     if geometry.is_identity:
         return ()
-    (kh, kw), (oh, ow) = geometry.kernel, geometry.out
-    return (Buffer("cols", (groups, x.shape[1] // groups * kh * kw, oh * ow), x.dtype),)
+    rows = x.shape[1] // groups * math.prod(geometry.kernel)
+    return (Buffer("cols", (groups, rows, math.prod(geometry.out)), x.dtype),)
 
 
 def _weights_plan(w_mat, images, positions):
@@ -117,16 +150,29 @@ def _weights(w_mat, chunk, buffers):
 
 
 def _columns(x, geometry, groups, buffers):
-    """The columns of the chunk ``x``: the im2col kernel's in ``buffers["cols"]``, or x itself."""
+    """The columns of the chunk ``x``: the column kernel's in ``buffers["cols"]``, or x itself."""
     if geometry.is_identity:
-        return _grouped(x, groups)
+        return grouped(x, groups)
     cols = buffers["cols"]
-    _cuda.im2col_into(x, geometry, _as_images(cols, x.shape[1], geometry))
+    images = _as_images(cols, x.shape[1], geometry)
+    if len(geometry.out) == 2:
+        _cuda.im2col_into(x, geometry, images)
+    else:
+        _cuda.vol2col_into(x, geometry, images, _cuda.default_launcher())
     return cols
 
 
+def _sum_columns(dcols, geometry, dx):
+    """dx = the column gradient summed onto the input, by the gather-style column kernel."""
+    images = _as_images(dcols, dx.shape[1], geometry)
+    if len(geometry.out) == 2:
+        _cuda.col2im_into(images, geometry, dx)
+    else:
+        _cuda.col2vol_into(images, geometry, dx, _cuda.default_launcher())
+
+
 def _as_images(cols, channels, geometry):
-    """The column buffer (n, G, C/G*KH*KW, OH*OW) as the kernels' (n, C, KH, KW, OH, OW)."""
+    """The column buffer (n, G, C/G*KH*KW, OH*OW) as the kernels' (n, C, *kernel, *out)."""
     return cols.reshape((cols.shape[0], channels) + geometry.kernel + geometry.out)
 
 
@@ -138,18 +184,19 @@ class _Forward:
         self.x, self.b, self.geometry, self.groups = x, b, geometry, groups
         self.w_mat = _weight_matrix(w, groups)
         self.plan = _columns_plan(x, geometry, groups) + _weights_plan(
-            self.w_mat, x.shape[0], geometry.out[0] * geometry.out[1])
+            self.w_mat, x.shape[0], math.prod(geometry.out))
         self.out = xp.empty((x.shape[0], w.shape[0]) + geometry.out, dtype=x.dtype)
 
     def run(self, chunk, buffers):
         cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
         weights = _weights(self.w_mat, chunk, buffers)
-        matmul(weights, cols, _grouped(self.out[chunk], self.groups))
+        matmul(weights, cols, grouped(self.out[chunk], self.groups))
 
     def result(self, workspace):
         """The output, and the columns held for the backward where the workspace allows."""
         if self.b is not None:
-            get_array_module(self.out).add(self.out, self.b.reshape(1, -1, 1, 1), out=self.out)
+            bias = self.b.reshape((1, -1) + (1,) * len(self.geometry.out))
+            get_array_module(self.out).add(self.out, bias, out=self.out)
         return self.out, None if self.geometry.is_identity else workspace.keep("cols")
 
 
@@ -165,7 +212,7 @@ class _Backward:
         self.columns = None if cache.columns is None else cache.columns.take()
         self.x, self.w, self.geometry, self.groups = cache.x, cache.w, cache.geometry, cache.groups
         self.needs_input_grad, self.has_bias = needs_input_grad, cache.has_bias
-        self.dout = _grouped(dout, self.groups)
+        self.dout = grouped(dout, self.groups)
         self.w_mat = _weight_matrix(self.w, self.groups)
         self.dx = xp.empty(self.x.shape, dtype=self.x.dtype) if needs_input_grad else None
         self.plan = self._plan()
@@ -197,14 +244,14 @@ class _Backward:
             self._data_grad(chunk, dout, cols, _weights(self.w_mat, chunk, buffers))
 
     def _data_grad(self, chunk, dout, cols, weights):
-        """dx[chunk]: W^T @ dout straight into dx (1x1), else into the used columns' buffer
-        and col2im of it."""
+        """dx[chunk]: W^T @ dout straight into dx (identity), else into the used columns'
+        buffer, summed onto dx by the column kernel."""
         dx = self.dx[chunk]
         if self.geometry.is_identity:
-            matmul(weights, dout, _grouped(dx, self.groups), transpose_a=True)
+            matmul(weights, dout, grouped(dx, self.groups), transpose_a=True)
             return
         matmul(weights, dout, cols, transpose_a=True)
-        _cuda.col2im_into(_as_images(cols, self.x.shape[1], self.geometry), self.geometry, dx)
+        _sum_columns(cols, self.geometry, dx)
 
     def result(self, workspace):
         """dx, dw and db: the partials and dout are summed here, once per call."""

@@ -4,8 +4,9 @@ As ``torch.nn.functional.conv3d``. The geometry is the one :class:`fastconv.shap
 of every conv and pool, with three spatial axes, and the columns are laid out (N, C, KD, KH,
 KW, OD, OH, OW). On the CPU the 2-D convolution's algorithms run it unchanged
 (:mod:`fastconv._cpu.conv`: im2col + GEMM with the bias folded in, col2im from stride-phase
-planes, chunked under the workspace limit); on the GPU the columns and their sums run on the
-vol2col and col2vol CUDA kernels, the products in cuBLAS (:mod:`fastconv._gpu.conv3d`).
+planes, chunked under the workspace limit); on the GPU the 2-D convolution's algorithms too
+(:mod:`fastconv._gpu.conv`), with the columns and their sums on the vol2col and col2vol CUDA
+kernels, the products in cuBLAS.
 """
 
 from __future__ import annotations
