@@ -136,6 +136,38 @@ __device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, 
     fc_for_each_covering<InWindowOrder>(axis, fc_covering(axis, p, out), visit);
 }
 
+// The pairs of adjacent columns (2 * pair, 2 * pair + 1) of a row of width cols: one
+// thread each in the max-pool backward (kernels/pool.cu).
+__device__ __forceinline__ idx_t fc_pairs(idx_t cols) { return (cols + 1) / 2; }
+
+// The windows covering input position p or p + 1 (when second) along one axis: the
+// output positions first..last (some may cover only one of the two), and p's position
+// in the padded axis.
+template <int K, int S>
+__device__ __forceinline__ fc_cover fc_pair_covering(const fc_axis<K, S>& axis, int p,
+                                                     bool second, idx_t out) {
+    const fc_cover cover = fc_covering(axis, p, out);
+    const int last = second ? fc_covering(axis, p + 1, out).last : cover.last;
+    return fc_cover{cover.padded, cover.first, last};
+}
+
+// Calls visit(o, offset) for every output position o of cover (fc_pair_covering), in
+// ascending o (window order), offset being p's position in the padded axis less the
+// window's start: a tap of the window at kernel offset k reads p when k * dilation ==
+// offset and p + 1 when k * dilation == offset + 1. The windows covering either of two
+// adjacent positions start within K + 1 positions of the padded axis, which hold at most
+// ceil((K + 1) / S) window starts: the bound of the unrolled loop.
+template <int K, int S, class Visit>
+__device__ __forceinline__ void fc_for_each_pair_covering(const fc_axis<K, S>& axis,
+                                                          fc_cover cover, Visit visit) {
+    FC_UNROLL
+    for (int i = 0; i < (K ? (K + S) / S : cover.last - cover.first + 1); ++i) {
+        const int o = cover.first + i;
+        if (o > cover.last) break;  // an unrolled loop runs to its bound: fewer windows
+        visit(o, cover.padded - o * axis.stride);
+    }
+}
+
 // binary16 -> binary32, exact (integer operations only, so denormal flushing
 // cannot touch it; half subnormals become normal floats).
 __device__ __forceinline__ float fc_half_to_float(fc_half h) {

@@ -38,9 +38,13 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
     });
 }
 
-// Gather-style: one thread per input element sums the gradients of the windows
-// whose maximum it was, in window order (row-major (oh, ow)) and in double, rounded
-// once: the CPU path's scatter (fastconv/_cpu/pool.py, a bincount), bit for bit.
+// Gather-style: one thread per pair of adjacent input elements of a row (columns
+// w = 2 * pair and w + 1, which may lie past the row) sums the gradients of the
+// windows whose maximum each was, in window order (row-major (oh, ow)) and in double,
+// rounded once: the CPU path's scatter (fastconv/_cpu/pool.py, a bincount), bit for
+// bit. Adjacent columns share most of their windows (at stride 2 all of them), so the
+// pair shares the index arithmetic, the row's covering windows and each window's
+// argmax load.
 template <class T, int K, int S>
 __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* __restrict__ argmax,
                                          T* __restrict__ dx,
@@ -48,17 +52,34 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* 
                                          idx_t KH, idx_t KW, idx_t SH, idx_t SW,
                                          idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
     const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
-    fc_for_each_cell(NC, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
-        const idx_t plane = nc * OH * OW;
-        const fc_cover column_cover = fc_covering(columns, w, OW);  // once, not per row
-        double sum = 0;
+    fc_for_each_cell(NC, H, fc_pairs(W), [&](idx_t nc, unsigned, int h, int pair) {
+        const int w = 2 * pair;
+        const bool second = w + 1 < W;
+        const T* dout_plane = dout + nc * OH * OW;
+        const int* argmax_plane = argmax + nc * OH * OW;
+        const fc_cover cover = fc_pair_covering(columns, w, second, OW);  // once, not per row
+        double sums[2] = {0, 0};
         fc_for_each_covering<true>(rows, h, OH, [&](int oh, int kh) {
-            fc_for_each_covering<true>(columns, column_cover, [&](int ow, int kw) {
-                const idx_t o = plane + fc_offset(oh, ow, OW);
-                if (argmax[o] == kh * columns.size + kw) sum += fc_load(dout[o]);
+            fc_for_each_pair_covering(columns, cover, [&](int ow, int offset) {
+                const int o = fc_offset(oh, ow, OW);
+                // the winner's kernel column if it lies in this row of the window, and
+                // which of the pair it is: 0 or 1 (another value: neither). A padding-only
+                // window's winner (offset 0, in the padding) is never w, and is w + 1 only
+                // past the row's end, where nothing is written.
+                const int k = argmax_plane[o] - kh * columns.size;
+                const int won = k * columns.dilation - offset;
+                const bool in_row = (unsigned)k < (unsigned)columns.size;
+                const bool first = in_row && won == 0, next = in_row && won == 1;
+                const double g = first || next ? (double)fc_load(dout_plane[o]) : 0.0;
+                // Adding +0 where a column did not win changes no sum (they start at +0, so
+                // none is -0, the one value +0 changes) and needs no branch.
+                sums[0] += first ? g : 0.0;
+                sums[1] += next ? g : 0.0;
             });
         });
-        dx[nc * H * W + pos] = fc_round<T>(sum);
+        T* dx_pair = dx + nc * H * W + fc_offset(h, w, W);
+        dx_pair[0] = fc_round<T>(sums[0]);
+        if (second) dx_pair[1] = fc_round<T>(sums[1]);
     });
 }
 

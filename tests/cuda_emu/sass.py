@@ -105,8 +105,9 @@ def loops(instructions):
 
 
 def per_element(instructions):
-    """Instructions in the loop over a plane's elements, where the kernel is two loops (the
-    grid-stride loops over planes and over elements) and tap loops are unrolled; else None."""
+    """Instructions in the loop over a plane's elements (per thread's share of them), where
+    the kernel is two loops (the grid-stride loops over planes and over elements) and tap
+    loops are unrolled; else None."""
     spans = loops(instructions)
     if len(spans) != 2:
         return None
@@ -149,6 +150,11 @@ def compile_program(nvrtc, source, file, names, options, ptx=False):
         nvrtc.destroyProgram(prog)
 
 
+# The kernels whose threads each take several elements of a plane: the max-pool backward
+# one pair of adjacent inputs of a row (kernels/pool.cu). Their loop bodies are divided by it.
+ELEMENTS_PER_THREAD = {"max_pool_backward_kernel": 2}
+
+
 def measure(cubin, lowered, log="", tool=None):
     """{name: {"sass", "per_element", "registers", "spills"}} of one compiled file."""
     listing = functions(disassemble(cubin, tool))
@@ -157,7 +163,10 @@ def measure(cubin, lowered, log="", tool=None):
     for name, symbol in lowered.items():
         instructions = listing[symbol]
         registers, spills = resources.get(name, (None, None))
-        table[name] = {"sass": len(instructions), "per_element": per_element(instructions),
+        body = per_element(instructions)
+        elements = ELEMENTS_PER_THREAD.get(name.partition("<")[0], 1)
+        table[name] = {"sass": len(instructions),
+                       "per_element": body if body is None or elements == 1 else body / elements,
                        "registers": registers, "spills": spills}
     return table
 
