@@ -70,9 +70,11 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* 
                 const int won = k * columns.dilation - offset;
                 const bool in_row = (unsigned)k < (unsigned)columns.size;
                 const bool first = in_row && won == 0, next = in_row && won == 1;
-                const double g = first || next ? (double)fc_load(dout_plane[o]) : 0.0;
-                // Adding +0 where a column did not win changes no sum (they start at +0, so
-                // none is -0, the one value +0 changes) and needs no branch.
+                // Loaded whether or not either column won (o is a window of the plane): the
+                // neighbouring threads read the same lines, and no branch is taken. Adding +0
+                // where a column did not win changes no sum (they start at +0, so none is
+                // -0, the one value +0 changes).
+                const double g = fc_load(dout_plane[o]);
                 sums[0] += first ? g : 0.0;
                 sums[1] += next ? g : 0.0;
             });
