@@ -142,23 +142,21 @@ def max_pool2d_forward(x, geometry, launcher=None):
     return out, argmax
 
 
-def _pool_backward(launcher, kernel, dout, per_window, x_shape, geometry, row_threads):
+def _pool_backward(launcher, kernel, dout, per_window, x_shape, geometry):
     """dx of shape ``x_shape`` from ``kernel(dout, per_window, dx, NC, window...)``, gather-style,
-    over ``row_threads`` threads per row of a plane."""
+    one thread per pair of adjacent inputs of a row."""
     launcher = launcher or default_launcher()
     dout = launcher.xp.ascontiguousarray(dout)
     args = _window_args(geometry)
     dx = launcher.empty(tuple(x_shape), dout.dtype)
-    planes = x_shape[0] * x_shape[1]
-    launcher.launch(kernel, (planes, x_shape[2] * row_threads), dout, per_window, dx, planes, *args)
+    planes, pairs = x_shape[0] * x_shape[1], -(-x_shape[3] // 2)
+    launcher.launch(kernel, (planes, x_shape[2] * pairs), dout, per_window, dx, planes, *args)
     return dx
 
 
 def max_pool2d_backward(dout, argmax, x_shape, geometry, launcher=None):
-    """Max-pool gradient on the GPU, gather-style: each input sums the windows it won (one
-    thread per pair of adjacent inputs of a row)."""
-    return _pool_backward(launcher, "max_pool_backward_kernel", dout, argmax, x_shape, geometry,
-                          -(-x_shape[3] // 2))
+    """Max-pool gradient on the GPU, gather-style: each input sums the windows it won."""
+    return _pool_backward(launcher, "max_pool_backward_kernel", dout, argmax, x_shape, geometry)
 
 
 def avg_pool2d_forward(x, geometry, divisor, launcher=None):
@@ -173,8 +171,7 @@ def avg_pool2d_forward(x, geometry, divisor, launcher=None):
 
 def avg_pool2d_backward(dout, divisor, x_shape, geometry, launcher=None):
     """Average-pool gradient on the GPU, gather-style: each input sums dout / divisor."""
-    return _pool_backward(launcher, "avg_pool_backward_kernel", dout, divisor, x_shape, geometry,
-                          x_shape[3])
+    return _pool_backward(launcher, "avg_pool_backward_kernel", dout, divisor, x_shape, geometry)
 
 
 def depthwise_fits(filters, geometry):

@@ -137,7 +137,7 @@ __device__ __forceinline__ void fc_for_each_covering(const fc_axis<K, S>& axis, 
 }
 
 // The pairs of adjacent columns (2 * pair, 2 * pair + 1) of a row of width cols: one
-// thread each in the max-pool backward (kernels/pool.cu).
+// thread each in the 2-D pools' backward (kernels/pool.cu).
 __device__ __forceinline__ idx_t fc_pairs(idx_t cols) { return (cols + 1) / 2; }
 
 // The windows covering input position p or p + 1 (when second) along one axis: the
@@ -152,20 +152,29 @@ __device__ __forceinline__ fc_cover fc_pair_covering(const fc_axis<K, S>& axis, 
 }
 
 // Calls visit(o, offset) for every output position o of cover (fc_pair_covering), in
-// ascending o (window order), offset being p's position in the padded axis less the
-// window's start: a tap of the window at kernel offset k reads p when k * dilation ==
-// offset and p + 1 when k * dilation == offset + 1. The windows covering either of two
-// adjacent positions start within K + 1 positions of the padded axis, which hold at most
-// ceil((K + 1) / S) window starts: the bound of the unrolled loop.
-template <int K, int S, class Visit>
+// descending o (ascending kernel offset, as fc_for_each_covering) or, InWindowOrder, in
+// ascending o; offset is p's position in the padded axis less the window's start: the
+// window reads p where fc_reads(axis, offset) and p + 1 where fc_reads(axis, offset + 1).
+// The windows covering either of two adjacent positions start within K + 1 positions of
+// the padded axis, which hold at most ceil((K + 1) / S) window starts: the bound of the
+// unrolled loop.
+template <bool InWindowOrder = false, int K, int S, class Visit>
 __device__ __forceinline__ void fc_for_each_pair_covering(const fc_axis<K, S>& axis,
                                                           fc_cover cover, Visit visit) {
     FC_UNROLL
     for (int i = 0; i < (K ? (K + S) / S : cover.last - cover.first + 1); ++i) {
-        const int o = cover.first + i;
-        if (o > cover.last) break;  // an unrolled loop runs to its bound: fewer windows
-        visit(o, cover.padded - o * axis.stride);
+        const int window = InWindowOrder ? cover.first + i : cover.last - i;
+        // an unrolled loop runs to its bound: fewer windows
+        if (InWindowOrder ? window > cover.last : window < cover.first) break;
+        visit(window, cover.padded - window * axis.stride);
     }
+}
+
+// Whether a window of the axis has a tap at offset past its start.
+template <int K, int S>
+__device__ __forceinline__ bool fc_reads(const fc_axis<K, S>& axis, int offset) {
+    return offset >= 0 && offset <= (axis.size - 1) * axis.dilation
+        && offset % axis.dilation == 0;
 }
 
 // binary16 -> binary32, exact (integer operations only, so denormal flushing

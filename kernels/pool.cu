@@ -60,7 +60,7 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* 
         const fc_cover cover = fc_pair_covering(columns, w, second, OW);  // once, not per row
         double sums[2] = {0, 0};
         fc_for_each_covering<true>(rows, h, OH, [&](int oh, int kh) {
-            fc_for_each_pair_covering(columns, cover, [&](int ow, int offset) {
+            fc_for_each_pair_covering<true>(columns, cover, [&](int ow, int offset) {
                 const int o = fc_offset(oh, ow, OW);
                 // the winner's kernel column if it lies in this row of the window, and
                 // which of the pair it is: 0 or 1 (another value: neither). A padding-only
@@ -109,8 +109,9 @@ __global__ void avg_pool_forward_kernel(const T* __restrict__ x,
     });
 }
 
-// Gather-style: one thread per input element sums dout / divisor over the
-// windows that contain it, in kernel-offset order.
+// Gather-style: one thread per pair of adjacent input elements of a row (as the max
+// pool's) sums dout / divisor over the windows that contain each, in kernel-offset
+// order; each window's share is computed once for the pair.
 template <class T, int K, int S>
 __global__ void avg_pool_backward_kernel(const T* __restrict__ dout,
                                          const typename fc_acc<T>::type* __restrict__ divisor,
@@ -120,16 +121,23 @@ __global__ void avg_pool_backward_kernel(const T* __restrict__ dout,
                                          idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
     typedef typename fc_acc<T>::type acc_t;
     const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
-    fc_for_each_cell(NC, H, W, [&](idx_t nc, unsigned pos, int h, int w) {
-        const idx_t plane = nc * OH * OW;
-        const fc_cover column_cover = fc_covering(columns, w, OW);  // once, not per row
-        acc_t sum = 0;
+    fc_for_each_cell(NC, H, fc_pairs(W), [&](idx_t nc, unsigned, int h, int pair) {
+        const int w = 2 * pair;
+        const bool second = w + 1 < W;
+        const T* dout_plane = dout + nc * OH * OW;
+        const fc_cover cover = fc_pair_covering(columns, w, second, OW);  // once, not per row
+        acc_t sums[2] = {0, 0};
         fc_for_each_covering(rows, h, OH, [&](int oh, int) {
-            fc_for_each_covering(columns, column_cover, [&](int ow, int) {
-                const unsigned o = fc_offset(oh, ow, OW);
-                sum += fc_load(dout[plane + o]) / fc_load(divisor[o]);
+            fc_for_each_pair_covering(columns, cover, [&](int ow, int offset) {
+                const int o = fc_offset(oh, ow, OW);
+                const acc_t share = fc_load(dout_plane[o]) / fc_load(divisor[o]);
+                // +0 where the window misses a column changes no sum (as in the max pool's)
+                sums[0] += fc_reads(columns, offset) ? share : acc_t(0);
+                sums[1] += fc_reads(columns, offset + 1) ? share : acc_t(0);
             });
         });
-        dx[nc * H * W + pos] = fc_store<T>(sum);
+        T* dx_pair = dx + nc * H * W + fc_offset(h, w, W);
+        dx_pair[0] = fc_store<T>(sums[0]);
+        if (second) dx_pair[1] = fc_store<T>(sums[1]);
     });
 }

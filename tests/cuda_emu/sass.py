@@ -150,9 +150,9 @@ def compile_program(nvrtc, source, file, names, options, ptx=False):
         nvrtc.destroyProgram(prog)
 
 
-# The kernels whose threads each take several elements of a plane: the max-pool backward
+# The kernels whose threads each take several elements of a plane: the 2-D pools' backward
 # one pair of adjacent inputs of a row (kernels/pool.cu). Their loop bodies are divided by it.
-ELEMENTS_PER_THREAD = {"max_pool_backward_kernel": 2}
+ELEMENTS_PER_THREAD = {"max_pool_backward_kernel": 2, "avg_pool_backward_kernel": 2}
 
 
 def measure(cubin, lowered, log="", tool=None):
