@@ -78,8 +78,25 @@ def test_a_fastconv_layer_sits_inside_a_torch_model(torch, bridge):
         torch.nn.functional.cross_entropy(model(x), y).backward()
     for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
         check("interop.Conv2d in a model", np.float64, {name: (p.grad.numpy(), q.grad.numpy())})
-    with pytest.raises(ValueError, match="zeros only"):
-        bridge.Conv2d(3, 4, 3, padding_mode="reflect")
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("layout", [dict(padding=1), dict(padding=(2, 1), stride=2),
+                                    dict(padding="same", dilation=2)])
+def test_conv2d_pads_as_torch_in_every_padding_mode(torch, bridge, padding_mode, layout):
+    """The layer used to refuse every padding mode but zeros, which fastconv's op has."""
+    torch.manual_seed(1)
+    ours = bridge.Conv2d(3, 4, 3, padding_mode=padding_mode, **layout).double()
+    theirs = torch.nn.Conv2d(3, 4, 3, padding_mode=padding_mode, **layout).double()
+    theirs.load_state_dict(ours.state_dict())
+    x = tensor(torch, (2, 3, 7, 6), 31)
+    out, want = ours(x), theirs(x)
+    dout = tensor(torch, tuple(want.shape), 32, grad=False)
+    got = torch.autograd.grad(out, (x, ours.weight, ours.bias), dout)
+    expected = torch.autograd.grad(want, (x, theirs.weight, theirs.bias), dout)
+    check(f"interop.Conv2d padding_mode={padding_mode}", np.float64, {
+        "out": (out.detach().numpy(), want.detach().numpy()),
+        **{name: (g.numpy(), e.numpy()) for name, g, e in zip(("dx", "dw", "db"), got, expected)}})
 
 
 def test_memory_is_shared_both_ways_through_dlpack(torch, bridge):

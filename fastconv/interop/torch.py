@@ -282,13 +282,8 @@ class Conv2d(torch.nn.Conv2d):
     Parameters
     ----------
     *args, **kwargs
-        ``torch.nn.Conv2d``'s; only ``padding_mode="zeros"``, the one
-        fastconv's op has, is accepted.
-
-    Raises
-    ------
-    ValueError
-        For another ``padding_mode``.
+        ``torch.nn.Conv2d``'s, ``padding_mode`` included ('zeros', 'reflect',
+        'replicate' or 'circular', as :func:`fastconv.conv2d_forward` pads).
 
     Examples
     --------
@@ -296,13 +291,12 @@ class Conv2d(torch.nn.Conv2d):
     >>> layer = Conv2d(3, 8, 3, padding=1)
     >>> tuple(layer(torch.ones(2, 3, 5, 5)).shape)
     (2, 8, 5, 5)
+    >>> layer = Conv2d(1, 1, 3, padding=1, padding_mode="circular", bias=False)
+    >>> with torch.no_grad():
+    ...     _ = layer.weight.fill_(1.0)
+    >>> layer(torch.arange(4.0).reshape(1, 1, 1, 4)).flatten()
+    tensor([12.,  9., 18., 15.], grad_fn=<ViewBackward0>)
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.padding_mode != "zeros":
-            raise ValueError(f"fastconv.interop.torch.Conv2d pads with zeros only, got "
-                             f"padding_mode={self.padding_mode!r}")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """The convolution of ``input`` by the layer's weight and bias.
@@ -317,5 +311,7 @@ class Conv2d(torch.nn.Conv2d):
         torch.Tensor
             (N, out_channels, OH, OW).
         """
-        return conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                      self.groups)
+        return _Op.apply(F.conv2d_forward, F.conv2d_backward,
+                         dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                              groups=self.groups, padding_mode=self.padding_mode),
+                         ("input", "weight", "bias"), input, self.weight, self.bias)
