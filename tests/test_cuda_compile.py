@@ -175,4 +175,21 @@ def test_sass_instruction_counts_stay_within_budget(compiled, nvrtc, nvdisasm, r
     lines.append(f"SASS {budget['arch']} float32 (NVRTC {version}), instructions in all "
                  f"(per element where the taps unroll) and registers:")
     lines.extend(sass.table({n: r for n, r in measured.items() if "<float," in n}))
+    shares = sass.bandwidth_model(measured)
+    lines.append("Share of HBM bandwidth, modelled for an H100 SXM (benchmark shapes): "
+                 + ", ".join(f"{sass.window_label(n)} {case} {share:.0%}"
+                             for n, case, share in shares))
     assert not over, "\n".join(over)
+    if version == budget["nvrtc"]:  # another compiler's code may differ a little
+        slow = [f"{n} on {case}: {share:.0%}" for n, case, share in shares if share < 0.70]
+        assert not slow, f"modelled below 70% of HBM bandwidth: {slow}"
+
+
+def test_the_bandwidth_model_takes_the_slower_of_memory_and_instructions():
+    """S3's im2col moves 83,886,080 bytes (25.04 us at 3.35 TB/s); 1000 instructions for each
+    of its 2,097,152 windows take 62.69 us at 3.345e13 per second: 39.9% of the bandwidth.
+    95 instructions (5.96 us) leave memory the bound."""
+    for per_element, share in ((1000, 0.399), (95, 1.0)):
+        rows = {name: {"per_element": per_element} for name, *_ in sass.MODELLED}
+        model = dict((name, s) for name, _, s in sass.bandwidth_model(rows))
+        assert round(model["im2col_kernel<float, 3, 1>"], 3) == share

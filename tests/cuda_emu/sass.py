@@ -6,9 +6,11 @@ prints, per kernel instantiation, the SASS instructions of the whole kernel,
 of the loop that handles one element (``per element``, for the templated
 windows, whose tap loops are unrolled into straight-line code: an upper
 bound on what one thread executes per output element), the registers and the
-bytes spilled. tests/test_cuda_compile.py checks the counts against
-tests/data/sass_budget.json; this command prints them for any copy of the
-kernels (an older checkout's too, for a before/after table).
+bytes spilled, then the share of HBM bandwidth that the benchmark shapes' kernels
+reach in a model of an H100 (:func:`bandwidth_model`). tests/test_cuda_compile.py
+checks the counts against tests/data/sass_budget.json and the shares against 70%;
+this command prints them for any copy of the kernels (an older checkout's too, for a
+before/after table).
 
 nvdisasm comes from the ``nvidia-cuda-nvdisasm`` wheel (the test extra) or
 the PATH. The cubin NVRTC returns through cupy_backends may lack its last
@@ -171,6 +173,46 @@ def measure(cubin, lowered, log="", tool=None):
     return table
 
 
+# The bandwidth model of the benchmark shapes' kernels on an H100 SXM: a kernel takes the
+# longer of its bytes over HBM's bandwidth and its instructions over the issue rate (132 SMs x
+# 4 schedulers x 32 threads x 1.98 GHz), the instructions being its elements times the
+# per-element loop body (an upper bound: every branch of the body taken).
+HBM_BYTES_PER_S = 3.35e12
+THREAD_INSTRUCTIONS_PER_S = 132 * 4 * 32 * 1.98e9
+_S3 = 32 * 64 * 32 * 32  # S3: (32, 64, 32, 32), 3x3, stride 1, pad 1: as many windows as cells
+_POOL_IN, _POOL_OUT = 64 * 64 * 32 * 32, 64 * 64 * 16 * 16  # P1-P3: (64, 64, 32, 32), stride 2
+# (instantiation, case, elements of its per-element loop, bytes read and written), float32:
+# im2col and the pools' forwards have an element per window, the backwards per input cell
+MODELLED = [
+    ("im2col_kernel<float, 3, 1>", "S3", _S3, 4 * _S3 * (1 + 9)),
+    ("col2im_kernel<float, 3, 1>", "S3", _S3, 4 * _S3 * (1 + 9)),
+    ("max_pool_forward_kernel<float, 2, 2>", "P1", _POOL_OUT, 4 * _POOL_IN + 8 * _POOL_OUT),
+    ("max_pool_backward_kernel<float, 2, 2>", "P1", _POOL_IN, 4 * _POOL_IN + 8 * _POOL_OUT),
+    ("max_pool_forward_kernel<float, 3, 2>", "P2", _POOL_OUT, 4 * _POOL_IN + 8 * _POOL_OUT),
+    ("max_pool_backward_kernel<float, 3, 2>", "P2", _POOL_IN, 4 * _POOL_IN + 8 * _POOL_OUT),
+    ("avg_pool_forward_kernel<float, 2, 2>", "P3", _POOL_OUT, 4 * _POOL_IN + 4 * _POOL_OUT),
+    ("avg_pool_backward_kernel<float, 2, 2>", "P3", _POOL_IN, 4 * _POOL_IN + 4 * _POOL_OUT),
+]
+
+
+def bandwidth_model(rows):
+    """[(instantiation, case, share of HBM bandwidth)] of :data:`MODELLED` from measure()'s
+    rows: 1.0 where memory bounds the kernel, less where its instructions do."""
+    shares = []
+    for name, case, elements, nbytes in MODELLED:
+        memory = nbytes / HBM_BYTES_PER_S
+        instructions = elements * rows[name]["per_element"] / THREAD_INSTRUCTIONS_PER_S
+        shares.append((name, case, memory / max(memory, instructions)))
+    return shares
+
+
+def window_label(name):
+    """"max_pool_backward 3x3/2" for "max_pool_backward_kernel<float, 3, 2>"."""
+    kernel, _, args = name.partition("<")
+    k, s = args.rstrip(">").split(", ")[1:]
+    return f"{kernel.removesuffix('_kernel')} {k}x{k}/{s}"
+
+
 def table(rows):
     """Lines of a table of measure()'s rows: one line per kernel, one column per window."""
     kernels = {}
@@ -227,6 +269,10 @@ def main(argv):
         element = "-" if row["per_element"] is None else row["per_element"]
         print(f"{name:48} {row['sass']:>6} {element:>12} {row['registers']:>10} "
               f"{row['spills']:>7}")
+    if all(name in rows for name, *_ in MODELLED):
+        print("share of HBM bandwidth, modelled for an H100 SXM:")
+        for name, case, share in bandwidth_model(rows):
+            print(f"  {window_label(name):28} {case:3} {share:6.0%}")
 
 
 if __name__ == "__main__":
