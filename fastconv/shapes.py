@@ -213,6 +213,12 @@ class WindowGeometry:
             max(n + before + after, (o - 1) * s + d * (k - 1) + 1)
             for n, (before, after), o, s, d, k in zip(
                 self.size, self.pads, self.out, self.stride, self.dilation, self.kernel))
+        # An axis of one window has the same window whatever its stride, and what reads the
+        # stride (the byte strides of window views, stride phases, tap offsets o*d % s) gives
+        # the same with one no larger than the padded extent: so a stride past the input
+        # (PyTorch takes any) never overflows an int64 stride or index.
+        self.stride = tuple(min(s, p) if o == 1 else s
+                            for s, p, o in zip(self.stride, self.padded, self.out))
 
     @property
     def ndim(self) -> int:

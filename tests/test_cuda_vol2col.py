@@ -320,7 +320,9 @@ def test_volumes_beyond_the_32_bit_in_volume_arithmetic_are_refused(monkeypatch)
     _cuda.vol2col_into(x, small, cols, launcher())
     for geometry in (window_geometry(x.shape, 1, 1, ((0, 0), (0, 0), (0, 1)), 1),  # padded 1080
                      window_geometry(x.shape, 1, 1, ((1, 0), (0, 0), (0, 0)), 1),  # out 1100
-                     window_geometry((1, 1, 1, 1, 1), 1, (1000, 1, 1), 0, 1)):  # reach 1001
+                     # taps reaching 1 + 990 + 10 = 1001 into the front padding
+                     window_geometry((1, 1, 1, 1, 1), (10, 1, 1), 1, ((990, 0), (0, 0), (0, 0)),
+                                     1)):
         for wrapper, source in ((_cuda.vol2col_into, x), (_cuda.col2vol_into, cols)):
             with pytest.raises(ValueError, match=r"too large for the CUDA kernels: volumes "
                                                  r"\(D\*H\*W, OD\*OH\*OW\)"):

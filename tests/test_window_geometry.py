@@ -66,6 +66,34 @@ def test_a_3d_geometry():
     assert not window_geometry((1, 2, 3, 3, 3), 1, (1, 1, 2), 0, 1).is_identity
 
 
+@pytest.mark.parametrize("op", ["conv2d", "max_pool2d", "avg_pool2d"])
+def test_a_stride_past_the_input_gives_one_window_as_torch(torch, op):
+    """A stride beyond int64's byte strides (10**30) is one window per axis, as any stride
+    past the input is: it used to raise NumPy's OverflowError. torch, whose strides are
+    int64, takes 10**6 for the same windows."""
+    from fastconv import functional as F
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 6))
+    w = rng.standard_normal((4, 3, 3, 2))
+    args = {"conv2d": (w,), "max_pool2d": (3,), "avg_pool2d": (3,)}[op]
+    tx = torch.tensor(x, requires_grad=True)
+    t_args = [torch.tensor(a, requires_grad=True) if isinstance(a, np.ndarray) else a
+              for a in args]
+    for stride in (10**30, (2, 10**20)):
+        t_stride = tuple(min(s, 10**6) for s in np.broadcast_to(np.array(stride, object), 2))
+        out, cache = getattr(F, f"{op}_forward")(x, *args, stride=stride, padding=1)
+        want = getattr(torch.nn.functional, op)(tx, *t_args, stride=t_stride, padding=1)
+        np.testing.assert_allclose(out, want.detach().numpy(), rtol=1e-12, atol=1e-12)
+        dout = rng.standard_normal(out.shape)
+        got = getattr(F, f"{op}_backward")(dout, cache)
+        want_grads = torch.autograd.grad(want, [tx] + [a for a in t_args
+                                                       if isinstance(a, torch.Tensor)],
+                                         torch.tensor(dout))
+        for g, e in zip((got,) if op != "conv2d" else got[:2], want_grads):
+            np.testing.assert_allclose(g, e.numpy(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape, fragment", [
     ((1, 1, 0), "the input's length must be >= 1"),
     ((1, 1, 2, 0, 2), "the input's depth, height and width must be >= 1"),
