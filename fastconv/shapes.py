@@ -182,7 +182,8 @@ class WindowGeometry:
     Attributes
     ----------
     size, kernel, stride, dilation, out : tuple of int
-        ``out`` is the output's spatial size, e.g. (OH, OW).
+        ``out`` is the output's spatial size, e.g. (OH, OW). An axis of one window holds
+        ``min(stride, padded)``: its window is the same for any stride.
     pads : tuple of (int, int)
         E.g. ((top, bottom), (left, right)).
     padded : tuple of int

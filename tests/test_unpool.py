@@ -189,6 +189,9 @@ IDX = np.array([[[[0, 1], [4, 5]]]])
      ["stride must be >= 1"]),
     (lambda: F.max_unpool2d_forward(np.zeros((1, 1, 1, 1)), IDX[..., :1, :1], 1, padding=1),
      ValueError, ["the unpooled size (-1, -1) is empty"]),
+    (lambda: F.max_unpool2d_forward(X, IDX, 2, stride=10**30), ValueError,  # was OverflowError
+     ["the unpooled size (1000000000000000000000000000002, 1000000000000000000000000000002) "
+      "is too large", "N*C*H*W must stay below 2**62"]),
     (lambda: F.max_unpool2d_forward(X[0], IDX[0], 2), ValueError, ["x must be 4-D"]),
     (lambda: F.max_unpool2d_forward(X.astype(np.int64), IDX, 2), TypeError,
      ["x must be a floating-point array"]),

@@ -23,6 +23,7 @@ Where PyTorch differs, on purpose:
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from .. import _backends, _validate
@@ -88,6 +89,11 @@ def _output_size(x_shape, kernel, stride, padding, output_size):
     if min(size) < 1:
         raise ValueError(f"the unpooled size {size} is empty for x of shape {tuple(x_shape)}, "
                          f"kernel_size={kernel}, stride={stride}, padding={padding}")
+    if math.prod(x_shape[:2]) * math.prod(size) >= 2**62:
+        # the positions of every plane must stay int64 indices (a stride of 10**30 asks this)
+        raise ValueError(f"the unpooled size {size} is too large for x of shape "
+                         f"{tuple(x_shape)}, kernel_size={kernel}, stride={stride}, "
+                         f"padding={padding}: N*C*H*W must stay below 2**62")
     return size
 
 
