@@ -24,6 +24,8 @@ tests/test_cuda_sanitizers.py (FC_EMU_SANITIZE=1).
 
 import collections
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
@@ -405,6 +407,21 @@ def test_every_unrolled_pool_window(window, ceil_mode):
                                                          reversed_order=True))
         for count_include_pad in (False, True):
             check_avg_pool(args, count_include_pad, dtype, k * 10 + s, launcher())
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 5])
+def test_pool_backward_pairs_at_the_end_of_a_row(width):
+    """The backward kernels take two cells of a row per thread: rows of one cell, of an odd
+    count (a last pair of one) and of one pair, under every unrolled window and the
+    run-time one (dilated), with and without ceil_mode, in every dtype."""
+    windows = [(k, s, k // 2, 1) for k, s in _cuda.WINDOWS["pool.cu"]] + [(2, 1, 1, 2)]
+    for (k, s, p, d), ceil_mode, dtype in itertools.product(windows, (False, True), DTYPES):
+        if d * (k - 1) + 1 > width + 2 * p:  # no window fits the row
+            continue
+        args = ((2, 3, 3, width), (k, k), (s, s), (p, p), (d, d), ceil_mode)
+        check_max_pool(args, dtype, width * 100 + k * 10 + s, launcher(block=32))
+        for count_include_pad in ((False, True) if d == 1 else ()):  # average: no dilation
+            check_avg_pool(args, count_include_pad, dtype, width * 100 + k, launcher())
 
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=1, padding=1),

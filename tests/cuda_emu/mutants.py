@@ -97,6 +97,10 @@ MUTANTS = [
     ("common.cuh", "return offset >= 0 && offset <= (axis.size - 1) * axis.dilation",
      "return offset >= 0 && offset < (axis.size - 1) * axis.dilation",
      "pair loop: a window's last tap reads nothing (avg-pool backward)"),
+    ("pool.cu", "const bool second = w + 1 < W;\n        const T* dout_plane = dout + nc * OH * OW;\n"
+     "        const fc_cover", "const bool second = w + 1 <= W;\n"
+     "        const T* dout_plane = dout + nc * OH * OW;\n        const fc_cover",
+     "avg-pool backward: an odd row's last pair writes a second column past the row"),
     ("pool.cu", "sums[1] += fc_reads(columns, offset + 1) ? share : acc_t(0);",
      "sums[1] += fc_reads(columns, offset) ? share : acc_t(0);",
      "avg-pool backward: the second column takes the first's windows"),
