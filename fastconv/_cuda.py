@@ -34,7 +34,8 @@ from . import _cuda_launcher
 from ._cuda_launcher import BLOCK, INDEX_LIMIT, KERNEL_PACKAGE, MAX_BLOCKS, WARP
 from ._cuda_launcher import KernelCompileError, Launcher, compile_options, kernel_dir
 from ._cuda_launcher import kernel_source, launch_config, launch_into
-from ._cuda_registry import CTYPES, KERNELS, RUNTIME_WINDOW, UNROLLED_DTYPES, WINDOWS
+from ._cuda_registry import CELLS_PER_THREAD, CTYPES, KERNELS, RUNTIME_WINDOW, UNROLLED_DTYPES
+from ._cuda_registry import WINDOWS
 from ._cuda_registry import kernel_files, kernel_name, kernel_windows
 from ._cuda_registry import name_expressions, unrolled_windows, window_of
 from ._cuda_vol2col import col2vol_into, vol2col_into, volume_args
@@ -45,8 +46,8 @@ from ._cuda_unpool import adaptive_max_pool2d_fits, adaptive_max_pool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_outside, max_unpool2d_fits, max_unpool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_forward, max_unpool2d_outside
 
-__all__ = ["BLOCK", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS", "MAX_BLOCKS",
-           "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS", "adaptive_max_pool2d_fits",
+__all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS",
+           "MAX_BLOCKS", "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS", "adaptive_max_pool2d_fits",
            "adaptive_max_pool2d_forward", "adaptive_max_pool2d_gather",
            "adaptive_max_pool2d_outside", "avg_pool2d_backward",
            "avg_pool2d_forward", "avg_pool3d_backward", "avg_pool3d_forward", "col2im_into",
@@ -144,13 +145,14 @@ def max_pool2d_forward(x, geometry, launcher=None):
 
 def _pool_backward(launcher, kernel, dout, per_window, x_shape, geometry):
     """dx of shape ``x_shape`` from ``kernel(dout, per_window, dx, NC, window...)``, gather-style,
-    one thread per pair of adjacent inputs of a row."""
+    a thread per :data:`CELLS_PER_THREAD` adjacent inputs of a row."""
     launcher = launcher or default_launcher()
     dout = launcher.xp.ascontiguousarray(dout)
     args = _window_args(geometry)
     dx = launcher.empty(tuple(x_shape), dout.dtype)
-    planes, pairs = x_shape[0] * x_shape[1], -(-x_shape[3] // 2)
-    launcher.launch(kernel, (planes, x_shape[2] * pairs), dout, per_window, dx, planes, *args)
+    planes, row_threads = x_shape[0] * x_shape[1], -(-x_shape[3] // CELLS_PER_THREAD[kernel])
+    launcher.launch(kernel, (planes, x_shape[2] * row_threads), dout, per_window, dx, planes,
+                    *args)
     return dx
 
 

@@ -62,6 +62,11 @@ KERNELS = {
     "adaptive_max_pool_forward_kernel": ("unpool.cu", "x:T out:T index:i8 NC H W OH OW"),
 }
 
+# The kernels whose threads take several adjacent cells of a row, and how many: the 2-D
+# pools' backward, a pair each (fc_pairs, kernels/common.cuh). A launch has ceil(W / n)
+# threads per row; every other kernel one thread per item.
+CELLS_PER_THREAD = {"max_pool_backward_kernel": 2, "avg_pool_backward_kernel": 2}
+
 # The windows each file's kernels are instantiated for, as (K, S): a K x K
 # kernel, stride S on both axes, no dilation, unrolled at compile time. Any
 # other window runs on the (0, 0) instantiation, which reads them at run time,

@@ -165,7 +165,7 @@ def test_sass_instruction_counts_stay_within_budget(compiled, nvrtc, nvdisasm, r
     for file in _cuda.kernel_files():
         for dtype in _cuda.CTYPES:
             log, lowered, cubin = compiled[file, dtype, budget["arch"]]
-            measured.update(sass.measure(cubin, lowered, log, nvdisasm))
+            measured.update(sass.measure(cubin, lowered, log, nvdisasm, _cuda.CELLS_PER_THREAD))
     assert set(measured) == set(budget["kernels"]), \
         "the budget lists other instantiations than the kernels have: record it again"
     over = [f"{name}: {row[what]} {what}, budget {budget['kernels'][name][what]}"

@@ -152,13 +152,12 @@ def compile_program(nvrtc, source, file, names, options, ptx=False):
         nvrtc.destroyProgram(prog)
 
 
-# The kernels whose threads each take several elements of a plane: the 2-D pools' backward
-# one pair of adjacent inputs of a row (kernels/pool.cu). Their loop bodies are divided by it.
-ELEMENTS_PER_THREAD = {"max_pool_backward_kernel": 2, "avg_pool_backward_kernel": 2}
+def measure(cubin, lowered, log="", tool=None, cells_per_thread=None):
+    """{name: {"sass", "per_element", "registers", "spills"}} of one compiled file.
 
-
-def measure(cubin, lowered, log="", tool=None):
-    """{name: {"sass", "per_element", "registers", "spills"}} of one compiled file."""
+    ``cells_per_thread`` is the measured checkout's ``_cuda.CELLS_PER_THREAD``: the loop
+    body of a kernel named there handles that many elements, and is divided by it."""
+    cells_per_thread = cells_per_thread or {}
     listing = functions(disassemble(cubin, tool))
     resources = ptxas_resources(log, {symbol: name for name, symbol in lowered.items()})
     table = {}
@@ -166,7 +165,7 @@ def measure(cubin, lowered, log="", tool=None):
         instructions = listing[symbol]
         registers, spills = resources.get(name, (None, None))
         body = per_element(instructions)
-        elements = ELEMENTS_PER_THREAD.get(name.partition("<")[0], 1)
+        elements = cells_per_thread.get(name.partition("<")[0], 1)
         table[name] = {"sass": len(instructions),
                        "per_element": body if body is None or elements == 1 else body / elements,
                        "registers": registers, "spills": spills}
@@ -256,7 +255,9 @@ def main(argv):
             names = _cuda.name_expressions(file, numpy.dtype(dtype))
             log, lowered, cubin = compile_program(nvrtc, _cuda.kernel_source(file, directory),
                                                 file, names, options)
-            rows.update(measure(cubin, lowered, log))
+            # an older checkout's threads take one cell each
+            rows.update(measure(cubin, lowered, log,
+                                cells_per_thread=getattr(_cuda, "CELLS_PER_THREAD", {})))
     if args.record:
         head = {"arch": args.arch, "nvrtc": ".".join(map(str, nvrtc.getVersion())),
                 "tolerance": 0.05, "other_nvrtc": 0.25}
