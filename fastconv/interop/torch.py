@@ -174,8 +174,14 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     >>> tuple(y.shape), float(x.grad[0, 0, 0, 0])
     ((1, 3, 4, 4), 12.0)
     """
-    return _Op.apply(F.conv2d_forward, F.conv2d_backward,
-                     dict(stride=stride, padding=padding, dilation=dilation, groups=groups),
+    return _convolve(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                     groups=groups)
+
+
+def _convolve(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+              **arguments: Any) -> torch.Tensor:
+    """:func:`fastconv.conv2d_forward` with ``arguments``, recorded by autograd."""
+    return _Op.apply(F.conv2d_forward, F.conv2d_backward, arguments,
                      ("input", "weight", "bias"), input, weight, bias)
 
 
@@ -311,7 +317,7 @@ class Conv2d(torch.nn.Conv2d):
         torch.Tensor
             (N, out_channels, OH, OW).
         """
-        return _Op.apply(F.conv2d_forward, F.conv2d_backward,
-                         dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                              groups=self.groups, padding_mode=self.padding_mode),
-                         ("input", "weight", "bias"), input, self.weight, self.bias)
+        # conv2d (torch.nn.functional's arguments) has no padding_mode; the layer does
+        return _convolve(input, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                         dilation=self.dilation, groups=self.groups,
+                         padding_mode=self.padding_mode)
