@@ -101,6 +101,27 @@ def test_max_pool_exact_and_gradient(cp, dtype):
 
 
 @gpu
+@pytest.mark.parametrize("width", [1, 2, 3, 5])
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 1), (3, 2), (2, 1)])
+def test_pool_backward_pairs_at_the_end_of_a_row_on_the_gpu(cp, width, kernel, stride):
+    """The pools' backward threads take two cells of a row: rows of one cell, an odd count
+    and one pair, on the unrolled windows and a run-time one (2x2/1), against the CPU path:
+    the max pool's gradient bit for bit, the average's within its rounding."""
+    x = rand((2, 3, 4, width), np.float32, width)
+    padding = kernel // 2
+    out, cache = F.max_pool2d_forward(cp.asarray(x), kernel, stride, padding, ceil_mode=True)
+    ref, ref_cache = F.max_pool2d_forward(x, kernel, stride, padding, ceil_mode=True)
+    dout = rand(ref.shape, np.float32, width + 1)
+    np.testing.assert_array_equal(F.max_pool2d_backward(cp.asarray(dout), cache).get(),
+                                  F.max_pool2d_backward(dout, ref_cache))
+    out, cache = F.avg_pool2d_forward(cp.asarray(x), kernel, stride, padding)
+    ref, ref_cache = F.avg_pool2d_forward(x.astype(np.float64), kernel, stride, padding)
+    dout = rand(ref.shape, np.float32, width + 2)
+    assert_close(F.avg_pool2d_backward(cp.asarray(dout), cache),
+                 F.avg_pool2d_backward(dout.astype(np.float64), ref_cache), np.float32)
+
+
+@gpu
 def test_float32_max_pool_orders_subnormals_as_the_cpu_does(cp):
     """CuPy compiles with -ftz=true; the kernel's comparisons must not flush subnormals."""
     x = np.array([[[[0.0, 1e-40, -1e-40, 2e-40, -3e-40, -0.0, 0.0, -1e-45]]]], np.float32)
