@@ -18,8 +18,9 @@ The modules, one job each; every name is importable from here:
   taking its launcher from the caller (they cannot import this module, which re-exports
   them; the GPU backend passes :func:`default_launcher`): the 3-D convolution's columns
   (:mod:`fastconv._cuda_vol2col`), the 3-D pools (:mod:`fastconv._cuda_pool3d`),
-  resizing (:mod:`fastconv._cuda_interpolate`), and max unpooling and the adaptive
-  max pool, forward and gradient (:mod:`fastconv._cuda_unpool`).
+  resizing (:mod:`fastconv._cuda_interpolate`), max unpooling and the adaptive
+  max pool, forward and gradient (:mod:`fastconv._cuda_unpool`), and the convolution
+  as an implicit matrix product, tiled in shared memory (:mod:`fastconv._cuda_conv_gemm`).
 
 The wrappers are written against a :class:`Launcher` and its array module only,
 so the same wrapper code runs on CuPy and, in the tests, on a CPU emulation of
@@ -33,8 +34,9 @@ import numpy
 from . import _cuda_launcher
 from ._cuda_launcher import BLOCK, INDEX_LIMIT, KERNEL_PACKAGE, MAX_BLOCKS, WARP
 from ._cuda_launcher import KernelCompileError, Launcher, compile_options, kernel_dir
-from ._cuda_launcher import kernel_source, launch_config, launch_into
-from ._cuda_registry import CELLS_PER_THREAD, CTYPES, KERNELS, RUNTIME_WINDOW, UNROLLED_DTYPES
+from ._cuda_launcher import kernel_source, launch_config, launch_into, tiled_launch_config
+from ._cuda_registry import CELLS_PER_THREAD, CTYPES, KERNELS, RUNTIME_WINDOW, TILES
+from ._cuda_registry import UNROLLED_DTYPES
 from ._cuda_registry import WINDOWS
 from ._cuda_registry import kernel_files, kernel_name, kernel_windows
 from ._cuda_registry import name_expressions, unrolled_windows, window_of
@@ -45,13 +47,15 @@ from ._cuda_interpolate import interpolate_backward, interpolate_fits, interpola
 from ._cuda_unpool import adaptive_max_pool2d_fits, adaptive_max_pool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_outside, max_unpool2d_fits, max_unpool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_forward, max_unpool2d_outside
+from ._cuda_conv_gemm import conv_gemm_fits, conv_gemm_into, conv_input_grad_into
 
 __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS",
            "MAX_BLOCKS", "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS", "adaptive_max_pool2d_fits",
            "adaptive_max_pool2d_forward", "adaptive_max_pool2d_gather",
            "adaptive_max_pool2d_outside", "avg_pool2d_backward",
            "avg_pool2d_forward", "avg_pool3d_backward", "avg_pool3d_forward", "col2im_into",
-           "col2vol_into", "compile_options", "default_launcher",
+           "col2vol_into", "compile_options", "conv_gemm_fits", "conv_gemm_into",
+           "conv_input_grad_into", "default_launcher",
            "depthwise_backward_data_into", "depthwise_fits", "depthwise_forward",
            "depthwise_weight_partials_into", "depthwise_weight_sum", "im2col_into",
            "interpolate_backward", "interpolate_fits", "interpolate_forward", "kernel_dir",
@@ -59,7 +63,8 @@ __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE
            "KernelCompileError", "launch_config", "Launcher", "max_pool2d_backward",
            "max_pool2d_forward", "max_pool3d_backward", "max_pool3d_forward",
            "max_unpool2d_fits", "max_unpool2d_gather", "max_unpool2d_outside",
-           "name_expressions", "unrolled_windows", "vol2col_into", "volume_args", "window_of"]
+           "name_expressions", "TILES", "tiled_launch_config", "unrolled_windows", "vol2col_into",
+           "volume_args", "window_of"]
 
 _default_launcher = None
 

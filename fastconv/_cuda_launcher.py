@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy
 
 from ._cuda_registry import CTYPES, KERNELS, PARAMETERS, RUNTIME_WINDOW, kernel_name
-from ._cuda_registry import launch_window, name_expressions
+from ._cuda_registry import TILES, launch_window, name_expressions
 from .backend import accumulator_dtype
 
 KERNEL_PACKAGE = "fastconv._kernels"
@@ -91,6 +91,23 @@ def launch_config(planes, plane_size, block=BLOCK, max_blocks=MAX_BLOCKS):
     height = block // width
     grid = (min(-(-plane_size // width), max_blocks), min(-(-planes // height), max_blocks, 65535))
     return grid + (1,), (width, height, 1)
+
+
+def tiled_launch_config(rows, columns, tile, max_blocks=MAX_BLOCKS):
+    """The ``(grid, block)`` 3-tuples of a tiled product over a ``rows`` x ``columns`` output.
+
+    ``tile`` is the kernel's ``(rows, columns, reduction slice, threads)``
+    (:data:`fastconv._cuda_registry.TILES`): a block of that many threads per tile, the
+    column tiles along x and the row tiles along y, each axis capped at ``max_blocks``
+    (y at most 65535); the kernel's grid-stride loops over the tiles cover the rest.
+    """
+    if rows < 1 or columns < 1:
+        raise ValueError(f"a launch needs at least one work item, got {rows} rows "
+                         f"of {columns}")
+    tile_rows, tile_columns, _, threads = tile
+    grid = (min(-(-columns // tile_columns), max_blocks),
+            min(-(-rows // tile_rows), max_blocks, 65535))
+    return grid + (1,), (threads, 1, 1)
 
 
 class Launcher:
@@ -160,7 +177,8 @@ class Launcher:
         """Check ``args`` against ``kernel``'s parameters and run it over ``work``.
 
         ``work`` is ``(planes, plane_size)``: one thread per item of each plane
-        (:func:`launch_config`); nothing runs when either is zero. Arrays must
+        (:func:`launch_config`), or for a tiled kernel ``(rows, columns)`` of its
+        output (:func:`tiled_launch_config`); nothing runs when either is zero. Arrays must
         be this launcher's C-contiguous arrays of the declared dtype (``T``: one
         float dtype shared by all of them; ``acc``: its accumulator dtype) on
         the current device; scalars must be ints and are passed as
@@ -188,7 +206,10 @@ class Launcher:
         if planes == 0 or plane_size == 0:
             return
         window = launch_window(kernel, dtype, args) if self.specialize else RUNTIME_WINDOW
-        grid, block = launch_config(planes, plane_size, self.block, self.max_blocks)
+        if kernel in TILES:  # its block is the tile's, whatever self.block says
+            grid, block = tiled_launch_config(planes, plane_size, TILES[kernel], self.max_blocks)
+        else:
+            grid, block = launch_config(planes, plane_size, self.block, self.max_blocks)
         self.function(kernel, dtype, window, device)(grid, block, packed)
 
     def _check(self, kernel, name, kind, arg, dtype, device=None):

@@ -60,12 +60,19 @@ KERNELS = {
     "adaptive_max_check_kernel": ("unpool.cu", "index:i8 outside:T NC H W OH OW"),
     "adaptive_max_gather_kernel": ("unpool.cu", "dout:T index:i8 dx:T NC H W OH OW"),
     "adaptive_max_pool_forward_kernel": ("unpool.cu", "x:T out:T index:i8 NC H W OH OW"),
+    "conv_gemm_kernel": ("conv_gemm.cu", f"x:T a:T b:T out:T N C M LDA has_bias {_WINDOW}"),
 }
 
 # The kernels whose threads take several adjacent cells of a row, and how many: the 2-D
 # pools' backward, a pair each (fc_pairs, kernels/common.cuh). A launch has ceil(W / n)
 # threads per row; every other kernel one thread per item.
 CELLS_PER_THREAD = {"max_pool_backward_kernel": 2, "avg_pool_backward_kernel": 2}
+
+# The kernels that compute a matrix product in tiles, and their tiles' (rows, columns,
+# reduction slice, threads): FC_TILE_M, FC_TILE_N, FC_TILE_K and FC_TILE_THREADS of the
+# kernel's file. A launch over ``(rows, columns)`` has a block of that many threads per
+# tile (:func:`fastconv._cuda_launcher.launch_config`), every other kernel one thread per item.
+TILES = {"conv_gemm_kernel": (64, 128, 8, 128)}
 
 # The windows each file's kernels are instantiated for, as (K, S): a K x K
 # kernel, stride S on both axes, no dilation, unrolled at compile time. Any
@@ -81,6 +88,7 @@ WINDOWS = {
     "depthwise.cu": ((3, 1), (3, 2), (5, 1), (5, 2)),  # MobileNet's and EfficientNet's
     "vol2col.cu": ((3, 1), (3, 2)),  # K x K x K: C3D's and the 3-D ResNets' windows
     "unpool.cu": ((2, 2), (3, 1), (3, 2)),  # the max pools' of pool.cu, whose indices it takes
+    "conv_gemm.cu": ((3, 1), (5, 1)),  # the input gradients of 3x3 and 5x5 stride-1 layers
 }
 UNROLLED_DTYPES = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32))
 

@@ -141,8 +141,10 @@ def test_register_counts_and_spills(compiled, arch, request):
         f"NVRTC {arch} registers (fewest-most over dtypes and windows): {listing}")
     for name, (registers, spills) in rows.items():
         assert spills == 0, f"{name} spills {spills} bytes on {arch}"
-        assert registers * _cuda.BLOCK <= 65536, \
-            f"{name} needs {registers} registers: a {_cuda.BLOCK}-thread block cannot launch"
+        # a tiled kernel's block is its tile's threads, every other kernel's BLOCK
+        threads = _cuda.TILES.get(name.partition("<")[0], (_cuda.BLOCK,))[-1]
+        assert registers * threads <= 65536, \
+            f"{name} needs {registers} registers: a {threads}-thread block cannot launch"
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +167,8 @@ def test_sass_instruction_counts_stay_within_budget(compiled, nvrtc, nvdisasm, r
     for file in _cuda.kernel_files():
         for dtype in _cuda.CTYPES:
             log, lowered, cubin = compiled[file, dtype, budget["arch"]]
-            measured.update(sass.measure(cubin, lowered, log, nvdisasm, _cuda.CELLS_PER_THREAD))
+            measured.update(sass.measure(cubin, lowered, log, nvdisasm, _cuda.CELLS_PER_THREAD,
+                                         _cuda.TILES))
     assert set(measured) == set(budget["kernels"]), \
         "the budget lists other instantiations than the kernels have: record it again"
     over = [f"{name}: {row[what]} {what}, budget {budget['kernels'][name][what]}"
@@ -179,10 +182,30 @@ def test_sass_instruction_counts_stay_within_budget(compiled, nvrtc, nvdisasm, r
     lines.append("Share of HBM bandwidth, modelled for an H100 SXM (benchmark shapes): "
                  + ", ".join(f"{sass.window_label(n)} {case} {share:.0%}"
                              for n, case, share in shares))
+    products = sass.product_model(measured)
+    lines.append("Tiled products, share of the FP32 peak modelled for an H100 SXM: "
+                 + ", ".join(f"{sass.window_label(n)} {case} {share:.0%} ({us:.1f} us)"
+                             for n, case, share, us in products))
     assert not over, "\n".join(over)
     if version == budget["nvrtc"]:  # another compiler's code may differ a little
         slow = [f"{n} on {case}: {share:.0%}" for n, case, share in shares if share < 0.70]
         assert not slow, f"modelled below 70% of HBM bandwidth: {slow}"
+        slow = [f"{n} on {case}: {share:.0%}" for n, case, share, _ in products if share < 0.70]
+        assert not slow, f"modelled below 70% of the FP32 peak: {slow}"
+
+
+def test_the_product_model_counts_the_multiply_adds_of_the_reduction_step():
+    """A reduction step of 4 instructions, 3 of them multiply-adds, inside an outer loop:
+    75% of the peak; S3's input gradient's 1,207,959,552 multiply-adds then take
+    1.2079552e9 / 0.75 / 3.345e13 s = 48.15 us."""
+    listing = [(".L_x_0", "MOV R1, R2"), (".L_x_1", "FFMA.FTZ R3, R4, R5, R3"),
+               (None, "FFMA R6, R4, R5, R6"), (None, "DFMA R8, R4, R5, R8"),
+               (None, "@P0 BRA `(.L_x_1)"), (None, "@P1 BRA `(.L_x_0)"), (None, "EXIT")]
+    assert sass.product_step(listing) == (4, 3)
+    assert sass.product_step(listing[:1] + listing[-1:]) is None
+    ((_, _, share, microseconds),) = sass.product_model(
+        {"conv_gemm_kernel<float, 3, 1>": {"product_step": (4, 3)}})
+    assert share == 0.75 and microseconds == pytest.approx(48.15, abs=0.01)
 
 
 def test_the_bandwidth_model_takes_the_slower_of_memory_and_instructions():

@@ -251,13 +251,19 @@ def test_compile_error_carries_the_compiler_log(tmp_path):
         _cuda.im2col_into(x, geometry, np.empty((1, 1, 1, 1, 2, 2), np.float32), broken)
 
 
-def test_kernels_use_no_shared_memory_barriers_or_atomics():
-    """Serial emulation is sound only without __shared__/__syncthreads; gather-style
-    backward kernels need no atomics (and are deterministic)."""
+def test_only_the_tiled_products_use_shared_memory_and_no_kernel_atomics():
+    """Serial emulation is sound only without __shared__/__syncthreads: only the files of
+    the tiled kernels (TILES) use them, and the emulator runs those with a block's threads
+    at once; gather-style backward kernels need no atomics (and are deterministic)."""
+    tiled = {_cuda.KERNELS[kernel][0] for kernel in _cuda.TILES}
+    assert tiled == {"conv_gemm.cu"}
     for path in sorted(_cuda.kernel_dir().glob("*.cu*")):
         code = re.sub(r"//[^\n]*", "", path.read_text())  # comments may name them
         for word in ("__shared__", "__syncthreads", "atomic"):
-            assert word not in code, f"{path.name} uses {word}"
+            if path.name in tiled and word != "atomic":
+                assert word in code, f"{path.name} does not use {word}"
+            else:
+                assert word not in code, f"{path.name} uses {word}"
 
 
 def test_emulator_refuses_shared_memory_at_build_time(tmp_path):
@@ -266,6 +272,28 @@ def test_emulator_refuses_shared_memory_at_build_time(tmp_path):
     from cuda_emu.emu import EmuBuildError
     with pytest.raises(EmuBuildError, match="shared_memory_is_not_emulated"):
         EmuModule(code, name_expressions=["k"])
+
+
+def test_emulator_runs_a_blocks_threads_at_once_where_they_synchronise():
+    """A file that calls __syncthreads gets one std::thread per CUDA thread: each thread
+    reads what another wrote before the barrier (serially the later one's would be unset),
+    in every block, and a thread that returned first does not hold the others up."""
+    require_kernel_tools("g++")
+    code = """
+    __global__ void k(float* out) {
+        __shared__ float s[64];
+        const int t = threadIdx.x;
+        if (t == 63) return;  // leaves the barrier
+        s[t] = (float)(blockIdx.x * 100 + t);
+        __syncthreads();
+        out[blockIdx.x * 64 + t] = s[62 - t];
+    }"""
+    kernel = EmuModule(code, name_expressions=["k"]).get_function("k")
+    out = np.full(3 * 64, -1, np.float32)
+    kernel((3, 1, 1), (64, 1, 1), (out,))
+    expected = np.array([[b * 100 + 62 - t if t < 63 else -1 for t in range(64)]
+                         for b in range(3)], np.float32)
+    np.testing.assert_array_equal(out.reshape(3, 64), expected)
 
 
 def test_importing_the_launcher_does_not_import_cupy():

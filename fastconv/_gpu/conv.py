@@ -114,6 +114,16 @@ def backward(dout: Array, cache: Any, needs_input_grad: bool = True
     return _Backward(dout, cache, needs_input_grad)
 
 
+def _takes_implicit_input_grad(w, geometry, groups):
+    """Whether dx comes from the implicit-product kernel: a 2-D stride-1 window other than
+    the identity's, no groups, within the kernel's limits. A strided window's input
+    gradient is no stride-1 convolution of dout (its taps fall between dout's cells);
+    groups would need a launch per group, and the identity needs no kernel at all."""
+    return (len(geometry.out) == 2 and geometry.stride == (1, 1) and groups == 1
+            and not geometry.is_identity
+            and _cuda.conv_gemm_fits(w.shape[0], geometry, input_grad=True))
+
+
 def _weight_matrix(w, groups):
     """w (F, C/G, KH, KW) as (1, G, F/G, C/G*KH*KW): one matrix per group, shared by the images."""
     return get_array_module(w).ascontiguousarray(w).reshape(1, groups, w.shape[0] // groups,
@@ -212,7 +222,9 @@ class _Backward:
         self.columns = None if cache.columns is None else cache.columns.take()
         self.x, self.w, self.geometry, self.groups = cache.x, cache.w, cache.geometry, cache.groups
         self.needs_input_grad, self.has_bias = needs_input_grad, cache.has_bias
-        self.dout = grouped(dout, self.groups)
+        self.implicit_input_grad = needs_input_grad and _takes_implicit_input_grad(
+            self.w, self.geometry, self.groups)
+        self.dout_images, self.dout = dout, grouped(dout, self.groups)
         self.w_mat = _weight_matrix(self.w, self.groups)
         self.dx = xp.empty(self.x.shape, dtype=self.x.dtype) if needs_input_grad else None
         self.plan = self._plan()
@@ -225,7 +237,7 @@ class _Backward:
         plan = (Buffer("dW partials", self.w_mat.shape[1:], acc),)
         if self.columns is None:
             plan += _columns_plan(self.x, self.geometry, self.groups)
-        if self.needs_input_grad:
+        if self.needs_input_grad and not self.implicit_input_grad:
             plan += _weights_plan(self.w_mat, self.x.shape[0], self.dout.shape[3])
         if acc != dtype:  # dw and db summed in float32, rounded to float16 once
             plan += (Buffer("sums", (self.w.size + self.w.shape[0],), acc, per_image=False),)
@@ -240,7 +252,7 @@ class _Backward:
         # Slot i of the partials sums image i of every chunk: the first chunk, the
         # largest, writes every slot, later ones add to theirs.
         matmul(dout, cols, buffers["dW partials"], transpose_b=True, accumulate=chunk.start > 0)
-        if self.needs_input_grad:
+        if self.needs_input_grad and not self.implicit_input_grad:
             self._data_grad(chunk, dout, cols, _weights(self.w_mat, chunk, buffers))
 
     def _data_grad(self, chunk, dout, cols, weights):
@@ -257,6 +269,9 @@ class _Backward:
         """dx, dw and db: the partials and dout are summed here, once per call."""
         if self.held is not None:  # used: the memory goes back to CuPy's pool
             self.held.release()
+        if self.implicit_input_grad:  # needs no workspace: one launch for all the images
+            _cuda.conv_input_grad_into(self.dout_images, self.w, self.geometry, self.dx,
+                                       _cuda.default_launcher())
         xp = get_array_module(self.dout)
         dw = xp.empty(self.w.shape, dtype=self.x.dtype)
         db = xp.empty((self.w.shape[0],), dtype=self.x.dtype) if self.has_bias else None

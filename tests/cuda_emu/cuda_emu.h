@@ -3,9 +3,15 @@
 // Force-included (g++ -include cuda_emu.h) in front of an unchanged kernel
 // file. Defines the CUDA built-ins the kernels use and runs a launch serially:
 // block after block, thread after thread (x fastest), optionally in reversed
-// order, each CUDA thread seeing its own threadIdx/blockIdx. Kernels that use
-// __shared__ or __syncthreads are refused at compile time: serial execution
-// cannot honour barriers (fastconv's kernels use neither).
+// order, each CUDA thread seeing its own threadIdx/blockIdx. Serial execution
+// cannot honour a barrier, so __shared__ and __syncthreads are refused at
+// compile time, unless the file is built with FC_EMU_COOPERATIVE (emu.py does
+// for a file that synchronises its threads, kernels/conv_gemm.cu): then the
+// blocks still run one after the other, but a block's threads run at once, one
+// std::thread each, __syncthreads is a std::barrier over them, and a __shared__
+// variable is a function-local static, one per kernel instantiation, which the
+// block running alone has to itself. A thread that returns leaves the barrier
+// (arrive_and_drop), as an exited thread no longer counts on a GPU.
 //
 // fc_emu_launch mimics cuLaunchKernel(void** params): each kernel named by
 // FC_EMU_ENTRY gets a type-erased trampoline and a description of its
@@ -26,8 +32,18 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define FC_UNROLL  // kernels/common.cuh's unroll pragma: g++ has no such pragma
+#define __align__(n) __attribute__((aligned(n)))
+#if defined(FC_EMU_COOPERATIVE)
+#include <barrier>
+#include <thread>
+#include <vector>
+#define __shared__ static
+#define __syncthreads() fc_emu::block_barrier->arrive_and_wait()
+namespace fc_emu { inline thread_local std::barrier<>* block_barrier = nullptr; }
+#else
 #define __shared__ FC_EMU_ERROR_shared_memory_is_not_emulated_in_serial_mode
 #define __syncthreads() static_assert(false, "__syncthreads is not emulated in serial mode")
+#endif
 
 struct uint3 { unsigned int x, y, z; };
 struct dim3 { unsigned int x, y, z; };
@@ -116,7 +132,7 @@ struct Entry {
     void (*call)(void**);
 };
 
-inline bool sanitizer_error = false;
+inline std::atomic<bool> sanitizer_error = false;
 
 #if defined(__SANITIZE_ADDRESS__)
 inline void on_asan_report(const char*) {
@@ -180,8 +196,21 @@ inline constexpr int can_flush_denormals = 0;
 struct FlushDenormals { explicit FlushDenormals(bool) {} };
 #endif
 
-// Run every thread of the grid, one after the other. The limits are a real
-// launch's: at most 1024 threads per block, block z <= 64, grid y, z <= 65535.
+// One CUDA thread: its indices, then the kernel.
+inline void run_thread(const Entry* entry, void** args, const unsigned* grid,
+                       const unsigned* block, unsigned long long b, unsigned long long t) {
+    gridDim = {grid[0], grid[1], grid[2]};
+    blockDim = {block[0], block[1], block[2]};
+    blockIdx = {unsigned(b % grid[0]), unsigned(b / grid[0] % grid[1]),
+                unsigned(b / grid[0] / grid[1])};
+    threadIdx = {unsigned(t % block[0]), unsigned(t / block[0] % block[1]),
+                 unsigned(t / block[0] / block[1])};
+    entry->call(args);
+}
+
+// Run every thread of the grid: one after the other, or (FC_EMU_COOPERATIVE) a block's
+// threads at once. The limits are a real launch's: at most 1024 threads per block,
+// block z <= 64, grid y, z <= 65535.
 inline int launch(const Entry* entry, const unsigned* grid, const unsigned* block, int reversed,
                   int flush_denormals, void** args) {
     if (!entry) return FC_EMU_UNKNOWN_KERNEL;
@@ -194,20 +223,30 @@ inline int launch(const Entry* entry, const unsigned* grid, const unsigned* bloc
     __asan_set_error_report_callback(on_asan_report);
 #endif
     sanitizer_error = false;
-    gridDim = {grid[0], grid[1], grid[2]};
-    blockDim = {block[0], block[1], block[2]};
     const unsigned long long blocks = 1ull * grid[0] * grid[1] * grid[2];
     for (unsigned long long b = 0; b < blocks; ++b) {
         const unsigned long long bb = reversed ? blocks - 1 - b : b;
-        blockIdx = {unsigned(bb % grid[0]), unsigned(bb / grid[0] % grid[1]),
-                    unsigned(bb / grid[0] / grid[1])};
+#if defined(FC_EMU_COOPERATIVE)
+        std::barrier<> barrier((std::ptrdiff_t)threads);
+        std::vector<std::thread> running;
+        running.reserve(threads);
         for (unsigned long long t = 0; t < threads; ++t) {
             const unsigned long long tt = reversed ? threads - 1 - t : t;
-            threadIdx = {unsigned(tt % block[0]), unsigned(tt / block[0] % block[1]),
-                         unsigned(tt / block[0] / block[1])};
-            entry->call(args);
+            running.emplace_back([&, tt] {
+                const FlushDenormals thread_flushing(flush_denormals != 0);  // MXCSR is per thread
+                block_barrier = &barrier;
+                run_thread(entry, args, grid, block, bb, tt);
+                barrier.arrive_and_drop();
+            });
+        }
+        for (std::thread& thread : running) thread.join();
+        if (sanitizer_error) return FC_EMU_SANITIZER_ERROR;
+#else
+        for (unsigned long long t = 0; t < threads; ++t) {
+            run_thread(entry, args, grid, block, bb, reversed ? threads - 1 - t : t);
             if (sanitizer_error) return FC_EMU_SANITIZER_ERROR;
         }
+#endif
     }
     return FC_EMU_OK;
 }

@@ -36,6 +36,8 @@ FLAGS = ["-std=c++20", "-O1", "-g", "-fPIC", "-shared", "-Wall", "-Wextra", "-We
 # several times as long (the build, not the run, dominates the sanitized test pass)
 SANITIZE_FLAGS = ["-O0", "-fsanitize=address,undefined", "-fsanitize-recover=address",
                   "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+# for a file whose kernels synchronise a block's threads: one std::thread per CUDA thread
+COOPERATIVE_FLAGS = ["-DFC_EMU_COOPERATIVE", "-pthread"]
 STATUS = {1: "unknown kernel", 2: "launch configuration out of the hardware limits",
           3: "AddressSanitizer report"}
 
@@ -71,6 +73,8 @@ def build_library(code, options, name_expressions, sanitize):
     """Build (or find in the cache) the shared library of one kernel source; return its path."""
     include_dirs = _include_dirs(options)
     flags = FLAGS + (SANITIZE_FLAGS if sanitize else [])
+    if "__syncthreads" in code:  # a block's threads must run at once (cuda_emu.h)
+        flags += COOPERATIVE_FLAGS
     digest = hashlib.sha256()
     for part in [code, HEADER.read_text(), *name_expressions, *flags, *map(str, include_dirs)]:
         digest.update(part.encode() + b"\0")

@@ -28,6 +28,7 @@ TESTS = {
     "unpool.cu": ["tests/test_cuda_unpool.py"],
     "interpolate.cu": ["tests/test_cuda_interpolate.py"],
     "pool3d.cu": ["tests/test_cuda_pool3d.py"],
+    "conv_gemm.cu": ["tests/test_cuda_conv_gemm.py"],
 }
 
 
@@ -306,6 +307,26 @@ MUTANTS = [
      "adaptive forward: the first cell compared with 0, not taken"),
     ("unpool.cu", "const idx_t o = nc * OH * OW + at;", "const idx_t o = nc * H * W + at;",
      "adaptive forward: outputs written at the input's plane offsets"),
+    ("conv_gemm.cu", "if (k0 + FC_TILE_K < reduction) load(k0 + FC_TILE_K);",
+     "if (k0 + FC_TILE_K < reduction) load(k0);", "implicit product: the same slice staged again"),
+    ("conv_gemm.cu", "origin[q] = (unsigned)top[q] * (unsigned)W + (unsigned)left[q];",
+     "origin[q] = (unsigned)top[q] * (unsigned)H + (unsigned)left[q];",
+     "implicit product: a window's origin with the input's height for its width"),
+    ("conv_gemm.cu", "return (i < 4 ? 0 : half) + 4 * lane_group + (i & 3);",
+     "return (i < 4 ? 0 : half) + 4 * lane_group + (i & 1);",
+     "implicit product: a sub-tile's values overlap"),
+    ("conv_gemm.cu", "a_k = (t % 2) * 4,", "a_k = (t % 2) * 2,",
+     "implicit product: the filter slice staged half overlapping"),
+    ("conv_gemm.cu", "const int kh = tap / columns.size, kw = tap - kh * columns.size;",
+     "const int kh = tap / rows.size, kw = tap - kh * rows.size;",
+     "implicit product: a tap split with the kernel's height for its width"),
+    ("conv_gemm.cu", "const int dw = kw * columns.dilation;", "const int dw = kw * rows.dilation;",
+     "implicit product: the columns dilated as the rows"),
+    ("conv_gemm.cu", "__syncthreads();\n                // the next slice",
+     "\n                // the next slice",
+     "implicit product: the slice multiplied before every thread has staged its part"),
+    ("conv_gemm.cu", "__syncthreads();  // every thread has read",
+     "// every thread has read", "implicit product: a slice replaced while still being read"),
 ]
 
 

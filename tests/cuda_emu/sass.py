@@ -33,6 +33,7 @@ BRANCH_TARGET = re.compile(r"\bBRA\b.*`\((\.L_x_\d+)\)")
 PTXAS_ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(sm_\d+)'")
 PTXAS_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
+MULTIPLY_ADD = re.compile(r"\b[DFH]FMA\b")
 
 
 def nvdisasm():
@@ -119,6 +120,19 @@ def per_element(instructions):
     return a_last - a_first + 1
 
 
+def product_step(instructions):
+    """(instructions, multiply-adds) of the innermost loop that holds multiply-adds: one
+    reduction step of a tiled product, its staging loads, stores and barriers included;
+    None for a kernel without such a loop."""
+    spans = [(first, last) for first, last in loops(instructions)
+             if any(MULTIPLY_ADD.search(text) for _, text in instructions[first:last + 1])]
+    if not spans:
+        return None
+    first, last = min(spans, key=lambda span: span[1] - span[0])
+    body = [text for _, text in instructions[first:last + 1]]
+    return len(body), sum(1 for text in body if MULTIPLY_ADD.search(text))
+
+
 def ptxas_resources(log, symbols):
     """{name: (registers, spilled bytes)} from a ``-Xptxas=-v`` log; ``symbols`` maps
     lowered names to name expressions."""
@@ -152,11 +166,13 @@ def compile_program(nvrtc, source, file, names, options, ptx=False):
         nvrtc.destroyProgram(prog)
 
 
-def measure(cubin, lowered, log="", tool=None, cells_per_thread=None):
-    """{name: {"sass", "per_element", "registers", "spills"}} of one compiled file.
+def measure(cubin, lowered, log="", tool=None, cells_per_thread=None, tiled=()):
+    """{name: {"sass", "per_element", "registers", "spills"}} of one compiled file, and
+    "product_step" (:func:`product_step`) for the kernels named in ``tiled``.
 
     ``cells_per_thread`` is the measured checkout's ``_cuda.CELLS_PER_THREAD``: the loop
-    body of a kernel named there handles that many elements, and is divided by it."""
+    body of a kernel named there handles that many elements, and is divided by it;
+    ``tiled`` its ``_cuda.TILES``."""
     cells_per_thread = cells_per_thread or {}
     listing = functions(disassemble(cubin, tool))
     resources = ptxas_resources(log, {symbol: name for name, symbol in lowered.items()})
@@ -169,6 +185,8 @@ def measure(cubin, lowered, log="", tool=None, cells_per_thread=None):
         table[name] = {"sass": len(instructions),
                        "per_element": body if body is None or elements == 1 else body / elements,
                        "registers": registers, "spills": spills}
+        if name.partition("<")[0] in tiled:
+            table[name]["product_step"] = product_step(instructions)
     return table
 
 
@@ -203,6 +221,25 @@ def bandwidth_model(rows):
         instructions = elements * rows[name]["per_element"] / THREAD_INSTRUCTIONS_PER_S
         shares.append((name, case, memory / max(memory, instructions)))
     return shares
+
+
+# The tiled products of the benchmark shapes, float32: (instantiation, case, multiply-adds).
+# S3's input gradient is (32 x 32*32 positions) x 64 channels x 64*3*3 terms.
+PRODUCTS = [("conv_gemm_kernel<float, 3, 1>", "S3 dx", 32 * 32 * 32 * 64 * 64 * 9)]
+
+
+def product_model(rows):
+    """[(instantiation, case, share of the FP32 peak, microseconds)] of :data:`PRODUCTS` on an
+    H100 SXM from measure()'s rows: the share of a reduction step's instructions that are
+    multiply-adds, the issue rate bounding the kernel (its operands, about 17 MB for S3's
+    input gradient, take 5 us at HBM bandwidth; shared memory serves a warp's 8 x 8 sub-tiles
+    two values per multiply-add it feeds 8 of, well within its 128 bytes a cycle)."""
+    model = []
+    for name, case, multiply_adds in PRODUCTS:
+        length, fmas = rows[name]["product_step"]
+        share = fmas / length
+        model.append((name, case, share, 1e6 * multiply_adds / share / THREAD_INSTRUCTIONS_PER_S))
+    return model
 
 
 def window_label(name):
@@ -257,7 +294,8 @@ def main(argv):
                                                 file, names, options)
             # an older checkout's threads take one cell each
             rows.update(measure(cubin, lowered, log,
-                                cells_per_thread=getattr(_cuda, "CELLS_PER_THREAD", {})))
+                                cells_per_thread=getattr(_cuda, "CELLS_PER_THREAD", {}),
+                                tiled=getattr(_cuda, "TILES", {})))
     if args.record:
         head = {"arch": args.arch, "nvrtc": ".".join(map(str, nvrtc.getVersion())),
                 "tolerance": 0.05, "other_nvrtc": 0.25}
@@ -274,6 +312,10 @@ def main(argv):
         print("share of HBM bandwidth, modelled for an H100 SXM:")
         for name, case, share in bandwidth_model(rows):
             print(f"  {window_label(name):28} {case:3} {share:6.0%}")
+    if all(name in rows for name, *_ in PRODUCTS):
+        print("tiled products, share of the FP32 peak modelled for an H100 SXM:")
+        for name, case, share, microseconds in product_model(rows):
+            print(f"  {window_label(name):28} {case:6} {share:6.0%} {microseconds:7.1f} us")
 
 
 if __name__ == "__main__":

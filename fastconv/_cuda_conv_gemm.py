@@ -1,0 +1,157 @@
+"""The convolution as an implicit matrix product (kernels/conv_gemm.cu): its wrappers,
+re-exported from :mod:`fastconv._cuda`.
+
+``conv_gemm_into`` computes a convolution's output, the product of a filter matrix with
+the input's columns, without writing the columns: the kernel reads each column entry
+from the input where the product needs it. The GPU backend computes with it the input
+gradient of a stride-1 convolution, ``conv_input_grad_into``: that gradient is the
+convolution of dout with the filters flipped and transposed, padded by what the forward's
+padding leaves of the window, so it takes one kernel instead of the column-gradient
+product and col2im, and the column gradient never exists in memory.
+
+Both are written against a :class:`fastconv._cuda.Launcher` and its array module only,
+like every wrapper of :mod:`fastconv._cuda`; the caller passes the launcher. Both refuse,
+before allocating or launching anything, problems the kernel's 32-bit arithmetic cannot
+hold (:func:`conv_gemm_fits` says which).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _cuda_launcher
+from ._cuda_launcher import launch_into
+from ._cuda_registry import TILES
+from ._typing import Array
+from .backend import get_array_module
+from .shapes import WindowGeometry
+
+# kernels/conv_gemm.cu's marker for a column or kernel offset outside the input sits at
+# -2**30: every extent, padding and reach must stay below 2**29 so that no sum reaches it
+_EXTENT_LIMIT = 2**29
+
+
+def _scalars(channels: int, size, out, kernel, stride, pads, dilation) -> tuple[int, ...] | None:
+    """The kernel's window scalars H W OH OW KH KW SH SW PT PL DH DW, or None where its
+    32-bit arithmetic cannot hold the problem (``pads`` are the top and left paddings,
+    negative where the window is cropped)."""
+    (h, w), (oh, ow), (kh, kw) = size, out, kernel
+    (sh, sw), (top, left), (dh, dw) = stride, pads, dilation
+    reach = (h, w, oh * sh, ow * sw, kh * dh, kw * dw, abs(top), abs(left))
+    if (max(reach) >= _EXTENT_LIMIT or oh * ow >= _cuda_launcher.PLANE_LIMIT
+            or channels * max(h * w, kh * kw) >= _cuda_launcher.PLANE_LIMIT):
+        return None
+    return h, w, oh, ow, kh, kw, sh, sw, top, left, dh, dw
+
+
+def _forward_scalars(channels, geometry):
+    """The scalars of the convolution ``geometry`` itself."""
+    pads = tuple(before for before, _ in geometry.pads)
+    return _scalars(channels, geometry.size, geometry.out, geometry.kernel, geometry.stride,
+                    pads, geometry.dilation)
+
+
+def _input_grad_scalars(filters, geometry):
+    """The scalars of the input gradient of the stride-1 convolution ``geometry``: a
+    convolution of dout (its output) back to the input's size, stride 1, the same
+    dilation, each axis padded by D*(K-1) less the forward's padding before the input."""
+    pads = tuple(d * (k - 1) - before for (before, _), k, d in
+                 zip(geometry.pads, geometry.kernel, geometry.dilation))
+    return _scalars(filters, geometry.out, geometry.size, geometry.kernel, (1, 1), pads,
+                    geometry.dilation)
+
+
+def conv_gemm_fits(channels: int, geometry: WindowGeometry, input_grad: bool = False) -> bool:
+    """Whether the implicit-product kernel takes a 2-D convolution of ``channels`` input
+    channels with ``geometry``, or (``input_grad``) the input gradient of one with
+    ``channels`` filters: every extent of the window below 2**29 and each image's
+    input and reduction (``channels`` times KH*KW) below 2**31 elements.
+
+    Examples
+    --------
+    >>> from fastconv.shapes import window_geometry
+    >>> conv_gemm_fits(64, window_geometry((32, 64, 32, 32), 3, 3, 1, 1))
+    True
+    >>> conv_gemm_fits(2**30, window_geometry((1, 2**30, 2, 2), 3, 3, 1, 1))
+    False
+    """
+    scalars = (_input_grad_scalars if input_grad else _forward_scalars)(channels, geometry)
+    return scalars is not None
+
+
+def _padded_filters(filters):
+    """The filters (M, C, KH, KW), any strides, as the (M, C*KH*KW) matrix zero-padded to
+    the kernel's tiles: a multiple of TILE_M rows, of TILE_K columns (the leading
+    dimension), so that the kernel reads it without bounds. One copy, into zeros where
+    there is padding. The filters' array module allocates it, as the backend's arrays."""
+    xp = get_array_module(filters)
+    tile_rows, _, tile_k, _ = TILES["conv_gemm_kernel"]
+    m, k = filters.shape[0], filters[0].size
+    shape = (-(-m // tile_rows) * tile_rows, -(-k // tile_k) * tile_k)
+    padded = (xp.empty if shape == (m, k) else xp.zeros)(shape, dtype=filters.dtype)
+    # splitting the contiguous last axis of the (M, K) corner is always a view: the
+    # copy writes into padded
+    xp.copyto(padded[:m, :k].reshape(filters.shape), filters)
+    return padded
+
+
+def _launch(launcher, x, filters, bias, out, scalars):
+    """out (N, M, OH, OW) = the filters (M, C, KH, KW) times x's columns (+ bias)."""
+    n, c = x.shape[:2]
+    padded = _padded_filters(filters)
+    has_bias = bias is not None
+    bias = launcher.xp.ascontiguousarray(bias) if has_bias else padded  # not read without a bias
+    positions = scalars[2] * scalars[3]
+    return launch_into(launcher, "conv_gemm_kernel", (filters.shape[0], n * positions),
+                       (x, padded, bias), out, n, c, filters.shape[0], padded.shape[1],
+                       int(has_bias), *scalars)
+
+
+def _refuse(what, geometry):
+    raise ValueError(f"{what} of {geometry} is too large for the implicit-product kernel: "
+                     f"window extents must stay below 2**29 and each image's input and "
+                     f"reduction (C*KH*KW) below 2**31 elements")
+
+
+def conv_gemm_into(x: Array, w: Array, b: Array | None, geometry: WindowGeometry, out: Array,
+                   launcher: Any) -> Array:
+    """Write the convolution of ``x`` (N, C, H, W) with ``w`` (F, C, KH, KW) (+ ``b`` (F,))
+    into ``out`` (N, F, OH, OW), on the GPU, without a column matrix; return ``out``.
+
+    Each output element sums its window's taps in (c, kh, kw) order, then adds the bias.
+
+    Raises
+    ------
+    ValueError
+        ``out`` shares memory with an input, or the problem is too large for the kernel
+        (:func:`conv_gemm_fits`).
+    """
+    scalars = _forward_scalars(x.shape[1], geometry)
+    if scalars is None:
+        _refuse("a convolution", geometry)
+    return _launch(launcher, x, w, b, out, scalars)
+
+
+def conv_input_grad_into(dout: Array, w: Array, geometry: WindowGeometry, dx: Array,
+                         launcher: Any) -> Array:
+    """Write the input gradient of a stride-1 convolution into ``dx`` (N, C, H, W), on the
+    GPU, from ``dout`` (N, F, OH, OW) and its filters ``w`` (F, C, KH, KW); return ``dx``.
+
+    It is the convolution of dout with the filters flipped along both window axes and
+    transposed, (C, F, KH, KW), padded by D*(K-1) less the forward's padding on each
+    axis: element (c, h, w) sums dout times the weight of every window covering it,
+    in (f, kh, kw) order of the flipped filters.
+
+    Raises
+    ------
+    ValueError
+        A stride other than 1, ``dx`` sharing memory with an input, or a problem too
+        large for the kernel (:func:`conv_gemm_fits` with ``input_grad``).
+    """
+    if geometry.stride != (1, 1):
+        raise ValueError(f"conv_input_grad_into takes a stride-1 convolution, got {geometry}")
+    scalars = _input_grad_scalars(w.shape[0], geometry)
+    if scalars is None:
+        _refuse("the input gradient", geometry)
+    flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # a view: copied once, padded
+    return _launch(launcher, dout, flipped, None, dx, scalars)

@@ -1,0 +1,168 @@
+// Convolution as an implicit matrix product, NCHW: no column matrix in memory (see
+// kernels/common.cuh for the conventions this file departs from, named below).
+//
+//   out[n][m][oh][ow] = sum over k of a[m][k] * x[n][c][oh*SH - PT + kh*DH][ow*SW - PL + kw*DW]
+//                       (+ b[m]),   k = (c*KH + kh)*KW + kw,
+//
+// the taps in the padding adding nothing: the product of a (M, K) matrix with im2col's
+// columns (kernels/im2col.cu), whose entries are read from x where the product needs them
+// instead of being written out and read back. The column index j = n*OH*OW + oh*OW + ow
+// runs over all the images' positions, so a small image does not leave a tile half empty.
+//
+// It departs from the conventions of the other files in two ways, as any tiled product
+// must: a block of TILE_THREADS threads computes a TILE_M x TILE_N tile of out, each thread
+// an 8 x 8 sub-tile, so each value loaded is used eight times from registers; and the
+// block stages a TILE_K slice of a and of the columns in __shared__ memory, between
+// __syncthreads barriers. It keeps the others: one thread writes each output element, in
+// ascending k (deterministic, no atomics); the window as template parameters <T, K, S>.
+// fastconv/_cuda_conv_gemm.py keeps K, OH*OW and the planes below 2^31 elements and
+// launches the blocks this file's tile sizes need (fastconv/_cuda_registry.py, TILES).
+#include "common.cuh"
+
+// The tile of a block (fastconv/_cuda_registry.py's TILES holds the same four numbers):
+constexpr int FC_TILE_M = 64;         // filters m
+constexpr int FC_TILE_N = 128;        // columns j
+constexpr int FC_TILE_K = 8;          // the reduction slice staged per step
+constexpr int FC_TILE_THREADS = 128;  // threads, an 8 x 8 sub-tile each
+
+// Thread t's sub-tile: rows 4*(t / 16) + i and 32 + 4*(t / 16) + i of the block's tile,
+// columns 4*(t % 16) + i and 64 + 4*(t % 16) + i (i < 4): four consecutive values, read from
+// shared memory in one 16-byte load, and the two halves apart so that a warp's loads fall
+// on distinct banks.
+__device__ __forceinline__ int fc_sub_tile(int lane_group, int i, int half) {
+    return (i < 4 ? 0 : half) + 4 * lane_group + (i & 3);
+}
+
+// One block per tile, in grid-stride loops over the tiles (x: columns, y: filters). Per
+// step the block stages a's (TILE_M, TILE_K) slice and the columns' (TILE_K, TILE_N) slice,
+// the next step's loaded while this one's is multiplied. Thread t stages a[t / 2][(t % 2) * 4
+// + i] (i < 4) and the column entries of kernel offsets 2 * (t / 32) and 2 * (t / 32) + 1 of
+// the slice at columns t % 32 + 32 * q (q < 4): the window origins of its four columns
+// computed once per tile, the two offsets' (c, kh, kw) once per step, and a warp reading 32
+// adjacent columns of one offset. a is zero-padded to (a multiple of TILE_M, LDA, a multiple
+// of TILE_K), so its loads need no bounds. The wrapper keeps C*H*W below 2^31: offsets
+// inside an image are 32-bit.
+template <class T, int K, int S>
+__global__ void __launch_bounds__(FC_TILE_THREADS)
+conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __restrict__ b,
+                 T* __restrict__ out, idx_t N, idx_t C, idx_t M, idx_t LDA, idx_t has_bias,
+                 idx_t H, idx_t W, idx_t OH, idx_t OW, idx_t KH, idx_t KW, idx_t SH,
+                 idx_t SW, idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
+    typedef typename fc_acc<T>::type acc_t;
+    // a's slice transposed, (k, m), its rows padded by 4 so that the two halves of a
+    // warp's stores (k and k + 4) fall on distinct banks; the columns' slice (k, j)
+    __shared__ __align__(16) acc_t a_tile[FC_TILE_K][FC_TILE_M + 4];
+    __shared__ __align__(16) acc_t col_tile[FC_TILE_K][FC_TILE_N];
+
+    const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
+    const int taps = rows.size * columns.size;
+    const int reduction = (int)C * taps;  // K of the product
+    const int positions = (int)(OH * OW), plane = (int)(H * W);
+    const idx_t total_columns = N * positions;
+    const int t = threadIdx.x, row_group = t / 16, column_group = t % 16;
+    const int a_row = t / 2, a_k = (t % 2) * 4, lane = t % 32, k_pair = 2 * (t / 32);
+    // the window origin of a column past the last, and the kernel offset of a k past the
+    // reduction: far enough into the padding that no tap reaches the input, and no sum of
+    // two overflows (the wrapper keeps every extent below 2^29)
+    const int outside = -(1 << 30);
+
+    for (idx_t tile_m = blockIdx.y; tile_m * FC_TILE_M < M; tile_m += gridDim.y) {
+        const idx_t m0 = tile_m * FC_TILE_M;
+        const T* a_entries = a + (m0 + a_row) * LDA + a_k;
+        for (idx_t tile_n = blockIdx.x; tile_n * FC_TILE_N < total_columns;
+             tile_n += gridDim.x) {
+            const idx_t j0 = tile_n * FC_TILE_N;
+            // the columns this thread stages: each one's image, and its window's origin
+            // (top-left cell, in the padding where it is negative)
+            const T* image_x[4];
+            int top[4], left[4];
+            unsigned origin[4];
+            FC_UNROLL
+            for (int q = 0; q < 4; ++q) {
+                const idx_t j = j0 + lane + 32 * q;
+                const idx_t image = j < total_columns ? j / positions : 0;
+                const int pos = (int)(j - image * positions), oh = pos / (int)OW;
+                image_x[q] = x + image * C * plane;
+                top[q] = j < total_columns ? oh * rows.stride - rows.pad : outside;
+                left[q] = (pos - oh * (int)OW) * columns.stride - columns.pad;
+                // wraps where the origin is in the padding; only inside taps are read
+                origin[q] = (unsigned)top[q] * (unsigned)W + (unsigned)left[q];
+            }
+
+            T staged_a[4], staged_col[2][4];  // converted as they are stored
+            // a[m][k] and the column entries of the slice at k0, 0 in the padding
+            auto load = [&](int k0) {
+                FC_UNROLL
+                for (int i = 0; i < 4; ++i) staged_a[i] = a_entries[k0 + i];
+                FC_UNROLL
+                for (int r = 0; r < 2; ++r) {
+                    const int k = k0 + k_pair + r;
+                    const int c = k / taps, tap = k - c * taps;
+                    const int kh = tap / columns.size, kw = tap - kh * columns.size;
+                    // the offset's cells in the padding for a k past the reduction
+                    const int dh = k < reduction ? kh * rows.dilation : outside;
+                    const int dw = kw * columns.dilation;
+                    const unsigned offset = (unsigned)c * (unsigned)plane +
+                                            (unsigned)(kh * rows.dilation) * (unsigned)W + dw;
+                    FC_UNROLL
+                    for (int q = 0; q < 4; ++q) {
+                        // one unsigned compare tests both ends: a negative h wraps past H
+                        const int h = top[q] + dh, w = left[q] + dw;
+                        const bool inside = (unsigned)h < (unsigned)H && (unsigned)w < (unsigned)W;
+                        staged_col[r][q] = inside ? image_x[q][origin[q] + offset] : fc_zero<T>();
+                    }
+                }
+            };
+
+            acc_t sum[8][8];
+            FC_UNROLL
+            for (int i = 0; i < 8; ++i) {
+                FC_UNROLL
+                for (int jj = 0; jj < 8; ++jj) sum[i][jj] = 0;
+            }
+            load(0);
+            for (int k0 = 0; k0 < reduction; k0 += FC_TILE_K) {
+                FC_UNROLL
+                for (int i = 0; i < 4; ++i) a_tile[a_k + i][a_row] = fc_load(staged_a[i]);
+                FC_UNROLL
+                for (int r = 0; r < 2; ++r) {
+                    FC_UNROLL
+                    for (int q = 0; q < 4; ++q) col_tile[k_pair + r][lane + 32 * q] = fc_load(staged_col[r][q]);
+                }
+                __syncthreads();
+                // the next slice's loads are in flight while this one is multiplied
+                if (k0 + FC_TILE_K < reduction) load(k0 + FC_TILE_K);
+                FC_UNROLL
+                for (int kk = 0; kk < FC_TILE_K; ++kk) {
+                    acc_t a_values[8], col_values[8];
+                    FC_UNROLL
+                    for (int i = 0; i < 8; ++i) {
+                        a_values[i] = a_tile[kk][fc_sub_tile(row_group, i, FC_TILE_M / 2)];
+                        col_values[i] = col_tile[kk][fc_sub_tile(column_group, i, FC_TILE_N / 2)];
+                    }
+                    FC_UNROLL
+                    for (int i = 0; i < 8; ++i) {
+                        FC_UNROLL
+                        for (int jj = 0; jj < 8; ++jj) sum[i][jj] += a_values[i] * col_values[jj];
+                    }
+                }
+                __syncthreads();  // every thread has read the slice before it is replaced
+            }
+
+            FC_UNROLL
+            for (int jj = 0; jj < 8; ++jj) {
+                const idx_t column = j0 + fc_sub_tile(column_group, jj, FC_TILE_N / 2);
+                if (column >= total_columns) continue;
+                const idx_t column_image = column / positions;
+                T* target = out + column_image * M * positions + (column - column_image * positions);
+                FC_UNROLL
+                for (int i = 0; i < 8; ++i) {
+                    const idx_t m = m0 + fc_sub_tile(row_group, i, FC_TILE_M / 2);
+                    if (m < M)
+                        target[m * positions] = fc_store<T>(has_bias ? sum[i][jj] + fc_load(b[m])
+                                                                     : sum[i][jj]);
+                }
+            }
+        }
+    }
+}
