@@ -17,7 +17,8 @@
 //   taps in the same order, so they compute the same bits.
 // - One thread per output element. No __shared__ memory, no __syncthreads and
 //   no atomics: gather-style backward kernels, so every result is written by
-//   exactly one thread and two runs give the same bits.
+//   exactly one thread and two runs give the same bits. The one exception is the
+//   tiled matrix product of kernels/conv_gemm.cu, which says how it departs.
 // - float and double compute in their own type; fc_half (IEEE binary16
 //   storage) is converted to float for every comparison and sum. Comparisons
 //   go through fc_greater, which -ftz=true cannot change.

@@ -211,7 +211,8 @@ class _Forward:
 
 
 class _Backward:
-    """Per chunk: the columns, dW partials += dout @ cols^T, then dx from W^T @ dout; at the
+    """Per chunk: the columns, dW partials += dout @ cols^T, then (unless the implicit-product
+    kernel takes it at the end, for all the images) dx from W^T @ dout and col2im; at the
     end the sums of the partials (dw) and of dout (db)."""
 
     def __init__(self, dout, cache, needs_input_grad):
