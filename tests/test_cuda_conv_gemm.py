@@ -177,12 +177,12 @@ def run_conv(x, w, b, args, dout, needs_dx):
     return (out,) + F.conv2d_backward(dout, cache, needs_input_grad=needs_dx)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("args", [dict(padding=1), dict(padding=(2, 0), dilation=2),
                                   dict(padding=3)], ids=["3x3", "dilated", "cropped"])
-def test_a_stride_one_backward_takes_dx_from_the_kernel_not_col2im(args, dtype):
-    """Through conv2d_backward on the GPU backend: dx from conv_gemm_kernel, no col2im and
-    one product fewer, against the CPU path; dw and db as before."""
+def test_a_stride_one_backward_takes_dx_from_the_kernel_not_col2im(args):
+    """Through conv2d_backward on the GPU backend, float32: dx from conv_gemm_kernel, no
+    col2im and one product fewer, against the CPU path; dw and db as before."""
+    dtype = np.float32
     x, w, b = normal(0, (2, 3, 7, 8), dtype), normal(1, (6, 3, 3, 3), dtype), normal(2, (6,), dtype)
     out_shape = F.conv2d_forward(x, w, b, **args)[0].shape
     dout = normal(3, out_shape, dtype)
@@ -202,9 +202,24 @@ def test_strided_and_grouped_backwards_keep_col2im(args):
     """A strided window's input gradient is no stride-1 convolution of dout, and groups
     (other than depthwise) would need a launch per group: both still take the column
     gradient and col2im."""
-    x, w = normal(0, (2, 4, 7, 8), np.float32), normal(1, (6, 4 // args.get("groups", 1), 3, 3),
-                                                        np.float32)
-    dout = normal(3, F.conv2d_forward(x, w, None, **args)[0].shape, np.float32)
+    assert_col2im_backward(np.float32, args)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, "tf32"])
+def test_tensor_core_products_keep_col2im(dtype, monkeypatch):
+    """float16, float64 and float32 with TF32 allowed keep the products, which cuBLAS runs
+    on tensor cores, and col2im."""
+    if dtype == "tf32":
+        monkeypatch.setattr(_gpu.conv, "get_tf32", lambda: True)
+        dtype = np.float32
+    assert_col2im_backward(dtype, dict(padding=1))
+
+
+def assert_col2im_backward(dtype, args):
+    """conv2d's backward on the GPU backend launches col2im and not conv_gemm_kernel."""
+    x, w = normal(0, (2, 4, 7, 8), dtype), normal(1, (6, 4 // args.get("groups", 1), 3, 3),
+                                                   dtype)
+    dout = normal(3, F.conv2d_forward(x, w, None, **args)[0].shape, dtype)
     with gpu_dispatch(launcher()) as launched:
         run_conv(x, w, None, args, dout, True)
     assert "col2im_kernel" in launched and "conv_gemm_kernel" not in launched, launched

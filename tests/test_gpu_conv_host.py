@@ -33,12 +33,13 @@ BEFORE = {("3x3", "float32"): {"forward": (9, 8), "backward": (17, 16)},
           ("depthwise", "float32"): {"forward": (9, 8), "backward": (16, 15)},
           ("depthwise", "float16"): {"forward": (12, 11), "backward": (23, 22)}}
 # forward: the columns, the output and its kernels; backward, on the columns the forward held:
-# dx, the partials, dw and db, the dW product, the two sums, and dx from the implicit-product
-# kernel over the flipped filters, copied into a zero-padded matrix (one allocation, its
-# zeros and the copy: where the column-gradient product and col2im were two launches);
-# float16 sums in float32 the same way
+# dx, the partials, dw and db, the dW product and the two sums, then dx: in float32 from the
+# implicit-product kernel over the flipped filters, copied into a zero-padded matrix (one
+# allocation, its zeros and the copy, where the column-gradient product and col2im were two
+# launches); in float16 from those two, its sums in float32 and rounded (two launches, one
+# allocation more)
 AFTER = {("3x3", "float32"): {"forward": (3, 2), "backward": (6, 5)},
-         ("3x3", "float16"): {"forward": (3, 2), "backward": (8, 6)},
+         ("3x3", "float16"): {"forward": (3, 2), "backward": (7, 5)},
          ("depthwise", "float32"): {"forward": (1, 1), "backward": (3, 4)},
          ("depthwise", "float16"): {"forward": (1, 1), "backward": (3, 4)}}
 # the depthwise case through im2col and the products, with the weights copied per image

@@ -48,6 +48,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy
+
 from .. import _cuda
 from .._typing import Array
 from .._window_arrays import grouped
@@ -55,6 +57,7 @@ from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer
 from .depthwise import DepthwiseBackward, DepthwiseForward, runs_depthwise
+from .gemm import get_tf32
 from .matmul import matmul
 
 
@@ -115,12 +118,16 @@ def backward(dout: Array, cache: Any, needs_input_grad: bool = True
 
 
 def _takes_implicit_input_grad(w, geometry, groups):
-    """Whether dx comes from the implicit-product kernel: a 2-D stride-1 window other than
-    the identity's, no groups, within the kernel's limits. A strided window's input
-    gradient is no stride-1 convolution of dout (its taps fall between dout's cells);
-    groups would need a launch per group, and the identity needs no kernel at all."""
-    return (len(geometry.out) == 2 and geometry.stride == (1, 1) and groups == 1
-            and not geometry.is_identity
+    """Whether dx comes from the implicit-product kernel: float32 products in FP32, a 2-D
+    stride-1 window other than the identity's, no groups, within the kernel's limits.
+
+    The kernel multiplies on the CUDA cores; the products it replaces run on tensor cores
+    in float16, and in float32 with TF32 allowed (and in float64 on GPUs with FP64 tensor
+    cores), which beats it even with col2im after them. A strided window's input gradient
+    is no stride-1 convolution of dout (its taps fall between dout's cells); groups would
+    need a launch per group, and the identity needs no kernel at all."""
+    return (w.dtype == numpy.float32 and not get_tf32() and len(geometry.out) == 2
+            and geometry.stride == (1, 1) and groups == 1 and not geometry.is_identity
             and _cuda.conv_gemm_fits(w.shape[0], geometry, input_grad=True))
 
 
