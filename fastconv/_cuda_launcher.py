@@ -214,6 +214,8 @@ class Launcher:
 
     def _check(self, kernel, name, kind, arg, dtype, device=None):
         if kind == "int64":
+            if type(arg) is int and -INDEX_LIMIT <= arg <= INDEX_LIMIT:
+                return numpy.int64(arg)  # the wrappers' scalars: no ABC check per scalar
             if isinstance(arg, bool) or not isinstance(arg, numbers.Integral):
                 raise TypeError(f"{kernel} argument {name} must be an int, got {arg!r}")
             if not -INDEX_LIMIT <= int(arg) <= INDEX_LIMIT:

@@ -8,6 +8,7 @@ spatial axes from ``x_shape[2:]``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import numbers
 from collections.abc import Iterator, Sequence
@@ -202,24 +203,29 @@ class WindowGeometry:
     def __init__(self, size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                  pads: Sequence[Sequence[int]], dilation: Sequence[int],
                  ceil_mode: bool = False) -> None:
-        self.size = tuple(int(n) for n in size)  # Python ints: NumPy int32 sizes could wrap
-        self.kernel = tuple(int(k) for k in kernel)
-        self.stride = tuple(int(s) for s in stride)
-        self.pads = tuple(tuple(int(p) for p in pair) for pair in pads)
-        self.dilation = tuple(int(d) for d in dilation)
-        self.out = tuple(
-            conv_output_size(n, k, s, p, d, ceil_mode)
-            for n, k, s, p, d in zip(self.size, self.kernel, self.stride, self.pads, self.dilation))
-        self.padded = tuple(
-            max(n + before + after, (o - 1) * s + d * (k - 1) + 1)
-            for n, (before, after), o, s, d, k in zip(
-                self.size, self.pads, self.out, self.stride, self.dilation, self.kernel))
+        size = tuple(int(n) for n in size)  # Python ints: NumPy int32 sizes could wrap
+        kernel = tuple(int(k) for k in kernel)
+        stride = tuple(int(s) for s in stride)
+        pads = tuple(tuple(int(p) for p in pair) for pair in pads)
+        dilation = tuple(int(d) for d in dilation)
+        out = tuple(conv_output_size(n, k, s, p, d, ceil_mode)
+                    for n, k, s, p, d in zip(size, kernel, stride, pads, dilation))
+        padded = tuple(max(n + before + after, (o - 1) * s + d * (k - 1) + 1)
+                       for n, (before, after), o, s, d, k in zip(size, pads, out, stride,
+                                                                 dilation, kernel))
         # An axis of one window has the same window whatever its stride, and what reads the
         # stride (the byte strides of window views, stride phases, tap offsets o*d % s) gives
         # the same with one no larger than the padded extent: so a stride past the input
         # (PyTorch takes any) never overflows an int64 stride or index.
-        self.stride = tuple(min(s, p) if o == 1 else s
-                            for s, p, o in zip(self.stride, self.padded, self.out))
+        stride = tuple(min(s, p) if o == 1 else s for s, p, o in zip(stride, padded, out))
+        for name, value in (("size", size), ("kernel", kernel), ("stride", stride),
+                            ("pads", pads), ("dilation", dilation), ("out", out),
+                            ("padded", padded)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # window_geometry hands the same instance to every call with the same arguments
+        raise AttributeError(f"a WindowGeometry is read-only: cannot set {name!r}")
 
     @property
     def ndim(self) -> int:
@@ -360,11 +366,33 @@ def window_geometry(x_shape: Sequence[int], kernel_size: IntOrTuple, stride: Int
         stride - 1, as PyTorch's pools do); TypeError or ValueError naming a
         malformed argument.
 
+    Notes
+    -----
+    The geometry is memoised for arguments made of exact ints, strs and tuples of them
+    and a bool ``ceil_mode`` (a training loop asks for the same few every step): the same
+    read-only instance comes back, and arguments that fail validation raise every time.
+
     Examples
     --------
     >>> window_geometry((2, 3, 8, 16, 16), 3, (1, 2, 2), 1, 1).out
     (8, 8, 8)
     """
+    args = (tuple(x_shape), kernel_size, stride, padding, dilation, ceil_mode)
+    if all(_plain(arg) for arg in args[:5]) and type(ceil_mode) is bool:
+        return _memoised_geometry(*args)
+    return _validated_geometry(*args)
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value`` is an int (not a bool), a str or a tuple of such: a memo key that
+    equals another only where their validation agrees (True == 1 and 1.0 == 1 would not)."""
+    if type(value) is tuple:
+        return all(_plain(item) for item in value)
+    return type(value) in (int, str)
+
+
+def _validated_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """:func:`window_geometry`, validated and built anew."""
     ndim = len(x_shape) - 2
     if ndim not in AXIS_NAMES:
         raise ValueError(f"windows need 1 to 3 spatial axes after (N, C), got x shape "
@@ -387,6 +415,9 @@ def window_geometry(x_shape: Sequence[int], kernel_size: IntOrTuple, stride: Int
                 f"dilated kernel {axis} {span} is larger than the padded input {axis} "
                 f"{n + before + after} ({name}={n}, padding={pad_text})")
     return WindowGeometry(size, kernel, stride, pads, dilation, ceil_mode)
+
+
+_memoised_geometry = functools.lru_cache(maxsize=256)(_validated_geometry)
 
 
 def _joined(words):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import sys
 import threading
 import warnings
@@ -179,7 +180,7 @@ class Buffer:
     @property
     def nbytes(self) -> int:
         """Bytes of one image's share (or of the whole buffer when not per image)."""
-        return int(numpy.prod(self.shape, dtype=numpy.int64)) * numpy.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * numpy.dtype(self.dtype).itemsize
 
 
 def _caller_outside_fastconv():
@@ -291,7 +292,7 @@ class Workspace:
     def _array(self, name: str, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
         if self.xp is not numpy:
             return self.xp.empty(shape, dtype=dtype)
-        nbytes = int(numpy.prod(shape, dtype=numpy.int64)) * numpy.dtype(dtype).itemsize
+        nbytes = math.prod(shape) * numpy.dtype(dtype).itemsize
         block, generation = self._lent[name] = _kept.take(nbytes)
         return block[:nbytes].view(dtype).reshape(shape)
 

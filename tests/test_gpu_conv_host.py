@@ -265,3 +265,19 @@ def test_tf32_setting_leaves_the_model_path_unchanged(gpu_path, monkeypatch):
     fp32 = F.conv2d_forward(x, w, None, padding=1)[0]
     fastconv.set_tf32(True)
     np.testing.assert_array_equal(F.conv2d_forward(x, w, None, padding=1)[0], fp32)
+
+
+def test_the_host_time_script_times_both_passes_without_a_gpu():
+    """benchmarks/host_time.py runs the GPU path on a null device and prints one timing
+    line per pass; the numbers are for reading, not asserted."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "host_time.py"
+    proc = subprocess.run([sys.executable, str(script), "--repeats", "4", "--shape", "2", "3",
+                           "5", "5"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["forward", "forward+backward"], lines
+    assert all("(2, 3, 5, 5)" in line and "us per call" in line for line in lines), lines

@@ -163,3 +163,23 @@ def test_pad_into_writes_every_border_cell_in_3d():
     padded = np.full((1, 1) + g.padded, np.nan)
     _window_arrays.pad_into(np.ones((1, 1, 2, 2, 2)), g, -1.0, padded)
     assert padded.sum() == 8 - (padded.size - 8)
+
+
+def test_a_geometry_is_memoised_read_only_and_refused_args_raise_every_time():
+    """The same arguments give the same instance, which cannot be changed; arguments equal
+    to valid ones but of another type (True for 1, 1.0 for 1) are still refused after the
+    valid ones were memoised, and a list padding gives an equal geometry uncached."""
+    first = window_geometry((2, 3, 9, 9), 3, 1, 1, 1)
+    assert window_geometry((2, 3, 9, 9), 3, 1, 1, 1) is first
+    with pytest.raises(AttributeError, match="read-only"):
+        first.stride = (2, 2)
+    assert first.stride == (1, 1)
+    for stride in (True, (1, True), 1.0):
+        with pytest.raises(TypeError, match="stride"):
+            window_geometry((2, 3, 9, 9), 3, stride, 1, 1)
+    listed = window_geometry([2, 3, 9, 9], [3, 3], 1, [1, 1], 1)
+    assert listed is not first and (listed.out, listed.pads) == (first.out, first.pads)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        window_geometry((2, 3, 1, 1), 3, 1, 0, 1)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        window_geometry((2, 3, 1, 1), 3, 1, 0, 1)
