@@ -199,6 +199,13 @@ class WindowGeometry:
     """
 
     __slots__ = ("kernel", "stride", "dilation", "pads", "size", "out", "padded")
+    size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, ...], ...]
+    out: tuple[int, ...]
+    padded: tuple[int, ...]
 
     def __init__(self, size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                  pads: Sequence[Sequence[int]], dilation: Sequence[int],

@@ -15,8 +15,9 @@
 // block stages a TILE_K slice of a and of the columns in __shared__ memory, between
 // __syncthreads barriers. It keeps the others: one thread writes each output element, in
 // ascending k (deterministic, no atomics); the window as template parameters <T, K, S>.
-// fastconv/_cuda_conv_gemm.py keeps K, OH*OW and the planes below 2^31 elements and
-// launches the blocks this file's tile sizes need (fastconv/_cuda_registry.py, TILES).
+// fastconv/_cuda_conv_gemm.py keeps K, OH*OW and each image's input below 2^31 elements
+// and every extent of the window below 2^29, and launches the blocks this file's tile
+// sizes need (fastconv/_cuda_registry.py, TILES).
 #include "common.cuh"
 
 // The tile of a block (fastconv/_cuda_registry.py's TILES holds the same four numbers):
