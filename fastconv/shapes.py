@@ -234,6 +234,17 @@ class WindowGeometry:
         # window_geometry hands the same instance to every call with the same arguments
         raise AttributeError(f"a WindowGeometry is read-only: cannot set {name!r}")
 
+    # Read-only, so a copy is the geometry itself (as for a tuple), and pickling rebuilds it
+    # from its attributes without the __setattr__ above.
+    def __copy__(self) -> WindowGeometry:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> WindowGeometry:
+        return self
+
+    def __reduce__(self) -> tuple:
+        return _restore_geometry, (tuple(getattr(self, name) for name in self.__slots__),)
+
     @property
     def ndim(self) -> int:
         """The number of spatial axes."""
@@ -339,6 +350,14 @@ def conv_padding(padding: object, kernel_size: IntOrTuple, stride: IntOrTuple,
         raise ValueError(f"padding must be an int, {_TUPLE_NAMES[ndim]}, 'valid' or 'same', "
                          f"got {padding!r}")
     return spatial_pads(padding, ndim)
+
+
+def _restore_geometry(values: tuple) -> WindowGeometry:
+    """A pickled WindowGeometry from its attributes, in ``__slots__`` order."""
+    geometry = object.__new__(WindowGeometry)
+    for name, value in zip(WindowGeometry.__slots__, values):
+        object.__setattr__(geometry, name, value)
+    return geometry
 
 
 def window_geometry(x_shape: Sequence[int], kernel_size: IntOrTuple, stride: IntOrTuple,

@@ -183,3 +183,18 @@ def test_a_geometry_is_memoised_read_only_and_refused_args_raise_every_time():
         window_geometry((2, 3, 1, 1), 3, 1, 0, 1)
     with pytest.raises(ValueError, match="larger than the padded input"):
         window_geometry((2, 3, 1, 1), 3, 1, 0, 1)
+
+
+def test_a_geometry_copies_deep_copies_and_pickles():
+    """Read-only, a copy is the geometry itself; a pickle round trip rebuilds every attribute
+    (a network's caches, geometries included, are deep-copied and pickled by users)."""
+    import copy
+    import pickle
+
+    geometry = window_geometry((2, 3, 9, 7), (3, 2), (2, 1), ((1, 0), (2, 2)), (1, 2), True)
+    assert copy.copy(geometry) is geometry and copy.deepcopy([geometry])[0] is geometry
+    restored = pickle.loads(pickle.dumps(geometry))
+    assert [getattr(restored, name) for name in WindowGeometry.__slots__] == \
+        [getattr(geometry, name) for name in WindowGeometry.__slots__]
+    with pytest.raises(AttributeError, match="read-only"):
+        restored.out = (1, 1)
