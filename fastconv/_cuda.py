@@ -11,12 +11,9 @@ The modules, one job each; every name is importable from here:
   :func:`launch_into`) and the 32-bit in-plane limit (``PLANE_LIMIT``);
 - this module: the default CuPy launcher and the wrappers of the 2-D convolution's
   and pools' kernels and of the depthwise convolution's (``im2col_into``,
-  ``max_pool2d_forward``, ``depthwise_forward``, ...), one per kernel, each taking
-  ``launcher=None`` for :func:`default_launcher`, looked up here at call time
-  (the tests replace it);
-- the wrappers of the kernels added with later ops, in a module per kernel file, each
-  taking its launcher from the caller (they cannot import this module, which re-exports
-  them; the GPU backend passes :func:`default_launcher`): the 3-D convolution's columns
+  ``max_pool2d_forward``, ``depthwise_forward``, ...), one per kernel;
+- the wrappers of the kernels added with later ops, in a module per kernel file
+  (re-exported here): the 3-D convolution's columns
   (:mod:`fastconv._cuda_vol2col`), the 3-D pools (:mod:`fastconv._cuda_pool3d`),
   resizing (:mod:`fastconv._cuda_interpolate`), max unpooling and the adaptive
   max pool, forward and gradient (:mod:`fastconv._cuda_unpool`), and the convolution
@@ -24,7 +21,8 @@ The modules, one job each; every name is importable from here:
 
 The wrappers are written against a :class:`Launcher` and its array module only,
 so the same wrapper code runs on CuPy and, in the tests, on a CPU emulation of
-the kernels. They refuse planes too large for the kernels' 32-bit in-plane
+the kernels. Each takes ``launcher=None`` for :func:`default_launcher`, looked up
+here at call time (:func:`fastconv._cuda_launcher.resolved`; the tests replace it). They refuse planes too large for the kernels' 32-bit in-plane
 arithmetic before allocating anything. Nothing here imports CuPy until a GPU
 launch needs it.
 """
@@ -34,7 +32,8 @@ import numpy
 from . import _cuda_launcher
 from ._cuda_launcher import BLOCK, INDEX_LIMIT, KERNEL_PACKAGE, MAX_BLOCKS, WARP
 from ._cuda_launcher import KernelCompileError, Launcher, compile_options, kernel_dir
-from ._cuda_launcher import kernel_source, launch_config, launch_into, tiled_launch_config
+from ._cuda_launcher import kernel_source, launch_config, launch_into, resolved
+from ._cuda_launcher import tiled_launch_config
 from ._cuda_registry import CELLS_PER_THREAD, CTYPES, KERNELS, RUNTIME_WINDOW, TILES
 from ._cuda_registry import UNROLLED_DTYPES
 from ._cuda_registry import WINDOWS
@@ -108,7 +107,7 @@ def im2col_into(x, geometry, out, launcher=None):
     ValueError
         ``out`` shares memory with ``x``, or a plane is too large for the kernels.
     """
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     n, c = x.shape[:2]
     args = _window_args(geometry)
     return launch_into(launcher, "im2col_kernel", (n * c, geometry.out[0] * geometry.out[1]),
@@ -123,7 +122,7 @@ def col2im_into(cols, geometry, out, launcher=None):
     ValueError
         ``out`` shares memory with ``cols``, or a plane is too large for the kernels.
     """
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     n, c = out.shape[:2]
     args = _window_args(geometry)
     return launch_into(launcher, "col2im_kernel", (n * c, geometry.size[0] * geometry.size[1]),
@@ -139,7 +138,7 @@ def _pool_forward(launcher, kernel, x, geometry, *per_window_and_outputs):
 
 def max_pool2d_forward(x, geometry, launcher=None):
     """Max pooling on the GPU: ``(out, argmax)``, argmax the int32 kernel offset kh*KW + kw."""
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     x = launcher.xp.ascontiguousarray(x)
     _window_args(geometry)  # refuse a plane too large before allocating
     shape = x.shape[:2] + geometry.out
@@ -151,7 +150,7 @@ def max_pool2d_forward(x, geometry, launcher=None):
 def _pool_backward(launcher, kernel, dout, per_window, x_shape, geometry):
     """dx of shape ``x_shape`` from ``kernel(dout, per_window, dx, NC, window...)``, gather-style,
     a thread per :data:`CELLS_PER_THREAD` adjacent inputs of a row."""
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     dout = launcher.xp.ascontiguousarray(dout)
     args = _window_args(geometry)
     dx = launcher.empty(tuple(x_shape), dout.dtype)
@@ -168,7 +167,7 @@ def max_pool2d_backward(dout, argmax, x_shape, geometry, launcher=None):
 
 def avg_pool2d_forward(x, geometry, divisor, launcher=None):
     """Average pooling on the GPU: window sums divided by ``divisor`` (OH, OW)."""
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     x = launcher.xp.ascontiguousarray(x)
     _window_args(geometry)  # refuse a plane too large before allocating
     out = launcher.empty(x.shape[:2] + geometry.out, x.dtype)
@@ -214,7 +213,7 @@ def depthwise_forward(x, w, b, geometry, launcher=None):
     ValueError
         A plane too large for the kernels.
     """
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     xp = launcher.xp
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     n, c, m, *window = _depthwise_scalars(x.shape, w.shape[0], geometry)
@@ -234,7 +233,7 @@ def depthwise_backward_data_into(dout, w, geometry, out, launcher=None):
     ValueError
         ``out`` shares memory with ``dout`` or ``w``, or a plane is too large for the kernels.
     """
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     scalars = _depthwise_scalars(out.shape, w.shape[0], geometry)
     return launch_into(launcher, "depthwise_backward_data_kernel",
                        (out.shape[0] * out.shape[1], out[0, 0].size), (dout, w), out, *scalars)
@@ -250,7 +249,7 @@ def depthwise_weight_partials_into(x, dout, geometry, partials, accumulate, laun
     ValueError
         A non-contiguous ``partials``, or a plane too large for the kernels.
     """
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     xp = launcher.xp
     x, dout = xp.ascontiguousarray(x), xp.ascontiguousarray(dout)
     scalars = _depthwise_scalars(x.shape, dout.shape[1], geometry)
@@ -263,7 +262,7 @@ def depthwise_weight_sum(partials, w_shape, dtype, has_bias, launcher=None):
     """``(dw, db)`` of ``dtype`` from the partials (images, F, KH*KW + 1) in its accumulator
     dtype: each slot summed over the images in ascending order and rounded once; db None
     without a bias."""
-    launcher = launcher or default_launcher()
+    launcher = resolved(launcher)
     filters, taps = partials.shape[1], partials.shape[2] - 1
     dw = launcher.empty(tuple(w_shape), dtype)
     db = launcher.empty((filters,), dtype) if has_bias else None

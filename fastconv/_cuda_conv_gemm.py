@@ -10,7 +10,7 @@ padding leaves of the window, so it takes one kernel instead of the column-gradi
 product and col2im, and the column gradient never exists in memory.
 
 Both are written against a :class:`fastconv._cuda.Launcher` and its array module only,
-like every wrapper of :mod:`fastconv._cuda`; the caller passes the launcher. Both refuse,
+like every wrapper of :mod:`fastconv._cuda` (``launcher=None`` for its default). Both refuse,
 before allocating or launching anything, problems the kernel's 32-bit arithmetic cannot
 hold (:func:`conv_gemm_fits` says which).
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _cuda_launcher
-from ._cuda_launcher import launch_into
+from ._cuda_launcher import launch_into, resolved
 from ._cuda_registry import TILES
 from ._typing import Array
 from .backend import get_array_module
@@ -114,7 +114,7 @@ def _refuse(what, geometry):
 
 
 def conv_gemm_into(x: Array, w: Array, b: Array | None, geometry: WindowGeometry, out: Array,
-                   launcher: Any) -> Array:
+                   launcher: Any = None) -> Array:
     """Write the convolution of ``x`` (N, C, H, W) with ``w`` (F, C, KH, KW) (+ ``b`` (F,))
     into ``out`` (N, F, OH, OW), on the GPU, without a column matrix; return ``out``.
 
@@ -126,6 +126,7 @@ def conv_gemm_into(x: Array, w: Array, b: Array | None, geometry: WindowGeometry
         ``out`` shares memory with an input, or the problem is too large for the kernel
         (:func:`conv_gemm_fits`).
     """
+    launcher = resolved(launcher)
     scalars = _forward_scalars(x.shape[1], geometry)
     if scalars is None:
         _refuse("a convolution", geometry)
@@ -133,7 +134,7 @@ def conv_gemm_into(x: Array, w: Array, b: Array | None, geometry: WindowGeometry
 
 
 def conv_input_grad_into(dout: Array, w: Array, geometry: WindowGeometry, dx: Array,
-                         launcher: Any) -> Array:
+                         launcher: Any = None) -> Array:
     """Write the input gradient of a stride-1 convolution into ``dx`` (N, C, H, W), on the
     GPU, from ``dout`` (N, F, OH, OW) and its filters ``w`` (F, C, KH, KW); return ``dx``.
 
@@ -148,6 +149,7 @@ def conv_input_grad_into(dout: Array, w: Array, geometry: WindowGeometry, dx: Ar
         A stride other than 1, ``dx`` sharing memory with an input, or a problem too
         large for the kernel (:func:`conv_gemm_fits` with ``input_grad``).
     """
+    launcher = resolved(launcher)
     if geometry.stride != (1, 1):
         raise ValueError(f"conv_input_grad_into takes a stride-1 convolution, got {geometry}")
     scalars = _input_grad_scalars(w.shape[0], geometry)

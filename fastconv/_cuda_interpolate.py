@@ -6,12 +6,12 @@ in the accumulator dtype, or None for an unweighted axis (its taps' values are
 taken as they are: one tap copies). The forward's tables have a position per
 output, the backward's (the adjoint tables) one per input, whose index one
 past the last output stands for a zero row. Written against a :class:`Launcher`
-and its array module only, like every wrapper of :mod:`fastconv._cuda`; the caller
-passes the launcher (:func:`fastconv._cuda.default_launcher` on the GPU), as this
-module cannot import :mod:`fastconv._cuda`, which re-exports it.
+and its array module only, like every wrapper of :mod:`fastconv._cuda`
+(``launcher=None`` for :func:`fastconv._cuda.default_launcher`).
 """
 
 from . import _cuda_launcher
+from ._cuda_launcher import resolved
 from .backend import accumulator_dtype
 
 
@@ -74,7 +74,7 @@ def _run(launcher, kernel, source, rows, columns, size, out_size, result_size):
     return result
 
 
-def interpolate_forward(x, rows, columns, launcher):
+def interpolate_forward(x, rows, columns, launcher=None):
     """Resize ``x`` (N, C, H, W) on the GPU: out (N, C, OH, OW), OH and OW the tables' widths.
 
     One thread per output element sums the column taps' weighted values of the row taps'
@@ -87,8 +87,8 @@ def interpolate_forward(x, rows, columns, launcher):
     rows, columns : tuple
         ``(index, weight)`` of the H and the W axis, each (taps, OH) or (taps, OW); weight None
         for an unweighted axis.
-    launcher : Launcher
-        :func:`fastconv._cuda.default_launcher` on the GPU (the caller's: see the module notes).
+    launcher : Launcher, optional
+        :func:`fastconv._cuda.default_launcher` when None.
 
     Returns
     -------
@@ -100,12 +100,13 @@ def interpolate_forward(x, rows, columns, launcher):
     ValueError
         A plane or a table too large for the kernels.
     """
+    launcher = resolved(launcher)
     out_size = (rows[0].shape[1], columns[0].shape[1])
     return _run(launcher, "interpolate_forward_kernel", x, rows, columns, x.shape[2:],
                 out_size, out_size)
 
 
-def interpolate_backward(dout, rows, columns, x_size, launcher):
+def interpolate_backward(dout, rows, columns, x_size, launcher=None):
     """The input gradient (N, C, H, W) of a resize on the GPU, gather-style.
 
     One thread per input element sums, in ascending output order, the weighted dout of the
@@ -120,8 +121,8 @@ def interpolate_backward(dout, rows, columns, x_size, launcher):
         (readers, W); index OH (OW) where fewer outputs read an input.
     x_size : tuple of int
         (H, W).
-    launcher : Launcher
-        :func:`fastconv._cuda.default_launcher` on the GPU (the caller's: see the module notes).
+    launcher : Launcher, optional
+        :func:`fastconv._cuda.default_launcher` when None.
 
     Returns
     -------
@@ -133,5 +134,6 @@ def interpolate_backward(dout, rows, columns, x_size, launcher):
     ValueError
         A plane or a table too large for the kernels.
     """
+    launcher = resolved(launcher)
     return _run(launcher, "interpolate_backward_kernel", dout, rows, columns, tuple(x_size),
                 dout.shape[2:], tuple(x_size))

@@ -243,6 +243,17 @@ class Launcher:
         return arg
 
 
+def resolved(launcher):
+    """``launcher``, or :func:`fastconv._cuda.default_launcher` where it is None: the rule of
+    every kernel wrapper's ``launcher=None``. Looked up at call time, as the tests replace
+    it, and imported here, as :mod:`fastconv._cuda` imports this module."""
+    if launcher is not None:
+        return launcher
+    from . import _cuda
+
+    return _cuda.default_launcher()
+
+
 def launch_into(launcher, kernel, work, sources, out, *scalars):
     """Run ``kernel(*sources, out, *scalars)`` over ``work`` on ``launcher``; return ``out``.
 

@@ -4,9 +4,8 @@
 Max and average pooling of (N, C, D, H, W) arrays, forward and backward, one launch each:
 a thread per output element scans its window, a thread per input element gathers the
 windows covering it (no atomics, the same bits every run). Each goes through the
-:class:`fastconv._cuda.Launcher` the caller passes (:func:`fastconv._cuda.default_launcher`
-on the GPU), as this module cannot import :mod:`fastconv._cuda`, which re-exports it, and
-refuses, before allocating anything, volumes too large for the kernels' 32-bit in-volume
+:class:`fastconv._cuda.Launcher` (``launcher=None`` for :func:`fastconv._cuda.default_launcher`)
+and refuses, before allocating anything, volumes too large for the kernels' 32-bit in-volume
 arithmetic (:func:`fastconv._cuda_vol2col.volume_args`; the window's size bounds the int32
 argmax too).
 """
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy
 
+from ._cuda_launcher import resolved
 from ._cuda_vol2col import volume_args
 from ._typing import Array
 from .shapes import WindowGeometry
@@ -44,7 +44,7 @@ def _backward(launcher: Any, kernel: str, dout: Array, per_window: Array,
 
 
 def max_pool3d_forward(x: Array, geometry: WindowGeometry,
-                       launcher: Any) -> tuple[Array, Array]:
+                       launcher: Any = None) -> tuple[Array, Array]:
     """3-D max pooling on the GPU: ``(out, argmax)``.
 
     Parameters
@@ -53,8 +53,8 @@ def max_pool3d_forward(x: Array, geometry: WindowGeometry,
         (N, C, D, H, W); a strided one is copied contiguous first.
     geometry : WindowGeometry
         Three spatial axes.
-    launcher : Launcher
-        :func:`fastconv._cuda.default_launcher` on the GPU.
+    launcher : Launcher, optional
+        :func:`fastconv._cuda.default_launcher` when None.
 
     Returns
     -------
@@ -69,6 +69,7 @@ def max_pool3d_forward(x: Array, geometry: WindowGeometry,
     ValueError
         A volume too large for the kernels.
     """
+    launcher = resolved(launcher)
     x = launcher.xp.ascontiguousarray(x)
     volume_args(geometry)  # refuse a volume too large before allocating
     shape = x.shape[:2] + geometry.out
@@ -78,7 +79,7 @@ def max_pool3d_forward(x: Array, geometry: WindowGeometry,
 
 
 def max_pool3d_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
-                        geometry: WindowGeometry, launcher: Any) -> Array:
+                        geometry: WindowGeometry, launcher: Any = None) -> Array:
     """The 3-D max-pool gradient on the GPU, gather-style: each input element sums, in
     ascending kernel offset, the dout of the windows whose maximum it was.
 
@@ -88,8 +89,8 @@ def max_pool3d_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
         (N, C, OD, OH, OW): the output's gradient and :func:`max_pool3d_forward`'s argmax.
     x_shape : tuple of int
     geometry : WindowGeometry
-    launcher : Launcher
-        :func:`fastconv._cuda.default_launcher` on the GPU.
+    launcher : Launcher, optional
+        :func:`fastconv._cuda.default_launcher` when None.
 
     Returns
     -------
@@ -101,11 +102,12 @@ def max_pool3d_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
     ValueError
         A volume too large for the kernels.
     """
+    launcher = resolved(launcher)
     return _backward(launcher, "max_pool3d_backward_kernel", dout, argmax, x_shape, geometry)
 
 
 def avg_pool3d_forward(x: Array, geometry: WindowGeometry, divisor: Array,
-                       launcher: Any) -> Array:
+                       launcher: Any = None) -> Array:
     """3-D average pooling on the GPU: each window's sum, in ascending kernel offset, over its
     divisor.
 
@@ -116,8 +118,8 @@ def avg_pool3d_forward(x: Array, geometry: WindowGeometry, divisor: Array,
     geometry : WindowGeometry
     divisor : cupy.ndarray
         (OD, OH, OW), C-contiguous, in the accumulator dtype (float32 for float16).
-    launcher : Launcher
-        :func:`fastconv._cuda.default_launcher` on the GPU.
+    launcher : Launcher, optional
+        :func:`fastconv._cuda.default_launcher` when None.
 
     Returns
     -------
@@ -129,6 +131,7 @@ def avg_pool3d_forward(x: Array, geometry: WindowGeometry, divisor: Array,
     ValueError
         A volume too large for the kernels.
     """
+    launcher = resolved(launcher)
     x = launcher.xp.ascontiguousarray(x)
     volume_args(geometry)  # refuse a volume too large before allocating
     out = launcher.empty(x.shape[:2] + geometry.out, x.dtype)
@@ -137,7 +140,7 @@ def avg_pool3d_forward(x: Array, geometry: WindowGeometry, divisor: Array,
 
 
 def avg_pool3d_backward(dout: Array, divisor: Array, x_shape: tuple[int, ...],
-                        geometry: WindowGeometry, launcher: Any) -> Array:
+                        geometry: WindowGeometry, launcher: Any = None) -> Array:
     """The 3-D average-pool gradient on the GPU, gather-style: each input element sums, in
     ascending kernel offset, dout / divisor of the windows containing it.
 
@@ -149,8 +152,8 @@ def avg_pool3d_backward(dout: Array, divisor: Array, x_shape: tuple[int, ...],
         (OD, OH, OW), as the forward's.
     x_shape : tuple of int
     geometry : WindowGeometry
-    launcher : Launcher
-        :func:`fastconv._cuda.default_launcher` on the GPU.
+    launcher : Launcher, optional
+        :func:`fastconv._cuda.default_launcher` when None.
 
     Returns
     -------
@@ -162,4 +165,5 @@ def avg_pool3d_backward(dout: Array, divisor: Array, x_shape: tuple[int, ...],
     ValueError
         A volume too large for the kernels.
     """
+    launcher = resolved(launcher)
     return _backward(launcher, "avg_pool3d_backward_kernel", dout, divisor, x_shape, geometry)

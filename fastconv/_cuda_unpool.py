@@ -8,9 +8,8 @@ cell sums, in the order of the input, the values sent to it from the windows hol
 which is exact only where the check found nothing. :mod:`fastconv._gpu.unpool` chooses.
 The forward (:func:`adaptive_max_pool2d_forward`) is one thread per pooled element.
 Re-exported by :mod:`fastconv._cuda`; written against a :class:`fastconv._cuda.Launcher`
-and its array module, like the other wrappers. The caller passes the launcher
-(:func:`fastconv._cuda.default_launcher` on the GPU), as this module cannot import
-:mod:`fastconv._cuda`, which re-exports it.
+and its array module, like the other wrappers (``launcher=None`` for
+:func:`fastconv._cuda.default_launcher`).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from typing import Any
 import numpy
 
 from . import _cuda_launcher
+from ._cuda_launcher import resolved
 from ._typing import Array
 
 
@@ -93,7 +93,7 @@ def _gather(launcher, kernel, values, index, out_shape, scalars):
 
 def max_unpool2d_outside(indices: Array, dtype: Any, out_size: tuple[int, int],
                          kernel: tuple[int, int], stride: tuple[int, int],
-                         padding: tuple[int, int], launcher: Any) -> bool:
+                         padding: tuple[int, int], launcher: Any = None) -> bool:
     """Whether an index of ``indices`` (N, C, h, w), int64 in [0, H*W) or -1, lies outside its
     own window: the max pool's window (``kernel``, ``stride``, ``padding``) of its position
     over the (H, W) = ``out_size`` planes; -1 is never outside. ``dtype``: x's.
@@ -103,6 +103,7 @@ def max_unpool2d_outside(indices: Array, dtype: Any, out_size: tuple[int, int],
     ValueError
         Planes too large for the kernels.
     """
+    launcher = resolved(launcher)
     scalars = _unpool_scalars(indices.shape, out_size, kernel, stride, padding)
     return _any_outside(launcher, "max_unpool_check_kernel", indices, numpy.dtype(dtype),
                         scalars)
@@ -110,7 +111,7 @@ def max_unpool2d_outside(indices: Array, dtype: Any, out_size: tuple[int, int],
 
 def max_unpool2d_gather(x: Array, indices: Array, out_size: tuple[int, int],
                         kernel: tuple[int, int], stride: tuple[int, int],
-                        padding: tuple[int, int], launcher: Any) -> Array:
+                        padding: tuple[int, int], launcher: Any = None) -> Array:
     """Max unpooling on the GPU: (N, C, H, W), each cell the sum of the x whose index is that
     cell, in the order of x, in float64 rounded once to x's dtype; 0 where none is.
 
@@ -122,13 +123,14 @@ def max_unpool2d_gather(x: Array, indices: Array, out_size: tuple[int, int],
     ValueError
         Planes too large for the kernels.
     """
+    launcher = resolved(launcher)
     scalars = _unpool_scalars(x.shape, out_size, kernel, stride, padding)
     return _gather(launcher, "max_unpool_gather_kernel", x, indices,
                    x.shape[:2] + tuple(out_size), scalars)
 
 
 def adaptive_max_pool2d_outside(indices: Array, dtype: Any, x_shape: tuple[int, ...],
-                                launcher: Any) -> bool:
+                                launcher: Any = None) -> bool:
     """Whether an index of ``indices`` (N, C, OH, OW) is neither -1 nor a cell of its own
     adaptive window over the (H, W) planes of x (``x_shape``). ``dtype``: dout's.
 
@@ -137,13 +139,14 @@ def adaptive_max_pool2d_outside(indices: Array, dtype: Any, x_shape: tuple[int, 
     ValueError
         Planes too large for the kernels.
     """
+    launcher = resolved(launcher)
     scalars = _adaptive_scalars(x_shape, indices.shape)
     return _any_outside(launcher, "adaptive_max_check_kernel", indices, numpy.dtype(dtype),
                         scalars)
 
 
 def adaptive_max_pool2d_gather(dout: Array, indices: Array, x_shape: tuple[int, ...],
-                               launcher: Any) -> Array:
+                               launcher: Any = None) -> Array:
     """The adaptive max pool's gradient on the GPU: dx (``x_shape``), each cell the sum of the
     dout whose index is that cell, in the order of dout, in float64 rounded once.
 
@@ -155,12 +158,13 @@ def adaptive_max_pool2d_gather(dout: Array, indices: Array, x_shape: tuple[int, 
     ValueError
         Planes too large for the kernels.
     """
+    launcher = resolved(launcher)
     scalars = _adaptive_scalars(x_shape, dout.shape)
     return _gather(launcher, "adaptive_max_gather_kernel", dout, indices, x_shape, scalars)
 
 
 def adaptive_max_pool2d_forward(x: Array, output_size: tuple[int, int],
-                                launcher: Any) -> tuple[Array, Array]:
+                                launcher: Any = None) -> tuple[Array, Array]:
     """The adaptive max pool on the GPU: ``(out, indices)``, (N, C, OH, OW) for
     ``output_size`` (OH, OW), out of x's dtype, indices int64 (the flat ``h * W + w`` of each
     maximum in its plane).
@@ -173,6 +177,7 @@ def adaptive_max_pool2d_forward(x: Array, output_size: tuple[int, int],
     ValueError
         Planes too large for the kernel (:func:`adaptive_max_pool2d_fits`), before allocating.
     """
+    launcher = resolved(launcher)
     out_shape = tuple(x.shape[:2]) + tuple(output_size)
     scalars = _adaptive_scalars(x.shape, out_shape)
     x = launcher.xp.ascontiguousarray(x)

@@ -6,8 +6,7 @@ W), the taps in the padding as zeros, without a padded copy; ``col2vol_into`` su
 back onto the input's shape, gather-style: each input element adds the entries copied from
 it in kernel-offset order, so no atomics and the same bits every run. Both are written
 against a :class:`fastconv._cuda.Launcher` and its array module only, like every wrapper of
-:mod:`fastconv._cuda`; the caller passes the launcher (:func:`fastconv._cuda.default_launcher`
-on the GPU), as this module cannot import :mod:`fastconv._cuda`, which re-exports it. Both
+:mod:`fastconv._cuda` (``launcher=None`` for :func:`fastconv._cuda.default_launcher`). Both
 refuse, before allocating or launching anything, volumes too large for the kernels' 32-bit
 in-volume arithmetic (:func:`volume_args`).
 """
@@ -18,7 +17,7 @@ import math
 from typing import Any
 
 from . import _cuda_launcher
-from ._cuda_launcher import launch_into
+from ._cuda_launcher import launch_into, resolved
 from ._typing import Array
 from .shapes import WindowGeometry
 
@@ -64,7 +63,7 @@ def volume_args(geometry: WindowGeometry) -> tuple[int, ...]:
             + geometry.dilation)
 
 
-def vol2col_into(x: Array, geometry: WindowGeometry, out: Array, launcher: Any) -> Array:
+def vol2col_into(x: Array, geometry: WindowGeometry, out: Array, launcher: Any = None) -> Array:
     """Write the columns of ``x`` (N, C, D, H, W) into ``out`` (N, C, KD, KH, KW, OD, OH, OW).
 
     One thread per output position writes its window's KD*KH*KW entries.
@@ -77,8 +76,8 @@ def vol2col_into(x: Array, geometry: WindowGeometry, out: Array, launcher: Any) 
         Three spatial axes.
     out : cupy.ndarray
         x's dtype; written through a copy when not C-contiguous.
-    launcher : Launcher
-        :func:`fastconv._cuda.default_launcher` on the GPU.
+    launcher : Launcher, optional
+        :func:`fastconv._cuda.default_launcher` when None.
 
     Returns
     -------
@@ -90,13 +89,14 @@ def vol2col_into(x: Array, geometry: WindowGeometry, out: Array, launcher: Any) 
     ValueError
         ``out`` shares memory with ``x``, or a volume is too large for the kernels.
     """
+    launcher = resolved(launcher)
     n, c = x.shape[:2]
     args = volume_args(geometry)
     return launch_into(launcher, "vol2col_kernel", (n * c, math.prod(geometry.out)), (x,), out,
                        n, c, *args)
 
 
-def col2vol_into(cols: Array, geometry: WindowGeometry, out: Array, launcher: Any) -> Array:
+def col2vol_into(cols: Array, geometry: WindowGeometry, out: Array, launcher: Any = None) -> Array:
     """Sum columns (N, C, KD, KH, KW, OD, OH, OW) onto ``out`` (N, C, D, H, W), gather-style.
 
     One thread per input element adds, in ascending (kd, kh, kw), the entries of the
@@ -110,8 +110,8 @@ def col2vol_into(cols: Array, geometry: WindowGeometry, out: Array, launcher: An
         Three spatial axes.
     out : cupy.ndarray
         cols' dtype; written through a copy when not C-contiguous.
-    launcher : Launcher
-        :func:`fastconv._cuda.default_launcher` on the GPU.
+    launcher : Launcher, optional
+        :func:`fastconv._cuda.default_launcher` when None.
 
     Returns
     -------
@@ -123,6 +123,7 @@ def col2vol_into(cols: Array, geometry: WindowGeometry, out: Array, launcher: An
     ValueError
         ``out`` shares memory with ``cols``, or a volume is too large for the kernels.
     """
+    launcher = resolved(launcher)
     n, c = out.shape[:2]
     args = volume_args(geometry)
     return launch_into(launcher, "col2vol_kernel", (n * c, math.prod(geometry.size)), (cols,),

@@ -406,3 +406,22 @@ def test_launches_reuse_kernel_functions_per_device(monkeypatch):
                          "im2col_kernel<float, 0, 0>"]
     assert sorted(launcher._modules) == [("im2col.cu", np.dtype(np.float32), 0),
                                          ("im2col.cu", np.dtype(np.float32), 1)]
+
+
+def test_every_wrapper_takes_launcher_none_for_the_default_looked_up_at_call_time(monkeypatch):
+    """One rule for all the kernel wrappers: ``launcher=None`` means
+    ``fastconv._cuda.default_launcher()``, looked up when called (the tests replace it)."""
+    import inspect
+
+    from fastconv import _cuda_launcher
+
+    functions = [getattr(_cuda, name) for name in _cuda.__all__
+                 if inspect.isfunction(getattr(_cuda, name))]
+    wrappers = [f for f in functions if "launcher" in inspect.signature(f).parameters]
+    assert len(wrappers) >= 20
+    for wrapper in wrappers:
+        assert inspect.signature(wrapper).parameters["launcher"].default is None, wrapper
+    sentinel = object()
+    monkeypatch.setattr(_cuda, "default_launcher", lambda: sentinel)
+    assert _cuda_launcher.resolved(None) is sentinel
+    assert _cuda_launcher.resolved("given") == "given"

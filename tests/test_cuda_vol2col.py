@@ -181,13 +181,13 @@ def run_conv3d(x, w, b, args, dout, needs_dx):
     return (out,) + F.conv3d_backward(dout, cache, needs_input_grad=needs_dx)
 
 
-def _numpy_vol2col(x, geometry, out, launcher):
+def _numpy_vol2col(x, geometry, out, launcher=None):
     """The slicing oracle's columns, in vol2col_into's place."""
     out[...] = sliced_columns(x, geometry)
     return out
 
 
-def _numpy_col2vol(cols, geometry, out, launcher):
+def _numpy_col2vol(cols, geometry, out, launcher=None):
     """col2vol_into's sums by the slicing oracle (its order, its accumulator)."""
     out[...] = sliced_sums(cols, geometry, out.shape)
     return out

@@ -175,7 +175,7 @@ def _columns(x, geometry, groups, buffers):
     if len(geometry.out) == 2:
         _cuda.im2col_into(x, geometry, images)
     else:
-        _cuda.vol2col_into(x, geometry, images, _cuda.default_launcher())
+        _cuda.vol2col_into(x, geometry, images)
     return cols
 
 
@@ -185,7 +185,7 @@ def _sum_columns(dcols, geometry, dx):
     if len(geometry.out) == 2:
         _cuda.col2im_into(images, geometry, dx)
     else:
-        _cuda.col2vol_into(images, geometry, dx, _cuda.default_launcher())
+        _cuda.col2vol_into(images, geometry, dx)
 
 
 def _as_images(cols, channels, geometry):
@@ -278,8 +278,7 @@ class _Backward:
         if self.held is not None:  # used: the memory goes back to CuPy's pool
             self.held.release()
         if self.implicit_input_grad:  # needs no workspace: one launch for all the images
-            _cuda.conv_input_grad_into(self.dout_images, self.w, self.geometry, self.dx,
-                                       _cuda.default_launcher())
+            _cuda.conv_input_grad_into(self.dout_images, self.w, self.geometry, self.dx)
         xp = get_array_module(self.dout)
         dw = xp.empty(self.w.shape, dtype=self.x.dtype)
         db = xp.empty((self.w.shape[0],), dtype=self.x.dtype) if self.has_bias else None

@@ -35,7 +35,7 @@ def interpolate_forward(x: Array, taps: tuple[Any, ...]) -> Array:
     size), one thread per output element."""
     xp = get_array_module(x)
     rows, columns = (_kernel_axis(xp, t, n, False) for t, n in zip(taps, x.shape[2:]))
-    return _cuda.interpolate_forward(x, rows, columns, _cuda.default_launcher())
+    return _cuda.interpolate_forward(x, rows, columns)
 
 
 def interpolate_backward(dout: Array, taps: tuple[Any, ...], x_shape: tuple[int, ...]) -> Array:
@@ -43,4 +43,4 @@ def interpolate_backward(dout: Array, taps: tuple[Any, ...], x_shape: tuple[int,
     its readers through the adjoint tables."""
     xp = get_array_module(dout)
     rows, columns = (_kernel_axis(xp, t, n, True) for t, n in zip(taps, x_shape[2:]))
-    return _cuda.interpolate_backward(dout, rows, columns, x_shape[2:], _cuda.default_launcher())
+    return _cuda.interpolate_backward(dout, rows, columns, x_shape[2:])

@@ -24,23 +24,21 @@ __all__ = ["avg_pool_backward", "avg_pool_forward", "max_pool_backward", "max_po
 def max_pool_forward(x: Array, geometry: WindowGeometry, buffers: Any) -> tuple[Array, Array]:
     """``(out, argmax)`` of max pooling, argmax the int32 flat kernel offset
     (kd*KH + kh)*KW + kw of each maximum."""
-    return _cuda.max_pool3d_forward(x, geometry, _cuda.default_launcher())
+    return _cuda.max_pool3d_forward(x, geometry)
 
 
 def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
                       geometry: WindowGeometry) -> Array:
     """The max-pool gradient: each input element sums the windows it won."""
-    return _cuda.max_pool3d_backward(dout, argmax, x_shape, geometry,
-                                      _cuda.default_launcher())
+    return _cuda.max_pool3d_backward(dout, argmax, x_shape, geometry)
 
 
 def avg_pool_forward(x: Array, geometry: WindowGeometry, divisor: Array, buffers: Any) -> Array:
     """Average pooling: window sums over ``divisor`` (OD, OH, OW), in the accumulator dtype."""
-    return _cuda.avg_pool3d_forward(x, geometry, divisor, _cuda.default_launcher())
+    return _cuda.avg_pool3d_forward(x, geometry, divisor)
 
 
 def avg_pool_backward(dout: Array, divisor: Array, x_shape: tuple[int, ...],
                       geometry: WindowGeometry, buffers: Any) -> Array:
     """The average-pool gradient: each input element sums dout / divisor of its windows."""
-    return _cuda.avg_pool3d_backward(dout, divisor, x_shape, geometry,
-                                      _cuda.default_launcher())
+    return _cuda.avg_pool3d_backward(dout, divisor, x_shape, geometry)

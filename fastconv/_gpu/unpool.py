@@ -32,10 +32,10 @@ def max_unpool2d(x: Array, indices: Array, out_size: tuple[int, int], kernel: tu
                  stride: tuple[int, int], padding: tuple[int, int]) -> Array:
     """x (N, C, h, w) sent to its ``indices`` (in [0, H*W) or -1) in zero (N, C, H, W) planes,
     ``out_size`` (H, W); ``kernel``, ``stride``, ``padding``: the max pool's windows."""
-    window, launcher = (out_size, kernel, stride, padding), _cuda.default_launcher()
+    window = (out_size, kernel, stride, padding)
     if (_cuda.max_unpool2d_fits(x.shape, *window)
-            and not _cuda.max_unpool2d_outside(indices, x.dtype, *window, launcher)):
-        return _cuda.max_unpool2d_gather(x, indices, *window, launcher)
+            and not _cuda.max_unpool2d_outside(indices, x.dtype, *window)):
+        return _cuda.max_unpool2d_gather(x, indices, *window)
     # PyTorch takes any index in range, not only one inside its own window (indices of a
     # dilated pool, of another geometry, a user's own), and the gather searches only the
     # windows holding each cell: such indices, and planes beyond the kernels' 32-bit
@@ -47,10 +47,9 @@ def adaptive_max_pool2d_backward(dout: Array, indices: Array, x_shape: tuple[int
     """dx (``x_shape``): each dout (N, C, OH, OW) added at its index in its plane of x."""
     # The indices are the adaptive forward's own, each in its window; the check costs one
     # pass over them and keeps a cache whose indices were changed as correct as the scatter.
-    launcher = _cuda.default_launcher()
     if (_cuda.adaptive_max_pool2d_fits(x_shape, dout.shape)
-            and not _cuda.adaptive_max_pool2d_outside(indices, dout.dtype, x_shape, launcher)):
-        return _cuda.adaptive_max_pool2d_gather(dout, indices, x_shape, launcher)
+            and not _cuda.adaptive_max_pool2d_outside(indices, dout.dtype, x_shape)):
+        return _cuda.adaptive_max_pool2d_gather(dout, indices, x_shape)
     return _scattered(dout, indices, tuple(x_shape))
 
 
@@ -60,5 +59,4 @@ def adaptive_max_pool2d_forward(x: Array, rows: list[tuple[int, int]],
     ``columns``: the windows' bounds along H and W) and its flat index h * W + w, int64."""
     # The kernel computes the same bounds from (H, OH) and (W, OW); the wrapper refuses
     # planes beyond its 32-bit in-plane arithmetic before allocating.
-    return _cuda.adaptive_max_pool2d_forward(x, (len(rows), len(columns)),
-                                             _cuda.default_launcher())
+    return _cuda.adaptive_max_pool2d_forward(x, (len(rows), len(columns)))
