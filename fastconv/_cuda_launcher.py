@@ -25,6 +25,7 @@ the kernels in the tests. This module never imports CuPy.
 """
 
 import hashlib
+import importlib
 import importlib.resources
 import numbers
 from pathlib import Path
@@ -245,13 +246,11 @@ class Launcher:
 
 def resolved(launcher):
     """``launcher``, or :func:`fastconv._cuda.default_launcher` where it is None: the rule of
-    every kernel wrapper's ``launcher=None``. Looked up at call time, as the tests replace
-    it, and imported here, as :mod:`fastconv._cuda` imports this module."""
+    every kernel wrapper's ``launcher=None``. Looked up by name at call time, as the tests
+    replace it, and not imported by this module, which :mod:`fastconv._cuda` imports."""
     if launcher is not None:
         return launcher
-    from . import _cuda
-
-    return _cuda.default_launcher()
+    return importlib.import_module("fastconv._cuda").default_launcher()
 
 
 def launch_into(launcher, kernel, work, sources, out, *scalars):

@@ -199,13 +199,9 @@ class WindowGeometry:
     """
 
     __slots__ = ("kernel", "stride", "dilation", "pads", "size", "out", "padded")
-    size: tuple[int, ...]
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
+    size: tuple[int, ...]; kernel: tuple[int, ...]; stride: tuple[int, ...]  # noqa: E702
+    dilation: tuple[int, ...]; out: tuple[int, ...]; padded: tuple[int, ...]  # noqa: E702
     pads: tuple[tuple[int, ...], ...]
-    out: tuple[int, ...]
-    padded: tuple[int, ...]
 
     def __init__(self, size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                  pads: Sequence[Sequence[int]], dilation: Sequence[int],
@@ -394,9 +390,8 @@ def window_geometry(x_shape: Sequence[int], kernel_size: IntOrTuple, stride: Int
 
     Notes
     -----
-    The geometry is memoised for arguments made of exact ints, strs and tuples of them
-    and a bool ``ceil_mode`` (a training loop asks for the same few every step): the same
-    read-only instance comes back, and arguments that fail validation raise every time.
+    Memoised for exact ints, strs and tuples of them and a bool ``ceil_mode`` (a training
+    loop asks for the same few): the same read-only instance comes back; bad ones raise.
 
     Examples
     --------
@@ -410,8 +405,8 @@ def window_geometry(x_shape: Sequence[int], kernel_size: IntOrTuple, stride: Int
 
 
 def _plain(value: object) -> bool:
-    """Whether ``value`` is an int (not a bool), a str or a tuple of such: a memo key that
-    equals another only where their validation agrees (True == 1 and 1.0 == 1 would not)."""
+    """Whether ``value`` is an int (not a bool), a str or a tuple of such: a memo key equal
+    to another only where their validation agrees (not so True == 1, 1.0 == 1)."""
     if type(value) is tuple:
         return all(_plain(item) for item in value)
     return type(value) in (int, str)
