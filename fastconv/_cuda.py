@@ -10,8 +10,9 @@ The modules, one job each; every name is importable from here:
   with the log), checked launches (:func:`launch_config`: grid and block;
   :func:`launch_into`) and the 32-bit in-plane limit (``PLANE_LIMIT``);
 - this module: the default CuPy launcher and the wrappers of the 2-D convolution's
-  and pools' kernels and of the depthwise convolution's (``im2col_into``,
-  ``max_pool2d_forward``, ``depthwise_forward``, ...), one per kernel;
+  and pools' kernels, of the depthwise convolution's (``im2col_into``,
+  ``max_pool2d_forward``, ``depthwise_forward``, ...) and of the weight-gradient sum every
+  convolution's backward ends with (``weight_sum``), one per kernel;
 - the wrappers of the kernels added with later ops, in a module per kernel file
   (re-exported here): the 3-D convolution's columns
   (:mod:`fastconv._cuda_vol2col`), the 3-D pools (:mod:`fastconv._cuda_pool3d`),
@@ -22,10 +23,12 @@ The modules, one job each; every name is importable from here:
 The wrappers are written against a :class:`Launcher` and its array module only,
 so the same wrapper code runs on CuPy and, in the tests, on a CPU emulation of
 the kernels. Each takes ``launcher=None`` for :func:`default_launcher`, looked up
-here at call time (:func:`fastconv._cuda_launcher.resolved`; the tests replace it). They refuse planes too large for the kernels' 32-bit in-plane
-arithmetic before allocating anything. Nothing here imports CuPy until a GPU
+here at call time (:func:`fastconv._cuda_launcher.resolved`; the tests replace it).
+They refuse planes too large for the kernels' 32-bit in-plane arithmetic before allocating anything. Nothing here imports CuPy until a GPU
 launch needs it.
 """
+
+import math
 
 import numpy
 
@@ -56,14 +59,14 @@ __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE
            "col2vol_into", "compile_options", "conv_gemm_fits", "conv_gemm_into",
            "conv_input_grad_into", "default_launcher",
            "depthwise_backward_data_into", "depthwise_fits", "depthwise_forward",
-           "depthwise_weight_partials_into", "depthwise_weight_sum", "im2col_into",
+           "depthwise_weight_partials_into", "im2col_into",
            "interpolate_backward", "interpolate_fits", "interpolate_forward", "kernel_dir",
            "kernel_files", "kernel_name", "kernel_source", "kernel_windows",
            "KernelCompileError", "launch_config", "Launcher", "max_pool2d_backward",
            "max_pool2d_forward", "max_pool3d_backward", "max_pool3d_forward",
            "max_unpool2d_fits", "max_unpool2d_gather", "max_unpool2d_outside",
            "name_expressions", "TILES", "tiled_launch_config", "unrolled_windows", "vol2col_into",
-           "volume_args", "window_of"]
+           "volume_args", "weight_sum", "window_of"]
 
 _default_launcher = None
 
@@ -258,14 +261,31 @@ def depthwise_weight_partials_into(x, dout, geometry, partials, accumulate, laun
     return partials
 
 
-def depthwise_weight_sum(partials, w_shape, dtype, has_bias, launcher=None):
-    """``(dw, db)`` of ``dtype`` from the partials (images, F, KH*KW + 1) in its accumulator
-    dtype: each slot summed over the images in ascending order and rounded once; db None
-    without a bias."""
+def weight_sum(partials, w_shape, dtype, has_bias, launcher=None):
+    """``(dw, db)`` of ``dtype`` from a convolution's per-image partial sums (kernels/weight_sum.cu).
+
+    ``partials`` (images, F, taps + 1), in ``dtype``'s accumulator dtype, hold per filter
+    the sums of each weight tap (taps = ``prod(w_shape[1:])``) and, last, of the bias;
+    each slot is summed over the images in ascending order and rounded once. dw has shape
+    ``w_shape``; db is None without ``has_bias`` (the last slot is then not read).
+
+    Raises
+    ------
+    ValueError
+        ``partials`` of another shape than ``w_shape`` implies, or a filter's taps + 1 too
+        many for the kernel's 32-bit slot index.
+    """
     launcher = resolved(launcher)
-    filters, taps = partials.shape[1], partials.shape[2] - 1
+    filters, taps = w_shape[0], math.prod(w_shape[1:])
+    if partials.ndim != 3 or partials.shape[1:] != (filters, taps + 1):
+        raise ValueError(f"weight_sum: partials {partials.shape} are not (images, "
+                         f"{filters}, {taps + 1}) for weights {tuple(w_shape)}")
+    if taps + 1 >= _cuda_launcher.PLANE_LIMIT:
+        raise ValueError(f"weight_sum: the filters of weights {tuple(w_shape)} have too many "
+                         f"taps for the CUDA kernel: each filter's taps + 1 must stay below "
+                         f"2**31")
     dw = launcher.empty(tuple(w_shape), dtype)
     db = launcher.empty((filters,), dtype) if has_bias else None
-    launcher.launch("depthwise_weight_sum_kernel", (1, filters * (taps + 1)), partials, dw,
+    launcher.launch("weight_sum_kernel", (filters, taps + 1), partials, dw,
                     dw if db is None else db, partials.shape[0], filters, taps, int(has_bias))
     return dw, db

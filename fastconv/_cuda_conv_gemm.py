@@ -17,6 +17,7 @@ hold (:func:`conv_gemm_fits` says which).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from . import _cuda_launcher
@@ -44,6 +45,9 @@ def _scalars(channels: int, size, out, kernel, stride, pads, dilation) -> tuple[
     return h, w, oh, ow, kh, kw, sh, sw, top, left, dh, dw
 
 
+# Memoised per (channels, geometry): the backend asks whether the kernel fits before the
+# wrapper launches it, and a training loop asks again every step (geometries are immutable).
+@functools.lru_cache(maxsize=256)
 def _forward_scalars(channels, geometry):
     """The scalars of the convolution ``geometry`` itself."""
     pads = tuple(before for before, _ in geometry.pads)
@@ -51,6 +55,7 @@ def _forward_scalars(channels, geometry):
                     pads, geometry.dilation)
 
 
+@functools.lru_cache(maxsize=256)
 def _input_grad_scalars(filters, geometry):
     """The scalars of the input gradient of the stride-1 convolution ``geometry``: a
     convolution of dout (its output) back to the input's size, stride 1, the same

@@ -24,16 +24,18 @@ module with a ``RawModule``-like class: CuPy on a GPU, the CPU emulation of
 the kernels in the tests. This module never imports CuPy.
 """
 
+import functools
 import hashlib
 import importlib
 import importlib.resources
 import numbers
+import sys
 from pathlib import Path
 
 import numpy
 
-from ._cuda_registry import CTYPES, KERNELS, PARAMETERS, RUNTIME_WINDOW, kernel_name
-from ._cuda_registry import TILES, launch_window, name_expressions
+from ._cuda_registry import CTYPES, FIRST_SCALAR, KERNELS, PARAMETERS, RUNTIME_WINDOW
+from ._cuda_registry import TILES, kernel_name, launch_window, name_expressions
 from .backend import accumulator_dtype
 
 KERNEL_PACKAGE = "fastconv._kernels"
@@ -42,6 +44,7 @@ WARP = 32
 MAX_BLOCKS = 65535  # grid cap per axis: the kernels' grid-stride loops cover any larger problem
 INDEX_LIMIT = 2**63 - 1  # scalars, plane indices and plane offsets are 64-bit idx_t
 PLANE_LIMIT = 2**31  # everything inside one plane is 32-bit (kernels/common.cuh)
+PREPARED_LAUNCHES = 1024  # memoised launches per launcher: far more than a network's layers
 
 
 class KernelCompileError(RuntimeError):
@@ -136,6 +139,8 @@ class Launcher:
         self.block, self.max_blocks, self.poison = block, max_blocks, poison
         self._modules = {}
         self._functions = {}
+        # typed: a True or 3.0 among the scalars is a new key, refused, never a cached 1 or 3
+        self._prepared = functools.lru_cache(maxsize=PREPARED_LAUNCHES, typed=True)(self._prepare)
 
     def module(self, file, dtype):
         """The compiled module of ``file`` for ``dtype`` on the current device (memoised)."""
@@ -185,6 +190,11 @@ class Launcher:
         the current device; scalars must be ints and are passed as
         ``numpy.int64``.
 
+        The arrays are checked on every launch. What follows from the scalars alone (their
+        checks and packing, the instantiation, the grid, the function object) is memoised
+        per launcher, keyed by the scalars' values and types, so a training loop's repeated
+        launches redo none of it.
+
         Raises
         ------
         TypeError
@@ -196,32 +206,50 @@ class Launcher:
         if len(args) != len(params):
             raise TypeError(f"{kernel} takes {len(params)} arguments "
                             f"({', '.join(n for n, _ in params)}), got {len(args)}")
+        first_scalar = FIRST_SCALAR[kernel]
         dtype = next((getattr(a, "dtype", None) for a, (_, t) in zip(args, params) if t == "T"),
                      None)
         if dtype not in CTYPES:
             raise TypeError(f"{kernel} runs on float16, float32 or float64 arrays, got {dtype}")
         device = self.device_id()
-        packed = tuple(self._check(kernel, name, kind, arg, dtype, device)
-                       for arg, (name, kind) in zip(args, params))
-        planes, plane_size = work
+        for arg, (name, kind) in zip(args[:first_scalar], params):
+            self._check_array(kernel, name, kind, arg, dtype, device)
+        try:
+            prepared = self._prepared(kernel, dtype, device, *work, *args[first_scalar:])
+        except TypeError:  # an unhashable scalar, never an int: refused by the check itself
+            prepared = self._prepare(kernel, dtype, device, *work, *args[first_scalar:])
+        if prepared is not None:
+            function, grid, block, scalars = prepared
+            function(grid, block, args[:first_scalar] + scalars)
+
+    def _prepare(self, kernel, dtype, device, planes, plane_size, *scalars):
+        """``(function, grid, block, packed scalars)`` of a launch, None for empty work."""
+        first_scalar = FIRST_SCALAR[kernel]
+        packed = tuple(self._check_scalar(kernel, name, arg)
+                       for arg, (name, _) in zip(scalars, PARAMETERS[kernel][first_scalar:]))
         if planes == 0 or plane_size == 0:
-            return
-        window = launch_window(kernel, dtype, args) if self.specialize else RUNTIME_WINDOW
+            return None
+        window = (launch_window(kernel, dtype, (None,) * first_scalar + scalars)
+                  if self.specialize else RUNTIME_WINDOW)
         if kernel in TILES:  # its block is the tile's, whatever self.block says
             grid, block = tiled_launch_config(planes, plane_size, TILES[kernel], self.max_blocks)
         else:
             grid, block = launch_config(planes, plane_size, self.block, self.max_blocks)
-        self.function(kernel, dtype, window, device)(grid, block, packed)
+        return self.function(kernel, dtype, window, device), grid, block, packed
 
-    def _check(self, kernel, name, kind, arg, dtype, device=None):
-        if kind == "int64":
-            if type(arg) is int and -INDEX_LIMIT <= arg <= INDEX_LIMIT:
-                return numpy.int64(arg)  # the wrappers' scalars: no ABC check per scalar
-            if isinstance(arg, bool) or not isinstance(arg, numbers.Integral):
-                raise TypeError(f"{kernel} argument {name} must be an int, got {arg!r}")
-            if not -INDEX_LIMIT <= int(arg) <= INDEX_LIMIT:
-                raise ValueError(f"{kernel} argument {name}={arg} does not fit in 64 bits")
-            return numpy.int64(arg)
+    @staticmethod
+    def _check_scalar(kernel, name, arg):
+        """``arg`` as the ``numpy.int64`` the kernel takes, or the error naming it."""
+        if type(arg) is int and -INDEX_LIMIT <= arg <= INDEX_LIMIT:
+            return numpy.int64(arg)  # the wrappers' scalars: no ABC check per scalar
+        if isinstance(arg, bool) or not isinstance(arg, numbers.Integral):
+            raise TypeError(f"{kernel} argument {name} must be an int, got {arg!r}")
+        if not -INDEX_LIMIT <= int(arg) <= INDEX_LIMIT:
+            raise ValueError(f"{kernel} argument {name}={arg} does not fit in 64 bits")
+        return numpy.int64(arg)
+
+    def _check_array(self, kernel, name, kind, arg, dtype, device):
+        """Refuse an array argument of the wrong type, dtype, layout or device."""
         if kind == "T":
             expected = dtype
         elif kind == "acc":
@@ -241,7 +269,6 @@ class Launcher:
                 f"{kernel} argument {name} is on device {self.device_of(arg)} but the current "
                 f"device is {device}: launch inside `with cupy.cuda.Device("
                 f"{self.device_of(arg)}):`")
-        return arg
 
 
 def resolved(launcher):
@@ -250,7 +277,8 @@ def resolved(launcher):
     replace it, and not imported by this module, which :mod:`fastconv._cuda` imports."""
     if launcher is not None:
         return launcher
-    return importlib.import_module("fastconv._cuda").default_launcher()
+    cuda = sys.modules.get("fastconv._cuda") or importlib.import_module("fastconv._cuda")
+    return cuda.default_launcher()
 
 
 def launch_into(launcher, kernel, work, sources, out, *scalars):

@@ -45,8 +45,7 @@ KERNELS = {
     "depthwise_backward_data_kernel": ("depthwise.cu", f"dout:T w:T dx:T N C M {_WINDOW}"),
     "depthwise_weight_partials_kernel": ("depthwise.cu",
                                          f"x:T dout:T partials:acc N C M accumulate {_WINDOW}"),
-    "depthwise_weight_sum_kernel": ("depthwise.cu", "partials:acc dw:T db:T images F taps "
-                                                    "has_bias"),
+    "weight_sum_kernel": ("weight_sum.cu", "partials:acc dw:T db:T images F taps has_bias"),
     "vol2col_kernel": ("vol2col.cu", f"x:T cols:T N C {_VOLUME}"),
     "col2vol_kernel": ("vol2col.cu", f"cols:T x:T N C {_VOLUME}"),
     "interpolate_forward_kernel": ("interpolate.cu", "x:T rows:int32 row_weights:acc "
@@ -124,8 +123,18 @@ def _window_positions(params):
     return [tuple(names.index(f"{x}{axis}") for axis in axes) for x in "KSD"]
 
 
-# Parsed once: [(name, kind)] per kernel, and where its window scalars are.
+def _first_scalar(kernel, params):
+    """Where a kernel's scalars start: every kernel takes its arrays first."""
+    kinds = [kind for _, kind in params]
+    first = kinds.index("int64") if "int64" in kinds else len(kinds)
+    if any(kind != "int64" for kind in kinds[first:]):
+        raise ValueError(f"{kernel} takes an array after a scalar: {KERNELS[kernel][1]}")
+    return first
+
+
+# Parsed once: [(name, kind)] per kernel, where its scalars start and its window scalars are.
 PARAMETERS = {kernel: _parse(spec) for kernel, (_, spec) in KERNELS.items()}
+FIRST_SCALAR = {kernel: _first_scalar(kernel, params) for kernel, params in PARAMETERS.items()}
 WINDOW_AT = {kernel: _window_positions(params) for kernel, params in PARAMETERS.items()}
 
 

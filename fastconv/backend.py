@@ -138,9 +138,12 @@ def get_array_module(*arrays: Any) -> ModuleType:
     >>> get_array_module(np.zeros(2), None, 3.0).__name__
     'numpy'
     """
+    cupy = _loaded_cupy()
+    if cupy is None:  # nothing imported CuPy, so no argument is a CuPy array
+        return numpy
     on_gpu = on_cpu = False
     for a in arrays:
-        if _is_cupy_array(a):
+        if isinstance(a, cupy.ndarray):
             on_gpu = True
         elif isinstance(a, numpy.ndarray):
             on_cpu = True
@@ -150,8 +153,7 @@ def get_array_module(*arrays: Any) -> ModuleType:
         raise ValueError(
             f"arrays from two devices in one call ({kinds}); move them to one "
             "device first with fastconv.to_device(x, 'cpu' | 'gpu')")
-    cupy = _loaded_cupy()
-    return cupy if on_gpu and cupy is not None else numpy
+    return cupy if on_gpu else numpy
 
 
 def device_of(x: object) -> Device:

@@ -249,8 +249,9 @@ class WindowGeometry:
     @property
     def is_identity(self) -> bool:
         """True for a kernel of ones with stride 1 and no padding: the columns are the input."""
-        return (all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride)
-                and all(p == (0, 0) for p in self.pads))
+        ones = (1,) * len(self.size)
+        return (self.kernel == ones and self.stride == ones
+                and self.pads == ((0, 0),) * len(self.size))
 
     @property
     def windows_overlap(self) -> bool:
@@ -408,8 +409,8 @@ def _plain(value: object) -> bool:
     """Whether ``value`` is an int (not a bool), a str or a tuple of such: a memo key equal
     to another only where their validation agrees (not so True == 1, 1.0 == 1)."""
     if type(value) is tuple:
-        return all(_plain(item) for item in value)
-    return type(value) in (int, str)
+        return all(map(_plain, value))
+    return type(value) is int or type(value) is str
 
 
 def _validated_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):

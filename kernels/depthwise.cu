@@ -132,24 +132,3 @@ __global__ void depthwise_weight_partials_kernel(const T* __restrict__ x,
         *slot = accumulate ? *slot + sum : sum;
     });
 }
-
-// One thread per (filter, slot): the sum of partials (images, F, taps + 1) over the images,
-// in ascending order, rounded once into dw (F, taps) or, for the last slot, db (F) (not
-// written when has_bias is 0; the caller passes any array of T). No window: the
-// launcher runs the <T, 0, 0> instantiation only.
-template <class T, int K, int S>
-__global__ void depthwise_weight_sum_kernel(const typename fc_acc<T>::type* __restrict__ partials,
-                                            T* __restrict__ dw, T* __restrict__ db,
-                                            idx_t images, idx_t F, idx_t taps, idx_t has_bias) {
-    typedef typename fc_acc<T>::type acc_t;
-    const idx_t slots = F * (taps + 1);
-    fc_for_each_cell(1, F, taps + 1, [&](idx_t, unsigned pos, int f, int tap) {
-        acc_t sum = 0;
-        for (idx_t n = 0; n < images; ++n) sum += partials[n * slots + pos];
-        if (tap < (int)taps) {
-            dw[f * (int)taps + tap] = fc_store<T>(sum);
-        } else if (has_bias) {
-            db[f] = fc_store<T>(sum);
-        }
-    });
-}

@@ -13,7 +13,8 @@ once in ``counts.launches``, every array CuPy would allocate in
   ``astype``, ``fill``, ``a[...] = b``, and a copying ``ascontiguousarray`` or
   ``reshape``: a launch, plus an allocation when it returns a new array;
 - a kernel launch through the ``fastconv._cuda`` launcher, and a call of
-  :func:`fastconv._gpu.gemm.gemm`: a launch each (what their emulation does
+  :func:`fastconv._gpu.gemm.gemm` (from any module of :mod:`fastconv._gpu` that
+  imported it): a launch each (what their emulation does
   inside is not counted);
 - ``xp.matmul`` as CuPy 13/14 runs it (cupy/_core/_routines_linalg.pyx): one
   cuBLAS call, after 6 pointer-array kernels and 6 allocations when an operand
@@ -177,7 +178,19 @@ def _counted(what, call):
         _record(what, 1)
         with _not_counted():
             return call(*args, **kwargs)
+    counted.counts = call
     return counted
+
+
+def _gemm_callers():
+    """The modules of fastconv._gpu that imported :func:`fastconv._gpu.gemm.gemm` (or hold
+    a counted one from an earlier ``counting`` of the same test)."""
+    callers = [module for name, module in sys.modules.items()
+               if name.startswith("fastconv._gpu.") and name != gemm.__name__
+               and gemm.gemm in (getattr(module, "gemm", None),
+                                 getattr(getattr(module, "gemm", None), "counts", None))]
+    assert matmul in callers, callers
+    return callers
 
 
 def device(array):
@@ -192,7 +205,8 @@ def counting(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
     monkeypatch.setattr(_cuda, "default_launcher", lambda: launcher)
     monkeypatch.setattr(launcher, "launch", _counted("kernel", launcher.launch))
-    monkeypatch.setattr(matmul, "gemm", _counted("gemm", gemm.gemm), raising=False)
+    for caller in _gemm_callers():  # every GPU module that calls gemm, by its own name for it
+        monkeypatch.setattr(caller, "gemm", _counted("gemm", gemm.gemm))
     _state["counts"] = counts = Counts()
     try:
         yield counts

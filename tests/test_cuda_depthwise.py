@@ -136,7 +136,7 @@ def check_depthwise(shape, multiplier, kernel, args, has_bias, needs_dx, dtype, 
     chunks = -(-n // (images_per_chunk or n))
     per_chunk = ["depthwise_weight_partials_kernel"] + ["depthwise_backward_data_kernel"] * needs_dx
     assert calls == (["depthwise_forward_kernel"] + per_chunk * chunks
-                     + ["depthwise_weight_sum_kernel"]), calls
+                     + ["weight_sum_kernel"]), calls
     slabs = slab_sums(x, w, b, cache.geometry, dout)
     for name, value, want, wide, magnitude, slab in zip(("out", "dx", "dw", "db"), got, same,
                                                         exact, scale, slabs):

@@ -99,17 +99,14 @@ def test_kernel_parameters_match_the_registry(emu):
 
 
 def test_kernels_without_a_window_have_only_the_run_time_instantiation():
-    """A kernel without window scalars (the depthwise weight sum) is instantiated once per
-    dtype and launched on it whatever its scalars; a windowed one of the same file gets the
-    unrolled windows too."""
+    """A kernel without window scalars (the weight sum) is instantiated once per dtype and
+    launched on it whatever its scalars; a windowed one gets the unrolled windows too."""
     f32 = np.dtype(np.float32)
-    assert _cuda.kernel_windows("depthwise_weight_sum_kernel", f32) == (_cuda.RUNTIME_WINDOW,)
+    assert _cuda.kernel_windows("weight_sum_kernel", f32) == (_cuda.RUNTIME_WINDOW,)
     assert _cuda.kernel_windows("depthwise_forward_kernel", f32) == (
         (_cuda.RUNTIME_WINDOW,) + _cuda.WINDOWS["depthwise.cu"])
-    names = _cuda.name_expressions("depthwise.cu", f32)
-    assert [n for n in names if n.startswith("depthwise_weight_sum")] == [
-        "depthwise_weight_sum_kernel<float, 0, 0>"]
-    assert _cuda_registry.launch_window("depthwise_weight_sum_kernel", f32,
+    assert _cuda.name_expressions("weight_sum.cu", f32) == ["weight_sum_kernel<float, 0, 0>"]
+    assert _cuda_registry.launch_window("weight_sum_kernel", f32,
                                         [None] * 3 + [3, 3, 1, 1]) == _cuda.RUNTIME_WINDOW
     window = [2, 3, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1]  # N C H W OH OW KH KW SH SW PT PL DH DW
     args = [None] * 2 + window  # cols, x, then the scalars
@@ -152,7 +149,7 @@ def test_launch_plan_beyond_32_bit_sizes():
     # entries; its size scalars survive packing exactly.
     launcher = _cuda.Launcher(np, None, options=())
     n, c, h, w = 64, 256, 128, 128
-    packed = launcher._check("im2col_kernel", "N", "int64", n * c * 9 * h * w, None)
+    packed = launcher._check_scalar("im2col_kernel", "N", n * c * 9 * h * w)
     assert packed.dtype == np.int64 and int(packed) == n * c * 9 * h * w > 2**31
     # In-plane divisions are 32-bit: a plane of 2**31 elements is refused before any
     # launch or allocation, one of 2**30 accepted.

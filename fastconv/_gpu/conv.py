@@ -12,8 +12,7 @@ with them, writing the output in contiguous NCHW order. With groups, shared
 weights have no single batch stride: they are copied per image into the
 workspace when that copy is no larger than the columns, else the product takes
 one call per group or per image, whichever is fewer. The bias is then added
-in one pass (folding it into the GEMM would need a row of ones inside the
-packed columns the kernel writes).
+by one more product over the batch, b times a row of ones (:mod:`fastconv._gpu.bias`).
 
 The forward holds its columns for the backward where the batch ran in one chunk and
 the held buffers stay within the workspace limit (:meth:`fastconv.workspace.Workspace.keep`,
@@ -21,15 +20,17 @@ as on the CPU): one im2col pass per layer fewer, a layer's columns (about KH*KW 
 input) held between its passes.
 
 Backward, per chunk: the held columns, else the columns again; dW as per-image products dout @ cols^T
-(n, G, F/G, C/G*KH*KW) in the accumulator dtype (float32 for float16, so no
-partial is rounded to float16), accumulated over the chunks in place by the
-GEMM and summed once at the end; no product over all the images' positions
-exists, since dout's images are not adjacent along its positions. Then the
+into partials (n, G, F/G, C/G*KH*KW + 1) in the accumulator dtype (float32 for float16,
+so no partial is rounded to float16), accumulated over the chunks in place by the
+GEMM; no product over all the images' positions exists, since dout's images are not
+adjacent along its positions. The last slot of each filter's row takes the image's bias
+gradient, dout times a column of ones (:mod:`fastconv._gpu.bias`). Then the
 column gradient W^T @ dout, written into the columns' buffer (they are used by
 then), and dx by the gather-style ``col2im`` or ``col2vol`` kernel (each input
 element sums what it contributed to, in ascending kernel-offset order: no atomics,
-the same bits every run). db is one reduction of dout. Transposed operands are
-cuBLAS flags, never copies. A 1x1 (1x1x1), stride-1, unpadded convolution skips
+the same bits every run). At the end one kernel sums the partials over the images
+in ascending order and rounds dw and db once (kernels/weight_sum.cu, the depthwise
+path's too). Transposed operands are cuBLAS flags, never copies. A 1x1 (1x1x1), stride-1, unpadded convolution skips
 the kernels: the input is its own column matrix and dx the column gradient.
 
 A 2-D depthwise convolution (groups == C) takes neither: :mod:`fastconv._gpu.depthwise`
@@ -56,6 +57,7 @@ from .._window_arrays import grouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer
+from .bias import add_bias, bias_grad_partials_into
 from .depthwise import DepthwiseBackward, DepthwiseForward, runs_depthwise
 from .gemm import get_tf32
 from .matmul import matmul
@@ -101,15 +103,14 @@ def backward(dout: Array, cache: Any, needs_input_grad: bool = True
 
     Examples
     --------
-    A 1x1x1 window launches no kernel, so it runs on NumPy arrays without a GPU:
+    A 1x1x1 window needs no columns: its workspace is each image's partials alone, dw's
+    (F, C*KD*KH*KW) and a slot per filter for db:
 
     >>> import numpy
     >>> from fastconv.functional.conv3d import conv3d_forward
-    >>> from fastconv.workspace import run_in_chunks
-    >>> out, cache = conv3d_forward(numpy.ones((1, 1, 2, 1, 2)), numpy.full((1, 1, 1, 1, 1), 3.0))
-    >>> dx, dw, db = run_in_chunks(backward(numpy.ones_like(out), cache), numpy, 1)
-    >>> dx.reshape(-1), dw.reshape(-1), db
-    (array([3., 3., 3., 3.]), array([4.]), None)
+    >>> out, cache = conv3d_forward(numpy.ones((1, 2, 2, 1, 2)), numpy.ones((3, 2, 1, 1, 1)))
+    >>> [(buffer.name, buffer.shape) for buffer in backward(numpy.ones_like(out), cache).plan]
+    [('partials', (1, 3, 3))]
     """
     if len(cache.geometry.out) == 2 and runs_depthwise(cache.x, cache.w, cache.geometry,
                                                        cache.groups):
@@ -212,15 +213,14 @@ class _Forward:
     def result(self, workspace):
         """The output, and the columns held for the backward where the workspace allows."""
         if self.b is not None:
-            bias = self.b.reshape((1, -1) + (1,) * len(self.geometry.out))
-            get_array_module(self.out).add(self.out, bias, out=self.out)
+            add_bias(self.out, self.b)
         return self.out, None if self.geometry.is_identity else workspace.keep("cols")
 
 
 class _Backward:
-    """Per chunk: the columns, dW partials += dout @ cols^T, then (unless the implicit-product
-    kernel takes it at the end, for all the images) dx from W^T @ dout and col2im; at the
-    end the sums of the partials (dw) and of dout (db)."""
+    """Per chunk: the columns, dW partials += dout @ cols^T and the bias slots += dout's
+    sums, then (unless the implicit-product kernel takes it at the end, for all the
+    images) dx from W^T @ dout and col2im; at the end dw and db from the partials."""
 
     def __init__(self, dout, cache, needs_input_grad):
         xp = get_array_module(dout, cache.x)
@@ -238,17 +238,16 @@ class _Backward:
         self.plan = self._plan()
 
     def _plan(self):
-        """The dW partials of one image, the columns, the weights for dx where copied per image,
-        and (float16) the float32 sums."""
-        dtype = self.x.dtype
-        acc = accumulator_dtype(dtype)
-        plan = (Buffer("dW partials", self.w_mat.shape[1:], acc),)
+        """The partials of one image (its dW, and its db in each filter's last slot, which
+        stays unused without a bias), the columns, and the weights for dx where copied per
+        image."""
+        groups, f_group, taps = self.w_mat.shape[1:]
+        plan = (Buffer("partials", (groups, f_group, taps + 1),
+                       accumulator_dtype(self.x.dtype)),)
         if self.columns is None:
             plan += _columns_plan(self.x, self.geometry, self.groups)
         if self.needs_input_grad and not self.implicit_input_grad:
             plan += _weights_plan(self.w_mat, self.x.shape[0], self.dout.shape[3])
-        if acc != dtype:  # dw and db summed in float32, rounded to float16 once
-            plan += (Buffer("sums", (self.w.size + self.w.shape[0],), acc, per_image=False),)
         return plan
 
     def run(self, chunk, buffers):
@@ -256,10 +255,14 @@ class _Backward:
             cols = self.columns[chunk]
         else:
             cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
-        dout = self.dout[chunk]
-        # Slot i of the partials sums image i of every chunk: the first chunk, the
-        # largest, writes every slot, later ones add to theirs.
-        matmul(dout, cols, buffers["dW partials"], transpose_b=True, accumulate=chunk.start > 0)
+        dout, partials = self.dout[chunk], buffers["partials"]
+        # Partials i sum image i of every chunk: the first chunk, the largest, writes every
+        # image's, later ones add to theirs.
+        accumulate = chunk.start > 0
+        matmul(dout, cols, partials, transpose_b=True, accumulate=accumulate,
+               out_columns=self.w_mat.shape[3])
+        if self.has_bias:
+            bias_grad_partials_into(_by_filter(dout), _by_filter(partials), accumulate)
         if self.needs_input_grad and not self.implicit_input_grad:
             self._data_grad(chunk, dout, cols, _weights(self.w_mat, chunk, buffers))
 
@@ -274,29 +277,17 @@ class _Backward:
         _sum_columns(cols, self.geometry, dx)
 
     def result(self, workspace):
-        """dx, dw and db: the partials and dout are summed here, once per call."""
+        """dx, dw and db: dw and db are the partials summed, in one launch."""
         if self.held is not None:  # used: the memory goes back to CuPy's pool
             self.held.release()
         if self.implicit_input_grad:  # needs no workspace: one launch for all the images
             _cuda.conv_input_grad_into(self.dout_images, self.w, self.geometry, self.dx)
-        xp = get_array_module(self.dout)
-        dw = xp.empty(self.w.shape, dtype=self.x.dtype)
-        db = xp.empty((self.w.shape[0],), dtype=self.x.dtype) if self.has_bias else None
-        sums = workspace.buffers.get("sums")
-        if sums is None:  # the accumulator dtype is the result's: the sums go straight there
-            self._sum(workspace, dw, db)
-            return self.dx, dw, db
-        dw_sum, db_sum = sums[:dw.size].reshape(dw.shape), sums[dw.size:]
-        self._sum(workspace, dw_sum, None if db is None else db_sum)
-        xp.copyto(dw, dw_sum)  # float16: each float32 sum rounded once
-        if db is not None:
-            xp.copyto(db, db_sum)
+        dw, db = _cuda.weight_sum(_by_filter(workspace.buffers["partials"]), self.w.shape,
+                                  self.x.dtype, self.has_bias)
         return self.dx, dw, db
 
-    def _sum(self, workspace, dw, db):
-        """dw = the sum of the dW partials; db (unless None) = dout summed over images and
-        positions, in db's dtype."""
-        xp = get_array_module(self.dout)
-        xp.sum(workspace.buffers["dW partials"], axis=0, out=dw.reshape(self.w_mat.shape[1:]))
-        if db is not None:
-            xp.sum(self.dout, axis=(0, 3), dtype=db.dtype, out=db.reshape(self.dout.shape[1:3]))
+
+def _by_filter(grouped_array):
+    """A C-contiguous (n, G, F/G, k) array as the view (n, F, k): filters in order."""
+    n, groups, f_group, k = grouped_array.shape
+    return grouped_array.reshape(n, groups * f_group, k)

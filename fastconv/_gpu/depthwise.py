@@ -13,7 +13,8 @@ where they lie:
   added to the slot by later chunks as the generic path's dW partials are; dx
   gather-style, one thread per input element over the windows covering it;
 - at the end, one thread per (filter, slot) sums the partials over the images
-  in ascending order and rounds dw and db once.
+  in ascending order and rounds dw and db once (kernels/weight_sum.cu, which the
+  generic path's backward ends with too).
 
 No atomics and no scheduling-dependent order anywhere: two runs give the same
 bits. Any multiplier M = F/C >= 1, stride, padding and dilation runs here;
@@ -87,6 +88,6 @@ class DepthwiseBackward:
 
     def result(self, workspace):
         """dx, and dw and db summed from the partials in one launch."""
-        dw, db = _cuda.depthwise_weight_sum(workspace.buffers["partials"], self.w.shape,
-                                            self.x.dtype, self.has_bias)
+        dw, db = _cuda.weight_sum(workspace.buffers["partials"], self.w.shape, self.x.dtype,
+                                  self.has_bias)
         return self.dx, dw, db

@@ -29,6 +29,7 @@ the CPU path compute in FP32 whatever it says.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import numpy
@@ -192,20 +193,36 @@ def _check_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride
             raise ValueError(f"{name} must be 'N' or 'T', got {flag!r}")
     if compute not in COMPUTE_TYPES:
         raise ValueError(f"compute must be one of {COMPUTE_TYPES}, got {compute!r}")
+    _check_arrays(a, b, c, compute)
+    layout = (transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c, batch,
+              compute, a.size, b.size, c.size)
+    try:
+        _check_layout(*layout)
+    except TypeError:  # an unhashable size, never a valid one: refused by the check itself
+        _check_layout.__wrapped__(*layout)
+
+
+# A training loop repeats the same few products: each layout (of ints, flags and array sizes
+# alone) is checked once. typed: a True or 3.0 is a new key, refused, never a cached 1 or 3.
+@functools.lru_cache(maxsize=1024, typed=True)
+def _check_layout(transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c, batch,
+                  compute, size_a, size_b, size_c):
+    """Refuse sizes, leading dimensions and strides that cuBLAS would refuse or that would
+    touch elements outside arrays of ``size_a``, ``size_b`` and ``size_c`` elements (the
+    flags ``transa`` and ``transb`` are checked already)."""
     for name, value in (("m", m), ("n", n), ("k", k), ("batch", batch)):
         _check_size(name, value, 0)
-    _check_arrays(a, b, c, compute)
-    operands = (("A", a, lda, stride_a, _stored_shape(transa, m, k)),
-                ("B", b, ldb, stride_b, _stored_shape(transb, k, n)),
-                ("C", c, ldc, stride_c, (m, n)))
-    for name, array, ld, stride, (rows, cols) in operands:
+    operands = (("A", size_a, lda, stride_a, _stored_shape(transa, m, k)),
+                ("B", size_b, ldb, stride_b, _stored_shape(transb, k, n)),
+                ("C", size_c, ldc, stride_c, (m, n)))
+    for name, size, ld, stride, (rows, cols) in operands:
         _check_size(f"ld{name.lower()}", ld, max(1, rows))
         _check_int(f"stride{name}", stride, 0)
         last = (batch - 1) * stride + (cols - 1) * ld + rows - 1
-        if batch and rows and cols and last >= array.size:
+        if batch and rows and cols and last >= size:
             raise ValueError(
                 f"gemm: {name} ({rows} x {cols}, ld{name.lower()}={ld}, stride{name}={stride}, "
-                f"batch={batch}) reaches element {last} of an array of {array.size}")
+                f"batch={batch}) reaches element {last} of an array of {size}")
     if batch > 1 and m and n and stride_c < (n - 1) * ldc + m:
         raise ValueError(f"gemm: strideC={stride_c} makes the C matrices of the batch overlap "
                          f"(each spans {(n - 1) * ldc + m} elements)")
@@ -226,8 +243,8 @@ def _check_size(name, value, low):
 
 
 def _check_arrays(a, b, c, compute):
-    kinds = {isinstance(array, numpy.ndarray) for array in (a, b, c)}
-    if len(kinds) > 1:
+    if isinstance(a, numpy.ndarray) + isinstance(b, numpy.ndarray) + isinstance(c, numpy.ndarray) \
+            not in (0, 3):
         raise TypeError("gemm: A, B and C must all be NumPy arrays or all CuPy arrays")
     for name, array in (("A", a), ("B", b), ("C", c)):
         if array.ndim != 1 or not array.flags.c_contiguous:
@@ -277,6 +294,25 @@ def _cupy_libraries():
     return cublas, device, runtime
 
 
+@functools.lru_cache(maxsize=4)
+def _enums(cublas, runtime):
+    """The cuBLAS enums fastconv passes, by its names: data types by dtype, operations by
+    flag, compute types by name (looked up once per pair of modules)."""
+    types = {_F16: runtime.CUDA_R_16F, _F32: runtime.CUDA_R_32F, _F64: runtime.CUDA_R_64F}
+    ops = {"N": cublas.CUBLAS_OP_N, "T": cublas.CUBLAS_OP_T}
+    computes = {name: getattr(cublas, f"CUBLAS_COMPUTE_{name}") for name in COMPUTE_TYPES}
+    return types, ops, computes
+
+
+@functools.lru_cache(maxsize=16)
+def _host_scalar(value, compute):
+    """``value`` as the host scalar cuBLAS reads alpha or beta from, in the compute type's
+    precision; kept, so its address stays valid (cuBLAS reads it during the call)."""
+    scalar = numpy.array(value, _COMPUTE_DTYPES[compute])
+    scalar.flags.writeable = False
+    return scalar
+
+
 @contextlib.contextmanager
 def _handle_modes(cublas, handle):
     """The handle in host pointer mode (alpha and beta are host scalars) with reductions in
@@ -297,15 +333,13 @@ def _cublas_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, strid
     """:func:`gemm` on CuPy arrays: one ``cublasGemmStridedBatchedEx`` on CuPy's handle and
     current stream (the math mode, not the compute type, would otherwise pick TF32)."""
     cublas, device, runtime = _cupy_libraries()
+    types, ops, computes = _enums(cublas, runtime)
     handle = device.get_cublas_handle()
-    types = {_F16: runtime.CUDA_R_16F, _F32: runtime.CUDA_R_32F, _F64: runtime.CUDA_R_64F}
-    ops = {"N": cublas.CUBLAS_OP_N, "T": cublas.CUBLAS_OP_T}
-    scale = _COMPUTE_DTYPES[compute]  # alpha and beta are in the compute type's precision
-    alpha, beta = numpy.array(alpha, scale), numpy.array(beta, scale)
+    alpha, beta = _host_scalar(float(alpha), compute), _host_scalar(float(beta), compute)
     with _handle_modes(cublas, handle):
         cublas.gemmStridedBatchedEx(
             handle, ops[transa], ops[transb], m, n, k, alpha.ctypes.data,
             a.data.ptr, types[a.dtype], lda, stride_a,
             b.data.ptr, types[b.dtype], ldb, stride_b, beta.ctypes.data,
             c.data.ptr, types[c.dtype], ldc, stride_c,
-            batch, getattr(cublas, f"CUBLAS_COMPUTE_{compute}"), cublas.CUBLAS_GEMM_DEFAULT)
+            batch, computes[compute], cublas.CUBLAS_GEMM_DEFAULT)

@@ -18,18 +18,21 @@ groups, whichever is fewer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from .._typing import Array
 from .gemm import compute_type, gemm
 
 
-def _grid(array, images):
-    """``(image stride, group stride)`` of a C-contiguous (images or 1, G, r, c) array, in
-    elements; the image stride is 0 when one matrix per group serves every image."""
-    per_group = array.shape[2] * array.shape[3]
-    shared = array.shape[0] == 1 and images != 1
-    return (0 if shared else array.shape[1] * per_group), per_group
+def _grid(shape, images):
+    """``(image stride, group stride)`` of a C-contiguous (images or 1, G, r, c) array of
+    ``shape``, in elements; the image stride is 0 when one matrix per group serves every
+    image."""
+    per_group = shape[2] * shape[3]
+    shared = shape[0] == 1 and images != 1
+    return (0 if shared else shape[1] * per_group), per_group
 
 
 def grid_calls(images: int, groups: int, grids: Sequence[tuple[int, int]]
@@ -64,20 +67,61 @@ def grid_calls(images: int, groups: int, grids: Sequence[tuple[int, int]]
             for i in range(images)]
 
 
-def _check(a, b, out, shape_a, shape_b):
-    images = out.shape[0]
-    for name, array in (("a", a), ("b", b), ("out", out)):
-        if array.ndim != 4 or not array.flags.c_contiguous:
+class _GemmCall(NamedTuple):
+    """One :func:`fastconv._gpu.gemm.gemm` call of a :func:`matmul`, in cuBLAS's terms (its
+    A is matmul's b, its B matmul's a, its C out), each operand's ``offset`` into its flat
+    buffer; alpha is 1."""
+
+    transa: str
+    transb: str
+    m: int
+    n: int
+    k: int
+    offset_a: int
+    lda: int
+    stride_a: int
+    offset_b: int
+    ldb: int
+    stride_b: int
+    beta: float
+    offset_c: int
+    ldc: int
+    stride_c: int
+    batch: int
+    compute: str
+
+
+# The products of a training loop repeat: each (shapes, flags, compute type) is planned once.
+@functools.lru_cache(maxsize=1024)
+def _gemm_calls(shape_a, shape_b, shape_out, transpose_a, transpose_b, accumulate, compute,
+                out_columns):
+    """The gemm calls of one :func:`matmul` of arrays of these shapes (its Raises)."""
+    images = shape_out[0]
+    for name, shape in (("a", shape_a), ("b", shape_b), ("out", shape_out)):
+        if len(shape) != 4:
             raise ValueError(f"matmul: {name} must be a C-contiguous (images, groups, rows, "
-                             f"columns) array, got shape {array.shape}")
-        if array.shape[0] not in (1, images) or array.shape[1] != out.shape[1]:
-            raise ValueError(f"matmul: {name} {array.shape} does not match out {out.shape}")
-    if shape_a[1] != shape_b[0] or (shape_a[0], shape_b[1]) != out.shape[2:]:
-        raise ValueError(f"matmul: op(a) {shape_a} @ op(b) {shape_b} is not out {out.shape[2:]}")
+                             f"columns) array, got shape {shape}")
+        if shape[0] not in (1, images) or shape[1] != shape_out[1]:
+            raise ValueError(f"matmul: {name} {shape} does not match out {shape_out}")
+    op_a = shape_a[:1:-1] if transpose_a else shape_a[2:]
+    op_b = shape_b[:1:-1] if transpose_b else shape_b[2:]
+    _, groups, rows, row_length = shape_out
+    cols = row_length if out_columns is None else out_columns
+    if op_a[1] != op_b[0] or (op_a[0], op_b[1]) != (rows, cols) or cols > row_length:
+        raise ValueError(f"matmul: op(a) {op_a} @ op(b) {op_b} is not out {shape_out[2:]}"
+                         + ("" if out_columns is None else f" in its first {cols} columns"))
+    grids = [_grid(shape, images) for shape in (shape_b, shape_a, shape_out)]
+    return tuple(
+        _GemmCall("T" if transpose_b else "N", "T" if transpose_a else "N", cols, rows, op_a[1],
+                  offset_b, shape_b[3], stride_b, offset_a, shape_a[3], stride_a,
+                  1.0 if accumulate else 0.0, offset_out, row_length, stride_out, batch, compute)
+        for (offset_b, offset_a, offset_out), batch, (stride_b, stride_a, stride_out)
+        in grid_calls(images, groups, grids))
 
 
 def matmul(a: Array, b: Array, out: Array, *, transpose_a: bool = False,
-           transpose_b: bool = False, accumulate: bool = False) -> Array:
+           transpose_b: bool = False, accumulate: bool = False,
+           out_columns: int | None = None) -> Array:
     """``out[i, g] = op(a[i, g]) @ op(b[i, g])`` (``+=`` with ``accumulate``) through cuBLAS.
 
     Parameters
@@ -92,6 +136,10 @@ def matmul(a: Array, b: Array, out: Array, *, transpose_a: bool = False,
         op transposes that operand (read in place, through cuBLAS's flag).
     accumulate : bool
         Add the products to ``out`` (beta = 1) instead of overwriting it.
+    out_columns : int, optional
+        The products fill only the first ``out_columns`` columns of each row of ``out``
+        (cuBLAS's leading dimension is the whole row) and leave the rest as they are; by
+        default they fill the rows.
 
     Returns
     -------
@@ -111,16 +159,16 @@ def matmul(a: Array, b: Array, out: Array, *, transpose_a: bool = False,
     array([[3., 3., 3., 3.],
            [3., 3., 3., 3.]], dtype=float32)
     """
-    shape_a = a.shape[:1:-1] if transpose_a else a.shape[2:]
-    shape_b = b.shape[:1:-1] if transpose_b else b.shape[2:]
-    _check(a, b, out, shape_a, shape_b)
-    images, groups, rows, cols = out.shape
-    flats = [array.reshape(-1) for array in (b, a, out)]  # cuBLAS's A, B, C
-    grids = [_grid(array, images) for array in (b, a, out)]
-    compute = compute_type(a.dtype)
-    for offsets, batch, (stride_b, stride_a, stride_out) in grid_calls(images, groups, grids):
-        gemm_b, gemm_a, gemm_out = (flat[offset:] for flat, offset in zip(flats, offsets))
-        gemm("T" if transpose_b else "N", "T" if transpose_a else "N", cols, rows, shape_a[1],
-             1.0, gemm_b, b.shape[3], stride_b, gemm_a, a.shape[3], stride_a,
-             1.0 if accumulate else 0.0, gemm_out, cols, stride_out, batch, compute)
+    for name, array in (("a", a), ("b", b), ("out", out)):
+        if not array.flags.c_contiguous:
+            raise ValueError(f"matmul: {name} must be a C-contiguous (images, groups, rows, "
+                             f"columns) array, got shape {array.shape}")
+    calls = _gemm_calls(a.shape, b.shape, out.shape, bool(transpose_a), bool(transpose_b),
+                        bool(accumulate), compute_type(a.dtype), out_columns)
+    flat_a, flat_b, flat_c = (array.reshape(-1) for array in (b, a, out))  # cuBLAS's A, B, C
+    for call in calls:
+        gemm(call.transa, call.transb, call.m, call.n, call.k, 1.0, flat_a[call.offset_a:],
+             call.lda, call.stride_a, flat_b[call.offset_b:], call.ldb, call.stride_b,
+             call.beta, flat_c[call.offset_c:], call.ldc, call.stride_c, call.batch,
+             call.compute)
     return out

@@ -1,0 +1,108 @@
+"""A convolution's bias on the GPU as cuBLAS products with a vector of ones (Caffe's bias multiplier).
+
+The forward adds ``b[f]`` at every output position; the backward sums dout over the
+positions for ``db[f]``. Both are matrix products with a vector of ones: the forward a
+rank-1 product ``b @ ones^T`` added onto each image's output (beta = 1), the backward
+``dout_i @ ones`` per image, written into the slot its weight-gradient partials keep for
+the bias, so one weight-sum kernel rounds dw and db together (kernels/weight_sum.cu). One
+cuBLAS call each, batched over the images, in place of a CuPy broadcast add and a CuPy
+reduction, whose host work per call is several times a cuBLAS call's.
+
+The products run in FP32 for float16 and float32 (float32 accumulation, never TF32: a
+bias is added exactly, and its gradient is a sum, not a product worth tensor cores) and
+in FP64 for float64. Written against the arrays' module and
+:func:`fastconv._gpu.gemm.gemm`, so the tests run it on NumPy arrays through the NumPy
+model of cuBLAS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy
+
+from .._typing import Array
+from ..backend import get_array_module
+from .gemm import gemm
+
+# (array module, device, dtype) -> the longest vector of ones made so far there
+_ones: dict = {}
+
+
+def _exact_compute(dtype):
+    """The compute type of the bias products: float32 accumulation, float64 for float64."""
+    return "64F" if numpy.dtype(dtype) == numpy.float64 else "32F"
+
+
+def ones_like_device(like: Array, length: int) -> Array:
+    """A 1-D array of at least ``length`` ones of ``like``'s dtype, on ``like``'s device.
+
+    Made once per array module, device and dtype and kept for the process (it is as long
+    as the largest output plane asked for, a few kilobytes), so that a call adds no
+    allocation and no fill: a longer request replaces it with a longer one.
+
+    Examples
+    --------
+    >>> ones_like_device(numpy.zeros(2, numpy.float32), 3)[:3]
+    array([1., 1., 1.], dtype=float32)
+    """
+    xp = get_array_module(like)
+    device = getattr(like, "device", None)  # a CuPy device is a context; NumPy's a string
+    key = (xp, getattr(device, "id", device), like.dtype)
+    ones = _ones.get(key)
+    if ones is None or ones.size < length:
+        # CuPy allocates on the current device: enter the array's
+        on_device: Any = device if hasattr(device, "__enter__") else contextlib.nullcontext()
+        with on_device:
+            ones = _ones[key] = xp.ones(length, dtype=like.dtype)
+    return ones
+
+
+def add_bias(out: Array, b: Array) -> None:
+    """``out[i, f, ...] += b[f]`` in place, for C-contiguous ``out`` (N, F, *positions).
+
+    One strided-batched product over the images: in cuBLAS's column-major terms each
+    image's output is a positions x F matrix, and b (F,) times a column of ones is added
+    onto it (beta = 1), one rounding per element as an add.
+
+    Examples
+    --------
+    >>> out = numpy.zeros((2, 3, 2), numpy.float32)
+    >>> add_bias(out, numpy.array([1, 2, 3], numpy.float32))
+    >>> out[1]
+    array([[1., 1.],
+           [2., 2.],
+           [3., 3.]], dtype=float32)
+    """
+    images, filters = out.shape[:2]
+    positions = out[0, 0].size
+    bias = get_array_module(b).ascontiguousarray(b).reshape(-1)
+    ones = ones_like_device(out, positions)
+    gemm("N", "N", positions, filters, 1, 1.0, ones, positions, 0, bias, 1, 0, 1.0,
+         out.reshape(-1), positions, filters * positions, images, _exact_compute(out.dtype))
+
+
+def bias_grad_partials_into(dout: Array, partials: Array, accumulate: bool) -> None:
+    """Each image's bias gradient into the last slot of its weight-gradient partials.
+
+    ``dout`` (n, F, *positions), C-contiguous; ``partials`` (n, F, slots), C-contiguous,
+    in the accumulator dtype: slot ``slots - 1`` of filter f gets dout[i, f] summed over
+    its positions (added to what it holds with ``accumulate``), the other slots are left
+    alone. One strided-batched product over the images: a row of ones times each image's
+    dout, a 1 x F matrix whose leading dimension is the partials' row.
+
+    Examples
+    --------
+    >>> partials = numpy.zeros((1, 2, 3), numpy.float32)
+    >>> bias_grad_partials_into(numpy.ones((1, 2, 4), numpy.float32), partials, False)
+    >>> partials[0]
+    array([[0., 0., 4.],
+           [0., 0., 4.]], dtype=float32)
+    """
+    images, filters = dout.shape[:2]
+    positions, slots = dout[0, 0].size, partials.shape[-1]
+    ones = ones_like_device(dout, positions)
+    gemm("N", "N", 1, filters, positions, 1.0, ones, 1, 0, dout.reshape(-1), positions,
+         filters * positions, 1.0 if accumulate else 0.0, partials.reshape(-1)[slots - 1:],
+         slots, filters * slots, images, _exact_compute(dout.dtype))
