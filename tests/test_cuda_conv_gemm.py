@@ -33,8 +33,7 @@ from hypothesis import strategies as st
 
 import fastconv.functional as F
 from conftest import gpu_dispatch
-from cuda_emu.emu import prebuild, require_kernel_tools
-from cuda_emu.report import report_cases
+from cuda_emu.report import built_and_reported
 from fastconv import _cuda, _gpu
 from fastconv.backend import accumulator_dtype
 from fastconv.shapes import window_geometry
@@ -44,14 +43,8 @@ from test_cuda_emulated import (DTYPES, SETTINGS, assert_sum_close, bits, conv_w
 CASES = collections.Counter()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def build_and_report(request):
-    """Build the emulated kernels up front; print the number of cases at the end."""
-    require_kernel_tools("g++")
-    prebuild()
-    yield
-    report_cases(request.config, "Implicit-product convolution",
-                 "slab sums in the kernel's order, bit for bit", CASES)
+build_and_report = built_and_reported(
+    "Implicit-product convolution", "slab sums in the kernel's order, bit for bit", CASES)
 
 
 def slab_conv(x, w, b, pads, stride, dilation, out_size):

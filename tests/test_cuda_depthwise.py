@@ -31,8 +31,7 @@ from hypothesis import strategies as st
 
 import fastconv.functional as F
 from conftest import gpu_dispatch
-from cuda_emu.emu import prebuild, require_kernel_tools, sanitizing
-from cuda_emu.report import report_cases
+from cuda_emu.report import built_and_reported
 from fastconv import _cuda, _cuda_launcher
 from fastconv.backend import accumulator_dtype
 from fastconv.workspace import workspace_limit
@@ -43,14 +42,8 @@ CASES = collections.Counter()
 KERNELS = {name for name, (file, _) in _cuda.KERNELS.items() if file == "depthwise.cu"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def build_and_report(request):
-    """Build the emulated kernels up front; print the number of cases at the end."""
-    require_kernel_tools("g++")
-    prebuild()
-    yield
-    report_cases(request.config, "Depthwise", "the CPU path and the kernels' order, bit for bit",
-                 CASES)
+build_and_report = built_and_reported(
+    "Depthwise", "the CPU path and the kernels' order, bit for bit", CASES)
 
 
 def run_conv(x, w, b, args, dout, needs_dx):

@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 import fastconv.functional as F
-from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools, sanitizing
-from cuda_emu.report import report_cases
+from cuda_emu.emu import emu_launcher
+from cuda_emu.report import built_and_reported
 from fastconv import _backends, _cuda, _gpu, reference
 from fastconv import _cpu as _cpu_backend
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
@@ -72,13 +72,7 @@ launch_shapes = st.builds(launcher, st.sampled_from([32, 64, 256, 1024]),
                           st.sampled_from([1, 2, None]), st.booleans())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def build_and_report(request):
-    """Build the emulated kernels up front; print the number of cases per property at the end."""
-    require_kernel_tools("g++")
-    prebuild()
-    yield
-    report_cases(request.config, "", "the NumPy path", CASES, UNROLLED)
+build_and_report = built_and_reported("", "the NumPy path", CASES, UNROLLED)
 
 
 def bits(a):

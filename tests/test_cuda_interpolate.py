@@ -25,8 +25,7 @@ from hypothesis import strategies as st
 
 import fastconv.functional as F
 from conftest import gpu_dispatch
-from cuda_emu.emu import prebuild, require_kernel_tools, sanitizing
-from cuda_emu.report import report_cases
+from cuda_emu.report import built_and_reported
 from fastconv import _cuda, _cuda_interpolate, _cuda_launcher
 from test_cuda_emulated import DTYPES, SETTINGS, bits, launch_shapes, launcher, normal
 
@@ -34,13 +33,7 @@ CASES = collections.Counter()
 FORWARD, BACKWARD = "interpolate_forward_kernel", "interpolate_backward_kernel"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def build_and_report(request):
-    """Build the emulated kernels up front; print the number of cases at the end."""
-    require_kernel_tools("g++")
-    prebuild()
-    yield
-    report_cases(request.config, "Interpolate", "the CPU path, bit for bit", CASES)
+build_and_report = built_and_reported("Interpolate", "the CPU path, bit for bit", CASES)
 
 
 def scale_factors():

@@ -33,8 +33,7 @@ from hypothesis import strategies as st
 
 import fastconv.functional as F
 from conftest import gpu_dispatch
-from cuda_emu.emu import prebuild, require_kernel_tools, sanitizing
-from cuda_emu.report import report_cases
+from cuda_emu.report import built_and_reported
 from fastconv import _cuda, _cuda_launcher
 from fastconv.backend import accumulator_dtype
 from fastconv.functional.pool3d import AvgPool3dCache, MaxPool3dCache
@@ -49,13 +48,8 @@ MAX_KERNELS = ["max_pool3d_forward_kernel", "max_pool3d_backward_kernel"]
 AVG_KERNELS = ["avg_pool3d_forward_kernel", "avg_pool3d_backward_kernel"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def build_and_report(request):
-    """Build the emulated kernels up front; print the number of cases at the end."""
-    require_kernel_tools("g++")
-    prebuild()
-    yield
-    report_cases(request.config, "3-D pooling", "the CPU path, bit for bit", CASES, UNROLLED)
+build_and_report = built_and_reported("3-D pooling", "the CPU path, bit for bit", CASES,
+                                      UNROLLED)
 
 
 @st.composite

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cuda_emu.emu import prebuild, require_kernel_tools
-from cuda_emu.report import report_cases
+from cuda_emu.report import built_and_reported
 from fastconv import _cuda, _cuda_launcher
 from fastconv.backend import accumulator_dtype
 from test_cuda_emulated import DTYPES, SETTINGS, bits, launcher
@@ -25,14 +24,8 @@ from test_cuda_emulated import DTYPES, SETTINGS, bits, launcher
 CASES = collections.Counter()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def build_and_report(request):
-    """Build the emulated kernels up front; print the number of cases at the end."""
-    require_kernel_tools("g++")
-    prebuild()
-    yield
-    report_cases(request.config, "Weight-gradient sum",
-                 "the images' partials added in order, bit for bit", CASES)
+build_and_report = built_and_reported(
+    "Weight-gradient sum", "the images' partials added in order, bit for bit", CASES)
 
 
 def ordered_sums(partials, dtype):

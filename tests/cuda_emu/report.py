@@ -38,3 +38,20 @@ def report_cases(config, title, oracle, cases, unrolled=None):
         line += (f"; {sum(unrolled.values())} of them on unrolled windows, also vs the run-time "
                  f"instantiation ({windows})")
     summary_lines(config).append(line)
+
+
+def built_and_reported(title, oracle, cases, unrolled=None):
+    """An emulation test file's module fixture (autouse): the emulated kernels built up front
+    (skipped without g++), and at the end the :func:`report_cases` line of ``cases``."""
+    import pytest
+
+    from .emu import prebuild, require_kernel_tools
+
+    @pytest.fixture(scope="module", autouse=True, name="build_and_report")
+    def fixture(request):
+        require_kernel_tools("g++")
+        prebuild()
+        yield
+        report_cases(request.config, title, oracle, cases, unrolled)
+
+    return fixture
