@@ -210,7 +210,8 @@ def test_layer_initialisation_follows_torch_fans():
 @pytest.mark.filterwarnings("ignore:the column buffer:UserWarning")
 def test_gpu_backend_on_emulated_kernels_matches_the_cpu(emulated_kernels, kernels_for_numpy,
                                                          case, dtype, limit):
-    """The CuPy code on NumPy arrays (kernels emulated, xp.matmul), chunked or not."""
+    """The CuPy code on NumPy arrays (kernels emulated, products in the NumPy model of
+    cuBLAS), chunked or not."""
     _, x, w, b = case_arrays(case, dtype)
     out_cpu, cache_cpu = on_cpu(F.conv_transpose2d_forward, x, w, b, **case["kw"])
     dout = normal(case["seed"] + 1, out_cpu.shape, dtype)

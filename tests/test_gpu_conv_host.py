@@ -156,6 +156,40 @@ def test_a_backward_without_held_columns_computes_them_again(monkeypatch, dtype)
     assert counted["backward"] == (held["backward"][0] + 1, held["backward"][1] + 1), log
 
 
+# A transposed convolution, (4, 8, 6, 6) into 4 channels, 3x3, stride 2, with bias: the code
+# this replaced ran cupy.matmul (the weights broadcast over the batch: pointer arrays; float16
+# cast to float32 and back), copied W^T, and reduced each chunk's dW products; now the products
+# are gemm calls with the weights shared and transposed by flag, and one weight-sum launch.
+# The front's bias add and db sum (one launch each, and db's cast) are in both.
+TRANSPOSE_BEFORE = {"float32": {"forward": (10, 9), "backward": (14, 13)},
+                    "float16": {"forward": (13, 12), "backward": (20, 19)}}
+TRANSPOSE_AFTER = {"float32": {"forward": (3, 2), "backward": (6, 6)},
+                   "float16": {"forward": (3, 2), "backward": (6, 6)}}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_transposed_convolution_launches_and_allocates_at_most_half_of_before(monkeypatch,
+                                                                               dtype):
+    args = dict(stride=2, padding=1, output_padding=1)
+    with counting_outputs(monkeypatch) as counts:
+        x, w = device(rand((4, 8, 6, 6), dtype, 0)), device(rand((8, 4, 3, 3), dtype, 1))
+        b = device(rand((4,), dtype, 2))
+        for _ in range(2):  # the second call's counts
+            counts.launches = counts.allocations = 0
+            counts.log.clear()
+            out, cache = F.conv_transpose2d_forward(x, w, b, **args)
+            forward = counts.launches, counts.allocations
+            dout = device(rand(out.shape, dtype, 3))
+            counts.launches = counts.allocations = 0
+            F.conv_transpose2d_backward(dout, cache)
+            backward = counts.launches, counts.allocations
+    assert {"forward": forward, "backward": backward} == TRANSPOSE_AFTER[dtype], counts.log
+    assert "matmul cuBLAS" not in {what for what, *_ in counts.log}
+    for step, (launches, allocations) in TRANSPOSE_BEFORE[dtype].items():
+        after = TRANSPOSE_AFTER[dtype][step]
+        assert 2 * after[0] <= launches and 2 * after[1] <= allocations, step
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_depthwise_kernels_launch_and_allocate_no_more_than_the_generic_path(monkeypatch,
                                                                              dtype):

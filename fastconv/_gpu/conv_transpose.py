@@ -1,21 +1,29 @@
-"""2-D transposed convolution on the GPU (CuPy): ``xp.matmul`` and the im2col/col2im CUDA kernels.
+"""2-D transposed convolution on the GPU (CuPy): cuBLAS products and the im2col/col2im CUDA kernels.
 
 ``geometry`` is that of the convolution whose input is the transposed convolution's output
 (less the rows and columns past the last window) and whose output is x's size
 (:func:`fastconv.functional.conv_transpose.transposed_geometry`).
 
-Forward, per chunk: the columns W^T @ x (n, G, F/G*KH*KW, H*W), the weights shared by the
-images through broadcasting, then the gather-style ``col2im`` kernel (each output element sums
-what it receives: no atomics, the same bits every run) into the part of ``out`` the windows
-reach; where output_padding leaves rows or columns past them, through a contiguous buffer. The
-front allocates ``out`` and adds the bias.
+Every product goes through :func:`fastconv._gpu.matmul.matmul` (strided-batched cuBLAS, as
+the convolution's): the weights (1, G, C/G, F/G*KH*KW) are shared by the images through a zero
+batch stride and transposed by cuBLAS's flag, never copied, and float16 is multiplied as
+float16 with float32 accumulation.
 
-Backward, per chunk: the ``im2col`` kernel on dout, dx = W @ cols per group, and the per-image
-dW products x @ cols^T (in float32 for float16, so no partial is rounded to float16) summed into
-dw.
+Forward, per chunk: the columns W^T @ x (n, G, F/G*KH*KW, H*W), then the gather-style ``col2im``
+kernel (each output element sums what it receives: no atomics, the same bits every run) into
+the part of ``out`` the windows reach; where output_padding leaves rows or columns past them,
+through a contiguous buffer. The front allocates ``out`` and adds the bias.
 
-Plain array code against the arrays' module ``xp`` and :mod:`fastconv._cuda`'s wrappers, so the
-tests run it on NumPy arrays with the kernels emulated on the CPU. Each algorithm is an object
+Backward, per chunk: the ``im2col`` kernel on dout, dx = W @ cols, and each image's dW product
+x @ cols^T into partials (n, C, F/G*KH*KW + 1) in the accumulator dtype (float32 for float16,
+so no partial is rounded to float16), accumulated over the chunks in place by the GEMM; at the
+end one kernel sums them over the images in ascending order and rounds dw once
+(kernels/weight_sum.cu; the last slot, the convolution's bias slot, stays unused: the front
+sums db).
+
+Written against the arrays' module ``xp`` and :mod:`fastconv._cuda`'s wrappers, so the tests
+run it on NumPy arrays with the kernels emulated on the CPU and the products in the NumPy
+model of cuBLAS. Each algorithm is an object
 with a ``plan``, ``run`` and ``result``, driven by :func:`fastconv.workspace.run_in_chunks`.
 """
 
@@ -25,9 +33,11 @@ from typing import Any
 
 from .. import _cuda
 from .._typing import Array
+from .._window_arrays import grouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer
+from .matmul import matmul
 
 
 def forward(x: Array, w: Array, geometry: WindowGeometry, groups: int, out: Array) -> _Forward:
@@ -42,15 +52,9 @@ def backward(dout: Array, cache: Any) -> _Backward:
     return _Backward(dout, cache)
 
 
-def _grouped(a, groups):
-    """(n, C, H, W) as (n, G, C/G, H*W): a view of a C-contiguous ``a``, else a contiguous copy."""
-    n, c, h, w = a.shape
-    return get_array_module(a).ascontiguousarray(a).reshape(n, groups, c // groups, h * w)
-
-
 def _weight_matrix(w, groups):
-    """w (C, F/G, KH, KW) as (G, C/G, F/G*KH*KW)."""
-    return get_array_module(w).ascontiguousarray(w).reshape(groups, w.shape[0] // groups,
+    """w (C, F/G, KH, KW) as (1, G, C/G, F/G*KH*KW): one matrix per group, shared by the images."""
+    return get_array_module(w).ascontiguousarray(w).reshape(1, groups, w.shape[0] // groups,
                                                             w[0].size)
 
 
@@ -63,17 +67,16 @@ class _Forward:
     """cols = W^T @ x per chunk and group, then col2im into the reached part of the output."""
 
     def __init__(self, x, w, geometry, groups, out):
-        xp = get_array_module(x)
         self.geometry, self.out = geometry, out
-        self.x = _grouped(x, groups)
-        self.w_t = xp.ascontiguousarray(_weight_matrix(w, groups).transpose(0, 2, 1))
-        self.plan = (Buffer("cols", self.w_t.shape[:2] + (x.shape[2] * x.shape[3],), x.dtype),)
+        self.x = grouped(x, groups)
+        self.w_mat = _weight_matrix(w, groups)
+        self.plan = (Buffer("cols", (groups, self.w_mat.shape[3], x.shape[2] * x.shape[3]),
+                            x.dtype),)
         if tuple(out.shape[2:]) != geometry.size:  # the kernel writes contiguous planes
             self.plan += (Buffer("reached", out.shape[1:2] + geometry.size, x.dtype),)
 
     def run(self, chunk, buffers):
-        xp = get_array_module(self.x)
-        cols = xp.matmul(self.w_t, self.x[chunk], out=buffers["cols"])
+        cols = matmul(self.w_mat, self.x[chunk], buffers["cols"], transpose_a=True)
         reached = buffers.get("reached")
         target = self.out[chunk] if reached is None else reached
         _cuda.col2im_into(_as_images(cols, self.out.shape[1], self.geometry), self.geometry,
@@ -87,7 +90,8 @@ class _Forward:
 
 
 class _Backward:
-    """Per chunk: the columns of dout, dx = W @ cols, dW += x @ cols^T; dw cast at the end."""
+    """Per chunk: the columns of dout, dx = W @ cols, dW partials += x @ cols^T; at the end dw
+    from the partials."""
 
     def __init__(self, dout, cache):
         xp = get_array_module(dout, cache.x)
@@ -95,26 +99,27 @@ class _Backward:
         self.geometry, self.groups, self.w = geometry, groups, w
         height, width = geometry.size
         self.dout = dout[:, :, :height, :width]  # the rows past the windows reach nothing
-        self.x = _grouped(x, groups)
+        self.x = grouped(x, groups)
         self.w_mat = _weight_matrix(w, groups)
         self.dx = xp.empty(x.shape, dtype=x.dtype)
-        acc = accumulator_dtype(x.dtype)
-        self.dw = xp.zeros(self.w_mat.shape, dtype=acc)
-        self.plan = (Buffer("cols", (groups, self.w_mat.shape[2], x.shape[2] * x.shape[3]),
-                            x.dtype),
-                     Buffer("dW products", self.w_mat.shape, acc))
+        _, groups, c_group, taps = self.w_mat.shape
+        self.plan = (Buffer("cols", (groups, taps, x.shape[2] * x.shape[3]), x.dtype),
+                     Buffer("partials", (groups, c_group, taps + 1), accumulator_dtype(x.dtype)))
 
     def run(self, chunk, buffers):
         xp = get_array_module(self.x)
-        cols = buffers["cols"]
+        cols, partials = buffers["cols"], buffers["partials"]
         _cuda.im2col_into(xp.ascontiguousarray(self.dout[chunk]), self.geometry,
                           _as_images(cols, self.dout.shape[1], self.geometry))
-        xp.matmul(self.w_mat, cols, out=_grouped(self.dx[chunk], self.groups))
-        acc = self.dw.dtype
-        products = xp.matmul(self.x[chunk].astype(acc, copy=False),
-                             cols.astype(acc, copy=False).transpose(0, 1, 3, 2),
-                             out=buffers["dW products"])
-        self.dw += products.sum(axis=0)
+        matmul(self.w_mat, cols, grouped(self.dx[chunk], self.groups))
+        # Partials i sum image i of every chunk: the first chunk, the largest, writes every
+        # image's, later ones add to theirs.
+        matmul(self.x[chunk], cols, partials, transpose_b=True, accumulate=chunk.start > 0,
+               out_columns=self.w_mat.shape[3])
 
     def result(self, workspace):
-        return self.dx, self.dw.reshape(self.w.shape).astype(self.w.dtype, copy=False)
+        partials = workspace.buffers["partials"]
+        images, groups, c_group, slots = partials.shape
+        dw, _ = _cuda.weight_sum(partials.reshape(images, groups * c_group, slots), self.w.shape,
+                                 self.x.dtype, has_bias=False)
+        return self.dx, dw
