@@ -93,25 +93,30 @@ def counting_outputs(monkeypatch):
         yield counts
 
 
-def count_conv(monkeypatch, case, dtype):
-    """{"forward": (launches, allocations), "backward": ...} of one conv with bias and dx,
-    and the log of the backward's."""
-    x_shape, w_shape, args = CASES[case]
+def count_passes(monkeypatch, forward, backward, shapes, dtype, args):
+    """{"forward": (launches, allocations), "backward": ...} of ``forward(x, w, b, **args)``
+    and ``backward(dout, cache)`` on arrays of ``shapes`` (x, w, b), and the log of both.
+    The second call's: a first call makes what every later one reuses (the bias products'
+    vector of ones)."""
     with counting_outputs(monkeypatch) as counts:
-        x, w = device(rand(x_shape, dtype, 0)), device(rand(w_shape, dtype, 1))
-        b = device(rand(w_shape[:1], dtype, 2))
-        # a first call makes what every later one reuses: the bias products' vector of ones
-        first, first_cache = F.conv2d_forward(x, w, b, **args)
-        F.conv2d_backward(first, first_cache)
-        counts.launches = counts.allocations = 0
-        counts.log.clear()
-        out, cache = F.conv2d_forward(x, w, b, **args)
-        forward = counts.launches, counts.allocations
-        dout = device(rand(out.shape, dtype, 3))
-        counts.launches = counts.allocations = 0
-        F.conv2d_backward(dout, cache)
-        backward = counts.launches, counts.allocations
-    return {"forward": forward, "backward": backward}, counts.log
+        x, w, b = (device(rand(shape, dtype, seed)) for seed, shape in enumerate(shapes))
+        for _ in range(2):
+            counts.launches = counts.allocations = 0
+            counts.log.clear()
+            out, cache = forward(x, w, b, **args)
+            passes = {"forward": (counts.launches, counts.allocations)}
+            dout = device(rand(out.shape, dtype, 3))
+            counts.launches = counts.allocations = 0
+            backward(dout, cache)
+            passes["backward"] = counts.launches, counts.allocations
+    return passes, counts.log
+
+
+def count_conv(monkeypatch, case, dtype):
+    """:func:`count_passes` of one conv2d of ``CASES`` with bias and dx."""
+    x_shape, w_shape, args = CASES[case]
+    return count_passes(monkeypatch, F.conv2d_forward, F.conv2d_backward,
+                        (x_shape, w_shape, w_shape[:1]), dtype, args)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -170,21 +175,11 @@ TRANSPOSE_AFTER = {"float32": {"forward": (3, 2), "backward": (6, 6)},
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_a_transposed_convolution_launches_and_allocates_at_most_half_of_before(monkeypatch,
                                                                                dtype):
-    args = dict(stride=2, padding=1, output_padding=1)
-    with counting_outputs(monkeypatch) as counts:
-        x, w = device(rand((4, 8, 6, 6), dtype, 0)), device(rand((8, 4, 3, 3), dtype, 1))
-        b = device(rand((4,), dtype, 2))
-        for _ in range(2):  # the second call's counts
-            counts.launches = counts.allocations = 0
-            counts.log.clear()
-            out, cache = F.conv_transpose2d_forward(x, w, b, **args)
-            forward = counts.launches, counts.allocations
-            dout = device(rand(out.shape, dtype, 3))
-            counts.launches = counts.allocations = 0
-            F.conv_transpose2d_backward(dout, cache)
-            backward = counts.launches, counts.allocations
-    assert {"forward": forward, "backward": backward} == TRANSPOSE_AFTER[dtype], counts.log
-    assert "matmul cuBLAS" not in {what for what, *_ in counts.log}
+    counted, log = count_passes(monkeypatch, F.conv_transpose2d_forward,
+                                F.conv_transpose2d_backward, ((4, 8, 6, 6), (8, 4, 3, 3), (4,)),
+                                dtype, dict(stride=2, padding=1, output_padding=1))
+    assert counted == TRANSPOSE_AFTER[dtype], log
+    assert "matmul cuBLAS" not in {what for what, *_ in log}
     for step, (launches, allocations) in TRANSPOSE_BEFORE[dtype].items():
         after = TRANSPOSE_AFTER[dtype][step]
         assert 2 * after[0] <= launches and 2 * after[1] <= allocations, step
