@@ -127,7 +127,8 @@ class Launcher:
     instantiation (tests compare the two); ``poison`` fills new output
     arrays with NaN (or the smallest int) so an element a kernel misses
     cannot pass a test by luck. ``kernel_dir`` replaces the installed
-    sources (tests).
+    sources (tests). The launch shape and ``specialize`` are read when a launch is
+    first prepared and memoised with it: set them at construction.
     """
 
     def __init__(self, xp, module_class, *, options, compile_errors=(), device_id=lambda: 0,
@@ -216,7 +217,8 @@ class Launcher:
             self._check_array(kernel, name, kind, arg, dtype, device)
         try:
             prepared = self._prepared(kernel, dtype, device, *work, *args[first_scalar:])
-        except TypeError:  # an unhashable scalar, never an int: refused by the check itself
+        except TypeError:  # an unhashable scalar (never an int) or a refused one: unmemoised,
+            # the check raises its error
             prepared = self._prepare(kernel, dtype, device, *work, *args[first_scalar:])
         if prepared is not None:
             function, grid, block, scalars = prepared

@@ -53,6 +53,32 @@ def test_launch_helper_rejects_bad_arguments(emu):
                    2, 3, 3, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1)
 
 
+def test_a_repeated_launch_checks_its_arrays_again_and_its_scalars_once(monkeypatch):
+    """What follows from the scalars alone is memoised per launcher by their values and
+    types: a repeated launch checks no scalar again, but still every array; True after 1 is
+    a new key, refused."""
+    require_kernel_tools("g++")
+    launcher = emu_launcher()
+    checked = []
+    check = _cuda.Launcher._check_scalar
+    monkeypatch.setattr(_cuda.Launcher, "_check_scalar",
+                        staticmethod(lambda *args: checked.append(args[1]) or check(*args)))
+    x = np.arange(18, dtype=np.float32).reshape(1, 2, 3, 3)
+    cols = np.zeros((1, 2, 1, 1, 3, 3), np.float32)
+    args = _im2col_args(x, cols)
+    launcher.launch("im2col_kernel", (2, 9), *args)
+    assert checked == [name for name, _ in _cuda_registry.PARAMETERS["im2col_kernel"][2:]]
+    cols[...] = 0
+    launcher.launch("im2col_kernel", (2, 9), *args)
+    assert len(checked) == len(args) - 2
+    np.testing.assert_array_equal(cols.reshape(x.shape), x)
+    with pytest.raises(ValueError, match="argument x .* must be C-contiguous"):
+        launcher.launch("im2col_kernel", (2, 9), x.transpose(0, 1, 3, 2), cols, *args[2:])
+    assert args[2] == 1
+    with pytest.raises(TypeError, match="argument N must be an int, got True"):
+        launcher.launch("im2col_kernel", (2, 9), x, cols, True, *args[3:])
+
+
 def test_emulated_launch_is_stricter_than_cupy(emu):
     """The emulator checks what CuPy cannot: scalar widths, pointer vs scalar, element size."""
     x = np.zeros((1, 2, 3, 3), np.float32)

@@ -141,6 +141,17 @@ def test_arguments_cublas_would_misread_are_refused(change, error, match):
         gemm.gemm(**(_valid() | change))
 
 
+def test_the_memoised_layout_check_tells_a_bool_or_a_float_from_an_int():
+    """The layout check is memoised per layout, by value and type: True after 1 and 3.0 after
+    3 are new layouts, refused, never served the cached check of the int."""
+    valid = dict(_valid(), batch=1, stride_a=0, stride_b=0, stride_c=0)
+    gemm.gemm(**valid)
+    with pytest.raises(ValueError, match="batch must be an int"):
+        gemm.gemm(**dict(valid, batch=True))
+    with pytest.raises(ValueError, match="k must be an int"):
+        gemm.gemm(**dict(valid, k=3.0))
+
+
 def test_tf32_is_modelled_as_fp32():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal(64).astype(np.float32), rng.standard_normal(64).astype(np.float32)
