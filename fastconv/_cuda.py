@@ -24,8 +24,8 @@ The wrappers are written against a :class:`Launcher` and its array module only,
 so the same wrapper code runs on CuPy and, in the tests, on a CPU emulation of
 the kernels. Each takes ``launcher=None`` for :func:`default_launcher`, looked up
 here at call time (:func:`fastconv._cuda_launcher.resolved`; the tests replace it).
-They refuse planes too large for the kernels' 32-bit in-plane arithmetic before allocating anything. Nothing here imports CuPy until a GPU
-launch needs it.
+They refuse planes too large for the kernels' 32-bit in-plane arithmetic before
+allocating anything. Nothing here imports CuPy until a GPU launch needs it.
 """
 
 import math
@@ -262,7 +262,8 @@ def depthwise_weight_partials_into(x, dout, geometry, partials, accumulate, laun
 
 
 def weight_sum(partials, w_shape, dtype, has_bias, launcher=None):
-    """``(dw, db)`` of ``dtype`` from a convolution's per-image partial sums (kernels/weight_sum.cu).
+    """``(dw, db)`` of ``dtype`` from a convolution's per-image partial sums, on the GPU
+    (kernels/weight_sum.cu).
 
     ``partials`` (images, F, taps + 1), in ``dtype``'s accumulator dtype, hold per filter
     the sums of each weight tap (taps = ``prod(w_shape[1:])``) and, last, of the bias;

@@ -1,4 +1,4 @@
-"""A convolution's bias on the GPU as cuBLAS products with a vector of ones (Caffe's bias multiplier).
+"""A convolution's bias on the GPU: cuBLAS products with a vector of ones (Caffe's bias multiplier).
 
 The forward adds ``b[f]`` at every output position; the backward sums dout over the
 positions for ``db[f]``. Both are matrix products with a vector of ones: the forward a

@@ -30,8 +30,9 @@ then), and dx by the gather-style ``col2im`` or ``col2vol`` kernel (each input
 element sums what it contributed to, in ascending kernel-offset order: no atomics,
 the same bits every run). At the end one kernel sums the partials over the images
 in ascending order and rounds dw and db once (kernels/weight_sum.cu, the depthwise
-path's too). Transposed operands are cuBLAS flags, never copies. A 1x1 (1x1x1), stride-1, unpadded convolution skips
-the kernels: the input is its own column matrix and dx the column gradient.
+path's too). Transposed operands are cuBLAS flags, never copies. A 1x1 (1x1x1),
+stride-1, unpadded convolution skips the kernels: the input is its own column matrix
+and dx the column gradient.
 
 A 2-D depthwise convolution (groups == C) takes neither: :mod:`fastconv._gpu.depthwise`
 runs it on direct kernels (:func:`forward` and :func:`backward` dispatch to it).
