@@ -78,12 +78,16 @@ def test_weights_of_any_rank_take_their_shape_and_float16_sums_round_once():
 def test_partials_unlike_the_weights_and_filters_past_the_slot_limit_are_refused(monkeypatch):
     """Clear errors before anything is allocated or launched: partials of another shape
     than the weights imply, and a filter whose taps + 1 reach the kernel's 32-bit limit
-    (here lowered to 10); the number of filters is not limited (one plane each)."""
+    (here lowered to 10); partials of no image sum to zeros, and the number of filters is
+    not limited (one plane each)."""
     emu = launcher()
     with pytest.raises(ValueError, match=r"partials \(2, 3, 9\) are not \(images, 3, 10\)"):
         _cuda.weight_sum(np.zeros((2, 3, 9), np.float32), (3, 1, 3, 3), np.float32, True, emu)
     with pytest.raises(ValueError, match=r"partials \(3, 10\) are not"):
         _cuda.weight_sum(np.zeros((3, 10), np.float32), (3, 1, 3, 3), np.float32, True, emu)
+    none = np.zeros((0, 3, 10), np.float32)  # no image: the sums are zeros
+    dw, db = _cuda.weight_sum(none, (3, 1, 3, 3), np.float16, True, launcher())
+    assert not dw.any() and not db.any() and dw.shape == (3, 1, 3, 3)
     monkeypatch.setattr(_cuda_launcher, "PLANE_LIMIT", 10)
     with pytest.raises(ValueError, match=r"taps \+ 1 must stay below 2\*\*31"):
         _cuda.weight_sum(np.zeros((1, 3, 10), np.float32), (3, 1, 3, 3), np.float32, True, emu)

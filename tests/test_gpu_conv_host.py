@@ -295,6 +295,30 @@ def test_without_input_grad_dw_and_db_are_those_of_the_full_backward(gpu_path, k
     np.testing.assert_array_equal(db_only, db)
 
 
+@pytest.mark.parametrize("op, x_shape, w_shape, args", [
+    ("conv2d", (0, 3, 5, 5), (4, 3, 3, 3), dict(padding=1)),
+    ("conv2d", (0, 4, 5, 5), (4, 1, 3, 3), dict(groups=4)),  # depthwise
+    ("conv2d", (0, 3, 5, 5), (4, 3, 1, 1), {}),  # the input is its own columns
+    ("conv3d", (0, 2, 3, 4, 4), (3, 2, 2, 2, 2), dict(stride=2)),
+    ("conv_transpose2d", (0, 3, 4, 4), (3, 2, 3, 3), dict(stride=2)),
+])
+def test_an_empty_batch_gives_the_cpu_paths_empty_and_zero_results(gpu_path, op, x_shape,
+                                                                    w_shape, args):
+    """No image: no product runs (gemm's batch of 0) and no bias is added, and the weight
+    sums over no image are zeros, as on the CPU path."""
+    forward, backward = getattr(F, f"{op}_forward"), getattr(F, f"{op}_backward")
+    x, w = rand(x_shape, np.float32, 0), rand(w_shape, np.float32, 1)
+    b = rand((w_shape[1] if op == "conv_transpose2d" else w_shape[0],), np.float32, 2)
+    out, cache = forward(x, w, b, **args)
+    grads = backward(np.ones_like(out), cache)
+    want_out, want_cache = on_cpu(forward, x, w, b, **args)
+    want = on_cpu(backward, np.ones_like(want_out), want_cache)
+    assert out.shape == want_out.shape and out.shape[0] == 0
+    for got, expected in zip(grads, want):
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_tf32_setting_leaves_the_model_path_unchanged(gpu_path, monkeypatch):
     """On NumPy arrays the products run in the model, which computes TF32 as FP32."""
     x, w = rand((2, 3, 6, 6), np.float32, 16), rand((4, 3, 3, 3), np.float32, 17)

@@ -18,6 +18,7 @@ model of cuBLAS.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import numpy
@@ -38,9 +39,9 @@ def _exact_compute(dtype):
 def ones_like_device(like: Array, length: int) -> Array:
     """A 1-D array of at least ``length`` ones of ``like``'s dtype, on ``like``'s device.
 
-    Made once per array module, device and dtype and kept for the process (it is as long
-    as the largest output plane asked for, a few kilobytes), so that a call adds no
-    allocation and no fill: a longer request replaces it with a longer one.
+    Made once per array module, device and dtype and kept for the process (as long as the
+    largest output plane asked for: 200 KB for a float32 224 x 224 plane), so that a call
+    adds no allocation and no fill; a longer request replaces it with a longer one.
 
     Examples
     --------
@@ -76,7 +77,7 @@ def add_bias(out: Array, b: Array) -> None:
            [3., 3.]], dtype=float32)
     """
     images, filters = out.shape[:2]
-    positions = out[0, 0].size
+    positions = math.prod(out.shape[2:])
     bias = get_array_module(b).ascontiguousarray(b).reshape(-1)
     ones = ones_like_device(out, positions)
     gemm("N", "N", positions, filters, 1, 1.0, ones, positions, 0, bias, 1, 0, 1.0,
@@ -101,7 +102,7 @@ def bias_grad_partials_into(dout: Array, partials: Array, accumulate: bool) -> N
            [0., 0., 4.]], dtype=float32)
     """
     images, filters = dout.shape[:2]
-    positions, slots = dout[0, 0].size, partials.shape[-1]
+    positions, slots = math.prod(dout.shape[2:]), partials.shape[-1]
     ones = ones_like_device(dout, positions)
     gemm("N", "N", 1, filters, positions, 1.0, ones, 1, 0, dout.reshape(-1), positions,
          filters * positions, 1.0 if accumulate else 0.0, partials.reshape(-1)[slots - 1:],

@@ -57,6 +57,9 @@ class DepthwiseForward:
 
     def result(self, workspace):
         """The output; nothing is held for the backward."""
+        if self.out is None:  # an empty batch: no chunk ran
+            self.out = get_array_module(self.x).empty(
+                (0, self.w.shape[0]) + self.geometry.out, dtype=self.x.dtype)
         return self.out, None
 
 

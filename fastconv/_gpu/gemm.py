@@ -160,7 +160,7 @@ def gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, bet
     stride_a, stride_b, stride_c : int
         Elements from one matrix of the batch to the next; 0 shares one matrix.
     batch : int
-        The number of products.
+        The number of products; with 0 nothing is computed.
     compute : str
         One of :data:`COMPUTE_TYPES` (``CUBLAS_COMPUTE_<compute>``).
 
@@ -175,6 +175,8 @@ def gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, bet
     args = (transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
             stride_c, batch, compute)
     _check_gemm(*args)
+    if batch == 0:  # no product (an empty batch of images): nothing to read or write
+        return
     # the one switch between the model and the GPU: where the arrays live
     routine = model_gemm if isinstance(c, numpy.ndarray) else _cublas_gemm
     routine(*args)
