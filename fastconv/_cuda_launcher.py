@@ -88,13 +88,10 @@ def launch_config(planes, plane_size, block=BLOCK, max_blocks=MAX_BLOCKS):
     capped at ``max_blocks`` (y at most 65535, the hardware's limit): the
     kernels' grid-stride loops, with a 64-bit plane index, cover any size.
     """
-    if planes < 1 or plane_size < 1:
-        raise ValueError(f"a launch needs at least one work item, got {planes} planes "
-                         f"of {plane_size}")
+    _require_work(planes, plane_size, "planes")
     width = min(block, -(-plane_size // WARP) * WARP)
     height = block // width
-    grid = (min(-(-plane_size // width), max_blocks), min(-(-planes // height), max_blocks, 65535))
-    return grid + (1,), (width, height, 1)
+    return _grid(planes, height, plane_size, width, max_blocks), (width, height, 1)
 
 
 def tiled_launch_config(rows, columns, tile, max_blocks=MAX_BLOCKS):
@@ -105,13 +102,24 @@ def tiled_launch_config(rows, columns, tile, max_blocks=MAX_BLOCKS):
     column tiles along x and the row tiles along y, each axis capped at ``max_blocks``
     (y at most 65535); the kernel's grid-stride loops over the tiles cover the rest.
     """
-    if rows < 1 or columns < 1:
-        raise ValueError(f"a launch needs at least one work item, got {rows} rows "
-                         f"of {columns}")
+    _require_work(rows, columns, "rows")
     tile_rows, tile_columns, _, threads = tile
-    grid = (min(-(-columns // tile_columns), max_blocks),
-            min(-(-rows // tile_rows), max_blocks, 65535))
-    return grid + (1,), (threads, 1, 1)
+    return _grid(rows, tile_rows, columns, tile_columns, max_blocks), (threads, 1, 1)
+
+
+def _require_work(outer, inner, unit):
+    """Refuse a launch over no work: ``outer`` ``unit`` (planes, rows) of ``inner`` items."""
+    if outer < 1 or inner < 1:
+        raise ValueError(f"a launch needs at least one work item, got {outer} {unit} "
+                         f"of {inner}")
+
+
+def _grid(outer, block_height, inner, block_width, max_blocks):
+    """The grid whose blocks take ``block_width`` items along x and ``block_height`` along y:
+    enough blocks for ``inner`` items along x and ``outer`` along y, each axis capped at
+    ``max_blocks`` and y also at 65535, the hardware's limit."""
+    return (min(-(-inner // block_width), max_blocks),
+            min(-(-outer // block_height), max_blocks, 65535), 1)
 
 
 class Launcher:

@@ -70,7 +70,8 @@ CELLS_PER_THREAD = {"max_pool_backward_kernel": 2, "avg_pool_backward_kernel": 2
 # The kernels that compute a matrix product in tiles, and their tiles' (rows, columns,
 # reduction slice, threads): FC_TILE_M, FC_TILE_N, FC_TILE_K and FC_TILE_THREADS of the
 # kernel's file. A launch over ``(rows, columns)`` has a block of that many threads per
-# tile (:func:`fastconv._cuda_launcher.launch_config`), every other kernel one thread per item.
+# tile (:func:`fastconv._cuda_launcher.tiled_launch_config`), every other kernel one thread
+# per item.
 TILES = {"conv_gemm_kernel": (64, 128, 8, 128)}
 
 # The windows each file's kernels are instantiated for, as (K, S): a K x K

@@ -2,9 +2,9 @@
 
 The CPU backend's algorithms (:mod:`fastconv._cpu.im2col`, :mod:`fastconv._cpu.pool`); the GPU
 backend runs CUDA kernels instead and takes only the device-neutral helpers (:func:`pad_into`,
-:func:`window_view`, :func:`grouped`). Each algorithm works in the geometry's 1, 2 or 3 spatial
-axes and takes ``split(work, batch, nbytes, passes)`` (:class:`Split`): how to run
-``work(batch_slice)`` over the batch, the CPU's thread split
+:func:`window_view`, :func:`grouped`, :func:`ungrouped`). Each algorithm works in the
+geometry's 1, 2 or 3 spatial axes and takes ``split(work, batch, nbytes, passes)``
+(:class:`Split`): how to run ``work(batch_slice)`` over the batch, the CPU's thread split
 (:func:`fastconv._cpu.threads.over_batch`, which also keeps blocks of images in cache for the
 passes that sweep their memory several times). Each image is independent, so the results do
 not depend on the split.
@@ -69,6 +69,19 @@ def grouped(a: Array, groups: int) -> Array:
     n, c = a.shape[:2]
     return get_array_module(a).ascontiguousarray(a).reshape(n, groups, c // groups,
                                                             math.prod(a.shape[2:]))
+
+
+def ungrouped(a: Array) -> Array:
+    """A C-contiguous (n, G, C/G, k) array as the view (n, C, k): the groups' channels (or
+    filters) in order again.
+
+    Examples
+    --------
+    >>> ungrouped(numpy.zeros((2, 3, 4, 5))).shape
+    (2, 12, 5)
+    """
+    n, groups, per_group, k = a.shape
+    return a.reshape(n, groups * per_group, k)
 
 
 def padded_plan(channels: int, geometry: WindowGeometry, dtype: DTypeLike,

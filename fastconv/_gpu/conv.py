@@ -54,7 +54,7 @@ import numpy
 
 from .. import _cuda
 from .._typing import Array
-from .._window_arrays import grouped
+from .._window_arrays import grouped, ungrouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer
@@ -263,7 +263,7 @@ class _Backward:
         matmul(dout, cols, partials, transpose_b=True, accumulate=accumulate,
                out_columns=self.w_mat.shape[3])
         if self.has_bias:
-            bias_grad_partials_into(_by_filter(dout), _by_filter(partials), accumulate)
+            bias_grad_partials_into(ungrouped(dout), ungrouped(partials), accumulate)
         if self.needs_input_grad and not self.implicit_input_grad:
             self._data_grad(chunk, dout, cols, _weights(self.w_mat, chunk, buffers))
 
@@ -283,12 +283,6 @@ class _Backward:
             self.held.release()
         if self.implicit_input_grad:  # needs no workspace: one launch for all the images
             _cuda.conv_input_grad_into(self.dout_images, self.w, self.geometry, self.dx)
-        dw, db = _cuda.weight_sum(_by_filter(workspace.buffers["partials"]), self.w.shape,
+        dw, db = _cuda.weight_sum(ungrouped(workspace.buffers["partials"]), self.w.shape,
                                   self.x.dtype, self.has_bias)
         return self.dx, dw, db
-
-
-def _by_filter(grouped_array):
-    """A C-contiguous (n, G, F/G, k) array as the view (n, F, k): filters in order."""
-    n, groups, f_group, k = grouped_array.shape
-    return grouped_array.reshape(n, groups * f_group, k)

@@ -33,7 +33,7 @@ from typing import Any
 
 from .. import _cuda
 from .._typing import Array
-from .._window_arrays import grouped
+from .._window_arrays import grouped, ungrouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer
@@ -118,8 +118,6 @@ class _Backward:
                out_columns=self.w_mat.shape[3])
 
     def result(self, workspace):
-        partials = workspace.buffers["partials"]
-        images, groups, c_group, slots = partials.shape
-        dw, _ = _cuda.weight_sum(partials.reshape(images, groups * c_group, slots), self.w.shape,
+        dw, _ = _cuda.weight_sum(ungrouped(workspace.buffers["partials"]), self.w.shape,
                                  self.x.dtype, has_bias=False)
         return self.dx, dw
