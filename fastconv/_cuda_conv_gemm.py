@@ -7,7 +7,8 @@ from the input where the product needs it. The GPU backend computes with it the 
 gradient of a stride-1 convolution, ``conv_input_grad_into``: that gradient is the
 convolution of dout with the filters flipped and transposed, padded by what the forward's
 padding leaves of the window, so it takes one kernel instead of the column-gradient
-product and col2im, and the column gradient never exists in memory.
+product and col2im, and the column gradient never exists in memory. The kernel reads the
+filters in place, flipped and transposed by its indexing: the backward copies nothing.
 
 Both are written against a :class:`fastconv._cuda.Launcher` and its array module only,
 like every wrapper of :mod:`fastconv._cuda` (``launcher=None`` for its default). Both refuse,
@@ -18,13 +19,12 @@ hold (:func:`conv_gemm_fits` says which).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 from . import _cuda_launcher
 from ._cuda_launcher import launch_into, resolved
-from ._cuda_registry import TILES
 from ._typing import Array
-from .backend import get_array_module
 from .shapes import WindowGeometry
 
 # kernels/conv_gemm.cu's marker for a column or kernel offset outside the input sits at
@@ -66,56 +66,57 @@ def _input_grad_scalars(filters, geometry):
                     geometry.dilation)
 
 
-def conv_gemm_fits(channels: int, geometry: WindowGeometry, input_grad: bool = False) -> bool:
-    """Whether the implicit-product kernel takes a 2-D convolution of ``channels`` input
-    channels with ``geometry``, or (``input_grad``) the input gradient of one with
-    ``channels`` filters: every extent of the window below 2**29 and each image's
-    input and reduction (``channels`` times KH*KW) below 2**31 elements.
+def _fitting_scalars(w_shape, geometry, input_grad):
+    """The kernel's scalars for the convolution ``geometry`` with filters of ``w_shape``
+    (F, C, KH, KW), or (``input_grad``) for its input gradient; None where the kernel's
+    32-bit arithmetic cannot hold the problem: it also indexes the filters in 32 bits."""
+    if math.prod(w_shape) >= _cuda_launcher.PLANE_LIMIT:
+        return None
+    if input_grad:
+        return _input_grad_scalars(w_shape[0], geometry)
+    return _forward_scalars(w_shape[1], geometry)
+
+
+def conv_gemm_fits(w_shape: tuple[int, ...], geometry: WindowGeometry,
+                   input_grad: bool = False) -> bool:
+    """Whether the implicit-product kernel takes the 2-D convolution ``geometry`` with
+    filters of ``w_shape`` (F, C, KH, KW), or (``input_grad``) its input gradient: every
+    extent of the window below 2**29, and each image's input, the reduction (C*KH*KW, or
+    F*KH*KW for the input gradient) and the filters below 2**31 elements.
 
     Examples
     --------
     >>> from fastconv.shapes import window_geometry
-    >>> conv_gemm_fits(64, window_geometry((32, 64, 32, 32), 3, 3, 1, 1))
+    >>> conv_gemm_fits((64, 64, 3, 3), window_geometry((32, 64, 32, 32), 3, 3, 1, 1))
     True
-    >>> conv_gemm_fits(2**30, window_geometry((1, 2**30, 2, 2), 3, 3, 1, 1))
+    >>> conv_gemm_fits((1, 2**30, 1, 1), window_geometry((1, 2**30, 2, 2), 1, 1, 0, 1))
     False
     """
-    scalars = (_input_grad_scalars if input_grad else _forward_scalars)(channels, geometry)
-    return scalars is not None
+    return _fitting_scalars(tuple(w_shape), geometry, input_grad) is not None
 
 
-def _padded_filters(filters):
-    """The filters (M, C, KH, KW), any strides, as the (M, C*KH*KW) matrix zero-padded to
-    the kernel's tiles: a multiple of TILE_M rows, of TILE_K columns (the leading
-    dimension), so that the kernel reads it without bounds. One copy, into zeros where
-    there is padding. The filters' array module allocates it, as the backend's arrays."""
-    xp = get_array_module(filters)
-    tile_rows, _, tile_k, _ = TILES["conv_gemm_kernel"]
-    m, k = filters.shape[0], filters[0].size
-    shape = (-(-m // tile_rows) * tile_rows, -(-k // tile_k) * tile_k)
-    padded = (xp.empty if shape == (m, k) else xp.zeros)(shape, dtype=filters.dtype)
-    # splitting the contiguous last axis of the (M, K) corner is always a view: the
-    # copy writes into padded
-    xp.copyto(padded[:m, :k].reshape(filters.shape), filters)
-    return padded
-
-
-def _launch(launcher, x, filters, bias, out, scalars):
-    """out (N, M, OH, OW) = the filters (M, C, KH, KW) times x's columns (+ bias)."""
+def _launch(launcher, x, filters, bias, out, scalars, flipped):
+    """out (N, M, OH, OW) = the filters times x's columns (+ bias): ``filters`` (M, C, KH, KW)
+    themselves, or (``flipped``) the forward's (F, M, KH, KW) flipped along both window axes
+    and transposed, read in place (kernels/conv_gemm.cu's A_ROW, A_OUTER and FLIP)."""
     n, c = x.shape[:2]
-    padded = _padded_filters(filters)
+    taps = scalars[4] * scalars[5]
+    if flipped:
+        m, a_row, a_outer = filters.shape[1], taps, filters.shape[1] * taps
+    else:
+        m, a_row, a_outer = filters.shape[0], filters[0].size, taps
     has_bias = bias is not None
-    bias = launcher.xp.ascontiguousarray(bias) if has_bias else padded  # not read without a bias
+    sources = (x, filters, bias if has_bias else filters)  # the bias is not read without one
     positions = scalars[2] * scalars[3]
-    return launch_into(launcher, "conv_gemm_kernel", (filters.shape[0], n * positions),
-                       (x, padded, bias), out, n, c, filters.shape[0], padded.shape[1],
-                       int(has_bias), *scalars)
+    return launch_into(launcher, "conv_gemm_kernel", (m, n * positions), sources, out,
+                       n, c, m, a_row, a_outer, int(flipped), int(has_bias), *scalars)
 
 
-def _refuse(what, geometry):
-    raise ValueError(f"{what} of {geometry} is too large for the implicit-product kernel: "
-                     f"window extents must stay below 2**29 and each image's input and "
-                     f"reduction (C*KH*KW) below 2**31 elements")
+def _refuse(what, geometry, w_shape):
+    raise ValueError(f"{what} of {geometry} with filters {tuple(w_shape)} is too large for the "
+                     f"implicit-product kernel: window extents must stay below 2**29, and "
+                     f"each image's input, the reduction (C*KH*KW) and the filters below "
+                     f"2**31 elements")
 
 
 def conv_gemm_into(x: Array, w: Array, b: Array | None, geometry: WindowGeometry, out: Array,
@@ -132,10 +133,10 @@ def conv_gemm_into(x: Array, w: Array, b: Array | None, geometry: WindowGeometry
         (:func:`conv_gemm_fits`).
     """
     launcher = resolved(launcher)
-    scalars = _forward_scalars(x.shape[1], geometry)
+    scalars = _fitting_scalars(w.shape, geometry, False)
     if scalars is None:
-        _refuse("a convolution", geometry)
-    return _launch(launcher, x, w, b, out, scalars)
+        _refuse("a convolution", geometry, w.shape)
+    return _launch(launcher, x, w, b, out, scalars, flipped=False)
 
 
 def conv_input_grad_into(dout: Array, w: Array, geometry: WindowGeometry, dx: Array,
@@ -157,8 +158,7 @@ def conv_input_grad_into(dout: Array, w: Array, geometry: WindowGeometry, dx: Ar
     launcher = resolved(launcher)
     if geometry.stride != (1, 1):
         raise ValueError(f"conv_input_grad_into takes a stride-1 convolution, got {geometry}")
-    scalars = _input_grad_scalars(w.shape[0], geometry)
+    scalars = _fitting_scalars(w.shape, geometry, True)
     if scalars is None:
-        _refuse("the input gradient", geometry)
-    flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # a view: copied once, padded
-    return _launch(launcher, dout, flipped, None, dx, scalars)
+        _refuse("the input gradient", geometry, w.shape)
+    return _launch(launcher, dout, w, None, dx, scalars, flipped=True)

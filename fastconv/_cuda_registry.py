@@ -59,7 +59,8 @@ KERNELS = {
     "adaptive_max_check_kernel": ("unpool.cu", "index:i8 outside:T NC H W OH OW"),
     "adaptive_max_gather_kernel": ("unpool.cu", "dout:T index:i8 dx:T NC H W OH OW"),
     "adaptive_max_pool_forward_kernel": ("unpool.cu", "x:T out:T index:i8 NC H W OH OW"),
-    "conv_gemm_kernel": ("conv_gemm.cu", f"x:T a:T b:T out:T N C M LDA has_bias {_WINDOW}"),
+    "conv_gemm_kernel": ("conv_gemm.cu",
+                         f"x:T a:T b:T out:T N C M A_ROW A_OUTER FLIP has_bias {_WINDOW}"),
 }
 
 # The kernels whose threads take several adjacent cells of a row, and how many: the 2-D

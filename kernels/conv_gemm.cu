@@ -9,15 +9,25 @@
 // instead of being written out and read back. The column index j = n*OH*OW + oh*OW + ow
 // runs over all the images' positions, so a small image does not leave a tile half empty.
 //
+// a is read in place from a C-contiguous filter array, k = outer*KH*KW + tap:
+//
+//   a[m][k] = filters[m*A_ROW + outer*A_OUTER + (FLIP ? KH*KW - 1 - tap : tap)],
+//
+// so one kernel takes both products the GPU backend needs without a copy of the filters:
+// the convolution itself (filters (M, C, KH, KW): A_ROW = C*KH*KW, A_OUTER = KH*KW, no flip)
+// and the input gradient of a stride-1 one, whose filters are the forward's flipped along
+// both window axes and transposed (the forward's (F, M, KH, KW): A_ROW = KH*KW, A_OUTER =
+// M*KH*KW, flipped).
+//
 // It departs from the conventions of the other files in two ways, as any tiled product
 // must: a block of TILE_THREADS threads computes a TILE_M x TILE_N tile of out, each thread
 // an 8 x 8 sub-tile, so each value loaded is used eight times from registers; and the
 // block stages a TILE_K slice of a and of the columns in __shared__ memory, between
 // __syncthreads barriers. It keeps the others: one thread writes each output element, in
 // ascending k (deterministic, no atomics); the window as template parameters <T, K, S>.
-// fastconv/_cuda_conv_gemm.py keeps K, OH*OW and each image's input below 2^31 elements
-// and every extent of the window below 2^29, and launches the blocks this file's tile
-// sizes need (fastconv/_cuda_registry.py, TILES).
+// fastconv/_cuda_conv_gemm.py keeps K, OH*OW, each image's input and the filters below 2^31
+// elements and every extent of the window below 2^29, and launches the blocks this file's
+// tile sizes need (fastconv/_cuda_registry.py, TILES).
 #include "common.cuh"
 
 // The tile of a block (fastconv/_cuda_registry.py's TILES holds the same four numbers):
@@ -36,23 +46,26 @@ __device__ __forceinline__ int fc_sub_tile(int lane_group, int i, int half) {
 
 // One block per tile, in grid-stride loops over the tiles (x: columns, y: filters). Per
 // step the block stages a's (TILE_M, TILE_K) slice and the columns' (TILE_K, TILE_N) slice,
-// the next step's loaded while this one's is multiplied. Thread t stages a[t / 2][(t % 2) * 4
-// + i] (i < 4) and the column entries of kernel offsets 2 * (t / 32) and 2 * (t / 32) + 1 of
-// the slice at columns t % 32 + 32 * q (q < 4): the window origins of its four columns
-// computed once per tile, the two offsets' (c, kh, kw) once per step, and a warp reading 32
-// adjacent columns of one offset. a is zero-padded to (a multiple of TILE_M, LDA, a multiple
-// of TILE_K), so its loads need no bounds. The wrapper keeps C*H*W below 2^31: offsets
-// inside an image are 32-bit.
+// the next step's loaded while this one's is multiplied. Thread t stages the column entries
+// of kernel offsets k = 2 * (t / 32) and k + 1 of the slice at columns t % 32 + 32 * q (q <
+// 4): the window origins of its four columns computed once per tile, the two offsets' (c,
+// kh, kw) once per step (one division), and a warp reading 32 adjacent columns of one
+// offset. It stages a at one of the two, k + (t % 32) / 16, in rows t % 16 + 16 * r (r < 4),
+// its place in the filters taken from the same (c, tap). a's entries outside (M, K), in the
+// tiles' remainders, are zeros, not loads. The wrapper keeps C*H*W and a's M*K entries below
+// 2^31: offsets inside an image and into a are 32-bit (a's unsigned: they wrap, exactly, for
+// the rows and k's it does not load).
 template <class T, int K, int S>
 __global__ void __launch_bounds__(FC_TILE_THREADS)
 conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __restrict__ b,
-                 T* __restrict__ out, idx_t N, idx_t C, idx_t M, idx_t LDA, idx_t has_bias,
+                 T* __restrict__ out, idx_t N, idx_t C, idx_t M, idx_t A_ROW, idx_t A_OUTER,
+                 idx_t FLIP, idx_t has_bias,
                  idx_t H, idx_t W, idx_t OH, idx_t OW, idx_t KH, idx_t KW, idx_t SH,
                  idx_t SW, idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
     typedef typename fc_acc<T>::type acc_t;
-    // a's slice transposed, (k, m), its rows padded by 4 so that the two halves of a
-    // warp's stores (k and k + 4) fall on distinct banks; the columns' slice (k, j)
-    __shared__ __align__(16) acc_t a_tile[FC_TILE_K][FC_TILE_M + 4];
+    // a's slice transposed, (k, m), its rows padded by 16 so that a warp's stores (two k's
+    // of 16 rows each) fall on distinct banks; the columns' slice (k, j)
+    __shared__ __align__(16) acc_t a_tile[FC_TILE_K][FC_TILE_M + 16];
     __shared__ __align__(16) acc_t col_tile[FC_TILE_K][FC_TILE_N];
 
     const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
@@ -61,7 +74,7 @@ conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __re
     const int positions = (int)(OH * OW), plane = (int)(H * W);
     const idx_t total_columns = N * positions;
     const int t = threadIdx.x, row_group = t / 16, column_group = t % 16;
-    const int a_row = t / 2, a_k = (t % 2) * 4, lane = t % 32, k_pair = 2 * (t / 32);
+    const int lane = t % 32, k_pair = 2 * (t / 32), a_row = t % 16, a_half = lane / 16;
     // the window origin of a column past the last, and the kernel offset of a k past the
     // reduction: far enough into the padding that no tap reaches the input, and no sum of
     // two overflows (the wrapper keeps every extent below 2^29)
@@ -69,7 +82,10 @@ conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __re
 
     for (idx_t tile_m = blockIdx.y; tile_m * FC_TILE_M < M; tile_m += gridDim.y) {
         const idx_t m0 = tile_m * FC_TILE_M;
-        const T* a_entries = a + (m0 + a_row) * LDA + a_k;
+        // this thread's first row of a (its four are 16 apart), and how many of them it
+        // loads: none past row M
+        const unsigned a_first = (unsigned)((m0 + a_row) * A_ROW);
+        const int a_rows = (int)((M - m0 - a_row + 15) / 16);
         for (idx_t tile_n = blockIdx.x; tile_n * FC_TILE_N < total_columns;
              tile_n += gridDim.x) {
             const idx_t j0 = tile_n * FC_TILE_N;
@@ -93,12 +109,22 @@ conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __re
             T staged_a[4], staged_col[2][4];  // converted as they are stored
             // a[m][k] and the column entries of the slice at k0, 0 in the padding
             auto load = [&](int k0) {
+                // the thread's two kernel offsets as (c, tap): k0 + k_pair, and the next
+                const int first = k0 + k_pair, c0 = first / taps, tap0 = first - c0 * taps;
+                const bool wraps = tap0 + 1 == taps;
+                const int c1 = c0 + wraps, tap1 = wraps ? 0 : tap0 + 1;
+                // a at the one of them this thread stages, in its four rows: the tap within
+                // its block of KH*KW the same, or flipped
+                const int a_c = a_half ? c1 : c0, a_tap = a_half ? tap1 : tap0;
+                const bool a_inside = first + a_half < reduction;
+                unsigned entry = a_first + a_c * (unsigned)A_OUTER +
+                                 (unsigned)(FLIP ? taps - 1 - a_tap : a_tap);
                 FC_UNROLL
-                for (int i = 0; i < 4; ++i) staged_a[i] = a_entries[k0 + i];
+                for (int r = 0; r < 4; ++r, entry += 16 * (unsigned)A_ROW)
+                    staged_a[r] = a_inside && r < a_rows ? a[entry] : fc_zero<T>();
                 FC_UNROLL
                 for (int r = 0; r < 2; ++r) {
-                    const int k = k0 + k_pair + r;
-                    const int c = k / taps, tap = k - c * taps;
+                    const int k = first + r, c = r ? c1 : c0, tap = r ? tap1 : tap0;
                     const int kh = tap / columns.size, kw = tap - kh * columns.size;
                     // the offset's cells in the padding for a k past the reduction
                     const int dh = k < reduction ? kh * rows.dilation : outside;
@@ -121,10 +147,16 @@ conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __re
                 FC_UNROLL
                 for (int jj = 0; jj < 8; ++jj) sum[i][jj] = 0;
             }
-            load(0);
+            // float64's 64 accumulators take half the registers a thread may have: there
+            // the next slice is loaded after the product, not held in registers during it
+            // (the GPU backend launches this kernel in float32 only)
+            constexpr bool overlapped = sizeof(acc_t) < 8;
+            if (overlapped) load(0);
             for (int k0 = 0; k0 < reduction; k0 += FC_TILE_K) {
+                if (!overlapped) load(k0);
                 FC_UNROLL
-                for (int i = 0; i < 4; ++i) a_tile[a_k + i][a_row] = fc_load(staged_a[i]);
+                for (int r = 0; r < 4; ++r)
+                    a_tile[k_pair + a_half][a_row + 16 * r] = fc_load(staged_a[r]);
                 FC_UNROLL
                 for (int r = 0; r < 2; ++r) {
                     FC_UNROLL
@@ -132,7 +164,7 @@ conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __re
                 }
                 __syncthreads();
                 // the next slice's loads are in flight while this one is multiplied
-                if (k0 + FC_TILE_K < reduction) load(k0 + FC_TILE_K);
+                if (overlapped && k0 + FC_TILE_K < reduction) load(k0 + FC_TILE_K);
                 FC_UNROLL
                 for (int kk = 0; kk < FC_TILE_K; ++kk) {
                     acc_t a_values[8], col_values[8];

@@ -239,8 +239,23 @@ def test_refusals_come_before_any_launch():
                                    window_geometry((1, 2, 5, 5), 3, 1, 1, 1), out, emu)
     # a plane of 2**29 rows: the kernel's marker for the padding would be within reach
     tall = window_geometry((1, 1, 2**29, 1), (3, 1), 1, (1, 0), 1)
-    assert not _cuda.conv_gemm_fits(1, tall) and not _cuda.conv_gemm_fits(1, tall, True)
+    assert not _cuda.conv_gemm_fits((1, 1, 3, 1), tall)
+    assert not _cuda.conv_gemm_fits((1, 1, 3, 1), tall, True)
     with pytest.raises(ValueError, match=r"2\*\*29"):
         _cuda.conv_gemm_into(x, w, None, tall, out, emu)
-    assert _cuda.conv_gemm_fits(64, window_geometry((32, 64, 32, 32), 3, 1, 1, 1), True)
+    assert _cuda.conv_gemm_fits((64, 64, 3, 3), window_geometry((32, 64, 32, 32), 3, 1, 1, 1), True)
     assert not _gpu.conv._takes_implicit_input_grad(w, tall, 1)
+    # 2**31 filter entries (broadcast: no memory), which the kernel indexes in 32 bits
+    wide = np.broadcast_to(np.float32(1), (2**16, 2**15, 1, 1))
+    geometry = window_geometry((1, 2**15, 1, 1), 1, 1, 1, 1)
+    assert _cuda.conv_gemm_fits((2**16, 2**15 - 1, 1, 1), geometry, True)
+    assert not _cuda.conv_gemm_fits(wide.shape, geometry)
+    assert not _cuda.conv_gemm_fits(wide.shape, geometry, True)
+    assert not _gpu.conv._takes_implicit_input_grad(wide, geometry, 1)
+    x, dx = np.zeros((1, 2**15, 1, 1), np.float32), np.zeros((1, 2**15, 1, 1), np.float32)
+    with pytest.raises(ValueError, match=r"filters \(65536, 32768, 1, 1\).*2\*\*31"):
+        _cuda.conv_input_grad_into(np.zeros((1, 2**16, 3, 3), np.float32), wide, geometry,
+                                   dx, emu)
+    with pytest.raises(ValueError, match=r"filters \(65536, 32768, 1, 1\)"):
+        _cuda.conv_gemm_into(x, wide, None, geometry,
+                             np.zeros((1, 2**16, 3, 3), np.float32), emu)

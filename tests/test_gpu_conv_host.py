@@ -35,12 +35,11 @@ BEFORE = {("3x3", "float32"): {"forward": (9, 8), "backward": (17, 16)},
 # forward: the columns and the output; im2col, the product and the bias's product. Backward,
 # on the columns the forward held: dx and the partials, the dW product and the bias
 # gradient's into them, then dw and db (one weight-sum launch, two outputs). dx in float32
-# comes from the implicit-product kernel over the flipped filters, copied into a
-# zero-padded matrix (one allocation, its zeros and the copy, where the column-gradient
-# product and col2im were two launches); in float16 from those two. Every launch is a
-# cuBLAS call or a fastconv kernel but the padded filters' zeros and copy: no CuPy
-# reduction or broadcast (each costs the host several cuBLAS calls' time).
-AFTER = {("3x3", "float32"): {"forward": (3, 2), "backward": (6, 5)},
+# comes from the implicit-product kernel, which reads the filters flipped in place (one
+# launch, where the column-gradient product and col2im are two); in float16 from those
+# two. Every launch is a cuBLAS call or a fastconv kernel: no CuPy reduction, broadcast or
+# copy (each costs the host several cuBLAS calls' time).
+AFTER = {("3x3", "float32"): {"forward": (3, 2), "backward": (4, 4)},
          ("3x3", "float16"): {"forward": (3, 2), "backward": (5, 4)},
          ("depthwise", "float32"): {"forward": (1, 1), "backward": (3, 4)},
          ("depthwise", "float16"): {"forward": (1, 1), "backward": (3, 4)}}
@@ -128,7 +127,7 @@ def test_launches_and_allocations_per_call_are_at_most_half_of_before(monkeypatc
         after = AFTER[case, dtype][step]
         assert 2 * after[0] <= launches and 2 * after[1] <= allocations
     # the products all in gemm, the sums in the weight-sum kernel; the rest: the per-image
-    # weights, the depthwise kernels' outputs, the padded filters of dx
+    # weights, the depthwise kernels' outputs
     assert {what for what, *_ in log} <= {"empty", "zeros", "kernel", "gemm", "copyto",
                                           "launcher.empty"}
 

@@ -130,7 +130,7 @@ def _takes_implicit_input_grad(w, geometry, groups):
     need a launch per group, and the identity needs no kernel at all."""
     return (w.dtype == numpy.float32 and not get_tf32() and len(geometry.out) == 2
             and geometry.stride == (1, 1) and groups == 1 and not geometry.is_identity
-            and _cuda.conv_gemm_fits(w.shape[0], geometry, input_grad=True))
+            and _cuda.conv_gemm_fits(w.shape, geometry, input_grad=True))
 
 
 def _weight_matrix(w, groups):
