@@ -33,7 +33,7 @@ import numpy
 from numpy.lib.stride_tricks import as_strided
 
 from ._typing import Array, DTypeLike
-from ._window_max import running_max
+from ._window_max import needs_masked_rule, running_max
 from .backend import get_array_module
 from .shapes import WindowGeometry
 from .workspace import Buffer
@@ -239,7 +239,8 @@ def max_pool(x: Array, geometry: WindowGeometry, buffers: Buffers,
     """``(out, argmax)`` of max pooling, argmax the int32 flat kernel offset of each maximum.
 
     The kernel offsets' slabs go through :func:`fastconv._window_max.running_max` (ties keep
-    the first maximum, the first NaN wins; batch slices without NaN take its faster path).
+    the first maximum, the first NaN wins; batch slices without NaN or -0.0 take its faster
+    path).
     Each window's argmax starts at its first input cell, so the -inf padding never wins, even
     over -inf inputs (PyTorch's rule). ``buffers`` may hold "padded".
     """
@@ -255,7 +256,7 @@ def max_pool(x: Array, geometry: WindowGeometry, buffers: Buffers,
         best[...] = _slab(images, geometry, offsets[0])
         best_k[...] = start
         slabs = ((k, _slab(images, geometry, offset)) for k, offset in enumerate(offsets[1:], 1))
-        running_max(best, best_k, slabs, bool(xp.isnan(x[batch]).any()))
+        running_max(best, best_k, slabs, needs_masked_rule(x[batch]))
 
     split(scan, x.shape[0], x.nbytes, passes=len(offsets))
     return out, argmax

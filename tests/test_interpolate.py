@@ -105,6 +105,31 @@ def test_pytorch_index_rules(torch, kw, dtype):
     compare(torch, randn((2, 2, 5, 4), dtype, 3), 4, **kw)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nearest_index_is_computed_in_the_inputs_precision(torch, dtype):
+    """87 rows to 345, 11 columns to 29: output row 115 sits at 115 * 87/345 = 29 (28.999998
+    in float32). PyTorch's CPU forward computes the product in float64 for float64 inputs
+    and rounds it to float32 before the floor, so the rows read differ between the dtypes:
+    the output is PyTorch's bit for bit. The gradient is the forward's adjoint, each input
+    cell summing the dout of the outputs that read it; PyTorch's own float64 backward takes
+    its indices in float32 (row 115's gradient to row 28), so its gradcheck of this case
+    fails, and its dx is not the oracle here."""
+    x = randn((1, 2, 87, 11), dtype, 6)
+    dout = randn((1, 2, 345, 29), dtype, 7)
+    out, cache = F.interpolate_forward(x, size=(345, 29))
+    tx = torch.from_numpy(x)
+    np.testing.assert_array_equal(out, torch.nn.functional.interpolate(tx, size=(345, 29)).numpy())
+    # which input cell each output reads, from PyTorch's forward of the cells' numbers
+    numbers = torch.arange(x[0, 0].size, dtype=tx.dtype).reshape((1, 1) + x.shape[2:])
+    reads = torch.nn.functional.interpolate(numbers, size=(345, 29))[0, 0].numpy().astype(int)
+    assert reads[115, 0] // 11 == (29 if dtype == np.float64 else 28)
+    want = np.zeros((2, x[0, 0].size))
+    for c in range(2):
+        np.add.at(want[c], reads.ravel(), dout[0, c].astype(np.float64).ravel())
+    np.testing.assert_allclose(F.interpolate_backward(dout, cache)[0].reshape(2, -1), want,
+                               rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-6)
+
+
 def test_float16_is_computed_in_float32():
     x = randn((1, 2, 5, 5), np.float16, 5)
     out, cache = F.interpolate_forward(x, scale_factor=2.5, mode="bilinear")

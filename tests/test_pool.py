@@ -255,6 +255,29 @@ def test_tie_rule_on_tiling_windows_is_the_top_left_cell():
     np.testing.assert_array_equal(dx, expected)
 
 
+SIGNED_ZERO_POOLS = [
+    ("max_pool1d", (2, 3, 9), dict(kernel_size=3, stride=2)),
+    ("max_pool2d", (2, 3, 6, 6), dict(kernel_size=2)),
+    ("max_pool2d", (2, 3, 7, 7), dict(kernel_size=3, stride=1, padding=1)),
+    ("max_pool3d", (1, 2, 4, 4, 4), dict(kernel_size=2)),
+    ("adaptive_max_pool2d", (2, 3, 7, 5), dict(output_size=(3, 2))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("op, x_shape, kw", SIGNED_ZERO_POOLS)
+def test_a_tie_of_signed_zeros_keeps_the_first_zeros_sign_like_torch(torch, op, x_shape, kw,
+                                                                     dtype):
+    """Windows of -0.0 and +0.0 only, in a random order: the maximum is the first of them,
+    sign bit included, as PyTorch's (the indices agree either way)."""
+    signs = np.random.default_rng(8).integers(0, 2, x_shape).astype(bool)
+    x = np.where(signs, -0.0, 0.0).astype(dtype)
+    out = getattr(F, f"{op}_forward")(x, **kw)[0]
+    want = getattr(torch.nn.functional, op)(torch.from_numpy(x), **kw).numpy()
+    assert np.signbit(want).any() and not np.signbit(want).all()
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(want))
+
+
 @pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
 def test_nan_propagates_through_max_pool(kw):
     x = _distinct((2, 2, 6, 6), 0)

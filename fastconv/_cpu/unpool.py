@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy
 
 from .._typing import Array
-from .._window_max import running_max
+from .._window_max import needs_masked_rule, running_max
 from .scatter import scatter_add
 
 
@@ -64,13 +64,13 @@ def _window_cells(bounds: list[tuple[int, int]]) -> numpy.ndarray:
                         for k in range(longest)], dtype=numpy.int64)
 
 
-def _window_max(a: Array, axis: int, cells: Array, has_nan: bool) -> tuple[Array, Array]:
+def _window_max(a: Array, axis: int, cells: Array, masked: bool) -> tuple[Array, Array]:
     """``(best, k)``: the maximum of ``a`` over each adaptive window along ``axis``, and its
     offset."""
     best = a.take(cells[0], axis=axis)
     best_k = numpy.zeros(best.shape, dtype=numpy.int32)
     later = ((k, a.take(c, axis=axis)) for k, c in enumerate(cells[1:], 1))
-    running_max(best, best_k, later, has_nan)
+    running_max(best, best_k, later, masked)
     return best, best_k
 
 
@@ -89,12 +89,12 @@ def adaptive_max_pool2d_forward(x: numpy.ndarray, rows: list[tuple[int, int]],
     (array([[[[5., 5.]]]]), array([[[[1, 1]]]]))
     """
     row_cells, column_cells = _window_cells(rows), _window_cells(columns)
-    has_nan = bool(numpy.isnan(x).any())
+    masked = needs_masked_rule(x)
     # Each window's maximum over its columns, row by row, then over those rows: KH + KW
     # passes, not KH * KW. The first row holding the maximum and its first column holding it
     # are the first maximum in row-major window order (the first NaN, with NaN).
-    across, column_k = _window_max(x, 3, column_cells, has_nan)  # (N, C, H, OW)
-    out, row_k = _window_max(across, 2, row_cells, has_nan)
+    across, column_k = _window_max(x, 3, column_cells, masked)  # (N, C, H, OW)
+    out, row_k = _window_max(across, 2, row_cells, masked)
     row = row_cells[0].reshape(-1, 1) + row_k
     column = column_cells[0] + numpy.take_along_axis(column_k, row, axis=2)
     return out, row * x.shape[3] + column

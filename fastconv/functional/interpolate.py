@@ -3,10 +3,10 @@
 Both modes are separable: an output row reads T input rows (T = 1 for
 nearest, 2 for bilinear) with weights, and the same along the columns. Each
 axis's taps come from PyTorch's index rules (ATen's ``UpSample.h``: the
-legacy 'nearest' index floor(dst * in/out) in float32, bilinear's source
-position and weights in the input's compute dtype, float32 for float32 and
-float16), computed once per call on the host for the O outputs of the axis,
-so the same input cells are read as in PyTorch.
+legacy 'nearest' index floor(dst * in/out) and bilinear's source position and
+weights in the input's compute dtype, float32 for float32 and float16, as ATen's
+CPU kernel computes them), computed once per call on the host for the O outputs of
+the axis, so the same input cells are read as in PyTorch.
 
 The backward is the adjoint, written as gathers too: for each input row, a
 table holds the r-th output row that reads it and its weight (an entry with
@@ -87,18 +87,21 @@ class InterpolateCache:
     taps: tuple[Any, ...]
 
 
-def _nearest_index(size, out, scale):
-    """(1, out): PyTorch's legacy 'nearest' source of each output (ATen ``nearest_idx``).
+def _nearest_index(size, out, scale, dtype):
+    """(1, out): PyTorch's legacy 'nearest' source of each output, for inputs of ``dtype``.
 
-    Twice the size halves the index; otherwise floor(o * ratio) in float32,
-    the ratio being 1 / scale_factor when one was given, else in/out.
+    Twice the size halves the index; otherwise floor(o * ratio), the ratio being
+    1 / scale_factor when one was given, else in/out, as ATen's CPU kernel computes it:
+    the ratio and the product in float32 for float16 and float32 inputs, in float64 for
+    float64 ones, and the product rounded to float32 before the floor (its ``floorf``).
     """
     o = numpy.arange(out)
     if out == 2 * size:
         return (o >> 1)[None]
-    ratio = numpy.float32(1.0 / scale) if scale else numpy.float32(size) / numpy.float32(out)
-    source = numpy.floor(o.astype(numpy.float32) * ratio).astype(numpy.int64)
-    return numpy.minimum(source, size - 1)[None]
+    precision = numpy.float64 if dtype == numpy.float64 else numpy.float32
+    ratio = precision(1.0 / scale) if scale else precision(size) / precision(out)
+    real = (o.astype(precision) * ratio).astype(numpy.float32)
+    return numpy.minimum(numpy.floor(real).astype(numpy.int64), size - 1)[None]
 
 
 def _linear_taps(size, out, scale, align_corners, dtype):
@@ -145,7 +148,7 @@ def _axis_taps(size, out, scale, mode, align_corners, dtype, xp):
     if out == size:  # PyTorch copies such an axis, even under a scale factor other than 1
         return None
     if mode == "nearest":
-        index, weight = _nearest_index(size, out, scale), None
+        index, weight = _nearest_index(size, out, scale, dtype), None
     else:
         index, weight = _linear_taps(size, out, scale, align_corners, dtype)
     arrays = (index, weight) + _adjoint(index, weight, size)
