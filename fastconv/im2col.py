@@ -13,14 +13,20 @@ output already in (F, OH*OW) order, i.e. contiguous NCHW.
 
 The functions here validate and dispatch once, to :mod:`fastconv._cpu.im2col`
 (one strided copy; KH*KW vectorised slab adds) or :mod:`fastconv._gpu.im2col`
-(the CUDA kernels), with the workspace the backend declares. They are 2-D; the
-same layout in 3-D, (N, C, KD, KH, KW, OD, OH, OW), is the 3-D convolution's
-(:mod:`fastconv.functional.conv3d`).
+(the CUDA kernels), with the workspace the backend declares. :func:`im2col` and
+:func:`col2im` are 2-D. :func:`im2col_into` and :func:`col2im_into` take the
+geometry's 1 to 3 spatial axes on the CPU, in the same layout, e.g. (N, C, KD, KH,
+KW, OD, OH, OW) in 3-D (the 3-D convolution's, :mod:`fastconv.functional.conv3d`),
+and 2 on the GPU, whose im2col kernels are 2-D. They check every argument against
+the others and the geometry before any work, and refuse an output that shares
+memory with their input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy
 
 from . import _backends, _validate
 from ._typing import Array, IntPair
@@ -67,21 +73,34 @@ def im2col_into(x: Array, geometry: WindowGeometry, out: Array) -> Array:
     """Write the columns of ``x`` (N, C, H, W) into ``out`` (N, C, KH, KW, OH, OW); return ``out``.
 
     On the CPU the batch is split across threads; CuPy arrays go to the
-    ``im2col`` CUDA kernel.
+    ``im2col`` CUDA kernel. Every argument is checked before anything is written.
+    The CPU also takes 1 or 3 spatial axes: (N, C, *size) into (N, C, *kernel, *out).
 
     Parameters
     ----------
     x : ndarray
-        (N, C, H, W).
+        (N, C, H, W), float16/32/64, NumPy or CuPy.
     geometry : WindowGeometry
-        A 2-D one, from :func:`window_geometry` of x's shape.
+        From :func:`window_geometry` of x's shape (its size is x's H and W); 2-D on the GPU.
     out : ndarray
-        (N, C, KH, KW, OH, OW), x's dtype and device; not overlapping x.
+        (N, C, KH, KW, OH, OW) as ``geometry`` gives them, x's dtype and array type
+        (device); writeable, not overlapping x nor itself in memory. Any strides.
 
     Returns
     -------
     ndarray
         ``out``.
+
+    Raises
+    ------
+    TypeError
+        Naming the argument: x or out not a float array, out of another dtype than x, a
+        geometry that is not a :class:`WindowGeometry`.
+    ValueError
+        Naming the argument and the shapes: x not of the geometry's axes (4-D for a 2-D
+        one) or size, a geometry not 2-D on the GPU, out of another shape than the columns
+        of x, NumPy and CuPy arrays mixed, out read-only or sharing memory with x (or with
+        itself).
 
     Examples
     --------
@@ -93,10 +112,11 @@ def im2col_into(x: Array, geometry: WindowGeometry, out: Array) -> Array:
     <BLANKLINE>
            [[1., 2.]]])
     """
-    backend = _backends.backend_for(x, out).im2col
-    plan = backend.im2col_plan(x.shape[1], geometry, x.dtype)
-    with whole_batch(get_array_module(x), plan, x.shape[0]) as buffers:
-        return backend.im2col_into(x, geometry, out, buffers)
+    _check_images(x, "x", geometry)
+    _check_output(out, "out", x, "x")
+    _check_shape(out, "out", _cols_shape(x.shape, geometry),
+                 f"x of shape {tuple(x.shape)} with this geometry")
+    return _run_im2col(x, geometry, out)
 
 
 def col2im_into(cols: Array, geometry: WindowGeometry, out: Array) -> Array:
@@ -104,21 +124,36 @@ def col2im_into(cols: Array, geometry: WindowGeometry, out: Array) -> Array:
 
     On the CPU, KH*KW strided slab adds per image, the batch split across
     threads; CuPy arrays go to the gather-style ``col2im`` CUDA kernel (no
-    atomics, deterministic).
+    atomics, deterministic). Every argument is checked before anything is written.
+    The CPU also takes 1 or 3 spatial axes: (N, C, *kernel, *out) onto (N, C, *size).
 
     Parameters
     ----------
     cols : ndarray
-        (N, C, KH, KW, OH, OW).
+        (N, C, KH, KW, OH, OW) as ``geometry`` and out's (N, C) give them, float16/32/64,
+        NumPy or CuPy.
     geometry : WindowGeometry
-        A 2-D one, from :func:`window_geometry` of out's shape.
+        From :func:`window_geometry` of out's shape (its size is out's H and W); 2-D on the
+        GPU.
     out : ndarray
-        (N, C, H, W), cols' dtype and device; overwritten.
+        (N, C, H, W), cols' dtype and array type (device); overwritten, so writeable and not
+        overlapping cols nor itself in memory. Any strides.
 
     Returns
     -------
     ndarray
         ``out``.
+
+    Raises
+    ------
+    TypeError
+        Naming the argument: cols or out not a float array, of two dtypes, a geometry that
+        is not a :class:`WindowGeometry`.
+    ValueError
+        Naming the argument and the shapes: out not of the geometry's axes (4-D for a 2-D
+        one) or size, a geometry not 2-D on the GPU, cols of another shape than out's
+        columns, NumPy and CuPy arrays mixed, out read-only or sharing memory with cols (or
+        with itself).
 
     Examples
     --------
@@ -127,6 +162,24 @@ def col2im_into(cols: Array, geometry: WindowGeometry, out: Array) -> Array:
     >>> col2im_into(np.ones((1, 1, 1, 2, 1, 2)), g, np.empty((1, 1, 1, 3)))
     array([[[[1., 2., 1.]]]])
     """
+    _validate.check_float(cols, "cols")
+    _check_images(out, "out", geometry)
+    _check_shape(cols, "cols", _cols_shape(out.shape, geometry),
+                 f"out of shape {tuple(out.shape)} with this geometry")
+    _check_output(out, "out", cols, "cols")
+    return _run_col2im(cols, geometry, out)
+
+
+def _run_im2col(x: Array, geometry: WindowGeometry, out: Array) -> Array:
+    """:func:`im2col_into` on checked arguments: the backend's pass, with its workspace."""
+    backend = _backends.backend_for(x, out).im2col
+    plan = backend.im2col_plan(x.shape[1], geometry, x.dtype)
+    with whole_batch(get_array_module(x), plan, x.shape[0]) as buffers:
+        return backend.im2col_into(x, geometry, out, buffers)
+
+
+def _run_col2im(cols: Array, geometry: WindowGeometry, out: Array) -> Array:
+    """:func:`col2im_into` on checked arguments: the backend's pass, with its workspace."""
     backend = _backends.backend_for(cols, out).im2col
     plan = backend.col2im_plan(out.shape[1], geometry, cols.dtype)
     with whole_batch(get_array_module(cols), plan, out.shape[0]) as buffers:
@@ -136,6 +189,90 @@ def col2im_into(cols: Array, geometry: WindowGeometry, out: Array) -> Array:
 def _check_image(x: Array, name: str) -> None:
     _validate.check_ndim(x, 4, name, "(N, C, H, W)")
     _validate.check_float(x, name)
+
+
+def _cols_shape(x_shape: Sequence[int], geometry: WindowGeometry) -> tuple[int, ...]:
+    """The columns' shape (N, C, KH, KW, OH, OW) of images of ``x_shape`` in ``geometry``."""
+    return tuple(x_shape[:2]) + geometry.kernel + geometry.out
+
+
+def _check_shape(a: Array, name: str, expected: tuple[int, ...], needs: str) -> None:
+    """Refuse ``a`` unless its shape is ``expected``, which ``needs`` (a phrase) asks for."""
+    if tuple(a.shape) != tuple(expected):
+        raise ValueError(f"{name} has shape {tuple(a.shape)} but {needs} needs {tuple(expected)}")
+
+
+_LAYOUTS = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+
+
+def _check_images(x: Array, name: str, geometry: object) -> None:
+    """Refuse images ``x`` (named ``name``) that are not float arrays of ``geometry``'s axes
+    and size, or a ``geometry`` that is no :class:`WindowGeometry` or, on the GPU, not 2-D."""
+    if not isinstance(geometry, WindowGeometry):
+        raise TypeError(f"geometry must be a WindowGeometry (from window_geometry), got "
+                        f"{type(geometry).__name__}")
+    layout = _LAYOUTS.get(geometry.ndim, "(N, C, *size)")
+    _validate.check_ndim(x, geometry.ndim + 2, name, f"{layout} for a {geometry.ndim}-D geometry")
+    _validate.check_float(x, name)
+    if geometry.ndim != 2 and get_array_module(x) is not numpy:
+        # the GPU backend's im2col and col2im kernels index (H, W) planes only
+        raise ValueError(f"on the GPU the geometry must be 2-D, for {name} (N, C, H, W); got "
+                         f"{name} of shape {tuple(x.shape)} and {geometry}")
+    # the passes read the images' extent from the geometry alone, so one built for another
+    # size would read or write past the images' borders
+    if geometry.size != tuple(x.shape[2:]):
+        raise ValueError(f"geometry is for images of size {geometry.size} but {name} has shape "
+                         f"{tuple(x.shape)}; build it with window_geometry({name}.shape, ...)")
+
+
+def _check_output(out: Array, name: str, source: Array, source_name: str) -> None:
+    """Refuse an output ``out`` that the pass reading ``source`` could not write exactly.
+
+    It must be a float array of ``source``'s array type and dtype, writeable, and share no
+    memory with ``source`` or with itself. Its shape is the caller's to check.
+    """
+    _validate.check_float(out, name)
+    xp, out_xp = get_array_module(source), get_array_module(out)
+    if out_xp is not xp:
+        raise ValueError(
+            f"{name} is a {out_xp.__name__} array but {source_name} is a {xp.__name__} one "
+            f"(shapes {tuple(out.shape)} and {tuple(source.shape)}); move them to one device "
+            f"first with fastconv.to_device")
+    if out.dtype != source.dtype:
+        # the passes would cast silently into another dtype's output
+        raise TypeError(f"{name} is {out.dtype} but {source_name} is {source.dtype}: {name} "
+                        f"must be {source.dtype}")
+    if xp is numpy and not out.flags.writeable:
+        raise ValueError(f"{name} (shape {tuple(out.shape)}) is read-only")
+    # The passes read the source while writing the output (col2im even adds onto the output
+    # in place), so shared memory changes the result. Bounds only, as the GPU launch checks:
+    # cheap, and an interleaved pair that does not truly overlap gets a refusal, not a wrong
+    # result.
+    if xp.may_share_memory(out, source):
+        raise ValueError(f"{name} overlaps {source_name} in memory (shapes {tuple(out.shape)} "
+                         f"and {tuple(source.shape)}); pass a separate output array")
+    if _may_overlap_itself(out):
+        raise ValueError(f"{name} (shape {tuple(out.shape)}, strides {tuple(out.strides)}) "
+                         f"has elements that share memory, so it cannot hold every result; "
+                         f"pass an array without repeated elements")
+
+
+def _may_overlap_itself(a: Array) -> bool:
+    """Whether two elements of ``a`` may be one memory location (False: they never are).
+
+    Sufficient, not exact: the axes of more than one element, by increasing stride, must
+    each step past the whole extent of the axes before them, as every slice or transpose of
+    a contiguous array does; a stride of 0 (broadcasting) never does.
+    """
+    if a.size == 0:
+        return False
+    extent = a.itemsize
+    axes = sorted((abs(s), n) for n, s in zip(a.shape, a.strides) if n > 1)
+    for stride, size in axes:
+        if stride < extent:
+            return True
+        extent += stride * (size - 1)
+    return False
 
 
 def im2col(x: Array, kernel_size: IntPair, stride: IntPair = 1, padding: object = 0,
@@ -180,7 +317,7 @@ def im2col(x: Array, kernel_size: IntPair, stride: IntPair = 1, padding: object 
     n, c = x.shape[:2]
     (kh, kw), (oh, ow) = geometry.kernel, geometry.out
     cols = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    im2col_into(x, geometry, cols)
+    _run_im2col(x, geometry, cols)
     return cols.reshape(n, c * kh * kw, oh * ow)
 
 
@@ -227,12 +364,9 @@ def col2im(cols: Array, x_shape: Sequence[int], kernel_size: IntPair, stride: In
     geometry = window_geometry(tuple(x_shape), kernel_size, stride, padding, dilation)
     n, c = x_shape[:2]
     (kh, kw), (oh, ow) = geometry.kernel, geometry.out
-    expected = (n, c * kh * kw, oh * ow)
-    if tuple(cols.shape) != expected:
-        raise ValueError(
-            f"cols has shape {tuple(cols.shape)} but x_shape {tuple(x_shape)} with this kernel "
-            f"needs {expected}")
+    _check_shape(cols, "cols", (n, c * kh * kw, oh * ow),
+                 f"x_shape {tuple(x_shape)} with this kernel")
     xp = get_array_module(cols)
     out = xp.empty(tuple(x_shape), dtype=cols.dtype)
-    col2im_into(cols.reshape(n, c, kh, kw, oh, ow), geometry, out)
+    _run_col2im(cols.reshape(n, c, kh, kw, oh, ow), geometry, out)
     return out

@@ -1,4 +1,5 @@
-"""im2col / col2im against the loop reference, the adjoint identity, dtype and layout."""
+"""im2col / col2im against the loop reference, the adjoint identity, dtype and layout; the
+caller-output versions im2col_into / col2im_into and their argument checks."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import reference as ref
+from fastconv.im2col import col2im_into, im2col_into, window_geometry
 from fastconv.shapes import conv_output_size
 from torch_oracle import hypothesis_settings, rel_err
 
@@ -132,3 +134,171 @@ def test_phase_size_is_the_padded_extent_divided_by_the_stride_rounded_up():
     # padded 36 x 35 (32 x 31 plus 2 on each side), strides 2 and 3: ceil(36/2), ceil(35/3)
     assert window_geometry((1, 1, 32, 31), 5, (2, 3), 2, 1).phase_size == (18, 12)
     assert window_geometry((1, 1, 7, 6), 3, 1, 1, 1).phase_size == (9, 8)  # stride 1: Hp, Wp
+
+
+# im2col_into / col2im_into: the caller's output, checked before anything is written
+
+INTO_SHAPE = (2, 3, 5, 5)
+INTO_GEOMETRY = window_geometry(INTO_SHAPE, 3, 1, 0, 1)  # columns (2, 3, 3, 3, 3, 3)
+COLS_SHAPE = (2, 3, 3, 3, 3, 3)
+
+
+def _rand(shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_into_versions_match_the_allocating_ones(padding):
+    geometry = window_geometry(INTO_SHAPE, 3, 1, padding, 1)
+    x = _rand(INTO_SHAPE)
+    cols_shape = INTO_SHAPE[:2] + geometry.kernel + geometry.out
+    cols = im2col_into(x, geometry, np.full(cols_shape, np.nan))
+    np.testing.assert_array_equal(cols.reshape(2, 27, -1), fastconv.im2col(x, 3, padding=padding))
+    dcols = _rand(cols_shape, seed=1)
+    # a strided output: written through, not replaced
+    out = np.full((4,) + INTO_SHAPE[1:], np.nan)[::2]
+    assert col2im_into(dcols, geometry, out) is out
+    np.testing.assert_array_equal(
+        out, fastconv.col2im(dcols.reshape(2, 27, -1), INTO_SHAPE, 3, padding=padding))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7), (2, 2, 4, 5, 6)], ids=["1d", "3d"])
+def test_into_versions_take_other_spatial_axes_on_the_cpu(shape):
+    """The CPU passes work in the geometry's 1 to 3 axes; the 3-D convolution's tests take
+    them as the reference of its kernels."""
+    geometry = window_geometry(shape, 2, 2, 1, 1)
+    x = _rand(shape)
+    cols = im2col_into(x, geometry, np.empty(shape[:2] + geometry.kernel + geometry.out))
+    for offset in geometry.kernel_offsets():  # each offset's slab of the padded input
+        padded = np.pad(x, ((0, 0), (0, 0)) + ((1, 1),) * geometry.ndim)
+        np.testing.assert_array_equal(cols[(slice(None),) * 2 + offset],
+                                      padded[(slice(None),) * 2 + geometry.offset_slices(*offset)])
+    dcols = _rand(cols.shape, seed=1)
+    # the adjoint identity <im2col(x), dcols> == <x, col2im(dcols)>
+    np.testing.assert_allclose(np.vdot(cols, dcols),
+                               np.vdot(x, col2im_into(dcols, geometry, np.empty(shape))))
+
+
+def test_col2im_into_refuses_an_output_sharing_the_columns_memory():
+    buf = np.zeros(5000)
+    cols = buf[:486].reshape(COLS_SHAPE)
+    cols[:] = _rand(COLS_SHAPE)
+    before = buf.copy()
+    with pytest.raises(ValueError, match=r"out overlaps cols in memory \(shapes \(2, 3, 5, 5\) "
+                                         r"and \(2, 3, 3, 3, 3, 3\)\)"):
+        col2im_into(cols, INTO_GEOMETRY, buf[100:250].reshape(INTO_SHAPE))
+    np.testing.assert_array_equal(buf, before)  # refused before anything was written
+
+
+def test_im2col_into_refuses_an_output_sharing_the_images_memory():
+    buf = np.zeros(5000)
+    x = buf[:150].reshape(INTO_SHAPE)
+    x[:] = _rand(INTO_SHAPE)
+    before = buf.copy()
+    with pytest.raises(ValueError, match=r"out overlaps x in memory \(shapes "
+                                         r"\(2, 3, 3, 3, 3, 3\) and \(2, 3, 5, 5\)\)"):
+        im2col_into(x, INTO_GEOMETRY, buf[100:586].reshape(COLS_SHAPE))
+    with pytest.raises(ValueError, match="out overlaps x"):  # the same array, as output too
+        im2col_into(x, window_geometry(INTO_SHAPE, 1, 1, 0, 1), x.reshape(2, 3, 1, 1, 5, 5))
+    np.testing.assert_array_equal(buf, before)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: col2im_into(np.ones((1,) + COLS_SHAPE[1:]), INTO_GEOMETRY, np.empty(INTO_SHAPE)),
+     r"cols has shape \(1, 3, 3, 3, 3, 3\) but out of shape \(2, 3, 5, 5\) with this "
+     r"geometry needs \(2, 3, 3, 3, 3, 3\)"),
+    (lambda: col2im_into(np.ones((2, 4, 3, 3, 3, 3)), INTO_GEOMETRY, np.empty(INTO_SHAPE)),
+     r"cols has shape \(2, 4, 3, 3, 3, 3\) but out of shape \(2, 3, 5, 5\)"),
+    (lambda: col2im_into(np.ones((2, 27, 9)), INTO_GEOMETRY, np.empty(INTO_SHAPE)),
+     r"cols has shape \(2, 27, 9\) but out of shape"),
+    (lambda: im2col_into(np.ones(INTO_SHAPE), INTO_GEOMETRY, np.empty((4,) + COLS_SHAPE[1:])),
+     r"out has shape \(4, 3, 3, 3, 3, 3\) but x of shape \(2, 3, 5, 5\) with this geometry "
+     r"needs \(2, 3, 3, 3, 3, 3\)"),
+    (lambda: im2col_into(np.ones(INTO_SHAPE), INTO_GEOMETRY, np.empty((2, 27, 9))),
+     r"out has shape \(2, 27, 9\) but x of shape \(2, 3, 5, 5\)"),
+    (lambda: im2col_into(np.ones((2, 3, 6, 6)), INTO_GEOMETRY, np.empty(COLS_SHAPE)),
+     r"geometry is for images of size \(5, 5\) but x has shape \(2, 3, 6, 6\)"),
+    (lambda: col2im_into(np.ones(COLS_SHAPE), window_geometry((2, 3, 6, 6), 3, 1, 0, 1),
+                         np.empty(INTO_SHAPE)),
+     r"geometry is for images of size \(6, 6\) but out has shape \(2, 3, 5, 5\)"),
+    (lambda: im2col_into(np.ones(INTO_SHAPE), window_geometry((2, 3, 4, 5, 5), 3, 1, 0, 1),
+                         np.empty(COLS_SHAPE)),
+     r"x must be 5-D \(N, C, D, H, W\) for a 3-D geometry, got shape \(2, 3, 5, 5\)"),
+    (lambda: im2col_into(np.ones((3, 5, 5)), INTO_GEOMETRY, np.empty(COLS_SHAPE)),
+     r"x must be 4-D \(N, C, H, W\) for a 2-D geometry, got shape \(3, 5, 5\)"),
+    (lambda: col2im_into(np.ones(COLS_SHAPE), INTO_GEOMETRY, np.empty((2, 3, 25))),
+     r"out must be 4-D \(N, C, H, W\) for a 2-D geometry, got shape \(2, 3, 25\)"),
+    (lambda: im2col_into(np.ones(INTO_SHAPE), INTO_GEOMETRY,
+                         np.broadcast_to(np.empty((1,) + COLS_SHAPE[1:]), COLS_SHAPE)),
+     r"out \(shape \(2, 3, 3, 3, 3, 3\)\) is read-only"),
+    (lambda: col2im_into(np.ones(COLS_SHAPE), INTO_GEOMETRY, np.lib.stride_tricks.as_strided(
+        np.empty(INTO_SHAPE[1:]), INTO_SHAPE, (0, 200, 40, 8))),
+     r"out \(shape \(2, 3, 5, 5\), strides \(0, 200, 40, 8\)\) has elements that share memory"),
+], ids=["cols-batch", "cols-channels", "cols-3d", "out-batch", "out-3d", "x-size", "out-size",
+        "3d-geometry", "x-3d", "out-not-4d", "out-read-only", "out-self-overlap"])
+def test_into_versions_name_a_bad_shape_or_layout(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: im2col_into(np.ones(INTO_SHAPE), INTO_GEOMETRY, np.empty(COLS_SHAPE, np.float32)),
+     "out is float32 but x is float64: out must be float64"),
+    (lambda: col2im_into(np.ones(COLS_SHAPE), INTO_GEOMETRY, np.empty(INTO_SHAPE, np.float32)),
+     "out is float32 but cols is float64: out must be float64"),
+    (lambda: col2im_into(np.ones(COLS_SHAPE, np.float32), INTO_GEOMETRY, np.empty(INTO_SHAPE)),
+     "out is float64 but cols is float32: out must be float32"),
+    (lambda: im2col_into(np.ones(INTO_SHAPE, np.int64), INTO_GEOMETRY, np.empty(COLS_SHAPE)),
+     "x must be a floating-point array"),
+    (lambda: col2im_into(np.ones(COLS_SHAPE, np.int64), INTO_GEOMETRY, np.empty(INTO_SHAPE)),
+     "cols must be a floating-point array"),
+    (lambda: im2col_into(np.ones(INTO_SHAPE), INTO_GEOMETRY, [0.0] * 486),
+     "out must be a NumPy or CuPy array, got list"),
+    (lambda: im2col_into(np.ones(INTO_SHAPE), (3, 3), np.empty(COLS_SHAPE)),
+     "geometry must be a WindowGeometry"),
+], ids=["im2col-dtype", "col2im-dtype", "col2im-dtype-32", "x-int", "cols-int", "out-list",
+        "geometry-tuple"])
+def test_into_versions_name_a_bad_type_or_dtype(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()
+
+
+def test_a_refused_call_writes_nothing():
+    out = np.full((2, 3, 5, 5), 7.0)
+    with pytest.raises(ValueError):
+        col2im_into(np.ones((1,) + COLS_SHAPE[1:]), INTO_GEOMETRY, out)
+    assert (out == 7.0).all()
+
+
+def test_into_versions_on_the_gpu_path_refuse_mixed_devices_and_match_the_cpu(monkeypatch):
+    """Device arrays (the recording CuPy stand-in, emulated kernels) go through the same
+    checks to the CUDA wrappers."""
+    from cuda_emu.emu import require_kernel_tools
+    from device_counter import counting, device
+
+    require_kernel_tools("g++")
+    geometry = window_geometry(INTO_SHAPE, 3, 2, 1, 1)
+    cols_shape = INTO_SHAPE[:2] + geometry.kernel + geometry.out
+    x, dcols = _rand(INTO_SHAPE, dtype=np.float32), _rand(cols_shape, 1, np.float32)
+    want_cols = im2col_into(x, geometry, np.empty(cols_shape, np.float32))
+    want_dx = col2im_into(dcols, geometry, np.empty(INTO_SHAPE, np.float32))
+    with counting(monkeypatch) as counts:
+        with pytest.raises(ValueError, match=r"out is a numpy array but x is a cupy one"):
+            im2col_into(device(x), geometry, np.empty(cols_shape, np.float32))
+        with pytest.raises(ValueError, match=r"out is a cupy array but cols is a numpy one"):
+            col2im_into(dcols, geometry, device(np.empty(INTO_SHAPE, np.float32)))
+        with pytest.raises(TypeError, match="out is float64 but x is float32"):
+            im2col_into(device(x), geometry, device(np.empty(cols_shape)))
+        volume = window_geometry((1, 1, 4, 4, 4), 2, 1, 0, 1)
+        with pytest.raises(ValueError, match=r"on the GPU the geometry must be 2-D, for x"):
+            im2col_into(device(np.ones((1, 1, 4, 4, 4))), volume,
+                        device(np.empty((1, 1, 2, 2, 2, 3, 3, 3))))
+        buf = device(np.zeros(4000, np.float32))
+        with pytest.raises(ValueError, match="out overlaps cols"):
+            col2im_into(buf[:dcols.size].reshape(cols_shape), geometry,
+                        buf[10:10 + x.size].reshape(INTO_SHAPE))
+        cols = im2col_into(device(x), geometry, device(np.empty(cols_shape, np.float32)))
+        dx = col2im_into(device(dcols), geometry, device(np.empty(INTO_SHAPE, np.float32)))
+    assert [what for what, launches, _ in counts.log if what == "kernel"] == ["kernel"] * 2
+    np.testing.assert_array_equal(np.asarray(cols), want_cols)
+    np.testing.assert_allclose(np.asarray(dx), want_dx, rtol=1e-6, atol=1e-6)
