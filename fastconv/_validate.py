@@ -309,8 +309,10 @@ def check_float(x: object, name: str) -> None:
     TypeError: x must be a floating-point array (float16, float32 or float64), got int64
     """
     dtype: Any = getattr(x, "dtype", None)
-    if dtype is None:
-        raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(x).__name__}")
+    if not isinstance(dtype, numpy.dtype):  # no dtype, or another library's (torch.float32)
+        kind = type(x)
+        where = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+        raise TypeError(f"{name} must be a NumPy or CuPy array, got {where}{kind.__qualname__}")
     # The other byte order (>f8 on a little-endian machine) is refused by name,
     # as PyTorch does: the kernels and BLAS read native floats.
     if dtype.kind == "f" and not dtype.isnative:

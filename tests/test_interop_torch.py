@@ -165,3 +165,17 @@ def test_cuda_tensors_run_on_fastconvs_gpu_path(torch, bridge):
     assert out.is_cuda
     np.testing.assert_allclose(out.detach().cpu().numpy(), torch.nn.functional.conv2d(
         x, w, padding=1).detach().cpu().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda F, t: F.conv2d_forward(t, np.ones((1, 1, 3, 3))),
+    lambda F, t: F.max_pool2d_forward(t, 2),
+    lambda F, t: F.relu_forward(t),
+    lambda F, t: F.batchnorm_forward(t.reshape(4, 4), np.ones(4), np.zeros(4), None, None),
+])
+def test_a_torch_tensor_given_to_a_numpy_op_is_refused_by_name(torch, call):
+    """Not an AttributeError from torch's dtype: a TypeError naming x and torch.Tensor (the
+    bridge, fastconv.interop.torch, is the way to run fastconv ops on tensors)."""
+    import fastconv.functional as F
+    with pytest.raises(TypeError, match=r"x must be a NumPy or CuPy array, got torch\.Tensor"):
+        call(F, torch.ones((1, 1, 4, 4), dtype=torch.float64))
