@@ -83,8 +83,9 @@ def atomic_file(path: PathLike) -> Iterator[IO[bytes]]:
     Raises
     ------
     OSError
-        When the temporary cannot be created or the target replaced; an
-        error inside the block propagates too. Either way the temporary is removed.
+        When the temporary cannot be created or written or the target
+        replaced, with ``path`` as its ``filename`` (not the temporary's name);
+        an error inside the block propagates too. Either way the temporary is removed.
 
     Examples
     --------
@@ -103,17 +104,28 @@ def atomic_file(path: PathLike) -> Iterator[IO[bytes]]:
     # once), created exclusively so no other writer's temporary is ever reused; the
     # mode is open()'s (0o666 less the umask), not mkstemp's owner-only 0o600.
     tmp = f"{target}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())  # on disk before it replaces the file: a crash keeps one whole
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
+            raise _naming(exc, path) from exc
         raise
+
+
+def _naming(exc: OSError, path: PathLike) -> OSError:
+    """``exc`` (its subclass, errno and reason) about ``path``, not the temporary beside it."""
+    return OSError(exc.errno, exc.strerror, os.fspath(path))
 
 
 def save_arrays(path: PathLike, arrays: Mapping[str, Any]) -> None:

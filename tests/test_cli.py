@@ -316,3 +316,183 @@ def test_bench_quick_without_torch_checks_on_reduced_problems(tmp_path):
     loops = {r["shape"]: r for r in results if r["impl"] == "loop"}
     assert all(r["status"] == "ok" for r in loops.values())
     assert loops["S3"]["extrapolated_from"] == "S3 1x4x32x32 F4 k3 s1 p1"
+
+
+# -- outputs that cannot be written, sizes that cannot fit: one line, before the work ----------
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+
+
+def a_run_dir(tmp_path):
+    """A directory `fastconv report` reads, without training one."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.json").write_text(json.dumps(a_history()))
+    return run
+
+
+def assert_one_line(status, err, message):
+    assert status == 2, err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@needs_proc
+@pytest.mark.parametrize("option, path", [("--plot", "/proc/x.png"), ("--markdown", "/proc/x.md")])
+def test_report_refuses_an_output_in_a_directory_that_takes_no_files(capsys, tmp_path, option,
+                                                                     path):
+    argv = ["report", str(a_run_dir(tmp_path)), "--plot", str(tmp_path / "c.png")]
+    status, out, err = run_main(capsys, *argv, option, path)
+    assert_one_line(status, err, f"fastconv report: error: {option} {path}: cannot write there (")
+    assert out == ""  # refused before the table
+
+
+def test_report_refuses_a_figure_format_matplotlib_does_not_write(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    status, _, err = run_main(capsys, "report", str(a_run_dir(tmp_path)), "--plot",
+                              str(tmp_path / "x.pdfx"))
+    assert_one_line(status, err, "matplotlib cannot write .pdfx figures; use a file name ending "
+                                 "in one of .")
+    assert ".png" in err and ".svg" in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_report_says_in_one_line_when_the_markdown_write_fails(capsys, tmp_path):
+    status, out, err = run_main(capsys, "report", str(a_run_dir(tmp_path)), "--markdown",
+                                "/dev/full", "--plot", str(tmp_path / "c.png"))
+    assert "| run | mlp |" in out  # the table was printed; writing it to the file failed
+    assert_one_line(status, err, "--markdown /dev/full: could not write it (No space left on "
+                                 "device)")
+
+
+def test_a_figure_name_without_suffix_gets_matplotlibs(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    status, _, err = run_main(capsys, "report", str(a_run_dir(tmp_path)), "--plot",
+                              str(tmp_path / "curves"))
+    assert status == 0, err
+    assert f"wrote {tmp_path / 'curves.png'}" in err and (tmp_path / "curves.png").is_file()
+
+
+BENCH = ["bench", "--shapes", "2,3,8,8,2,3,1,1", "--ops", "conv2d", "--no-torch", "--no-loops",
+         "--repeats", "1", "--pause", "0", "--device", "cpu"]
+
+
+@pytest.fixture
+def no_benchmark(monkeypatch):
+    """The benchmark fails the test if it starts: the checks come first."""
+    from fastconv.bench import runner
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("the benchmark ran"))
+
+
+@needs_proc
+@pytest.mark.parametrize("option, name", [("--json", "x.json"), ("--markdown", "x.md"),
+                                          ("--plot", "x.png")])
+def test_bench_refuses_an_unwritable_output_before_running(capsys, no_benchmark, option, name):
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    status, _, err = run_main(capsys, *BENCH, option, f"/proc/{name}")
+    assert_one_line(status, err, f"fastconv bench: error: {option} /proc/{name}: cannot write "
+                                 "there (")
+
+
+def test_bench_refuses_a_figure_format_before_running(capsys, tmp_path, no_benchmark):
+    pytest.importorskip("matplotlib")
+    status, _, err = run_main(capsys, *BENCH, "--plot", str(tmp_path / "b.pdfx"))
+    assert_one_line(status, err, "matplotlib cannot write .pdfx figures")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_bench_says_in_one_line_when_writing_its_json_fails(capsys):
+    status, out, err = run_main(capsys, *BENCH, "--json", "/dev/full")
+    assert "conv2d" in out  # it ran and printed its table
+    assert err.strip().splitlines()[-1] == ("fastconv bench: error: --json /dev/full: could not "
+                                            "write it (No space left on device)")
+    assert status == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra", [[], ["--breakdown"]])
+def test_bench_refuses_shapes_whose_inputs_exceed_the_memory(capsys, no_benchmark, extra):
+    status, _, err = run_main(capsys, "bench", "--shapes", "100000,1000,1000,1000,1000,3,1,1",
+                              "--no-torch", "--no-loops", *extra)
+    assert_one_line(status, err, "--shapes: conv2d custom1 100000x1000x1000x1000 F1000 k3 s1 p1 "
+                                 "needs too much memory: its input arrays alone are 727.6 TiB "
+                                 "in float32, and this machine has ")
+
+
+def test_running_out_of_memory_is_one_line(capsys, monkeypatch):
+    from fastconv.cli.info import add_info_parser
+
+    def exhausted(args):
+        raise MemoryError("Unable to allocate 728. TiB for an array with shape (100000, 1000)")
+
+    monkeypatch.setitem(cli.COMMANDS, "info", (add_info_parser, exhausted))
+    status, _, err = run_main(capsys, "info")
+    assert_one_line(status, err, "fastconv info: error: the sizes asked for need too much "
+                                 "memory (Unable to allocate 728. TiB")
+
+
+def test_train_says_a_model_too_big_for_the_memory_in_one_line(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    from fastconv.nn import models
+
+    def too_big(*args, **kwargs):  # what a 47.7 GiB first layer gets from NumPy, without trying
+        raise MemoryError("Unable to allocate 47.7 GiB for an array with shape (64, 100000000) "
+                          "and data type float64")
+
+    monkeypatch.setattr(models, "build_model", too_big)
+    status, _, err = run_main(capsys, "train", "--model", "mlp", "--hidden", "100000000",
+                              "--epochs", "1", "--no-progress", "--out", str(tmp_path))
+    assert_one_line(status, err, "fastconv train: error: the mlp model needs too much memory "
+                                 "(Unable to allocate 47.7 GiB")
+    assert "choose smaller --hidden sizes" in err
+
+
+@pytest.mark.parametrize("name", ["history.json", "learning_curves.png", "checkpoint.npz"])
+def test_train_refuses_an_output_linked_to_a_missing_directory_before_training(
+        capsys, tmp_path, monkeypatch, name):
+    from fastconv.train import Solver
+    monkeypatch.setattr(Solver, "train", lambda self: pytest.fail("training started"))
+    nowhere = tmp_path / "gone" / "x"
+    (tmp_path / name).symlink_to(nowhere)
+    status, _, err = run_main(capsys, "train", "--model", "linear", "--epochs", "1",
+                              "--no-progress", "--out", str(tmp_path))
+    assert_one_line(status, err, f"fastconv train: error: --out {tmp_path}: {name} could not be "
+                                 f"written: it links to {nowhere}, in a directory that does not "
+                                 "exist; remove it or choose another --out")
+
+
+@needs_proc
+def test_train_refuses_an_output_linked_into_proc_before_training(capsys, tmp_path, monkeypatch):
+    from fastconv.train import Solver
+    monkeypatch.setattr(Solver, "train", lambda self: pytest.fail("training started"))
+    (tmp_path / "checkpoint.npz").symlink_to("/proc/x.npz")
+    status, _, err = run_main(capsys, "train", "--model", "linear", "--epochs", "1",
+                              "--no-progress", "--out", str(tmp_path))
+    assert_one_line(status, err, "checkpoint.npz could not be written: cannot write its link "
+                                 "target /proc/x.npz (")
+
+
+def test_train_says_in_one_line_when_a_write_fails_during_training(capsys, tmp_path,
+                                                                  monkeypatch):
+    pytest.importorskip("sklearn")
+    import errno
+
+    from fastconv import checkpoint
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)  # every atomic write: history, checkpoint
+    status, _, err = run_main(capsys, "train", "--model", "linear", "--epochs", "1",
+                              "--no-progress", "--out", str(tmp_path))
+    assert_one_line(status, err, f"fastconv train: error: --out {tmp_path}: could not write "
+                                 f"{tmp_path}/")
+    assert err.strip().endswith("(No space left on device)")
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_an_unknown_option_before_the_subcommand_is_named(capsys):
+    status, _, err = run_main(capsys, "--bogus")
+    assert_one_line(status, err, "unrecognized arguments: --bogus")
+    status, _, err = run_main(capsys)
+    assert_one_line(status, err, "the following arguments are required: {bench,train,report,")

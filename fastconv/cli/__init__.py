@@ -5,8 +5,12 @@ One module per subcommand, each an ``add_<name>_parser`` (its options) plus a
 ``_args`` holds what they share, ``_outdir`` and ``_signals`` what ``train``
 needs besides. Bad options, impossible values and an --out that cannot be
 written or is in use exit with status 2 and a one-line message, before any
-work; a ``train`` stopped by Ctrl-C, SIGTERM or SIGHUP keeps its last
-checkpoint and exits with status 128 + the signal (130, 143, 129).
+work (an output file is tried before a benchmark runs or a model trains); a
+``train`` stopped by Ctrl-C, SIGTERM or SIGHUP keeps its last checkpoint and
+exits with status 128 + the signal (130, 143, 129). What fails later, an
+output that can no longer be written (a full disk) or sizes that need more
+memory than there is, is a one-line message with status 2 too, never a
+traceback.
 """
 
 import sys
@@ -42,7 +46,9 @@ def build_parser() -> Parser:
                                                  "NumPy and CuPy")
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}",
+    # Not required=True: argparse would then report a missing subcommand before an
+    # unknown option (`fastconv --bogus`); main asks for the subcommand itself.
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}",
                                 parser_class=Parser)
     for name, (add, run) in COMMANDS.items():
         add(sub).set_defaults(func=run)
@@ -60,14 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        0, 2 for a usage error, 128 + the signal for a ``train`` stopped by one
-        (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
+        0, 2 for a usage error (or an output that cannot be written, or sizes
+        that need more memory than there is), 128 + the signal for a ``train``
+        stopped by one (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error(f"the following arguments are required: {{{','.join(COMMANDS)}}}")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --nproc` to re-run
     try:
         return args.func(args)
     except UsageError as exc:
-        print(f"fastconv {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        message = str(exc)
+    except MemoryError as exc:  # NumPy's says how much: "Unable to allocate 728. TiB for ..."
+        message = f"the sizes asked for need too much memory ({str(exc) or 'out of memory'})"
+    except OSError as exc:  # what the subcommand's own checks did not foresee
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        message = f"{exc.strerror or exc}{where}"
+    print(f"fastconv {args.command}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE

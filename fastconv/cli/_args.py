@@ -1,8 +1,10 @@
-"""What the subcommands share: exit statuses, one-line errors, option converters, output checks."""
+"""What the subcommands share: exit statuses, one-line errors, option converters, progress lines.
+
+The checks of output files are in ``_outdir``.
+"""
 
 import argparse
 import math
-import os
 import sys
 
 from .._validate import check_int, check_real
@@ -70,15 +72,3 @@ def log(message):
     """A progress line on stderr (stdout carries the results)."""
     print(message, file=sys.stderr, flush=True)
 
-
-def check_output_paths(args, options):
-    """Fail before a long run, not after it, when an output file cannot be created."""
-    for option in options:
-        path = getattr(args, option.lstrip("-").replace("-", "_"))
-        if path is None:
-            continue
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise UsageError(f"{option} {path}: directory {parent} does not exist")
-        if os.path.isdir(path):
-            raise UsageError(f"{option} {path} is a directory; give a file name")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from ._args import UsageError, check_output_paths, log, number
+from ._args import UsageError, log, number
+from ._outdir import check_output_paths, writing
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -112,7 +114,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cases = bench_cases.build_cases(args.ops, shapes, args.quick)
     except ValueError as exc:
         raise UsageError(f"--shapes/--ops: {exc}") from None
-    check_output_paths(args, ("--json", "--markdown", "--plot"))
+    _check_memory(cases, args.dtype)
+    check_output_paths(args, ("--json", "--markdown", "--plot"), plots=("--plot",))
     settings = _bench_settings(args)
     if args.breakdown:
         return _breakdown(cases, settings, args)
@@ -151,17 +154,69 @@ def _network(args):
     return 0
 
 
+def _input_bytes(case, itemsize):
+    """Bytes of the arrays ``fastconv.bench.ops.make_inputs`` makes for ``case``."""
+    s = case.shape
+    oh, ow = s.out_hw
+    x = s.n * s.c * s.h * s.w
+    if case.op == "conv2d":
+        elements = x + s.f * s.c * s.k * s.k + s.f + s.n * s.f * oh * ow
+    elif case.op == "im2col":
+        elements = x
+    elif case.op == "col2im":
+        elements = s.n * s.c * s.k * s.k * oh * ow
+    else:  # the pools: x and the gradient of their output
+        elements = x + s.n * s.c * oh * ow
+    return elements * itemsize
+
+
+def _physical_memory():
+    """Bytes of memory of this machine, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_memory(cases, dtypes):
+    """A UsageError, before any timing, for a case whose inputs alone exceed the memory.
+
+    Every dtype asked runs, so the widest decides; running a case needs more
+    than its inputs (outputs, gradients, im2col's columns), so this is the
+    least it needs, and what is refused here could never have run.
+    """
+    import numpy as np
+    memory = _physical_memory()
+    if not memory:
+        return
+    dtype = max(dtypes, key=lambda name: np.dtype(name).itemsize)
+    for case in cases:
+        needed = _input_bytes(case, np.dtype(dtype).itemsize)
+        if needed > memory:
+            raise UsageError(f"--shapes: {case.label()} needs too much memory: its input arrays "
+                             f"alone are {_size(needed)} in {dtype}, and this machine has "
+                             f"{_size(memory)}")
+
+
+def _size(nbytes):
+    """``nbytes`` in GiB, or TiB from 1024 GiB on: ``23.5 GiB``, ``1,455.2 TiB``."""
+    gib = nbytes / 2**30
+    return f"{gib:.1f} GiB" if gib < 1024 else f"{gib / 1024:,.1f} TiB"
+
+
 def _write_outputs(args, result, text, plot):
     from ..bench import report
     if args.json:
-        report.write_json(result, args.json)
+        with writing("--json", args.json):
+            report.write_json(result, args.json)
         log(f"wrote {args.json}")
     if args.markdown:
-        with open(args.markdown, "w") as f:
+        with writing("--markdown", args.markdown), open(args.markdown, "w") as f:
             f.write(text + "\n")
         log(f"wrote {args.markdown}")
     if args.plot:
-        message = plot(result, args.plot)
+        with writing("--plot", args.plot):
+            message = plot(result, args.plot)
         log(message or f"wrote {args.plot}")
 
 

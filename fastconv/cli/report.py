@@ -4,7 +4,8 @@ import numbers
 import os
 import sys
 
-from ._args import UsageError, check_output_paths
+from ._args import UsageError
+from ._outdir import check_output_paths, writing
 
 
 def add_report_parser(sub):
@@ -21,14 +22,16 @@ def cmd_report(args):
     """Print the Markdown summary of several runs and draw their curves together."""
     from .. import runs
     histories = [_read_history(directory) for directory in args.dirs]
-    check_output_paths(args, ("--markdown", "--plot"))
+    check_output_paths(args, ("--markdown", "--plot"), plots=("--plot",))
     names = [os.path.basename(os.path.normpath(d)) for d in args.dirs]
     table = runs.summary_table(histories, names)
     print(table)
     if args.markdown:
-        with open(args.markdown, "w") as f:
+        with writing("--markdown", args.markdown), open(args.markdown, "w") as f:
             f.write(table + "\n")
-    message = runs.plot_curves(histories, args.plot, labels=[runs.run_label(h) for h in histories])
+    with writing("--plot", args.plot):
+        message = runs.plot_curves(histories, args.plot,
+                                   labels=[runs.run_label(h) for h in histories])
     print(message or f"wrote {args.plot}", file=sys.stderr)
     return 0
 

@@ -220,7 +220,11 @@ def _train(args, device, parallel):
     dataset = _load_data(args)
     if root:
         print(dataset.summary())
-    model = _build_model(args, dataset, device)
+    try:
+        model = _build_model(args, dataset, device)
+    except MemoryError as exc:
+        smaller = "; choose smaller --hidden sizes" if args.model in ("mlp", "convnet") else ""
+        raise UsageError(f"the {args.model} model needs too much memory ({exc}){smaller}") from None
     record = RunRecord(args, dataset, root)
     checkpoint = os.path.join(args.out, runs.CHECKPOINT)
     solver = Solver(model, dataset.as_dict(), update_rule=OPTIMIZERS[args.optimizer],
@@ -229,19 +233,26 @@ def _train(args, device, parallel):
                     checkpoint_name=checkpoint, progress=not args.no_progress,
                     print_every=0, verbose=False, parallel=parallel,
                     callbacks=[EpochReport(record)])
-    with stop_signals(acting=root):
-        try:
-            solver.train()
-            if root:
-                _test(args, model, dataset, device, solver, record)
-        except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP
-            record(solver, interrupted=True)
-            if root:
-                done = (f"epoch {solver.epoch}" if solver.epoch
-                        else "no epoch finished, so no checkpoint")
-                print(f"\n{describe(interrupt)}: the last checkpoint ({done}) is {checkpoint}",
-                      file=sys.stderr)
-            return exit_status(interrupt)
+    try:
+        with stop_signals(acting=root):
+            try:
+                solver.train()
+                if root:
+                    _test(args, model, dataset, device, solver, record)
+            except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP
+                record(solver, interrupted=True)
+                if root:
+                    done = (f"epoch {solver.epoch}" if solver.epoch
+                            else "no epoch finished, so no checkpoint")
+                    print(f"\n{describe(interrupt)}: the last checkpoint ({done}) is "
+                          f"{checkpoint}", file=sys.stderr)
+                return exit_status(interrupt)
+    except OSError as exc:
+        if exc.filename is None:  # not a file of the run's (a closed stdout): main reports it
+            raise
+        # The outputs were checked before training; this is what changed since (a full disk).
+        raise UsageError(f"--out {args.out}: could not write {exc.filename} "
+                         f"({exc.strerror or exc})") from None
     return 0
 
 
