@@ -36,8 +36,8 @@ from typing import Any, Protocol, TypeAlias
 
 from ._lr_schedules import ExponentialLR, StepLR
 from ._typing import Array
-from ._update_rules import (UpdateRule, adam, adam_direction, check_grad, rmsprop,
-                            rmsprop_direction, sgd, sgd_momentum)
+from ._update_rules import (UpdateRule, adam, adam_direction, check_grads, check_rule_inputs,
+                            check_step, rmsprop, rmsprop_direction, sgd, sgd_momentum)
 from ._validate import check_real
 from .backend import get_array_module
 
@@ -64,13 +64,6 @@ def _param_mapping(params):
     return params
 
 
-def _grad_for(grads, name):
-    """``grads[name]``, or a ValueError naming the parameter that has no gradient."""
-    if name not in grads:
-        raise ValueError(f"grads has no entry for parameter {name!r}")
-    return grads[name]
-
-
 # --------------------------------------------------------------------------
 # optimizer objects
 # --------------------------------------------------------------------------
@@ -79,7 +72,9 @@ class Optimizer:
     """Base class: holds ``params`` (by reference), ``lr``, ``weight_decay`` and per-name ``state``.
 
     Subclasses implement ``_update(param, grad, state)``, changing ``param`` in
-    place; :meth:`step` adds the weight decay to the gradient first.
+    place; :meth:`step` adds the weight decay to the gradient first. The
+    state arrays a subclass names in ``_state_arrays`` are checked against
+    their parameter before a step, with every gradient.
 
     Parameters
     ----------
@@ -114,6 +109,9 @@ class Optimizer:
         self.weight_decay = check_real("weight_decay", weight_decay, 0.0)
         self.state: dict[str, dict[str, Any]] = {}
 
+    #: The keys of ``state[name]`` holding arrays of the parameter's shape, updated in place.
+    _state_arrays: tuple[str, ...] = ()
+
     def step(self, grads: Mapping[str, Array]) -> None:
         """Update every parameter in place from its gradient.
 
@@ -126,16 +124,31 @@ class Optimizer:
         Raises
         ------
         ValueError
-            Naming the parameter without a gradient or whose gradient has another shape.
+            Naming the parameter without a gradient or whose gradient has
+            another shape, a read-only parameter, or a state array of another shape.
         TypeError
-            When a parameter is no float array or a gradient no array.
+            When ``grads`` is no mapping, a parameter no float array or a
+            gradient no float array.
+
+        Notes
+        -----
+        All is checked before the first parameter changes: an error changes nothing.
         """
+        self._check_step(grads)
         for name, param in self.params.items():
-            grad = _grad_for(grads, name)
-            check_grad(f"params[{name!r}]", param, grad, f"grads[{name!r}]")
+            grad = grads[name]
             if self.weight_decay:
                 grad = grad + self.weight_decay * param
             self._update(param, grad, self.state.setdefault(name, {}))
+
+    def _check_step(self, grads, params=None):
+        """Check a step with ``grads`` on ``params`` (default ``self.params``); return the mapping.
+
+        Changes nothing.
+        """
+        params = self.params if params is None else _param_mapping(params)
+        check_step(params, grads, self.state, self._state_arrays)
+        return params
 
     def _update(self, param, grad, state):
         raise NotImplementedError
@@ -189,6 +202,8 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = nesterov
 
+    _state_arrays = ("momentum_buffer",)
+
     def _update(self, param, grad, state):
         if self.momentum:
             buf = self._zeros(state, "momentum_buffer", param)
@@ -234,6 +249,8 @@ class RMSProp(Optimizer):
         self.alpha = check_real("alpha", alpha, 0.0, 1.0)
         self.eps = check_real("eps", eps, 0.0)
 
+    _state_arrays = ("square_avg",)
+
     def _update(self, param, grad, state):
         square_avg = self._zeros(state, "square_avg", param)
         param -= self.lr * rmsprop_direction(grad, square_avg, self.alpha, self.eps)
@@ -270,6 +287,8 @@ class AdaGrad(Optimizer):
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, lr, weight_decay)
         self.eps = check_real("eps", eps, 0.0)
+
+    _state_arrays = ("sum",)
 
     def _update(self, param, grad, state):
         xp = get_array_module(param)
@@ -319,6 +338,8 @@ class Adam(Optimizer):
         self.betas = (check_real("betas[0]", betas[0], 0.0, 1.0, high_open=True),
                       check_real("betas[1]", betas[1], 0.0, 1.0, high_open=True))
         self.eps = check_real("eps", eps, 0.0)
+
+    _state_arrays = ("exp_avg", "exp_avg_sq")
 
     def _update(self, param, grad, state):
         m = self._zeros(state, "exp_avg", param)
@@ -390,12 +411,26 @@ class RuleOptimizer:
 
         Raises
         ------
-        ValueError
-            Naming the parameter without a gradient (and whatever the rule raises).
+        TypeError, ValueError
+            Before any change: for ``grads`` that is no mapping, or naming the
+            parameter without a float gradient of its shape or (course rules)
+            whose config the rule would refuse.
+
+        Notes
+        -----
+        A rule of your own runs on every parameter before any result is
+        stored: one that raises without changing its arguments changes nothing.
         """
+        check_grads({name: self.params[name] for name in self.state}, grads)
         for name, config in self.state.items():
-            self.params[name], self.state[name] = self.rule(self.params[name],
-                                                            _grad_for(grads, name), config)
+            try:
+                check_rule_inputs(self.rule, self.params[name], grads[name], config)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"state[{name!r}]: {error}") from error
+        results = [(name, self.rule(self.params[name], grads[name], config))
+                   for name, config in self.state.items()]
+        for name, (next_w, config) in results:
+            self.params[name], self.state[name] = next_w, config
 
     @property
     def lr(self) -> float | None:

@@ -117,6 +117,50 @@ def test_book_optimizer_learning_rate_can_change_between_updates():
         np.testing.assert_allclose(params[k], before[k] - 0.01 * grads[k], rtol=1e-15)
 
 
+BOOK_CLASSES = [dlfs.SGD, dlfs.Momentum, dlfs.Nesterov, dlfs.AdaGrad, dlfs.RMSprop, dlfs.Adam]
+
+
+@pytest.mark.parametrize("cls", BOOK_CLASSES)
+def test_book_optimizers_check_every_gradient_before_they_change_anything(cls):
+    """A bad gradient for b1 was refused after W1 had been updated (and Adam's iter counted):
+    the next good update then went from the wrong weights and bias correction."""
+    opt, params, reference, twin = cls(), book_params(), book_params(), cls()
+    opt.update(params, book_grads(0))
+    twin.update(reference, book_grads(0))
+    arrays = dict(params)
+    good = book_grads(1)
+    for bad in [dict(good, b1=np.ones(3)), dict(good, b1=good["b1"] + 0j),
+                dict(good, b1=good["b1"].astype(object)), dict(good, b1=np.ones(4, np.int64)),
+                {"W1": good["W1"]}, [good["W1"], good["b1"]], None]:
+        with pytest.raises((TypeError, ValueError), match=r"'b1'|grads must be a name"):
+            opt.update(params, bad)
+        for k in params:
+            np.testing.assert_array_equal(params[k], reference[k], err_msg=k)
+    assert getattr(opt, "iter", 1) == 1
+    opt.update(params, good)  # as if the refused updates had not been tried
+    twin.update(reference, good)
+    for k in params:
+        assert params[k] is arrays[k]
+        np.testing.assert_array_equal(params[k], reference[k], err_msg=k)
+
+
+def test_book_optimizer_checks_a_changed_learning_rate_and_the_first_update_too():
+    opt, params = dlfs.Adam(), book_params()
+    with pytest.raises(ValueError, match=r"grads\['b1'\] has shape"):
+        opt.update(params, dict(book_grads(0), b1=np.ones(3)))
+    assert opt.iter == 0 and opt._optimizer is None
+    opt.update(params, book_grads(0))
+    opt.lr = -0.1  # an attribute the optimiser does not check when it is set
+    before = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        opt.update(params, book_grads(1))
+    assert opt.iter == 1
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+    with pytest.raises(TypeError, match="params must be a name -> array mapping"):
+        dlfs.SGD().update([np.ones(3)], {"0": np.ones(3)})
+
+
 @pytest.mark.gpu
 def test_book_optimizer_state_lives_on_the_gpu():
     import cupy

@@ -265,6 +265,29 @@ def test_load_state_dict_checks_every_entry_before_copying_any():
         np.testing.assert_array_equal(value, before[key])
 
 
+def test_load_state_dict_reads_entries_that_alias_the_modules_own_arrays_as_passed():
+    """The entries are copied in one after another: a swap of two weights given as the
+    module's own arrays lost one side (2.W kept its value), as did a view of them."""
+    net = nn.Sequential(nn.Linear(4, 4, seed=0), nn.ReLU(), nn.Linear(4, 4, seed=1))
+    w0, w2, b0 = (net.params[k].copy() for k in ("0.W", "2.W", "0.b"))
+    net.load_state_dict({"0.W": net.params["2.W"], "2.W": net.params["0.W"]}, strict=False)
+    np.testing.assert_array_equal(net.params["0.W"], w2)
+    np.testing.assert_array_equal(net.params["2.W"], w0)
+    # views of other keys' arrays (a transpose, a row) in a rotation of all four
+    net.load_state_dict({"0.W": net.params["2.W"].T, "2.W": net.params["0.W"],
+                         "0.b": net.params["2.W"][0], "2.b": net.params["0.b"]})
+    np.testing.assert_array_equal(net.params["0.W"], w0.T)
+    np.testing.assert_array_equal(net.params["2.W"], w2)
+    np.testing.assert_array_equal(net.params["0.b"], w0[0])
+    np.testing.assert_array_equal(net.params["2.b"], b0)
+    own = dict(net.params)  # each key given its own array: unchanged, still the same arrays
+    before = {k: v.copy() for k, v in own.items()}
+    net.load_state_dict(own)
+    for key, value in net.params.items():
+        assert value is own[key]
+        np.testing.assert_array_equal(value, before[key])
+
+
 def test_train_eval_switch_recursively_and_change_behaviour():
     net = small_net()
     x = randn((4, 1, 4, 4), np.float32, 1)

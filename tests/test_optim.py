@@ -1,6 +1,8 @@
 """fastconv.optim: optimiser objects vs torch.optim step for step, schedules vs
 torch.optim.lr_scheduler, and the CS231n update rules vs the course notebook's check values."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -112,6 +114,125 @@ def test_optimizer_refuses_a_scalar_parameter_it_could_not_update_in_place():
     zero_d = {"s": np.array(1.0)}
     optim.SGD(zero_d, lr=0.1).step({"s": np.array(1.0)})
     assert zero_d["s"] == pytest.approx(0.9)
+
+
+def snapshot(params, state):
+    """Copies of ``params`` and of every array or number in ``state``, to compare after an error."""
+    return ({k: v.copy() for k, v in params.items()},
+            {name: {key: (value.copy() if isinstance(value, np.ndarray) else value)
+                    for key, value in entries.items()} for name, entries in state.items()})
+
+
+def assert_unchanged(params, state, saved):
+    saved_params, saved_state = saved
+    for k, v in params.items():
+        np.testing.assert_array_equal(v, saved_params[k], err_msg=k)
+    assert sorted(state) == sorted(saved_state)
+    for name, entries in state.items():
+        assert sorted(entries) == sorted(saved_state[name]), name
+        for key, value in entries.items():
+            np.testing.assert_array_equal(value, saved_state[name][key], err_msg=f"{name} {key}")
+
+
+def good_grads():
+    return {"a": np.full(3, 0.5), "b": np.full(2, -0.5)}
+
+
+NOT_FLOAT = r"grads\['b'\] must be a floating-point array, got "
+BAD_LAST_GRAD = [  # (the gradient of "b", the second parameter; the error; its message)
+    (np.ones(3), ValueError, r"grads\['b'\] has shape \(3,\), params\['b'\] has shape \(2,\)"),
+    (np.ones(2, complex), TypeError, NOT_FLOAT + "complex128"),
+    (np.ones(2, object), TypeError, NOT_FLOAT + "object"),
+    (np.ones(2, np.int64), TypeError, NOT_FLOAT + "int64"),
+    ([1.0, 1.0], TypeError, r"grads\['b'\] must be an array, got list"),
+    ("missing", ValueError, "grads has no entry for parameter 'b'"),
+]
+BAD_LAST_GRAD_IDS = ["shape", "complex", "object", "int", "list", "missing"]
+
+OBJECTS = {"sgd": (optim.SGD, dict(lr=0.1, weight_decay=0.1)),
+           "momentum": (optim.SGD, dict(lr=0.1, momentum=0.9)),
+           "rmsprop": (optim.RMSProp, {}), "adagrad": (optim.AdaGrad, {}), "adam": (optim.Adam, {})}
+
+
+@pytest.mark.parametrize("grad, error, message", BAD_LAST_GRAD, ids=BAD_LAST_GRAD_IDS)
+@pytest.mark.parametrize("name", OBJECTS)
+def test_optimizer_checks_every_gradient_before_it_changes_anything(name, grad, error, message):
+    """A bad gradient for the second parameter was refused only after the first was updated
+    (SGD left a at 0.9); complex and object gradients raised NumPy's UFuncTypeError."""
+    cls, kwargs = OBJECTS[name]
+    params = {"a": np.ones(3), "b": np.ones(2)}
+    opt = cls(params, **kwargs)
+    opt.step(good_grads())  # so that there is state to keep as well
+    saved = snapshot(params, opt.state)
+    grads = {"a": np.ones(3)} if isinstance(grad, str) else {"a": np.ones(3), "b": grad}
+    with pytest.raises(error, match=message):
+        opt.step(grads)
+    assert_unchanged(params, opt.state, saved)
+
+
+@pytest.mark.parametrize("grads", [[np.ones(3), np.ones(2)], None, np.ones(3)])
+def test_optimizer_step_refuses_grads_that_are_no_mapping(grads):
+    """A list raised "truth value of an array is ambiguous", None "argument of type
+    'NoneType' is not iterable"."""
+    params = {"a": np.ones(3), "b": np.ones(2)}
+    for opt in (optim.SGD(params, lr=0.1), optim.RuleOptimizer(params, optim.sgd)):
+        with pytest.raises(TypeError, match=r"grads must be a name -> array mapping .*got "
+                                            + type(grads).__name__):
+            opt.step(grads)
+    np.testing.assert_array_equal(params["a"], 1.0)
+
+
+def test_optimizer_checks_its_state_and_writeable_params_before_a_step():
+    params = {"a": np.ones(3), "b": np.ones(2)}
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    opt.state["b"] = {"momentum_buffer": np.zeros((2, 2))}  # failed only at b, after a's step
+    with pytest.raises(ValueError, match=r"state\['b'\]\['momentum_buffer'\] has shape \(2, 2\), "
+                                         r"params\['b'\] has shape \(2,\)"):
+        opt.step(good_grads())
+    assert list(opt.state) == ["b"] and not opt.state["b"]["momentum_buffer"].any()
+    adam = optim.Adam(params)
+    adam.state["b"] = {"step": "3"}
+    with pytest.raises(TypeError, match=r"state\['b'\]\['step'\] must be an int"):
+        adam.step(good_grads())
+    adam.state["b"] = {"exp_avg": np.zeros(2, np.int64)}
+    with pytest.raises(TypeError, match=r"state\['b'\]\['exp_avg'\] must be a floating-point"):
+        adam.step(good_grads())
+    assert "a" not in adam.state
+    params["b"].flags.writeable = False  # the step is in place: it would fail after a's
+    with pytest.raises(ValueError, match=r"params\['b'\] is read-only"):
+        optim.SGD(params, lr=0.1).step(good_grads())
+    np.testing.assert_array_equal(params["a"], 1.0)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize("grad, error, message", BAD_LAST_GRAD, ids=BAD_LAST_GRAD_IDS)
+def test_rule_optimizer_checks_every_gradient_before_it_changes_anything(rule, grad, error,
+                                                                         message):
+    params = {"a": np.ones(3), "b": np.ones(2)}
+    opt = optim.RuleOptimizer(params, getattr(optim, rule), {"learning_rate": 0.1})
+    opt.step(good_grads())
+    arrays = dict(params)
+    saved = snapshot(params, opt.state)
+    grads = {"a": np.ones(3)} if isinstance(grad, str) else {"a": np.ones(3), "b": grad}
+    with pytest.raises(error, match=message):
+        opt.step(grads)
+    assert_unchanged(params, opt.state, saved)
+    assert all(params[k] is arrays[k] for k in params)
+
+
+@pytest.mark.parametrize("rule, key, bad", [("sgd_momentum", "velocity", np.zeros((3, 2))),
+                                            ("rmsprop", "cache", np.zeros((1, 2))),
+                                            ("adam", "m", np.zeros(1)), ("adam", "v", np.zeros(4))])
+def test_rule_optimizer_checks_every_config_before_it_changes_anything(rule, key, bad):
+    params = {"a": np.ones(3), "b": np.ones(2)}
+    opt = optim.RuleOptimizer(params, getattr(optim, rule), {"learning_rate": 0.1})
+    opt.step(good_grads())
+    opt.state["b"][key] = bad
+    saved = snapshot(params, opt.state)
+    message = rf"state\['b'\]: {key} has shape {re.escape(str(bad.shape))}, w has shape \(2,\)"
+    with pytest.raises(ValueError, match=message):
+        opt.step(good_grads())
+    assert_unchanged(params, opt.state, saved)
 
 
 @pytest.mark.parametrize("ours, theirs, kwargs", [
@@ -233,6 +354,71 @@ def test_course_rules_refuse_a_misshapen_dw_or_bad_settings(rule):
         update(W.copy(), DW.tolist())
 
 
+@pytest.mark.parametrize("rule, key", [("sgd_momentum", "velocity"), ("rmsprop", "cache"),
+                                       ("adam", "m"), ("adam", "v")])
+def test_course_rules_check_their_state_against_w_before_any_update(rule, key):
+    """A (2, 3) velocity for a (3,) w broadcast into a (2, 3) next_w; so did rmsprop's cache
+    and adam's m and v (the last after m had been updated in place)."""
+    update = getattr(optim, rule)
+    w, dw = np.ones(3), np.full(3, 0.5)
+    for bad, error, message in [
+            (np.zeros((2, 3)), ValueError, rf"{key} has shape \(2, 3\), w has shape \(3,\)"),
+            (np.zeros(1), ValueError, rf"{key} has shape \(1,\), w has shape \(3,\)"),
+            (np.zeros(3, np.int64), TypeError, f"{key} must be a floating-point array"),
+            (np.zeros(3, complex), TypeError, f"{key} must be a floating-point array"),
+            ([0.0, 0.0, 0.0], TypeError, f"{key} must be an array shaped like w")]:
+        config = {key: bad, "learning_rate": 0.1}
+        saved = snapshot({"w": w}, {"config": config})
+        with pytest.raises(error, match=message):
+            update(w, dw, config)
+        assert_unchanged({"w": w}, {"config": config}, saved)  # no defaults filled in either
+    if key != "velocity":  # updated in place: a read-only one would fail part-way
+        frozen = np.zeros(3)
+        frozen.flags.writeable = False
+        with pytest.raises(ValueError, match=f"{key} is read-only"):
+            update(w, dw, {key: frozen})
+    assert update(w, dw, {key: None})[1][key].shape == (3,)  # None: created, as before
+
+
+def test_course_rules_check_config_dw_and_adams_t_before_any_update():
+    w, dw = np.ones(3), np.full(3, 0.5)
+    for bad_t, error, message in [("a", TypeError, "t must be an int, got 'a'"),
+                                  (1.5, TypeError, "t must be an int"),
+                                  (-1, ValueError, "t must be >= 0, got -1")]:
+        config = {"t": bad_t, "m": np.zeros(3)}
+        with pytest.raises(error, match=message):
+            optim.adam(w, dw, config)
+        assert config["t"] == bad_t and not config["m"].any() and len(config) == 2
+    w32, config = optim.adam(w.astype(np.float32), dw, {"t": np.int64(4)})
+    assert config["t"] == 5 and type(config["t"]) is int and w32.dtype == np.float32
+    for rule in ("sgd", "sgd_momentum", "rmsprop", "adam"):
+        update = getattr(optim, rule)
+        for config in ([0.1], "config", 0.1):
+            with pytest.raises(TypeError, match=r"config must be a dict \(or None\), got "
+                                                + type(config).__name__):
+                update(w.copy(), dw, config)
+        for bad_dw in (np.ones(3, complex), np.ones(3, object), np.ones(3, np.int64)):
+            with pytest.raises(TypeError, match="dw must be a floating-point array, got "
+                                                + str(bad_dw.dtype)):
+                update(w.copy(), bad_dw)  # complex was cast, losing its imaginary part
+    frozen = np.ones(3)
+    frozen.flags.writeable = False  # sgd alone updates w in place
+    with pytest.raises(ValueError, match="w is read-only"):
+        optim.sgd(frozen, dw)
+    assert optim.sgd_momentum(frozen, dw)[0].shape == (3,)
+
+
+def test_course_rules_keep_ws_dtype_with_float64_state():
+    """State from a float64 run must not promote a float32 w (float32 layers refuse float64)."""
+    w32, dw = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+    for rule, key in [("sgd_momentum", "velocity"), ("rmsprop", "cache"), ("adam", "m")]:
+        next_w, _ = getattr(optim, rule)(w32.copy(), dw, {key: np.full(3, 0.25)})
+        expected, _ = getattr(optim, rule)(w32.astype(np.float64), dw.astype(np.float64),
+                                            {key: np.full(3, 0.25)})
+        assert next_w.dtype == np.float32, rule
+        np.testing.assert_allclose(next_w, expected, rtol=1e-6)
+
+
 def test_course_rules_match_torch_over_several_steps(torch):
     """With a constant learning rate the course rules equal torch.optim's."""
     cases = [("sgd_momentum", {"learning_rate": 0.05, "momentum": 0.9}, "SGD",
@@ -315,3 +501,16 @@ def test_optimizer_state_is_allocated_on_the_parameters_device():
         np.testing.assert_allclose(gpu[k].get(), cpu[k], rtol=1e-12)
     w, config = optim.rmsprop(cupy.asarray(W), cupy.asarray(DW))
     assert isinstance(config["cache"], cupy.ndarray) and isinstance(w, cupy.ndarray)
+
+
+def test_course_rules_take_a_0d_parameters_state_as_a_number_and_update_it():
+    """A checkpoint gives 0-d entries back as numbers: for a 0-d w the rules take them, as
+    0-d arrays of w's dtype updated like any state, against the same step from arrays."""
+    for rule, state in ((optim.sgd_momentum, {"velocity": 0.1}), (optim.rmsprop, {"cache": 0.2}),
+                        (optim.adam, {"m": 0.1, "v": 0.2, "t": 3})):
+        as_arrays = {k: v if k == "t" else np.array(v) for k, v in state.items()}
+        want_w, want = rule(np.array(1.0), np.array(0.5), as_arrays)
+        got_w, got = rule(np.array(1.0), np.array(0.5), dict(state))
+        assert got_w == want_w
+        for key in state:
+            assert got[key] == want[key] and got[key] != state[key], key

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import optim
 from .._typing import Array
+from .._validate import check_real
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
@@ -50,13 +51,23 @@ class _BookOptimizer:
         params : dict of str to array
             The parameters, updated in place.
         grads : dict of str to array
-            Their gradients, with the same keys.
+            Their gradients, with the same keys: float arrays of their
+            parameters' shapes.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For a setting out of range, ``params`` or ``grads`` that is no
+            dict, or naming the parameter without such a gradient; raised
+            before anything (parameters, state, Adam's ``iter``) changes.
         """
-        if self._optimizer is None:
-            self._optimizer = self._build(params)
-        self._optimizer.params = params
-        self._configure(self._optimizer)
-        self._optimizer.step(grads)
+        optimizer = self._build(params) if self._optimizer is None else self._optimizer
+        check_real("lr", self.lr, 0.0)  # may have changed since the build checked it
+        params = optimizer._check_step(grads, params)
+        self._optimizer = optimizer
+        optimizer.params = params
+        self._configure(optimizer)
+        optimizer.step(grads)
 
 
 class SGD(_BookOptimizer):

@@ -278,17 +278,15 @@ class Module:
     # -- saving and loading ------------------------------------------------
     def state_dict(self) -> dict[str, Array]:
         """A dict of copies of every param and buffer, keyed by name (arrays stay on their device)."""
-        state = {}
-        for kind in ("params", "buffers"):
-            for key, value in NamedArrays(self, kind).items():
-                state[key] = value.copy()
-        return state
+        return {key: value.copy() for kind in ("params", "buffers")
+                for key, value in NamedArrays(self, kind).items()}
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> Module:
         """Copy arrays from ``state`` into this module's params and buffers, in place.
 
-        All entries are checked and converted before any is copied, so a bad
-        entry leaves the module unchanged.
+        All entries are checked and converted (copied where they may share
+        memory with the module's arrays) before any is copied in, so a bad
+        entry leaves the module unchanged and each is read as it was passed.
 
         Parameters
         ----------
@@ -312,21 +310,18 @@ class Module:
         TypeError
             When an entry is not a real-valued array.
         """
-        expected = {}
-        for kind in ("params", "buffers"):
-            for key, value in NamedArrays(self, kind).items():
-                expected[key] = (kind, value)
+        expected = {key: value for kind in ("params", "buffers")
+                    for key, value in NamedArrays(self, kind).items()}
         missing = [k for k in expected if k not in state]
         if missing and strict:
             raise ValueError(f"state dict is missing {missing[0]!r}"
                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        if strict:
-            unexpected = [k for k in state if k not in expected]
-            if unexpected:
-                raise ValueError(f"state dict has unexpected key {unexpected[0]!r}; "
-                                 f"this {type(self).__name__} has {sorted(expected)}")
+        unexpected = [k for k in state if k not in expected] if strict else []
+        if unexpected:
+            raise ValueError(f"state dict has unexpected key {unexpected[0]!r}; "
+                             f"this {type(self).__name__} has {sorted(expected)}")
         converted = {}
-        for key, (kind, current) in expected.items():
+        for key, current in expected.items():
             if key not in state:
                 continue
             value = state[key]
@@ -336,9 +331,14 @@ class Module:
             if tuple(value.shape) != tuple(current.shape):
                 raise ValueError(f"state dict entry {key!r} has shape {tuple(value.shape)}, "
                                  f"the module's {key!r} has shape {tuple(current.shape)}")
-            converted[key] = to_device(value, device_of(current)).astype(current.dtype, copy=False)
+            value = to_device(value, device_of(current)).astype(current.dtype, copy=False)
+            # Copied in one by one, an entry aliasing another key's array would read it changed.
+            if any(device_of(a) == device_of(value)
+                   and get_array_module(a).may_share_memory(value, a) for a in expected.values()):
+                value = value.copy()
+            converted[key] = value
         for key, value in converted.items():
-            expected[key][1][...] = value
+            expected[key][...] = value
         return self
 
     def __repr__(self) -> str:
