@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, Literal
 
@@ -79,13 +80,15 @@ def accumulator_dtype(dtype: DTypeLike) -> numpy.dtype:
     return numpy.result_type(dtype, numpy.float32)
 
 
-def promoted(*arrays: Any) -> tuple[Any, ...]:
+def promoted(*arrays: Any, names: Sequence[str]) -> tuple[Any, ...]:
     """Cast arrays to their common dtype, as NumPy's own arithmetic would promote them.
 
     Parameters
     ----------
     *arrays : array or None
         NumPy arrays, or CuPy arrays, of one device; ``None`` entries pass through.
+    names : sequence of str
+        The arrays' argument names, for the errors.
 
     Returns
     -------
@@ -94,18 +97,24 @@ def promoted(*arrays: Any) -> tuple[Any, ...]:
 
     Raises
     ------
+    TypeError
+        When an entry is neither an array nor None (a list, a number).
     ValueError
         When the arrays are on two devices.
 
     Examples
     --------
     >>> import numpy as np
-    >>> a, b, c = promoted(np.ones(2, np.float32), None, np.ones(2, np.float64))
+    >>> a, b, c = promoted(np.ones(2, np.float32), None, np.ones(2, np.float64),
+    ...                    names=("x", "w", "b"))
     >>> a.dtype, b, c.dtype
     (dtype('float64'), None, dtype('float64'))
     """
     # fastconv's ops refuse mixed dtypes; the course front-ends (fastconv.compat)
     # promote first, as the course code did.
+    for name, a in zip(names, arrays, strict=True):
+        if a is not None and not is_array(a):
+            raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
     present = [a for a in arrays if a is not None]
     if not present:
         return arrays

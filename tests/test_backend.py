@@ -45,9 +45,17 @@ def test_accumulator_dtype_widens_only_float16():
 
 def test_promoted_casts_to_the_common_dtype_as_numpy_arithmetic_would():
     a, b = np.ones(2, np.float32), np.ones(3, np.float64)
-    pa, none, pb = backend.promoted(a, None, b)
+    pa, none, pb = backend.promoted(a, None, b, names=("x", "w", "b"))
     assert pa.dtype == pb.dtype == np.float64 and none is None
-    assert backend.promoted(a, a)[0] is a  # nothing to cast: no copy
+    assert backend.promoted(a, a, names=("x", "w"))[0] is a  # nothing to cast: no copy
+
+
+@pytest.mark.parametrize("bad", [0.5, [1.0, 2.0], (1.0,), "ab"])
+def test_promoted_refuses_what_is_no_array_by_name(bad):
+    """Not NumPy's result_type error on a list ("Field elements must be 2- or 3-tuples") or
+    an AttributeError on a number's astype: a TypeError naming the argument."""
+    with pytest.raises(TypeError, match=r"^b must be a NumPy or CuPy array, got "):
+        backend.promoted(np.ones(2), None, bad, names=("x", "w", "b"))
 
 
 def test_gpu_available_is_a_bool_consistent_with_its_reason():

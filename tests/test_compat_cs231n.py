@@ -514,3 +514,15 @@ def test_cs231n_front_end_runs_on_cupy_arrays():
     g = cs.layernorm_forward(cupy.asarray(x[:, :, 0, 0]), cupy.ones(3), cupy.zeros(3), {})[0]
     np.testing.assert_allclose(g.get(), cs.layernorm_forward(x[:, :, 0, 0], np.ones(3),
                                                              np.zeros(3), {})[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, name, got", [
+    (lambda: cs.conv_forward_fast(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)), 0.5,
+                                      {"stride": 1, "pad": 1}), "b", "float"),
+    (lambda: cs.affine_forward([[1.0, 2.0]], np.ones((2, 3)), np.zeros(3)), "x", "list"),
+    (lambda: cs.batchnorm_forward([[1.0, 2.0]], np.ones(2), np.zeros(2), {"mode": "train"}),
+     "x", "list"),
+])
+def test_an_argument_that_is_no_array_is_refused_by_name(call, name, got):
+    with pytest.raises(TypeError, match=rf"^{name} must be a NumPy or CuPy array, got {got}$"):
+        call()

@@ -21,7 +21,7 @@ def course_batchnorm(forward, x, gamma, beta, train, running_mean, running_var, 
     x's dtype after promotion. x, gamma and beta are promoted as NumPy would;
     the cache is wrapped for ``lenient_backward``.
     """
-    x, gamma, beta = promoted(x, gamma, beta)
+    x, gamma, beta = promoted(x, gamma, beta, names=("x", "gamma", "beta"))
     channels = x.shape[1] if getattr(x, "ndim", 0) >= 2 else 0
     running_mean, running_var = (
         get_array_module(x).zeros(channels, dtype=x.dtype) if r is None else r

@@ -50,7 +50,7 @@ def conv_forward_naive(x: Array, w: Array, b: Array, conv_param: dict[str, Any]
     ((2, 4, 5, 5), 27.0)
     """
     stride, pad = get(conv_param, "conv_param", ["stride", "pad"])
-    x, w, b = promoted(x, w, b)
+    x, w, b = promoted(x, w, b, names=("x", "w", "b"))
     return lenient(*F.conv2d_forward(x, w, b, stride=stride, padding=pad))
 
 

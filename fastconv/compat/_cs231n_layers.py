@@ -48,7 +48,7 @@ def affine_forward(x: Array, w: Array, b: Array) -> tuple[Array, Any]:
     >>> affine_forward(np.ones((2, 3, 2)), np.ones((6, 4)), np.zeros(4))[0].shape
     (2, 4)
     """
-    return lenient(*F.linear_forward(*promoted(x, w, b)))
+    return lenient(*F.linear_forward(*promoted(x, w, b, names=("x", "w", "b"))))
 
 
 def affine_backward(dout: Array, cache: Any) -> Grads3:

@@ -198,7 +198,7 @@ def layernorm_forward(x: Array, gamma: Array, beta: Array, ln_param: dict[str, A
     array([[-1.,  1.]])
     """
     eps = _eps(ln_param, "ln_param")
-    x, gamma, beta = promoted(x, gamma, beta)
+    x, gamma, beta = promoted(x, gamma, beta, names=("x", "gamma", "beta"))
     # the course's gamma and beta have the shape of the normalised trailing dims
     return lenient(*F.layer_norm_forward(x, tuple(gamma.shape), gamma, beta, eps=eps))
 
@@ -267,7 +267,7 @@ def spatial_groupnorm_forward(x: Array, gamma: Array, beta: Array, G: int,
     (2, 4, 3, 3)
     """
     eps = _eps(gn_param, "gn_param")
-    x, gamma, beta = promoted(x, gamma, beta)
+    x, gamma, beta = promoted(x, gamma, beta, names=("x", "gamma", "beta"))
     shape = tuple(gamma.shape)
     # The course's parameters broadcast against x; fastconv's op takes one value per channel.
     gamma_c, beta_c = (p.reshape(-1) if p.ndim == 4 and p.size == p.shape[1] else p

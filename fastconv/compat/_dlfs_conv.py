@@ -224,7 +224,8 @@ class Convolution(Layer):
             (N, FN, out_h, out_w).
         """
         self.x = x
-        xp, w, b = promoted(x, self.W, bias_array(self.b, self.W, self.W.shape[0]))
+        xp, w, b = promoted(x, self.W, bias_array(self.b, self.W, self.W.shape[0]),
+                             names=("x", "W", "b"))
         out, self._cache = lenient(*F.conv2d_forward(xp, w, b, stride=self.stride,
                                                      padding=self.pad))
         return out

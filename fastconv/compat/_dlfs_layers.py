@@ -201,7 +201,8 @@ class Affine(Layer):
         """
         self.original_x_shape = x.shape
         self.x = x.reshape(x.shape[0], -1)
-        x2, w, b = promoted(self.x, self.W, bias_array(self.b, self.W, self.W.shape[-1]))
+        x2, w, b = promoted(self.x, self.W, bias_array(self.b, self.W, self.W.shape[-1]),
+                            names=("x", "W", "b"))
         out, self._cache = lenient(*F.linear_forward(x2, w, b))
         return out
 
