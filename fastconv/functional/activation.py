@@ -115,7 +115,9 @@ def relu_forward(x: Array) -> tuple[Array, ReluCache]:
     out : array
         x's shape and dtype.
     cache : ReluCache
-        For :func:`relu_backward`.
+        For :func:`relu_backward`. It holds ``out`` itself: do not change ``out`` in place
+        before the backward (``out += skip`` would change the gradient; write
+        ``out = out + skip``).
 
     Raises
     ------
@@ -185,7 +187,8 @@ def leaky_relu_forward(x: Array, negative_slope: float = 0.01
     out : array
         x's shape and dtype.
     cache : LeakyReluCache
-        For :func:`leaky_relu_backward`.
+        For :func:`leaky_relu_backward`. It holds ``x`` itself: do not change ``x`` in
+        place before the backward.
 
     Raises
     ------
@@ -252,7 +255,9 @@ def tanh_forward(x: Array) -> tuple[Array, TanhCache]:
     out : array
         x's shape and dtype.
     cache : TanhCache
-        For :func:`tanh_backward`.
+        For :func:`tanh_backward`. It holds ``out`` itself: do not change ``out`` in place
+        before the backward (``out += skip`` would change the gradient; write
+        ``out = out + skip``).
 
     Raises
     ------
@@ -344,7 +349,9 @@ def sigmoid_forward(x: Array) -> tuple[Array, SigmoidCache]:
     out : array
         x's shape and dtype.
     cache : SigmoidCache
-        For :func:`sigmoid_backward`.
+        For :func:`sigmoid_backward`. It holds ``out`` itself: do not change ``out`` in place
+        before the backward (``out += skip`` would change the gradient; write
+        ``out = out + skip``).
 
     Raises
     ------
