@@ -33,9 +33,21 @@ from typing import Any
 import numpy
 
 from ._typing import Array
+from ._validate import check_int, check_real
 from .backend import get_array_module
 
 _SCALE_FLOOR = 1e-10  # below this the gradient counts as zero
+
+
+def _check_settings(h: Any, directions: Any, seed: Any = 0) -> tuple[float, int | None]:
+    """``(h, directions)`` checked before any work: a finite step > 0 (0 divides by zero, NaN or
+    inf make every error NaN), None or an int >= 1 (not a bool); an int seed >= 0 (or ints)."""
+    h = check_real("h", h, 0.0, float("inf"), low_open=True, high_open=True)
+    if directions is not None:
+        directions = check_int("directions", directions, 1)
+    if not isinstance(seed, (list, tuple, numpy.ndarray)):  # numerical_gradient: a sequence too
+        check_int("seed", seed, 0)
+    return h, directions
 
 
 def numerical_gradient(f: Callable[[], Any], x: Array, h: float = 1e-6,
@@ -67,9 +79,10 @@ def numerical_gradient(f: Callable[[], Any], x: Array, h: float = 1e-6,
     Raises
     ------
     TypeError
-        When ``x`` is not float64.
+        When ``x`` is not float64, or ``h``, ``directions`` or ``seed`` has the wrong type.
     ValueError
-        When ``x`` is not C-contiguous.
+        When ``x`` is not C-contiguous, ``h`` is not finite and > 0, or ``directions`` or
+        ``seed`` is out of range.
 
     Examples
     --------
@@ -78,6 +91,7 @@ def numerical_gradient(f: Callable[[], Any], x: Array, h: float = 1e-6,
     >>> np.round(numerical_gradient(lambda: (x ** 2).sum(), x), 6)
     array([ 2., -4.])
     """
+    h, directions = _check_settings(h, directions, seed)
     xp = get_array_module(x)
     if x.dtype != numpy.float64:
         raise TypeError(f"numerical gradients need a float64 array, got {x.dtype} "
@@ -237,6 +251,8 @@ def check_op(forward: Callable[..., tuple[Array, Any]], backward: Callable[..., 
     ValueError
         When ``backward`` returns fewer gradients than there are inputs, or
         one of the wrong shape.
+    TypeError, ValueError
+        ``h``, ``directions`` or ``seed`` as :func:`numerical_gradient` refuses them.
 
     Examples
     --------
@@ -247,6 +263,7 @@ def check_op(forward: Callable[..., tuple[Array, Any]], backward: Callable[..., 
     >>> check_op(linear_forward, linear_backward, x, w, b) < 1e-8
     True
     """
+    h, directions = _check_settings(h, directions, seed)
     copies = [_float64_copy(a) for a in inputs]
     out, cache = forward(*copies)
     dout = _random_like(out, seed)
@@ -286,6 +303,11 @@ def check_loss(loss_fn: Callable[..., tuple[Any, Array]], scores: Array, *args: 
     float
         The relative error of ``dscores``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        ``h``, ``directions`` or ``seed`` as :func:`numerical_gradient` refuses them.
+
     Examples
     --------
     >>> import numpy as np
@@ -294,6 +316,7 @@ def check_loss(loss_fn: Callable[..., tuple[Any, Array]], scores: Array, *args: 
     >>> check_loss(softmax_cross_entropy, scores, np.array([0, 2, 1, 0])) < 1e-8
     True
     """
+    h, directions = _check_settings(h, directions, seed)
     scores = _float64_copy(scores)
     _, dscores = loss_fn(scores, *args)
     return _relative([_compare(lambda: loss_fn(scores, *args)[0], scores, dscores,
@@ -338,6 +361,8 @@ def check_layer(layer: Any, x: Array, h: float = 1e-6, directions: int | None = 
         When a parameter is not float64.
     ValueError
         When the layer's backward returns no input gradient.
+    TypeError, ValueError
+        ``h``, ``directions`` or ``seed`` as :func:`numerical_gradient` refuses them.
 
     Examples
     --------
@@ -347,6 +372,7 @@ def check_layer(layer: Any, x: Array, h: float = 1e-6, directions: int | None = 
     >>> check_layer(layer, np.random.default_rng(1).standard_normal((4, 3))) < 1e-8
     True
     """
+    h, directions = _check_settings(h, directions, seed)
     params = layer.params
     _require_float64(params)
     x = _float64_copy(x)
@@ -397,6 +423,8 @@ def check_model(model: Any, X: Array, y: Array, h: float = 1e-6,
         When a parameter is not float64.
     ValueError
         When ``model.loss`` returns no gradient for a parameter.
+    TypeError, ValueError
+        ``h``, ``directions`` or ``seed`` as :func:`numerical_gradient` refuses them.
 
     Examples
     --------
@@ -407,6 +435,7 @@ def check_model(model: Any, X: Array, y: Array, h: float = 1e-6,
     >>> check_model(model, X, y) < 1e-7
     True
     """
+    h, directions = _check_settings(h, directions, seed)
     params = model.params
     _require_float64(params)
     _, grads = model.loss(X, y)

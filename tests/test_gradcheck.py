@@ -2,6 +2,7 @@
 must catch in ops, losses, layers and course models, and the random-direction mode on a
 whole model."""
 
+import re
 from functools import partial
 
 import numpy as np
@@ -44,6 +45,40 @@ def test_numerical_gradient_needs_float64_contiguous_arrays():
         gradcheck.numerical_gradient(lambda: 0.0, np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="contiguous"):
         gradcheck.numerical_gradient(lambda: 0.0, np.zeros((3, 4)).T)
+
+
+_LINEAR = [np.random.default_rng(0).standard_normal(shape) for shape in ((2, 3), (3, 4), (4,))]
+_CHECKERS = {
+    "numerical_gradient": lambda **kw: gradcheck.numerical_gradient(
+        lambda: 0.0, np.zeros(3), **kw),
+    "check_op": lambda **kw: gradcheck.check_op(F.linear_forward, F.linear_backward,
+                                                *_LINEAR, **kw),
+    "check_loss": lambda **kw: gradcheck.check_loss(F.softmax_cross_entropy, _LINEAR[0],
+                                                    np.array([0, 2]), **kw),
+    "check_layer": lambda **kw: gradcheck.check_layer(
+        nn.Linear(3, 2, dtype=np.float64, seed=0), _LINEAR[0], **kw),
+    "check_model": lambda **kw: gradcheck.check_model(
+        nn.two_layer_mlp((3,), 2, hidden_dim=3, dtype=np.float64, seed=0), _LINEAR[0],
+        np.array([0, 1]), **kw),
+}
+
+
+@pytest.mark.parametrize("checker", list(_CHECKERS))
+@pytest.mark.parametrize("kw, err, message", [
+    (dict(h=0), ValueError, "h must be in (0.0, inf), got 0.0"),  # was a ZeroDivisionError
+    (dict(h=-1e-6), ValueError, "h must be in (0.0, inf), got -1e-06"),
+    (dict(h=float("nan")), ValueError, "h must be in (0.0, inf), got nan"),  # NaN errors, before
+    (dict(h=float("inf")), ValueError, "h must be in (0.0, inf), got inf"),
+    (dict(h="1e-6"), TypeError, "h must be a real number"),
+    (dict(directions=0), ValueError, "directions must be >= 1, got 0"),  # NumPy's zero-size max
+    (dict(directions=-1), ValueError, "directions must be >= 1, got -1"),
+    (dict(directions=True), TypeError, "directions must be an int, got True"),  # was 1 direction
+    (dict(directions=2.0), TypeError, "directions must be an int, got 2.0"),
+    (dict(seed=-1), ValueError, "seed must be >= 0, got -1"),
+])
+def test_bad_steps_directions_and_seeds_are_refused_by_name(checker, kw, err, message):
+    with pytest.raises(err, match=re.escape(message)):
+        _CHECKERS[checker](**kw)
 
 
 def test_relative_error_is_relative_to_the_gradient_scale():

@@ -204,6 +204,17 @@ X = np.zeros((1, 1, 4, 4))
      ["scale_factor must be a real number"]),
     (lambda: F.interpolate_forward(X, scale_factor=(1, 0.2)), ValueError,
      ["gives the empty output size (4, 0) for x of shape (1, 1, 4, 4)"]),
+    # an output no device allocates sensibly, refused before the tap tables (they were built,
+    # one entry per output row: 10**9 was OOM-killed, 1e9 asked for 37 GiB)
+    (lambda: F.interpolate_forward(X, size=10**9), ValueError,
+     ["size=1000000000 gives the output shape (1, 1, 1000000000, 1000000000) for x of shape "
+      "(1, 1, 4, 4), too large", "(OH*OW) must stay below 2**31"]),
+    (lambda: F.interpolate_forward(X, scale_factor=1e9, mode="bilinear"), ValueError,
+     ["scale_factor=1000000000.0 gives the output shape (1, 1, 4000000000, 4000000000)"]),
+    (lambda: F.interpolate_forward(X, size=(2**31, 1)), ValueError,  # one plane too many
+     ["size=(2147483648, 1) gives the output shape (1, 1, 2147483648, 1)", "too large"]),
+    (lambda: F.interpolate_forward(X, scale_factor=1e308), ValueError,  # was an OverflowError
+     ["scale_factor=1e+308 gives an output size past the largest float", "(1, 1, 4, 4)"]),
     (lambda: F.interpolate_forward(X, size=2, mode="bicubic"), ValueError,
      ["mode must be one of ('nearest', 'bilinear')", "'bicubic'"]),
     (lambda: F.interpolate_forward(X, size=2, align_corners=False), ValueError,
@@ -223,6 +234,43 @@ X = np.zeros((1, 1, 4, 4))
 def test_bad_input_gets_errors_naming_the_argument_and_shapes(call, err, fragments):
     with pytest.raises(err, match="".join(f"(?=.*{re.escape(f)})" for f in fragments)):
         call()
+
+
+def test_the_size_bound_is_on_the_planes_not_on_each_axis():
+    """A long row passes (its tables, one entry per output column, are the only work on an
+    empty batch); one more element than a plane may hold does not."""
+    out, cache = F.interpolate_forward(np.zeros((0, 1, 1, 2)), size=(1, 2**16))
+    assert out.shape == (0, 1, 1, 2**16)
+    assert F.interpolate_backward(out, cache).shape == (0, 1, 1, 2)
+    with pytest.raises(ValueError, match=r"size=\(2, 1073741824\) gives the output shape"):
+        F.interpolate_forward(np.zeros((0, 1, 1, 2)), size=(2, 2**30))
+
+
+@pytest.mark.parametrize("kw, err, fragments", [
+    (dict(size=2, scale_factor=2), ValueError, ["give exactly one of size and scale_factor"]),
+    (dict(), ValueError, ["got neither"]),
+    (dict(size=0), ValueError, ["size must be >= 1"]),
+    (dict(scale_factor=-1.0), ValueError, ["scale_factor must be in (0.0, inf)"]),
+    (dict(size=2, mode="bicubic"), ValueError, ["mode must be one of"]),
+    (dict(size=2, align_corners=True), ValueError, ["align_corners applies to mode='bilinear'"]),
+    (dict(size=10**9), ValueError,
+     ["size=1000000000 gives output planes of (1000000000, 1000000000), too large"]),
+    (dict(scale_factor=1e9), ValueError,  # too large for any input: a 1x1 one already is
+     ["scale_factor=1000000000.0 (on a 1x1 input) gives output planes of "
+      "(1000000000, 1000000000)"]),
+])
+def test_upsample_refuses_bad_settings_when_built(kw, err, fragments):
+    """They were stored, and refused at the first forward."""
+    with pytest.raises(err, match="".join(f"(?=.*{re.escape(f)})" for f in fragments)):
+        nn.Upsample(**kw)
+
+
+def test_upsample_settings_that_depend_on_the_input_still_build():
+    """A scale factor below 1 empties a small input only: that is the forward's to refuse."""
+    layer = nn.Upsample(scale_factor=0.5)
+    assert layer.forward(np.zeros((1, 1, 4, 6))).shape == (1, 1, 2, 3)
+    with pytest.raises(ValueError, match="empty output size"):
+        layer.forward(np.zeros((1, 1, 1, 6)))
 
 
 def test_docstring_examples_run():

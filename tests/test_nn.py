@@ -1,5 +1,7 @@
 """fastconv.nn layers: against PyTorch CPU, numerical gradients (float64), state dicts, devices, errors."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -221,6 +223,85 @@ def test_sequential_slices_and_train_mode_like_torch():
 def test_dropout_layer_checks_p_when_built(bad, error):
     with pytest.raises(error, match="drop probability"):
         nn.Dropout(bad)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("build, err, message", [
+    # each was stored as given, and refused (or not) at the first forward
+    (lambda: nn.MaxPool2d(0), ValueError, "kernel_size must be >= 1, got 0"),
+    (lambda: nn.MaxPool2d(2, padding=2), ValueError,
+     "padding 2 must be at most half of kernel_size 2"),
+    (lambda: nn.MaxPool2d(3, stride=(1, 0)), ValueError, "stride must be >= 1"),
+    (lambda: nn.MaxPool2d(3, dilation=0), ValueError, "dilation must be >= 1, got 0"),
+    (lambda: nn.MaxPool2d(2, ceil_mode="no"), TypeError, "ceil_mode must be a bool"),
+    (lambda: nn.MaxPool2d(2, return_indices=1), TypeError, "return_indices must be a bool"),
+    (lambda: nn.AvgPool2d(3, padding=2), ValueError, "padding 2 must be at most half"),
+    (lambda: nn.AvgPool2d(2, divisor_override=0), ValueError, "divisor_override must not be 0"),
+    (lambda: nn.AvgPool2d(2, count_include_pad=None), TypeError,
+     "count_include_pad must be a bool"),
+    (lambda: nn.AdaptiveAvgPool2d(0), ValueError, "output_size must be >= 1, got 0"),
+    (lambda: nn.AdaptiveAvgPool2d(2.5), TypeError, "output_size must be an int"),
+    (lambda: nn.AdaptiveAvgPool2d(10**12), ValueError,
+     "output_size=1000000000000 gives output planes of (1000000000000, 1000000000000), "
+     "too large"),
+    (lambda: nn.AdaptiveMaxPool2d((None, 2**31)), ValueError,
+     "output_size=(None, 2147483648) (None counted as 1) gives output planes of "
+     "(1, 2147483648), too large"),
+    (lambda: nn.AdaptiveMaxPool2d(2, return_indices="yes"), TypeError,
+     "return_indices must be a bool"),
+    (lambda: nn.MaxUnpool2d(2, padding=-1), ValueError, "padding must be >= 0"),
+    (lambda: nn.Upsample(size=2, scale_factor=2), ValueError,
+     "give exactly one of size and scale_factor, got both"),
+    (lambda: nn.BatchNorm2d(3, momentum=2), ValueError,
+     "BatchNorm2d: momentum must be in [0.0, 1.0], got 2.0"),
+    (lambda: nn.BatchNorm1d(3, momentum=None), TypeError,
+     "BatchNorm1d: momentum must be a number in [0, 1]"),
+    (lambda: nn.BatchNorm2d(3, eps=0), ValueError, "BatchNorm2d: eps must be > 0.0, got 0.0"),
+    (lambda: nn.BatchNorm1d(3, eps=NAN), ValueError, "BatchNorm1d: eps must be > 0.0, got nan"),
+    (lambda: nn.LayerNorm(3, eps=0), ValueError, "LayerNorm: eps must be > 0.0"),
+    (lambda: nn.GroupNorm(1, 3, eps=-1e-5), ValueError, "GroupNorm: eps must be > 0.0"),
+    (lambda: nn.Conv2d(3, 4, 3, weight_scale=NAN), ValueError,  # '< 0' let NaN through
+     "weight_scale must be a number >= 0 and finite, got nan"),
+    (lambda: nn.Conv2d(3, 4, 3, weight_scale=float("inf")), ValueError,
+     "weight_scale must be a number >= 0 and finite"),
+    (lambda: nn.Conv2d(3, 4, 3, weight_scale="0.1"), TypeError, "weight_scale must be a number"),
+    (lambda: nn.Conv2d(3, 4, 3, weight_scale=0.1, init="lecun"), ValueError,
+     "init must be one of ('he', 'xavier'), got 'lecun'"),
+    (lambda: nn.Conv2d(3, 4, 3, seed=-1), ValueError,  # NumPy's: "expected non-negative integer"
+     "seed must be >= 0, got -1"),
+    (lambda: nn.Conv2d(3, 4, 3, seed=True), TypeError, "seed must be an int, got True"),
+    (lambda: nn.Linear(3, 4, seed=[1, -2]), ValueError, "seed[1] must be >= 0, got -2"),
+    (lambda: nn.Conv2d(3, 4, 3, dtype="foo"), TypeError,  # NumPy's: "data type 'foo' not ..."
+     "dtype must be float32 or float64, got 'foo'"),
+    (lambda: nn.Conv2d(3, 4, 3, bias="no"), TypeError, "bias must be a bool"),
+])
+def test_layers_refuse_bad_settings_when_built(build, err, message):
+    with pytest.raises(err, match=re.escape(message)):
+        build()
+
+
+def test_settings_are_checked_before_the_weights_are_drawn():
+    """A dtype or device refused after drawing 10**10 normal weights (80 GB): NumPy's
+    MemoryError came first."""
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        nn.Linear(10**5, 10**5, dtype="foo")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'gpu'"):
+        nn.Linear(10**5, 10**5, device="tpu")
+
+
+def test_layer_settings_that_fit_some_input_still_build():
+    """What only an input can refuse is left to the forward: a window larger than a small
+    input, an output size kept from the input (None)."""
+    pool = nn.MaxPool2d(3, stride=1, padding=1, dilation=2)
+    assert pool.forward(np.zeros((1, 1, 5, 5))).shape == (1, 1, 3, 3)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        nn.MaxPool2d(5).forward(np.zeros((1, 1, 4, 4)))
+    assert nn.AdaptiveAvgPool2d((None, 2)).forward(np.zeros((1, 1, 3, 4))).shape == (1, 1, 3, 2)
+    layer = nn.BatchNorm2d(2, momentum=0, eps=1e-3)
+    assert (layer.momentum, layer.eps) == (0.0, 1e-3)
+    assert nn.Conv2d(1, 1, 1, seed=np.random.SeedSequence(1), weight_scale=0).params["W"] == 0
 
 
 def test_modules_lists_the_tree_and_dropout_reseeds():

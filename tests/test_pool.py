@@ -571,6 +571,32 @@ def test_new_pool_layers_match_torch_modules_and_numerical_gradients(torch):
         assert gradcheck.check_layer(ours, x) < 1e-7
 
 
+@pytest.mark.parametrize("op", ["adaptive_avg_pool2d", "adaptive_max_pool2d"])
+@pytest.mark.parametrize("x_shape, output_size", [((2, 3, 5, 3), (4001, 2)),
+                                                  ((1, 2, 7, 2), (3, 5003))])
+def test_adaptive_pools_to_long_axes_match_torch(torch, op, x_shape, output_size):
+    """Thousands of windows along an axis (a Python loop each, before; now array code): the
+    windows, maxima, indices and gradients are still PyTorch's."""
+    x = _distinct(x_shape, 14)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    t_out = getattr(torch.nn.functional, op)(tx, output_size)
+    dout = np.random.default_rng(14).standard_normal(tuple(t_out.shape))
+    t_out.backward(torch.from_numpy(dout))
+    out, cache = getattr(F, f"{op}_forward")(x, output_size)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(getattr(F, f"{op}_backward")(dout, cache), tx.grad.numpy(),
+                               rtol=1e-12, atol=1e-13)
+
+
+def test_adaptive_window_bounds_are_exact_for_any_array_size():
+    """floor(i*H/OH) and ceil((i+1)*H/OH) in integer arithmetic: a float quotient of an H
+    past 2**53 (a broadcast view can be that tall) would round."""
+    from fastconv.functional.adaptive_pool import _adaptive_bounds
+    for size, out in ((2**61 + 12345, 997), (2**53 + 1, 3), (5, 12), (7, 7), (1, 4)):
+        want = [[i * size // out, -(-(i + 1) * size // out)] for i in range(out)]
+        assert _adaptive_bounds(size, out).tolist() == want
+
+
 def test_pool_layers_return_indices_like_torch(torch):
     x = _distinct((2, 2, 6, 6), 9)
     for ours, theirs in ((nn.MaxPool2d(2, return_indices=True),
@@ -600,6 +626,19 @@ def test_pool_layers_return_indices_like_torch(torch):
      TypeError, ["return_indices must be a bool"]),
     (lambda: F.adaptive_avg_pool2d_forward(np.zeros((1, 1, 4, 4)), [1]), ValueError,
      ["output_size must be one value or a (height, width) pair", "length 1"]),
+    (lambda: F.adaptive_avg_pool2d_forward(np.zeros((1, 1, 4, 4)), (2, 2.0)), TypeError,
+     ["output_size must be an int or a pair of ints", "(2, 2.0)"]),
+    # outputs no device allocates sensibly, refused before any table: the windows' bounds
+    # were a Python list of one entry per output row (10**9 was OOM-killed)
+    (lambda: F.adaptive_avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 10**9), ValueError,
+     ["output_size=1000000000 gives the output shape (1, 1, 1000000000, 1000000000) for x "
+      "of shape (1, 1, 4, 4), too large", "(OH*OW) must stay below 2**31"]),
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((1, 1, 4, 4)), 10**9), ValueError,
+     ["output_size=1000000000 gives the output shape (1, 1, 1000000000, 1000000000)"]),
+    (lambda: F.adaptive_max_pool2d_forward(np.zeros((2, 3, 4, 4)), (None, 2**30)), ValueError,
+     ["output_size=(None, 1073741824) gives the output shape (2, 3, 4, 1073741824)"]),
+    (lambda: F.adaptive_avg_pool2d_forward(np.zeros((0, 1, 4, 4)), (2**31, 1)), ValueError,
+     ["output_size=(2147483648, 1) gives the output shape (0, 1, 2147483648, 1)"]),
     (lambda: F.adaptive_max_pool2d_backward(
         np.zeros((1, 1, 2, 3)), F.adaptive_max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2)[1]),
      ValueError, ["dout has shape (1, 1, 2, 3)", "(1, 1, 2, 2)"]),

@@ -9,6 +9,8 @@ cells along W, then along H, folding them with :func:`fastconv._window_max.runni
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy
 
 from .._typing import Array
@@ -52,16 +54,25 @@ def adaptive_max_pool2d_backward(dout: numpy.ndarray, indices: numpy.ndarray,
     return dx.reshape(x_shape)
 
 
-def _window_cells(bounds: list[tuple[int, int]]) -> numpy.ndarray:
+def _window_cells(bounds: Any) -> numpy.ndarray:
     """(K, O) int64: the k-th cell of each adaptive window along one axis, K the longest window.
 
-    A shorter window repeats its last cell, which can never win: it ties with
-    itself, scanned earlier, and a tie keeps the first maximum (a NaN keeps
-    the first NaN).
+    ``bounds`` holds each window's ``[start, end)``: an (O, 2) int64 array, or O pairs. A
+    shorter window repeats its last cell, which can never win: it ties with itself, scanned
+    earlier, and a tie keeps the first maximum (a NaN keeps the first NaN).
+
+    Examples
+    --------
+    >>> _window_cells([(0, 2), (1, 4)])
+    array([[0, 1],
+           [1, 2],
+           [1, 3]])
     """
-    longest = max(end - start for start, end in bounds)
-    return numpy.array([[min(start + k, end - 1) for start, end in bounds]
-                        for k in range(longest)], dtype=numpy.int64)
+    bounds = numpy.asarray(bounds, dtype=numpy.int64).reshape(-1, 2)
+    starts, ends = bounds[:, 0], bounds[:, 1]
+    offsets = numpy.arange(int((ends - starts).max()), dtype=numpy.int64)
+    cells = starts + offsets[:, None]
+    return numpy.minimum(cells, ends - 1, out=cells)
 
 
 def _window_max(a: Array, axis: int, cells: Array, masked: bool) -> tuple[Array, Array]:

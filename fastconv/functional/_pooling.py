@@ -66,12 +66,44 @@ class WindowMeanCache:
     divisor: Array
 
 
-def pool_arguments(x: Array, kernel_size: object, stride: object, padding: object,
-                   ndim: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """Check a pool's x (N, C, *spatial) floats; its ``(kernel, stride, padding)`` tuples.
+def pool_settings(kernel_size: object, stride: object, padding: object, ndim: int = 2
+                  ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """A pool's ``(kernel, stride, padding)`` tuples: the checks that need no input, which
+    the layers also run when they are built.
 
     The stride defaults to the kernel size; padding is >= 0. Max unpooling
     (:mod:`fastconv.functional.unpool`) takes the same arguments.
+
+    Parameters
+    ----------
+    kernel_size, stride, padding : int or tuple of int
+        stride may be None.
+    ndim : int
+        The number of spatial axes, 1 to 3. Default 2.
+
+    Returns
+    -------
+    kernel, stride, padding : tuple of int
+        ``ndim`` ints each.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
+
+    Examples
+    --------
+    >>> pool_settings(2, None, (0, 1, 0), ndim=3)
+    ((2, 2, 2), (2, 2, 2), (0, 1, 0))
+    """
+    kernel = spatial_ints(kernel_size, "kernel_size", ndim, 1)
+    stride = kernel if stride is None else spatial_ints(stride, "stride", ndim, 1)
+    return kernel, stride, spatial_ints(padding, "padding", ndim, 0)
+
+
+def pool_arguments(x: Array, kernel_size: object, stride: object, padding: object,
+                   ndim: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Check a pool's x (N, C, *spatial) floats, then its settings (:func:`pool_settings`).
 
     Parameters
     ----------
@@ -98,15 +130,38 @@ def pool_arguments(x: Array, kernel_size: object, stride: object, padding: objec
     """
     _validate.check_ndim(x, ndim + 2, "x", LAYOUTS[ndim])
     _validate.check_float(x, "x")
-    kernel = spatial_ints(kernel_size, "kernel_size", ndim, 1)
-    stride = kernel if stride is None else spatial_ints(stride, "stride", ndim, 1)
-    return kernel, stride, spatial_ints(padding, "padding", ndim, 0)
+    return pool_settings(kernel_size, stride, padding, ndim)
+
+
+def window_settings(kernel_size: object, stride: object, padding: object,
+                    dilation: IntOrTuple, ceil_mode: object, ndim: int = 2
+                    ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...],
+                               tuple[int, ...], bool]:
+    """A pool window's settings checked without an input (PyTorch's rules: padding at most
+    half the kernel): ``(kernel, stride, padding, dilation, ceil_mode)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
+
+    Examples
+    --------
+    >>> window_settings(3, None, 1, 1, False)
+    ((3, 3), (3, 3), (1, 1), (1, 1), False)
+    """
+    kernel, stride, pad = pool_settings(kernel_size, stride, padding, ndim)
+    if any(p > k // 2 for p, k in zip(pad, kernel)):
+        raise ValueError(
+            f"padding {padding!r} must be at most half of kernel_size {kernel_size!r}")
+    ceil_mode = _validate.check_bool("ceil_mode", ceil_mode)
+    return kernel, stride, pad, spatial_ints(dilation, "dilation", ndim, 1), ceil_mode
 
 
 def pool_geometry(x: Array, kernel_size: object, stride: object, padding: object,
                   dilation: IntOrTuple, ceil_mode: object, ndim: int = 2) -> WindowGeometry:
-    """Validate pooling arguments (PyTorch's rules: padding at most half the kernel) and build
-    the window geometry.
+    """Validate pooling arguments (x, then :func:`window_settings`) and build the window
+    geometry.
 
     Parameters
     ----------
@@ -131,11 +186,10 @@ def pool_geometry(x: Array, kernel_size: object, stride: object, padding: object
     >>> pool_geometry(numpy.zeros((1, 1, 5, 5)), 3, 2, 1, 1, True).out
     (3, 3)
     """
-    kernel, stride, pad = pool_arguments(x, kernel_size, stride, padding, ndim)
-    if any(p > k // 2 for p, k in zip(pad, kernel)):
-        raise ValueError(
-            f"padding {padding!r} must be at most half of kernel_size {kernel_size!r}")
-    ceil_mode = _validate.check_bool("ceil_mode", ceil_mode)
+    _validate.check_ndim(x, ndim + 2, "x", LAYOUTS[ndim])
+    _validate.check_float(x, "x")
+    kernel, stride, pad, dilation, ceil_mode = window_settings(
+        kernel_size, stride, padding, dilation, ceil_mode, ndim)
     return window_geometry(x.shape, kernel, stride, pad, dilation, ceil_mode)
 
 

@@ -26,11 +26,14 @@ the same bits.
 The output size is ``size``, or floor(input size * ``scale_factor``); with a
 scale factor, PyTorch's default ``recompute_scale_factor=None`` applies:
 the positions use 1 / scale_factor, not in/out. An axis whose size stays is
-copied, whatever the scale factor, as in PyTorch.
+copied, whatever the scale factor, as in PyTorch. An output too large to
+allocate sensibly is refused before any table is built, by the rule of
+:func:`fastconv.functional.adaptive_pool.check_output_size`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, NamedTuple
 
 import numpy
@@ -39,6 +42,7 @@ from .. import _backends, _validate
 from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 from ._axes import per_axis
+from .adaptive_pool import check_output_size
 
 MODES = ("nearest", "bilinear")
 
@@ -155,22 +159,75 @@ def _axis_taps(size, out, scale, mode, align_corners, dtype, xp):
     return _Taps(*(None if a is None else xp.asarray(a) for a in arrays))
 
 
-def _output_size(x_shape, size, scale_factor):
-    """(OH, OW) and the per-axis scale factors (None without), validated as PyTorch's."""
+def _sizes_or_scales(size, scale_factor):
+    """``(sizes, scales)``: the (OH, OW) ints of ``size`` or the per-axis floats of
+    ``scale_factor``, the other None; validated as PyTorch's (exactly one of them)."""
     if (size is None) == (scale_factor is None):
         given = "both" if size is not None else "neither"
         raise ValueError(f"give exactly one of size and scale_factor, got {given} "
                          f"(size={size!r}, scale_factor={scale_factor!r})")
     if size is not None:
-        return tuple(_validate.check_int("size", s, 1) for s in per_axis(size, "size")), \
-            (None, None)
-    scales = tuple(_validate.check_real("scale_factor", s, 0.0, float("inf"), low_open=True,
-                                        high_open=True)
-                   for s in per_axis(scale_factor, "scale_factor"))
-    out = tuple(int(n * s) for n, s in zip(x_shape[2:], scales))  # floor, in float64
-    if min(out) < 1:
-        raise ValueError(f"scale_factor={scale_factor!r} gives the empty output size {out} "
-                         f"for x of shape {tuple(x_shape)}")
+        return tuple(_validate.check_int("size", s, 1) for s in per_axis(size, "size")), None
+    return None, tuple(_validate.check_real("scale_factor", s, 0.0, float("inf"),
+                                            low_open=True, high_open=True)
+                       for s in per_axis(scale_factor, "scale_factor"))
+
+
+def _argument(size, scale_factor):
+    """What sized the output, for the errors."""
+    return f"size={size!r}" if size is not None else f"scale_factor={scale_factor!r}"
+
+
+def check_resize(size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+                 align_corners: bool | None = None) -> None:
+    """Check a resize's settings without an input, as :class:`fastconv.nn.Upsample` is built.
+
+    The checks of :func:`interpolate_forward` that need no x, the size of the output
+    included: an input is at least 1x1, so ``scale_factor`` gives planes of at least
+    floor(scale) per axis (:func:`fastconv.functional.adaptive_pool.check_output_size`).
+
+    Parameters
+    ----------
+    size, scale_factor, mode, align_corners
+        As :func:`interpolate_forward` takes them.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`interpolate_forward` would for any input.
+
+    Examples
+    --------
+    >>> check_resize(size=2, scale_factor=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: give exactly one of size and scale_factor, got both ...
+    """
+    _check_mode(mode, align_corners)
+    sizes, scales = _sizes_or_scales(size, scale_factor)
+    if scales is None:
+        check_output_size(_argument(size, scale_factor), sizes)
+    else:
+        sh, sw = scales
+        check_output_size(f"{_argument(size, scale_factor)} (on a 1x1 input)",
+                          (max(int(sh), 1), max(int(sw), 1)))
+
+
+def _output_size(x_shape, size, scale_factor):
+    """(OH, OW) and the per-axis scale factors (None without), validated as PyTorch's, and
+    refused before any work when too large (:func:`check_output_size`)."""
+    sizes, scales = _sizes_or_scales(size, scale_factor)
+    if scales is None:
+        out, scales = sizes, (None, None)
+    else:
+        real = [n * s for n, s in zip(x_shape[2:], scales)]  # floor, in float64, as PyTorch
+        if not all(map(math.isfinite, real)):
+            raise ValueError(f"scale_factor={scale_factor!r} gives an output size past the "
+                             f"largest float for x of shape {tuple(x_shape)}")
+        out = tuple(int(v) for v in real)
+        if min(out) < 1:
+            raise ValueError(f"scale_factor={scale_factor!r} gives the empty output size {out} "
+                             f"for x of shape {tuple(x_shape)}")
+    check_output_size(_argument(size, scale_factor), out, tuple(x_shape))
     return out, scales
 
 
@@ -224,8 +281,9 @@ def interpolate_forward(x: Array, size: Any = None, scale_factor: Any = None,
     ValueError
         x not 4-D or empty in H or W; both or neither of size and
         scale_factor, a size below 1, a scale factor that is not > 0 or gives
-        an empty output, a size or scale sequence not of length 2; an unknown
-        mode, align_corners with 'nearest'.
+        an empty output, an output too large (planes of 2**31 elements or more:
+        :func:`fastconv.functional.adaptive_pool.check_output_size`), a size or
+        scale sequence not of length 2; an unknown mode, align_corners with 'nearest'.
     TypeError
         A non-float x, a non-int size, a non-real scale factor, a non-bool align_corners.
 

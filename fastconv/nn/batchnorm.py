@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy
 
 from .._typing import Array, DTypeLike
-from .._validate import check_int
+from .._validate import check_int, check_real
 from ..functional.batchnorm import (batchnorm_backward, batchnorm_forward,
                                     spatial_batchnorm_backward, spatial_batchnorm_forward)
 from .init import constant
@@ -25,9 +25,14 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  dtype: DTypeLike = numpy.float32, device: str | None = None) -> None:
         super().__init__()
-        self.num_features = check_int(f"{type(self).__name__}: num_features", num_features, 1)
-        self.eps = eps
-        self.momentum = momentum
+        name = type(self).__name__
+        self.num_features = check_int(f"{name}: num_features", num_features, 1)
+        # The functional batchnorm's bounds, refused now rather than at the first forward
+        if momentum is None:
+            raise TypeError(f"{name}: momentum must be a number in [0, 1]; PyTorch's "
+                            f"momentum=None (a cumulative average) is not supported")
+        self.momentum = check_real(f"{name}: momentum", momentum, 0.0, 1.0)
+        self.eps = check_real(f"{name}: eps", eps, 0.0, low_open=True)
         self.add_param("gamma", constant((num_features,), 1.0, dtype, device))
         self.add_param("beta", constant((num_features,), 0.0, dtype, device))
         self.add_buffer("running_mean", constant((num_features,), 0.0, dtype, device))
@@ -92,13 +97,19 @@ class BatchNorm1d(_BatchNorm):
     num_features : int
         D.
     eps : float, default 1e-5
-        Added to the variance.
+        Added to the variance; > 0.
     momentum : float, default 0.1
-        The weight of the batch's statistics in the running ones.
+        The weight of the batch's statistics in the running ones, in [0, 1].
     dtype : {numpy.float32, numpy.float64}, default numpy.float32
         The parameters' and buffers' dtype.
     device : {'cpu', 'gpu', 'auto'}, optional
         Where they live; default :func:`fastconv.backend.default_device`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When built with a ``num_features`` below 1, a ``momentum`` outside [0, 1] (or None)
+        or an ``eps`` not > 0, each named.
 
     Examples
     --------
@@ -126,13 +137,19 @@ class BatchNorm2d(_BatchNorm):
     num_features : int
         C.
     eps : float, default 1e-5
-        Added to the variance.
+        Added to the variance; > 0.
     momentum : float, default 0.1
-        The weight of the batch's statistics in the running ones.
+        The weight of the batch's statistics in the running ones, in [0, 1].
     dtype : {numpy.float32, numpy.float64}, default numpy.float32
         The parameters' and buffers' dtype.
     device : {'cpu', 'gpu', 'auto'}, optional
         Where they live; default :func:`fastconv.backend.default_device`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When built with a ``num_features`` below 1, a ``momentum`` outside [0, 1] (or None)
+        or an ``eps`` not > 0, each named.
 
     Examples
     --------

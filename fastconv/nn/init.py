@@ -7,6 +7,7 @@ requested device, so a seed gives the same network on the CPU and the GPU.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy
 
 from .._typing import Array, DTypeLike
+from .._validate import check_bool, check_int
 from ..backend import resolve_device, to_device
 
 INITS = ("he", "xavier")
@@ -38,9 +40,10 @@ def make_rng(seed: Any = None, rng: numpy.random.Generator | None = None
     Raises
     ------
     ValueError
-        When both are given.
+        When both are given, or a seed is negative.
     TypeError
-        When ``rng`` is not a ``numpy.random.Generator``.
+        When ``rng`` is not a ``numpy.random.Generator``, or ``seed`` is neither an int (a
+        bool is not) nor a sequence of them.
 
     Examples
     --------
@@ -53,7 +56,21 @@ def make_rng(seed: Any = None, rng: numpy.random.Generator | None = None
         if not isinstance(rng, numpy.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         return rng
+    if seed is not None:
+        _check_seed(seed)
     return numpy.random.default_rng(seed)
+
+
+def _check_seed(seed: Any) -> None:
+    """A seed as ``numpy.random.default_rng`` takes it: an int >= 0 or a sequence of them (or
+    a ``SeedSequence``); refused by name otherwise, where NumPy's errors do not name it."""
+    if isinstance(seed, numpy.random.SeedSequence):
+        return
+    if isinstance(seed, (tuple, list, numpy.ndarray)):
+        for i, value in enumerate(numpy.asarray(seed, dtype=object).reshape(-1)):
+            check_int(f"seed[{i}]", value, 0)
+    else:
+        check_int("seed", seed, 0)
 
 
 def check_dtype(dtype: DTypeLike) -> numpy.dtype:
@@ -71,14 +88,17 @@ def check_dtype(dtype: DTypeLike) -> numpy.dtype:
     Raises
     ------
     TypeError
-        For any other dtype.
+        For any other dtype, or anything NumPy does not take as one.
 
     Examples
     --------
     >>> check_dtype("float64")
     dtype('float64')
     """
-    dt = numpy.dtype(dtype)
+    try:
+        dt = numpy.dtype(dtype)
+    except TypeError:  # NumPy's "data type 'foo' not understood" names no argument
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     return dt
@@ -104,22 +124,27 @@ def weight_std(init: str, weight_scale: float | None, fan_in: int, fan_out: int)
     Raises
     ------
     ValueError
-        When ``weight_scale`` is negative or not a number, or ``init`` is unknown.
+        When ``weight_scale`` is negative, infinite or NaN, or ``init`` is unknown.
+    TypeError
+        When ``weight_scale`` is not a number (a bool is not).
 
     Examples
     --------
     >>> weight_std("he", None, 8, 4), weight_std("he", 0.01, 8, 4)
     (0.5, 0.01)
     """
+    if not isinstance(init, str) or init not in INITS:  # checked even where weight_scale wins
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if weight_scale is not None:
-        if not isinstance(weight_scale, numbers.Real) or weight_scale < 0:
-            raise ValueError(f"weight_scale must be a number >= 0, got {weight_scale!r}")
+        if isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real):
+            raise TypeError(f"weight_scale must be a number >= 0, got {weight_scale!r}")
+        if not 0 <= weight_scale < math.inf:  # NaN fails both comparisons
+            raise ValueError(f"weight_scale must be a number >= 0 and finite, "
+                             f"got {weight_scale!r}")
         return float(weight_scale)
     if init == "he":
         return (2.0 / fan_in) ** 0.5
-    if init == "xavier":
-        return (2.0 / (fan_in + fan_out)) ** 0.5
-    raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    return (2.0 / (fan_in + fan_out)) ** 0.5
 
 
 def normal_weight(shape: Sequence[int], std: float, dtype: DTypeLike, device: str | None,
@@ -149,8 +174,8 @@ def normal_weight(shape: Sequence[int], std: float, dtype: DTypeLike, device: st
     >>> normal_weight((2, 3), 0.1, np.float32, "cpu", make_rng(0)).dtype
     dtype('float32')
     """
-    w = (rng.standard_normal(shape) * std).astype(check_dtype(dtype))
-    return to_device(w, resolve_device(device))
+    dt, where = check_dtype(dtype), resolve_device(device)  # before the draw, not after
+    return to_device((rng.standard_normal(shape) * std).astype(dt), where)
 
 
 def constant(shape: Sequence[int], value: float, dtype: DTypeLike, device: str | None) -> Array:
@@ -215,6 +240,7 @@ def add_weight_and_bias(module: Any, w_shape: Sequence[int], fan_in: int, fan_ou
     ['W', 'b']
     """
     std = weight_std(init, weight_scale, fan_in, fan_out)
+    bias = check_bool("bias", bias)  # every setting is checked before the draw
     module.add_param("W", normal_weight(w_shape, std, dtype, device, make_rng(seed, rng)))
     if bias:
         module.add_param("b", constant((n_bias,), 0.0, dtype, device))

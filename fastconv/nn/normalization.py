@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy
 
 from .._typing import Array, DTypeLike
-from .._validate import check_bool, check_int
+from .._validate import check_bool, check_int, check_real
 from ..functional.normalization import (group_norm_backward, group_norm_forward,
                                         layer_norm_backward, layer_norm_forward)
 from .init import constant
@@ -30,7 +30,8 @@ class _Normalization(Module):
     def __init__(self, param_shape: tuple[int, ...], eps: float, scale: bool, shift: bool,
                  dtype: DTypeLike, device: str | None) -> None:
         super().__init__()
-        self.eps = eps
+        # the functional ops' bound (eps > 0), refused now rather than at the first forward
+        self.eps = check_real(f"{type(self).__name__}: eps", eps, 0.0, low_open=True)
         if scale:
             self.add_param("gamma", constant(param_shape, 1.0, dtype, device))
         if shift:
@@ -72,7 +73,7 @@ class LayerNorm(_Normalization):
         The last dim (e.g. D for (N, D) features) or the trailing dims (e.g.
         (C, H, W) for a whole feature map).
     eps : float, default 1e-5
-        Added to the variance.
+        Added to the variance; > 0.
     elementwise_affine : bool, default True
         False: no params.
     bias : bool, default True
@@ -85,9 +86,9 @@ class LayerNorm(_Normalization):
     Raises
     ------
     ValueError
-        When ``normalized_shape`` is empty or holds a dim below 1.
+        When ``normalized_shape`` is empty or holds a dim below 1, or ``eps`` is not > 0.
     TypeError
-        When it holds a non-int, or a flag is not a bool.
+        When it holds a non-int, ``eps`` is not a real number, or a flag is not a bool.
 
     Examples
     --------
@@ -146,7 +147,7 @@ class GroupNorm(_Normalization):
     num_channels : int
         C.
     eps : float, default 1e-5
-        Added to the variance.
+        Added to the variance; > 0.
     affine : bool, default True
         False: no params.
     dtype : {numpy.float32, numpy.float64}, default numpy.float32
@@ -157,9 +158,10 @@ class GroupNorm(_Normalization):
     Raises
     ------
     ValueError
-        When ``num_groups`` does not divide ``num_channels``, or either is below 1.
+        When ``num_groups`` does not divide ``num_channels``, either is below 1, or ``eps``
+        is not > 0.
     TypeError
-        When either is not an int, or ``affine`` not a bool.
+        When either is not an int, ``eps`` not a real number, or ``affine`` not a bool.
 
     Examples
     --------

@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from .._typing import Array, IntPair, Padding2d
+from .._validate import check_bool
+from ..functional._pooling import _divisor_override, pool_settings, window_settings
+from ..functional.adaptive_pool import check_adaptive_output_size
 from ..functional.pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
                                adaptive_max_pool2d_backward, adaptive_max_pool2d_forward,
                                avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
@@ -55,6 +58,12 @@ class MaxPool2d(_MaxPool):
         ``forward`` returns ``(out, indices)``, for :class:`MaxUnpool2d`
         (last, after fastconv's ``ceil_mode``).
 
+    Raises
+    ------
+    TypeError, ValueError
+        When built with settings that ``max_pool2d_forward`` refuses for any input (a size
+        below 1, a padding over half the kernel, a flag that is not a bool).
+
     Examples
     --------
     >>> import numpy as np
@@ -69,6 +78,8 @@ class MaxPool2d(_MaxPool):
     def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
                  dilation: IntPair = 1, ceil_mode: bool = False,
                  return_indices: bool = False) -> None:
+        window_settings(kernel_size, stride, padding, dilation, ceil_mode)  # now, not at forward
+        check_bool("return_indices", return_indices)
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding,
                          dilation=dilation, ceil_mode=ceil_mode, return_indices=return_indices)
 
@@ -91,6 +102,11 @@ class AvgPool2d(FunctionalLayer):
     divisor_override : int, optional
         Divide every window's sum by this instead.
 
+    Raises
+    ------
+    TypeError, ValueError
+        When built with settings that ``avg_pool2d_forward`` refuses for any input.
+
     Examples
     --------
     >>> import numpy as np
@@ -105,6 +121,10 @@ class AvgPool2d(FunctionalLayer):
     def __init__(self, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
                  ceil_mode: bool = False, count_include_pad: bool = True,
                  divisor_override: int | None = None) -> None:
+        window_settings(kernel_size, stride, padding, 1, ceil_mode)  # now, not at forward
+        check_bool("count_include_pad", count_include_pad)
+        if divisor_override is not None:
+            _divisor_override(divisor_override)
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding,
                          ceil_mode=ceil_mode, count_include_pad=count_include_pad,
                          divisor_override=divisor_override)
@@ -118,6 +138,12 @@ class AdaptiveAvgPool2d(FunctionalLayer):
     output_size : int or pair of int
         (OH, OW); 1 is global average pooling.
 
+    Raises
+    ------
+    TypeError, ValueError
+        When built with an ``output_size`` that is malformed, below 1, or too large for any
+        input (:func:`fastconv.functional.adaptive_pool.check_output_size`).
+
     Examples
     --------
     >>> import numpy as np
@@ -129,6 +155,7 @@ class AdaptiveAvgPool2d(FunctionalLayer):
     backward_fn = adaptive_avg_pool2d_backward
 
     def __init__(self, output_size: IntPair) -> None:
+        check_adaptive_output_size(output_size)  # refused now, not at forward
         super().__init__(output_size=output_size)
 
 
@@ -142,6 +169,11 @@ class AdaptiveMaxPool2d(_MaxPool):
     return_indices : bool, default False
         ``forward`` returns ``(out, indices)``, as :class:`MaxPool2d`'s.
 
+    Raises
+    ------
+    TypeError, ValueError
+        As :class:`AdaptiveAvgPool2d`, and for a ``return_indices`` that is not a bool.
+
     Examples
     --------
     >>> import numpy as np
@@ -153,6 +185,8 @@ class AdaptiveMaxPool2d(_MaxPool):
     backward_fn = adaptive_max_pool2d_backward
 
     def __init__(self, output_size: IntPair, return_indices: bool = False) -> None:
+        check_adaptive_output_size(output_size)  # refused now, not at forward
+        check_bool("return_indices", return_indices)
         super().__init__(output_size=output_size, return_indices=return_indices)
 
 
@@ -187,6 +221,7 @@ class MaxUnpool2d(FunctionalLayer):
 
     def __init__(self, kernel_size: IntPair, stride: IntPair | None = None,
                  padding: Padding2d = 0) -> None:
+        pool_settings(kernel_size, stride, padding)  # refused now, not at the first forward
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding)
 
     # It takes the indices too: not a drop-in for a one-input layer's forward.

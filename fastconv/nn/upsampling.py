@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..functional.interpolate import interpolate_backward, interpolate_forward
+from ..functional.interpolate import check_resize, interpolate_backward, interpolate_forward
 from .stateless import FunctionalLayer
 
 
@@ -22,6 +22,13 @@ class Upsample(FunctionalLayer):
     align_corners : bool, optional
         For 'bilinear' only, as PyTorch's.
 
+    Raises
+    ------
+    TypeError, ValueError
+        When built with settings that ``interpolate_forward`` refuses for any input: both or
+        neither of ``size`` and ``scale_factor``, one out of range or too large, an unknown
+        mode, ``align_corners`` with 'nearest'.
+
     Examples
     --------
     >>> import numpy as np
@@ -35,5 +42,6 @@ class Upsample(FunctionalLayer):
 
     def __init__(self, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
                  align_corners: bool | None = None) -> None:
+        check_resize(size, scale_factor, mode, align_corners)  # refused now, not at forward
         super().__init__(size=size, scale_factor=scale_factor, mode=mode,
                          align_corners=align_corners)
