@@ -6,10 +6,9 @@ Runs ``conv2d_forward`` and ``conv2d_backward`` (3x3, padding 1, float32, C filt
 the GPU backend on NumPy arrays with the device work replaced by nothing: each kernel launch
 is checked by the launcher and then dropped, each cuBLAS call checked by its wrapper and then
 dropped. What remains is the Python fastconv runs around the device work (validation,
-geometry, workspace plan, launch checks), plus NumPy's own passes where CuPy would launch
-(the filters' zero-padded copy for the input gradient; the bias and the sums are cuBLAS
-calls and a kernel, dropped). It prints the median and range of 7 timings of ``--repeats``
-calls each. CuPy's own cost per launch, cuBLAS call and allocation (argument packing and
+geometry, workspace plan, launch checks); every device operation of the path is a kernel
+or a cuBLAS call, so none is left to NumPy. It prints the median and range of 7 timings of
+``--repeats`` calls each. CuPy's own cost per launch, cuBLAS call and allocation (argument packing and
 the driver call, a few microseconds each) comes on top on a GPU, and is not measured here.
 """
 

@@ -198,8 +198,12 @@ def _images_per_chunk(plan: tuple[Buffer, ...], batch: int, what: str) -> int:
     image at a time, with a warning (attributed to the user's call), rather
     than failing.
     """
-    per_image = sum(b.nbytes for b in plan if b.per_image)
-    once = sum(b.nbytes for b in plan if not b.per_image)
+    per_image = once = 0
+    for buffer in plan:
+        if buffer.per_image:
+            per_image += buffer.nbytes
+        else:
+            once += buffer.nbytes
     if per_image == 0:
         return max(batch, 1)
     limit = get_workspace_limit()
@@ -342,13 +346,15 @@ class Workspace:
         """
         if self.buffers is None:
             raise RuntimeError("Workspace.chunks() is used inside its with block")
-        per_image = {b.name for b in self.plan if b.per_image}
-        buffers = self.buffers
+        buffers, largest = self.buffers, min(self.images_per_chunk, self.batch)
         for start in range(0, self.batch, self.images_per_chunk):
             chunk = slice(start, min(start + self.images_per_chunk, self.batch))
             size = chunk.stop - chunk.start
-            yield chunk, {name: array[:size] if name in per_image else array
-                          for name, array in buffers.items()}
+            if size == largest:  # every chunk but a shorter last one: the buffers whole
+                yield chunk, buffers
+            else:
+                yield chunk, {b.name: buffers[b.name][:size] if b.per_image
+                              else buffers[b.name] for b in self.plan}
 
 
 def run_in_chunks(algorithm: Any, xp: ModuleType, batch: int) -> Any:

@@ -47,6 +47,7 @@ driven by :func:`fastconv.workspace.run_in_chunks`.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -128,9 +129,17 @@ def _takes_implicit_input_grad(w, geometry, groups):
     cores), which beats it even with col2im after them. A strided window's input gradient
     is no stride-1 convolution of dout (its taps fall between dout's cells); groups would
     need a launch per group, and the identity needs no kernel at all."""
-    return (w.dtype == numpy.float32 and not get_tf32() and len(geometry.out) == 2
+    return _implicit_input_grad_fits(w.shape, w.dtype, geometry, groups, get_tf32())
+
+
+# Memoised: every backward asks, and a training loop asks with the same sizes every step
+@functools.lru_cache(maxsize=256)
+def _implicit_input_grad_fits(w_shape, dtype, geometry, groups, tf32):
+    """:func:`_takes_implicit_input_grad` for filters of ``w_shape`` and ``dtype``, TF32
+    allowed or not."""
+    return (dtype == numpy.float32 and not tf32 and len(geometry.out) == 2
             and geometry.stride == (1, 1) and groups == 1 and not geometry.is_identity
-            and _cuda.conv_gemm_fits(w.shape, geometry, input_grad=True))
+            and _cuda.conv_gemm_fits(w_shape, geometry, input_grad=True))
 
 
 def _weight_matrix(w, groups):
