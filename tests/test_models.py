@@ -160,3 +160,17 @@ def test_convnet_trains_on_the_gpu_like_on_the_cpu(digits50):
     assert isinstance(runs[1].model.params["W1"], cupy.ndarray)
     np.testing.assert_allclose(runs[1].loss_history, runs[0].loss_history, rtol=1e-8)
     assert runs[1].train_acc_history == runs[0].train_acc_history
+
+
+@pytest.mark.parametrize("filter_size, err, message", [
+    (4, ValueError, r"filter_size must be odd, got 4: the convolution keeps the 8x8 size"),
+    (0, ValueError, r"filter_size"),
+    (3.0, TypeError, r"filter_size"),
+])
+def test_three_layer_convnet_refuses_a_filter_size_that_would_not_keep_the_size(
+        filter_size, err, message):
+    """An even filter with the course's padding (k-1)//2 shrinks the maps by one, and W2,
+    sized for H/2 x W/2, would only fail at the first loss with the affine layer's shapes."""
+    with pytest.raises(err, match=message):
+        nn.ThreeLayerConvNet(input_dim=(1, 8, 8), num_filters=2, filter_size=filter_size,
+                             hidden_dim=3, seed=0)

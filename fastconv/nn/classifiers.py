@@ -16,7 +16,7 @@ from typing import Any
 import numpy
 
 from .._typing import Array, DTypeLike
-from .._validate import check_bool
+from .._validate import check_bool, check_int
 from ..backend import is_array
 from ..functional.activation import relu_backward, relu_forward
 from ..functional.conv import conv2d_backward, conv2d_forward
@@ -168,8 +168,9 @@ class ThreeLayerConvNet(CourseInterface):
 
     Raises
     ------
-    ValueError
-        When ``input_dim`` is not (C, H, W) with H and W at least 2.
+    TypeError, ValueError
+        When ``input_dim`` is not (C, H, W) with H and W at least 2, or ``filter_size`` is not
+        an odd int (padding (k-1)//2 keeps the size only for odd k, as W2's shape assumes).
 
     Examples
     --------
@@ -195,6 +196,12 @@ class ThreeLayerConvNet(CourseInterface):
         if h < 2 or w < 2:
             raise ValueError(f"ThreeLayerConvNet: input_dim {tuple(input_dim)} is too small "
                              "for the 2x2 pooling")
+        filter_size = check_int("ThreeLayerConvNet: filter_size", filter_size, 1)
+        if filter_size % 2 == 0:
+            raise ValueError(f"ThreeLayerConvNet: filter_size must be odd, got {filter_size}: "
+                             f"the convolution keeps the {h}x{w} size with padding "
+                             f"(filter_size - 1) // 2 only for an odd size, and W2's shape "
+                             f"assumes it does")
         self.reg = reg
         self.filter_size = filter_size
         rng = make_rng(seed, rng)
