@@ -165,6 +165,12 @@ def _checked(w, dw, config, settings, state=(), count=False, in_place=False):
     return config, values, dw.astype(w.dtype, copy=False)
 
 
+def _next_w(w, value):
+    """A rule's next parameter: an array of w's dtype, also for a 0-d w (whose arithmetic
+    gives NumPy scalars, which the next step would refuse as no array)."""
+    return get_array_module(w).asarray(value, dtype=w.dtype)
+
+
 def _check_state(key, value, w):
     """A rule's state array ``key``: None (created by the rule) or as :func:`check_state`."""
     if value is not None:
@@ -271,7 +277,7 @@ def sgd_momentum(w: Array, dw: Array,
     v = get_array_module(w).zeros_like(w) if v is None else v
     v = values["momentum"] * v - values["learning_rate"] * dw
     config["velocity"] = v
-    return (w + v).astype(w.dtype, copy=False), config
+    return _next_w(w, w + v), config
 
 
 def rmsprop(w: Array, dw: Array,
@@ -314,7 +320,7 @@ def rmsprop(w: Array, dw: Array,
     if config.get("cache") is None:
         config["cache"] = get_array_module(w).zeros_like(w)
     step = rmsprop_direction(dw, config["cache"], values["decay_rate"], values["epsilon"])
-    return (w - values["learning_rate"] * step).astype(w.dtype, copy=False), config
+    return _next_w(w, w - values["learning_rate"] * step), config
 
 
 def adam(w: Array, dw: Array, config: dict[str, Any] | None = None) -> tuple[Array, dict[str, Any]]:
@@ -361,7 +367,7 @@ def adam(w: Array, dw: Array, config: dict[str, Any] | None = None) -> tuple[Arr
     config["t"] = int(config["t"]) + 1
     step = adam_direction(dw, config["m"], config["v"], config["t"], values["beta1"],
                           values["beta2"], values["epsilon"])
-    return (w - values["learning_rate"] * step).astype(w.dtype, copy=False), config
+    return _next_w(w, w - values["learning_rate"] * step), config
 
 
 def _learning_rate(default):

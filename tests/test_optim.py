@@ -514,3 +514,14 @@ def test_course_rules_take_a_0d_parameters_state_as_a_number_and_update_it():
         assert got_w == want_w
         for key in state:
             assert got[key] == want[key] and got[key] != state[key], key
+
+
+def test_course_rules_step_a_0d_parameter_again_and_again():
+    """A 0-d w's arithmetic gives NumPy scalars: each rule's next_w must still be an array
+    the next step takes, with the values of the same steps on a 1-element w."""
+    for rule in (optim.sgd, optim.sgd_momentum, optim.rmsprop, optim.adam):
+        w, config, w1, config1 = np.array(1.0), None, np.array([1.0]), None
+        for _ in range(3):
+            w, config = rule(w, np.array(0.5), config)
+            w1, config1 = rule(w1, np.array([0.5]), config1)
+        assert isinstance(w, np.ndarray) and w.shape == () and w == w1[0], rule.__name__
