@@ -14,7 +14,11 @@ atomically and reads it without pickle, refusing unread any name
   best validation accuracy and epoch, epochs without improvement, stopped early).
 
 :func:`restore` checks every entry before it changes anything, so a refused
-checkpoint leaves the Solver and its model as they were. Checkpoints of
+checkpoint leaves the Solver and its model as they were. The optimizer state
+goes through the checks the optimizer's own step makes of it, so what the
+first resumed step would refuse is refused at load, naming the file and the
+entry; for the updates fastconv defines it must also hold finite values and
+every entry the update keeps (see :func:`restore`). Checkpoints of
 earlier versions load too: without ``meta/update`` (no check of what wrote
 them) and, for course rules, without ``meta/lr`` (their configs hold it).
 """
@@ -28,8 +32,9 @@ from typing import Any
 
 import numpy
 
-from ..backend import to_device
 from ..checkpoint import CheckpointError
+from ._arguments import SEED_LIMIT
+from ._optimizer_state import check_optimizer_state, optimizer_state
 
 FORMAT = "fastconv-solver-checkpoint-1"
 
@@ -99,10 +104,15 @@ def restore(solver: Any, arrays: Mapping[str, Any], path: str | os.PathLike[str]
     """Put the checkpoint ``arrays`` read from ``path`` into ``solver``, all of them checked first.
 
     Every entry is checked (the model's and the best parameters against the
-    model, the optimizer state against its parameters, each ``meta/`` entry
-    for its kind and range, the histories for their lengths) before anything
+    model, the optimizer state against its parameters and by the optimizer's
+    own step checks, each ``meta/`` entry for its kind and the range the
+    Solver's arguments allow, the histories for their lengths) before anything
     in ``solver`` or its model changes, so a refused checkpoint leaves both as
-    they were.
+    they were. For the updates fastconv defines (the course rules, SGD,
+    RMSProp, AdaGrad, Adam) the optimizer state must also be finite, its
+    running means and sums of squared gradients non-negative, and complete:
+    every parameter holds the entries the others hold and, once the run has
+    stepped, every entry a step of that update writes (plain SGD writes none).
 
     Parameters
     ----------
@@ -152,7 +162,13 @@ def restore(solver: Any, arrays: Mapping[str, Any], path: str | os.PathLike[str]
     best = _section(arrays, "best/")
     if best or meta["epoch"]:  # every epoch's end keeps best parameters: none only before one
         best = adapter.check_state(best, f"{source} (its best/ entries)")
-    state = _optimizer_state(_section(arrays, "optim/"), source, adapter)
+    optimizer = solver.optimizer
+    state = optimizer_state(_section(arrays, "optim/"), source, adapter,
+                            getattr(optimizer, "_state_arrays", ()))
+    # The checked model/ entries stand in for the parameters: the arrays the next step updates.
+    check_optimizer_state(optimizer, solver.update_name, state,
+                          {name: model[name] for name in adapter.params}, len(histories[0]),
+                          meta["lr"], source)
 
     # Everything is checked: from here on nothing can fail half-way.
     adapter.load_state(model, source)
@@ -248,11 +264,12 @@ def _meta(arrays, source):
             for name, (kinds, required) in _META.items()}
     epoch = meta["epoch"]
     _check_range(meta, "epoch", 0, math.inf, source)
-    _check_range(meta, "seed", 0, math.inf, source)  # numpy's seed sequences refuse a negative one
+    # The Solver's own range (check_seed): the next checkpoint stores it as int64.
+    _check_range(meta, "seed", 0, SEED_LIMIT - 1, source)
     _check_range(meta, "best_epoch", 0, epoch, source)
     _check_range(meta, "epochs_without_improvement", 0, epoch, source)
     _check_range(meta, "best_val_acc", -1.0, 1.0, source)  # an accuracy; -1 before any epoch
-    if meta["lr"] is not None:
+    if meta["lr"] is not None:  # the optimizers' own range: any lr >= 0, (here) finite
         _check_range(meta, "lr", 0.0, math.inf, source)
     return meta
 
@@ -300,29 +317,3 @@ def _histories(arrays, source, epoch):
                                   f"{epoch} finished epochs (meta/epoch)")
         histories.append([float(v) for v in value])
     return histories
-
-
-def _optimizer_state(entries, source, model):
-    """``{param: {key: value}}`` from "optim/<param>/<key>" entries, checked against the model.
-
-    A 0-d entry is a setting or counter (any plain scalar a rule's config may
-    hold, complex aside); any other is a per-element state array, real-valued
-    and shaped like its parameter.
-    """
-    device, params = model.device, model.params
-    state = {}
-    for key, value in entries.items():
-        name, _, field = key.rpartition("/")
-        if name not in params:
-            raise CheckpointError(f"{source} has optimizer state for {name!r}, "
-                                  "which is not a parameter of this model")
-        if value.ndim == 0 and value.dtype.kind in "biufU":
-            state.setdefault(name, {})[field] = value.item()
-            continue
-        want = tuple(params[name].shape)
-        if value.dtype.kind not in "biuf" or tuple(value.shape) != want:
-            raise CheckpointError(f"{source}: optimizer state {field!r} of parameter {name!r} "
-                                  f"is a {value.dtype} array of shape {tuple(value.shape)}; "
-                                  f"the parameter is a real array of shape {want}")
-        state.setdefault(name, {})[field] = to_device(value, device).astype(params[name].dtype)
-    return state
