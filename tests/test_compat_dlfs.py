@@ -214,6 +214,21 @@ def test_dropout_draws_the_books_mask_from_the_global_generator():
     np.testing.assert_allclose(layer.forward(x, train_flg=False), x * 0.7, rtol=1e-15)
 
 
+@pytest.mark.parametrize("flag, trains", [(1, True), (0, False), ("no", True), (None, False)])
+def test_dropout_and_batchnorm_take_train_flg_by_truth_as_the_book(flag, trains):
+    """The book tests ``if train_flg:``; both layers agree with it (and with each other)."""
+    x = randn((40, 50), 72)
+    layer = dlfs.Dropout(0.3)
+    np.random.seed(8)
+    out = layer.forward(x, train_flg=flag)
+    np.random.seed(8)
+    want = x * (np.random.rand(*x.shape) > 0.3) if trains else x * 0.7
+    np.testing.assert_allclose(out, want, rtol=1e-15, atol=0)
+    bn = dlfs.BatchNormalization(np.ones(50), np.zeros(50))
+    bn.forward(x, train_flg=flag)
+    assert (bn.running_mean is not None and np.any(bn.running_mean != 0)) == trains
+
+
 def book_batchnorm(x, gamma, beta, running, momentum=0.9, eps=1e-6):
     """The book's training step from its definition: per feature of x (N, D)."""
     mu, var = x.mean(axis=0), x.var(axis=0)

@@ -311,14 +311,15 @@ class Dropout(Layer):
         x : array
             Any shape.
         train_flg : bool, default True
-            Training (drop) or test (scale) mode.
+            Training (drop) or test (scale) mode; any truthy value trains, as the book's
+            ``if train_flg:`` (and this module's BatchNormalization) take it.
 
         Returns
         -------
         array
         """
         out, self._cache = lenient(*F.dropout_forward(x, p=self.dropout_ratio,
-                                                      train=train_flg))
+                                                      train=bool(train_flg)))
         # fastconv's dropout is inverted (kept units scaled by 1 / (1 - ratio));
         # the book's scales at test time instead: multiplying by 1 - ratio is that.
         return out * (1.0 - self.dropout_ratio)
