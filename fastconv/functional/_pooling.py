@@ -101,35 +101,23 @@ def pool_settings(kernel_size: object, stride: object, padding: object, ndim: in
     return kernel, stride, spatial_ints(padding, "padding", ndim, 0)
 
 
+def _check_planes(x: Array, ndim: int) -> None:
+    """A pool's x: float planes (N, C, *spatial) of ``ndim`` spatial axes."""
+    _validate.check_ndim(x, ndim + 2, "x", LAYOUTS[ndim])
+    _validate.check_float(x, "x")
+
+
 def pool_arguments(x: Array, kernel_size: object, stride: object, padding: object,
                    ndim: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """Check a pool's x (N, C, *spatial) floats, then its settings (:func:`pool_settings`).
-
-    Parameters
-    ----------
-    x : ndarray
-    kernel_size, stride, padding : int or tuple of int
-        stride may be None.
-    ndim : int
-        The number of spatial axes, 1 to 3. Default 2.
-
-    Returns
-    -------
-    kernel, stride, padding : tuple of int
-        ``ndim`` ints each.
-
-    Raises
-    ------
-    TypeError, ValueError
-        Naming the argument and x's shape.
+    """Check a pool's x (N, C, *spatial) floats, then return :func:`pool_settings` of the
+    other arguments (raising as it does, and naming x's shape for x).
 
     Examples
     --------
     >>> pool_arguments(numpy.zeros((1, 1, 4, 4, 4)), 2, None, (0, 1, 0), ndim=3)
     ((2, 2, 2), (2, 2, 2), (0, 1, 0))
     """
-    _validate.check_ndim(x, ndim + 2, "x", LAYOUTS[ndim])
-    _validate.check_float(x, "x")
+    _check_planes(x, ndim)
     return pool_settings(kernel_size, stride, padding, ndim)
 
 
@@ -186,8 +174,7 @@ def pool_geometry(x: Array, kernel_size: object, stride: object, padding: object
     >>> pool_geometry(numpy.zeros((1, 1, 5, 5)), 3, 2, 1, 1, True).out
     (3, 3)
     """
-    _validate.check_ndim(x, ndim + 2, "x", LAYOUTS[ndim])
-    _validate.check_float(x, "x")
+    _check_planes(x, ndim)
     kernel, stride, pad, dilation, ceil_mode = window_settings(
         kernel_size, stride, padding, dilation, ceil_mode, ndim)
     return window_geometry(x.shape, kernel, stride, pad, dilation, ceil_mode)
