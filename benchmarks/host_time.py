@@ -1,15 +1,22 @@
 """fastconv's own host time per call of the GPU path, without a GPU.
 
-    python benchmarks/host_time.py [--shape N C H W] [--repeats 200]
+    python benchmarks/host_time.py [--arrays numpy|cupy] [--shape N C H W] [--repeats 200]
 
 Runs ``conv2d_forward`` and ``conv2d_backward`` (3x3, padding 1, float32, C filters) through
-the GPU backend on NumPy arrays with the device work replaced by nothing: each kernel launch
-is checked by the launcher and then dropped, each cuBLAS call checked by its wrapper and then
-dropped. What remains is the Python fastconv runs around the device work (validation,
-geometry, workspace plan, launch checks); every device operation of the path is a kernel
-or a cuBLAS call, so none is left to NumPy. It prints the median and range of 7 timings of
-``--repeats`` calls each. CuPy's own cost per launch, cuBLAS call and allocation (argument packing and
-the driver call, a few microseconds each) comes on top on a GPU, and is not measured here.
+the GPU backend with the device work replaced by nothing: each kernel launch is checked by
+the launcher and then dropped, each cuBLAS call checked by its wrapper and then dropped.
+What remains is the Python fastconv runs around the device work (validation, geometry,
+workspace plan, launch checks); every device operation of the path is a kernel or a cuBLAS
+call, so none is left to the array module. It prints the median and range of 7 timings of
+``--repeats`` calls each.
+
+``--arrays numpy`` (the default) runs the path on NumPy arrays. ``--arrays cupy`` runs it on
+CuPy arrays whose memory is host memory (CuPy's allocator replaced, the device fixed at 0),
+which needs CuPy installed but no GPU or driver: it adds what CuPy's arrays cost the host
+(a view, a reshape, an allocation through CuPy's allocator interface, a flags query), which
+NumPy's cost several times less. What neither measures is CuPy's cost per kernel launch
+and cuBLAS call (argument packing and the driver call, a few microseconds each) and a real
+device allocation from CuPy's pool: those come on top on a GPU.
 """
 
 import argparse
@@ -48,6 +55,57 @@ def null_device():
     gemm.model_gemm = lambda *args, **kwargs: None
 
 
+class _HostBlock:
+    """A block of host memory lent to one CuPy array; back to its pool when the array goes."""
+
+    __slots__ = ("free", "nbytes", "block")
+
+    def __init__(self, free, nbytes):
+        self.free, self.nbytes = free, nbytes
+        blocks = free.get(nbytes)
+        if blocks:
+            self.block = blocks.pop()
+        else:
+            array = numpy.empty(nbytes, numpy.uint8)
+            self.block = (array, array.ctypes.data)
+
+    def __del__(self):
+        self.free.setdefault(self.nbytes, []).append(self.block)
+
+
+class _HostPool:
+    """CuPy's allocator interface served from host memory, reused by size as CuPy's pool
+    reuses device memory (a fresh block of tens of MiB would cost the page faults a device
+    allocation does not): no device is touched."""
+
+    def __init__(self):
+        import cupy
+
+        self.memory, self.free = cupy.cuda.memory, {}
+
+    def __call__(self, nbytes):
+        lent = _HostBlock(self.free, max(nbytes, 1))
+        memory = self.memory.UnownedMemory(lent.block[1], lent.nbytes, lent, device_id=0)
+        return self.memory.MemoryPointer(memory, 0)
+
+
+def null_cupy_device(largest_plane):
+    """CuPy arrays in host memory through the GPU backend, the kernels and products dropped;
+    returns the cupy module. The bias's vector of ones (``largest_plane`` long) is made
+    empty, since filling it would launch a kernel."""
+    import cupy
+
+    from fastconv._gpu import bias
+
+    cupy.cuda.set_allocator(_HostPool())
+    launcher = _cuda.Launcher(cupy, _NullModule, options=(), device_id=lambda: 0,
+                              device_of=lambda array: array.device.id)
+    _cuda.default_launcher = lambda: launcher
+    gemm._cublas_gemm = lambda *args, **kwargs: None
+    bias._ones[(cupy, 0, numpy.dtype(numpy.float32))] = cupy.empty(largest_plane, numpy.float32)
+    return cupy
+
+
 def median_microseconds(step, repeats):
     """(median, low, high) of 7 timings of ``repeats`` calls, in microseconds per call."""
     for _ in range(repeats // 4):
@@ -66,13 +124,20 @@ def main(argv=None):
     parser.add_argument("--shape", type=int, nargs=4, default=(1, 8, 8, 8),
                         metavar=("N", "C", "H", "W"))
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--arrays", choices=("numpy", "cupy"), default="numpy")
     args = parser.parse_args(argv)
-    null_device()
+    if args.arrays == "cupy":
+        xp = null_cupy_device(args.shape[2] * args.shape[3])
+    else:
+        null_device()
+        xp = numpy
     rng = numpy.random.default_rng(0)
     x = rng.standard_normal(args.shape).astype(numpy.float32)
     w = rng.standard_normal((args.shape[1], args.shape[1], 3, 3)).astype(numpy.float32)
     b = numpy.zeros(args.shape[1], numpy.float32)
     dout = numpy.ones((args.shape[0], args.shape[1]) + tuple(args.shape[2:]), numpy.float32)
+    if xp is not numpy:  # values are never read: empty arrays of the same shapes
+        x, w, b, dout = (xp.empty(a.shape, a.dtype) for a in (x, w, b, dout))
 
     def forward():
         return F.conv2d_forward(x, w, b, padding=1)
