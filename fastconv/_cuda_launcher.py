@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy
 
-from ._cuda_registry import CTYPES, FIRST_SCALAR, KERNELS, PARAMETERS, RUNTIME_WINDOW
-from ._cuda_registry import TILES, kernel_name, launch_window, name_expressions
+from ._cuda_registry import (CTYPES, FIRST_SCALAR, FIRST_TYPED, KERNELS, PARAMETERS,
+                             RUNTIME_WINDOW, TILES, kernel_name, launch_window,
+                             name_expressions)
 from .backend import accumulator_dtype
 
 KERNEL_PACKAGE = "fastconv._kernels"
@@ -216,8 +217,8 @@ class Launcher:
             raise TypeError(f"{kernel} takes {len(params)} arguments "
                             f"({', '.join(n for n, _ in params)}), got {len(args)}")
         first_scalar = FIRST_SCALAR[kernel]
-        dtype = next((getattr(a, "dtype", None) for a, (_, t) in zip(args, params) if t == "T"),
-                     None)
+        typed = FIRST_TYPED[kernel]
+        dtype = None if typed is None else getattr(args[typed], "dtype", None)
         if dtype not in CTYPES:
             raise TypeError(f"{kernel} runs on float16, float32 or float64 arrays, got {dtype}")
         device = self.device_id()

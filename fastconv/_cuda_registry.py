@@ -134,9 +134,17 @@ def _first_scalar(kernel, params):
     return first
 
 
-# Parsed once: [(name, kind)] per kernel, where its scalars start and its window scalars are.
+def _first_typed(params):
+    """Where a kernel's first ``T`` array is, whose dtype picks the instantiation; None for a
+    kernel without one."""
+    return next((i for i, (_, kind) in enumerate(params) if kind == "T"), None)
+
+
+# Parsed once: [(name, kind)] per kernel, where its scalars start, where its first T array
+# and its window scalars are.
 PARAMETERS = {kernel: _parse(spec) for kernel, (_, spec) in KERNELS.items()}
 FIRST_SCALAR = {kernel: _first_scalar(kernel, params) for kernel, params in PARAMETERS.items()}
+FIRST_TYPED = {kernel: _first_typed(params) for kernel, params in PARAMETERS.items()}
 WINDOW_AT = {kernel: _window_positions(params) for kernel, params in PARAMETERS.items()}
 
 

@@ -191,6 +191,24 @@ def _caller_outside_fastconv():
     return level
 
 
+def _plan_bytes(plan: tuple[Buffer, ...]) -> tuple[int, int]:
+    """(bytes per image, bytes once) of ``plan``, after checking it names each buffer once."""
+    try:
+        return _hashable_plan_bytes(plan)
+    except TypeError:  # a shape given as a list: unhashable, so not memoised
+        return _hashable_plan_bytes.__wrapped__(plan)
+
+
+# Memoised: a training loop's calls repeat a few plans, and their sizes follow from them alone
+@functools.lru_cache(maxsize=256)
+def _hashable_plan_bytes(plan: tuple[Buffer, ...]) -> tuple[int, int]:
+    names = [b.name for b in plan]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a workspace plan names each buffer once, got {names}")
+    return (sum(b.nbytes for b in plan if b.per_image),
+            sum(b.nbytes for b in plan if not b.per_image))
+
+
 def _images_per_chunk(plan: tuple[Buffer, ...], batch: int, what: str) -> int:
     """How many images one chunk of ``plan`` takes under the limit (the batch if it has none).
 
@@ -198,12 +216,7 @@ def _images_per_chunk(plan: tuple[Buffer, ...], batch: int, what: str) -> int:
     image at a time, with a warning (attributed to the user's call), rather
     than failing.
     """
-    per_image = once = 0
-    for buffer in plan:
-        if buffer.per_image:
-            per_image += buffer.nbytes
-        else:
-            once += buffer.nbytes
+    per_image, once = _plan_bytes(plan)
     if per_image == 0:
         return max(batch, 1)
     limit = get_workspace_limit()
@@ -272,10 +285,8 @@ class Workspace:
 
     def __init__(self, xp: ModuleType, plan: Sequence[Buffer], batch: int, *,
                  chunked: bool = True, what: str = "column buffer") -> None:
-        names = [b.name for b in plan]
-        if len(set(names)) != len(names):
-            raise ValueError(f"a workspace plan names each buffer once, got {names}")
         self.xp, self.plan, self.batch = xp, tuple(plan), batch
+        _plan_bytes(self.plan)  # refuses a name given twice, chunked or not
         self.images_per_chunk = (_images_per_chunk(self.plan, batch, what) if chunked
                                  else max(batch, 1))
         self.buffers: dict[str, Array] | None = None
@@ -355,6 +366,37 @@ class Workspace:
             else:
                 yield chunk, {b.name: buffers[b.name][:size] if b.per_image
                               else buffers[b.name] for b in self.plan}
+
+
+def chunk_of(array: Array, chunk: slice) -> Array:
+    """``array[chunk]``, the images of one batch chunk: ``array`` itself for the whole batch.
+
+    A batch within the workspace limit runs as one chunk, and a CuPy view costs the host
+    about a microsecond (as much as a launch's argument checks), so the GPU algorithms take
+    their arrays whole where they can.
+
+    Parameters
+    ----------
+    array : ndarray
+        Batched along its first axis.
+    chunk : slice
+        From :meth:`Workspace.chunks`.
+
+    Returns
+    -------
+    ndarray
+        ``array`` or a view of it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.zeros((4, 3))
+    >>> chunk_of(x, slice(0, 4)) is x, chunk_of(x, slice(2, 4)).shape
+    (True, (2, 3))
+    """
+    if chunk.start == 0 and chunk.stop == array.shape[0]:
+        return array
+    return array[chunk]
 
 
 def run_in_chunks(algorithm: Any, xp: ModuleType, batch: int) -> Any:

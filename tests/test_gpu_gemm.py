@@ -108,6 +108,18 @@ def test_float16_products_accumulate_in_float32():
     assert c[0] == 4096 * 255 * 255
 
 
+@settings(max_examples=50, deadline=None)
+@given(gemm_cases(), st.integers(0, 2**32 - 1))
+def test_an_array_of_any_shape_is_read_as_its_flat_buffer(case, seed):
+    """cuBLAS takes a pointer, not a shape: A, B and C given as C-contiguous arrays of other
+    ranks (the operands' own shapes, unflattened) are read and written as their flat buffers."""
+    a, b, c = buffers(case, seed)
+    before = c.copy()
+    shaped = [array.reshape((1, array.size, 1)) for array in (a, b, c)]
+    call(case, *shaped)
+    assert_matches_plain_matmul(case, a, b, before, c)
+
+
 def _valid():
     """A valid call: 2 x 3 @ 3 x 4, batch 2, as keyword arguments."""
     return dict(transa="N", transb="N", m=2, n=4, k=3, alpha=1.0, a=np.zeros(12, np.float32),
@@ -132,8 +144,8 @@ def _valid():
     (dict(c=np.zeros(16, np.float16)), TypeError, "C float16 with compute 32F is not a supported"),
     (dict(compute="64F"), TypeError, "is not a supported combination"),
     (dict(b=np.zeros(24, np.float64)), TypeError, "A float32, B float64"),
-    (dict(a=np.zeros((2, 6), np.float32)), ValueError, "A must be a 1-D contiguous array"),
-    (dict(c=np.zeros(32, np.float32)[::2]), ValueError, "C must be a 1-D contiguous array"),
+    (dict(a=np.zeros((2, 12), np.float32)[:, ::2]), ValueError, "A must be a C-contiguous"),
+    (dict(c=np.zeros(32, np.float32)[::2]), ValueError, "C must be a C-contiguous array"),
 ])
 def test_arguments_cublas_would_misread_are_refused(change, error, match):
     gemm.gemm(**_valid())

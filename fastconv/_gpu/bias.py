@@ -78,10 +78,10 @@ def add_bias(out: Array, b: Array) -> None:
     """
     images, filters = out.shape[:2]
     positions = math.prod(out.shape[2:])
-    bias = get_array_module(b).ascontiguousarray(b).reshape(-1)
+    bias = get_array_module(b).ascontiguousarray(b)
     ones = ones_like_device(out, positions)
     gemm("N", "N", positions, filters, 1, 1.0, ones, positions, 0, bias, 1, 0, 1.0,
-         out.reshape(-1), positions, filters * positions, images, _exact_compute(out.dtype))
+         out, positions, filters * positions, images, _exact_compute(out.dtype))
 
 
 def bias_grad_partials_into(dout: Array, partials: Array, accumulate: bool) -> None:
@@ -104,6 +104,6 @@ def bias_grad_partials_into(dout: Array, partials: Array, accumulate: bool) -> N
     images, filters = dout.shape[:2]
     positions, slots = math.prod(dout.shape[2:]), partials.shape[-1]
     ones = ones_like_device(dout, positions)
-    gemm("N", "N", 1, filters, positions, 1.0, ones, 1, 0, dout.reshape(-1), positions,
+    gemm("N", "N", 1, filters, positions, 1.0, ones, 1, 0, dout, positions,
          filters * positions, 1.0 if accumulate else 0.0, partials.reshape(-1)[slots - 1:],
          slots, filters * slots, images, _exact_compute(dout.dtype))

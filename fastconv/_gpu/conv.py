@@ -58,7 +58,7 @@ from .._typing import Array
 from .._window_arrays import grouped, ungrouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
-from ..workspace import Buffer
+from ..workspace import Buffer, chunk_of
 from .bias import add_bias, bias_grad_partials_into
 from .depthwise import DepthwiseBackward, DepthwiseForward, runs_depthwise
 from .gemm import get_tf32
@@ -145,7 +145,7 @@ def _implicit_input_grad_fits(w_shape, dtype, geometry, groups, tf32):
 def _weight_matrix(w, groups):
     """w (F, C/G, KH, KW) as (1, G, F/G, C/G*KH*KW): one matrix per group, shared by the images."""
     return get_array_module(w).ascontiguousarray(w).reshape(1, groups, w.shape[0] // groups,
-                                                            w[0].size)
+                                                            math.prod(w.shape[1:]))
 
 
 def _columns_plan(x, geometry, groups):
@@ -216,9 +216,9 @@ class _Forward:
         self.out = xp.empty((x.shape[0], w.shape[0]) + geometry.out, dtype=x.dtype)
 
     def run(self, chunk, buffers):
-        cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
+        cols = _columns(chunk_of(self.x, chunk), self.geometry, self.groups, buffers)
         weights = _weights(self.w_mat, chunk, buffers)
-        matmul(weights, cols, grouped(self.out[chunk], self.groups))
+        matmul(weights, cols, grouped(chunk_of(self.out, chunk), self.groups))
 
     def result(self, workspace):
         """The output, and the columns held for the backward where the workspace allows."""
@@ -262,24 +262,25 @@ class _Backward:
 
     def run(self, chunk, buffers):
         if self.columns is not None:
-            cols = self.columns[chunk]
+            cols = chunk_of(self.columns, chunk)
         else:
-            cols = _columns(self.x[chunk], self.geometry, self.groups, buffers)
-        dout, partials = self.dout[chunk], buffers["partials"]
+            cols = _columns(chunk_of(self.x, chunk), self.geometry, self.groups, buffers)
+        dout, partials = chunk_of(self.dout, chunk), buffers["partials"]
         # Partials i sum image i of every chunk: the first chunk, the largest, writes every
         # image's, later ones add to theirs.
         accumulate = chunk.start > 0
         matmul(dout, cols, partials, transpose_b=True, accumulate=accumulate,
                out_columns=self.w_mat.shape[3])
         if self.has_bias:
-            bias_grad_partials_into(ungrouped(dout), ungrouped(partials), accumulate)
+            bias_grad_partials_into(chunk_of(self.dout_images, chunk), ungrouped(partials),
+                                    accumulate)
         if self.needs_input_grad and not self.implicit_input_grad:
             self._data_grad(chunk, dout, cols, _weights(self.w_mat, chunk, buffers))
 
     def _data_grad(self, chunk, dout, cols, weights):
         """dx[chunk]: W^T @ dout straight into dx (identity), else into the used columns'
         buffer, summed onto dx by the column kernel."""
-        dx = self.dx[chunk]
+        dx = chunk_of(self.dx, chunk)
         if self.geometry.is_identity:
             matmul(weights, dout, grouped(dx, self.groups), transpose_a=True)
             return

@@ -29,6 +29,7 @@ with a ``plan``, ``run`` and ``result``, driven by :func:`fastconv.workspace.run
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import _cuda
@@ -36,7 +37,7 @@ from .._typing import Array
 from .._window_arrays import grouped, ungrouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
-from ..workspace import Buffer
+from ..workspace import Buffer, chunk_of
 from .matmul import matmul
 
 
@@ -55,7 +56,7 @@ def backward(dout: Array, cache: Any) -> _Backward:
 def _weight_matrix(w, groups):
     """w (C, F/G, KH, KW) as (1, G, C/G, F/G*KH*KW): one matrix per group, shared by the images."""
     return get_array_module(w).ascontiguousarray(w).reshape(1, groups, w.shape[0] // groups,
-                                                            w[0].size)
+                                                            math.prod(w.shape[1:]))
 
 
 def _as_images(cols, channels, geometry):
@@ -76,9 +77,9 @@ class _Forward:
             self.plan += (Buffer("reached", out.shape[1:2] + geometry.size, x.dtype),)
 
     def run(self, chunk, buffers):
-        cols = matmul(self.w_mat, self.x[chunk], buffers["cols"], transpose_a=True)
+        cols = matmul(self.w_mat, chunk_of(self.x, chunk), buffers["cols"], transpose_a=True)
         reached = buffers.get("reached")
-        target = self.out[chunk] if reached is None else reached
+        target = chunk_of(self.out, chunk) if reached is None else reached
         _cuda.col2im_into(_as_images(cols, self.out.shape[1], self.geometry), self.geometry,
                           target)
         if reached is not None:
@@ -109,12 +110,12 @@ class _Backward:
     def run(self, chunk, buffers):
         xp = get_array_module(self.x)
         cols, partials = buffers["cols"], buffers["partials"]
-        _cuda.im2col_into(xp.ascontiguousarray(self.dout[chunk]), self.geometry,
+        _cuda.im2col_into(xp.ascontiguousarray(chunk_of(self.dout, chunk)), self.geometry,
                           _as_images(cols, self.dout.shape[1], self.geometry))
-        matmul(self.w_mat, cols, grouped(self.dx[chunk], self.groups))
+        matmul(self.w_mat, cols, grouped(chunk_of(self.dx, chunk), self.groups))
         # Partials i sum image i of every chunk: the first chunk, the largest, writes every
         # image's, later ones add to theirs.
-        matmul(self.x[chunk], cols, partials, transpose_b=True, accumulate=chunk.start > 0,
+        matmul(chunk_of(self.x, chunk), cols, partials, transpose_b=True, accumulate=chunk.start > 0,
                out_columns=self.w_mat.shape[3])
 
     def result(self, workspace):

@@ -31,7 +31,7 @@ from .. import _cuda
 from .._typing import Array
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
-from ..workspace import Buffer
+from ..workspace import Buffer, chunk_of
 
 
 def runs_depthwise(x: Array, w: Array, geometry: WindowGeometry, groups: int) -> bool:
@@ -53,7 +53,7 @@ class DepthwiseForward:
         self.out = None
 
     def run(self, chunk, buffers):
-        self.out = _cuda.depthwise_forward(self.x[chunk], self.w, self.b, self.geometry)
+        self.out = _cuda.depthwise_forward(chunk_of(self.x, chunk), self.w, self.b, self.geometry)
 
     def result(self, workspace):
         """The output; nothing is held for the backward."""
@@ -83,11 +83,12 @@ class DepthwiseBackward:
     def run(self, chunk, buffers):
         # Slot i of the partials sums image i of every chunk: the first chunk, the
         # largest, writes every slot, later ones add to theirs.
-        dout = self.dout[chunk]
-        _cuda.depthwise_weight_partials_into(self.x[chunk], dout, self.geometry,
+        dout = chunk_of(self.dout, chunk)
+        _cuda.depthwise_weight_partials_into(chunk_of(self.x, chunk), dout, self.geometry,
                                              buffers["partials"], chunk.start > 0)
         if self.dx is not None:
-            _cuda.depthwise_backward_data_into(dout, self.w, self.geometry, self.dx[chunk])
+            _cuda.depthwise_backward_data_into(dout, self.w, self.geometry,
+                                               chunk_of(self.dx, chunk))
 
     def result(self, workspace):
         """dx, and dw and db summed from the partials in one launch."""

@@ -152,9 +152,10 @@ def gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, bet
         Scalars, in the compute type's precision. With ``beta == 0`` C is not
         read (a NaN there does not propagate).
     a, b, c : ndarray
-        1-D C-contiguous arrays starting at the first matrix's first element
-        (the pointers cuBLAS takes); their dtypes are the data types. A and B
-        share a dtype; ``(a.dtype, c.dtype, compute)`` is one of :data:`SUPPORTED`.
+        C-contiguous arrays, each read as its flat buffer of ``size`` elements from the
+        first matrix's first element on (the pointer cuBLAS takes, whatever the array's
+        shape); their dtypes are the data types. A and B share a dtype;
+        ``(a.dtype, c.dtype, compute)`` is one of :data:`SUPPORTED`.
     lda, ldb, ldc : int
         Leading dimensions: the distance between columns of the stored matrix.
     stride_a, stride_b, stride_c : int
@@ -249,9 +250,9 @@ def _check_arrays(a, b, c, compute):
             not in (0, 3):
         raise TypeError("gemm: A, B and C must all be NumPy arrays or all CuPy arrays")
     for name, array in (("A", a), ("B", b), ("C", c)):
-        if array.ndim != 1 or not array.flags.c_contiguous:
-            raise ValueError(f"gemm: {name} must be a 1-D contiguous array (a flat buffer), "
-                             f"got shape {array.shape}")
+        if not array.flags.c_contiguous:
+            raise ValueError(f"gemm: {name} must be a C-contiguous array (read as its flat "
+                             f"buffer), got shape {array.shape} with strides {array.strides}")
     if a.dtype != b.dtype or (a.dtype, c.dtype, compute) not in SUPPORTED:
         raise TypeError(f"gemm: A {a.dtype}, B {b.dtype}, C {c.dtype} with compute {compute} "
                         f"is not a supported combination")
@@ -271,7 +272,8 @@ def _matrices(flat, stride, ld, shape, trans, batch):
 
 def model_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
                ldc, stride_c, batch, compute):
-    """The NumPy model of ``cublasGemmStridedBatchedEx``, on 1-D NumPy buffers (as :func:`gemm`).
+    """The NumPy model of ``cublasGemmStridedBatchedEx``, on NumPy arrays read as their flat
+    buffers (as :func:`gemm`).
 
     The products are computed in the compute type's dtype (float32 for float16
     inputs) and rounded once to C's dtype. ``32F_FAST_TF32`` computes in FP32:

@@ -165,10 +165,16 @@ def matmul(a: Array, b: Array, out: Array, *, transpose_a: bool = False,
                              f"columns) array, got shape {array.shape}")
     calls = _gemm_calls(a.shape, b.shape, out.shape, bool(transpose_a), bool(transpose_b),
                         bool(accumulate), compute_type(a.dtype), out_columns)
-    flat_a, flat_b, flat_c = (array.reshape(-1) for array in (b, a, out))  # cuBLAS's A, B, C
-    for call in calls:
-        gemm(call.transa, call.transb, call.m, call.n, call.k, 1.0, flat_a[call.offset_a:],
-             call.lda, call.stride_a, flat_b[call.offset_b:], call.ldb, call.stride_b,
-             call.beta, flat_c[call.offset_c:], call.ldc, call.stride_c, call.batch,
+    for call in calls:  # cuBLAS's A is b, its B a, its C out
+        gemm(call.transa, call.transb, call.m, call.n, call.k, 1.0, _from(b, call.offset_a),
+             call.lda, call.stride_a, _from(a, call.offset_b), call.ldb, call.stride_b,
+             call.beta, _from(out, call.offset_c), call.ldc, call.stride_c, call.batch,
              call.compute)
     return out
+
+
+def _from(array, offset):
+    """The flat buffer of C-contiguous ``array`` from element ``offset`` on, as gemm takes it:
+    the array itself at 0 (gemm reads any C-contiguous array as its flat buffer, and a CuPy
+    view costs the host about as much as the cuBLAS call's own checks)."""
+    return array if offset == 0 else array.reshape(-1)[offset:]
