@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastconv.functional as F
+import fastconv.nn as nn
 import torch_oracle
 from conftest import require_torch
 from fastconv import gradcheck
@@ -117,6 +118,15 @@ def test_relu_at_zero_and_nan_like_torch(torch):
     want, (want_dx,) = torch_grads(torch, torch.relu, [x], np.ones(4))
     np.testing.assert_array_equal(out, want)  # NaN propagates, equal_nan by default
     np.testing.assert_array_equal(F.relu_backward(np.ones(4), cache), want_dx)
+
+
+@pytest.mark.parametrize("slope", [None, "0.1", True, np.array([0.1, 0.2])])
+def test_leaky_relu_refuses_a_slope_that_is_no_real_number(slope):
+    """None gave NaN outputs and "0.1" was read as its number: the slope is cast to x's dtype."""
+    with pytest.raises(TypeError, match="negative_slope must be a real number"):
+        F.leaky_relu_forward(-np.ones(2), slope)
+    with pytest.raises(TypeError, match="LeakyReLU: negative_slope"):
+        nn.LeakyReLU(slope)
 
 
 def test_float16_is_preserved():

@@ -14,7 +14,7 @@ from typing import ClassVar
 from .. import _backends
 from .._typing import Array
 from ..backend import get_array_module
-from .._validate import check_cache, check_dout, check_float, op_cache
+from .._validate import check_cache, check_dout, check_float, check_real, op_cache
 
 
 @op_cache
@@ -193,7 +193,7 @@ def leaky_relu_forward(x: Array, negative_slope: float = 0.01
     Raises
     ------
     TypeError
-        When ``x`` is not a float array.
+        When ``x`` is not a float array, or ``negative_slope`` is not a real number.
 
     Examples
     --------
@@ -202,6 +202,8 @@ def leaky_relu_forward(x: Array, negative_slope: float = 0.01
     array([-1.,  3.])
     """
     check_float(x, "x")
+    # The backends cast the slope to x's dtype: None would become NaN, a string its number.
+    negative_slope = check_real("leaky_relu: negative_slope", negative_slope)
     out = _backends.backend_for(x).activation.leaky_relu_forward(x, negative_slope)
     return out, LeakyReluCache(x, negative_slope)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._validate import check_real
 from ..functional.activation import (leaky_relu_backward, leaky_relu_forward, relu_backward,
                                      relu_forward, sigmoid_backward, sigmoid_forward,
                                      tanh_backward, tanh_forward)
@@ -31,6 +32,11 @@ class LeakyReLU(FunctionalLayer):
     negative_slope : float, default 0.01
         The slope where x <= 0.
 
+    Raises
+    ------
+    TypeError
+        When built with a ``negative_slope`` that is not a real number.
+
     Examples
     --------
     >>> import numpy as np
@@ -42,7 +48,8 @@ class LeakyReLU(FunctionalLayer):
     backward_fn = leaky_relu_backward
 
     def __init__(self, negative_slope: float = 0.01) -> None:
-        super().__init__(negative_slope=negative_slope)
+        # the functional op's check, made when built rather than at the first forward
+        super().__init__(negative_slope=check_real("LeakyReLU: negative_slope", negative_slope))
 
 
 class Tanh(FunctionalLayer):
