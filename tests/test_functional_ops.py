@@ -284,6 +284,24 @@ def test_batchnorm_float16_is_preserved():
     assert all(g.dtype == np.float16 for g in F.batchnorm_backward(out, cache))
 
 
+@pytest.mark.parametrize("spatial", [False, True])
+@pytest.mark.parametrize("frozen", ["running_mean", "running_var"])
+def test_batchnorm_refuses_a_read_only_running_statistic_in_train_mode(spatial, frozen):
+    """A read-only running_var was found after running_mean had moved, with NumPy's unnamed
+    'output array is read-only'; eval mode reads them only and still takes them."""
+    forward = F.spatial_batchnorm_forward if spatial else F.batchnorm_forward
+    x = randn((4, 3, 2, 2) if spatial else (4, 3))
+    stats = {"running_mean": np.zeros(3), "running_var": np.ones(3)}
+    stats[frozen].flags.writeable = False
+    with pytest.raises(ValueError, match=f"{frozen} is read-only"):
+        forward(x, np.ones(3), np.zeros(3), stats["running_mean"], stats["running_var"])
+    np.testing.assert_array_equal(stats["running_mean"], np.zeros(3))
+    np.testing.assert_array_equal(stats["running_var"], np.ones(3))
+    out, _ = forward(x, np.ones(3), np.zeros(3), stats["running_mean"], stats["running_var"],
+                     train=False)
+    np.testing.assert_allclose(out, x / np.sqrt(1 + 1e-5))
+
+
 @pytest.mark.parametrize("kwargs, err, match", [
     (dict(gamma=np.ones(4)), ValueError, r"gamma has 4 entries.*3 features"),
     (dict(running_var=None), ValueError, "both running_mean and running_var"),

@@ -126,6 +126,13 @@ def _checked_settings(x, rows, gamma, beta, running_mean, running_var, train, mo
     train = check_bool("batchnorm: train", train)
     momentum = check_real("batchnorm: momentum", momentum, 0.0, 1.0)
     eps = check_real("batchnorm: eps", eps, 0.0, low_open=True)
+    if train and running_mean is not None:
+        # Both are updated in place, the mean first: a read-only variance found then would
+        # leave the mean moved and the error unnamed.
+        for name, v in (("running_mean", running_mean), ("running_var", running_var)):
+            if not getattr(v.flags, "writeable", True):
+                raise ValueError(f"batchnorm: {name} is read-only; train mode updates it "
+                                 f"in place (pass a writeable copy, or train=False)")
     use_batch = train or running_mean is None
     if use_batch and n < 2:  # PyTorch refuses too: the variance of one value is 0, the output beta
         raise ValueError(f"batchnorm: batch statistics (train mode, or no running "
@@ -195,7 +202,8 @@ def batchnorm_forward(x: Array, gamma: Array, beta: Array, running_mean: Array |
         A non-float array, arrays of two dtypes, a non-bool ``train``.
     ValueError
         x not (N, D), a vector not (D,), only one running statistic, a
-        momentum or eps out of range, arrays on two devices.
+        read-only running statistic in train mode, a momentum or eps out
+        of range, arrays on two devices.
 
     Examples
     --------
