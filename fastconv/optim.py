@@ -38,7 +38,7 @@ from ._lr_schedules import ExponentialLR, StepLR
 from ._typing import Array
 from ._update_rules import (UpdateRule, adam, adam_direction, check_grads, check_rule_inputs,
                             check_step, rmsprop, rmsprop_direction, sgd, sgd_momentum)
-from ._validate import check_real
+from ._validate import check_bool, check_real
 from .backend import get_array_module
 
 __all__ = ["Optimizer", "SGD", "RMSProp", "AdaGrad", "Adam", "ExponentialLR", "StepLR",
@@ -179,6 +179,8 @@ class SGD(Optimizer):
 
     Raises
     ------
+    TypeError
+        For a setting that is no number, or a ``nesterov`` that is no bool.
     ValueError
         For a setting out of range, or ``nesterov`` without momentum.
 
@@ -198,9 +200,10 @@ class SGD(Optimizer):
                  nesterov: bool = False, weight_decay: float = 0.0) -> None:
         super().__init__(params, lr, weight_decay)
         self.momentum = check_real("momentum", momentum, 0.0, 1.0)
-        if nesterov and momentum == 0:
+        # a flag taken by truth would read nesterov="False" as on
+        self.nesterov = check_bool("nesterov", nesterov)
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = nesterov
 
     _state_arrays = ("momentum_buffer",)
 

@@ -97,6 +97,9 @@ def test_optimizer_rejects_missing_or_misshapen_grads_and_bad_hyperparameters():
         optim.Adam(params, betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="nesterov"):
         optim.SGD(params, nesterov=True)
+    for flag in ("False", 1, None):  # "False" switched Nesterov momentum on
+        with pytest.raises(TypeError, match="nesterov must be a bool"):
+            optim.SGD(params, momentum=0.9, nesterov=flag)
     with pytest.raises(TypeError, match="mapping"):
         optim.SGD([np.zeros(3)])
     with pytest.raises(TypeError, match="lr must be a real number"):
