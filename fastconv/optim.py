@@ -125,10 +125,11 @@ class Optimizer:
         ------
         ValueError
             Naming the parameter without a gradient or whose gradient has
-            another shape, a read-only parameter, or a state array of another shape.
+            another shape, a read-only parameter, or a state array of another
+            shape; a negative ``lr``.
         TypeError
-            When ``grads`` is no mapping, a parameter no float array or a
-            gradient no float array.
+            When ``grads`` is no mapping, a parameter no float array, a
+            gradient no float array, or ``lr`` no real number.
 
         Notes
         -----
@@ -147,6 +148,9 @@ class Optimizer:
         Changes nothing.
         """
         params = self.params if params is None else _param_mapping(params)
+        # lr is an attribute that schedules and users set at will: an array there would
+        # broadcast against the first parameters and fail on a later one, a negative value ascend
+        check_real("lr", self.lr, 0.0)
         check_step(params, grads, self.state, self._state_arrays)
         return params
 

@@ -110,6 +110,19 @@ def test_optimizer_rejects_missing_or_misshapen_grads_and_bad_hyperparameters():
         opt.step({"W1": np.zeros((3, 4)), "b1": None})
 
 
+@pytest.mark.parametrize("lr, err", [(-0.1, ValueError), (np.ones(3), TypeError),
+                                     ("0.1", TypeError), (None, TypeError)])
+def test_a_learning_rate_changed_after_construction_is_checked_before_the_step(lr, err):
+    """A negative lr ascended; an lr of W1's length updated W1, then failed on b1."""
+    params = {"W1": np.ones(3), "b1": np.ones(2)}
+    opt = optim.SGD(params, lr=0.1)
+    opt.lr = lr
+    with pytest.raises(err, match="lr must be"):
+        opt.step({"W1": np.ones(3), "b1": np.ones(2)})
+    np.testing.assert_array_equal(params["W1"], np.ones(3))
+    np.testing.assert_array_equal(params["b1"], np.ones(2))
+
+
 def test_optimizer_refuses_a_scalar_parameter_it_could_not_update_in_place():
     """``s -= lr * g`` on a NumPy scalar rebinds a local name: the step would be lost."""
     with pytest.raises(TypeError, match=r"params\['s'\] must be an array"):
