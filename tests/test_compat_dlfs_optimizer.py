@@ -94,6 +94,50 @@ def test_book_formulas_are_matched_to_rounding(name, grad_scale):
     assert getattr(opt, "iter", 20) == 20
 
 
+def book_rmsprop(p, g, state, t, lr=0.01, decay_rate=0.99):
+    """``h = decay_rate * h + (1 - decay_rate) * g**2; w -= lr * g / (sqrt(h) + 1e-7)``."""
+    h = state["h"] = decay_rate * state.get("h", 0.0) + (1 - decay_rate) * g * g
+    p -= lr * g / (np.sqrt(h) + 1e-7)
+
+
+CHANGED_SETTINGS = {  # the book reads these attributes on every update
+    "Momentum": (dlfs.Momentum, book_momentum, "momentum", "mu", (0.9, 0.5, 0.0)),
+    "Nesterov": (dlfs.Nesterov, book_nesterov, "momentum", "mu", (0.9, 0.3, 0.7)),
+    "RMSprop": (dlfs.RMSprop, book_rmsprop, "decay_rate", "decay_rate", (0.99, 0.5, 0.9)),
+    "Adam beta1": (dlfs.Adam, book_adam, "beta1", "b1", (0.9, 0.5, 0.0)),
+    "Adam beta2": (dlfs.Adam, book_adam, "beta2", "b2", (0.999, 0.9, 0.5)),
+}
+
+
+@pytest.mark.parametrize("name", CHANGED_SETTINGS)
+def test_a_setting_changed_between_updates_is_used_as_the_book_uses_it(name):
+    """Only lr was read again: the optimiser built on the first update kept its momentum,
+    decay_rate and betas whatever the attributes said afterwards."""
+    cls, formula, attribute, keyword, values = CHANGED_SETTINGS[name]
+    opt, ours, book = cls(), book_params(), book_params()
+    states = {k: {} for k in book}
+    for t in range(1, 10):
+        value = values[(t - 1) // 3]
+        setattr(opt, attribute, value)
+        grads = book_grads(t)
+        opt.update(ours, grads)
+        for k in book:
+            formula(book[k], grads[k], states[k], t, **{keyword: value})
+            np.testing.assert_allclose(ours[k], book[k], rtol=1e-13, atol=1e-15, err_msg=k)
+
+
+def test_a_setting_changed_between_updates_is_checked_before_anything_changes():
+    opt, params = dlfs.Adam(), book_params()
+    opt.update(params, book_grads(0))
+    before = {k: v.copy() for k, v in params.items()}
+    opt.beta1 = 1.0
+    with pytest.raises(ValueError, match=r"betas\[0\] must be in \[0.0, 1.0\)"):
+        opt.update(params, book_grads(1))
+    assert opt.iter == 1
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
 def test_momentum_follows_the_book_only_while_the_learning_rate_is_constant():
     """Documented: the book's velocity carries each step's lr, fastconv's buffer does not."""
     opt, ours, book, state = dlfs.Momentum(lr=0.1), book_params(), book_params(), {}

@@ -2,11 +2,13 @@
 
 Same classes, arguments, defaults and ``update(params, grads)``, which
 updates the arrays of the ``params`` dict in place; state is created on the
-first update, on the parameters' device, and ``lr`` may change between
-updates. Each runs the fastconv.optim (PyTorch-formula) optimiser with the
-book's eps (1e-7). The numbers are the book's, to rounding (1e-15 relative
-in the tests), for SGD, AdaGrad, RMSprop and Adam, and for Momentum and
-Nesterov while the learning rate is constant: the book's velocity holds
+first update, on the parameters' device, and every setting (``lr``,
+``momentum``, ``decay_rate``, ``beta1``, ``beta2``) may change between
+updates, as the book's code reads them on each one. Each runs the
+fastconv.optim (PyTorch-formula) optimiser with the book's eps (1e-7). The
+numbers are the book's, to rounding (1e-15 relative in the tests), for SGD,
+AdaGrad, RMSprop and Adam, and for Momentum and Nesterov while the learning
+rate is constant: the book's velocity holds
 ``-lr * g`` with each step's own lr, fastconv's buffer holds g, which is
 multiplied by the current lr.
 """
@@ -19,7 +21,6 @@ from typing import Any
 
 from .. import optim
 from .._typing import Array
-from .._validate import check_real
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
@@ -29,7 +30,9 @@ BOOK_EPS = 1e-7
 class _BookOptimizer:
     """``update(params, grads)`` over dicts, in place, backed by a fastconv.optim optimiser.
 
-    The optimiser is built on the first update; ``lr`` may be changed between updates.
+    The optimiser is built from the current settings on every update and
+    takes over the last one's state, so a setting changed between updates
+    is used (and checked) as the book's code uses it.
     """
 
     def __init__(self, lr: float) -> None:
@@ -40,8 +43,7 @@ class _BookOptimizer:
         raise NotImplementedError
 
     def _configure(self, optimizer: Any) -> None:
-        """Copy this object's settings that may change between updates onto ``optimizer``."""
-        optimizer.lr = self.lr
+        """Set what depends on the update's count on ``optimizer``, once it is checked."""
 
     def update(self, params: MutableMapping[str, Array], grads: Mapping[str, Array]) -> None:
         """Update every array in ``params`` in place from ``grads``.
@@ -61,11 +63,11 @@ class _BookOptimizer:
             dict, or naming the parameter without such a gradient; raised
             before anything (parameters, state, Adam's ``iter``) changes.
         """
-        optimizer = self._build(params) if self._optimizer is None else self._optimizer
-        check_real("lr", self.lr, 0.0)  # may have changed since the build checked it
-        params = optimizer._check_step(grads, params)
+        optimizer = self._build(params)  # checks the settings
+        if self._optimizer is not None:
+            optimizer.state = self._optimizer.state
+        optimizer._check_step(grads)
         self._optimizer = optimizer
-        optimizer.params = params
         self._configure(optimizer)
         optimizer.step(grads)
 
@@ -235,7 +237,6 @@ class Adam(_BookOptimizer):
         return optim.Adam(params, lr=self.lr, betas=(self.beta1, self.beta2), eps=BOOK_EPS)
 
     def _configure(self, optimizer: Any) -> None:
-        super()._configure(optimizer)
         self.iter += 1
         # The book adds eps to sqrt(v) before the bias correction, fastconv's Adam to
         # sqrt(v_hat) = sqrt(v) / sqrt(1 - beta2**t) after it: eps / sqrt(1 - beta2**t)
