@@ -270,6 +270,28 @@ def test_float16_weight_and_bias_gradients_sum_the_batch_in_float32(kernel, grou
     np.testing.assert_array_equal(dw, np.full(w.shape, 3000, np.float16))
 
 
+@pytest.mark.parametrize("filters", [1, 4])
+@pytest.mark.parametrize("padding", [0, (0, 2)])
+def test_float16_input_gradient_sums_the_windows_in_float32(torch, filters, padding):
+    """dx adds each input's taps over the windows covering it: a float16 running sum of
+    4e4 + 4e4 overflows to inf before -4e4 - 4e4 cancels it, where torch's sum (in float32,
+    rounded once, as the GPU's col2im) is 0. One filter sums stride-phase planes, four
+    (three of them zero) slabs; the padding adds them into a padded image first."""
+    width = 7 if padding == 0 else 3
+    x = np.ones((1, 1, 1, width), np.float16)
+    w = np.zeros((filters, 1, 1, 4), np.float16)
+    w[0] = 1
+    dout = np.zeros((1, filters, 1, 4), np.float16)
+    dout[0, 0, 0] = [4e4, 4e4, -4e4, -4e4]
+    _, _, t_dx, _, _ = torch_oracle.conv2d(torch, x.astype(np.float32), w.astype(np.float32),
+                                           None, lambda s: dout.astype(np.float32),
+                                           padding=padding)
+    _, cache = F.conv2d_forward(x, w, padding=padding)
+    dx, _, _ = F.conv2d_backward(dout, cache)
+    assert dx.dtype == np.float16
+    np.testing.assert_array_equal(dx, t_dx.astype(np.float16))
+
+
 @pytest.mark.parametrize("kernel, padding, groups", [((3, 2), 1, 1), ((1, 1), 0, 1), ((1, 1), 0, 3)])
 def test_empty_batch_gives_empty_results_like_torch(torch, kernel, padding, groups):
     """Im2col and the 1x1 path (the input is its own column matrix) with no images."""

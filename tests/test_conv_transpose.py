@@ -147,6 +147,24 @@ def test_float16_matches_float64_and_sums_db_in_float32():
     np.testing.assert_array_equal(dw, np.full(w.shape, 3000 * 4, np.float16))
 
 
+@pytest.mark.parametrize("channels", [1, 4])
+def test_float16_output_sums_the_windows_in_float32(torch, channels):
+    """The output adds the windows overlapping each cell: a float16 running sum of 4e4 + 4e4
+    overflows to inf before -4e4 - 4e4 cancels it, where torch's sum (in float32, rounded
+    once, as the GPU's col2im) is 0. One input channel sums stride-phase planes, four (three
+    of them zero) slabs."""
+    x = np.zeros((1, channels, 1, 4), np.float16)
+    x[0, 0, 0] = [4e4, 4e4, -4e4, -4e4]
+    w = np.zeros((channels, 1, 1, 4), np.float16)
+    w[0] = 1
+    want = torch_run(torch, torch.nn.functional.conv_transpose2d,
+                     (x.astype(np.float32), w.astype(np.float32)),
+                     lambda s: np.zeros(s, np.float32))
+    out, _ = F.conv_transpose2d_forward(x, w)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out, want[0].astype(np.float16))
+
+
 def test_an_empty_batch_gives_empty_results(torch):
     x, w, b = np.zeros((0, 2, 3, 3)), normal(0, (2, 3, 3, 3), np.float64), np.zeros(3)
     want = torch_run(torch, lambda *t: torch.nn.functional.conv_transpose2d(*t, stride=2),

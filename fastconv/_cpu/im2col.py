@@ -21,9 +21,12 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy
+
 from .. import _window_arrays
 from .._typing import Array, DTypeLike
 from .._window_arrays import Buffers, padded_plan
+from ..backend import accumulator_dtype
 from ..profiling import step
 from ..shapes import WindowGeometry
 from ..workspace import Buffer
@@ -73,12 +76,22 @@ def im2col_into(x: Array, geometry: WindowGeometry, out: Array, buffers: Buffers
 def col2im_plan(channels: int, geometry: WindowGeometry, dtype: DTypeLike) -> tuple[Buffer, ...]:
     """The buffers of :func:`col2im_into` per image: the padded image the slabs add into.
 
+    float16 columns add into a float32 image even where the geometry does not pad, rounded
+    once into ``out``.
+
     Examples
     --------
     >>> from fastconv.shapes import window_geometry
     >>> col2im_plan(2, window_geometry((1, 2, 4, 4), 3, 1, 0, 1), "float32")
     ()
+    >>> [b.dtype for b in col2im_plan(2, window_geometry((1, 2, 4, 4), 3, 1, 0, 1), "float16")]
+    [dtype('float32')]
     """
+    # A float16 running sum overflows past 65504 before a later term cancels it (and stalls
+    # at 2048); the GPU's col2im sums in float32 too.
+    acc = accumulator_dtype(dtype)
+    if acc != numpy.dtype(dtype):
+        return (Buffer("col2im padded", (channels,) + geometry.padded, acc),)
     return padded_plan(channels, geometry, dtype, name="col2im padded")
 
 
@@ -131,8 +144,9 @@ def col2im_planes_plan(channels: int, geometry: WindowGeometry,
                        dtype: DTypeLike) -> tuple[Buffer, ...]:
     """The buffers of :func:`col2im_planes_into` per image.
 
-    Every stride phase's planes (with room for the shifted adds), and for a
-    stride above 1 the padded image the phases interleave into.
+    Every stride phase's planes (with room for the shifted adds; float32 for float16
+    columns, as :func:`col2im_plan`'s image), and for a stride above 1 the padded image the
+    phases interleave into.
 
     Examples
     --------
@@ -143,7 +157,7 @@ def col2im_planes_plan(channels: int, geometry: WindowGeometry,
     """
     stride, phase_size = geometry.stride, geometry.phase_size
     plan: tuple[Buffer, ...] = (Buffer("phases", stride + (_phase_length(channels, geometry),),
-                                       dtype),)
+                                       accumulator_dtype(dtype)),)
     if any(s != 1 for s in stride):
         interleaved = tuple(q * s for q, s in zip(phase_size, stride))
         plan += (Buffer("interleaved", (channels,) + interleaved, dtype),)
