@@ -214,6 +214,36 @@ def test_dropout_draws_the_books_mask_from_the_global_generator():
     np.testing.assert_allclose(layer.forward(x, train_flg=False), x * 0.7, rtol=1e-15)
 
 
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0, "draw"])
+def test_dropout_draws_as_the_book_at_every_ratio_and_leaves_the_generator_where_it_does(ratio):
+    """At ratio 0 and 1 nothing was drawn, so the book's later draws (its batch order) came out
+    otherwise; a unit whose draw equalled the ratio was kept where the book's ``>`` drops it."""
+    x = randn((40, 50), 73)
+    if ratio == "draw":  # a ratio that the first unit's draw equals
+        np.random.seed(9)
+        ratio = float(np.random.rand(*x.shape)[0, 0])
+    layer = dlfs.Dropout(ratio)
+    np.random.seed(9)
+    out = layer.forward(x)
+    after = np.random.rand(3)
+    np.random.seed(9)
+    mask = np.random.rand(*x.shape) > ratio
+    np.testing.assert_array_equal(layer.mask, mask)
+    np.testing.assert_allclose(out, x * mask, rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(after, np.random.rand(3))
+
+
+def test_dropout_checks_its_ratio_before_it_draws():
+    layer = dlfs.Dropout(0.5)
+    layer.dropout_ratio = "0.5"
+    np.random.seed(10)
+    with pytest.raises(TypeError, match="dropout_ratio must be a real number"):
+        layer.forward(np.ones(3))
+    after = np.random.rand()
+    np.random.seed(10)
+    assert after == np.random.rand()
+
+
 @pytest.mark.parametrize("flag, trains", [(1, True), (0, False), ("no", True), (None, False)])
 def test_dropout_and_batchnorm_take_train_flg_by_truth_as_the_book(flag, trains):
     """The book tests ``if train_flg:``; both layers agree with it (and with each other)."""

@@ -135,11 +135,13 @@ def relu_backward(dout: Array, cache: Any) -> Array:
     return lenient_backward(F.relu_backward, dout, cache)
 
 
-class _KeepMask:
+class KeepMask:
     """A stand-in generator for ``F.dropout_forward`` whose draw is a given boolean keep mask.
 
     The op keeps the units whose draw u satisfies ``u >= p``; for the drop
-    probability 0 < p < 1 that is exactly the True entries.
+    probability 0 < p < 1 that is exactly the True entries (p = 0 keeps
+    every unit and p = 1 none, without a draw). Both front-ends draw their
+    course's mask themselves, from the course's generator and with its rule.
     """
 
     def __init__(self, kept: Array) -> None:
@@ -189,7 +191,7 @@ def dropout_forward(x: Array, dropout_param: dict[str, Any]) -> tuple[Array, Any
     xp = get_array_module(x)
     if "seed" in dropout_param:  # the course seeds the global generator, in both modes
         xp.random.seed(dropout_param["seed"])
-    rng = _KeepMask(xp.random.rand(*x.shape) < keep) if train else None
+    rng = KeepMask(xp.random.rand(*x.shape) < keep) if train else None
     return lenient(*F.dropout_forward(x, p=1.0 - keep, train=train, rng=rng))
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 from .. import functional as F
 from .._typing import Array
+from .._validate import check_real
 from ..backend import get_array_module, is_array, promoted
+from ._cs231n_layers import KeepMask
 from ._lenient import lenient, lenient_backward
 
 
@@ -283,7 +285,7 @@ class Dropout(Layer):
     Parameters
     ----------
     dropout_ratio : float, default 0.5
-        The drop probability.
+        The drop probability, in [0, 1] (checked on every forward: it is an attribute).
 
     Examples
     --------
@@ -318,11 +320,15 @@ class Dropout(Layer):
         -------
         array
         """
-        out, self._cache = lenient(*F.dropout_forward(x, p=self.dropout_ratio,
-                                                      train=bool(train_flg)))
+        train = bool(train_flg)
+        ratio = check_real("Dropout: dropout_ratio", self.dropout_ratio, 0.0, 1.0)
+        # The book's mask, drawn on every training forward whatever the ratio (at 0 and 1
+        # too, where the op would not draw), so NumPy's generator moves on as in the book.
+        rng = KeepMask(get_array_module(x).random.rand(*x.shape) > ratio) if train else None
+        out, self._cache = lenient(*F.dropout_forward(x, p=ratio, train=train, rng=rng))
         # fastconv's dropout is inverted (kept units scaled by 1 / (1 - ratio));
         # the book's scales at test time instead: multiplying by 1 - ratio is that.
-        return out * (1.0 - self.dropout_ratio)
+        return out * (1.0 - ratio)
 
     def backward(self, dout: Array) -> Array:
         """dout times the mask of the last forward (times 1 - ratio in test mode).
