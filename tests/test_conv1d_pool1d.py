@@ -205,6 +205,19 @@ def test_pool1d_layers_match_torch_and_share_its_options(torch, layer, ref_name,
             ("out", "dx"))
 
 
+def test_max_pool1d_layer_returns_indices_as_torch(torch):
+    """torch.nn.MaxPool1d takes return_indices; the layer refused it as an unknown argument."""
+    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, return_indices=True)
+    ours = nn.MaxPool1d(**kw)
+    x = _distinct(2, (2, 3, 9), np.float64)
+    out, idx = ours.forward(x)
+    want_out, want_idx = torch.nn.MaxPool1d(**kw)(torch.from_numpy(x))
+    np.testing.assert_array_equal(out, want_out.numpy())
+    np.testing.assert_array_equal(idx, want_idx.numpy())
+    assert "return_indices=True" in repr(ours)
+    assert ours.backward(np.ones_like(out)).sum() == out.size
+
+
 def test_conv1d_layer_initialisation_and_repr():
     w = nn.Conv1d(64, 32, 5, seed=0).params["W"]
     assert w.shape == (32, 64, 5) and w.std() == pytest.approx((2 / (64 * 5)) ** 0.5, rel=0.03)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeAlias
 
+from .._validate import check_bool
+from ..functional._pooling import _divisor_override, window_settings
 from ..functional.pool3d import (avg_pool3d_backward, avg_pool3d_forward, max_pool3d_backward,
                                  max_pool3d_forward)
 from .pooling import _MaxPool
@@ -31,6 +33,12 @@ class MaxPool3d(_MaxPool):
     ceil_mode, return_indices : bool
         Default False.
 
+    Raises
+    ------
+    TypeError, ValueError
+        When built with settings that ``max_pool3d_forward`` refuses for any input (a size
+        below 1, a padding over half the kernel, a flag that is not a bool).
+
     Examples
     --------
     >>> import numpy as np
@@ -46,6 +54,8 @@ class MaxPool3d(_MaxPool):
     def __init__(self, kernel_size: IntOrTriple, stride: IntOrTriple | None = None,
                  padding: IntOrTriple = 0, dilation: IntOrTriple = 1, ceil_mode: bool = False,
                  return_indices: bool = False) -> None:
+        window_settings(kernel_size, stride, padding, dilation, ceil_mode, 3)  # now, not at forward
+        check_bool("return_indices", return_indices)
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding,
                          dilation=dilation, ceil_mode=ceil_mode, return_indices=return_indices)
 
@@ -67,6 +77,11 @@ class AvgPool3d(FunctionalLayer):
     divisor_override : int, optional
         A fixed nonzero divisor.
 
+    Raises
+    ------
+    TypeError, ValueError
+        When built with settings that ``avg_pool3d_forward`` refuses for any input.
+
     Examples
     --------
     >>> import numpy as np
@@ -81,6 +96,10 @@ class AvgPool3d(FunctionalLayer):
     def __init__(self, kernel_size: IntOrTriple, stride: IntOrTriple | None = None,
                  padding: IntOrTriple = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None) -> None:
+        window_settings(kernel_size, stride, padding, 1, ceil_mode, 3)  # now, not at forward
+        check_bool("count_include_pad", count_include_pad)
+        if divisor_override is not None:
+            _divisor_override(divisor_override)
         super().__init__(kernel_size=kernel_size, stride=stride, padding=padding,
                          ceil_mode=ceil_mode, count_include_pad=count_include_pad,
                          divisor_override=divisor_override)
