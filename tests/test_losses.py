@@ -309,3 +309,10 @@ def test_docstring_examples_run():
 
     import fastconv.functional.loss
     assert doctest.testmod(fastconv.functional.loss).failed == 0
+
+
+@pytest.mark.parametrize("margin", ["1", True, None, np.array([1.0, 2.0])])
+def test_multiclass_hinge_refuses_a_margin_that_is_no_real_number(margin):
+    """"1" was read as 1.0, True as 1, and an array broadcast against the scores' rows."""
+    with pytest.raises(TypeError, match="margin must be a real number"):
+        F.multiclass_hinge(np.zeros((2, 3)), np.array([0, 1]), margin=margin)

@@ -96,7 +96,7 @@ def multiclass_hinge(scores: Array, y: Array, margin: float = 1.0) -> tuple[Arra
     y : array
         (N,) integer labels in [0, C).
     margin : float, default 1.0
-        The margin.
+        The margin, a real number.
 
     Returns
     -------
@@ -108,7 +108,7 @@ def multiclass_hinge(scores: Array, y: Array, margin: float = 1.0) -> tuple[Arra
     Raises
     ------
     TypeError
-        Non-float scores, non-integer labels.
+        Non-float scores, non-integer labels, a margin that is no real number.
     ValueError
         Shapes that do not fit, a label out of range.
 
@@ -121,6 +121,8 @@ def multiclass_hinge(scores: Array, y: Array, margin: float = 1.0) -> tuple[Arra
     """
     xp = get_array_module(scores, y)
     _check_multiclass(scores, y)
+    # cast to the scores' dtype below, which would read a string as its number
+    margin = check_real("multiclass_hinge: margin", margin)
     n = scores.shape[0]
     rows = xp.arange(n)
     margins = xp.maximum(scores - scores[rows, y][:, None] + scores.dtype.type(margin), 0)
