@@ -118,6 +118,24 @@ def test_fill_and_fold_keep_float16_and_sum_replicated_edges_in_float32():
     np.testing.assert_array_equal(folded, np.array([[[[1, 3001]]]], np.float16))
 
 
+@pytest.mark.parametrize("mode, width, copies", [
+    ("circular", 3, (3, 0, 6)),  # x[0] is padded[3], copied to padded[0] and padded[6]
+    ("reflect", 4, (4, 2, 8)),   # x[1] is padded[4], mirrored to padded[2] and padded[8]
+])
+def test_fold_sums_float16_borders_in_float32(torch, mode, width, copies):
+    """An input cell's gradient adds those of the border cells copying it: 4e4 + 4e4 - 4e4
+    overflowed to inf in a float16 running sum, where torch's (in float32, rounded once) is
+    4e4."""
+    dpadded = np.zeros((1, 1, 1, width + 6), np.float16)
+    dpadded[..., list(copies)] = [4e4, 4e4, -4e4]
+    x = torch.zeros((1, 1, 1, width), requires_grad=True)
+    torch.nn.functional.pad(x, (3, 3, 0, 0), mode=mode).backward(
+        torch.from_numpy(dpadded.astype(np.float32)))
+    folded = fold(dpadded.copy(), ((0, 0), (3, 3)), mode)
+    assert folded.dtype == np.float16 and folded.flags.c_contiguous
+    np.testing.assert_array_equal(folded, x.grad.numpy().astype(np.float16))
+
+
 def test_same_padding_with_a_mode_uses_the_resolved_pads(torch):
     """An even kernel: 'same' puts the odd pad on the bottom/right, as torch's Conv2d."""
     case = dict(kw=dict(stride=1, padding="same", dilation=1, groups=1,

@@ -192,15 +192,16 @@ def fold(dpadded: Array, pads: Pads, mode: str) -> Array:
     ----------
     dpadded : ndarray
         The gradient of the padded array; it is used as scratch (its borders are summed into
-        its inner part in place).
+        its inner part in place; a float16 one's into a float32 copy).
     pads, mode
         As given to :func:`fill`.
 
     Returns
     -------
     ndarray
-        The input's gradient, C-contiguous, each border cell's gradient added to the input cell
-        it copies, in a fixed order.
+        The input's gradient, C-contiguous in dpadded's dtype, each border cell's gradient
+        added to the input cell it copies, in a fixed order (float16's in float32, rounded
+        once).
 
     Examples
     --------
@@ -209,7 +210,10 @@ def fold(dpadded: Array, pads: Pads, mode: str) -> Array:
     array([[1., 3., 2., 1.]])
     """
     xp = get_array_module(dpadded)
-    acc = accumulator_dtype(dpadded.dtype)
+    dtype = dpadded.dtype
+    # A float16 cell and the borders copying it could overflow past 65504 before a later
+    # term cancels them: they are summed in float32.
+    dpadded = dpadded.astype(accumulator_dtype(dtype), copy=False)
     shape = list(dpadded.shape)
     for axis, _, before, after in _axes(dpadded.shape, pads):
         shape[axis] -= before + after
@@ -222,10 +226,10 @@ def fold(dpadded: Array, pads: Pads, mode: str) -> Array:
             if how == "flip":
                 cells = xp.flip(cells, axis=axis)
             elif how == "edge":
-                cells = cells.sum(axis=axis, keepdims=True, dtype=acc)
+                cells = cells.sum(axis=axis, keepdims=True)
             view[_at(axis, source, dpadded.ndim)] += cells
         inner[axis] = slice(before, before + n)
-    return xp.ascontiguousarray(dpadded[tuple(inner)])
+    return xp.ascontiguousarray(dpadded[tuple(inner)], dtype=dtype)
 
 
 def pad_input(x: Array, pads: Pads, mode: str) -> tuple[Array, Any, Any]:
