@@ -11,8 +11,13 @@ class _Schedule:
     """Sets ``optimizer.lr = base_lr * factor(epoch)`` each time ``step()`` ends an epoch."""
 
     def __init__(self, optimizer: Any) -> None:
+        if not hasattr(optimizer, "lr"):
+            raise TypeError(f"optimizer must have a settable lr (an Optimizer or "
+                            f"RuleOptimizer), got {type(optimizer).__name__}")
+        # A RuleOptimizer's lr is None until its config or first step sets learning_rate:
+        # refused now, not as None * factor at the end of the first epoch.
+        self.base_lr = check_real("optimizer.lr (the base learning rate)", optimizer.lr, 0.0)
         self.optimizer = optimizer
-        self.base_lr = optimizer.lr
         self.epoch = 0
 
     def factor(self, epoch: int) -> float:
@@ -44,8 +49,11 @@ class ExponentialLR(_Schedule):
 
     Raises
     ------
+    TypeError
+        For an optimizer without an ``lr``, or whose ``lr`` is no real number (a
+        RuleOptimizer before its learning rate is set).
     ValueError
-        For a negative ``gamma``.
+        For a negative ``gamma`` or ``lr``.
 
     Examples
     --------
@@ -91,7 +99,8 @@ class StepLR(_Schedule):
     Raises
     ------
     TypeError, ValueError
-        For a ``step_size`` that is no int >= 1, or a negative ``gamma``.
+        For a ``step_size`` that is no int >= 1, a negative ``gamma``, or an
+        optimizer's ``lr`` that is no real number >= 0 (as for :class:`ExponentialLR`).
 
     Examples
     --------

@@ -502,6 +502,20 @@ def test_step_lr_checks_its_step_size():
     assert optim.StepLR(opt, step_size=np.int64(2)).step_size == 2
 
 
+@pytest.mark.parametrize("schedule, kwargs, first", [(optim.StepLR, dict(step_size=2), 0.2),
+                                                     (optim.ExponentialLR, dict(gamma=0.5), 0.1)])
+def test_schedules_refuse_an_optimizer_without_a_learning_rate_when_built(schedule, kwargs, first):
+    """A RuleOptimizer has lr None until a step sets learning_rate: the first epoch's end
+    failed with None * factor."""
+    with pytest.raises(TypeError, match=r"optimizer.lr \(the base learning rate\) must be"):
+        schedule(optim.RuleOptimizer(make_params(), optim.adam), **kwargs)
+    with pytest.raises(TypeError, match="optimizer must have a settable lr"):
+        schedule(make_params(), **kwargs)
+    opt = optim.RuleOptimizer(make_params(), optim.adam, {"learning_rate": 0.2})
+    assert schedule(opt, **kwargs).step() == pytest.approx(first)
+    assert opt.lr == pytest.approx(first)
+
+
 @pytest.mark.gpu
 def test_optimizer_state_is_allocated_on_the_parameters_device():
     import cupy
