@@ -240,6 +240,9 @@ def test_dropout_p_is_the_keep_probability_and_seed_repeats_the_mask():
      ValueError, "'train' or 'test'"),
     (lambda: cs.dropout_forward(randn((4, 3)), {"mode": "train", "p": 0.0}), ValueError,
      "keep probability"),
+    # a string failed inside the comparison with "'<' not supported", naming nothing
+    (lambda: cs.dropout_forward(randn((4, 3)), {"mode": "train", "p": "0.5"}), TypeError,
+     r"dropout_param\['p'\] \(the keep probability\) must be a real number"),
     (lambda: cs.conv_forward_naive(randn((1, 1, 4, 4)), randn((1, 1, 3, 3)), randn((1,)),
                                    (1, 0)), TypeError, "conv_param must be a dict"),
 ])

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import functional as F
 from .._typing import Array
+from .._validate import check_real
 from ..backend import get_array_module, promoted
 from ._course_params import get as _get
 from ._course_params import labels as _labels
@@ -184,10 +185,8 @@ def dropout_forward(x: Array, dropout_param: dict[str, Any]) -> tuple[Array, Any
     [0.0, 2.0]
     """
     train = _mode(dropout_param, "dropout_param")
-    keep = _get(dropout_param, "dropout_param", ["p"])[0]
-    if not 0.0 < keep <= 1.0:
-        raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], "
-                         f"got {keep}")
+    keep = check_real("dropout_param['p'] (the keep probability)",
+                      _get(dropout_param, "dropout_param", ["p"])[0], 0.0, 1.0, low_open=True)
     xp = get_array_module(x)
     if "seed" in dropout_param:  # the course seeds the global generator, in both modes
         xp.random.seed(dropout_param["seed"])
