@@ -379,6 +379,21 @@ def test_empty_batch_gives_empty_results(op, kw):
     assert getattr(F, op + "_backward")(out, cache).shape == x.shape
 
 
+@pytest.mark.parametrize("forward, backward, x_shape", [
+    (F.max_pool1d_forward, F.max_pool1d_backward, (2, 0, 7)),
+    (F.max_pool2d_forward, F.max_pool2d_backward, (2, 0, 7, 6)),
+    (F.max_pool3d_forward, F.max_pool3d_backward, (2, 0, 3, 7, 6)),
+])
+def test_max_pool_backward_of_no_channels_is_empty(forward, backward, x_shape):
+    """Images of no channels pool to empty planes, as the average pools do both ways; the
+    max pools' backward reshaped its sums to (-1, C, ...), ambiguous for C = 0, and raised."""
+    x = np.zeros(x_shape, np.float32)
+    out, cache = forward(x, 2, padding=1)
+    assert out.shape[:2] == x_shape[:2]
+    dx = backward(np.zeros_like(out), cache)
+    assert dx.shape == x.shape and dx.dtype == x.dtype
+
+
 @pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
                                 dict(kernel_size=2, stride=1, padding=1, ceil_mode=True)])
 def test_minus_infinity_input_with_padding_indexes_an_input_cell_like_torch(torch, kw):

@@ -138,13 +138,15 @@ def max_pool_backward(dout: Array, argmax: Array, x_shape: tuple[int, ...],
         crop = (slice(None), slice(None)) + geometry.interior
 
         def scatter(batch):
-            planes = (batch.stop - batch.start) * c
+            images = batch.stop - batch.start
+            planes = images * c
             index = numpy.take(offset_of, argmax[batch].reshape(planes, positions))
             index += corner
             index += numpy.arange(0, planes * plane, plane, dtype=numpy.int64).reshape(-1, 1)
             sums = numpy.bincount(index.reshape(-1), weights=dout[batch].reshape(-1),
                                   minlength=planes * plane)
-            numpy.copyto(dx[batch], sums.reshape((-1, c) + geometry.padded)[crop],
+            # (images, c), not (-1, c): with no channels the -1 is ambiguous
+            numpy.copyto(dx[batch], sums.reshape((images, c) + geometry.padded)[crop],
                          casting="same_kind")  # cropped and rounded once, in one pass
 
         over_batch(scatter, n, dx.nbytes, passes=2)  # written, then read back for the crop
