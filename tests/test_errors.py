@@ -159,6 +159,20 @@ def test_non_float_w():
         F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3, dtype=np.int64))
 
 
+@pytest.mark.parametrize("op, x, w", [
+    (F.conv2d_forward, np.zeros((1, 1, 5, 5)).tolist(), x_(1, 1, 3, 3)),
+    (F.conv2d_forward, x_(1, 1, 5, 5), np.zeros((1, 1, 3, 3)).tolist()),
+    (F.conv1d_forward, np.zeros((1, 1, 5)).tolist(), x_(1, 1, 3)),
+    (F.conv3d_forward, np.zeros((1, 1, 3, 3, 3)).tolist(), x_(1, 1, 2, 2, 2)),
+    (F.conv_transpose2d_forward, np.zeros((1, 1, 5, 5)).tolist(), x_(1, 1, 3, 3)),
+])
+def test_convolution_operand_not_an_array(op, x, w):
+    """A list is no array (a TypeError, as for the bias), not an array of the wrong rank."""
+    name = "x" if isinstance(x, list) else "w"
+    with _raises(TypeError, f"{name} must be a NumPy or CuPy array, got list"):
+        op(x, w)
+
+
 def test_x_and_w_of_different_float_dtypes():
     with _raises(TypeError, "x is float32 but w is float64"):
         F.conv2d_forward(x_(1, 1, 5, 5, dtype=np.float32), x_(1, 1, 3, 3))

@@ -15,10 +15,11 @@ LAYOUTS_3D = ("(N, C, D, H, W)", "(F, C/groups, KD, KH, KW)")
 
 
 def _check_arrays(x: Array, w: Array, b: Array | None, layouts: tuple[str, str]) -> None:
-    """x and w of the layouts' rank, float, of one dtype; b (if any) float of that dtype too."""
+    """x and w float arrays of the layouts' rank, of one dtype; b (if any) float of that dtype
+    too."""
     for name, array, layout in (("x", x, layouts[0]), ("w", w, layouts[1])):
+        _validate.check_float(array, name)  # first: what is no array is a TypeError
         _validate.check_ndim(array, layout.count(",") + 1, name, layout)
-        _validate.check_float(array, name)
     _validate.check_same_dtype(x, "x", w, "w")
     if b is not None:
         _validate.check_float(b, "b")
