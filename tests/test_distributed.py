@@ -4,7 +4,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -546,6 +548,164 @@ def test_fastconv_info_names_the_transport(capsys):
     assert cli.main(["info"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("data-parallel:")]
     assert len(line) == 1 and "MPI" in line[0]
+
+
+# ---------------------------------------------------------------- NCCL set-up, with stand-ins
+class ThreadedJob:
+    """A job whose ranks are threads of this process, for the MPI calls the communicator
+    makes. Every collective checks that all ranks are in the same call with the same buffer
+    layout: where real MPI would hang (or mix up messages) this raises on every rank."""
+
+    IN_PLACE, COMM_TYPE_SHARED = object(), object()
+    MIN = staticmethod(lambda values: np.min(values, axis=0))
+    SUM = staticmethod(lambda values: np.sum(values, axis=0))
+
+    def __init__(self, size):
+        self.size = size
+        self.barrier = threading.Barrier(size, timeout=20)
+        self.slots = [None] * size
+
+    def comm(self, rank):
+        return RankComm(self, rank)
+
+    def exchange(self, rank, call, buf):
+        """Every rank's ``buf`` (a copy), once all ranks have made the same ``call``."""
+        self.slots[rank] = ((call, buf.dtype.str, buf.shape), buf.copy())
+        self.barrier.wait()
+        calls = [slot[0] for slot in self.slots]
+        values = [slot[1] for slot in self.slots]
+        self.barrier.wait()  # nobody writes the next call's slot before all have read
+        if len(set(calls)) > 1:
+            raise AssertionError(f"the ranks are in different collectives: {calls}")
+        return values
+
+
+class RankComm:
+    """One rank's stand-in for an ``mpi4py.MPI.Comm`` in a :class:`ThreadedJob`."""
+
+    def __init__(self, job, rank):
+        self.job, self.rank = job, rank
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.job.size
+
+    def Split_type(self, split_type, key):
+        return self  # one machine: the node's ranks are the job's
+
+    def Free(self):
+        pass
+
+    def Bcast(self, buf, root=0):
+        buf[...] = self.job.exchange(self.rank, f"Bcast from {root}", buf)[root]
+
+    def Allreduce(self, sendbuf, recvbuf, op):
+        assert sendbuf is ThreadedJob.IN_PLACE
+        recvbuf[...] = op(self.job.exchange(self.rank, "Allreduce", recvbuf))
+
+
+def fake_nccl(unique_id, takes):
+    """A ``cupy.cuda.nccl`` stand-in: ``get_unique_id()`` returns ``unique_id`` (or raises
+    it, an exception); ``NcclCommunicator(ndev, commId, rank)`` takes only a ``takes``
+    (bytes or tuple, as CuPy 14 and 13 do) and records the id each rank passed."""
+    received = {}
+
+    def get_unique_id():
+        if isinstance(unique_id, Exception):
+            raise unique_id
+        return unique_id
+
+    class NcclCommunicator:
+        def __init__(self, ndev, comm_id, rank):
+            if not isinstance(comm_id, takes):  # what Cython's typed argument says
+                raise TypeError(f"Argument 'commId' has incorrect type (expected "
+                                f"{takes.__name__}, got {type(comm_id).__name__})")
+            assert len(comm_id) == 128  # sizeof(ncclUniqueId)
+            received[rank] = comm_id
+
+    return types.SimpleNamespace(available=True, get_unique_id=get_unique_id,
+                                 get_version=lambda: 22703, NcclCommunicator=NcclCommunicator,
+                                 received=received)
+
+
+@pytest.fixture
+def gpu_job(monkeypatch):
+    """Build the communicators of a 2-rank GPU job, one per thread, over ``nccl`` (from
+    :func:`fake_nccl`), with a one-GPU-per-rank CuPy stand-in: a list, per rank, of its
+    Communicator or the exception its construction raised."""
+    monkeypatch.setenv("FASTCONV_COLLECTIVE_TIMEOUT", "0")  # no watchdog thread
+    monkeypatch.setattr(distributed.comm, "_import_mpi", lambda: ThreadedJob)
+
+    def build(nccl, gpu_transport="auto", size=2):
+        cuda = types.ModuleType("cupy.cuda")
+        cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: size)
+        cuda.Device = lambda index: types.SimpleNamespace(use=lambda: None)
+        cuda.nccl = nccl
+        cupy = types.ModuleType("cupy")
+        cupy.cuda = cuda
+        for name, module in [("cupy", cupy), ("cupy.cuda", cuda), ("cupy.cuda.nccl", nccl)]:
+            monkeypatch.setitem(sys.modules, name, module)
+        job, outcome = ThreadedJob(size), [None] * size
+
+        def rank(r):
+            try:
+                outcome[r] = distributed.Communicator(job.comm(r), "gpu", gpu_transport)
+            except Exception as exc:
+                outcome[r] = exc
+
+        threads = [threading.Thread(target=rank, args=(r,)) for r in range(size)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads), "a rank hung"
+        return outcome
+    return build
+
+
+UNIQUE_ID = bytes(range(0, 256, 2))  # 128 bytes, half of them above 127 (negative as chars)
+
+
+@pytest.mark.parametrize("spelling", ["bytes (CuPy 14)", "signed chars (CuPy 13, x86-64)",
+                                      "unsigned chars (CuPy 13, aarch64)"])
+def test_every_rank_passes_rank_0s_nccl_id_as_its_cupy_spells_it(gpu_job, spelling):
+    raw = np.frombuffer(UNIQUE_ID, dtype=np.uint8)
+    unique_id, takes = {
+        "bytes (CuPy 14)": (UNIQUE_ID, bytes),
+        "signed chars (CuPy 13, x86-64)": (tuple(int(v) for v in raw.view(np.int8)), tuple),
+        "unsigned chars (CuPy 13, aarch64)": (tuple(int(v) for v in raw), tuple),
+    }[spelling]
+    nccl = fake_nccl(unique_id, takes)
+    comms = gpu_job(nccl, "nccl")
+    assert all(isinstance(c, distributed.Communicator) for c in comms), comms
+    assert nccl.received == {0: unique_id, 1: unique_id}
+    assert [c._gpu_note for c in comms] == ["NCCL 22703 (cupy.cuda.nccl)"] * 2
+
+
+@pytest.mark.parametrize("gpu_transport", ["auto", "nccl"])
+def test_a_rank_0_that_cannot_make_the_nccl_id_stops_no_rank_in_a_collective(gpu_job,
+                                                                             gpu_transport):
+    nccl = fake_nccl(RuntimeError("NCCL error: unhandled system error"), bytes)
+    comms = gpu_job(nccl, gpu_transport)
+    assert nccl.received == {}
+    if gpu_transport == "nccl":  # asked for: every rank refuses, naming why
+        assert all(isinstance(c, RuntimeError) for c in comms), comms
+        assert "unhandled system error" in str(comms[0])
+        assert "rank 0 could not make the NCCL unique id" in str(comms[1])
+    else:  # every rank falls back to staging, saying why
+        notes = [c._gpu_note for c in comms]
+        assert notes[0].startswith("staged through host memory and MPI (NCCL initialisation "
+                                   "failed (RuntimeError: NCCL error: unhandled system"), notes
+        assert "rank 0 could not make the NCCL unique id" in notes[1], notes
+        assert all(c._nccl is None for c in comms)
+
+
+def test_an_nccl_id_of_an_unknown_spelling_is_refused_on_every_rank(gpu_job):
+    comms = gpu_job(fake_nccl([0] * 128, bytes), "nccl")
+    assert "returned a list; expected bytes (CuPy 14+) or a tuple" in str(comms[0])
+    assert "rank 0 could not make the NCCL unique id" in str(comms[1])
 
 
 # ---------------------------------------------------------------- GPU (NCCL, staged)
