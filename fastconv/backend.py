@@ -219,7 +219,8 @@ def gpu_status() -> tuple[bool, str]:
     Returns
     -------
     available : bool
-        True when CuPy imports and a CUDA device runs a kernel.
+        True when CuPy imports, a CUDA device runs a kernel and cuBLAS loads
+        (the convolutions' matrix products need it).
     reason : str
         Why no GPU is usable, or which devices there are.
 
@@ -252,6 +253,16 @@ def _probe_gpu() -> tuple[bool, str]:
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     except Exception as exc:
         return False, f"a CUDA device is present but not usable ({type(exc).__name__}: {exc})"
+    # CuPy (13 and 14) loads cuBLAS only when it is first used, and every convolution uses
+    # it: a machine with the driver and NVRTC but no cuBLAS would pass the kernel launch
+    # above and fail at its first product.
+    try:
+        from cupy.cuda import cublas  # noqa: F401  (the import loads the library)
+        cupy.cuda.device.get_cublas_handle()
+    except Exception as exc:
+        first_line = str(exc).partition("\n")[0]  # CuPy's loader then lists the folders it read
+        return False, (f"cuBLAS is not loadable ({type(exc).__name__}: {first_line}); install "
+                       "cupy-cudaXX[ctk] (CuPy 14+) or the CUDA toolkit")
     return True, f"{count} CUDA device(s); using {name}"
 
 

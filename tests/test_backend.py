@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -70,6 +71,56 @@ def test_without_gpu_the_reason_says_why():
     available, reason = fastconv.gpu_status()
     assert available is False
     assert any(word in reason for word in ("CuPy", "CUDA", "device")), reason
+
+
+def stand_in_cupy(monkeypatch, cublas_failure=None, handle_failure=None):
+    """A CuPy with one working device; its cuBLAS loads lazily, as CuPy's does, and
+    ``from cupy.cuda import cublas`` raises ``cublas_failure`` (get_cublas_handle()
+    ``handle_failure``) when given."""
+    def getattr_lazily(name):  # CuPy's cupy.cuda.__getattr__ imports cublas on first use
+        if name != "cublas":
+            raise AttributeError(name)
+        if cublas_failure is not None:
+            raise cublas_failure
+        return types.SimpleNamespace()
+
+    def get_cublas_handle():
+        if handle_failure is not None:
+            raise handle_failure
+        return 1
+
+    cuda = types.ModuleType("cupy.cuda")
+    cuda.__getattr__ = getattr_lazily
+    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1,
+                                         getDeviceProperties=lambda i: {"name": b"Stand-in"})
+    cuda.Device = lambda: types.SimpleNamespace(id=0)
+    cuda.device = types.SimpleNamespace(get_cublas_handle=get_cublas_handle)
+    cupy = types.ModuleType("cupy")
+    cupy.cuda, cupy.zeros = cuda, np.zeros  # the probe's kernel launch, on the host
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    monkeypatch.delitem(sys.modules, "cupy.cuda.cublas", raising=False)
+
+
+def test_the_gpu_probe_accepts_a_device_whose_cublas_loads(monkeypatch):
+    stand_in_cupy(monkeypatch)
+    assert backend._probe_gpu() == (True, "1 CUDA device(s); using Stand-in")
+
+
+@pytest.mark.parametrize("failure", [
+    dict(cublas_failure=ImportError('Failure finding "libcublasLt.so.13 or libcublasLt.so.12"'
+                                    '\n  listdir("site-packages/nvidia/cu13/lib"):')),
+    dict(handle_failure=RuntimeError("CUBLAS_STATUS_NOT_INITIALIZED")),
+], ids=["library missing", "no handle"])
+def test_the_gpu_probe_refuses_a_device_without_cublas_saying_what_to_install(monkeypatch,
+                                                                              failure):
+    """The driver, a device and NVRTC, and no cuBLAS: every convolution would fail."""
+    stand_in_cupy(monkeypatch, **failure)
+    available, reason = backend._probe_gpu()
+    assert available is False
+    assert reason.startswith("cuBLAS is not loadable (") and "\n" not in reason, reason
+    assert reason.endswith("install cupy-cudaXX[ctk] (CuPy 14+) or the CUDA toolkit"), reason
+    assert ("libcublasLt.so.13" in reason) or ("CUBLAS_STATUS_NOT_INITIALIZED" in reason)
 
 
 @pytest.fixture
