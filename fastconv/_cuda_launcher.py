@@ -63,14 +63,20 @@ def kernel_source(file, directory=None):
 
 
 def compile_options(directory, nvrtc_version=None):
-    """The NVRTC options fastconv passes (CuPy appends -arch, -ftz and more at run time).
+    """The NVRTC options fastconv passes to ``cupy.RawModule``.
+
+    CuPy compiles with its CCCL include paths first, then these, then its own
+    include directory and the CUDA headers' (``assemble_cupy_compiler_options``
+    in ``cupy/_core/core.pyx``), and appends ``-ftz=true``, ``-arch`` and
+    ``--device-as-default-execution-space`` (``cupy/cuda/compiler.py``).
 
     The kernels include ``common.cuh`` from ``directory``; CuPy's disk cache
     is keyed by the source and the options only, so a hash of the header is
     passed as a define, and a changed header is never served a stale binary.
-    NVRTC 12.8+ (``nvrtc_version`` as (major, minor)) gets ``--pch`` from
-    CuPy, whose notices would fill the log of a clean compile;
-    ``--pch-messages=false`` (that version's option) silences them.
+    CuPy 14.1+ also appends ``--pch`` on NVRTC 12.8+ (``nvrtc_version`` as
+    (major, minor)) when ``CUPY_NVRTC_USE_PCH=1`` (13.x and 14.0.x never do);
+    its notices would fill the log of a clean compile, and
+    ``--pch-messages=false``, passed to those NVRTC versions, silences them.
     """
     header = hashlib.sha256((Path(directory) / "common.cuh").read_bytes()).hexdigest()[:16]
     options = ("-std=c++17", f"-I{directory}", f"-DFC_COMMON_CUH_SHA256={header}")

@@ -2,17 +2,20 @@
 
 Each kernel file is compiled once per dtype, with every template instantiation
 (the run-time window and the unrolled ones), exactly as the launcher asks CuPy
-to (fastconv/_cuda.py's options and name expressions) plus the options CuPy
-appends at run time (-ftz=true, -arch, --device-as-default-execution-space,
---pch on NVRTC 12.8+), to cubin for sm_75, sm_80 and sm_90 and to PTX for
-compute_90 (what CuPy builds for devices newer than NVRTC knows). Any line in
-the compiler log fails, but for the resource report ``-Xptxas=-v`` asks for.
+to (fastconv/_cuda.py's options and name expressions), with the options CuPy
+compiles with at run time: its include paths around fastconv's options
+(CuPy's own ``assemble_cupy_compiler_options``), then -ftz=true, -arch and
+--device-as-default-execution-space, and --pch only where CuPy would add it
+(CuPy 14.1+ with ``CUPY_NVRTC_USE_PCH=1`` on NVRTC 12.8+: set it to check that
+mode too), to cubin for sm_75, sm_80 and sm_90 and to PTX for compute_90 (what
+CuPy builds for devices newer than NVRTC knows). Any line in the compiler log
+fails, but for the resource report ``-Xptxas=-v`` asks for.
 
-Two more additions to CuPy's options, neither changing the code generated:
+More additions to CuPy's options, none changing the code generated:
 ``-Xptxas=--warn-on-spills`` (a register spill then fills the log and fails),
-and a ``--pch-dir`` per architecture (one process compiling for several
-architectures would otherwise reuse a precompiled header built with other
-options, and NVRTC says so in the log). The verbose report lists every
+and, with --pch, a ``--pch-dir`` per architecture (one process compiling for
+several architectures would otherwise reuse a precompiled header built with
+other options, and NVRTC says so in the log). The verbose report lists every
 kernel's registers and spills at the end of the test output; spills, or a
 register count that would make a launch of fastconv's block size fail, are
 errors. The sm_90 cubins are disassembled (nvdisasm, tests/cuda_emu/sass.py)
@@ -59,12 +62,27 @@ def nvrtc():
     return nvrtc
 
 
-def runtime_options(nvrtc, target, pch_dir):
-    """fastconv's options, then what CuPy's RawModule appends (cupy/cuda/compiler.py)."""
-    version = nvrtc.getVersion()
-    options = _cuda.compile_options(_cuda.kernel_dir(), version)
+@pytest.fixture(scope="module")
+def cupy_options(nvrtc):
+    """fastconv's options as CuPy's RawModule hands them to NVRTC, but for what
+    cupy/cuda/compiler.py appends: ``(options, whether it appends --pch)``."""
+    version = tuple(nvrtc.getVersion())
+    try:
+        from cupy._core import core
+        from cupy.cuda import compiler
+        options = core.assemble_cupy_compiler_options(
+            _cuda.compile_options(_cuda.kernel_dir(), version))
+    except Exception as exc:  # ImportError, or CuPy finds no CUDA headers
+        _required("CuPy's compiler options", exc)
+    # CuPy 14.1+ reads CUPY_NVRTC_USE_PCH into _use_pch; 13.x and 14.0.x have neither.
+    return options, getattr(compiler, "_use_pch", False) and version >= (12, 8)
+
+
+def runtime_options(cupy_options, target, pch_dir):
+    """What NVRTC gets from CuPy's RawModule for ``target``, and the spill warning."""
+    options, use_pch = cupy_options
     options += ("-ftz=true", f"-arch={target}", "--device-as-default-execution-space")
-    if tuple(version) >= (12, 8):
+    if use_pch:
         options += ("--pch", f"--pch-dir={pch_dir}")
     return options + ("-Xptxas=--warn-on-spills",)
 
@@ -79,18 +97,19 @@ def compile_program(nvrtc, file, names, options, ptx=False):
 
 @pytest.fixture(scope="module")
 def pch_dirs(tmp_path_factory):
-    """One precompiled-header directory per architecture, as one process per GPU kind."""
+    """One precompiled-header directory per architecture, as one process per GPU kind
+    (used only where CuPy adds --pch)."""
     return {target: tmp_path_factory.mktemp(f"pch-{target}") for target in TARGETS}
 
 
 @pytest.fixture(scope="module")
-def compiled(nvrtc, pch_dirs):
+def compiled(nvrtc, cupy_options, pch_dirs):
     """{(file, dtype, target): (log, lowered, binary)}, compiled two at a time; the cubin
     targets with ``-Xptxas=-v`` (registers and spills in the log)."""
     def compile_one(key):
         file, dtype, target = key
         ptx = target.startswith("compute_")
-        options = runtime_options(nvrtc, target, pch_dirs[target])
+        options = runtime_options(cupy_options, target, pch_dirs[target])
         return compile_program(nvrtc, file, _cuda.name_expressions(file, dtype),
                                options if ptx else options + ("-Xptxas=-v",), ptx)
 

@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 
 from fastconv import _cuda
-from test_cuda_compile import compile_program, nvrtc, runtime_options  # noqa: F401 (fixture)
+from test_cuda_compile import (compile_program, cupy_options, nvrtc,  # noqa: F401 (fixtures)
+                               runtime_options)
 
 ARITHMETIC = re.compile(r"\b(?:fma|mad|mul|add|sub)\.[a-z0-9.]*f(?:32|64)\b")
 
 
 @pytest.mark.parametrize("dtype", list(_cuda.CTYPES), ids=lambda d: np.dtype(d).name)
-def test_interpolate_kernels_fuse_no_multiply_add(nvrtc, tmp_path, dtype):  # noqa: F811
-    options = runtime_options(nvrtc, "compute_90", tmp_path)
+def test_interpolate_kernels_fuse_no_multiply_add(nvrtc, cupy_options, tmp_path,  # noqa: F811
+                                                  dtype):
+    options = runtime_options(cupy_options, "compute_90", tmp_path)
     _, lowered, ptx = compile_program(nvrtc, "interpolate.cu",
                                       _cuda.name_expressions("interpolate.cu", dtype), options,
                                       ptx=True)
