@@ -42,7 +42,7 @@ from ._cuda_registry import UNROLLED_DTYPES
 from ._cuda_registry import WINDOWS
 from ._cuda_registry import kernel_files, kernel_name, kernel_windows
 from ._cuda_registry import name_expressions, unrolled_windows, window_of
-from ._cuda_vol2col import col2vol_into, vol2col_into, volume_args
+from ._cuda_vol2col import col2vol_into, vol2col_into, volume_args, volume_calls
 from ._cuda_pool3d import avg_pool3d_backward, avg_pool3d_forward, max_pool3d_backward
 from ._cuda_pool3d import max_pool3d_forward
 from ._cuda_interpolate import interpolate_backward, interpolate_fits, interpolate_forward
@@ -50,14 +50,15 @@ from ._cuda_unpool import adaptive_max_pool2d_fits, adaptive_max_pool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_outside, max_unpool2d_fits, max_unpool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_forward, max_unpool2d_outside
 from ._cuda_conv_gemm import conv_gemm_fits, conv_gemm_into, conv_input_grad_into
+from ._cuda_conv_gemm import conv_input_grad_launch
 
 __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS",
            "MAX_BLOCKS", "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS", "adaptive_max_pool2d_fits",
            "adaptive_max_pool2d_forward", "adaptive_max_pool2d_gather",
            "adaptive_max_pool2d_outside", "avg_pool2d_backward",
            "avg_pool2d_forward", "avg_pool3d_backward", "avg_pool3d_forward", "col2im_into",
-           "col2vol_into", "compile_options", "conv_gemm_fits", "conv_gemm_into",
-           "conv_input_grad_into", "default_launcher",
+           "col2vol_into", "column_launches", "compile_options", "conv_gemm_fits",
+           "conv_gemm_into", "conv_input_grad_into", "conv_input_grad_launch", "default_launcher",
            "depthwise_backward_data_into", "depthwise_fits", "depthwise_forward",
            "depthwise_weight_partials_into", "im2col_into",
            "interpolate_backward", "interpolate_fits", "interpolate_forward", "kernel_dir",
@@ -66,7 +67,7 @@ __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE
            "max_pool2d_forward", "max_pool3d_backward", "max_pool3d_forward",
            "max_unpool2d_fits", "max_unpool2d_gather", "max_unpool2d_outside",
            "name_expressions", "TILES", "tiled_launch_config", "unrolled_windows", "vol2col_into",
-           "volume_args", "weight_sum", "window_of"]
+           "volume_args", "volume_calls", "weight_sum", "weight_sum_launch", "window_of"]
 
 _default_launcher = None
 
@@ -102,6 +103,15 @@ def _window_args(geometry):
     return h, w, oh, ow, kh, kw, sh, sw, top, left, dh, dw
 
 
+def _column_calls(geometry, images, channels):
+    """The (kernel, work, scalars) of im2col and of col2im over ``images`` x ``channels``
+    planes of ``geometry``."""
+    scalars = (images, channels, *_window_args(geometry))
+    planes = images * channels
+    return (("im2col_kernel", (planes, geometry.out[0] * geometry.out[1]), scalars),
+            ("col2im_kernel", (planes, geometry.size[0] * geometry.size[1]), scalars))
+
+
 def im2col_into(x, geometry, out, launcher=None):
     """Write the columns of ``x`` (N, C, H, W) into ``out`` (N, C, KH, KW, OH, OW), on the GPU.
 
@@ -110,11 +120,8 @@ def im2col_into(x, geometry, out, launcher=None):
     ValueError
         ``out`` shares memory with ``x``, or a plane is too large for the kernels.
     """
-    launcher = resolved(launcher)
-    n, c = x.shape[:2]
-    args = _window_args(geometry)
-    return launch_into(launcher, "im2col_kernel", (n * c, geometry.out[0] * geometry.out[1]),
-                       (x,), out, n, c, *args)
+    kernel, work, scalars = _column_calls(geometry, *x.shape[:2])[0]
+    return launch_into(resolved(launcher), kernel, work, (x,), out, *scalars)
 
 
 def col2im_into(cols, geometry, out, launcher=None):
@@ -125,11 +132,27 @@ def col2im_into(cols, geometry, out, launcher=None):
     ValueError
         ``out`` shares memory with ``cols``, or a plane is too large for the kernels.
     """
+    kernel, work, scalars = _column_calls(geometry, *out.shape[:2])[1]
+    return launch_into(resolved(launcher), kernel, work, (cols,), out, *scalars)
+
+
+def column_launches(geometry, images, channels, dtype, launcher=None):
+    """The prepared launches ``(im2col, col2im)`` of :func:`im2col_into` and
+    :func:`col2im_into` (or, for three spatial axes, of :func:`vol2col_into` and
+    :func:`col2vol_into`) over ``images`` images of ``channels`` channels of ``dtype``:
+    ``im2col(x, cols)`` and ``col2im(cols, out)`` on C-contiguous arrays of those shapes,
+    unchecked (:meth:`fastconv._cuda_launcher.Launcher.prepare`).
+
+    Raises
+    ------
+    ValueError
+        A plane (volume) too large for the kernels.
+    """
     launcher = resolved(launcher)
-    n, c = out.shape[:2]
-    args = _window_args(geometry)
-    return launch_into(launcher, "col2im_kernel", (n * c, geometry.size[0] * geometry.size[1]),
-                       (cols,), out, n, c, *args)
+    calls = (_column_calls if len(geometry.out) == 2 else volume_calls)(geometry, images,
+                                                                         channels)
+    return tuple(launcher.prepare(kernel, dtype, work, *scalars)
+                 for kernel, work, scalars in calls)
 
 
 def _pool_forward(launcher, kernel, x, geometry, *per_window_and_outputs):
@@ -276,17 +299,37 @@ def weight_sum(partials, w_shape, dtype, has_bias, launcher=None):
         ``partials`` of another shape than ``w_shape`` implies, or a filter's taps + 1 too
         many for the kernel's 32-bit slot index.
     """
-    launcher = resolved(launcher)
     filters, taps = w_shape[0], math.prod(w_shape[1:])
     if partials.ndim != 3 or partials.shape[1:] != (filters, taps + 1):
         raise ValueError(f"weight_sum: partials {partials.shape} are not (images, "
                          f"{filters}, {taps + 1}) for weights {tuple(w_shape)}")
+    launcher = resolved(launcher)
+    kernel, work, scalars = _weight_sum_call(partials.shape[0], w_shape, has_bias)
+    dw = launcher.empty(tuple(w_shape), dtype)
+    db = launcher.empty((filters,), dtype) if has_bias else None
+    launcher.launch(kernel, work, partials, dw, dw if db is None else db, *scalars)
+    return dw, db
+
+
+def weight_sum_launch(images, w_shape, dtype, has_bias, launcher=None):
+    """The prepared launch of :func:`weight_sum` for ``images`` images' partials:
+    ``launch(partials, dw, db)`` (``db`` is ``dw`` without ``has_bias``, and not written) on
+    C-contiguous arrays of the shapes it takes and returns, unchecked.
+
+    Raises
+    ------
+    ValueError
+        As :func:`weight_sum`, for the filters.
+    """
+    kernel, work, scalars = _weight_sum_call(images, w_shape, has_bias)
+    return resolved(launcher).prepare(kernel, dtype, work, *scalars)
+
+
+def _weight_sum_call(images, w_shape, has_bias):
+    """The (kernel, work, scalars) of :func:`weight_sum`; refuses too many taps per filter."""
+    filters, taps = w_shape[0], math.prod(w_shape[1:])
     if taps + 1 >= _cuda_launcher.PLANE_LIMIT:
         raise ValueError(f"weight_sum: the filters of weights {tuple(w_shape)} have too many "
                          f"taps for the CUDA kernel: each filter's taps + 1 must stay below "
                          f"2**31")
-    dw = launcher.empty(tuple(w_shape), dtype)
-    db = launcher.empty((filters,), dtype) if has_bias else None
-    launcher.launch("weight_sum_kernel", (filters, taps + 1), partials, dw,
-                    dw if db is None else db, partials.shape[0], filters, taps, int(has_bias))
-    return dw, db
+    return "weight_sum_kernel", (filters, taps + 1), (images, filters, taps, int(has_bias))

@@ -99,17 +99,23 @@ def _launch(launcher, x, filters, bias, out, scalars, flipped):
     """out (N, M, OH, OW) = the filters times x's columns (+ bias): ``filters`` (M, C, KH, KW)
     themselves, or (``flipped``) the forward's (F, M, KH, KW) flipped along both window axes
     and transposed, read in place (kernels/conv_gemm.cu's A_ROW, A_OUTER and FLIP)."""
-    n, c = x.shape[:2]
-    taps = scalars[4] * scalars[5]
-    if flipped:
-        m, a_row, a_outer = filters.shape[1], taps, filters.shape[1] * taps
-    else:
-        m, a_row, a_outer = filters.shape[0], filters[0].size, taps
     has_bias = bias is not None
     sources = (x, filters, bias if has_bias else filters)  # the bias is not read without one
+    kernel, work, packed = _call(x.shape, filters.shape, has_bias, scalars, flipped)
+    return launch_into(launcher, kernel, work, sources, out, *packed)
+
+
+def _call(x_shape, filters_shape, has_bias, scalars, flipped):
+    """The (kernel, work, scalars) of :func:`_launch` for operands of these shapes."""
+    n, c = x_shape[:2]
+    taps = scalars[4] * scalars[5]
+    if flipped:
+        m, a_row, a_outer = filters_shape[1], taps, filters_shape[1] * taps
+    else:
+        m, a_row, a_outer = filters_shape[0], math.prod(filters_shape[1:]), taps
     positions = scalars[2] * scalars[3]
-    return launch_into(launcher, "conv_gemm_kernel", (m, n * positions), sources, out,
-                       n, c, m, a_row, a_outer, int(flipped), int(has_bias), *scalars)
+    return ("conv_gemm_kernel", (m, n * positions),
+            (n, c, m, a_row, a_outer, int(flipped), int(has_bias), *scalars))
 
 
 def _refuse(what, geometry, w_shape):
@@ -156,9 +162,31 @@ def conv_input_grad_into(dout: Array, w: Array, geometry: WindowGeometry, dx: Ar
         large for the kernel (:func:`conv_gemm_fits` with ``input_grad``).
     """
     launcher = resolved(launcher)
+    return _launch(launcher, dout, w, None, dx, _checked_input_grad_scalars(w.shape, geometry),
+                   flipped=True)
+
+
+def conv_input_grad_launch(dout_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                           geometry: WindowGeometry, dtype: Any, launcher: Any = None) -> Any:
+    """The prepared launch of :func:`conv_input_grad_into` for ``dout`` of ``dout_shape`` and
+    filters of ``w_shape`` in ``dtype``: ``launch(dout, w, w, dx)`` on C-contiguous arrays,
+    unchecked (the second ``w`` stands for the bias, not read).
+
+    Raises
+    ------
+    ValueError
+        As :func:`conv_input_grad_into`, for the sizes.
+    """
+    scalars = _checked_input_grad_scalars(tuple(w_shape), geometry)
+    kernel, work, packed = _call(dout_shape, w_shape, False, scalars, flipped=True)
+    return resolved(launcher).prepare(kernel, dtype, work, *packed)
+
+
+def _checked_input_grad_scalars(w_shape, geometry):
+    """The input gradient's window scalars (:func:`_fitting_scalars`), or its refusal."""
     if geometry.stride != (1, 1):
         raise ValueError(f"conv_input_grad_into takes a stride-1 convolution, got {geometry}")
-    scalars = _fitting_scalars(w.shape, geometry, True)
+    scalars = _fitting_scalars(w_shape, geometry, True)
     if scalars is None:
-        _refuse("the input gradient", geometry, w.shape)
-    return _launch(launcher, dout, w, None, dx, scalars, flipped=True)
+        _refuse("the input gradient", geometry, w_shape)
+    return scalars

@@ -129,6 +129,24 @@ def _grid(outer, block_height, inner, block_width, max_blocks):
             min(-(-outer // block_height), max_blocks, 65535), 1)
 
 
+class PreparedLaunch:
+    """One kernel launch with everything but its arrays settled (:meth:`Launcher.prepare`).
+
+    Called with the kernel's arrays, in its parameter order, it runs the kernel on them with
+    its packed scalars, unchecked; for empty work (``function`` None) it runs nothing.
+    """
+
+    __slots__ = ("kernel", "function", "grid", "block", "scalars")
+
+    def __init__(self, kernel, function, grid, block, scalars):
+        self.kernel, self.function, self.grid, self.block = kernel, function, grid, block
+        self.scalars = scalars
+
+    def __call__(self, *arrays):
+        if self.function is not None:
+            self.function(self.grid, self.block, arrays + self.scalars)
+
+
 class Launcher:
     """Compiles and launches the kernels for one array module.
 
@@ -206,10 +224,7 @@ class Launcher:
         the current device; scalars must be ints and are passed as
         ``numpy.int64``.
 
-        The arrays are checked on every launch. What follows from the scalars alone (their
-        checks and packing, the instantiation, the grid, the function object) is memoised
-        per launcher, keyed by the scalars' values and types, so a training loop's repeated
-        launches redo none of it.
+        The arrays are checked on every launch; the rest is :meth:`prepare`'s, memoised.
 
         Raises
         ------
@@ -225,34 +240,64 @@ class Launcher:
         first_scalar = FIRST_SCALAR[kernel]
         typed = FIRST_TYPED[kernel]
         dtype = None if typed is None else getattr(args[typed], "dtype", None)
-        if dtype not in CTYPES:
-            raise TypeError(f"{kernel} runs on float16, float32 or float64 arrays, got {dtype}")
+        self._check_dtype(kernel, dtype)
         device = self.device_id()
         for arg, (name, kind) in zip(args[:first_scalar], params):
             self._check_array(kernel, name, kind, arg, dtype, device)
+        self._prepared_on(device, kernel, dtype, work, args[first_scalar:])(*args[:first_scalar])
+
+    def prepare(self, kernel, dtype, work, *scalars):
+        """The launch of ``kernel`` over ``work`` with these scalars for ``dtype`` arrays on
+        the current device, settled: a :class:`PreparedLaunch`, which runs it on arrays.
+
+        What follows from the scalars alone (their checks and packing, the instantiation,
+        the grid, the function object) is memoised per launcher, keyed by the scalars'
+        values and types, so a training loop's repeated launches redo none of it. The
+        arrays a prepared launch is given are not checked: :meth:`launch` checks them, and
+        an algorithm that prepares its launches checks its inputs once and makes the rest
+        itself (:mod:`fastconv._gpu.conv`).
+
+        Raises
+        ------
+        TypeError
+            A dtype other than float16, float32 or float64, or a scalar that is no int.
+        ValueError
+            A scalar beyond 64 bits.
+        """
+        dtype = numpy.dtype(dtype)
+        self._check_dtype(kernel, dtype)
+        return self._prepared_on(self.device_id(), kernel, dtype, work, scalars)
+
+    @staticmethod
+    def _check_dtype(kernel, dtype):
+        if dtype not in CTYPES:
+            raise TypeError(f"{kernel} runs on float16, float32 or float64 arrays, got {dtype}")
+
+    def _prepared_on(self, device, kernel, dtype, work, scalars):
         try:
-            prepared = self._prepared(kernel, dtype, device, *work, *args[first_scalar:])
+            return self._prepared(kernel, dtype, device, *work, *scalars)
         except TypeError:  # an unhashable scalar (never an int) or a refused one: unmemoised,
             # the check raises its error
-            prepared = self._prepare(kernel, dtype, device, *work, *args[first_scalar:])
-        if prepared is not None:
-            function, grid, block, scalars = prepared
-            function(grid, block, args[:first_scalar] + scalars)
+            return self._prepare(kernel, dtype, device, *work, *scalars)
 
     def _prepare(self, kernel, dtype, device, planes, plane_size, *scalars):
-        """``(function, grid, block, packed scalars)`` of a launch, None for empty work."""
+        """The :class:`PreparedLaunch` of a launch; one that runs nothing for empty work."""
         first_scalar = FIRST_SCALAR[kernel]
+        if len(scalars) != len(PARAMETERS[kernel]) - first_scalar:
+            raise TypeError(f"{kernel} takes {len(PARAMETERS[kernel]) - first_scalar} scalars, "
+                            f"got {len(scalars)}")
         packed = tuple(self._check_scalar(kernel, name, arg)
                        for arg, (name, _) in zip(scalars, PARAMETERS[kernel][first_scalar:]))
         if planes == 0 or plane_size == 0:
-            return None
+            return PreparedLaunch(kernel, None, None, None, packed)
         window = (launch_window(kernel, dtype, (None,) * first_scalar + scalars)
                   if self.specialize else RUNTIME_WINDOW)
         if kernel in TILES:  # its block is the tile's, whatever self.block says
             grid, block = tiled_launch_config(planes, plane_size, TILES[kernel], self.max_blocks)
         else:
             grid, block = launch_config(planes, plane_size, self.block, self.max_blocks)
-        return self.function(kernel, dtype, window, device), grid, block, packed
+        return PreparedLaunch(kernel, self.function(kernel, dtype, window, device), grid, block,
+                              packed)
 
     @staticmethod
     def _check_scalar(kernel, name, arg):
@@ -280,12 +325,17 @@ class Launcher:
             raise TypeError(f"{kernel} argument {name} has dtype {arg.dtype}, expected {expected}")
         if not arg.flags.c_contiguous:
             raise ValueError(f"{kernel} argument {name} (shape {arg.shape}) must be C-contiguous")
-        if self.device_of is not None and self.device_of(arg) != device:
+        self.check_device(kernel, name, arg, device)
+
+    def check_device(self, what, name, array, device):
+        """Refuse ``array`` (argument ``name`` of ``what``) unless it is on ``device``, where
+        ``device_of`` tells an array's device (nothing is checked without it)."""
+        if self.device_of is not None and self.device_of(array) != device:
             # a kernel runs on the current device and would read another's memory address
             raise ValueError(
-                f"{kernel} argument {name} is on device {self.device_of(arg)} but the current "
+                f"{what} argument {name} is on device {self.device_of(array)} but the current "
                 f"device is {device}: launch inside `with cupy.cuda.Device("
-                f"{self.device_of(arg)}):`")
+                f"{self.device_of(array)}):`")
 
 
 def resolved(launcher):

@@ -89,11 +89,8 @@ def vol2col_into(x: Array, geometry: WindowGeometry, out: Array, launcher: Any =
     ValueError
         ``out`` shares memory with ``x``, or a volume is too large for the kernels.
     """
-    launcher = resolved(launcher)
-    n, c = x.shape[:2]
-    args = volume_args(geometry)
-    return launch_into(launcher, "vol2col_kernel", (n * c, math.prod(geometry.out)), (x,), out,
-                       n, c, *args)
+    kernel, work, scalars = volume_calls(geometry, *x.shape[:2])[0]
+    return launch_into(resolved(launcher), kernel, work, (x,), out, *scalars)
 
 
 def col2vol_into(cols: Array, geometry: WindowGeometry, out: Array, launcher: Any = None) -> Array:
@@ -123,8 +120,23 @@ def col2vol_into(cols: Array, geometry: WindowGeometry, out: Array, launcher: An
     ValueError
         ``out`` shares memory with ``cols``, or a volume is too large for the kernels.
     """
-    launcher = resolved(launcher)
-    n, c = out.shape[:2]
-    args = volume_args(geometry)
-    return launch_into(launcher, "col2vol_kernel", (n * c, math.prod(geometry.size)), (cols,),
-                       out, n, c, *args)
+    kernel, work, scalars = volume_calls(geometry, *out.shape[:2])[1]
+    return launch_into(resolved(launcher), kernel, work, (cols,), out, *scalars)
+
+
+def volume_calls(geometry: WindowGeometry, images: int, channels: int
+                 ) -> tuple[tuple[str, tuple[int, int], tuple[int, ...]], ...]:
+    """The (kernel, work, scalars) of :func:`vol2col_into` and of :func:`col2vol_into` over
+    ``images`` x ``channels`` volumes of ``geometry`` (:func:`volume_args`' Raises).
+
+    Examples
+    --------
+    >>> from fastconv.shapes import window_geometry
+    >>> [(kernel, work) for kernel, work, _ in
+    ...  volume_calls(window_geometry((2, 3, 4, 4, 4), 3, 1, 1, 1), 2, 3)]
+    [('vol2col_kernel', (6, 64)), ('col2vol_kernel', (6, 64))]
+    """
+    scalars = (images, channels, *volume_args(geometry))
+    planes = images * channels
+    return (("vol2col_kernel", (planes, math.prod(geometry.out)), scalars),
+            ("col2vol_kernel", (planes, math.prod(geometry.size)), scalars))

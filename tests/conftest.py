@@ -50,19 +50,20 @@ def fp32_products():
 
 
 def record_calls(monkeypatch, **functions):
-    """The names of the kernels the default launcher runs, in order, and ``label`` for each
-    call of a function given as ``label=(owner, attribute name)``."""
-    from fastconv import _cuda
+    """The names of the kernels launched (checked or prepared), in order, and ``label`` for
+    each call of a function given as ``label=(owner, attribute name)``:
+    ``gemm=(fastconv._gpu.gemm.GemmCall, "__call__")`` labels every cuBLAS product."""
+    from fastconv._cuda_launcher import PreparedLaunch
 
-    calls, launcher = [], _cuda.default_launcher()
+    calls = []
 
     def recorded(label, function):
         def record(*args, **kwargs):
-            calls.append(label if label is not None else args[0])
+            calls.append(label if label is not None else args[0].kernel)
             return function(*args, **kwargs)
         return record
 
-    monkeypatch.setattr(launcher, "launch", recorded(None, launcher.launch))
+    monkeypatch.setattr(PreparedLaunch, "__call__", recorded(None, PreparedLaunch.__call__))
     for label, (owner, name) in functions.items():
         monkeypatch.setattr(owner, name, recorded(label, getattr(owner, name)))
     return calls
@@ -79,7 +80,8 @@ def gpu_dispatch(emu):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
         patch.setattr(_cuda, "default_launcher", lambda: emu)
-        yield record_calls(patch, gemm=(_gpu.matmul, "gemm"), scatter=(_gpu.unpool, "scatter_add"))
+        yield record_calls(patch, gemm=(_gpu.gemm.GemmCall, "__call__"),
+                           scatter=(_gpu.unpool, "scatter_add"))
 
 
 def gpu_milliseconds(cp, step, repeats=20):

@@ -12,10 +12,11 @@ once in ``counts.launches``, every array CuPy would allocate in
 - a ufunc (``+=``, ``xp.add``, a reduction such as ``sum``), ``copyto``,
   ``astype``, ``fill``, ``a[...] = b``, and a copying ``ascontiguousarray`` or
   ``reshape``: a launch, plus an allocation when it returns a new array;
-- a kernel launch through the ``fastconv._cuda`` launcher, and a call of
-  :func:`fastconv._gpu.gemm.gemm` (from any module of :mod:`fastconv._gpu` that
-  imported it): a launch each (what their emulation does
-  inside is not counted);
+- a kernel launch (a :class:`fastconv._cuda_launcher.PreparedLaunch` called, by
+  ``Launcher.launch`` or by an algorithm that prepared it) and a cuBLAS product (a
+  :class:`fastconv._gpu.gemm.GemmCall` called, by :func:`fastconv._gpu.gemm.gemm` or
+  prepared): a launch each, unless its work is empty (what their emulation does inside
+  is not counted);
 - ``xp.matmul`` as CuPy 13/14 runs it (cupy/_core/_routines_linalg.pyx): one
   cuBLAS call, after 6 pointer-array kernels and 6 allocations when an operand
   broadcasts over the batch, float16 cast to float32 first and back after
@@ -31,7 +32,8 @@ import numpy
 
 from cuda_emu.emu import emu_launcher
 from fastconv import _cuda
-from fastconv._gpu import gemm, matmul
+from fastconv._cuda_launcher import PreparedLaunch
+from fastconv._gpu import gemm
 
 _state = {"counts": None}
 
@@ -173,24 +175,15 @@ def _fake_cupy():
     return module
 
 
-def _counted(what, call):
-    def counted(*args, **kwargs):
-        _record(what, 1)
+def _counted(what, call, runs):
+    """``call`` (a prepared launch's or product's ``__call__``) counted as one launch where
+    ``runs(prepared)`` says it reaches the device (not for empty work)."""
+    def counted(prepared, *args):
+        if runs(prepared):
+            _record(what, 1)
         with _not_counted():
-            return call(*args, **kwargs)
-    counted.counts = call
+            return call(prepared, *args)
     return counted
-
-
-def _gemm_callers():
-    """The modules of fastconv._gpu that imported :func:`fastconv._gpu.gemm.gemm` (or hold
-    a counted one from an earlier ``counting`` of the same test)."""
-    callers = [module for name, module in sys.modules.items()
-               if name.startswith("fastconv._gpu.") and name != gemm.__name__
-               and gemm.gemm in (getattr(module, "gemm", None),
-                                 getattr(getattr(module, "gemm", None), "counts", None))]
-    assert matmul in callers, callers
-    return callers
 
 
 def device(array):
@@ -204,9 +197,11 @@ def counting(monkeypatch):
     launcher = emu_launcher()
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
     monkeypatch.setattr(_cuda, "default_launcher", lambda: launcher)
-    monkeypatch.setattr(launcher, "launch", _counted("kernel", launcher.launch))
-    for caller in _gemm_callers():  # every GPU module that calls gemm, by its own name for it
-        monkeypatch.setattr(caller, "gemm", _counted("gemm", gemm.gemm))
+    # every launch and product, checked or prepared, runs through these two
+    monkeypatch.setattr(PreparedLaunch, "__call__",
+                        _counted("kernel", PreparedLaunch.__call__, lambda p: p.function))
+    monkeypatch.setattr(gemm.GemmCall, "__call__",
+                        _counted("gemm", gemm.GemmCall.__call__, lambda call: call.batch))
     _state["counts"] = counts = Counts()
     try:
         yield counts

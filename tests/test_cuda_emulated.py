@@ -36,6 +36,7 @@ from cuda_emu.emu import emu_launcher
 from cuda_emu.report import built_and_reported
 from fastconv import _backends, _cuda, _gpu, reference
 from fastconv import _cpu as _cpu_backend
+from fastconv._cuda_launcher import PreparedLaunch
 from fastconv.im2col import col2im_into, im2col_into, window_geometry
 from fastconv.shapes import conv_output_size
 from fastconv.workspace import workspace_limit
@@ -279,13 +280,13 @@ def kernels_for_numpy(monkeypatch):
     """Route NumPy arrays through the dispatch to the emulated kernels, recording launches."""
     emu = emu_launcher()
     launches = []
-    original = emu.launch
+    original = PreparedLaunch.__call__
 
-    def recording_launch(kernel, threads, *args):
-        launches.append((kernel, [a.nbytes for a in args if isinstance(a, np.ndarray)]))
-        return original(kernel, threads, *args)
+    def recording_launch(prepared, *arrays):  # every launch, checked or prepared
+        launches.append((prepared.kernel, [a.nbytes for a in arrays]))
+        return original(prepared, *arrays)
 
-    monkeypatch.setattr(emu, "launch", recording_launch)
+    monkeypatch.setattr(PreparedLaunch, "__call__", recording_launch)
     monkeypatch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
     monkeypatch.setattr(_cuda, "default_launcher", lambda: emu)
     return launches

@@ -21,6 +21,7 @@ import fastconv
 import fastconv.functional as F
 from cuda_emu.report import summary_lines
 from fastconv import _backends, _cpu, _cuda, gpu_available
+from fastconv._cuda_launcher import PreparedLaunch
 from test_gpu_conv_host import bias_gradient_case
 from test_gpu_gemm import assert_matches_plain_matmul, buffers, call, gemm_cases
 from fastconv.im2col import col2im, im2col, window_geometry
@@ -252,15 +253,14 @@ def test_non_contiguous_inputs_and_device_rules(cp):
 
 @gpu
 def test_workspace_limit_holds_on_the_gpu(cp, monkeypatch):
-    launcher = _cuda.default_launcher()
-    sizes, launch = [], launcher.launch
+    sizes, launch = [], PreparedLaunch.__call__
 
-    def recording(kernel, threads, *args):
-        if kernel == "im2col_kernel":
-            sizes.append(args[1].nbytes)
-        return launch(kernel, threads, *args)
+    def recording(prepared, *arrays):  # every launch, checked or prepared
+        if prepared.kernel == "im2col_kernel":
+            sizes.append(arrays[1].nbytes)
+        return launch(prepared, *arrays)
 
-    monkeypatch.setattr(launcher, "launch", recording)
+    monkeypatch.setattr(PreparedLaunch, "__call__", recording)
     x, w = rand((16, 4, 12, 12), np.float32, 19), rand((5, 4, 3, 3), np.float32, 20)
     limit = 3 * 4 * 9 * 144 * 4  # three images' columns
     with workspace_limit(limit):
@@ -278,14 +278,13 @@ def test_held_columns_spare_the_backward_its_im2col(cp, monkeypatch):
     """The forward holds its device columns; the backward runs no im2col on them, gives the
     bits a backward computing them again gives, and returns the memory."""
     import dataclasses
-    launcher = _cuda.default_launcher()
-    kernels, launch = [], launcher.launch
+    kernels, launch = [], PreparedLaunch.__call__
 
-    def recording(kernel, threads, *args):
-        kernels.append(kernel)
-        return launch(kernel, threads, *args)
+    def recording(prepared, *arrays):  # every launch, checked or prepared
+        kernels.append(prepared.kernel)
+        return launch(prepared, *arrays)
 
-    monkeypatch.setattr(launcher, "launch", recording)
+    monkeypatch.setattr(PreparedLaunch, "__call__", recording)
     x, w = cp.asarray(rand((8, 4, 12, 12), np.float32, 21)), cp.asarray(rand((6, 4, 3, 3),
                                                                           np.float32, 22))
     out, cache = F.conv2d_forward(x, w, None, padding=1)
@@ -294,7 +293,8 @@ def test_held_columns_spare_the_backward_its_im2col(cp, monkeypatch):
     again = F.conv2d_backward(dout, dataclasses.replace(cache, columns=None))
     kernels.clear()
     held = F.conv2d_backward(dout, cache)
-    assert kernels == ["col2im_kernel"], kernels
+    # dx from the implicit-product kernel (float32, stride 1), then the weight sum
+    assert kernels == ["conv_gemm_kernel", "weight_sum_kernel"], kernels
     assert cache.columns.array is None
     for a, b in zip(held[:2], again[:2]):
         assert cp.array_equal(a.view(cp.int32), b.view(cp.int32))

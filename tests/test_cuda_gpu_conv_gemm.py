@@ -61,7 +61,7 @@ def test_a_float32_stride_one_backward_takes_the_kernel_and_repeats_its_bits(cp,
     bits twice (float16, float64 and TF32 keep the tensor-core products and col2im)."""
     dtype = np.float32
     x, w, b, args = _operands("3x3 (unrolled), tiles across images", dtype)
-    calls = record_calls(monkeypatch, gemm=(_gpu.matmul, "gemm"))
+    calls = record_calls(monkeypatch, gemm=(_gpu.gemm.GemmCall, "__call__"))
     out, cache = F.conv2d_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), **args)
     dout = cp.asarray(rand(out.shape, dtype, 64))
     runs = [F.conv2d_backward(dout, cache) for _ in range(2)]

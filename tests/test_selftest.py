@@ -17,6 +17,7 @@ import fastconv
 import fastconv.functional as F
 from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools
 from fastconv import _backends, _cuda, _gpu, cli, selftest
+from fastconv._cuda_launcher import PreparedLaunch
 from fastconv.selftest import compare, suite
 
 
@@ -29,22 +30,22 @@ class EmulatedDevice:
         self.launcher = emu_launcher()
         self.kernels = set()
         self.tf32_seen = []
-        original = self.launcher.launch
-
-        def recording(kernel, work, *args):
-            self.kernels.add(kernel)
-            return original(kernel, work, *args)
-
-        self.launcher.launch = recording
 
     def asarray(self, array):
         return np.array(array, copy=True)
 
     def run(self, fn):
         self.tf32_seen.append(fastconv.get_tf32())
+        launch = PreparedLaunch.__call__
+
+        def recording(prepared, *arrays):  # every launch, checked or prepared
+            self.kernels.add(prepared.kernel)
+            return launch(prepared, *arrays)
+
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(_backends, "backend_for", lambda *arrays: _gpu)
             patch.setattr(_cuda, "default_launcher", lambda: self.launcher)
+            patch.setattr(PreparedLaunch, "__call__", recording)
             return fn()
 
 

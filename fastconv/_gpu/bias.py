@@ -25,7 +25,7 @@ import numpy
 
 from .._typing import Array
 from ..backend import get_array_module
-from .gemm import gemm
+from .gemm import GemmCall, check_buffers, prepare_gemm
 
 # (array module, device, dtype) -> the longest vector of ones made so far there
 _ones: dict = {}
@@ -80,8 +80,19 @@ def add_bias(out: Array, b: Array) -> None:
     positions = math.prod(out.shape[2:])
     bias = get_array_module(b).ascontiguousarray(b)
     ones = ones_like_device(out, positions)
-    gemm("N", "N", positions, filters, 1, 1.0, ones, positions, 0, bias, 1, 0, 1.0,
-         out, positions, filters * positions, images, _exact_compute(out.dtype))
+    check_buffers(ones, bias, out)
+    add_bias_call(images, filters, positions, out.dtype, (ones.size, bias.size, out.size))(
+        ones, bias, out)
+
+
+def add_bias_call(images: int, filters: int, positions: int, dtype: Any,
+                  sizes: tuple[int, int, int]) -> GemmCall:
+    """The product of :func:`add_bias` for an output (images, filters, positions) of ``dtype``,
+    prepared: called as ``call(ones, b, out)`` on C-contiguous arrays of ``sizes`` elements
+    (a vector of at least ``positions`` ones, b, out), unchecked."""
+    return prepare_gemm("N", "N", positions, filters, 1, 1.0, positions, 0, 1, 0, 1.0,
+                        positions, filters * positions, images, _exact_compute(dtype),
+                        (numpy.dtype(dtype), numpy.dtype(dtype)), sizes)
 
 
 def bias_grad_partials_into(dout: Array, partials: Array, accumulate: bool) -> None:
@@ -104,6 +115,27 @@ def bias_grad_partials_into(dout: Array, partials: Array, accumulate: bool) -> N
     images, filters = dout.shape[:2]
     positions, slots = math.prod(dout.shape[2:]), partials.shape[-1]
     ones = ones_like_device(dout, positions)
-    gemm("N", "N", 1, filters, positions, 1.0, ones, 1, 0, dout, positions,
-         filters * positions, 1.0 if accumulate else 0.0, partials.reshape(-1)[slots - 1:],
-         slots, filters * slots, images, _exact_compute(dout.dtype))
+    check_buffers(ones, dout, partials)
+    call = bias_grad_call(images, filters, positions, slots, dout.dtype, partials.dtype,
+                          accumulate, (ones.size, dout.size, partials.size))
+    call(ones, dout, bias_slots(partials))
+
+
+def bias_grad_call(images: int, filters: int, positions: int, slots: int, dtype: Any,
+                   partials_dtype: Any, accumulate: bool,
+                   sizes: tuple[int, int, int]) -> GemmCall:
+    """The product of :func:`bias_grad_partials_into` for dout (images, filters, positions)
+    of ``dtype`` and partials of ``slots`` per filter, prepared: called as
+    ``call(ones, dout, bias_slots(partials))`` on C-contiguous arrays of ``sizes`` elements
+    (the ones, dout, the whole partials), unchecked."""
+    ones, dout, partials = sizes
+    return prepare_gemm("N", "N", 1, filters, positions, 1.0, 1, 0, positions,
+                        filters * positions, 1.0 if accumulate else 0.0, slots, filters * slots,
+                        images, _exact_compute(dtype),
+                        (numpy.dtype(dtype), numpy.dtype(partials_dtype)),
+                        (ones, dout, partials - (slots - 1)))
+
+
+def bias_slots(partials: Array) -> Array:
+    """The flat buffer of C-contiguous partials (..., slots) from the first bias slot on."""
+    return partials.reshape(-1)[partials.shape[-1] - 1:]

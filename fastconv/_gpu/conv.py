@@ -37,8 +37,17 @@ and dx the column gradient.
 A 2-D depthwise convolution (groups == C) takes neither: :mod:`fastconv._gpu.depthwise`
 runs it on direct kernels (:func:`forward` and :func:`backward` dispatch to it).
 
+Each call's steps are settled once per size: what follows from the shapes, dtype, geometry,
+groups and bias alone (the buffers, every launch's scalars and grid, every product's
+cuBLAS arguments, checked) is prepared on the first call of those sizes and memoised with
+the launcher, device and TF32 setting it was prepared for (:class:`_ForwardSteps`,
+:class:`_BackwardSteps`). A call then checks its arrays' device once and runs the
+prepared launches and products on them and on the buffers it makes: a training loop's
+repeated calls check and derive nothing twice, and pass no CuPy view they can avoid (each
+costs the host about as much as a launch's own checks).
+
 The code is written against the arrays' module ``xp``, the kernels'
-:class:`fastconv._cuda.Launcher` and :func:`fastconv._gpu.gemm.gemm`, so the
+:class:`fastconv._cuda.Launcher` and :func:`fastconv._gpu.gemm.prepare_gemm`, so the
 tests run it on NumPy arrays with the kernels emulated on the CPU and the
 products in the NumPy model of cuBLAS. Each algorithm is an object with a
 ``plan`` (its workspace buffers), ``run(chunk, buffers)`` and ``result()``,
@@ -55,14 +64,14 @@ import numpy
 
 from .. import _cuda
 from .._typing import Array
-from .._window_arrays import grouped, ungrouped
+from .._window_arrays import grouped
 from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import Buffer, chunk_of
-from .bias import add_bias, bias_grad_partials_into
+from .bias import add_bias_call, bias_grad_call, bias_slots, ones_like_device
 from .depthwise import DepthwiseBackward, DepthwiseForward, runs_depthwise
 from .gemm import get_tf32
-from .matmul import matmul
+from .matmul import plan_matmul
 
 
 def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
@@ -132,8 +141,6 @@ def _takes_implicit_input_grad(w, geometry, groups):
     return _implicit_input_grad_fits(w.shape, w.dtype, geometry, groups, get_tf32())
 
 
-# Memoised: every backward asks, and a training loop asks with the same sizes every step
-@functools.lru_cache(maxsize=256)
 def _implicit_input_grad_fits(w_shape, dtype, geometry, groups, tf32):
     """:func:`_takes_implicit_input_grad` for filters of ``w_shape`` and ``dtype``, TF32
     allowed or not."""
@@ -142,66 +149,121 @@ def _implicit_input_grad_fits(w_shape, dtype, geometry, groups, tf32):
             and _cuda.conv_gemm_fits(w_shape, geometry, input_grad=True))
 
 
-def _weight_matrix(w, groups):
-    """w (F, C/G, KH, KW) as (1, G, F/G, C/G*KH*KW): one matrix per group, shared by the images."""
-    return get_array_module(w).ascontiguousarray(w).reshape(1, groups, w.shape[0] // groups,
-                                                            math.prod(w.shape[1:]))
+def _device_checked(launcher, **arrays):
+    """The current device, after refusing any of ``arrays`` (None skipped) on another: the
+    prepared launches and products run on the current device, where another's addresses
+    are not its memory."""
+    device = launcher.device_id()
+    for name, array in arrays.items():
+        if array is not None:
+            launcher.check_device("conv", name, array, device)
+    return device
 
 
-def _columns_plan(x, geometry, groups):
+def _shared_weights_shape(w_shape, groups):
+    """w (F, C/G, KH, KW) as the product's (1, G, F/G, C/G*KH*KW): one matrix per group,
+    shared by the images (the array is passed as it is: cuBLAS reads a pointer)."""
+    return (1, groups, w_shape[0] // groups, math.prod(w_shape[1:]))
+
+
+def _columns_plan(channels, geometry, groups, dtype):
     """The column buffer of one image, (G, C/G*KH*KW, OH*OW); none for an identity geometry."""
     if geometry.is_identity:
         return ()
-    rows = x.shape[1] // groups * math.prod(geometry.kernel)
-    return (Buffer("cols", (groups, rows, math.prod(geometry.out)), x.dtype),)
+    rows = channels // groups * math.prod(geometry.kernel)
+    return (Buffer("cols", (groups, rows, math.prod(geometry.out)), dtype),)
 
 
-def _weights_plan(w_mat, images, positions):
+def _weights_plan(weights_shape, dtype, images, positions):
     """The weights copied per image, (G, F/G, C/G*KH*KW), where groups would otherwise split
     each product into one cuBLAS call per group or per image (shared weights have no single
     batch stride) and the copy is no larger than the columns it multiplies (F/G <= OH*OW)."""
-    groups, f_group = w_mat.shape[1:3]
+    groups, f_group = weights_shape[1:3]
     if groups == 1 or images == 1 or f_group > positions:
         return ()
-    return (Buffer("weights", w_mat.shape[1:], w_mat.dtype),)
+    return (Buffer("weights", weights_shape[1:], dtype),)
 
 
-def _weights(w_mat, chunk, buffers):
-    """The chunk's weights: shared by the images, or their per-image copy (written by the
-    first chunk, the largest; later chunks use part of it)."""
+def _weights(w, weights_shape, chunk, buffers):
+    """The chunk's weights: w, shared by the images, or their per-image copy (written by
+    the first chunk, the largest; later chunks use part of it)."""
     weights = buffers.get("weights")
     if weights is None:
-        return w_mat
+        return w
     if chunk.start == 0:
-        get_array_module(weights).copyto(weights, w_mat)
+        get_array_module(weights).copyto(weights, w.reshape(weights_shape))
     return weights
 
 
-def _columns(x, geometry, groups, buffers):
-    """The columns of the chunk ``x``: the column kernel's in ``buffers["cols"]``, or x itself."""
-    if geometry.is_identity:
-        return grouped(x, groups)
-    cols = buffers["cols"]
-    images = _as_images(cols, x.shape[1], geometry)
-    if len(geometry.out) == 2:
-        _cuda.im2col_into(x, geometry, images)
-    else:
-        _cuda.vol2col_into(x, geometry, images)
-    return cols
+class _Steps:
+    """What a call of one set of sizes does, prepared: the workspace plan, and the prepared
+    launches and products of each chunk size (made on first use, kept)."""
+
+    def __init__(self):
+        self._chunks: dict[int, Any] = {}
+
+    def chunk(self, images):
+        """The prepared steps of a chunk of ``images`` images."""
+        steps = self._chunks.get(images)
+        if steps is None:
+            steps = self._chunks[images] = self._prepare(images)
+        return steps
+
+    def _prepare(self, images):
+        raise NotImplementedError
 
 
-def _sum_columns(dcols, geometry, dx):
-    """dx = the column gradient summed onto the input, by the gather-style column kernel."""
-    images = _as_images(dcols, dx.shape[1], geometry)
-    if len(geometry.out) == 2:
-        _cuda.col2im_into(images, geometry, dx)
-    else:
-        _cuda.col2vol_into(images, geometry, dx)
+class _ForwardSteps(_Steps):
+    """A forward's prepared steps (:func:`_forward_steps`): per chunk the column kernel
+    (none for an identity geometry) and the product; the bias's product at the end."""
+
+    def __init__(self, x_shape, w_shape, dtype, has_bias, geometry, groups, launcher):
+        super().__init__()
+        self.x_shape, self.geometry, self.groups = x_shape, geometry, groups
+        self.launcher = launcher
+        self.dtype = numpy.dtype(dtype)
+        self.weights_shape = _shared_weights_shape(w_shape, groups)
+        self.out_shape = (x_shape[0], w_shape[0]) + geometry.out
+        positions = math.prod(geometry.out)
+        self.plan = _forward_plan(x_shape, w_shape, self.dtype, geometry, groups)
+        self.bias = None
+        if has_bias:
+            like = launcher.xp.empty(0, dtype)
+            ones = ones_like_device(like, positions)
+            call = add_bias_call(x_shape[0], w_shape[0], positions, dtype,
+                                 (ones.size, w_shape[0], math.prod(self.out_shape)))
+            self.bias = ones, call
+
+    def _prepare(self, images):
+        groups, f_group, rows = self.weights_shape[1:]
+        positions = math.prod(self.geometry.out)
+        im2col = None
+        if not self.geometry.is_identity:
+            im2col = _cuda.column_launches(self.geometry, images, self.x_shape[1], self.dtype,
+                                           self.launcher)[0]
+        shared = not any(buffer.name == "weights" for buffer in self.plan)
+        weights = self.weights_shape if shared else (images,) + self.weights_shape[1:]
+        product = plan_matmul(weights, (images, groups, rows, positions),
+                              (images, groups, f_group, positions),
+                              (self.dtype, self.dtype, self.dtype))
+        return im2col, product
 
 
-def _as_images(cols, channels, geometry):
-    """The column buffer (n, G, C/G*KH*KW, OH*OW) as the kernels' (n, C, *kernel, *out)."""
-    return cols.reshape((cols.shape[0], channels) + geometry.kernel + geometry.out)
+# Memoised: a training loop's layers repeat their sizes every step
+@functools.lru_cache(maxsize=256)
+def _forward_plan(x_shape, w_shape, dtype, geometry, groups):
+    """A forward's workspace plan: the columns (none for an identity geometry), and the
+    weights copied per image where groups need it."""
+    return _columns_plan(x_shape[1], geometry, groups, dtype) + _weights_plan(
+        _shared_weights_shape(w_shape, groups), dtype, x_shape[0], math.prod(geometry.out))
+
+
+@functools.lru_cache(maxsize=256)
+def _forward_steps(x_shape, w_shape, dtype, has_bias, geometry, groups, launcher, device,
+                   tf32):
+    """The :class:`_ForwardSteps` of these sizes on ``launcher``'s ``device``, TF32 allowed
+    or not (the products' compute type)."""
+    return _ForwardSteps(x_shape, w_shape, dtype, has_bias, geometry, groups, launcher)
 
 
 class _Forward:
@@ -209,22 +271,132 @@ class _Forward:
 
     def __init__(self, x, w, b, geometry, groups):
         xp = get_array_module(x)
-        self.x, self.b, self.geometry, self.groups = x, b, geometry, groups
-        self.w_mat = _weight_matrix(w, groups)
-        self.plan = _columns_plan(x, geometry, groups) + _weights_plan(
-            self.w_mat, x.shape[0], math.prod(geometry.out))
+        self.x, self.w, self.b = (None if a is None else xp.ascontiguousarray(a)
+                                  for a in (x, w, b))
+        self.geometry, self.groups = geometry, groups
+        self.plan = _forward_plan(x.shape, w.shape, x.dtype, geometry, groups)
         self.out = xp.empty((x.shape[0], w.shape[0]) + geometry.out, dtype=x.dtype)
+        self._steps = None
+
+    @property
+    def steps(self):
+        """The prepared steps, on the current device: looked up at the first launch, after
+        the arrays' device is checked (the plan needs neither)."""
+        if self._steps is None:
+            launcher = _cuda.default_launcher()
+            device = _device_checked(launcher, x=self.x, w=self.w, b=self.b)
+            self._steps = _forward_steps(self.x.shape, self.w.shape, self.x.dtype,
+                                         self.b is not None, self.geometry, self.groups,
+                                         launcher, device, get_tf32())
+        return self._steps
 
     def run(self, chunk, buffers):
-        cols = _columns(chunk_of(self.x, chunk), self.geometry, self.groups, buffers)
-        weights = _weights(self.w_mat, chunk, buffers)
-        matmul(weights, cols, grouped(chunk_of(self.out, chunk), self.groups))
+        im2col, product = self.steps.chunk(chunk.stop - chunk.start)
+        x = chunk_of(self.x, chunk)
+        if im2col is None:  # an identity geometry: x is its own columns
+            cols = x
+        else:
+            cols = buffers["cols"]
+            im2col(x, cols)
+        product(_weights(self.w, self.steps.weights_shape, chunk, buffers), cols,
+                chunk_of(self.out, chunk))
 
     def result(self, workspace):
         """The output, and the columns held for the backward where the workspace allows."""
-        if self.b is not None:
-            add_bias(self.out, self.b)
+        if self.steps.bias is not None:
+            ones, add_bias = self.steps.bias
+            add_bias(ones, self.b, self.out)
         return self.out, None if self.geometry.is_identity else workspace.keep("cols")
+
+
+class _BackwardSteps(_Steps):
+    """A backward's prepared steps (:func:`_backward_steps`): per chunk the column kernel
+    (unless the forward's columns are held), the dW product and the bias gradient's into
+    the partials (writing them in the first chunk, adding in later ones), and dx's product
+    and column kernel (unless the implicit-product kernel takes dx at the end); at the end
+    that kernel and the weight sum."""
+
+    def __init__(self, x_shape, w_shape, dtype, has_bias, geometry, groups, held,
+                 needs_input_grad, launcher, tf32):
+        super().__init__()
+        self.x_shape, self.w_shape, self.geometry = x_shape, w_shape, geometry
+        self.dtype, self.launcher, self.held = numpy.dtype(dtype), launcher, held
+        self.has_bias, self.needs_input_grad = has_bias, needs_input_grad
+        self.weights_shape = _shared_weights_shape(w_shape, groups)
+        positions = math.prod(geometry.out)
+        self.plan, self.implicit_input_grad = _backward_plan(
+            x_shape, w_shape, self.dtype, geometry, groups, held, needs_input_grad, tf32)
+        self.ones = ones_like_device(launcher.xp.empty(0, dtype), positions) if has_bias else None
+        self.input_grad = (_cuda.conv_input_grad_launch(
+            (x_shape[0], w_shape[0]) + geometry.out, w_shape, geometry, dtype, launcher)
+            if self.implicit_input_grad else None)
+
+    @functools.cache
+    def weight_sum(self, images):
+        """The prepared weight sum over ``images`` images' partials."""
+        return _cuda.weight_sum_launch(images, self.w_shape, self.dtype, self.has_bias,
+                                       self.launcher)
+
+    def _prepare(self, images):
+        groups, f_group, taps = self.weights_shape[1:]
+        positions = math.prod(self.geometry.out)
+        channels, filters = self.x_shape[1], self.w_shape[0]
+        acc = accumulator_dtype(self.dtype)
+        columns = (images, groups, taps, positions)
+        dout, partials = (images, groups, f_group, positions), (images, groups, f_group, taps + 1)
+        im2col, col2im = (None, None) if self.geometry.is_identity else _cuda.column_launches(
+            self.geometry, images, channels, self.dtype, self.launcher)
+        # [first chunk, later chunks]: partials i sum image i of every chunk, so the first
+        # chunk, the largest, writes every image's and later ones add to theirs
+        weight_grad = [plan_matmul(dout, columns, partials, (self.dtype, self.dtype, acc),
+                                   transpose_b=True, accumulate=accumulate, out_columns=taps)
+                       for accumulate in (False, True)]
+        bias_grad = None
+        if self.has_bias:
+            sizes = (self.ones.size, images * filters * positions,
+                     images * filters * (taps + 1))
+            bias_grad = [bias_grad_call(images, filters, positions, taps + 1, self.dtype, acc,
+                                        accumulate, sizes) for accumulate in (False, True)]
+        data_grad = None
+        if self.needs_input_grad and not self.implicit_input_grad:
+            shared = not any(buffer.name == "weights" for buffer in self.plan)
+            weights = self.weights_shape if shared else (images,) + self.weights_shape[1:]
+            # W^T @ dout: into dx itself for an identity geometry, else into the used columns
+            target = ((images, groups, channels // groups, positions)
+                      if self.geometry.is_identity else columns)
+            data_grad = plan_matmul(weights, dout, target, (self.dtype,) * 3,
+                                    transpose_a=True)
+        if self.held:  # the forward's columns: no column kernel
+            im2col = None
+        return im2col, col2im, weight_grad, bias_grad, data_grad
+
+
+@functools.lru_cache(maxsize=256)
+def _backward_plan(x_shape, w_shape, dtype, geometry, groups, held, needs_input_grad, tf32):
+    """A backward's workspace plan, and whether the implicit-product kernel takes dx: the
+    partials of one image (its dW, and its db in each filter's last slot, which stays
+    unused without a bias), the columns unless the forward's are ``held``, and the weights
+    for dx where copied per image."""
+    weights_shape = _shared_weights_shape(w_shape, groups)
+    _, groups, f_group, taps = weights_shape
+    implicit_input_grad = needs_input_grad and _implicit_input_grad_fits(
+        tuple(w_shape), dtype, geometry, groups, tf32)
+    plan = (Buffer("partials", (groups, f_group, taps + 1), accumulator_dtype(dtype)),)
+    if not held:
+        plan += _columns_plan(x_shape[1], geometry, groups, dtype)
+    if needs_input_grad and not implicit_input_grad:
+        plan += _weights_plan(weights_shape, dtype, x_shape[0], math.prod(geometry.out))
+    return plan, implicit_input_grad
+
+
+# Memoised: a training loop's layers repeat their sizes every step
+@functools.lru_cache(maxsize=256)
+def _backward_steps(x_shape, w_shape, dtype, has_bias, geometry, groups, held,
+                    needs_input_grad, launcher, device, tf32):
+    """The :class:`_BackwardSteps` of these sizes on ``launcher``'s ``device``, the
+    forward's columns ``held`` or not, TF32 allowed or not."""
+    return _BackwardSteps(x_shape, w_shape, dtype, has_bias, geometry, groups, held,
+                          needs_input_grad, launcher, tf32)
 
 
 class _Backward:
@@ -238,61 +410,60 @@ class _Backward:
         # this plan; the column gradient overwrites them once dW has used them.
         self.held = cache.columns
         self.columns = None if cache.columns is None else cache.columns.take()
-        self.x, self.w, self.geometry, self.groups = cache.x, cache.w, cache.geometry, cache.groups
-        self.needs_input_grad, self.has_bias = needs_input_grad, cache.has_bias
-        self.implicit_input_grad = needs_input_grad and _takes_implicit_input_grad(
-            self.w, self.geometry, self.groups)
-        self.dout_images, self.dout = dout, grouped(dout, self.groups)
-        self.w_mat = _weight_matrix(self.w, self.groups)
+        self.x, self.w, self.dout = (xp.ascontiguousarray(a) for a in (cache.x, cache.w, dout))
+        self.cache, self.needs_input_grad, self.tf32 = cache, needs_input_grad, get_tf32()
+        self.plan, _ = _backward_plan(self.x.shape, self.w.shape, self.x.dtype, cache.geometry,
+                                      cache.groups, self.columns is not None, needs_input_grad,
+                                      self.tf32)
         self.dx = xp.empty(self.x.shape, dtype=self.x.dtype) if needs_input_grad else None
-        self.plan = self._plan()
+        self._steps = None
 
-    def _plan(self):
-        """The partials of one image (its dW, and its db in each filter's last slot, which
-        stays unused without a bias), the columns, and the weights for dx where copied per
-        image."""
-        groups, f_group, taps = self.w_mat.shape[1:]
-        plan = (Buffer("partials", (groups, f_group, taps + 1),
-                       accumulator_dtype(self.x.dtype)),)
-        if self.columns is None:
-            plan += _columns_plan(self.x, self.geometry, self.groups)
-        if self.needs_input_grad and not self.implicit_input_grad:
-            plan += _weights_plan(self.w_mat, self.x.shape[0], self.dout.shape[3])
-        return plan
+    @property
+    def steps(self):
+        """The prepared steps, on the current device: looked up at the first launch, after
+        the arrays' device is checked (the plan needs neither)."""
+        if self._steps is None:
+            launcher = _cuda.default_launcher()
+            device = _device_checked(launcher, dout=self.dout, x=self.x, w=self.w)
+            cache = self.cache
+            self._steps = _backward_steps(self.x.shape, self.w.shape, self.x.dtype,
+                                          cache.has_bias, cache.geometry, cache.groups,
+                                          self.columns is not None, self.needs_input_grad,
+                                          launcher, device, self.tf32)
+        return self._steps
 
     def run(self, chunk, buffers):
+        im2col, col2im, weight_grad, bias_grad, data_grad = self.steps.chunk(
+            chunk.stop - chunk.start)
         if self.columns is not None:
             cols = chunk_of(self.columns, chunk)
+        elif im2col is None:  # an identity geometry: x is its own columns
+            cols = chunk_of(self.x, chunk)
         else:
-            cols = _columns(chunk_of(self.x, chunk), self.geometry, self.groups, buffers)
+            cols = buffers["cols"]
+            im2col(chunk_of(self.x, chunk), cols)
         dout, partials = chunk_of(self.dout, chunk), buffers["partials"]
-        # Partials i sum image i of every chunk: the first chunk, the largest, writes every
-        # image's, later ones add to theirs.
-        accumulate = chunk.start > 0
-        matmul(dout, cols, partials, transpose_b=True, accumulate=accumulate,
-               out_columns=self.w_mat.shape[3])
-        if self.has_bias:
-            bias_grad_partials_into(chunk_of(self.dout_images, chunk), ungrouped(partials),
-                                    accumulate)
-        if self.needs_input_grad and not self.implicit_input_grad:
-            self._data_grad(chunk, dout, cols, _weights(self.w_mat, chunk, buffers))
-
-    def _data_grad(self, chunk, dout, cols, weights):
-        """dx[chunk]: W^T @ dout straight into dx (identity), else into the used columns'
-        buffer, summed onto dx by the column kernel."""
-        dx = chunk_of(self.dx, chunk)
-        if self.geometry.is_identity:
-            matmul(weights, dout, grouped(dx, self.groups), transpose_a=True)
-            return
-        matmul(weights, dout, cols, transpose_a=True)
-        _sum_columns(cols, self.geometry, dx)
+        later = chunk.start > 0
+        weight_grad[later](dout, cols, partials)
+        if bias_grad is not None:
+            bias_grad[later](self.steps.ones, dout, bias_slots(partials))
+        if data_grad is not None:
+            weights = _weights(self.w, self.steps.weights_shape, chunk, buffers)
+            dx = chunk_of(self.dx, chunk)
+            if col2im is None:  # an identity geometry: W^T @ dout is dx
+                data_grad(weights, dout, dx)
+            else:  # into the used columns' buffer, summed onto dx by the column kernel
+                data_grad(weights, dout, cols)
+                col2im(cols, dx)
 
     def result(self, workspace):
         """dx, dw and db: dw and db are the partials summed, in one launch."""
         if self.held is not None:  # used: the memory goes back to CuPy's pool
             self.held.release()
-        if self.implicit_input_grad:  # needs no workspace: one launch for all the images
-            _cuda.conv_input_grad_into(self.dout_images, self.w, self.geometry, self.dx)
-        dw, db = _cuda.weight_sum(ungrouped(workspace.buffers["partials"]), self.w.shape,
-                                  self.x.dtype, self.has_bias)
+        if self.steps.input_grad is not None:  # needs no workspace: one launch for all images
+            self.steps.input_grad(self.dout, self.w, self.w, self.dx)
+        partials, steps = workspace.buffers["partials"], self.steps
+        dw = steps.launcher.empty(tuple(self.w.shape), self.x.dtype)
+        db = steps.launcher.empty((self.w.shape[0],), self.x.dtype) if steps.has_bias else None
+        steps.weight_sum(partials.shape[0])(partials, dw, dw if db is None else db)
         return self.dx, dw, db

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from typing import Any
 
 import numpy
 
@@ -173,46 +174,73 @@ def gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, bet
     TypeError
         Unsupported dtypes, or arrays of two kinds.
     """
-    args = (transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
-            stride_c, batch, compute)
-    _check_gemm(*args)
-    if batch == 0:  # no product (an empty batch of images): nothing to read or write
-        return
-    # the one switch between the model and the GPU: where the arrays live
-    routine = model_gemm if isinstance(c, numpy.ndarray) else _cublas_gemm
-    routine(*args)
+    check_buffers(a, b, c)
+    call = prepare_gemm(transa, transb, m, n, k, alpha, lda, stride_a, ldb, stride_b, beta, ldc,
+                        stride_c, batch, compute, (a.dtype, c.dtype), (a.size, b.size, c.size))
+    call(a, b, c)
 
 
-def _stored_shape(trans, rows, cols):
-    """(rows, columns) of the stored matrix whose op is rows x cols."""
-    return (rows, cols) if trans == "N" else (cols, rows)
+class GemmCall:
+    """One :func:`gemm` with everything but its arrays settled (:func:`prepare_gemm`).
+
+    Called with A, B and C (C-contiguous arrays of the prepared dtypes and at least the
+    prepared sizes, all NumPy or all CuPy), it runs the product on them, unchecked: CuPy
+    arrays through cuBLAS, NumPy arrays through :func:`model_gemm`, the one switch between
+    the model and the GPU.
+    """
+
+    __slots__ = ("transa", "transb", "m", "n", "k", "alpha", "lda", "stride_a", "ldb",
+                 "stride_b", "beta", "ldc", "stride_c", "batch", "compute")
+
+    def __init__(self, transa, transb, m, n, k, alpha, lda, stride_a, ldb, stride_b, beta, ldc,
+                 stride_c, batch, compute):
+        (self.transa, self.transb, self.m, self.n, self.k, self.alpha, self.lda, self.stride_a,
+         self.ldb, self.stride_b, self.beta, self.ldc, self.stride_c, self.batch,
+         self.compute) = (transa, transb, m, n, k, alpha, lda, stride_a, ldb, stride_b, beta,
+                          ldc, stride_c, batch, compute)
+
+    def __call__(self, a, b, c):
+        if self.batch == 0:  # no product (an empty batch of images): nothing to read or write
+            return
+        routine = model_gemm if isinstance(c, numpy.ndarray) else _cublas_gemm
+        routine(self.transa, self.transb, self.m, self.n, self.k, self.alpha, a, self.lda,
+                self.stride_a, b, self.ldb, self.stride_b, self.beta, c, self.ldc,
+                self.stride_c, self.batch, self.compute)
 
 
-def _check_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
-                ldc, stride_c, batch, compute):
-    """Refuse what :func:`gemm` must not run (its Raises); return nothing."""
+def prepare_gemm(transa, transb, m, n, k, alpha, lda, stride_a, ldb, stride_b, beta, ldc,
+                 stride_c, batch, compute, dtypes, sizes):
+    """The :class:`GemmCall` of :func:`gemm`'s arguments on arrays of ``dtypes`` (A and B's,
+    C's) and ``sizes`` (A's, B's and C's elements), checked as :func:`gemm` checks them.
+
+    Memoised: a training loop repeats the same few products, each checked once. The key
+    has the values' types too, so a True or 3.0 is a new key, refused, never a cached 1 or 3.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`gemm`.
+    """
+    args = (transa, transb, m, n, k, alpha, lda, stride_a, ldb, stride_b, beta, ldc, stride_c,
+            batch, compute, tuple(dtypes), tuple(sizes))
+    try:
+        return _prepared_gemm(*args)
+    except TypeError:  # an unhashable argument, never a valid one: refused by the check itself
+        return _prepared_gemm.__wrapped__(*args)
+
+
+@functools.lru_cache(maxsize=1024, typed=True)
+def _prepared_gemm(transa, transb, m, n, k, alpha, lda, stride_a, ldb, stride_b, beta, ldc,
+                   stride_c, batch, compute, dtypes, sizes):
     for name, flag in (("transa", transa), ("transb", transb)):
         if flag not in ("N", "T"):
             raise ValueError(f"{name} must be 'N' or 'T', got {flag!r}")
     if compute not in COMPUTE_TYPES:
         raise ValueError(f"compute must be one of {COMPUTE_TYPES}, got {compute!r}")
-    _check_arrays(a, b, c, compute)
-    layout = (transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c, batch,
-              compute, a.size, b.size, c.size)
-    try:
-        _check_layout(*layout)
-    except TypeError:  # an unhashable size, never a valid one: refused by the check itself
-        _check_layout.__wrapped__(*layout)
-
-
-# A training loop repeats the same few products: each layout (of ints, flags and array sizes
-# alone) is checked once. typed: a True or 3.0 is a new key, refused, never a cached 1 or 3.
-@functools.lru_cache(maxsize=1024, typed=True)
-def _check_layout(transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, stride_c, batch,
-                  compute, size_a, size_b, size_c):
-    """Refuse sizes, leading dimensions and strides that cuBLAS would refuse or that would
-    touch elements outside arrays of ``size_a``, ``size_b`` and ``size_c`` elements (the
-    flags ``transa`` and ``transb`` are checked already)."""
+    (ab_dtype, c_dtype), (size_a, size_b, size_c) = dtypes, sizes
+    if (ab_dtype, c_dtype, compute) not in SUPPORTED:
+        raise TypeError(f"gemm: A and B {ab_dtype}, C {c_dtype} with compute {compute} "
+                        f"is not a supported combination")
     for name, value in (("m", m), ("n", n), ("k", k), ("batch", batch)):
         _check_size(name, value, 0)
     operands = (("A", size_a, lda, stride_a, _stored_shape(transa, m, k)),
@@ -229,6 +257,13 @@ def _check_layout(transa, transb, m, n, k, lda, stride_a, ldb, stride_b, ldc, st
     if batch > 1 and m and n and stride_c < (n - 1) * ldc + m:
         raise ValueError(f"gemm: strideC={stride_c} makes the C matrices of the batch overlap "
                          f"(each spans {(n - 1) * ldc + m} elements)")
+    return GemmCall(transa, transb, m, n, k, alpha, lda, stride_a, ldb, stride_b, beta, ldc,
+                    stride_c, batch, compute)
+
+
+def _stored_shape(trans, rows, cols):
+    """(rows, columns) of the stored matrix whose op is rows x cols."""
+    return (rows, cols) if trans == "N" else (cols, rows)
 
 
 def _check_int(name, value, low):
@@ -245,7 +280,18 @@ def _check_size(name, value, low):
         raise ValueError(f"gemm: {name}={value} does not fit cuBLAS's 32-bit int")
 
 
-def _check_arrays(a, b, c, compute):
+def check_buffers(a: Any, b: Any, c: Any) -> None:
+    """Refuse A, B and C unless all NumPy or all CuPy arrays, each C-contiguous (read as its
+    flat buffer), A's dtype B's: what :func:`gemm` checks of its arrays before
+    :func:`prepare_gemm` checks their dtypes and sizes.
+
+    Raises
+    ------
+    TypeError
+        Arrays of two kinds, or A and B of two dtypes.
+    ValueError
+        An array that is not C-contiguous.
+    """
     if isinstance(a, numpy.ndarray) + isinstance(b, numpy.ndarray) + isinstance(c, numpy.ndarray) \
             not in (0, 3):
         raise TypeError("gemm: A, B and C must all be NumPy arrays or all CuPy arrays")
@@ -253,9 +299,9 @@ def _check_arrays(a, b, c, compute):
         if not array.flags.c_contiguous:
             raise ValueError(f"gemm: {name} must be a C-contiguous array (read as its flat "
                              f"buffer), got shape {array.shape} with strides {array.strides}")
-    if a.dtype != b.dtype or (a.dtype, c.dtype, compute) not in SUPPORTED:
-        raise TypeError(f"gemm: A {a.dtype}, B {b.dtype}, C {c.dtype} with compute {compute} "
-                        f"is not a supported combination")
+    if a.dtype != b.dtype:
+        raise TypeError(f"gemm: A {a.dtype}, B {b.dtype}, C {c.dtype} is not a supported "
+                        f"combination: A and B share a dtype")
 
 
 def _matrices(flat, stride, ld, shape, trans, batch):

@@ -19,11 +19,12 @@ groups, whichever is fewer.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from .._typing import Array
-from .gemm import compute_type, gemm
+from .gemm import compute_type, prepare_gemm
 
 
 def _grid(shape, images):
@@ -67,35 +68,44 @@ def grid_calls(images: int, groups: int, grids: Sequence[tuple[int, int]]
             for i in range(images)]
 
 
-class _GemmCall(NamedTuple):
-    """One :func:`fastconv._gpu.gemm.gemm` call of a :func:`matmul`, in cuBLAS's terms (its
-    A is matmul's b, its B matmul's a, its C out), each operand's ``offset`` into its flat
-    buffer; alpha is 1."""
+class MatmulPlan(NamedTuple):
+    """The cuBLAS calls of one :func:`matmul` (:func:`plan_matmul`): called with a, b and out
+    (C-contiguous arrays of the planned shapes and dtypes), it runs them, unchecked."""
 
-    transa: str
-    transb: str
-    m: int
-    n: int
-    k: int
-    offset_a: int
-    lda: int
-    stride_a: int
-    offset_b: int
-    ldb: int
-    stride_b: int
-    beta: float
-    offset_c: int
-    ldc: int
-    stride_c: int
-    batch: int
-    compute: str
+    calls: tuple  # ((GemmCall, offset of cuBLAS's A, of its B, of its C) per call)
+
+    def __call__(self, a: Array, b: Array, out: Array) -> None:
+        for call, offset_a, offset_b, offset_c in self.calls:  # cuBLAS's A is b, B a, C out
+            call(_from(b, offset_a), _from(a, offset_b), _from(out, offset_c))
 
 
-# The products of a training loop repeat: each (shapes, flags, compute type) is planned once.
+def plan_matmul(shape_a: tuple[int, ...], shape_b: tuple[int, ...],
+                shape_out: tuple[int, ...], dtypes: tuple, *, transpose_a: bool = False,
+                transpose_b: bool = False, accumulate: bool = False,
+                out_columns: int | None = None) -> MatmulPlan:
+    """The :class:`MatmulPlan` of :func:`matmul` for C-contiguous operands of these shapes and
+    ``dtypes`` (a's, b's, out's), its products checked; the compute type is read now.
+
+    Memoised per shapes, dtypes, flags and compute type: a training loop repeats the same
+    few products, each planned once.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`matmul`.
+    """
+    dtype_a, dtype_b, dtype_out = dtypes
+    if dtype_a != dtype_b:
+        raise TypeError(f"matmul: a {dtype_a} and b {dtype_b} must share a dtype")
+    return _plan(tuple(shape_a), tuple(shape_b), tuple(shape_out), dtype_a, dtype_out,
+                 bool(transpose_a), bool(transpose_b), bool(accumulate),
+                 compute_type(dtype_a), out_columns)
+
+
 @functools.lru_cache(maxsize=1024)
-def _gemm_calls(shape_a, shape_b, shape_out, transpose_a, transpose_b, accumulate, compute,
-                out_columns):
-    """The gemm calls of one :func:`matmul` of arrays of these shapes (its Raises)."""
+def _plan(shape_a, shape_b, shape_out, dtype, dtype_out, transpose_a, transpose_b, accumulate,
+          compute, out_columns):
+    """:func:`plan_matmul` for a compute type (its Raises)."""
     images = shape_out[0]
     for name, shape in (("a", shape_a), ("b", shape_b), ("out", shape_out)):
         if len(shape) != 4:
@@ -111,12 +121,16 @@ def _gemm_calls(shape_a, shape_b, shape_out, transpose_a, transpose_b, accumulat
         raise ValueError(f"matmul: op(a) {op_a} @ op(b) {op_b} is not out {shape_out[2:]}"
                          + ("" if out_columns is None else f" in its first {cols} columns"))
     grids = [_grid(shape, images) for shape in (shape_b, shape_a, shape_out)]
-    return tuple(
-        _GemmCall("T" if transpose_b else "N", "T" if transpose_a else "N", cols, rows, op_a[1],
-                  offset_b, shape_b[3], stride_b, offset_a, shape_a[3], stride_a,
-                  1.0 if accumulate else 0.0, offset_out, row_length, stride_out, batch, compute)
-        for (offset_b, offset_a, offset_out), batch, (stride_b, stride_a, stride_out)
-        in grid_calls(images, groups, grids))
+    sizes = [math.prod(shape) for shape in (shape_b, shape_a, shape_out)]
+    calls = []
+    for offsets, batch, (stride_b, stride_a, stride_out) in grid_calls(images, groups, grids):
+        call = prepare_gemm("T" if transpose_b else "N", "T" if transpose_a else "N", cols,
+                            rows, op_a[1], 1.0, shape_b[3], stride_b, shape_a[3], stride_a,
+                            1.0 if accumulate else 0.0, row_length, stride_out, batch, compute,
+                            (dtype, dtype_out),
+                            tuple(size - offset for size, offset in zip(sizes, offsets)))
+        calls.append((call, *offsets))
+    return MatmulPlan(tuple(calls))
 
 
 def matmul(a: Array, b: Array, out: Array, *, transpose_a: bool = False,
@@ -163,13 +177,9 @@ def matmul(a: Array, b: Array, out: Array, *, transpose_a: bool = False,
         if not array.flags.c_contiguous:
             raise ValueError(f"matmul: {name} must be a C-contiguous (images, groups, rows, "
                              f"columns) array, got shape {array.shape}")
-    calls = _gemm_calls(a.shape, b.shape, out.shape, bool(transpose_a), bool(transpose_b),
-                        bool(accumulate), compute_type(a.dtype), out_columns)
-    for call in calls:  # cuBLAS's A is b, its B a, its C out
-        gemm(call.transa, call.transb, call.m, call.n, call.k, 1.0, _from(b, call.offset_a),
-             call.lda, call.stride_a, _from(a, call.offset_b), call.ldb, call.stride_b,
-             call.beta, _from(out, call.offset_c), call.ldc, call.stride_c, call.batch,
-             call.compute)
+    plan_matmul(a.shape, b.shape, out.shape, (a.dtype, b.dtype, out.dtype),
+                transpose_a=transpose_a, transpose_b=transpose_b, accumulate=accumulate,
+                out_columns=out_columns)(a, b, out)
     return out
 
 
