@@ -14,9 +14,10 @@ call, so none is left to the array module. It prints the median and range of 7 t
 CuPy arrays whose memory is host memory (CuPy's allocator replaced, the device fixed at 0),
 which needs CuPy installed but no GPU or driver: it adds what CuPy's arrays cost the host
 (a view, a reshape, an allocation through CuPy's allocator interface, a flags query), which
-NumPy's cost several times less. What neither measures is CuPy's cost per kernel launch
-and cuBLAS call (argument packing and the driver call, a few microseconds each) and a real
-device allocation from CuPy's pool: those come on top on a GPU.
+NumPy's cost several times less, and runs fastconv's cuBLAS wrapper against a cuBLAS whose
+calls do nothing. What neither measures is CuPy's cost per kernel launch (argument packing
+and the driver call, a few microseconds each), cuBLAS's own host work per call, and a
+device allocation from CuPy's pool in place of the host blocks here.
 """
 
 import argparse
@@ -53,6 +54,48 @@ def null_device():
     _backends.backend_for = lambda *arrays: _gpu
     _cuda.default_launcher = lambda: launcher
     gemm.model_gemm = lambda *args, **kwargs: None
+
+
+class _NullCublas:
+    """CuPy's cublas module with calls that do nothing: fastconv's own cuBLAS wrapper runs
+    (its enums, host scalars, handle modes), cuBLAS does not."""
+
+    CUBLAS_OP_N, CUBLAS_OP_T, CUBLAS_POINTER_MODE_HOST, CUBLAS_GEMM_DEFAULT = 0, 1, 0, -1
+    CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_64F = 68, 77, 70
+
+    @staticmethod
+    def getPointerMode(handle):
+        return 1
+
+    @staticmethod
+    def getMathMode(handle):
+        return 0
+
+    @staticmethod
+    def setPointerMode(handle, mode):
+        pass
+
+    @staticmethod
+    def setMathMode(handle, mode):
+        pass
+
+    @staticmethod
+    def gemmStridedBatchedEx(*args):
+        pass
+
+
+class _NullDevice:
+    """CuPy's device module, for its cuBLAS handle."""
+
+    @staticmethod
+    def get_cublas_handle():
+        return 1
+
+
+class _NullRuntime:
+    """CuPy's runtime module, for its data type enums."""
+
+    CUDA_R_32F, CUDA_R_64F, CUDA_R_16F = 0, 1, 2
 
 
 class _HostBlock:
@@ -101,7 +144,7 @@ def null_cupy_device(largest_plane):
     launcher = _cuda.Launcher(cupy, _NullModule, options=(), device_id=lambda: 0,
                               device_of=lambda array: array.device.id)
     _cuda.default_launcher = lambda: launcher
-    gemm._cublas_gemm = lambda *args, **kwargs: None
+    gemm._cupy_libraries = lambda: (_NullCublas, _NullDevice, _NullRuntime)
     bias._ones[(cupy, 0, numpy.dtype(numpy.float32))] = cupy.empty(largest_plane, numpy.float32)
     return cupy
 

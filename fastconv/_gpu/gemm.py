@@ -28,7 +28,6 @@ the CPU path compute in FP32 whatever it says.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 from typing import Any
@@ -337,6 +336,7 @@ def model_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_
     target[...] = product
 
 
+@functools.cache
 def _cupy_libraries():
     """CuPy's ``(cublas, device, runtime)`` modules (imported here only: CuPy is optional)."""
     from cupy.cuda import cublas, device, runtime
@@ -344,52 +344,43 @@ def _cupy_libraries():
     return cublas, device, runtime
 
 
-@functools.lru_cache(maxsize=4)
-def _enums(cublas, runtime):
-    """The cuBLAS enums fastconv passes, by its names: data types by dtype, operations by
-    flag, compute types by name (looked up once per pair of modules)."""
+@functools.lru_cache(maxsize=64)
+def _cublas_constants(cublas, runtime, transa, transb, alpha, beta, ab_dtype, c_dtype, compute):
+    """The arguments of a ``cublasGemmStridedBatchedEx`` that are neither sizes nor arrays:
+    the operations, the host addresses of alpha and beta (in the compute type's precision),
+    the data types and the compute type, as CuPy's enums; and the two host scalars, kept as
+    long as their addresses are (cuBLAS reads them during the call). Looked up once per
+    product kind: a call pays no enum lookup and no NumPy ``ctypes`` query."""
     types = {_F16: runtime.CUDA_R_16F, _F32: runtime.CUDA_R_32F, _F64: runtime.CUDA_R_64F}
     ops = {"N": cublas.CUBLAS_OP_N, "T": cublas.CUBLAS_OP_T}
-    computes = {name: getattr(cublas, f"CUBLAS_COMPUTE_{name}") for name in COMPUTE_TYPES}
-    return types, ops, computes
-
-
-@functools.lru_cache(maxsize=16)
-def _host_scalar(value, compute):
-    """``value`` as the host scalar cuBLAS reads alpha or beta from, in the compute type's
-    precision; kept, so its address stays valid (cuBLAS reads it during the call)."""
-    scalar = numpy.array(value, _COMPUTE_DTYPES[compute])
-    scalar.flags.writeable = False
-    return scalar
-
-
-@contextlib.contextmanager
-def _handle_modes(cublas, handle):
-    """The handle in host pointer mode (alpha and beta are host scalars) with reductions in
-    the compute type (``CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION``: a split-K
-    product of float16 never sums partials in float16); both restored afterwards."""
-    pointer, math = cublas.getPointerMode(handle), cublas.getMathMode(handle)
-    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
-    cublas.setMathMode(handle, _DISALLOW_REDUCED_PRECISION_REDUCTION)
-    try:
-        yield
-    finally:
-        cublas.setMathMode(handle, math)
-        cublas.setPointerMode(handle, pointer)
+    scalars = tuple(numpy.array(value, _COMPUTE_DTYPES[compute]) for value in (alpha, beta))
+    for scalar in scalars:
+        scalar.flags.writeable = False
+    return (ops[transa], ops[transb], scalars[0].ctypes.data, types[ab_dtype],
+            scalars[1].ctypes.data, types[c_dtype],
+            getattr(cublas, f"CUBLAS_COMPUTE_{compute}"), scalars)
 
 
 def _cublas_gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
                  ldc, stride_c, batch, compute):
     """:func:`gemm` on CuPy arrays: one ``cublasGemmStridedBatchedEx`` on CuPy's handle and
-    current stream (the math mode, not the compute type, would otherwise pick TF32)."""
+    current stream (CuPy's wrapper sets the stream), in host pointer mode (alpha and beta
+    are host scalars) with reductions in the compute type
+    (``CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION``: the math mode, not the compute
+    type, would otherwise pick TF32, and a split-K product of float16 would sum partials in
+    float16); both modes are restored afterwards."""
     cublas, device, runtime = _cupy_libraries()
-    types, ops, computes = _enums(cublas, runtime)
+    op_a, op_b, alpha_at, type_ab, beta_at, type_c, compute_type_, _ = _cublas_constants(
+        cublas, runtime, transa, transb, float(alpha), float(beta), a.dtype, c.dtype, compute)
     handle = device.get_cublas_handle()
-    alpha, beta = _host_scalar(float(alpha), compute), _host_scalar(float(beta), compute)
-    with _handle_modes(cublas, handle):
+    pointer, math = cublas.getPointerMode(handle), cublas.getMathMode(handle)
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    cublas.setMathMode(handle, _DISALLOW_REDUCED_PRECISION_REDUCTION)
+    try:
         cublas.gemmStridedBatchedEx(
-            handle, ops[transa], ops[transb], m, n, k, alpha.ctypes.data,
-            a.data.ptr, types[a.dtype], lda, stride_a,
-            b.data.ptr, types[b.dtype], ldb, stride_b, beta.ctypes.data,
-            c.data.ptr, types[c.dtype], ldc, stride_c,
-            batch, computes[compute], cublas.CUBLAS_GEMM_DEFAULT)
+            handle, op_a, op_b, m, n, k, alpha_at, a.data.ptr, type_ab, lda, stride_a,
+            b.data.ptr, type_ab, ldb, stride_b, beta_at, c.data.ptr, type_c, ldc, stride_c,
+            batch, compute_type_, cublas.CUBLAS_GEMM_DEFAULT)
+    finally:
+        cublas.setMathMode(handle, math)
+        cublas.setPointerMode(handle, pointer)
