@@ -91,6 +91,10 @@ class _NullDevice:
     def get_cublas_handle():
         return 1
 
+    @staticmethod
+    def get_device_id():
+        return 0
+
 
 class _NullRuntime:
     """CuPy's runtime module, for its data type enums."""

@@ -209,10 +209,11 @@ class DeviceBuffer:
     """A flat buffer that is not a NumPy array (so gemm takes the cuBLAS path), with CuPy's
     ``data.ptr``."""
 
-    def __init__(self, array):
+    def __init__(self, array, device=0):
         self.array, self.dtype, self.ndim, self.size = array, array.dtype, 1, array.size
         self.flags = array.flags
         self.data = type("Memory", (), {"ptr": array.ctypes.data})()
+        self.device = type("Device", (), {"id": device})()
 
 
 class FakeCublas:
@@ -263,14 +264,38 @@ def test_cublas_call_passes_cupy_the_arguments_in_its_order(case, seed):
     before = c.copy()
     device_buffers = [DeviceBuffer(x) for x in (a, b, c)]
     cublas = FakeCublas(device_buffers)
-    device = type("Device", (), {"get_cublas_handle": staticmethod(lambda: 7)})
-    runtime = type("Runtime", (), {"CUDA_R_16F": 2, "CUDA_R_32F": 0, "CUDA_R_64F": 1})
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gemm, "_cupy_libraries", lambda: (cublas, device, runtime))
+        patch.setattr(gemm, "_cupy_libraries", lambda: (cublas, FakeDevice, FakeRuntime))
         call(case, *device_buffers)
     assert cublas.calls == ([case[10]] if case[7] else [])  # a batch of 0 calls nothing
     assert cublas.modes == {"pointer": 1, "math": 3}  # restored
     assert_matches_plain_matmul(case, a, b, before, c)
+
+
+class FakeDevice:
+    """CuPy's device module: handle 7 and device 0 current."""
+
+    get_cublas_handle = staticmethod(lambda: 7)
+    get_device_id = staticmethod(lambda: 0)
+
+
+class FakeRuntime:
+    CUDA_R_16F, CUDA_R_32F, CUDA_R_64F = 2, 0, 1
+
+
+@pytest.mark.parametrize("operand", ["a", "b", "c"])
+def test_an_array_on_another_device_is_refused_before_cublas_runs(operand):
+    """cuBLAS runs on the current device's handle: an operand on device 1 while device 0 is
+    current would be read at an address of another device's memory."""
+    arrays = {name: DeviceBuffer(value, device=1 if name == operand else 0)
+              for name, value in _valid().items() if name in "abc"}
+    cublas = FakeCublas(list(arrays.values()))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm, "_cupy_libraries", lambda: (cublas, FakeDevice, FakeRuntime))
+        with pytest.raises(ValueError, match=f"{operand.upper()} is on device 1 but the "
+                                             "current device is 0"):
+            gemm.gemm(**(_valid() | arrays))
+    assert cublas.calls == []
 
 
 # ------------------------------------------------------------------- the row-major front

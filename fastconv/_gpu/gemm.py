@@ -169,14 +169,28 @@ def gemm(transa, transb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, bet
     ------
     ValueError
         A flag, size, leading dimension or stride that cuBLAS would refuse or
-        that would touch memory outside an array, or C matrices that overlap.
+        that would touch memory outside an array, C matrices that overlap, or a
+        CuPy array on another device than the current one.
     TypeError
         Unsupported dtypes, or arrays of two kinds.
     """
     check_buffers(a, b, c)
+    if not isinstance(c, numpy.ndarray):
+        _check_current_device(a, b, c)
     call = prepare_gemm(transa, transb, m, n, k, alpha, lda, stride_a, ldb, stride_b, beta, ldc,
                         stride_c, batch, compute, (a.dtype, c.dtype), (a.size, b.size, c.size))
     call(a, b, c)
+
+
+def _check_current_device(a, b, c):
+    """Refuse CuPy arrays on another device than the current one: the product runs on the
+    current device's cuBLAS handle, where another device's addresses are not its memory."""
+    current = _cupy_libraries()[1].get_device_id()
+    for name, array in (("A", a), ("B", b), ("C", c)):
+        if array.device.id != current:
+            raise ValueError(f"gemm: {name} is on device {array.device.id} but the current "
+                             f"device is {current}: call inside `with cupy.cuda.Device("
+                             f"{array.device.id}):`")
 
 
 class GemmCall:
