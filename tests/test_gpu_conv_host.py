@@ -22,6 +22,7 @@ from cuda_emu.emu import emu_launcher, prebuild, require_kernel_tools
 from device_counter import DeviceArray, counting, device
 from fastconv import _backends, _cuda, _gpu
 from fastconv import _cpu as _cpu_backend
+from fastconv._cuda_launcher import PreparedLaunch
 from fastconv._kept_memory import kept_blocks
 from fastconv.workspace import workspace_limit
 
@@ -325,6 +326,49 @@ def test_tf32_setting_leaves_the_model_path_unchanged(gpu_path, monkeypatch):
     fp32 = F.conv2d_forward(x, w, None, padding=1)[0]
     fastconv.set_tf32(True)
     np.testing.assert_array_equal(F.conv2d_forward(x, w, None, padding=1)[0], fp32)
+
+
+def test_prepared_steps_follow_the_tf32_setting_between_calls(gpu_path, monkeypatch):
+    """The steps of one set of sizes are prepared once per TF32 setting: after set_tf32 the
+    same layer's products take the other compute type (and dx the other path), and back."""
+    computes, launch_names = [], []
+    product, launch = _gpu.gemm.GemmCall.__call__, PreparedLaunch.__call__
+    monkeypatch.setattr(_gpu.gemm.GemmCall, "__call__",
+                        lambda call, *arrays: (computes.append(call.compute),
+                                               product(call, *arrays)))
+    monkeypatch.setattr(PreparedLaunch, "__call__",
+                        lambda prepared, *arrays: (launch_names.append(prepared.kernel),
+                                                   launch(prepared, *arrays)))
+    monkeypatch.setattr(_gpu.gemm, "_tf32", False)
+    x, w, b = rand((2, 3, 6, 6), np.float32, 18), rand((4, 3, 3, 3), np.float32, 19), None
+    for tf32, compute, input_grad in ((False, "32F", "conv_gemm_kernel"),
+                                      (True, "32F_FAST_TF32", "col2im_kernel"),
+                                      (False, "32F", "conv_gemm_kernel")):
+        fastconv.set_tf32(tf32)
+        computes.clear(), launch_names.clear()
+        out, cache = F.conv2d_forward(x, w, b, padding=1)
+        F.conv2d_backward(np.ones_like(out), cache)
+        assert set(computes) == {compute} and input_grad in launch_names, (computes,
+                                                                           launch_names)
+
+
+def test_prepared_steps_follow_the_workspace_limit_between_calls(gpu_path):
+    """A layer first run in one chunk, then under a limit of two images' columns, then in
+    one chunk again: each gets the CPU path's results, chunked where the limit says."""
+    x, w, b = rand((5, 3, 6, 6), np.float64, 20), rand((4, 3, 3, 3), np.float64, 21), None
+    dout = rand((5, 4, 6, 6), np.float64, 22)
+    want_out, want_cache = on_cpu(F.conv2d_forward, x, w, b, padding=1)
+    want = on_cpu(F.conv2d_backward, dout, want_cache)
+    columns = 3 * 9 * 36 * 8  # one image's, float64
+    for limit in (None, 2 * columns + 4 * 28 * 8, None):
+        with contextlib.nullcontext() if limit is None else workspace_limit(limit):
+            out, cache = F.conv2d_forward(x, w, b, padding=1)
+            grads = F.conv2d_backward(dout, cache)
+        assert (cache.columns is None) == (limit is not None)
+        np.testing.assert_allclose(out, want_out, rtol=1e-12)
+        assert grads[2] is None and want[2] is None
+        for got, expected in zip(grads[:2], want[:2]):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_the_host_time_script_times_both_passes_without_a_gpu():
