@@ -53,7 +53,8 @@ from ._cuda_conv_gemm import conv_gemm_fits, conv_gemm_into, conv_input_grad_int
 from ._cuda_conv_gemm import conv_input_grad_launch
 
 __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS",
-           "MAX_BLOCKS", "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS", "adaptive_max_pool2d_fits",
+           "MAX_BLOCKS", "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS",
+           "adaptive_max_pool2d_fits",
            "adaptive_max_pool2d_forward", "adaptive_max_pool2d_gather",
            "adaptive_max_pool2d_outside", "avg_pool2d_backward",
            "avg_pool2d_forward", "avg_pool3d_backward", "avg_pool3d_forward", "col2im_into",

@@ -210,6 +210,7 @@ class _Steps:
         return steps
 
     def _prepare(self, images):
+        """The prepared steps of a chunk of ``images`` images, made anew (each subclass's)."""
         raise NotImplementedError
 
 
@@ -227,9 +228,8 @@ class _ForwardSteps(_Steps):
         positions = math.prod(geometry.out)
         self.plan = _forward_plan(x_shape, w_shape, self.dtype, geometry, groups)
         self.bias = None
-        if has_bias:
-            like = launcher.xp.empty(0, dtype)
-            ones = ones_like_device(like, positions)
+        if has_bias:  # the vector of ones goes where an empty array of the dtype is made
+            ones = ones_like_device(launcher.xp.empty(0, dtype), positions)
             call = add_bias_call(x_shape[0], w_shape[0], positions, dtype,
                                  (ones.size, w_shape[0], math.prod(self.out_shape)))
             self.bias = ones, call
@@ -326,7 +326,8 @@ class _BackwardSteps(_Steps):
         positions = math.prod(geometry.out)
         self.plan, self.implicit_input_grad = _backward_plan(
             x_shape, w_shape, self.dtype, geometry, groups, held, needs_input_grad, tf32)
-        self.ones = ones_like_device(launcher.xp.empty(0, dtype), positions) if has_bias else None
+        self.ones = (ones_like_device(launcher.xp.empty(0, dtype), positions) if has_bias
+                     else None)
         self.input_grad = (_cuda.conv_input_grad_launch(
             (x_shape[0], w_shape[0]) + geometry.out, w_shape, geometry, dtype, launcher)
             if self.implicit_input_grad else None)

@@ -115,8 +115,8 @@ class _Backward:
         matmul(self.w_mat, cols, grouped(chunk_of(self.dx, chunk), self.groups))
         # Partials i sum image i of every chunk: the first chunk, the largest, writes every
         # image's, later ones add to theirs.
-        matmul(chunk_of(self.x, chunk), cols, partials, transpose_b=True, accumulate=chunk.start > 0,
-               out_columns=self.w_mat.shape[3])
+        matmul(chunk_of(self.x, chunk), cols, partials, transpose_b=True,
+               accumulate=chunk.start > 0, out_columns=self.w_mat.shape[3])
 
     def result(self, workspace):
         dw, _ = _cuda.weight_sum(ungrouped(workspace.buffers["partials"]), self.w.shape,
