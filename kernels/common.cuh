@@ -21,7 +21,8 @@
 //   tiled matrix product of kernels/conv_gemm.cu, which says how it departs.
 // - float and double compute in their own type; fc_half (IEEE binary16
 //   storage) is converted to float for every comparison and sum. Comparisons
-//   go through fc_greater, which -ftz=true cannot change.
+//   go through fc_greater, and the sums in double of float terms through
+//   fc_load_double and fc_round, which -ftz=true cannot change.
 #pragma once
 
 typedef long long idx_t;
@@ -275,9 +276,36 @@ __device__ __forceinline__ fc_half fc_double_to_half(double d) {
     return result;
 }
 
-// A double sum rounded once to T: the gathers that sum as the CPU path's bincount does
-// (kernels/unpool.cu, the max pools' backward).
-template <class T> __device__ __forceinline__ T fc_round(double v) { return (T)v; }
+// float <-> double, subnormals kept: cvt.f64.f32 (exact) and cvt.rn.f32.f64 (to nearest,
+// ties to even) without .ftz. Under CuPy's -ftz=true NVRTC emits a cast, and
+// __double2float_rn too, as cvt.ftz, which flushes a float subnormal read or produced to
+// zero, where the CPU path keeps it; inline PTX is left as written. The CPU emulator
+// (tests/cuda_emu/cuda_emu.h) defines both itself: g++ has no PTX.
+#ifndef FC_CUDA_EMU
+__device__ __forceinline__ double fc_widen(float v) {
+    double d;
+    asm("cvt.f64.f32 %0, %1;" : "=d"(d) : "f"(v));
+    return d;
+}
+__device__ __forceinline__ float fc_narrow(double v) {
+    float f;
+    asm("cvt.rn.f32.f64 %0, %1;" : "=f"(f) : "d"(v));
+    return f;
+}
+#endif
+
+// A value of T as a double, exactly: the terms of the sums below.
+__device__ __forceinline__ double fc_load_double(float v) { return fc_widen(v); }
+__device__ __forceinline__ double fc_load_double(double v) { return v; }
+__device__ __forceinline__ double fc_load_double(fc_half v) {
+    return fc_widen(fc_half_to_float(v));
+}
+
+// A double sum rounded once to T, to nearest even, subnormals included: the gathers that
+// sum as the CPU path's bincount does (kernels/unpool.cu, the max pools' backward).
+template <class T> __device__ __forceinline__ T fc_round(double v);
+template <> __device__ __forceinline__ double fc_round<double>(double v) { return v; }
+template <> __device__ __forceinline__ float fc_round<float>(double v) { return fc_narrow(v); }
 template <> __device__ __forceinline__ fc_half fc_round<fc_half>(double v) {
     return fc_double_to_half(v);
 }

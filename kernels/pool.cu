@@ -74,7 +74,7 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ dout, const int* 
                 // neighbouring threads read the same lines, and no branch is taken. Adding +0
                 // where a column did not win changes no sum (they start at +0, so none is
                 // -0, the one value +0 changes).
-                const double g = fc_load(dout_plane[o]);
+                const double g = fc_load_double(dout_plane[o]);
                 sums[0] += first ? g : 0.0;
                 sums[1] += next ? g : 0.0;
             });

@@ -128,7 +128,7 @@ __global__ void max_pool3d_backward_kernel(const T* __restrict__ dout,
         const idx_t outputs = nc * OD * OH * OW;
         double sum = 0;  // in window order, rounded once: the CPU path's bincount
         fc_for_each_covering3<true>(window, d, h, w, OD, OH, OW, [&](int k, int o) {
-            if (argmax[outputs + o] == k) sum += fc_load(dout[outputs + o]);
+            if (argmax[outputs + o] == k) sum += fc_load_double(dout[outputs + o]);
         });
         dx[nc * D * H * W + pos] = fc_round<T>(sum);
     });

@@ -132,7 +132,7 @@ __device__ __forceinline__ void fc_gather_sent(const T* values, const idx_t* ind
         fc_for_each_holder(rows, row_holders, [&](int oh) {
             fc_for_each_holder(columns, column_holders, [&](int ow) {
                 const idx_t i = plane + fc_offset(oh, ow, OW);
-                if (index[i] == (idx_t)pos) sum += fc_load(values[i]);
+                if (index[i] == (idx_t)pos) sum += fc_load_double(values[i]);
             });
         });
         out[nc * H * W + pos] = fc_round<T>(sum);

@@ -142,6 +142,41 @@ def test_float_max_pool_compares_survive_flush_to_zero(compiled):
     assert not ordered, f"float comparisons under -ftz=true: {sorted(set(ordered))}"
 
 
+# The kernels that sum in double and round once, promising the CPU path's bits
+CPU_BITS_SUMS = {"pool.cu": ("max_pool_backward_kernel",),
+                 "pool3d.cu": ("max_pool3d_backward_kernel",),
+                 "unpool.cu": ("max_unpool_gather_kernel", "adaptive_max_gather_kernel")}
+FLUSHING_CVT = re.compile(r"cvt(?:\.\w+)*\.ftz(?:\.\w+)*\.f(?:32\.f64|64\.f32)\b")
+
+
+@pytest.mark.parametrize("dtype", list(_cuda.CTYPES), ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("file", sorted(CPU_BITS_SUMS))
+def test_double_sums_convert_float_subnormals_under_flush_to_zero(compiled, nvrtc, pch_dirs,
+                                                                   file, dtype):
+    """Under CuPy's -ftz=true NVRTC emits a float <-> double cast (and __double2float_rn) as
+    cvt.ftz.f64.f32 or cvt.rn.ftz.f32.f64, which flush a float subnormal read or produced to
+    zero (ptxas adds an FMUL.FTZ by 1 before the widening F2F, a compare and select after
+    the narrowing one), where the CPU path's float64 bincount keeps it. The gathers that
+    promise its bits convert through inline PTX without .ftz (kernels/common.cuh, fc_widen
+    and fc_narrow): no cvt.ftz between f32 and f64 may be left in any instantiation, and
+    the float terms must be widened and the float32 sums narrowed by the plain cvt."""
+    assert "-ftz=true" in runtime_options(nvrtc, "compute_90", pch_dirs["compute_90"])
+    assert all(FLUSHING_CVT.fullmatch(cvt) for cvt in ("cvt.rn.ftz.f32.f64", "cvt.ftz.f64.f32"))
+    _, lowered, ptx = compiled[file, np.dtype(dtype), "compute_90"]
+    ptx = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
+    entries = dict(re.findall(r"\.entry\s+(\w+)\s*\((.*?)\n\}", ptx, re.DOTALL))
+    checked = [name for name in lowered if name.partition("<")[0] in CPU_BITS_SUMS[file]]
+    assert len(checked) >= len(CPU_BITS_SUMS[file]), sorted(lowered)
+    for name in checked:
+        body = entries[lowered[name]]
+        flushing = FLUSHING_CVT.findall(body)
+        assert not flushing, f"{name}: {sorted(set(flushing))} under -ftz=true"
+        if np.dtype(dtype) != np.float64:
+            assert re.search(r"cvt\.f64\.f32\s", body), f"{name}: no cvt.f64.f32"
+        if np.dtype(dtype) == np.float32:
+            assert re.search(r"cvt\.rn\.f32\.f64\s", body), f"{name}: no cvt.rn.f32.f64"
+
+
 @pytest.mark.parametrize("arch", [t for t in TARGETS if t.startswith("sm_")])
 def test_register_counts_and_spills(compiled, arch, request):
     rows = {}  # name expression -> (registers, spilled bytes)

@@ -81,6 +81,24 @@ def bits(a):
     return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize])
 
 
+# float32 gradients among both kinds of value that a float <-> double cast flushes under
+# -ftz=true: subnormals, and normal values whose sums land below 2**-126 (the max pools'
+# gradients and max unpooling sum in double, rounded once, as the CPU path)
+SUBNORMAL_SUM_TERMS = np.array([1.5e-38, -1.4e-38, 1e-40, -3e-41, 1e-45, -2e-39,
+                                1.1754942e-38, 2.0], np.float32)
+
+
+def has_subnormals(a):
+    """Whether ``a`` holds a nonzero value below the smallest normal of its dtype."""
+    return bool(np.any((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)))
+
+
+def require_flushing(emu, file, name):
+    """Skip unless float kernels run with the CPU's flush modes on, as the GPU's -ftz=true."""
+    if not emu.module(file, np.float32).get_function(name).flushes_denormals:
+        pytest.skip("this CPU's flush-to-zero mode is not emulated (x86 only)")
+
+
 def cpu_references(run, x, w, b, args, dout):
     """``run(x, w, b, args, dout, True)`` (a convolution's outputs and gradients on the CPU
     path) in x's dtype, in float64 ("exact"), and the same sums over the magnitudes of the

@@ -244,6 +244,28 @@ def test_float32_max_pool_orders_subnormals_under_flush_to_zero(emu):
         np.testing.assert_array_equal(argmax, cache.argmax)
 
 
+def test_float32_max_pool_gradient_sums_keep_subnormals_under_flush_to_zero(emu):
+    """The max pool's gradient sums float32 values in double and rounds once, promising the
+    CPU path's bits; under -ftz=true (here the CPU's flush modes) a plain conversion either
+    way flushes a float subnormal, read or produced (kernels/common.cuh, fc_widen and
+    fc_narrow). Ties of 0 and 1 send several windows' gradients to one cell; the run-time
+    and an unrolled kernel."""
+    import fastconv.functional as F
+    from test_cuda_emulated import (SUBNORMAL_SUM_TERMS, bits, has_subnormals, launcher,
+                                    require_flushing)
+    require_flushing(emu, "pool.cu", "max_pool_backward_kernel<float, 0, 0>")
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 2, (2, 3, 7, 9)).astype(np.float32)
+    for window in (3, 4):  # 3x3/1 unrolled, 4x4/1 not
+        _, cache = F.max_pool2d_forward(x, window, stride=1, padding=1)
+        dout = rng.choice(SUBNORMAL_SUM_TERMS, cache.argmax.shape)
+        want = F.max_pool2d_backward(dout, cache)
+        assert has_subnormals(want)
+        for launch in (emu, launcher(specialize=False)):
+            got = _cuda.max_pool2d_backward(dout, cache.argmax, x.shape, cache.geometry, launch)
+            np.testing.assert_array_equal(bits(got), bits(want))
+
+
 def test_non_contiguous_inputs_and_outputs(emu):
     """The wrappers make inputs contiguous and write non-contiguous outputs through a copy."""
     rng = np.random.default_rng(0)

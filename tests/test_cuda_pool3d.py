@@ -38,7 +38,8 @@ from fastconv import _cuda, _cuda_launcher
 from fastconv.backend import accumulator_dtype
 from fastconv.functional.pool3d import AvgPool3dCache, MaxPool3dCache
 from fastconv.shapes import conv_output_size
-from test_cuda_emulated import (DTYPES, SETTINGS, bits, launch_shapes, launcher, normal,
+from test_cuda_emulated import (DTYPES, SETTINGS, SUBNORMAL_SUM_TERMS, bits, has_subnormals,
+                                launch_shapes, launcher, normal, require_flushing,
                                 with_ties_and_specials)
 
 CASES = collections.Counter()
@@ -221,6 +222,22 @@ def test_minus_infinity_ties_the_padding_and_windows_of_padding_only():
     out, indices, argmax, dx = run_max(x, args, dout, launcher())
     assert np.all(out == -np.inf) and np.all(argmax == 0) and np.all(indices == -1)
     np.testing.assert_array_equal(dx, np.zeros_like(x))
+
+
+def test_float32_gradient_sums_keep_subnormals_under_flush_to_zero():
+    """The gradient's double sums of float32 terms, rounded once, keep the subnormals that a
+    cast flushes under -ftz=true (here the CPU's flush modes): subnormal terms, and sums of
+    normal ones below 2**-126, on ties that send several windows' gradients to one cell."""
+    emu = launcher()
+    require_flushing(emu, FILE, "max_pool3d_backward_kernel<float, 0, 0>")
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 2, (1, 2, 5, 6, 5)).astype(np.float32)
+    args = dict(kernel_size=3, stride=1, padding=1)
+    _, cache = F.max_pool3d_forward(x, **args)
+    dout = rng.choice(SUBNORMAL_SUM_TERMS, cache.argmax.shape)
+    want = F.max_pool3d_backward(dout, cache)
+    assert has_subnormals(want)
+    np.testing.assert_array_equal(bits(run_max(x, args, dout, emu)[3]), bits(want))
 
 
 def test_non_contiguous_operands_go_through_copies():

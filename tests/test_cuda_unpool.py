@@ -42,7 +42,8 @@ from cuda_emu.emu import build_library, kernels_under_test, require_kernel_tools
 from cuda_emu.report import report_cases
 from fastconv import _backends, _cpu, _cuda, _cuda_launcher, _cuda_unpool
 from fastconv.shapes import conv_output_size
-from test_cuda_emulated import DTYPES, SETTINGS, bits, launch_shapes, launcher
+from test_cuda_emulated import (DTYPES, SETTINGS, SUBNORMAL_SUM_TERMS, bits, has_subnormals,
+                                launch_shapes, launcher, require_flushing)
 
 CASES = collections.Counter()
 UNPOOL = ["max_unpool_check_kernel", "max_unpool_gather_kernel"]
@@ -231,6 +232,35 @@ def test_float16_sums_round_once_from_the_exact_sum():
     exact = [sum(cell) for cell in cells]
     np.testing.assert_array_equal(got[:, 0, 0, 2], np.array(exact).astype(np.float16))
     assert got[0, 0, 0, 2] == 1 + 2**-10 and np.isinf(got[3, 0, 0, 2])
+
+
+def test_float32_sums_keep_subnormals_under_flush_to_zero():
+    """The gathers' double sums of float32 values, rounded once, keep the subnormals that a
+    cast flushes under -ftz=true (here the CPU's flush modes): subnormal values, and sums of
+    normal ones below 2**-126, sent to one cell by overlapping windows that share a maximum
+    (max unpooling, unrolled 3x3/1 and run-time 4x4/1, and the adaptive max pool's
+    gradient)."""
+    emu = launcher()
+    require_flushing(emu, "unpool.cu", "max_unpool_gather_kernel<float, 0, 0>")
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 2, (2, 3, 7, 9)).astype(np.float32)
+    for window in (3, 4):
+        pooled, indices, _ = on_cpu(F.max_pool2d_forward, x, window, 1, 1, return_indices=True)
+        args = (rng.choice(SUBNORMAL_SUM_TERMS, pooled.shape), indices, window, 1, 1, x.shape[2:])
+        want = on_cpu(F.max_unpool2d_forward, *args)[0]
+        assert has_subnormals(want)
+        with gpu_dispatch(emu) as calls:
+            got = F.max_unpool2d_forward(*args)[0]
+        assert calls == UNPOOL, calls
+        assert_bits(got, want)
+    out, cache = on_cpu(F.adaptive_max_pool2d_forward, x, (5, 4))
+    dout = rng.choice(SUBNORMAL_SUM_TERMS, out.shape)
+    want = on_cpu(F.adaptive_max_pool2d_backward, dout, cache)
+    assert has_subnormals(want)
+    with gpu_dispatch(emu) as calls:
+        got = F.adaptive_max_pool2d_backward(dout, cache)
+    assert calls == ADAPTIVE, calls
+    assert_bits(got, want)
 
 
 def test_indices_of_a_dilated_pool_and_empty_batches():

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
@@ -66,6 +67,23 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
 inline double __dadd_rn(double a, double b) { return a + b; }
+// kernels/common.cuh's float <-> double conversions (inline PTX there), as the GPU has them:
+// exact and to nearest even, float subnormals kept under the flush modes fc_emu_launch sets,
+// which would flush them in a cast. Outside the float subnormal range a cast is not flushed.
+inline double fc_widen(float v) {
+    const unsigned int bits = __float_as_uint(v);
+    if (bits & 0x7f800000u) return v;  // normal, inf or NaN
+    const double magnitude = (int)(bits & 0x7fffffu) * 0x1p-149;  // exact, a normal double
+    return bits >> 31 ? -magnitude : magnitude;
+}
+inline float fc_narrow(double v) {
+    const double magnitude = std::fabs(v);
+    if (!(magnitude < 0x1p-126)) return (float)v;  // a normal float, inf or NaN
+    // steps of 2^-149 to nearest even (the default rounding mode, which fc_emu_launch leaves
+    // as it is): a subnormal's bits, or the smallest normal's (0x00800000)
+    const unsigned int steps = (unsigned int)std::nearbyint(magnitude * 0x1p149);
+    return __uint_as_float((std::signbit(v) ? 0x80000000u : 0u) | steps);
+}
 template <class T, class U> T atomicAdd(T* p, U v) { return std::atomic_ref<T>(*p).fetch_add(T(v)); }
 
 #if defined(__SANITIZE_ADDRESS__)
