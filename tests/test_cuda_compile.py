@@ -151,8 +151,8 @@ FLUSHING_CVT = re.compile(r"cvt(?:\.\w+)*\.ftz(?:\.\w+)*\.f(?:32\.f64|64\.f32)\b
 
 @pytest.mark.parametrize("dtype", list(_cuda.CTYPES), ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("file", sorted(CPU_BITS_SUMS))
-def test_double_sums_convert_float_subnormals_under_flush_to_zero(compiled, nvrtc, pch_dirs,
-                                                                   file, dtype):
+def test_double_sums_convert_float_subnormals_under_flush_to_zero(compiled, cupy_options,
+                                                                   pch_dirs, file, dtype):
     """Under CuPy's -ftz=true NVRTC emits a float <-> double cast (and __double2float_rn) as
     cvt.ftz.f64.f32 or cvt.rn.ftz.f32.f64, which flush a float subnormal read or produced to
     zero (ptxas adds an FMUL.FTZ by 1 before the widening F2F, a compare and select after
@@ -160,7 +160,7 @@ def test_double_sums_convert_float_subnormals_under_flush_to_zero(compiled, nvrt
     promise its bits convert through inline PTX without .ftz (kernels/common.cuh, fc_widen
     and fc_narrow): no cvt.ftz between f32 and f64 may be left in any instantiation, and
     the float terms must be widened and the float32 sums narrowed by the plain cvt."""
-    assert "-ftz=true" in runtime_options(nvrtc, "compute_90", pch_dirs["compute_90"])
+    assert "-ftz=true" in runtime_options(cupy_options, "compute_90", pch_dirs["compute_90"])
     assert all(FLUSHING_CVT.fullmatch(cvt) for cvt in ("cvt.rn.ftz.f32.f64", "cvt.ftz.f64.f32"))
     _, lowered, ptx = compiled[file, np.dtype(dtype), "compute_90"]
     ptx = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
