@@ -85,16 +85,18 @@ def forward(x: Array, w: Array, b: Array | None, geometry: WindowGeometry,
 
     Examples
     --------
-    A 1x1x1 window launches no kernel, so it runs on NumPy arrays without a GPU:
+    A 1x1x1 window needs no column buffer (x is its own columns); a 3x3 one buffers each
+    image's (C*KH*KW, OH*OW):
 
     >>> import numpy
     >>> from fastconv.shapes import window_geometry
-    >>> from fastconv.workspace import run_in_chunks
     >>> x, w = numpy.ones((1, 2, 1, 1, 2)), numpy.ones((1, 2, 1, 1, 1))
-    >>> out, _ = run_in_chunks(forward(x, w, None, window_geometry(x.shape, 1, 1, 0, 1), 1),
-    ...                        numpy, 1)
-    >>> out
-    array([[[[[2., 2.]]]]])
+    >>> forward(x, w, None, window_geometry(x.shape, 1, 1, 0, 1), 1).plan
+    ()
+    >>> x, w = numpy.ones((1, 2, 4, 4)), numpy.ones((3, 2, 3, 3))
+    >>> [(buffer.name, buffer.shape) for buffer in
+    ...  forward(x, w, None, window_geometry(x.shape, 3, 1, 0, 1), 1).plan]
+    [('cols', (1, 18, 4))]
     """
     if len(geometry.out) == 2 and runs_depthwise(x, w, geometry, groups):
         # C tiny products of K = KH*KW through cuBLAS, after KH*KW copies of the input,
