@@ -71,10 +71,9 @@ def _param_mapping(params):
 class Optimizer:
     """Base class: holds ``params`` (by reference), ``lr``, ``weight_decay`` and per-name ``state``.
 
-    Subclasses implement ``_update(param, grad, state)``, changing ``param`` in
-    place; :meth:`step` adds the weight decay to the gradient first. The
-    state arrays a subclass names in ``_state_arrays`` are checked against
-    their parameter before a step, with every gradient.
+    Subclasses implement ``_update(param, grad, state)``, changing ``param`` in place;
+    :meth:`step` adds the weight decay to the gradient first. The state arrays named in
+    ``_state_arrays`` are checked against their parameter, with every gradient, first.
 
     Parameters
     ----------
@@ -109,8 +108,7 @@ class Optimizer:
         self.weight_decay = check_real("weight_decay", weight_decay, 0.0)
         self.state: dict[str, dict[str, Any]] = {}
 
-    #: The keys of ``state[name]`` holding arrays of the parameter's shape, updated in place.
-    _state_arrays: tuple[str, ...] = ()
+    _state_arrays: tuple[str, ...] = ()  # state keys of arrays shaped as their parameter
 
     def step(self, grads: Mapping[str, Array]) -> None:
         """Update every parameter in place from its gradient.
@@ -143,18 +141,15 @@ class Optimizer:
             self._update(param, grad, self.state.setdefault(name, {}))
 
     def _check_step(self, grads, params=None):
-        """Check a step with ``grads`` on ``params`` (default ``self.params``); return the mapping.
-
-        Changes nothing.
-        """
+        """Check a step with ``grads`` on ``params`` (default ``self.params``), changing
+        nothing; return the mapping."""
         params = self.params if params is None else _param_mapping(params)
-        # lr is an attribute that schedules and users set at will: an array there would
-        # broadcast against the first parameters and fail on a later one, a negative value ascend
+        # lr is set at will between steps: an array would broadcast, a negative value ascend
         check_real("lr", self.lr, 0.0)
         check_step(params, grads, self.state, self._state_arrays)
         return params
 
-    def _update(self, param, grad, state):
+    def _update(self, param, grad, state):  # each subclass's rule, changing param in place
         raise NotImplementedError
 
     def _zeros(self, state, key, like):

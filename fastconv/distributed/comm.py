@@ -24,17 +24,12 @@ import numpy
 from .._typing import Array
 from ..backend import device_of
 from ._buffers import as_list, flatten, group_by_dtype, unflatten_into
-from ._nccl import _nccl_dtype, _nccl_unusable_reason
+from ._nccl import (_communicator, _empty_message, _nccl_dtype, _nccl_unusable_reason,
+                    _unique_id_message)
 from ._watchdog import collective, collective_timeout, watch_collectives
 
 GPU_TRANSPORTS = ("auto", "nccl", "staged")
 Arrays = Mapping[str, Array] | Sequence[Array]  # a mapping's arrays travel in sorted-key order
-
-_NCCL_UNIQUE_ID_BYTES = 128  # sizeof(ncclUniqueId)
-# How rank 0's ``nccl.get_unique_id()`` spelled the id, sent ahead of it: bytes (CuPy 14+),
-# or a tuple of C chars (CuPy 13), signed or unsigned as the platform's char is; or no id.
-_UID_NONE, _UID_BYTES, _UID_SIGNED_CHARS, _UID_UNSIGNED_CHARS = range(4)
-
 
 def _import_mpi() -> Any:
     """mpi4py's MPI module (initialising MPI); a RuntimeError naming the extra without it."""
@@ -45,38 +40,6 @@ def _import_mpi() -> Any:
             "data-parallel training needs mpi4py and an MPI runtime: "
             "pip install 'fastconv[mpi]' (mpi4py + the mpich wheel)") from exc
     return MPI
-
-
-def _encode_unique_id(uid: Any) -> tuple[int, numpy.ndarray]:
-    """How ``nccl.get_unique_id()`` spelled ``uid`` (a ``_UID_*`` code) and its 128 bytes."""
-    if isinstance(uid, bytes):
-        form, raw = _UID_BYTES, numpy.frombuffer(uid, dtype=numpy.uint8)
-    elif isinstance(uid, tuple):
-        # A negative char means the platform's char is signed (x86-64); none, and reading
-        # the values as unsigned chars gives them back either way.
-        signed = any(v < 0 for v in uid)
-        form = _UID_SIGNED_CHARS if signed else _UID_UNSIGNED_CHARS
-        raw = numpy.array(uid, dtype=numpy.int8 if signed else numpy.uint8).view(numpy.uint8)
-    else:
-        raise TypeError(f"nccl.get_unique_id() returned a {type(uid).__name__}; "
-                        "expected bytes (CuPy 14+) or a tuple of ints (CuPy 13)")
-    if raw.size != _NCCL_UNIQUE_ID_BYTES:
-        raise ValueError(f"nccl.get_unique_id() returned {raw.size} values; an NCCL unique "
-                         f"id has {_NCCL_UNIQUE_ID_BYTES}")
-    return form, raw
-
-
-def _decode_unique_id(form: int, raw: numpy.ndarray) -> bytes | tuple[int, ...]:
-    """The id as rank 0's ``nccl.get_unique_id()`` returned it, from :func:`_encode_unique_id`.
-
-    Rank 0's spelling decides, not this rank's CuPy version: the ranks of a job run one
-    CuPy, whose ``NcclCommunicator`` takes what its ``get_unique_id`` returns (bytes in
-    14+, a tuple of chars in 13), and only rank 0 can tell a signed char from an unsigned.
-    """
-    if form == _UID_BYTES:
-        return raw.tobytes()
-    chars = raw.view(numpy.int8) if form == _UID_SIGNED_CHARS else raw
-    return tuple(int(v) for v in chars)
 
 
 class Communicator:
@@ -199,26 +162,13 @@ class Communicator:
 
         Raises on every rank, never on some, when rank 0 cannot make the id.
         """
-        # Byte 0 says how rank 0's CuPy spells the id (or that it made none), bytes 1-128
-        # are the id. Every rank joins this one Bcast whatever happened on rank 0: a rank 0
-        # that raised before it would leave the others waiting in it while it went on to
-        # other collectives.
-        message = numpy.zeros(1 + _NCCL_UNIQUE_ID_BYTES, dtype=numpy.uint8)
-        failure = None
-        if self.rank == 0:
-            try:
-                from cupy.cuda import nccl
-                message[0], message[1:] = _encode_unique_id(nccl.get_unique_id())
-            except Exception as exc:  # message[0] stays _UID_NONE: every rank raises
-                failure = exc
+        # Every rank joins this one Bcast whatever happened on rank 0: a rank 0 that raised
+        # before it would leave the others waiting in it while it went on to other collectives.
+        message, failure = _unique_id_message() if self.rank == 0 else (_empty_message(), None)
         self.comm.Bcast(message, root=0)
         if failure is not None:
             raise failure
-        if message[0] == _UID_NONE:
-            raise RuntimeError("rank 0 could not make the NCCL unique id (its message says why)")
-        from cupy.cuda import nccl
-        return nccl.NcclCommunicator(self.world_size, _decode_unique_id(message[0], message[1:]),
-                                     self.rank)
+        return _communicator(message, self.world_size, self.rank)
 
     # ------------------------------------------------------------------ collectives
     @collective
