@@ -139,15 +139,16 @@ def _takes_implicit_input_grad(w, geometry, groups):
     return implicit_input_grad_fits(w.shape, w.dtype, geometry, groups, get_tf32())
 
 
-def _device_checked(launcher, **arrays):
-    """The current device, after refusing any of ``arrays`` (None skipped) on another: the
-    prepared launches and products run on the current device, where another's addresses
-    are not its memory."""
+def _on_current_device(**arrays):
+    """``(launcher, device)``: the default launcher and the current device, after refusing
+    any of ``arrays`` (None skipped) on another. The prepared launches and products run on
+    the current device, where another's addresses are not its memory."""
+    launcher = _cuda.default_launcher()
     device = launcher.device_id()
     for name, array in arrays.items():
         if array is not None:
             launcher.check_device("conv", name, array, device)
-    return device
+    return launcher, device
 
 
 def _weights(w, weights_shape, chunk, buffers):
@@ -178,11 +179,10 @@ class _Forward:
         """The prepared steps, on the current device: looked up at the first launch, after
         the arrays' device is checked (the plan needs neither)."""
         if self._steps is None:
-            launcher = _cuda.default_launcher()
-            device = _device_checked(launcher, x=self.x, w=self.w, b=self.b)
+            launcher, device = _on_current_device(x=self.x, w=self.w, b=self.b)
             self._steps = forward_steps(self.x.shape, self.w.shape, self.x.dtype,
-                                         self.b is not None, self.geometry, self.groups,
-                                         launcher, device, get_tf32())
+                                        self.b is not None, self.geometry, self.groups,
+                                        launcher, device, get_tf32())
         return self._steps
 
     def run(self, chunk, buffers):
@@ -218,8 +218,8 @@ class _Backward:
         self.x, self.w, self.dout = (xp.ascontiguousarray(a) for a in (cache.x, cache.w, dout))
         self.cache, self.needs_input_grad, self.tf32 = cache, needs_input_grad, get_tf32()
         self.plan, _ = backward_plan(self.x.shape, self.w.shape, self.x.dtype, cache.geometry,
-                                      cache.groups, self.columns is not None, needs_input_grad,
-                                      self.tf32)
+                                     cache.groups, self.columns is not None, needs_input_grad,
+                                     self.tf32)
         self.dx = xp.empty(self.x.shape, dtype=self.x.dtype) if needs_input_grad else None
         self._steps = None
 
@@ -228,13 +228,12 @@ class _Backward:
         """The prepared steps, on the current device: looked up at the first launch, after
         the arrays' device is checked (the plan needs neither)."""
         if self._steps is None:
-            launcher = _cuda.default_launcher()
-            device = _device_checked(launcher, dout=self.dout, x=self.x, w=self.w)
+            launcher, device = _on_current_device(dout=self.dout, x=self.x, w=self.w)
             cache = self.cache
             self._steps = backward_steps(self.x.shape, self.w.shape, self.x.dtype,
-                                          cache.has_bias, cache.geometry, cache.groups,
-                                          self.columns is not None, self.needs_input_grad,
-                                          launcher, device, self.tf32)
+                                         cache.has_bias, cache.geometry, cache.groups,
+                                         self.columns is not None, self.needs_input_grad,
+                                         launcher, device, self.tf32)
         return self._steps
 
     def run(self, chunk, buffers):

@@ -27,8 +27,8 @@ from .matmul import plan_matmul
 
 
 def implicit_input_grad_fits(w_shape, dtype, geometry, groups, tf32):
-    """:func:`_takes_implicit_input_grad` for filters of ``w_shape`` and ``dtype``, TF32
-    allowed or not."""
+    """Whether the implicit-product kernel takes dx for filters of ``w_shape`` and ``dtype``,
+    TF32 allowed or not (:func:`fastconv._gpu.conv._takes_implicit_input_grad`)."""
     return (dtype == numpy.float32 and not tf32 and len(geometry.out) == 2
             and geometry.stride == (1, 1) and groups == 1 and not geometry.is_identity
             and _cuda.conv_gemm_fits(w_shape, geometry, input_grad=True))
@@ -123,7 +123,7 @@ def forward_plan(x_shape, w_shape, dtype, geometry, groups):
 
 @functools.lru_cache(maxsize=256)
 def forward_steps(x_shape, w_shape, dtype, has_bias, geometry, groups, launcher, device,
-                   tf32):
+                  tf32):
     """The :class:`ForwardSteps` of these sizes on ``launcher``'s ``device``, TF32 allowed
     or not (the products' compute type)."""
     return ForwardSteps(x_shape, w_shape, dtype, has_bias, geometry, groups, launcher)
@@ -213,7 +213,7 @@ def backward_plan(x_shape, w_shape, dtype, geometry, groups, held, needs_input_g
 # Memoised: a training loop's layers repeat their sizes every step
 @functools.lru_cache(maxsize=256)
 def backward_steps(x_shape, w_shape, dtype, has_bias, geometry, groups, held,
-                    needs_input_grad, launcher, device, tf32):
+                   needs_input_grad, launcher, device, tf32):
     """The :class:`BackwardSteps` of these sizes on ``launcher``'s ``device``, the
     forward's columns ``held`` or not, TF32 allowed or not."""
     return BackwardSteps(x_shape, w_shape, dtype, has_bias, geometry, groups, held,
