@@ -34,7 +34,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ._typing import Array, DTypeLike
 from ._window_max import needs_masked_rule, running_max
-from .backend import get_array_module
+from .backend import accumulator_dtype, get_array_module
 from .shapes import WindowGeometry
 from .workspace import Buffer
 
@@ -291,7 +291,7 @@ def _spread(shares_of: Callable[[slice], Shares], geometry: WindowGeometry,
             x_shape: tuple[int, ...], dout: Array, buffers: Buffers, split: Split) -> Array:
     """dx (``x_shape``, dout's dtype): per batch slice, the slab gradients
     ``shares_of(batch)(k, offset)`` summed onto the padded gradient "padded grad" (or dx
-    itself), cropped."""
+    itself), cropped and rounded to dx's dtype."""
     dx = get_array_module(dout).empty(x_shape, dtype=dout.dtype)
     padded_grad = buffers.get("padded grad")
 
@@ -319,7 +319,26 @@ def avg_pool_backward(dout: Array, divisor: Array, x_shape: tuple[int, ...],
 def pool_plans(x_shape: tuple[int, ...], geometry: WindowGeometry,
                dtype: DTypeLike) -> tuple[tuple[Buffer, ...], tuple[Buffer, ...]]:
     """The buffers of a pooling forward and of its backward, per image: the padded input, and
-    the padded gradient the shares add into."""
-    return (padded_plan(x_shape[1], geometry, dtype),
-            padded_plan(x_shape[1], geometry, dtype, name="padded grad"))
+    the padded gradient the shares add into.
+
+    Overlapping float16 windows add their shares into a float32 gradient even where the
+    geometry does not pad, rounded once into dx.
+
+    Examples
+    --------
+    >>> from fastconv.shapes import window_geometry
+    >>> g = window_geometry((1, 2, 4, 4), 3, 1, 0, 1)
+    >>> [[b.dtype for b in plan] for plan in pool_plans((1, 2, 4, 4), g, "float16")]
+    [[], [dtype('float32')]]
+    """
+    # A float16 running sum rounds at every add (2048 + 1 + 1 stays 2048) and overflows past
+    # 65504 before a later share cancels it; the shares (dout / divisor) are already float32.
+    # Disjoint windows assign each share once, so they round once in any dtype.
+    acc = accumulator_dtype(dtype)
+    if acc != numpy.dtype(dtype) and geometry.windows_overlap:
+        backward: tuple[Buffer, ...] = (Buffer("padded grad", (x_shape[1],) + geometry.padded,
+                                                acc),)
+    else:
+        backward = padded_plan(x_shape[1], geometry, dtype, name="padded grad")
+    return padded_plan(x_shape[1], geometry, dtype), backward
 

@@ -422,6 +422,27 @@ def test_float16_averages_sum_in_float32():
     np.testing.assert_array_equal(F.adaptive_avg_pool2d_forward(flat, 1)[0], [[[[400]]]])
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("padding", [0, 1])
+def test_float16_average_pool_gradient_sums_overlapping_windows_in_float32(torch, dims, padding):
+    """A cell's dx adds the shares of every window covering it: summed in float16 each add
+    rounds (2048 + 1 + 1 stays 2048), where the sum in float32 rounded once matches torch's
+    float64 gradient rounded to float16. The windows (4 cells in 1-D, 2 per axis else) make
+    the shares (dout / 4 or 8, dout integers) and their sums exact in float32 and float64, so
+    the two agree bit for bit."""
+    rng = np.random.default_rng(dims)
+    shape, kernel = (2, 3) + (6,) * dims, 4 if dims == 1 else 2
+    x = np.zeros(shape, np.float16)
+    out, cache = getattr(F, f"avg_pool{dims}d_forward")(x, kernel, 1, padding)
+    dout = rng.integers(-30000, 30000, out.shape).astype(np.float16)
+    pool = getattr(torch.nn.functional, f"avg_pool{dims}d")
+    leaf = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    pool(leaf, kernel, 1, padding).backward(torch.from_numpy(dout.astype(np.float64)))
+    dx = getattr(F, f"avg_pool{dims}d_backward")(dout, cache)
+    assert dx.dtype == np.float16
+    np.testing.assert_array_equal(dx, leaf.grad.numpy().astype(np.float16))
+
+
 def test_a_window_of_padding_only_gives_minus_infinity_and_index_minus_one():
     """Dilation can skip every input row of a window. PyTorch's index there lies outside the
     input (and its backward writes out of bounds), so the loop reference is the oracle."""
