@@ -200,6 +200,22 @@ def test_float16_losses_sum_in_float32():
     assert float(reg_loss) == pytest.approx(45.0, rel=1e-3)
 
 
+def test_float16_squares_are_formed_in_float32():
+    """mse_loss and l2_regularization squared float16 values before their float32 sums, so a
+    value above 256 became inf; the oracles square and sum in float64."""
+    pred = np.array([300, 0, -20, 0.5], np.float16)
+    target = np.array([0, 0, 150, 0], np.float16)
+    loss, _ = F.mse_loss(pred, target)
+    want = np.mean((pred.astype(np.float64) - target.astype(np.float64)) ** 2)
+    assert loss.dtype == np.float16
+    np.testing.assert_array_equal(loss, np.float16(want))
+    w = np.array([300, -400, 1], np.float16)
+    reg_loss, _ = F.l2_regularization({"w": w}, 0.5)
+    assert np.isfinite(reg_loss)
+    np.testing.assert_allclose(float(reg_loss), 0.25 * np.sum(w.astype(np.float64) ** 2),
+                               rtol=1e-7)
+
+
 def test_accuracy_of_binary_scores():
     scores = np.array([2.0, -1.0, 0.5, -3.0])
     assert F.accuracy(scores, np.array([1, 0, 0, 0])) == 0.75

@@ -245,7 +245,7 @@ def mse_loss(pred: Array, target: Array) -> tuple[Array, Array]:
 
     As ``torch.nn.functional.mse_loss`` with its default mean reduction
     (no broadcasting: the shapes must match; an empty pair gives NaN, as
-    PyTorch). The sum runs in float32 for float16.
+    PyTorch). The squares and their sum run in float32 for float16.
 
     Parameters
     ----------
@@ -282,7 +282,10 @@ def mse_loss(pred: Array, target: Array) -> tuple[Array, Array]:
                          f"{tuple(target.shape)}; they must match")
     diff = pred - target
     count = diff.size
-    total = (diff * diff).sum(dtype=accumulator_dtype(diff.dtype))
+    # Squared in the sum's dtype: a float16 square of a diff above 256 is inf (copy=False
+    # keeps float32 and float64 from copying).
+    wide = diff.astype(accumulator_dtype(diff.dtype), copy=False)
+    total = (wide * wide).sum()
     loss = (total / count if count else xp.asarray(xp.nan)).astype(pred.dtype)
     return loss, diff * pred.dtype.type(2 / max(count, 1))
 
@@ -328,7 +331,8 @@ def l2_regularization(params: Mapping[str, Array], reg: float) -> tuple[Any, dic
     grads = {}
     for name, w in params.items():
         check_float(w, f"params[{name!r}]")
-        loss = loss + 0.5 * strength * (w * w).sum(dtype=accumulator_dtype(w.dtype))
+        wide = w.astype(accumulator_dtype(w.dtype), copy=False)  # float16 squares overflow
+        loss = loss + 0.5 * strength * (wide * wide).sum()
         grads[name] = strength * w
     return loss, grads
 
