@@ -251,6 +251,35 @@ def test_bad_parameters_get_clear_errors(call, err, match):
         call()
 
 
+@pytest.mark.parametrize("forward, shape", [(cs.batchnorm_forward, (4, 3)),
+                                            (cs.spatial_batchnorm_forward, (2, 3, 2, 2))])
+@pytest.mark.parametrize("key, value, err, match", [
+    # a string or None failed in the running average naming nothing; an array broadcast
+    ("momentum", "0.9", TypeError, r"bn_param\['momentum'\] must be a real number"),
+    ("momentum", None, TypeError, r"bn_param\['momentum'\] must be a real number"),
+    ("momentum", np.array([0.9, 0.1, 0.5]), TypeError, r"bn_param\['momentum'\] must be"),
+    ("momentum", 1.5, ValueError, r"bn_param\['momentum'\] must be in \[0.0, 1.0\], got 1.5"),
+    ("momentum", float("nan"), ValueError, r"bn_param\['momentum'\] must be in \[0.0, 1.0\]"),
+    ("eps", "1e-5", TypeError, r"bn_param\['eps'\] must be a real number"),
+    ("eps", 0.0, ValueError, r"bn_param\['eps'\] must be > 0.0, got 0.0"),
+])
+def test_bn_param_momentum_and_eps_are_checked_naming_them(forward, shape, key, value, err,
+                                                           match):
+    """The functional batchnorm's limits, in the course's names."""
+    x, channels = randn(shape), shape[1]
+    with pytest.raises(err, match=match):
+        forward(x, np.ones(channels), np.zeros(channels), {"mode": "train", key: value})
+
+
+@pytest.mark.parametrize("momentum", [0, 1, np.float32(0.5)])
+def test_bn_param_momentum_bounds_and_numpy_scalars_are_accepted(momentum):
+    x = randn((4, 3))
+    bn_param = {"mode": "train", "momentum": momentum}
+    cs.batchnorm_forward(x, np.ones(3), np.zeros(3), bn_param)
+    np.testing.assert_allclose(bn_param["running_mean"], (1 - float(momentum)) * x.mean(axis=0),
+                               rtol=1e-6)
+
+
 # -- every course name, with the course's signature and return structure ----------
 
 CONV_VARIANTS = ("naive", "fast", "im2col", "strides")

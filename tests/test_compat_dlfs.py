@@ -244,6 +244,22 @@ def test_dropout_checks_its_ratio_before_it_draws():
     assert after == np.random.rand()
 
 
+@pytest.mark.parametrize("momentum, err, match", [
+    # a string or None failed in the running average naming nothing; an array broadcast
+    ("0.9", TypeError, "BatchNormalization: momentum must be a real number"),
+    (None, TypeError, "BatchNormalization: momentum must be a real number"),
+    (np.array([0.9, 0.1]), TypeError, "BatchNormalization: momentum must be a real number"),
+    (1.5, ValueError, r"BatchNormalization: momentum must be in \[0.0, 1.0\], got 1.5"),
+    (-0.1, ValueError, r"BatchNormalization: momentum must be in \[0.0, 1.0\], got -0.1"),
+])
+@pytest.mark.parametrize("train_flg", [True, False])
+def test_batchnorm_checks_its_momentum_naming_it(momentum, err, match, train_flg):
+    layer = dlfs.BatchNormalization(np.ones(2), np.zeros(2), momentum=momentum)
+    with pytest.raises(err, match=match):
+        layer.forward(randn((4, 2), 80), train_flg)
+    assert layer.running_mean is None  # nothing updated
+
+
 @pytest.mark.parametrize("flag, trains", [(1, True), (0, False), ("no", True), (None, False)])
 def test_dropout_and_batchnorm_take_train_flg_by_truth_as_the_book(flag, trains):
     """The book tests ``if train_flg:``; both layers agree with it (and with each other)."""

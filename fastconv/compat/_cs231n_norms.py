@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import functional as F
 from .._typing import Array
+from .._validate import check_real
 from ..backend import promoted
 from ._batchnorm import course_batchnorm
 from ._course_params import eps as _eps
@@ -23,10 +24,14 @@ def _batchnorm(forward: Callable[..., Any], x: Array, gamma: Array, beta: Array,
                bn_param: dict[str, Any], axes: Any) -> tuple[Array, Any]:
     """fastconv's batchnorm with the course's bn_param semantics (see the module docstring)."""
     train = _mode(bn_param, "bn_param")
+    # The functional op's limits (momentum in [0, 1] weighs the running statistic here and
+    # the batch's there: the same range; eps above 0). The op never sees this momentum: the
+    # course's running average is kept outside it.
+    momentum = check_real("bn_param['momentum']", bn_param.get("momentum", 0.9), 0.0, 1.0)
+    eps = check_real("bn_param['eps']", bn_param.get("eps", 1e-5), 0.0, low_open=True)
     out, cache, bn_param["running_mean"], bn_param["running_var"] = course_batchnorm(
         forward, x, gamma, beta, train, bn_param.get("running_mean"),
-        bn_param.get("running_var"), bn_param.get("momentum", 0.9), bn_param.get("eps", 1e-5),
-        axes)
+        bn_param.get("running_var"), momentum, eps, axes)
     return out, cache
 
 
@@ -54,7 +59,9 @@ def batchnorm_forward(x: Array, gamma: Array, beta: Array, bn_param: dict[str, A
     Raises
     ------
     TypeError, ValueError
-        A ``bn_param`` that is not a dict or has no valid mode; arguments the op refuses.
+        A ``bn_param`` that is not a dict or has no valid mode, a ``bn_param['momentum']``
+        that is not a real number in [0, 1] or an ``eps`` that is not one above 0;
+        arguments the op refuses.
 
     Examples
     --------

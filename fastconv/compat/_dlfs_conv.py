@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import functional as F
 from .._typing import Array
+from .._validate import check_real
 from ..backend import promoted
 from ..im2col import col2im as _col2im
 from ..im2col import im2col as _im2col
@@ -142,11 +143,18 @@ class BatchNormalization(Layer):
         -------
         array
             x's shape.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A ``momentum`` that is not a real number in [0, 1]; arguments the op refuses.
         """
+        # Checked on every forward, as Dropout's ratio: the book's code sets attributes freely.
+        momentum = check_real("BatchNormalization: momentum", self.momentum, 0.0, 1.0)
         self.input_shape = x.shape
         out, self._cache, self.running_mean, self.running_var = course_batchnorm(
             F.batchnorm_forward, x.reshape(x.shape[0], -1), self.gamma, self.beta, train_flg,
-            self.running_mean, self.running_var, self.momentum, BOOK_BATCHNORM_EPS, 0)
+            self.running_mean, self.running_var, momentum, BOOK_BATCHNORM_EPS, 0)
         return out.reshape(self.input_shape)
 
     def backward(self, dout: Array) -> Array:
