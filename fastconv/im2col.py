@@ -187,8 +187,8 @@ def _run_col2im(cols: Array, geometry: WindowGeometry, out: Array) -> Array:
 
 
 def _check_image(x: Array, name: str) -> None:
+    _validate.check_float(x, name)  # first: what is no array is a TypeError
     _validate.check_ndim(x, 4, name, "(N, C, H, W)")
-    _validate.check_float(x, name)
 
 
 def _cols_shape(x_shape: Sequence[int], geometry: WindowGeometry) -> tuple[int, ...]:
@@ -212,8 +212,8 @@ def _check_images(x: Array, name: str, geometry: object) -> None:
         raise TypeError(f"geometry must be a WindowGeometry (from window_geometry), got "
                         f"{type(geometry).__name__}")
     layout = _LAYOUTS.get(geometry.ndim, "(N, C, *size)")
+    _validate.check_float(x, name)  # first: what is no array is a TypeError
     _validate.check_ndim(x, geometry.ndim + 2, name, f"{layout} for a {geometry.ndim}-D geometry")
-    _validate.check_float(x, name)
     if geometry.ndim != 2 and get_array_module(x) is not numpy:
         # the GPU backend's im2col and col2im kernels index (H, W) planes only
         raise ValueError(f"on the GPU the geometry must be 2-D, for {name} (N, C, H, W); got "

@@ -173,6 +173,21 @@ def test_convolution_operand_not_an_array(op, x, w):
         op(x, w)
 
 
+@pytest.mark.parametrize("op", [
+    lambda x: F.max_pool1d_forward(x[0], 1), lambda x: F.avg_pool1d_forward(x[0], 1),
+    lambda x: F.max_pool2d_forward(x, 1), lambda x: F.avg_pool2d_forward(x, 1),
+    lambda x: F.max_pool3d_forward([x], 1), lambda x: F.avg_pool3d_forward([x], 1),
+    lambda x: F.adaptive_avg_pool2d_forward(x, 1), lambda x: F.adaptive_max_pool2d_forward(x, 1),
+    lambda x: F.max_unpool2d_forward(x, np.zeros((1, 1, 1, 1), np.int64), 1),
+    lambda x: F.interpolate_forward(x, scale_factor=2),
+], ids=["max1d", "avg1d", "max2d", "avg2d", "max3d", "avg3d", "adaptive-avg", "adaptive-max",
+        "unpool", "interpolate"])
+def test_pool_input_not_an_array(op):
+    """As the convolutions: a list is no array (a TypeError), not an array of the wrong rank."""
+    with _raises(TypeError, "x must be a NumPy or CuPy array, got list"):
+        op(np.zeros((1, 1, 1, 1)).tolist())
+
+
 def test_x_and_w_of_different_float_dtypes():
     with _raises(TypeError, "x is float32 but w is float64"):
         F.conv2d_forward(x_(1, 1, 5, 5, dtype=np.float32), x_(1, 1, 3, 3))

@@ -103,8 +103,8 @@ def pool_settings(kernel_size: object, stride: object, padding: object, ndim: in
 
 def _check_planes(x: Array, ndim: int) -> None:
     """A pool's x: float planes (N, C, *spatial) of ``ndim`` spatial axes."""
+    _validate.check_float(x, "x")  # first: what is no array is a TypeError
     _validate.check_ndim(x, ndim + 2, "x", LAYOUTS[ndim])
-    _validate.check_float(x, "x")
 
 
 def pool_arguments(x: Array, kernel_size: object, stride: object, padding: object,

@@ -248,8 +248,8 @@ def _adaptive_windows(x: Array, output_size: object, op: str
                       ) -> tuple[numpy.ndarray, numpy.ndarray]:
     """Check an adaptive pool's x and ``output_size``; the windows' bounds along H and along W,
     (OH, 2) and (OW, 2) int64 host arrays."""
+    _validate.check_float(x, "x")  # first: what is no array is a TypeError
     _validate.check_ndim(x, 4, "x", "(N, C, H, W)")
-    _validate.check_float(x, "x")
     sizes = _output_pair(output_size)
     h, w = x.shape[2:]
     if h < 1 or w < 1:  # no window to pool over (PyTorch refuses too)

@@ -297,8 +297,8 @@ def interpolate_forward(x: Array, size: Any = None, scale_factor: Any = None,
     >>> interpolate_forward(x, size=(1, 4), mode="bilinear")[0]
     array([[[[0.  , 0.25, 0.75, 1.  ]]]])
     """
+    _validate.check_float(x, "x")  # first: what is no array is a TypeError
     _validate.check_ndim(x, 4, "x", "(N, C, H, W)")
-    _validate.check_float(x, "x")
     align_corners = _check_mode(mode, align_corners)
     if min(x.shape[2:]) < 1:
         raise ValueError(f"x must have a height and width of at least 1, got shape "

@@ -46,6 +46,7 @@ class AvgPool1dCache(UnitHeightCache):
 def _window(x: Array, kernel_size: Any, stride: Any, padding: Any
             ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Check x (N, C, L) and the 1-D window; return the 2-D (kernel, stride, padding)."""
+    _validate.check_float(x, "x")  # first: what is no array is a TypeError
     _validate.check_ndim(x, 3, "x", "(N, C, L)")
     kernel = single(kernel_size, "kernel_size", 1)
     stride = kernel if stride is None else single(stride, "stride", 1)
