@@ -303,6 +303,19 @@ def test_settings_are_checked_before_the_weights_are_drawn():
         nn.Linear(10**5, 10**5, device="tpu")
 
 
+@pytest.mark.parametrize("layer", [
+    nn.Conv1d(1, 1, 1), nn.Conv2d(1, 1, 1), nn.Conv3d(1, 1, 1), nn.ConvTranspose2d(1, 1, 1),
+    nn.MaxPool1d(1), nn.MaxPool2d(1), nn.MaxPool3d(1), nn.AvgPool2d(1),
+    nn.AdaptiveAvgPool2d(1), nn.Upsample(scale_factor=2), nn.BatchNorm1d(1),
+    nn.BatchNorm2d(1), nn.Linear(1, 1), nn.Flatten(),
+    nn.ThreeLayerConvNet(input_dim=(1, 4, 4), num_filters=1, filter_size=1, hidden_dim=1, seed=0),
+], ids=lambda layer: type(layer).__name__)
+def test_layers_refuse_an_input_that_is_no_array(layer):
+    """A TypeError naming x, as the functional ops raise, not a ValueError about a shape ()."""
+    with pytest.raises(TypeError, match=r"^x must be a NumPy or CuPy array, got list$"):
+        layer.forward([[1.0]])
+
+
 def test_layer_settings_that_fit_some_input_still_build():
     """What only an input can refuse is left to the forward: a window larger than a small
     input, an output size kept from the input (None)."""

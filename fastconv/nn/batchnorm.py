@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy
 
 from .._typing import Array, DTypeLike
-from .._validate import check_int, check_real
+from .._validate import check_float, check_int, check_real
 from ..functional.batchnorm import (batchnorm_backward, batchnorm_forward,
                                     spatial_batchnorm_backward, spatial_batchnorm_forward)
 from .init import constant
@@ -56,13 +56,16 @@ class _BatchNorm(Module):
 
         Raises
         ------
+        TypeError
+            When x is not a float NumPy or CuPy array.
         ValueError
             When x has another number of dimensions or features.
         """
-        if getattr(x, "ndim", None) != self.ndim or x.shape[1] != self.num_features:
+        check_float(x, "x")  # first: what is no array is a TypeError, not a shape of ()
+        if x.ndim != self.ndim or x.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}(num_features={self.num_features}) expects "
                              f"{self.ndim}-D input with {self.num_features} features in axis 1, "
-                             f"got shape {tuple(getattr(x, 'shape', ()))}")
+                             f"got shape {tuple(x.shape)}")
         p, b = self.params, self.buffers
         out, self._cache = type(self).forward_fn(
             x, p["gamma"], p["beta"], b["running_mean"], b["running_var"],

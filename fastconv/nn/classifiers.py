@@ -16,7 +16,7 @@ from typing import Any
 import numpy
 
 from .._typing import Array, DTypeLike
-from .._validate import check_bool, check_int
+from .._validate import check_bool, check_float, check_int
 from ..backend import is_array
 from ..functional.activation import relu_backward, relu_forward
 from ..functional.conv import conv2d_backward, conv2d_forward
@@ -231,13 +231,16 @@ class ThreeLayerConvNet(CourseInterface):
 
         Raises
         ------
+        TypeError
+            When x is not a float NumPy or CuPy array.
         ValueError
             When x is not 4-D with C channels.
         """
         p = self.params
-        if getattr(x, "ndim", None) != 4 or x.shape[1] != p["W1"].shape[1]:
+        check_float(x, "x")  # first: what is no array is a TypeError, not a shape of ()
+        if x.ndim != 4 or x.shape[1] != p["W1"].shape[1]:
             raise ValueError(f"ThreeLayerConvNet expects x of shape (N, {p['W1'].shape[1]}, H, W), "
-                             f"got {tuple(getattr(x, 'shape', ()))}")
+                             f"got {tuple(x.shape)}")
         a, conv = conv2d_forward(x, p["W1"], p["b1"], stride=1, padding=(self.filter_size - 1) // 2)
         a, relu1 = relu_forward(a)
         a, pool = max_pool2d_forward(a, 2, stride=2)

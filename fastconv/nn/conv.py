@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy
 
 from .._typing import Array, DTypeLike, IntPair, Padding2d
-from .._validate import check_bool, check_int, positive_pair
+from .._validate import check_bool, check_float, check_int, positive_pair
 from ..functional._unit_height import single
 from ..functional.conv import conv2d_backward, conv2d_forward
 from ..functional.conv1d import conv1d_backward, conv1d_forward
@@ -67,11 +67,12 @@ class _ConvLayer(Module):
         return (self.out_channels, self.in_channels // self.groups) + self.kernel_size
 
     def _check_input(self, x: Any) -> None:
+        check_float(x, "x")  # first: what is no array is a TypeError, not a shape of ()
         ndim = self.layout.count(",") + 1
-        if getattr(x, "ndim", None) != ndim or x.shape[1] != self.in_channels:
+        if x.ndim != ndim or x.shape[1] != self.in_channels:
             layout = self.layout.replace("C", str(self.in_channels), 1)
             raise ValueError(f"{type(self).__name__}(in_channels={self.in_channels}) expects x "
-                             f"of shape {layout}, got {tuple(getattr(x, 'shape', ()))}")
+                             f"of shape {layout}, got {tuple(x.shape)}")
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of the forward op besides x, w and b."""
@@ -93,6 +94,8 @@ class _ConvLayer(Module):
 
         Raises
         ------
+        TypeError
+            When x is not a float NumPy or CuPy array.
         ValueError
             When x has another number of dimensions or channels.
         """

@@ -7,7 +7,8 @@ from typing import Any
 import numpy
 
 from .._typing import Array, DTypeLike
-from .._validate import check_int
+from .._validate import check_float, check_int
+from ..backend import is_array
 from ..functional.linear import linear_backward, linear_forward
 from .init import add_weight_and_bias, store_weight_and_bias_grads
 from .module import Module
@@ -79,10 +80,13 @@ class Linear(Module):
 
         Raises
         ------
+        TypeError
+            When x is not a float NumPy or CuPy array.
         ValueError
             When a sample of x has another number of values.
         """
-        shape = tuple(getattr(x, "shape", ()))
+        check_float(x, "x")  # first: what is no array is a TypeError, not a shape of ()
+        shape = tuple(x.shape)
         features = int(numpy.prod(shape[1:])) if len(shape) >= 2 else None
         if features != self.in_features:
             raise ValueError(f"Linear(in_features={self.in_features}) got x of shape {shape} "
@@ -141,12 +145,15 @@ class Flatten(Module):
 
         Raises
         ------
+        TypeError
+            When x is not a NumPy or CuPy array.
         ValueError
             When x has no batch axis.
         """
-        if getattr(x, "ndim", 0) < 1:
-            raise ValueError("Flatten expects x with a batch axis, got shape "
-                             f"{tuple(getattr(x, 'shape', ()))}")
+        if not is_array(x):  # of any dtype: flattening reads no values
+            raise TypeError(f"x must be a NumPy or CuPy array, got {type(x).__name__}")
+        if x.ndim < 1:
+            raise ValueError(f"Flatten expects x with a batch axis, got shape {tuple(x.shape)}")
         self._cache = x.shape
         return x.reshape(x.shape[0], -1)
 
