@@ -344,8 +344,9 @@ def conv_padding(padding: object, kernel_size: IntOrTuple, stride: IntOrTuple,
             totals = [d * (k - 1) for k, d in zip(spatial_ints(kernel_size, "kernel_size", ndim, 1),
                                                   spatial_ints(dilation, "dilation", ndim, 1))]
             return tuple((t // 2, t - t // 2) for t in totals)
-        raise ValueError(f"padding must be an int, {_TUPLE_NAMES[ndim]}, 'valid' or 'same', "
-                         f"got {padding!r}")
+        pairs = "" if ndim == 1 else " or of (before, after) pairs"  # conv1d takes none
+        raise ValueError(f"padding must be an int, {_TUPLE_NAMES[ndim]} of ints{pairs}, 'valid' "
+                         f"or 'same', got {padding!r}")
     return spatial_pads(padding, ndim)
 
 

@@ -312,6 +312,37 @@ def test_error_conv1d_padding_negative():
         F.conv1d_forward(np.zeros((1, 3, 5)), np.zeros((2, 3, 2)), padding=-1)
 
 
+def test_error_conv1d_padding_string_lists_the_1d_forms():
+    """1-D takes an int or a 1-tuple (no pair, no (before, after)), as PyTorch's conv1d."""
+    message = "padding must be an int, a 1-tuple of ints, 'valid' or 'same', got 'full'"
+    with _raises(ValueError, message):
+        F.conv1d_forward(np.zeros((1, 3, 5)), np.zeros((2, 3, 2)), padding="full")
+    with _raises(ValueError, message):
+        nn.Conv1d(3, 2, 2, padding="full")
+    with _raises(TypeError, "padding must be an int or a 1-tuple"):
+        F.conv1d_forward(np.zeros((1, 3, 5)), np.zeros((2, 3, 2)), padding=((1, 2),))
+
+
+@pytest.mark.parametrize("call", [
+    lambda: F.max_pool1d_forward(np.zeros((1, 3, 4)), 5),
+    lambda: F.avg_pool1d_forward(np.zeros((1, 3, 4)), 5),
+    lambda: F.max_pool1d_forward(np.zeros((1, 3, 4)), 3, dilation=2),
+    lambda: nn.MaxPool1d(5).forward(np.zeros((1, 3, 4))),
+    lambda: F.conv1d_forward(np.zeros((1, 3, 4)), np.zeros((2, 3, 5))),
+], ids=["max", "avg", "max-dilated", "layer", "conv1d"])
+def test_error_1d_window_longer_than_the_input_names_the_length(call):
+    with _raises(ValueError, "dilated kernel length 5 is larger than the padded input length 4 "
+                             "(L=4, padding=0)"):
+        call()
+
+
+def test_error_1d_empty_input_names_the_length():
+    with _raises(ValueError, "the input's length must be >= 1, got x shape (1, 3, 0)"):
+        F.max_pool1d_forward(np.zeros((1, 3, 0)), 1)
+    with _raises(ValueError, "the input's length must be >= 1, got x shape (1, 3, 0)"):
+        F.conv1d_forward(np.zeros((1, 3, 0)), np.zeros((2, 3, 1)))
+
+
 def test_error_conv1d_same_with_a_stride():
     with _raises(ValueError, "padding='same' needs stride 1, got stride=2"):
         F.conv1d_forward(np.zeros((1, 3, 5)), np.zeros((2, 3, 2)), stride=2, padding="same")

@@ -126,7 +126,8 @@ def test_same_padding_with_stride():
 
 
 def test_unknown_padding_string():
-    with _raises(ValueError, "padding"):
+    with _raises(ValueError, "padding must be an int, a pair of ints or of (before, after) "
+                             "pairs, 'valid' or 'same', got 'full'"):
         F.conv2d_forward(x_(1, 1, 5, 5), x_(1, 1, 3, 3), padding="full")
 
 

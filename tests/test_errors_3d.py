@@ -92,7 +92,8 @@ def test_groups_not_a_positive_int(value, exc, fragment):
     ("dilation", 1.5, TypeError, "dilation must be an int or a triple of ints"),
     ("padding", -1, ValueError, "padding must be >= 0, got -1"),
     ("padding", (1, 1), TypeError, "padding must be an int or a triple of ints"),
-    ("padding", "full", ValueError, "padding must be an int, a triple, 'valid' or 'same'"),
+    ("padding", "full", ValueError,
+     "padding must be an int, a triple of ints or of (before, after) pairs, 'valid' or 'same'"),
 ])
 def test_conv3d_window_arguments(name, value, exc, fragment):
     with _raises(exc, fragment):

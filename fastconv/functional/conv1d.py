@@ -7,11 +7,11 @@ it), with the stride, padding and dilation along the width only.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from .. import _validate
 from .._typing import Array
-from ..shapes import conv_padding
+from ..shapes import conv_padding, window_geometry
 from ._unit_height import UnitHeightCache, backward_1d, drop, lift, single
 from ._conv_args import LAYOUTS_1D, check_conv_args
 from .conv import conv2d_backward, conv2d_forward
@@ -30,13 +30,6 @@ class Conv1dCache(UnitHeightCache):
     """
 
     op: ClassVar[str] = "conv1d_forward"
-
-
-def _width_padding(padding: Any) -> Any:
-    """The 2-D padding of a 1-D one: 'same' and 'valid' as they are, an int as (0, int)."""
-    if isinstance(padding, str):
-        return padding
-    return 0, single(padding, "padding", 0)
 
 
 def conv1d_forward(x: Array, w: Array, b: Array | None = None, stride: int | tuple[int] = 1,
@@ -86,14 +79,18 @@ def conv1d_forward(x: Array, w: Array, b: Array | None = None, stride: int | tup
     check_conv_args(x, w, b, groups, LAYOUTS_1D)
     step = single(stride, "stride", 1)
     spacing = single(dilation, "dilation", 1)
-    pads_2d = _width_padding(padding)
-    if pads_2d == "same" and step != 1:
+    if not isinstance(padding, str):
+        padding = single(padding, "padding", 0)
+    elif padding == "same" and step != 1:
         raise ValueError(f"padding='same' needs stride 1, got stride={step}")
+    # resolved over the 1-D axis, so that a bad string's error lists the 1-D forms; stride 1,
+    # as 'same' was checked above against the stride as given
+    pads = conv_padding(padding, w.shape[2:], 1, spacing)
     if check_padding_mode(padding_mode) != "zeros":  # the limits, named with x's 1-D shape
-        pads = conv_padding(pads_2d, (1,) + w.shape[2:], 1, (1, spacing))
-        check_fill(x.shape, pads[1:], padding_mode)
+        check_fill(x.shape, pads, padding_mode)
+    window_geometry(x.shape, w.shape[2:], step, pads, spacing)  # a kernel too long names L
     out, cache = conv2d_forward(lift(x), lift(w), b, (1, step),
-                                pads_2d, (1, spacing), groups, padding_mode)
+                                ((0, 0),) + pads, (1, spacing), groups, padding_mode)
     out = drop(out)
     return out, Conv1dCache(cache, out.shape, out.dtype)
 

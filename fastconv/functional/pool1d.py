@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from .. import _validate
 from .._typing import Array
+from ..shapes import window_geometry
 from ._unit_height import UnitHeightCache, backward_1d, drop, lift, single
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
@@ -43,9 +44,10 @@ class AvgPool1dCache(UnitHeightCache):
     op: ClassVar[str] = "avg_pool1d_forward"
 
 
-def _window(x: Array, kernel_size: Any, stride: Any, padding: Any
-            ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """Check x (N, C, L) and the 1-D window; return the 2-D (kernel, stride, padding)."""
+def _window(x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any = 1,
+            ceil_mode: Any = False) -> tuple[tuple[int, int], ...]:
+    """Check x (N, C, L) and the 1-D window against it; return the 2-D (kernel, stride,
+    padding, dilation)."""
     _validate.check_float(x, "x")  # first: what is no array is a TypeError
     _validate.check_ndim(x, 3, "x", "(N, C, L)")
     kernel = single(kernel_size, "kernel_size", 1)
@@ -53,7 +55,11 @@ def _window(x: Array, kernel_size: Any, stride: Any, padding: Any
     padding = single(padding, "padding", 0)
     if padding > kernel // 2:
         raise ValueError(f"padding {padding} must be at most half of kernel_size {kernel}")
-    return (1, kernel), (1, stride), (0, padding)
+    dilation = single(dilation, "dilation", 1)
+    ceil_mode = _validate.check_bool("ceil_mode", ceil_mode)
+    # the 1-D geometry: a window that does not fit is named by the length L, not the 2-D width
+    window_geometry(x.shape, kernel, stride, padding, dilation, ceil_mode)
+    return (1, kernel), (1, stride), (0, padding), (1, dilation)
 
 
 def max_pool1d_forward(x: Array, kernel_size: int | tuple[int],
@@ -103,8 +109,7 @@ def max_pool1d_forward(x: Array, kernel_size: int | tuple[int],
     >>> out, idx
     (array([[[3., 5.]]]), array([[[1, 3]]]))
     """
-    kernel, step, pads = _window(x, kernel_size, stride, padding)
-    spacing = (1, single(dilation, "dilation", 1))
+    kernel, step, pads, spacing = _window(x, kernel_size, stride, padding, dilation, ceil_mode)
     result = max_pool2d_forward(lift(x), kernel, step, pads, spacing, ceil_mode, return_indices)
     out = drop(result[0])
     cache = MaxPool1dCache(result[-1], out.shape, out.dtype)
@@ -186,7 +191,7 @@ def avg_pool1d_forward(x: Array, kernel_size: int | tuple[int],
     >>> out
     array([[[2., 4.]]])
     """
-    kernel, step, pads = _window(x, kernel_size, stride, padding)
+    kernel, step, pads, _ = _window(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
     out, cache = avg_pool2d_forward(lift(x), kernel, step, pads, ceil_mode, count_include_pad)
     out = drop(out)
     return out, AvgPool1dCache(cache, out.shape, out.dtype)

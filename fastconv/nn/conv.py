@@ -253,7 +253,7 @@ class Conv1d(_ConvLayer):
         self.dilation = single(dilation, "Conv1d: dilation", 1)
         if not isinstance(padding, str):
             padding = single(padding, "Conv1d: padding", 0)
-        conv_padding(padding, (1,) + kernel, (1, self.stride), (1, self.dilation))
+        conv_padding(padding, kernel, self.stride, self.dilation)  # refused now, not at forward
         self.padding = padding
         super().__init__(in_channels, out_channels, kernel, groups, bias, padding_mode, init,
                          weight_scale, dtype, device, seed, rng)
