@@ -35,6 +35,7 @@ import fastconv.functional as F
 from conftest import gpu_dispatch
 from cuda_emu.report import built_and_reported
 from fastconv import _cuda, _gpu
+from fastconv._gpu.conv_steps import implicit_input_grad_fits
 from fastconv.backend import accumulator_dtype
 from fastconv.shapes import window_geometry
 from test_cuda_emulated import (DTYPES, SETTINGS, assert_sum_close, bits, conv_windows,
@@ -244,14 +245,14 @@ def test_refusals_come_before_any_launch():
     with pytest.raises(ValueError, match=r"2\*\*29"):
         _cuda.conv_gemm_into(x, w, None, tall, out, emu)
     assert _cuda.conv_gemm_fits((64, 64, 3, 3), window_geometry((32, 64, 32, 32), 3, 1, 1, 1), True)
-    assert not _gpu.conv._takes_implicit_input_grad(w, tall, 1)
+    assert not implicit_input_grad_fits(w.shape, w.dtype, tall, 1, tf32=False)
     # 2**31 filter entries (broadcast: no memory), which the kernel indexes in 32 bits
     wide = np.broadcast_to(np.float32(1), (2**16, 2**15, 1, 1))
     geometry = window_geometry((1, 2**15, 1, 1), 1, 1, 1, 1)
     assert _cuda.conv_gemm_fits((2**16, 2**15 - 1, 1, 1), geometry, True)
     assert not _cuda.conv_gemm_fits(wide.shape, geometry)
     assert not _cuda.conv_gemm_fits(wide.shape, geometry, True)
-    assert not _gpu.conv._takes_implicit_input_grad(wide, geometry, 1)
+    assert not implicit_input_grad_fits(wide.shape, wide.dtype, geometry, 1, tf32=False)
     x, dx = np.zeros((1, 2**15, 1, 1), np.float32), np.zeros((1, 2**15, 1, 1), np.float32)
     with pytest.raises(ValueError, match=r"filters \(65536, 32768, 1, 1\).*2\*\*31"):
         _cuda.conv_input_grad_into(np.zeros((1, 2**16, 3, 3), np.float32), wide, geometry,

@@ -65,7 +65,6 @@ from ..shapes import WindowGeometry
 from ..workspace import chunk_of
 from .bias import bias_slots
 from .conv_steps import backward_plan, backward_steps, forward_plan, forward_steps
-from .conv_steps import implicit_input_grad_fits
 from .depthwise import DepthwiseBackward, DepthwiseForward, runs_depthwise
 from .gemm import get_tf32
 
@@ -125,18 +124,6 @@ def backward(dout: Array, cache: Any, needs_input_grad: bool = True
                                                        cache.groups):
         return DepthwiseBackward(dout, cache, needs_input_grad)
     return _Backward(dout, cache, needs_input_grad)
-
-
-def _takes_implicit_input_grad(w, geometry, groups):
-    """Whether dx comes from the implicit-product kernel: float32 products in FP32, a 2-D
-    stride-1 window other than the identity's, no groups, within the kernel's limits.
-
-    The kernel multiplies on the CUDA cores; the products it replaces run on tensor cores
-    in float16, and in float32 with TF32 allowed (and in float64 on GPUs with FP64 tensor
-    cores), which beats it even with col2im after them. A strided window's input gradient
-    is no stride-1 convolution of dout (its taps fall between dout's cells); groups would
-    need a launch per group, and the identity needs no kernel at all."""
-    return implicit_input_grad_fits(w.shape, w.dtype, geometry, groups, get_tf32())
 
 
 def _on_current_device(**arrays):

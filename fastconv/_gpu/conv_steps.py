@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
 
 import numpy
 
@@ -27,8 +26,15 @@ from .matmul import plan_matmul
 
 
 def implicit_input_grad_fits(w_shape, dtype, geometry, groups, tf32):
-    """Whether the implicit-product kernel takes dx for filters of ``w_shape`` and ``dtype``,
-    TF32 allowed or not (:func:`fastconv._gpu.conv._takes_implicit_input_grad`)."""
+    """Whether dx comes from the implicit-product kernel for filters of ``w_shape`` and
+    ``dtype``, TF32 allowed or not: float32 products in FP32, a 2-D stride-1 window other
+    than the identity's, no groups, within the kernel's limits.
+
+    The kernel multiplies on the CUDA cores; the products it replaces run on tensor cores
+    in float16, and in float32 with TF32 allowed (and in float64 on GPUs with FP64 tensor
+    cores), which beats it even with col2im after them. A strided window's input gradient
+    is no stride-1 convolution of dout (its taps fall between dout's cells); groups would
+    need a launch per group, and the identity needs no kernel at all."""
     return (dtype == numpy.float32 and not tf32 and len(geometry.out) == 2
             and geometry.stride == (1, 1) and groups == 1 and not geometry.is_identity
             and _cuda.conv_gemm_fits(w_shape, geometry, input_grad=True))
@@ -58,31 +64,11 @@ def _weights_plan(weights_shape, dtype, images, positions):
     return (Buffer("weights", weights_shape[1:], dtype),)
 
 
-class Steps:
-    """What a call of one set of sizes does, prepared: the workspace plan, and the prepared
-    launches and products of each chunk size (made on first use, kept)."""
-
-    def __init__(self):
-        self._chunks: dict[int, Any] = {}
-
-    def chunk(self, images):
-        """The prepared steps of a chunk of ``images`` images."""
-        steps = self._chunks.get(images)
-        if steps is None:
-            steps = self._chunks[images] = self._prepare(images)
-        return steps
-
-    def _prepare(self, images):
-        """The prepared steps of a chunk of ``images`` images, made anew (each subclass's)."""
-        raise NotImplementedError
-
-
-class ForwardSteps(Steps):
+class ForwardSteps:
     """A forward's prepared steps (:func:`forward_steps`): per chunk the column kernel
     (none for an identity geometry) and the product; the bias's product at the end."""
 
     def __init__(self, x_shape, w_shape, dtype, has_bias, geometry, groups, launcher):
-        super().__init__()
         self.x_shape, self.geometry, self.groups = x_shape, geometry, groups
         self.launcher = launcher
         self.dtype = numpy.dtype(dtype)
@@ -97,7 +83,9 @@ class ForwardSteps(Steps):
                                  (ones.size, w_shape[0], math.prod(self.out_shape)))
             self.bias = ones, call
 
-    def _prepare(self, images):
+    @functools.cache  # one set of steps per chunk size: a batch has at most two
+    def chunk(self, images):
+        """The prepared steps of a chunk of ``images`` images."""
         groups, f_group, rows = self.weights_shape[1:]
         positions = math.prod(self.geometry.out)
         im2col = None
@@ -129,7 +117,7 @@ def forward_steps(x_shape, w_shape, dtype, has_bias, geometry, groups, launcher,
     return ForwardSteps(x_shape, w_shape, dtype, has_bias, geometry, groups, launcher)
 
 
-class BackwardSteps(Steps):
+class BackwardSteps:
     """A backward's prepared steps (:func:`backward_steps`): per chunk the column kernel
     (unless the forward's columns are held), the dW product and the bias gradient's into
     the partials (writing them in the first chunk, adding in later ones), and dx's product
@@ -138,7 +126,6 @@ class BackwardSteps(Steps):
 
     def __init__(self, x_shape, w_shape, dtype, has_bias, geometry, groups, held,
                  needs_input_grad, launcher, tf32):
-        super().__init__()
         self.x_shape, self.w_shape, self.geometry = x_shape, w_shape, geometry
         self.dtype, self.launcher, self.held = numpy.dtype(dtype), launcher, held
         self.has_bias, self.needs_input_grad = has_bias, needs_input_grad
@@ -158,7 +145,9 @@ class BackwardSteps(Steps):
         return _cuda.weight_sum_launch(images, self.w_shape, self.dtype, self.has_bias,
                                        self.launcher)
 
-    def _prepare(self, images):
+    @functools.cache  # one set of steps per chunk size: a batch has at most two
+    def chunk(self, images):
+        """The prepared steps of a chunk of ``images`` images."""
         groups, f_group, taps = self.weights_shape[1:]
         positions = math.prod(self.geometry.out)
         channels, filters = self.x_shape[1], self.w_shape[0]
