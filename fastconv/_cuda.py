@@ -49,7 +49,8 @@ from ._cuda_interpolate import interpolate_backward, interpolate_fits, interpola
 from ._cuda_unpool import adaptive_max_pool2d_fits, adaptive_max_pool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_outside, max_unpool2d_fits, max_unpool2d_gather
 from ._cuda_unpool import adaptive_max_pool2d_forward, max_unpool2d_outside
-from ._cuda_conv_gemm import conv_gemm_fits, conv_gemm_into, conv_input_grad_into
+from ._cuda_conv_gemm import (conv_gemm_fits, conv_gemm_into, conv_gemm_launch,
+                              conv_input_grad_into)
 from ._cuda_conv_gemm import conv_input_grad_launch
 
 __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS",
@@ -59,7 +60,8 @@ __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE
            "adaptive_max_pool2d_outside", "avg_pool2d_backward",
            "avg_pool2d_forward", "avg_pool3d_backward", "avg_pool3d_forward", "col2im_into",
            "col2vol_into", "column_launches", "compile_options", "conv_gemm_fits",
-           "conv_gemm_into", "conv_input_grad_into", "conv_input_grad_launch", "default_launcher",
+           "conv_gemm_into", "conv_gemm_launch", "conv_input_grad_into",
+           "conv_input_grad_launch", "default_launcher",
            "depthwise_backward_data_into", "depthwise_fits", "depthwise_forward",
            "depthwise_weight_partials_into", "im2col_into",
            "interpolate_backward", "interpolate_fits", "interpolate_forward", "kernel_dir",
@@ -84,7 +86,8 @@ def default_launcher():
             cupy, cupy.RawModule,
             options=compile_options(kernel_dir(), cupy.cuda.nvrtc.getVersion()),
             compile_errors=(compiler.CompileException,),
-            device_id=lambda: cupy.cuda.Device().id, device_of=lambda array: array.device.id)
+            device_id=lambda: cupy.cuda.Device().id, device_of=lambda array: array.device.id,
+            capability=lambda: int(cupy.cuda.Device().compute_capability))
     return _default_launcher
 
 

@@ -10,6 +10,11 @@ padding leaves of the window, so it takes one kernel instead of the column-gradi
 product and col2im, and the column gradient never exists in memory. The kernel reads the
 filters in place, flipped and transposed by its indexing: the backward copies nothing.
 
+Each takes ``tf32``: the product then runs on the tensor cores in TF32
+(``conv_gemm_tf32_kernel``: float32 on a GPU of compute capability 8.0 or newer, each
+entry rounded to TF32 as it is staged), where cuBLAS would run the explicit product on
+them too.
+
 Both are written against a :class:`fastconv._cuda.Launcher` and its array module only,
 like every wrapper of :mod:`fastconv._cuda` (``launcher=None`` for its default). Both refuse,
 before allocating or launching anything, problems the kernel's 32-bit arithmetic cannot
@@ -95,17 +100,18 @@ def conv_gemm_fits(w_shape: tuple[int, ...], geometry: WindowGeometry,
     return _fitting_scalars(tuple(w_shape), geometry, input_grad) is not None
 
 
-def _launch(launcher, x, filters, bias, out, scalars, flipped):
+def _launch(launcher, x, filters, bias, out, scalars, flipped, tf32):
     """out (N, M, OH, OW) = the filters times x's columns (+ bias): ``filters`` (M, C, KH, KW)
     themselves, or (``flipped``) the forward's (F, M, KH, KW) flipped along both window axes
-    and transposed, read in place (kernels/conv_gemm.cu's A_ROW, A_OUTER and FLIP)."""
+    and transposed, read in place (kernels/conv_gemm.cu's A_ROW, A_OUTER and FLIP); on the
+    tensor cores in TF32 where ``tf32``."""
     has_bias = bias is not None
     sources = (x, filters, bias if has_bias else filters)  # the bias is not read without one
-    kernel, work, packed = _call(x.shape, filters.shape, has_bias, scalars, flipped)
+    kernel, work, packed = _call(x.shape, filters.shape, has_bias, scalars, flipped, tf32)
     return launch_into(launcher, kernel, work, sources, out, *packed)
 
 
-def _call(x_shape, filters_shape, has_bias, scalars, flipped):
+def _call(x_shape, filters_shape, has_bias, scalars, flipped, tf32):
     """The (kernel, work, scalars) of :func:`_launch` for operands of these shapes."""
     n, c = x_shape[:2]
     taps = scalars[4] * scalars[5]
@@ -114,7 +120,7 @@ def _call(x_shape, filters_shape, has_bias, scalars, flipped):
     else:
         m, a_row, a_outer = filters_shape[0], math.prod(filters_shape[1:]), taps
     positions = scalars[2] * scalars[3]
-    return ("conv_gemm_kernel", (m, n * positions),
+    return ("conv_gemm_tf32_kernel" if tf32 else "conv_gemm_kernel", (m, n * positions),
             (n, c, m, a_row, a_outer, int(flipped), int(has_bias), *scalars))
 
 
@@ -126,59 +132,90 @@ def _refuse(what, geometry, w_shape):
 
 
 def conv_gemm_into(x: Array, w: Array, b: Array | None, geometry: WindowGeometry, out: Array,
-                   launcher: Any = None) -> Array:
+                   launcher: Any = None, tf32: bool = False) -> Array:
     """Write the convolution of ``x`` (N, C, H, W) with ``w`` (F, C, KH, KW) (+ ``b`` (F,))
     into ``out`` (N, F, OH, OW), on the GPU, without a column matrix; return ``out``.
 
-    Each output element sums its window's taps in (c, kh, kw) order, then adds the bias.
+    Each output element sums its window's taps in (c, kh, kw) order, then adds the bias;
+    with ``tf32``, on the tensor cores, each x and w entry rounded to TF32.
 
     Raises
     ------
+    TypeError
+        ``tf32`` on arrays other than float32.
     ValueError
-        ``out`` shares memory with an input, or the problem is too large for the kernel
-        (:func:`conv_gemm_fits`).
+        ``out`` shares memory with an input, the problem is too large for the kernel
+        (:func:`conv_gemm_fits`), or ``tf32`` on a GPU older than compute capability 8.0.
     """
     launcher = resolved(launcher)
-    scalars = _fitting_scalars(w.shape, geometry, False)
+    return _launch(launcher, x, w, b, out, _checked_forward_scalars(w.shape, geometry),
+                   flipped=False, tf32=tf32)
+
+
+def conv_gemm_launch(x_shape: tuple[int, ...], w_shape: tuple[int, ...], has_bias: bool,
+                     geometry: WindowGeometry, dtype: Any, launcher: Any = None,
+                     tf32: bool = False) -> Any:
+    """The prepared launch of :func:`conv_gemm_into` for ``x`` of ``x_shape`` and filters of
+    ``w_shape`` in ``dtype``: ``launch(x, w, b, out)`` on C-contiguous arrays, unchecked
+    (``w`` again for ``b`` without a bias: it is not read).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`conv_gemm_into`, for the sizes.
+    """
+    scalars = _checked_forward_scalars(tuple(w_shape), geometry)
+    kernel, work, packed = _call(x_shape, w_shape, has_bias, scalars, False, tf32)
+    return resolved(launcher).prepare(kernel, dtype, work, *packed)
+
+
+def _checked_forward_scalars(w_shape, geometry):
+    """The convolution's window scalars (:func:`_fitting_scalars`), or its refusal."""
+    scalars = _fitting_scalars(w_shape, geometry, False)
     if scalars is None:
-        _refuse("a convolution", geometry, w.shape)
-    return _launch(launcher, x, w, b, out, scalars, flipped=False)
+        _refuse("a convolution", geometry, w_shape)
+    return scalars
 
 
 def conv_input_grad_into(dout: Array, w: Array, geometry: WindowGeometry, dx: Array,
-                         launcher: Any = None) -> Array:
+                         launcher: Any = None, tf32: bool = False) -> Array:
     """Write the input gradient of a stride-1 convolution into ``dx`` (N, C, H, W), on the
     GPU, from ``dout`` (N, F, OH, OW) and its filters ``w`` (F, C, KH, KW); return ``dx``.
 
     It is the convolution of dout with the filters flipped along both window axes and
     transposed, (C, F, KH, KW), padded by D*(K-1) less the forward's padding on each
     axis: element (c, h, w) sums dout times the weight of every window covering it,
-    in (f, kh, kw) order of the flipped filters.
+    in (f, kh, kw) order of the flipped filters; with ``tf32``, on the tensor cores, each
+    dout and w entry rounded to TF32.
 
     Raises
     ------
+    TypeError
+        ``tf32`` on arrays other than float32.
     ValueError
-        A stride other than 1, ``dx`` sharing memory with an input, or a problem too
-        large for the kernel (:func:`conv_gemm_fits` with ``input_grad``).
+        A stride other than 1, ``dx`` sharing memory with an input, a problem too
+        large for the kernel (:func:`conv_gemm_fits` with ``input_grad``), or ``tf32`` on a
+        GPU older than compute capability 8.0.
     """
     launcher = resolved(launcher)
     return _launch(launcher, dout, w, None, dx, _checked_input_grad_scalars(w.shape, geometry),
-                   flipped=True)
+                   flipped=True, tf32=tf32)
 
 
 def conv_input_grad_launch(dout_shape: tuple[int, ...], w_shape: tuple[int, ...],
-                           geometry: WindowGeometry, dtype: Any, launcher: Any = None) -> Any:
+                           geometry: WindowGeometry, dtype: Any, launcher: Any = None,
+                           tf32: bool = False) -> Any:
     """The prepared launch of :func:`conv_input_grad_into` for ``dout`` of ``dout_shape`` and
     filters of ``w_shape`` in ``dtype``: ``launch(dout, w, w, dx)`` on C-contiguous arrays,
     unchecked (the second ``w`` stands for the bias, not read).
 
     Raises
     ------
-    ValueError
+    TypeError, ValueError
         As :func:`conv_input_grad_into`, for the sizes.
     """
     scalars = _checked_input_grad_scalars(tuple(w_shape), geometry)
-    kernel, work, packed = _call(dout_shape, w_shape, False, scalars, flipped=True)
+    kernel, work, packed = _call(dout_shape, w_shape, False, scalars, True, tf32)
     return resolved(launcher).prepare(kernel, dtype, work, *packed)
 
 

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy
 
-from ._cuda_registry import (CTYPES, FIRST_SCALAR, FIRST_TYPED, KERNELS, PARAMETERS,
-                             RUNTIME_WINDOW, TILES, kernel_name, launch_window,
-                             name_expressions)
+from ._cuda_registry import (CAPABILITY, CTYPES, DTYPES, FIRST_SCALAR, FIRST_TYPED, KERNELS,
+                             PARAMETERS, RUNTIME_WINDOW, TILES, builds_for, kernel_name,
+                             launch_window, name_expressions)
 from .backend import accumulator_dtype
 
 KERNEL_PACKAGE = "fastconv._kernels"
@@ -155,7 +155,9 @@ class Launcher:
     name_expressions=)``; ``compile_errors`` are the exceptions it raises for
     bad source. ``device_id()`` is the current device; it keys the module
     and function caches, and ``device_of(array)``, when given, must match it
-    for every array launched on. ``block`` and ``max_blocks`` set the launch
+    for every array launched on. ``capability()`` is the current device's
+    compute capability, major * 10 + minor (80 for sm_80): a kernel that
+    needs a newer one is refused (0, the default, refuses them all). ``block`` and ``max_blocks`` set the launch
     shape; ``specialize=False`` runs every window on the run-time
     instantiation (tests compare the two); ``poison`` fills new output
     arrays with NaN (or the smallest int) so an element a kernel misses
@@ -165,10 +167,11 @@ class Launcher:
     """
 
     def __init__(self, xp, module_class, *, options, compile_errors=(), device_id=lambda: 0,
-                 device_of=None, kernel_dir=None, block=BLOCK, max_blocks=MAX_BLOCKS,
-                 specialize=True, poison=False):
+                 device_of=None, capability=lambda: 0, kernel_dir=None, block=BLOCK,
+                 max_blocks=MAX_BLOCKS, specialize=True, poison=False):
         self.xp, self.module_class = xp, module_class
         self.options, self.compile_errors, self.device_id = tuple(options), compile_errors, device_id
+        self.capability = capability
         self.device_of, self.kernel_dir, self.specialize = device_of, kernel_dir, specialize
         self.block, self.max_blocks, self.poison = block, max_blocks, poison
         self._modules = {}
@@ -268,10 +271,18 @@ class Launcher:
         self._check_dtype(kernel, dtype)
         return self._prepared_on(self.device_id(), kernel, dtype, work, scalars)
 
+    def runs(self, kernel):
+        """Whether the current device can run ``kernel``: its compute capability is at
+        least what the kernel needs (:data:`fastconv._cuda_registry.CAPABILITY`)."""
+        return self.capability() >= CAPABILITY.get(kernel, (0,))[0]
+
     @staticmethod
     def _check_dtype(kernel, dtype):
         if dtype not in CTYPES:
             raise TypeError(f"{kernel} runs on float16, float32 or float64 arrays, got {dtype}")
+        if not builds_for(kernel, dtype):
+            names = " or ".join(str(d) for d in DTYPES[kernel])
+            raise TypeError(f"{kernel} runs on {names} arrays only, got {dtype}")
 
     def _prepared_on(self, device, kernel, dtype, work, scalars):
         try:
@@ -286,6 +297,11 @@ class Launcher:
         if len(scalars) != len(PARAMETERS[kernel]) - first_scalar:
             raise TypeError(f"{kernel} takes {len(PARAMETERS[kernel]) - first_scalar} scalars, "
                             f"got {len(scalars)}")
+        if not self.runs(kernel):
+            needed, why = CAPABILITY[kernel]
+            raise ValueError(f"{kernel} needs a GPU of compute capability {needed // 10}."
+                             f"{needed % 10} or newer ({why}); device {device} has "
+                             f"{self.capability() // 10}.{self.capability() % 10}")
         packed = tuple(self._check_scalar(kernel, name, arg)
                        for arg, (name, _) in zip(scalars, PARAMETERS[kernel][first_scalar:]))
         if planes == 0 or plane_size == 0:

@@ -25,6 +25,8 @@ CTYPES = {
 _WINDOW = "H W OH OW KH KW SH SW PT PL DH DW"
 # A 3-D window: each axis's scalars in (D, H, W) order, PF the padding in front
 _VOLUME = "D H W OD OH OW KD KH KW SD SH SW PF PT PL DD DH DW"
+# The implicit product's: kernels/conv_gemm.cu's two kernels take the same arguments
+_CONV_GEMM = f"x:T a:T b:T out:T N C M A_ROW A_OUTER FLIP has_bias {_WINDOW}"
 
 # Each kernel's file and parameters, in order: "name:T" is an array of the
 # kernel's float dtype, "name:acc" an array of its accumulator dtype (float32
@@ -59,9 +61,17 @@ KERNELS = {
     "adaptive_max_check_kernel": ("unpool.cu", "index:i8 outside:T NC H W OH OW"),
     "adaptive_max_gather_kernel": ("unpool.cu", "dout:T index:i8 dx:T NC H W OH OW"),
     "adaptive_max_pool_forward_kernel": ("unpool.cu", "x:T out:T index:i8 NC H W OH OW"),
-    "conv_gemm_kernel": ("conv_gemm.cu",
-                         f"x:T a:T b:T out:T N C M A_ROW A_OUTER FLIP has_bias {_WINDOW}"),
+    "conv_gemm_kernel": ("conv_gemm.cu", _CONV_GEMM),
+    "conv_gemm_tf32_kernel": ("conv_gemm.cu", _CONV_GEMM),
 }
+
+# The kernels built for some dtypes only, and which: every other kernel is built for each
+# dtype of CTYPES. TF32 rounds float32; float16 and float64 have their own products.
+DTYPES = {"conv_gemm_tf32_kernel": (numpy.dtype(numpy.float32),)}
+
+# The kernels that need a GPU of at least this compute capability (major * 10 + minor),
+# and why: the launcher refuses them on an older one, where their instructions trap.
+CAPABILITY = {"conv_gemm_tf32_kernel": (80, "TF32 tensor cores (mma.sync and cvt.rna.tf32)")}
 
 # The kernels whose threads take several adjacent cells of a row, and how many: the 2-D
 # pools' backward, a pair each (fc_pairs, kernels/common.cuh). A launch has ceil(W / n)
@@ -73,7 +83,7 @@ CELLS_PER_THREAD = {"max_pool_backward_kernel": 2, "avg_pool_backward_kernel": 2
 # kernel's file. A launch over ``(rows, columns)`` has a block of that many threads per
 # tile (:func:`fastconv._cuda_launcher.tiled_launch_config`), every other kernel one thread
 # per item.
-TILES = {"conv_gemm_kernel": (64, 128, 8, 128)}
+TILES = {"conv_gemm_kernel": (64, 128, 8, 128), "conv_gemm_tf32_kernel": (64, 128, 8, 128)}
 
 # The windows each file's kernels are instantiated for, as (K, S): a K x K
 # kernel, stride S on both axes, no dilation, unrolled at compile time. Any
@@ -152,9 +162,17 @@ def _parameters(kernel):
     return list(PARAMETERS[kernel])
 
 
+def builds_for(kernel, dtype):
+    """Whether ``kernel`` is built for ``dtype`` (:data:`DTYPES`)."""
+    return numpy.dtype(dtype) in DTYPES.get(kernel, CTYPES)
+
+
 def kernel_windows(kernel, dtype):
     """The instantiations of ``kernel`` for ``dtype``: the run-time window's first, then the
-    unrolled windows of its file (none for a kernel without a window)."""
+    unrolled windows of its file (none for a kernel without a window); none at all for a
+    dtype it is not built for (:data:`DTYPES`)."""
+    if not builds_for(kernel, dtype):
+        return ()
     if WINDOW_AT[kernel] is None:
         return (RUNTIME_WINDOW,)
     return (RUNTIME_WINDOW,) + unrolled_windows(KERNELS[kernel][0], dtype)

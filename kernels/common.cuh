@@ -294,6 +294,41 @@ __device__ __forceinline__ float fc_narrow(double v) {
 }
 #endif
 
+// TF32 on the tensor cores (sm_80+, which have both instructions; earlier GPUs trap, and
+// the launcher refuses the kernels that use them there: fastconv/_cuda_registry.py's
+// CAPABILITY). fc_tf32 rounds a float to TF32, 10 mantissa bits, to nearest with ties away
+// from zero (cvt.rna.tf32.f32). fc_mma_tf32 is one warp's d += a b of a (16 x 8) a by an
+// (8 x 8) b, both TF32 (mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32), every lane
+// calling it together, in the PTX ISA's fragment layout (lane = 4 * group + member):
+// a0..a3 are a at (group, member), (group + 8, member), (group, member + 4) and
+// (group + 8, member + 4); b0, b1 are b at (member, group) and (member + 4, group); d0..d3
+// are d at (group, 2*member), (group, 2*member + 1), (group + 8, 2*member) and
+// (group + 8, 2*member + 1). The CPU emulator (tests/cuda_emu/cuda_emu.h) defines both.
+#ifndef FC_CUDA_EMU
+__device__ __forceinline__ float fc_tf32(float v) {
+#if __CUDA_ARCH__ >= 800
+    unsigned int rounded;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(rounded) : "f"(v));
+    return __uint_as_float(rounded);
+#else
+    __trap();
+    return v;
+#endif
+}
+__device__ __forceinline__ void fc_mma_tf32(float (&d)[4], const float (&a)[4],
+                                            const float (&b)[2]) {
+#if __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
+          "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
+#else
+    __trap();
+#endif
+}
+#endif
+
 // A value of T as a double, exactly: the terms of the sums below.
 __device__ __forceinline__ double fc_load_double(float v) { return fc_widen(v); }
 __device__ __forceinline__ double fc_load_double(double v) { return v; }

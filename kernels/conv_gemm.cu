@@ -21,10 +21,14 @@
 //
 // It departs from the conventions of the other files in two ways, as any tiled product
 // must: a block of TILE_THREADS threads computes a TILE_M x TILE_N tile of out, each thread
-// an 8 x 8 sub-tile, so each value loaded is used eight times from registers; and the
+// 64 of its sums, so each value loaded is used several times from registers; and the
 // block stages a TILE_K slice of a and of the columns in __shared__ memory, between
 // __syncthreads barriers. It keeps the others: one thread writes each output element, in
 // ascending k (deterministic, no atomics); the window as template parameters <T, K, S>.
+// Two kernels share the staging and differ in how a staged slice is multiplied:
+// conv_gemm_kernel on the CUDA cores (fc_cuda_core_product), conv_gemm_tf32_kernel on
+// the tensor cores in TF32 (fc_tf32_product), which is what makes an implicit product
+// pay where cuBLAS would run the explicit one on tensor cores too.
 // fastconv/_cuda_conv_gemm.py keeps K, OH*OW, each image's input and the filters below 2^31
 // elements and every extent of the window below 2^29, and launches the blocks this file's
 // tile sizes need (fastconv/_cuda_registry.py, TILES).
@@ -44,6 +48,90 @@ __device__ __forceinline__ int fc_sub_tile(int lane_group, int i, int half) {
     return (i < 4 ? 0 : half) + 4 * lane_group + (i & 3);
 }
 
+// The two ways a block multiplies a staged slice: Product is fc_cuda_core_product or
+// fc_tf32_product. Each thread holds Product::ROWS x Product::COLUMNS sums of the tile,
+// sum[i][j] at the tile's row(i) and column(j); PAD_M and PAD_N pad the rows of a's
+// slice (k, m) and of the columns' (k, j) so that the product's loads from shared memory,
+// and the stores that stage them, fall on distinct banks; staged() is what is stored of a
+// loaded value.
+
+// On the CUDA cores, in the accumulator type: thread t's 8 x 8 sub-tile (fc_sub_tile), one
+// multiply-add per entry per k, in ascending k.
+template <class T> struct fc_cuda_core_product {
+    typedef typename fc_acc<T>::type value_t;
+    static constexpr int ROWS = 8, COLUMNS = 8, PAD_M = 16, PAD_N = 0;
+    const int row_group, column_group;
+    __device__ explicit fc_cuda_core_product(int t) : row_group(t / 16), column_group(t % 16) {}
+    __device__ static value_t staged(T v) { return fc_load(v); }
+    __device__ int row(int i) const { return fc_sub_tile(row_group, i, FC_TILE_M / 2); }
+    __device__ int column(int j) const { return fc_sub_tile(column_group, j, FC_TILE_N / 2); }
+    __device__ void multiply(const value_t (&a_tile)[FC_TILE_K][FC_TILE_M + PAD_M],
+                             const value_t (&col_tile)[FC_TILE_K][FC_TILE_N + PAD_N],
+                             value_t (&sum)[ROWS][COLUMNS]) const {
+        FC_UNROLL
+        for (int kk = 0; kk < FC_TILE_K; ++kk) {
+            value_t a_values[8], col_values[8];
+            FC_UNROLL
+            for (int i = 0; i < 8; ++i) {
+                a_values[i] = a_tile[kk][row(i)];
+                col_values[i] = col_tile[kk][column(i)];
+            }
+            FC_UNROLL
+            for (int i = 0; i < 8; ++i) {
+                FC_UNROLL
+                for (int jj = 0; jj < 8; ++jj) sum[i][jj] += a_values[i] * col_values[jj];
+            }
+        }
+    }
+};
+
+// On the tensor cores, in TF32 (float only; sm_80+, kernels/common.cuh's fc_mma_tf32):
+// warp w takes the tile's rows 32 * (w / 2) and columns 64 * (w % 2), 32 x 64, as 2 x 8
+// mma tiles of 16 x 8, one fc_mma_tf32 each per slice (FC_TILE_K is the mma's k of 8).
+// Lane 4 * group + member holds of mma tile (mt, nt) the sums sum[2*mt + h][2*nt + e] at
+// row 16*mt + group + 8*h and column 8*nt + 2*member + e of the warp's (the mma's d
+// fragment). The slices' entries are rounded to TF32 (to nearest, ties away from zero)
+// as they are staged; padded by 8, a fragment's loads (rows member and member + 4 of a
+// slice, group apart) fall on distinct banks.
+struct fc_tf32_product {
+    typedef float value_t;
+    static constexpr int ROWS = 4, COLUMNS = 16, PAD_M = 8, PAD_N = 8;
+    const int row0, column0, group, member;
+    __device__ explicit fc_tf32_product(int t)
+        : row0(32 * (t / 64)), column0(64 * (t / 32 % 2)), group(t % 32 / 4), member(t % 4) {}
+    __device__ static float staged(float v) { return fc_tf32(v); }
+    __device__ int row(int i) const { return row0 + 16 * (i / 2) + group + 8 * (i % 2); }
+    __device__ int column(int j) const { return column0 + 8 * (j / 2) + 2 * member + j % 2; }
+    __device__ void multiply(const float (&a_tile)[FC_TILE_K][FC_TILE_M + PAD_M],
+                             const float (&col_tile)[FC_TILE_K][FC_TILE_N + PAD_N],
+                             float (&sum)[ROWS][COLUMNS]) const {
+        float a[2][4];  // the a fragments: rows group and group + 8, k member and member + 4
+        FC_UNROLL
+        for (int mt = 0; mt < 2; ++mt) {
+            const int m = row0 + 16 * mt + group;
+            a[mt][0] = a_tile[member][m];
+            a[mt][1] = a_tile[member][m + 8];
+            a[mt][2] = a_tile[member + 4][m];
+            a[mt][3] = a_tile[member + 4][m + 8];
+        }
+        FC_UNROLL
+        for (int nt = 0; nt < 8; ++nt) {
+            const int j = column0 + 8 * nt + group;
+            const float b[2] = {col_tile[member][j], col_tile[member + 4][j]};
+            FC_UNROLL
+            for (int mt = 0; mt < 2; ++mt) {
+                float d[4] = {sum[2 * mt][2 * nt], sum[2 * mt][2 * nt + 1],
+                              sum[2 * mt + 1][2 * nt], sum[2 * mt + 1][2 * nt + 1]};
+                fc_mma_tf32(d, a[mt], b);
+                sum[2 * mt][2 * nt] = d[0];
+                sum[2 * mt][2 * nt + 1] = d[1];
+                sum[2 * mt + 1][2 * nt] = d[2];
+                sum[2 * mt + 1][2 * nt + 1] = d[3];
+            }
+        }
+    }
+};
+
 // One block per tile, in grid-stride loops over the tiles (x: columns, y: filters). Per
 // step the block stages a's (TILE_M, TILE_K) slice and the columns' (TILE_K, TILE_N) slice,
 // the next step's loaded while this one's is multiplied. Thread t stages the column entries
@@ -55,25 +143,28 @@ __device__ __forceinline__ int fc_sub_tile(int lane_group, int i, int half) {
 // tiles' remainders, are zeros, not loads. The wrapper keeps C*H*W and a's M*K entries below
 // 2^31: offsets inside an image and into a are 32-bit (a's unsigned: they wrap, exactly, for
 // the rows and k's it does not load).
-template <class T, int K, int S>
-__global__ void __launch_bounds__(FC_TILE_THREADS)
-conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __restrict__ b,
-                 T* __restrict__ out, idx_t N, idx_t C, idx_t M, idx_t A_ROW, idx_t A_OUTER,
-                 idx_t FLIP, idx_t has_bias,
-                 idx_t H, idx_t W, idx_t OH, idx_t OW, idx_t KH, idx_t KW, idx_t SH,
-                 idx_t SW, idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
-    typedef typename fc_acc<T>::type acc_t;
-    // a's slice transposed, (k, m), its rows padded by 16 so that a warp's stores (two k's
-    // of 16 rows each) fall on distinct banks; the columns' slice (k, j)
-    __shared__ __align__(16) acc_t a_tile[FC_TILE_K][FC_TILE_M + 16];
-    __shared__ __align__(16) acc_t col_tile[FC_TILE_K][FC_TILE_N];
+#define FC_CONV_GEMM_PARAMETERS(T)                                                         \
+    const T* __restrict__ x, const T* __restrict__ a, const T* __restrict__ b,             \
+        T* __restrict__ out, idx_t N, idx_t C, idx_t M, idx_t A_ROW, idx_t A_OUTER,        \
+        idx_t FLIP, idx_t has_bias, idx_t H, idx_t W, idx_t OH, idx_t OW, idx_t KH,        \
+        idx_t KW, idx_t SH, idx_t SW, idx_t PT, idx_t PL, idx_t DH, idx_t DW
+#define FC_CONV_GEMM_ARGUMENTS \
+    x, a, b, out, N, C, M, A_ROW, A_OUTER, FLIP, has_bias, H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW
+
+template <class Product, class T, int K, int S>
+__device__ __forceinline__ void fc_conv_gemm(FC_CONV_GEMM_PARAMETERS(T)) {
+    typedef typename Product::value_t value_t;
+    // a's slice transposed, (k, m), and the columns' slice (k, j), their rows padded
+    __shared__ __align__(16) value_t a_tile[FC_TILE_K][FC_TILE_M + Product::PAD_M];
+    __shared__ __align__(16) value_t col_tile[FC_TILE_K][FC_TILE_N + Product::PAD_N];
 
     const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
     const int taps = rows.size * columns.size;
     const int reduction = (int)C * taps;  // K of the product
     const int positions = (int)(OH * OW), plane = (int)(H * W);
     const idx_t total_columns = N * positions;
-    const int t = threadIdx.x, row_group = t / 16, column_group = t % 16;
+    const int t = threadIdx.x;
+    const Product product(t);
     const int lane = t % 32, k_pair = 2 * (t / 32), a_row = t % 16, a_half = lane / 16;
     // the window origin of a column past the last, and the kernel offset of a k past the
     // reduction: far enough into the padding that no tap reaches the input, and no sum of
@@ -141,56 +232,46 @@ conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __re
                 }
             };
 
-            acc_t sum[8][8];
+            value_t sum[Product::ROWS][Product::COLUMNS];
             FC_UNROLL
-            for (int i = 0; i < 8; ++i) {
+            for (int i = 0; i < Product::ROWS; ++i) {
                 FC_UNROLL
-                for (int jj = 0; jj < 8; ++jj) sum[i][jj] = 0;
+                for (int jj = 0; jj < Product::COLUMNS; ++jj) sum[i][jj] = 0;
             }
-            // float64's 64 accumulators take half the registers a thread may have: there
-            // the next slice is loaded after the product, not held in registers during it
-            // (the GPU backend launches this kernel in float32 only)
-            constexpr bool overlapped = sizeof(acc_t) < 8;
+            // float64's 64 accumulators take half the registers a thread may have, and
+            // float16's staged halves and their conversions push the run-time window past
+            // them (ptxas spills): there the next slice is loaded after the product, not
+            // held in registers during it (the GPU backend launches these kernels in
+            // float32 only)
+            constexpr bool overlapped = sizeof(T) == 4;
             if (overlapped) load(0);
             for (int k0 = 0; k0 < reduction; k0 += FC_TILE_K) {
                 if (!overlapped) load(k0);
                 FC_UNROLL
                 for (int r = 0; r < 4; ++r)
-                    a_tile[k_pair + a_half][a_row + 16 * r] = fc_load(staged_a[r]);
+                    a_tile[k_pair + a_half][a_row + 16 * r] = Product::staged(staged_a[r]);
                 FC_UNROLL
                 for (int r = 0; r < 2; ++r) {
                     FC_UNROLL
-                    for (int q = 0; q < 4; ++q) col_tile[k_pair + r][lane + 32 * q] = fc_load(staged_col[r][q]);
+                    for (int q = 0; q < 4; ++q) col_tile[k_pair + r][lane + 32 * q] =
+                        Product::staged(staged_col[r][q]);
                 }
                 __syncthreads();
                 // the next slice's loads are in flight while this one is multiplied
                 if (overlapped && k0 + FC_TILE_K < reduction) load(k0 + FC_TILE_K);
-                FC_UNROLL
-                for (int kk = 0; kk < FC_TILE_K; ++kk) {
-                    acc_t a_values[8], col_values[8];
-                    FC_UNROLL
-                    for (int i = 0; i < 8; ++i) {
-                        a_values[i] = a_tile[kk][fc_sub_tile(row_group, i, FC_TILE_M / 2)];
-                        col_values[i] = col_tile[kk][fc_sub_tile(column_group, i, FC_TILE_N / 2)];
-                    }
-                    FC_UNROLL
-                    for (int i = 0; i < 8; ++i) {
-                        FC_UNROLL
-                        for (int jj = 0; jj < 8; ++jj) sum[i][jj] += a_values[i] * col_values[jj];
-                    }
-                }
+                product.multiply(a_tile, col_tile, sum);
                 __syncthreads();  // every thread has read the slice before it is replaced
             }
 
             FC_UNROLL
-            for (int jj = 0; jj < 8; ++jj) {
-                const idx_t column = j0 + fc_sub_tile(column_group, jj, FC_TILE_N / 2);
+            for (int jj = 0; jj < Product::COLUMNS; ++jj) {
+                const idx_t column = j0 + product.column(jj);
                 if (column >= total_columns) continue;
                 const idx_t column_image = column / positions;
                 T* target = out + column_image * M * positions + (column - column_image * positions);
                 FC_UNROLL
-                for (int i = 0; i < 8; ++i) {
-                    const idx_t m = m0 + fc_sub_tile(row_group, i, FC_TILE_M / 2);
+                for (int i = 0; i < Product::ROWS; ++i) {
+                    const idx_t m = m0 + product.row(i);
                     if (m < M)
                         target[m * positions] = fc_store<T>(has_bias ? sum[i][jj] + fc_load(b[m])
                                                                      : sum[i][jj]);
@@ -198,4 +279,19 @@ conv_gemm_kernel(const T* __restrict__ x, const T* __restrict__ a, const T* __re
             }
         }
     }
+}
+
+template <class T, int K, int S>
+__global__ void __launch_bounds__(FC_TILE_THREADS)
+conv_gemm_kernel(FC_CONV_GEMM_PARAMETERS(T)) {
+    fc_conv_gemm<fc_cuda_core_product<T>, T, K, S>(FC_CONV_GEMM_ARGUMENTS);
+}
+
+// The same product on the tensor cores in TF32, for float32 with TF32 allowed on sm_80+
+// (fastconv/_cuda_registry.py's DTYPES and CAPABILITY): each output element is still one
+// thread's, its k in ascending slices, the same bits every run.
+template <class T, int K, int S>
+__global__ void __launch_bounds__(FC_TILE_THREADS)
+conv_gemm_tf32_kernel(FC_CONV_GEMM_PARAMETERS(T)) {
+    fc_conv_gemm<fc_tf32_product, T, K, S>(FC_CONV_GEMM_ARGUMENTS);
 }

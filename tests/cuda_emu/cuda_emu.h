@@ -11,7 +11,9 @@
 // std::thread each, __syncthreads is a std::barrier over them, and a __shared__
 // variable is a function-local static, one per kernel instantiation, which the
 // block running alone has to itself. A thread that returns leaves the barrier
-// (arrive_and_drop), as an exited thread no longer counts on a GPU.
+// (arrive_and_drop), as an exited thread no longer counts on a GPU. There each
+// warp of 32 threads also has a barrier of its own, for the one warp-collective
+// instruction the kernels use (fc_mma_tf32, the tensor cores' mma.sync).
 //
 // fc_emu_launch mimics cuLaunchKernel(void** params): each kernel named by
 // FC_EMU_ENTRY gets a type-erased trampoline and a description of its
@@ -35,7 +37,10 @@
 #define FC_UNROLL  // kernels/common.cuh's unroll pragma: g++ has no such pragma
 #define __align__(n) __attribute__((aligned(n)))
 #if defined(FC_EMU_COOPERATIVE)
+#include <algorithm>
 #include <barrier>
+#include <cstdlib>
+#include <memory>
 #include <thread>
 #include <vector>
 #define __shared__ static
@@ -53,6 +58,7 @@ inline thread_local uint3 threadIdx;
 inline thread_local uint3 blockIdx;
 inline thread_local dim3 blockDim;
 inline thread_local dim3 gridDim;
+
 
 inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
@@ -84,6 +90,57 @@ inline float fc_narrow(double v) {
     const unsigned int steps = (unsigned int)std::nearbyint(magnitude * 0x1p149);
     return __uint_as_float((std::signbit(v) ? 0x80000000u : 0u) | steps);
 }
+// kernels/common.cuh's TF32 rounding (cvt.rna.tf32.f32): to nearest, ties away from zero,
+// at the 13th bit; a NaN stays a (quiet) NaN, a carry past the largest finite value gives
+// infinity.
+inline float fc_tf32(float v) {
+    const unsigned int bits = __float_as_uint(v);
+    if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x7fffffu))
+        return __uint_as_float((bits & 0xffffe000u) | 0x00400000u);
+    return __uint_as_float((bits + 0x1000u) & 0xffffe000u);
+}
+#if defined(FC_EMU_COOPERATIVE)
+// A warp of a cooperative launch: its lanes meet at a barrier of their own for the
+// warp-collective fc_mma_tf32, which hands each lane's fragments to the others.
+namespace fc_emu {
+struct Warp {
+    explicit Warp(std::ptrdiff_t lanes) : barrier(lanes) {}
+    std::barrier<> barrier;
+    float a[32][4], b[32][2];
+};
+inline thread_local Warp* warp = nullptr;
+inline thread_local int lane = 0;
+[[noreturn]] inline void fail(const char* what) {
+    std::fprintf(stderr, "cuda_emu: %s in CUDA thread blockIdx=(%u,%u,%u) threadIdx=(%u,%u,%u)\n",
+                 what, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y, threadIdx.z);
+    std::abort();
+}
+}  // namespace fc_emu
+// kernels/common.cuh's mma.m16n8k8 in TF32: the warp's a (16 x 8) and b (8 x 8) gathered
+// from the lanes' fragments in the PTX ISA's layout, each lane's four sums of d += a b
+// added in ascending k in float. Operands must be TF32 already (the hardware ignores their
+// low 13 bits; the kernels round them as they stage them), and a warp must be full.
+inline void fc_mma_tf32(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
+    fc_emu::Warp& warp = *fc_emu::warp;
+    for (float v : a) if (__float_as_uint(v) & 0x1fffu) fc_emu::fail("fc_mma_tf32 given a non-TF32 a");
+    for (float v : b) if (__float_as_uint(v) & 0x1fffu) fc_emu::fail("fc_mma_tf32 given a non-TF32 b");
+    const int lane = fc_emu::lane, group = lane / 4, member = lane % 4;
+    for (int i = 0; i < 4; ++i) warp.a[lane][i] = a[i];
+    for (int i = 0; i < 2; ++i) warp.b[lane][i] = b[i];
+    warp.barrier.arrive_and_wait();
+    // a[row][k] is lane 4 * (row % 8) + k % 4's register (row >= 8) + 2 * (k >= 4);
+    // b[k][column] is lane 4 * column + k % 4's register (k >= 4)
+    auto a_at = [&](int row, int k) { return warp.a[4 * (row % 8) + k % 4][(row >= 8) + 2 * (k >= 4)]; };
+    auto b_at = [&](int k, int column) { return warp.b[4 * column + k % 4][k >= 4]; };
+    for (int i = 0; i < 4; ++i) {
+        const int row = group + 8 * (i / 2), column = 2 * member + i % 2;
+        float sum = d[i];
+        for (int k = 0; k < 8; ++k) sum += a_at(row, k) * b_at(k, column);
+        d[i] = sum;
+    }
+    warp.barrier.arrive_and_wait();  // every lane has read the fragments before new ones
+}
+#endif
 template <class T, class U> T atomicAdd(T* p, U v) { return std::atomic_ref<T>(*p).fetch_add(T(v)); }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -246,6 +303,9 @@ inline int launch(const Entry* entry, const unsigned* grid, const unsigned* bloc
         const unsigned long long bb = reversed ? blocks - 1 - b : b;
 #if defined(FC_EMU_COOPERATIVE)
         std::barrier<> barrier((std::ptrdiff_t)threads);
+        std::vector<std::unique_ptr<Warp>> warps;
+        for (unsigned long long first = 0; first < threads; first += 32)
+            warps.push_back(std::make_unique<Warp>((std::ptrdiff_t)std::min(32ull, threads - first)));
         std::vector<std::thread> running;
         running.reserve(threads);
         for (unsigned long long t = 0; t < threads; ++t) {
@@ -253,8 +313,11 @@ inline int launch(const Entry* entry, const unsigned* grid, const unsigned* bloc
             running.emplace_back([&, tt] {
                 const FlushDenormals thread_flushing(flush_denormals != 0);  // MXCSR is per thread
                 block_barrier = &barrier;
+                warp = warps[tt / 32].get();
+                lane = (int)(tt % 32);
                 run_thread(entry, args, grid, block, bb, tt);
                 barrier.arrive_and_drop();
+                warp->barrier.arrive_and_drop();
             });
         }
         for (std::thread& thread : running) thread.join();

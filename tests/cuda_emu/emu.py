@@ -223,13 +223,14 @@ def kernels_under_test():
 
 
 def emu_launcher(*, block=None, max_blocks=None, reversed_order=False, kernel_dir=None,
-                 sanitize=None, poison=True, specialize=True, only=None):
+                 sanitize=None, poison=True, specialize=True, only=None, capability=90):
     """A fastconv._cuda.Launcher that runs the kernels on the CPU emulator (NumPy arrays).
 
     Output arrays are poisoned with NaN by default, so an element a kernel
     never writes cannot match the reference by luck. ``specialize=False``
     runs every window on the run-time instantiation; ``only`` builds just
-    the name expressions it lists.
+    the name expressions it lists. ``capability`` is the compute capability the
+    launcher reports (the emulator runs the sm_80+ tensor-core instructions too).
     """
     from functools import partial
 
@@ -241,7 +242,7 @@ def emu_launcher(*, block=None, max_blocks=None, reversed_order=False, kernel_di
         options=_cuda.compile_options(kernel_dir),
         compile_errors=(EmuBuildError,), kernel_dir=kernel_dir,
         block=block or _cuda.BLOCK, max_blocks=max_blocks or _cuda.MAX_BLOCKS, poison=poison,
-        specialize=specialize)
+        specialize=specialize, capability=lambda: capability)
 
 
 def prebuild(sanitize=None):

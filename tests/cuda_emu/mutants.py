@@ -28,7 +28,7 @@ TESTS = {
     "unpool.cu": ["tests/test_cuda_unpool.py"],
     "interpolate.cu": ["tests/test_cuda_interpolate.py"],
     "pool3d.cu": ["tests/test_cuda_pool3d.py"],
-    "conv_gemm.cu": ["tests/test_cuda_conv_gemm.py"],
+    "conv_gemm.cu": ["tests/test_cuda_conv_gemm.py", "tests/test_cuda_conv_gemm_tf32.py"],
     "weight_sum.cu": ["tests/test_cuda_weight_sum.py", "tests/test_cuda_depthwise.py"],
 }
 
@@ -355,6 +355,22 @@ MUTANTS = [
      "implicit product: the slice multiplied before every thread has staged its part"),
     ("conv_gemm.cu", "__syncthreads();  // every thread has read",
      "// every thread has read", "implicit product: a slice replaced while still being read"),
+    ("conv_gemm.cu", "a[mt][1] = a_tile[member][m + 8];", "a[mt][1] = a_tile[member + 4][m];",
+     "tensor cores: a's fragment registers 1 and 2 hold the same entry"),
+    ("conv_gemm.cu", "const float b[2] = {col_tile[member][j], col_tile[member + 4][j]};",
+     "const float b[2] = {col_tile[member + 4][j], col_tile[member][j]};",
+     "tensor cores: b's fragment registers swapped"),
+    ("conv_gemm.cu", "return column0 + 8 * (j / 2) + 2 * member + j % 2;",
+     "return column0 + 8 * (j / 2) + member + j % 2;",
+     "tensor cores: the sums written to the columns of another lane"),
+    ("conv_gemm.cu", "row0(32 * (t / 64))", "row0(32 * (t / 32 % 2))",
+     "tensor cores: two warps take the same rows"),
+    ("conv_gemm.cu", "return row0 + 16 * (i / 2) + group + 8 * (i % 2);",
+     "return row0 + 16 * (i % 2) + group + 8 * (i / 2);",
+     "tensor cores: a fragment's upper half taken for the next mma tile's rows"),
+    ("conv_gemm.cu", "__device__ static float staged(float v) { return fc_tf32(v); }",
+     "__device__ static float staged(float v) { return v; }",
+     "tensor cores: operands not rounded to TF32 (the hardware would truncate them)"),
 ]
 
 

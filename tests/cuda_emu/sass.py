@@ -33,7 +33,8 @@ BRANCH_TARGET = re.compile(r"\bBRA\b.*`\((\.L_x_\d+)\)")
 PTXAS_ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(sm_\d+)'")
 PTXAS_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
-MULTIPLY_ADD = re.compile(r"\b[DFH]FMA\b")
+# the products' instructions: multiply-adds on the CUDA cores, mma on the tensor cores
+MULTIPLY_ADD = re.compile(r"\b([DFH]FMA|HMMA)\b")
 
 
 def nvdisasm():
@@ -223,22 +224,37 @@ def bandwidth_model(rows):
     return shares
 
 
-# The tiled products of the benchmark shapes, float32: (instantiation, case, multiply-adds).
-# S3's input gradient is (32 x 32*32 positions) x 64 channels x 64*3*3 terms.
-PRODUCTS = [("conv_gemm_kernel<float, 3, 1>", "S3 dx", 32 * 32 * 32 * 64 * 64 * 9)]
+# The tiled products of the benchmark shapes, float32: (instantiation, case, multiply-adds,
+# multiply-adds per thread in one of its product instructions: an FFMA's 1, an HMMA.1688's
+# 16 x 8 x 8 over a warp's 32 threads). S3's forward and its input gradient are both
+# (32 x 32*32 positions) x 64 channels x 64*3*3 terms.
+_S3_PRODUCT = 32 * 32 * 32 * 64 * 64 * 9
+PRODUCTS = [("conv_gemm_kernel<float, 3, 1>", "S3 dx", _S3_PRODUCT, 1),
+            ("conv_gemm_tf32_kernel<float, 3, 1>", "S3 TF32", _S3_PRODUCT, 32)]
+# What mma.sync reaches of an H100 SXM's dense TF32 peak (494.7 TFLOPS, which wgmma is quoted
+# at; mma.sync is quoted at about 60% of it on Hopper): the tensor cores' bound.
+MMA_TF32_FLOPS = 0.6 * 494.7e12
 
 
 def product_model(rows):
-    """[(instantiation, case, share of the FP32 peak, microseconds)] of :data:`PRODUCTS` on an
-    H100 SXM from measure()'s rows: the share of a reduction step's instructions that are
-    multiply-adds, the issue rate bounding the kernel (its operands, about 17 MB for S3's
-    input gradient, take 5 us at HBM bandwidth; shared memory serves a warp's 8 x 8 sub-tiles
-    two values per multiply-add it feeds 8 of, well within its 128 bytes a cycle)."""
+    """[(instantiation, case, share of the step in products, microseconds)] of
+    :data:`PRODUCTS` among measure()'s ``rows``, on an H100 SXM: the share of a reduction
+    step's instructions that are the product's (multiply-adds or mma), the issue rate
+    bounding the kernel, or for the mma the tensor cores' rate (:data:`MMA_TF32_FLOPS`),
+    whichever is slower (the operands, about 17 MB for S3, take 5 us at HBM bandwidth;
+    shared memory serves an FFMA sub-tile's two values per multiply-add it feeds 8 of, and
+    a warp's 16 mma per step from 24 conflict-free loads, well within its 128 bytes a
+    cycle)."""
     model = []
-    for name, case, multiply_adds in PRODUCTS:
-        length, fmas = rows[name]["product_step"]
-        share = fmas / length
-        model.append((name, case, share, 1e6 * multiply_adds / share / THREAD_INSTRUCTIONS_PER_S))
+    for name, case, multiply_adds, per_instruction in PRODUCTS:
+        if name not in rows:
+            continue
+        length, products = rows[name]["product_step"]
+        share = products / length
+        seconds = multiply_adds / per_instruction / share / THREAD_INSTRUCTIONS_PER_S
+        if per_instruction > 1:
+            seconds = max(seconds, 2 * multiply_adds / MMA_TF32_FLOPS)
+        model.append((name, case, share, 1e6 * seconds))
     return model
 
 
@@ -312,8 +328,8 @@ def main(argv):
         print("share of HBM bandwidth, modelled for an H100 SXM:")
         for name, case, share in bandwidth_model(rows):
             print(f"  {window_label(name):28} {case:3} {share:6.0%}")
-    if all(name in rows for name, *_ in PRODUCTS):
-        print("tiled products, share of the FP32 peak modelled for an H100 SXM:")
+    if any(name in rows for name, *_ in PRODUCTS):
+        print("tiled products, share of a reduction step in products, modelled for an H100 SXM:")
         for name, case, share, microseconds in product_model(rows):
             print(f"  {window_label(name):28} {case:6} {share:6.0%} {microseconds:7.1f} us")
 

@@ -1,0 +1,139 @@
+"""The implicit product on the tensor cores in TF32 (kernels/conv_gemm.cu's
+``conv_gemm_tf32_kernel``), emulated on the CPU.
+
+The emulator runs each block's threads at once (tests/cuda_emu/cuda_emu.h,
+FC_EMU_COOPERATIVE) and each warp's ``mma.sync`` as the PTX ISA lays its fragments out
+over the lanes: a lane's registers are gathered from all 32 lanes' and each lane gets back
+its own four sums. It refuses an operand that is not TF32 already, so the kernel must round
+what it stages. Hypothesis draws the problems of tests/test_cuda_conv_gemm.py (windows,
+columns across 128-column tiles, filters across 64-row tiles, capped grids) in float32.
+
+Oracle: the convolution in float64 of the inputs rounded to TF32 (to nearest, ties away
+from zero, in NumPy), which the kernel's float32 sums must meet within the sum tolerance of
+a float32 reduction: a fragment taken from the wrong lane, register, row or k misses it by
+the size of the terms. And the kernel's result must differ from the FP32 kernel's where TF32
+rounding changes the inputs (it is rounded, not FP32 under another name).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from fastconv import _cuda
+from fastconv.shapes import window_geometry
+from test_cuda_conv_gemm import input_grad_oracle, problems, slab_conv
+from test_cuda_emulated import SETTINGS, launcher, normal
+
+
+def tf32(a):
+    """float32 ``a`` rounded to TF32 as cvt.rna.tf32.f32 rounds: 13 low bits off, to nearest,
+    ties away from zero (NaN and infinity untouched here: the cases are finite)."""
+    bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+def assert_tf32_sum(actual, exact, scale, terms):
+    """``actual`` (float32) within a float32 sum's rounding of ``exact`` (float64 of the TF32
+    inputs): ``terms`` + 2 roundings of 2**-24 times ``scale``, the sum of the terms'
+    magnitudes, for each element."""
+    assert actual.dtype == np.float32 and not np.isnan(actual).any()
+    tolerance = (terms + 2) * 2.0**-24 * scale + 1e-30
+    error = np.abs(actual.astype(np.float64) - exact)
+    assert (error <= tolerance).all(), f"largest error {error.max()} (tolerance there " \
+                                       f"{tolerance.ravel()[error.argmax()]})"
+
+
+def forward_oracle(x, w, b, geometry):
+    """(exact, scale): the convolution of the TF32-rounded x and w in float64, and the same
+    over the terms' magnitudes."""
+    pads = tuple(p for p, _ in geometry.pads)
+    args = (pads, geometry.stride, geometry.dilation, geometry.out)
+    x64, w64 = tf32(x).astype(np.float64), tf32(w).astype(np.float64)
+    b64 = None if b is None else b.astype(np.float64)
+    exact = slab_conv(x64, w64, b64, *args)
+    scale = slab_conv(np.abs(x64), np.abs(w64), None if b is None else np.abs(b64), *args)
+    return exact, scale
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(problem=problems(), seed=st.integers(0, 2**16), max_blocks=st.sampled_from([1, 2, None]))
+def test_forward_is_the_tf32_convolution(problem, seed, max_blocks):
+    shape, filters, geometry, has_bias, _ = problem
+    note(problem)
+    emu = launcher(max_blocks=max_blocks)
+    x = normal(seed, shape, np.float32)
+    w = normal(seed + 1, (filters, shape[1]) + geometry.kernel, np.float32)
+    b = normal(seed + 2, (filters,), np.float32) if has_bias else None
+    out = emu.empty((shape[0], filters) + geometry.out, np.float32)
+    _cuda.conv_gemm_into(x, w, b, geometry, out, emu, tf32=True)
+    exact, scale = forward_oracle(x, w, b, geometry)
+    assert_tf32_sum(out, exact, scale, shape[1] * np.prod(geometry.kernel))
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(problem=problems(stride_one=True), seed=st.integers(0, 2**16),
+       max_blocks=st.sampled_from([1, 2, None]))
+def test_input_grad_is_the_tf32_convolution_over_the_flipped_filters(problem, seed,
+                                                                     max_blocks):
+    shape, filters, geometry, _, _ = problem
+    note(problem)
+    emu = launcher(max_blocks=max_blocks)
+    dout = normal(seed, (shape[0], filters) + geometry.out, np.float32)
+    w = normal(seed + 1, (filters, shape[1]) + geometry.kernel, np.float32)
+    dx = emu.empty(shape, np.float32)
+    _cuda.conv_input_grad_into(dout, w, geometry, dx, emu, tf32=True)
+    d64, w64 = tf32(dout).astype(np.float64), tf32(w).astype(np.float64)
+    exact = input_grad_oracle(d64, w64, geometry)
+    scale = input_grad_oracle(np.abs(d64), np.abs(w64), geometry)
+    assert_tf32_sum(dx, exact, scale, filters * np.prod(geometry.kernel))
+
+
+@pytest.mark.parametrize("window", _cuda.WINDOWS["conv_gemm.cu"])
+def test_unrolled_windows_match_the_oracle_and_differ_from_fp32(window):
+    """Each unrolled window over three column tiles and two row tiles: the TF32 oracle met,
+    and not the FP32 kernel's bits (the inputs' low bits are dropped)."""
+    k, s = window
+    shape, filters = (3, 4, 10, 9), 70
+    geometry = window_geometry(shape, k, s, k // 2, 1)
+    x, w, b = normal(5, shape, np.float32), normal(6, (filters, 4, k, k), np.float32), \
+        normal(7, (filters,), np.float32)
+    emu = launcher(max_blocks=1)
+    out, fp32 = (emu.empty((3, filters) + geometry.out, np.float32) for _ in range(2))
+    _cuda.conv_gemm_into(x, w, b, geometry, out, emu, tf32=True)
+    _cuda.conv_gemm_into(x, w, b, geometry, fp32, emu)
+    assert_tf32_sum(out, *forward_oracle(x, w, b, geometry), 4 * k * k)
+    assert (out != fp32).mean() > 0.5
+
+
+def test_tf32_inputs_give_the_fp32_kernels_sums_closely():
+    """Inputs that are TF32 already lose nothing to the rounding: both kernels then sum the
+    same exact products, in float32, within a float32 sum's rounding of each other."""
+    geometry = window_geometry((2, 3, 8, 8), 3, 1, 1, 1)
+    x, w = tf32(normal(1, (2, 3, 8, 8), np.float32)), tf32(normal(2, (16, 3, 3, 3), np.float32))
+    emu = launcher()
+    out, fp32 = (emu.empty((2, 16, 8, 8), np.float32) for _ in range(2))
+    _cuda.conv_gemm_into(x, w, None, geometry, out, emu, tf32=True)
+    _cuda.conv_gemm_into(x, w, None, geometry, fp32, emu)
+    exact, scale = forward_oracle(x, w, None, geometry)
+    assert_tf32_sum(out, exact, scale, 27)
+    assert_tf32_sum(fp32, exact, scale, 27)
+
+
+def test_the_tf32_kernel_is_refused_where_it_cannot_run():
+    """float32 only, and a GPU of compute capability 8.0 or newer: refused before any launch
+    on a 7.5 (whose mma and cvt.rna.tf32 would trap)."""
+    geometry = window_geometry((1, 2, 5, 5), 3, 1, 1, 1)
+    x, w = normal(0, (1, 2, 5, 5), np.float64), normal(1, (4, 2, 3, 3), np.float64)
+    with pytest.raises(TypeError, match="conv_gemm_tf32_kernel runs on float32 arrays only"):
+        _cuda.conv_gemm_into(x, w, None, geometry, np.zeros((1, 4, 5, 5)), launcher(),
+                             tf32=True)
+    from cuda_emu.emu import emu_launcher
+
+    turing = emu_launcher(capability=75)
+    assert not turing.runs("conv_gemm_tf32_kernel") and turing.runs("conv_gemm_kernel")
+    out = np.full((1, 4, 5, 5), np.nan, np.float32)
+    with pytest.raises(ValueError, match=r"compute capability 8\.0 or newer.*has 7\.5"):
+        _cuda.conv_gemm_into(x.astype(np.float32), w.astype(np.float32), None, geometry, out,
+                             turing, tf32=True)
+    assert np.isnan(out).all()
