@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 import fastconv.functional as F
 from conftest import gpu_dispatch
 from cuda_emu.report import built_and_reported
-from fastconv import _cuda, _gpu
+from fastconv import _cuda
 from fastconv._gpu.conv_steps import implicit_input_grad_fits
 from fastconv.backend import accumulator_dtype
 from fastconv.shapes import window_geometry
@@ -199,13 +199,11 @@ def test_strided_and_grouped_backwards_keep_col2im(args):
     assert_col2im_backward(np.float32, args)
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float64, "tf32"])
-def test_tensor_core_products_keep_col2im(dtype, monkeypatch):
-    """float16, float64 and float32 with TF32 allowed keep the products, which cuBLAS runs
-    on tensor cores, and col2im."""
-    if dtype == "tf32":
-        monkeypatch.setattr(_gpu.conv, "get_tf32", lambda: True)
-        dtype = np.float32
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_tensor_core_products_keep_col2im(dtype):
+    """float16 and float64 keep the products, which cuBLAS runs on tensor cores where the
+    GPU has them for those dtypes, and col2im (float32 with TF32 allowed takes the TF32
+    kernel: tests/test_cuda_conv_gemm_tf32.py)."""
     assert_col2im_backward(dtype, dict(padding=1))
 
 
@@ -245,14 +243,14 @@ def test_refusals_come_before_any_launch():
     with pytest.raises(ValueError, match=r"2\*\*29"):
         _cuda.conv_gemm_into(x, w, None, tall, out, emu)
     assert _cuda.conv_gemm_fits((64, 64, 3, 3), window_geometry((32, 64, 32, 32), 3, 1, 1, 1), True)
-    assert not implicit_input_grad_fits(w.shape, w.dtype, tall, 1, tf32=False)
+    assert not implicit_input_grad_fits(w.shape, w.dtype, tall, 1)
     # 2**31 filter entries (broadcast: no memory), which the kernel indexes in 32 bits
     wide = np.broadcast_to(np.float32(1), (2**16, 2**15, 1, 1))
     geometry = window_geometry((1, 2**15, 1, 1), 1, 1, 1, 1)
     assert _cuda.conv_gemm_fits((2**16, 2**15 - 1, 1, 1), geometry, True)
     assert not _cuda.conv_gemm_fits(wide.shape, geometry)
     assert not _cuda.conv_gemm_fits(wide.shape, geometry, True)
-    assert not implicit_input_grad_fits(wide.shape, wide.dtype, geometry, 1, tf32=False)
+    assert not implicit_input_grad_fits(wide.shape, wide.dtype, geometry, 1)
     x, dx = np.zeros((1, 2**15, 1, 1), np.float32), np.zeros((1, 2**15, 1, 1), np.float32)
     with pytest.raises(ValueError, match=r"filters \(65536, 32768, 1, 1\).*2\*\*31"):
         _cuda.conv_input_grad_into(np.zeros((1, 2**16, 3, 3), np.float32), wide, geometry,

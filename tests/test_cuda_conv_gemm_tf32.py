@@ -20,7 +20,9 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from fastconv import _cuda
+import fastconv.functional as F
+from conftest import gpu_dispatch
+from fastconv import _cuda, _gpu
 from fastconv.shapes import window_geometry
 from test_cuda_conv_gemm import input_grad_oracle, problems, slab_conv
 from test_cuda_emulated import SETTINGS, launcher, normal
@@ -137,3 +139,70 @@ def test_the_tf32_kernel_is_refused_where_it_cannot_run():
         _cuda.conv_gemm_into(x.astype(np.float32), w.astype(np.float32), None, geometry, out,
                              turing, tf32=True)
     assert np.isnan(out).all()
+
+
+def conv_through_the_gpu_backend(emu, x, w, b, dout, **args):
+    """(launched kernel names, out, dx, dw, db) of conv2d forward and backward on the GPU
+    backend with TF32 allowed, its kernels on ``emu``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_gpu.conv, "get_tf32", lambda: True)
+        with gpu_dispatch(emu) as launched:
+            out, cache = F.conv2d_forward(x, w, b, **args)
+            grads = F.conv2d_backward(dout, cache)
+    return (list(launched), out) + grads
+
+
+@pytest.mark.parametrize("args", [dict(padding=1), dict(padding=(2, 0), dilation=2),
+                                  dict(stride=2, padding=1)],
+                         ids=["3x3", "dilated", "strided"])
+def test_tf32_layers_run_forward_and_dx_on_the_tensor_cores(args):
+    """With TF32 allowed on a GPU with tensor cores, conv2d's forward is one launch of the
+    TF32 kernel (no im2col, no product, the bias in it; no columns held), the backward
+    writes the columns for dW and takes a stride-1 dx from the TF32 kernel too (a strided
+    one from the column gradient and col2im). out and dx meet the float64 convolution of
+    the TF32-rounded inputs, dw and db the float64 ones within float32 sums."""
+    x, w, b = normal(0, (2, 3, 7, 8), np.float32), normal(1, (6, 3, 3, 3), np.float32), \
+        normal(2, (6,), np.float32)
+    out_shape = F.conv2d_forward(x, w, b, **args)[0].shape
+    dout = normal(3, out_shape, np.float32)
+    launched, out, dx, dw, db = conv_through_the_gpu_backend(launcher(), x, w, b, dout, **args)
+    forward, backward = launched[:1], launched[1:]
+    assert forward == ["conv_gemm_tf32_kernel"], launched
+    assert backward[0] == "im2col_kernel" and backward[-1] == "weight_sum_kernel", launched
+    stride_one = args.get("stride", 1) == 1
+    assert ("conv_gemm_tf32_kernel" in backward) == stride_one, launched
+    assert ("col2im_kernel" in backward) != stride_one, launched
+
+    # (value, magnitude) of the float64 CPU path, on the TF32-rounded inputs (what the TF32
+    # kernel multiplies) and on the inputs themselves (what the FP32 products multiply)
+    rounded = [float64_conv(tf32(x), tf32(w), b, tf32(dout), m, **args) for m in (False, True)]
+    exact = [float64_conv(x, w, b, dout, m, **args) for m in (False, True)]
+    assert_tf32_sum(out, rounded[0][0], rounded[1][0], 3 * 9)
+    dx_oracle = rounded if stride_one else exact
+    assert_tf32_sum(dx, dx_oracle[0][1], dx_oracle[1][1], 6 * 9)
+    positions = int(np.prod(out_shape[2:])) * out_shape[0]
+    for got, at in ((dw, 2), (db, 3)):
+        assert_tf32_sum(got, exact[0][at], exact[1][at], positions)
+
+
+def float64_conv(x, w, b, dout, magnitude, **args):
+    """(out, dx, dw, db) of conv2d on the CPU path in float64, of the inputs' magnitudes
+    where ``magnitude``."""
+    x, w, b, dout = (np.abs(a.astype(np.float64)) if magnitude else a.astype(np.float64)
+                     for a in (x, w, b, dout))
+    out, cache = F.conv2d_forward(x, w, b, **args)
+    return (out,) + F.conv2d_backward(dout, cache)
+
+
+def test_tf32_on_a_gpu_without_tensor_cores_keeps_the_fp32_paths():
+    """On a GPU of compute capability 7.5, TF32 allowed changes nothing: the forward is
+    im2col and a product, and a stride-1 dx comes from the CUDA cores' kernel."""
+    from cuda_emu.emu import emu_launcher
+
+    x, w = normal(0, (2, 3, 7, 8), np.float32), normal(1, (6, 3, 3, 3), np.float32)
+    dout = normal(3, (2, 6, 7, 8), np.float32)
+    launched, *_ = conv_through_the_gpu_backend(emu_launcher(capability=75), x, w, None,
+                                                dout, padding=1)
+    assert launched[:2] == ["im2col_kernel", "gemm"] and "conv_gemm_kernel" in launched, \
+        launched
+    assert "conv_gemm_tf32_kernel" not in launched, launched

@@ -6,7 +6,10 @@ compared with the NumPy path in float64 on the same values (on the GPU the produ
 into FMAs, so not bit for bit), and through conv2d_backward, which must take it for a
 float32 stride-1 layer; two launches and the unrolled against the run-time instantiation must give
 the same bits; S3's backward is timed on it and on the column-gradient product and col2im
-it replaces (reported, never asserted).
+it replaces (reported, never asserted). Its TF32 kernel, on a GPU of compute capability
+8.0 or newer, against the float64 convolution of the TF32-rounded inputs, through conv2d
+with TF32 allowed, and S3's forward and backward timed with it against the explicit TF32
+products.
 """
 
 import numpy as np
@@ -16,7 +19,9 @@ import fastconv.functional as F
 from conftest import gpu_milliseconds, record_calls
 from cuda_emu.report import summary_lines
 from fastconv import _cuda, _gpu
+from fastconv.bench.tf32 import fastconv_tf32
 from fastconv.shapes import window_geometry
+from test_cuda_conv_gemm_tf32 import assert_tf32_sum, float64_conv, tf32
 from test_cuda_gpu import DTYPES, _launcher, assert_close, bits, rand
 
 # FP32 products whatever FASTCONV_TF32 says (the float32 tolerances are FP32's)
@@ -101,10 +106,99 @@ def test_s3_backward_on_the_kernel_against_col2im_time(cp, monkeypatch, request)
     kernel = gpu_milliseconds(cp, lambda: _cuda.conv_input_grad_into(
         dout, w, geometry, dx, _cuda.default_launcher()))
     with_kernel = gpu_milliseconds(cp, lambda: F.conv2d_backward(dout, cache))
-    monkeypatch.setattr(_gpu.conv, "_takes_implicit_input_grad", lambda *args: False)
+    without_kernel(monkeypatch)
     with_col2im = gpu_milliseconds(cp, lambda: F.conv2d_backward(dout, cache))
     tflops = 2 * 32 * 1024 * 64 * 576 / (kernel * 1e-3) / 1e12
     summary_lines(request.config).append(
         f"S3 float32 backward: {with_kernel:.3f} ms with dx from conv_gemm_kernel "
         f"({kernel:.3f} ms, {tflops:.1f} TFLOP/s), {with_col2im:.3f} ms with the column "
         f"gradient and col2im")
+
+
+def without_kernel(monkeypatch, forward=False):
+    """The layers' steps prepared again without the implicit product for dx (and, where
+    ``forward``, for the forward): the column-gradient product and col2im, the explicit
+    forward."""
+    steps = _gpu.conv_steps
+    monkeypatch.setattr(steps, "implicit_input_grad_fits", lambda *args: False)
+    if forward:
+        monkeypatch.setattr(_gpu.conv, "implicit_forward_fits", lambda *args: False)
+    for memo in (steps.forward_plan, steps.forward_steps, steps.backward_plan,
+                 steps.backward_steps):
+        memo.cache_clear()
+
+
+@pytest.fixture
+def tensor_cores(cp):
+    """The current GPU's TF32 tensor cores (compute capability 8.0+), else a skip."""
+    if not _cuda.default_launcher().runs("conv_gemm_tf32_kernel"):
+        pytest.skip("the GPU has no TF32 tensor cores (compute capability below 8.0)")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_tf32_kernel_meets_the_tf32_convolution(cp, tensor_cores, case):
+    """Forward and stride-1 input gradient on the tensor cores against the float64
+    convolution of the TF32-rounded inputs, within twice a float32 sum's rounding (the
+    tensor cores may truncate their adds); the same bits twice."""
+    x, w, b, args = _operands(case, np.float32)
+    geometry = window_geometry(x.shape, w.shape[2:], args.get("stride", 1), args["padding"],
+                               args.get("dilation", 1))
+    dout = rand(F.conv2d_forward(x, w, b, **args)[0].shape, np.float32, 68)
+    rounded = [float64_conv(tf32(x), tf32(w), b, tf32(dout), m, **args) for m in (False, True)]
+    runs = []
+    for _ in range(2):
+        out = cp.empty(rounded[0][0].shape, np.float32)
+        _cuda.conv_gemm_into(cp.asarray(x), cp.asarray(w), cp.asarray(b), geometry, out,
+                             tf32=True)
+        runs.append(out)
+        assert_tf32_sum(out.get(), rounded[0][0], rounded[1][0], 2 * int(np.prod(w.shape[1:])))
+    assert cp.array_equal(bits(runs[0], cp), bits(runs[1], cp))
+    if geometry.stride == (1, 1):
+        dx = cp.empty(x.shape, np.float32)
+        _cuda.conv_input_grad_into(cp.asarray(dout), cp.asarray(w), geometry, dx, tf32=True)
+        assert_tf32_sum(dx.get(), rounded[0][1], rounded[1][1],
+                        2 * w.shape[0] * int(np.prod(w.shape[2:])))
+
+
+def test_tf32_layers_take_the_tf32_kernel(cp, tensor_cores, monkeypatch):
+    """conv2d with TF32 allowed: the forward and a stride-1 dx from the TF32 kernel, no
+    col2im; out and dx within TF32's documented error of the float64 result."""
+    x, w, b, args = _operands("3x3 (unrolled), tiles across images", np.float32)
+    calls = record_calls(monkeypatch, gemm=(_gpu.gemm.GemmCall, "__call__"))
+    with fastconv_tf32(True):
+        out, cache = F.conv2d_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), **args)
+        dout = rand(out.shape, np.float32, 69)
+        dx, dw, db = F.conv2d_backward(cp.asarray(dout), cache)
+    assert calls[0] == "conv_gemm_tf32_kernel" and calls.count("conv_gemm_tf32_kernel") == 2
+    assert "col2im_kernel" not in calls, calls
+    exact = float64_conv(x, w, b, dout, False, **args)
+    for got, want in zip((out, dx, dw, db), exact):
+        error = np.abs(got.get() - want).max() / np.abs(want).max()
+        assert error <= 4e-3, error  # inputs rounded to 10 mantissa bits
+
+
+def test_s3_with_tf32_on_the_kernel_against_the_explicit_products_time(cp, tensor_cores,
+                                                                       monkeypatch, request):
+    """Reports (no assertion on times) S3's float32 forward and backward with TF32 allowed,
+    on the TF32 kernel and on the explicit TF32 products, im2col and col2im; and the
+    kernel's rate in TFLOP/s."""
+    x = cp.asarray(rand((32, 64, 32, 32), np.float32, 70))
+    w, b = cp.asarray(rand((64, 64, 3, 3), np.float32, 71)), cp.zeros(64, cp.float32)
+    out = cp.empty((32, 64, 32, 32), np.float32)
+    geometry = window_geometry(x.shape, 3, 1, 1, 1)
+
+    def step():
+        y, cache = F.conv2d_forward(x, w, b, padding=1)
+        F.conv2d_backward(cp.ones_like(y), cache)
+
+    with fastconv_tf32(True):
+        kernel = gpu_milliseconds(cp, lambda: _cuda.conv_gemm_into(x, w, b, geometry, out,
+                                                                   tf32=True))
+        implicit = gpu_milliseconds(cp, step)
+        without_kernel(monkeypatch, forward=True)
+        explicit = gpu_milliseconds(cp, step)
+    tflops = 2 * 32 * 1024 * 64 * 576 / (kernel * 1e-3) / 1e12
+    summary_lines(request.config).append(
+        f"S3 float32 forward+backward, TF32: {implicit:.3f} ms on conv_gemm_tf32_kernel "
+        f"(forward {kernel:.3f} ms, {tflops:.1f} TFLOP/s), {explicit:.3f} ms on the explicit "
+        f"TF32 products, im2col and col2im")

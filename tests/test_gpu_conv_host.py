@@ -320,12 +320,14 @@ def test_an_empty_batch_gives_the_cpu_paths_empty_and_zero_results(gpu_path, op,
 
 
 def test_tf32_setting_leaves_the_model_path_unchanged(gpu_path, monkeypatch):
-    """On NumPy arrays the products run in the model, which computes TF32 as FP32."""
-    x, w = rand((2, 3, 6, 6), np.float32, 16), rand((4, 3, 3, 3), np.float32, 17)
+    """On NumPy arrays the products run in the model, which computes TF32 as FP32: a 1x1
+    convolution, x its own columns, is one product either way (the other windows take the
+    TF32 kernel: tests/test_cuda_conv_gemm_tf32.py)."""
+    x, w = rand((2, 3, 6, 6), np.float32, 16), rand((4, 3, 1, 1), np.float32, 17)
     monkeypatch.setattr(_gpu.gemm, "_tf32", False)
-    fp32 = F.conv2d_forward(x, w, None, padding=1)[0]
+    fp32 = F.conv2d_forward(x, w, None)[0]
     fastconv.set_tf32(True)
-    np.testing.assert_array_equal(F.conv2d_forward(x, w, None, padding=1)[0], fp32)
+    np.testing.assert_array_equal(F.conv2d_forward(x, w, None)[0], fp32)
 
 
 def test_prepared_steps_follow_the_tf32_setting_between_calls(gpu_path, monkeypatch):
@@ -342,7 +344,7 @@ def test_prepared_steps_follow_the_tf32_setting_between_calls(gpu_path, monkeypa
     monkeypatch.setattr(_gpu.gemm, "_tf32", False)
     x, w, b = rand((2, 3, 6, 6), np.float32, 18), rand((4, 3, 3, 3), np.float32, 19), None
     for tf32, compute, input_grad in ((False, "32F", "conv_gemm_kernel"),
-                                      (True, "32F_FAST_TF32", "col2im_kernel"),
+                                      (True, "32F_FAST_TF32", "conv_gemm_tf32_kernel"),
                                       (False, "32F", "conv_gemm_kernel")):
         fastconv.set_tf32(tf32)
         computes.clear(), launch_names.clear()
@@ -385,3 +387,14 @@ def test_the_host_time_script_times_both_passes_without_a_gpu():
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["forward", "forward+backward"], lines
     assert all("(2, 3, 5, 5)" in line and "us per call" in line for line in lines), lines
+
+
+def test_a_tf32_convolution_launches_one_kernel_forward(monkeypatch):
+    """With TF32 allowed (and the emulated GPU's tensor cores), the 3x3 layer's forward is one
+    launch and one allocation, its output; the backward writes the columns into a buffer of
+    its own for dW, and dx comes from the TF32 kernel: im2col, the dW and db products, dx
+    and the weight sum, with the columns, the partials, dx, dw and db (which kernels:
+    tests/test_cuda_conv_gemm_tf32.py)."""
+    monkeypatch.setattr(_gpu.conv, "get_tf32", lambda: True)
+    counted, log = count_conv(monkeypatch, "3x3", "float32")
+    assert counted == {"forward": (1, 1), "backward": (5, 5)}, log

@@ -34,6 +34,14 @@ path's too). Transposed operands are cuBLAS flags, never copies. A 1x1 (1x1x1),
 stride-1, unpadded convolution skips the kernels: the input is its own column matrix
 and dx the column gradient.
 
+The input gradient of a float32 2-D stride-1 convolution without groups is a convolution of
+dout itself: an implicit product (kernels/conv_gemm.cu) computes it without the column
+gradient or col2im, in one launch at the end. With TF32 allowed on a GPU with TF32 tensor
+cores that kernel runs on them, and takes every float32 2-D forward without groups too (one
+launch, the bias in it, no columns; the backward then writes them for dW): in TF32 the
+explicit products are bound by memory, the columns' writing and reading
+(:mod:`fastconv._gpu.conv_steps`, :func:`~fastconv._gpu.conv_steps.implicit_forward_fits`).
+
 A 2-D depthwise convolution (groups == C) takes neither: :mod:`fastconv._gpu.depthwise`
 runs it on direct kernels (:func:`forward` and :func:`backward` dispatch to it).
 
@@ -64,7 +72,8 @@ from ..backend import get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import chunk_of
 from .bias import bias_slots
-from .conv_steps import backward_plan, backward_steps, forward_plan, forward_steps
+from .conv_steps import (backward_plan, backward_steps, forward_plan, forward_steps,
+                         implicit_forward_fits, tensor_cores)
 from .depthwise import DepthwiseBackward, DepthwiseForward, runs_depthwise
 from .gemm import get_tf32
 
@@ -150,14 +159,19 @@ def _weights(w, weights_shape, chunk, buffers):
 
 
 class _Forward:
-    """out = W @ cols per chunk and group, then the bias in one pass."""
+    """out = W @ cols per chunk and group, then the bias in one pass; or out from the
+    implicit product on the tensor cores, the bias added in it, in one launch at the end."""
 
     def __init__(self, x, w, b, geometry, groups):
         xp = get_array_module(x)
         self.x, self.w, self.b = (None if a is None else xp.ascontiguousarray(a)
                                   for a in (x, w, b))
-        self.geometry, self.groups = geometry, groups
-        self.plan = forward_plan(x.shape, w.shape, x.dtype, geometry, groups)
+        self.geometry, self.groups, self.tf32 = geometry, groups, get_tf32()
+        # the device is asked for its tensor cores only where TF32 is allowed
+        self.implicit = self.tf32 and implicit_forward_fits(
+            tuple(w.shape), x.dtype, geometry, groups,
+            tensor_cores(_cuda.default_launcher(), self.tf32))
+        self.plan = forward_plan(x.shape, w.shape, x.dtype, geometry, groups, self.implicit)
         self.out = xp.empty((x.shape[0], w.shape[0]) + geometry.out, dtype=x.dtype)
         self._steps = None
 
@@ -169,10 +183,12 @@ class _Forward:
             launcher, device = _on_current_device(x=self.x, w=self.w, b=self.b)
             self._steps = forward_steps(self.x.shape, self.w.shape, self.x.dtype,
                                         self.b is not None, self.geometry, self.groups,
-                                        launcher, device, get_tf32())
+                                        self.implicit, launcher, device, self.tf32)
         return self._steps
 
     def run(self, chunk, buffers):
+        if self.implicit:  # needs no workspace: one launch for all images, at the end
+            return
         im2col, product = self.steps.chunk(chunk.stop - chunk.start)
         x = chunk_of(self.x, chunk)
         if im2col is None:  # an identity geometry: x is its own columns
@@ -184,7 +200,11 @@ class _Forward:
                 chunk_of(self.out, chunk))
 
     def result(self, workspace):
-        """The output, and the columns held for the backward where the workspace allows."""
+        """The output, and the columns held for the backward where the workspace allows
+        (none where x is its own or none were written)."""
+        if self.implicit:
+            self.steps.implicit(self.x, self.w, self.w if self.b is None else self.b, self.out)
+            return self.out, None
         if self.steps.bias is not None:
             ones, add_bias = self.steps.bias
             add_bias(ones, self.b, self.out)
@@ -205,8 +225,7 @@ class _Backward:
         self.x, self.w, self.dout = (xp.ascontiguousarray(a) for a in (cache.x, cache.w, dout))
         self.cache, self.needs_input_grad, self.tf32 = cache, needs_input_grad, get_tf32()
         self.plan, _ = backward_plan(self.x.shape, self.w.shape, self.x.dtype, cache.geometry,
-                                     cache.groups, self.columns is not None, needs_input_grad,
-                                     self.tf32)
+                                     cache.groups, self.columns is not None, needs_input_grad)
         self.dx = xp.empty(self.x.shape, dtype=self.x.dtype) if needs_input_grad else None
         self._steps = None
 

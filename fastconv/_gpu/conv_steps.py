@@ -25,19 +25,50 @@ from .bias import add_bias_call, bias_grad_call, ones_like_device
 from .matmul import plan_matmul
 
 
-def implicit_input_grad_fits(w_shape, dtype, geometry, groups, tf32):
-    """Whether dx comes from the implicit-product kernel for filters of ``w_shape`` and
-    ``dtype``, TF32 allowed or not: float32 products in FP32, a 2-D stride-1 window other
-    than the identity's, no groups, within the kernel's limits.
+TF32_KERNEL = "conv_gemm_tf32_kernel"
 
-    The kernel multiplies on the CUDA cores; the products it replaces run on tensor cores
-    in float16, and in float32 with TF32 allowed (and in float64 on GPUs with FP64 tensor
-    cores), which beats it even with col2im after them. A strided window's input gradient
-    is no stride-1 convolution of dout (its taps fall between dout's cells); groups would
-    need a launch per group, and the identity needs no kernel at all."""
-    return (dtype == numpy.float32 and not tf32 and len(geometry.out) == 2
-            and geometry.stride == (1, 1) and groups == 1 and not geometry.is_identity
-            and _cuda.conv_gemm_fits(w_shape, geometry, input_grad=True))
+
+def tensor_cores(launcher, tf32):
+    """Whether float32 products run on the tensor cores in TF32: TF32 allowed, and the
+    current device has them (compute capability 8.0+; earlier ones run cuBLAS's TF32 mode in
+    FP32 too). Asks the launcher only where TF32 is allowed."""
+    return tf32 and launcher.runs(TF32_KERNEL)
+
+
+def _implicit_fits(w_shape, dtype, geometry, groups, input_grad):
+    """float32, a 2-D window other than the identity's, no groups, within the implicit-product
+    kernels' limits: groups would need a launch per group, and the identity needs no kernel
+    at all."""
+    return (dtype == numpy.float32 and len(geometry.out) == 2 and groups == 1
+            and not geometry.is_identity
+            and _cuda.conv_gemm_fits(w_shape, geometry, input_grad=input_grad))
+
+
+def implicit_input_grad_fits(w_shape, dtype, geometry, groups):
+    """Whether dx comes from an implicit-product kernel for filters of ``w_shape`` and
+    ``dtype``: float32, a 2-D stride-1 window other than the identity's, no groups, within
+    the kernels' limits.
+
+    It replaces the column-gradient product, which writes the columns, and col2im, which
+    reads them: two passes over memory about KH*KW times dx's size. On the CUDA cores in
+    FP32, or on the tensor cores in TF32 where TF32 is allowed (:func:`tensor_cores`). The
+    float16 and float64 products stay with cuBLAS, on tensor cores where the GPU has them
+    for those dtypes. A strided window's input gradient is no stride-1 convolution of dout
+    (its taps fall between dout's cells)."""
+    return geometry.stride == (1, 1) and _implicit_fits(w_shape, dtype, geometry, groups, True)
+
+
+def implicit_forward_fits(w_shape, dtype, geometry, groups, tensor_core_products):
+    """Whether the forward comes from the implicit product on the tensor cores: float32 with
+    ``tensor_core_products`` (:func:`tensor_cores`), a 2-D window other than the identity's,
+    no groups, within the kernel's limits.
+
+    It replaces im2col, which writes the columns, and a product that reads them: in TF32
+    both are bound by memory, about twice the time of the implicit product, which then
+    leaves the backward to write the columns for dW (no columns are held). On the CUDA
+    cores the implicit product is bound by its multiply-adds, no faster than cuBLAS's, and
+    the held columns spare the backward its im2col: the explicit forward stays."""
+    return tensor_core_products and _implicit_fits(w_shape, dtype, geometry, groups, False)
 
 
 def shared_weights_shape(w_shape, groups):
@@ -66,18 +97,23 @@ def _weights_plan(weights_shape, dtype, images, positions):
 
 class ForwardSteps:
     """A forward's prepared steps (:func:`forward_steps`): per chunk the column kernel
-    (none for an identity geometry) and the product; the bias's product at the end."""
+    (none for an identity geometry) and the product; the bias's product at the end. Or,
+    where the implicit product on the tensor cores takes the forward (``implicit``), that
+    one launch for all the images, the bias added in it."""
 
-    def __init__(self, x_shape, w_shape, dtype, has_bias, geometry, groups, launcher):
+    def __init__(self, x_shape, w_shape, dtype, has_bias, geometry, groups, implicit,
+                 launcher):
         self.x_shape, self.geometry, self.groups = x_shape, geometry, groups
         self.launcher = launcher
         self.dtype = numpy.dtype(dtype)
         self.weights_shape = shared_weights_shape(w_shape, groups)
         self.out_shape = (x_shape[0], w_shape[0]) + geometry.out
         positions = math.prod(geometry.out)
-        self.plan = forward_plan(x_shape, w_shape, self.dtype, geometry, groups)
+        self.plan = forward_plan(x_shape, w_shape, self.dtype, geometry, groups, implicit)
+        self.implicit = (_cuda.conv_gemm_launch(x_shape, w_shape, has_bias, geometry, dtype,
+                                                launcher, tf32=True) if implicit else None)
         self.bias = None
-        if has_bias:  # the vector of ones goes where an empty array of the dtype is made
+        if has_bias and not implicit:  # the ones go where an empty array of the dtype is made
             ones = ones_like_device(launcher.xp.empty(0, dtype), positions)
             call = add_bias_call(x_shape[0], w_shape[0], positions, dtype,
                                  (ones.size, w_shape[0], math.prod(self.out_shape)))
@@ -102,19 +138,23 @@ class ForwardSteps:
 
 # Memoised: a training loop's layers repeat their sizes every step
 @functools.lru_cache(maxsize=256)
-def forward_plan(x_shape, w_shape, dtype, geometry, groups):
-    """A forward's workspace plan: the columns (none for an identity geometry), and the
-    weights copied per image where groups need it."""
+def forward_plan(x_shape, w_shape, dtype, geometry, groups, implicit=False):
+    """A forward's workspace plan: the columns (none for an identity geometry, or where the
+    ``implicit`` product takes the forward), and the weights copied per image where groups
+    need it."""
+    if implicit:
+        return ()
     return _columns_plan(x_shape[1], geometry, groups, dtype) + _weights_plan(
         shared_weights_shape(w_shape, groups), dtype, x_shape[0], math.prod(geometry.out))
 
 
 @functools.lru_cache(maxsize=256)
-def forward_steps(x_shape, w_shape, dtype, has_bias, geometry, groups, launcher, device,
-                  tf32):
-    """The :class:`ForwardSteps` of these sizes on ``launcher``'s ``device``, TF32 allowed
-    or not (the products' compute type)."""
-    return ForwardSteps(x_shape, w_shape, dtype, has_bias, geometry, groups, launcher)
+def forward_steps(x_shape, w_shape, dtype, has_bias, geometry, groups, implicit, launcher,
+                  device, tf32):
+    """The :class:`ForwardSteps` of these sizes on ``launcher``'s ``device``, the implicit
+    product taking the forward or not, TF32 allowed or not (the products' compute type)."""
+    return ForwardSteps(x_shape, w_shape, dtype, has_bias, geometry, groups, implicit,
+                        launcher)
 
 
 class BackwardSteps:
@@ -132,12 +172,12 @@ class BackwardSteps:
         self.weights_shape = shared_weights_shape(w_shape, groups)
         positions = math.prod(geometry.out)
         self.plan, self.implicit_input_grad = backward_plan(
-            x_shape, w_shape, self.dtype, geometry, groups, held, needs_input_grad, tf32)
+            x_shape, w_shape, self.dtype, geometry, groups, held, needs_input_grad)
         self.ones = (ones_like_device(launcher.xp.empty(0, dtype), positions) if has_bias
                      else None)
         self.input_grad = (_cuda.conv_input_grad_launch(
-            (x_shape[0], w_shape[0]) + geometry.out, w_shape, geometry, dtype, launcher)
-            if self.implicit_input_grad else None)
+            (x_shape[0], w_shape[0]) + geometry.out, w_shape, geometry, dtype, launcher,
+            tf32=tensor_cores(launcher, tf32)) if self.implicit_input_grad else None)
 
     @functools.cache
     def weight_sum(self, images):
@@ -182,7 +222,7 @@ class BackwardSteps:
 
 
 @functools.lru_cache(maxsize=256)
-def backward_plan(x_shape, w_shape, dtype, geometry, groups, held, needs_input_grad, tf32):
+def backward_plan(x_shape, w_shape, dtype, geometry, groups, held, needs_input_grad):
     """A backward's workspace plan, and whether the implicit-product kernel takes dx: the
     partials of one image (its dW, and its db in each filter's last slot, which stays
     unused without a bias), the columns unless the forward's are ``held``, and the weights
@@ -190,7 +230,7 @@ def backward_plan(x_shape, w_shape, dtype, geometry, groups, held, needs_input_g
     weights_shape = shared_weights_shape(w_shape, groups)
     _, groups, f_group, taps = weights_shape
     implicit_input_grad = needs_input_grad and implicit_input_grad_fits(
-        tuple(w_shape), dtype, geometry, groups, tf32)
+        tuple(w_shape), dtype, geometry, groups)
     plan = (Buffer("partials", (groups, f_group, taps + 1), accumulator_dtype(dtype)),)
     if not held:
         plan += _columns_plan(x_shape[1], geometry, groups, dtype)
