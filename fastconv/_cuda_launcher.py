@@ -171,7 +171,8 @@ class Launcher:
                  max_blocks=MAX_BLOCKS, specialize=True, poison=False):
         self.xp, self.module_class = xp, module_class
         self.options, self.compile_errors, self.device_id = tuple(options), compile_errors, device_id
-        self.capability = capability
+        # memoised per device: a device's compute capability never changes
+        self._capabilities = functools.cache(lambda device: capability())
         self.device_of, self.kernel_dir, self.specialize = device_of, kernel_dir, specialize
         self.block, self.max_blocks, self.poison = block, max_blocks, poison
         self._modules = {}
@@ -270,6 +271,10 @@ class Launcher:
         dtype = numpy.dtype(dtype)
         self._check_dtype(kernel, dtype)
         return self._prepared_on(self.device_id(), kernel, dtype, work, scalars)
+
+    def capability(self):
+        """The current device's compute capability, major * 10 + minor (80 for sm_80)."""
+        return self._capabilities(self.device_id())
 
     def runs(self, kernel):
         """Whether the current device can run ``kernel``: its compute capability is at

@@ -177,6 +177,30 @@ def test_double_sums_convert_float_subnormals_under_flush_to_zero(compiled, cupy
             assert re.search(r"cvt\.rn\.f32\.f64\s", body), f"{name}: no cvt.rn.f32.f64"
 
 
+@pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_90"])
+def test_the_tf32_kernel_runs_on_the_tensor_cores_from_sm_80_and_traps_before(compiled,
+                                                                            nvdisasm, arch):
+    """conv_gemm_tf32_kernel's product is HMMA.1688.F32.TF32 on sm_80 and sm_90, its
+    operands rounded by cvt.rna.tf32.f32 (common.cuh's fc_mma_tf32 and fc_tf32); on sm_75,
+    which has neither, its instantiations trap (the launcher refuses them there). The CUDA
+    cores' kernel uses neither."""
+    _, lowered, cubin = compiled["conv_gemm.cu", np.dtype(np.float32), arch]
+    disassembly = sass.disassemble(cubin, nvdisasm)
+    tensor = [name for name in lowered if name.startswith("conv_gemm_tf32_kernel")]
+    mma = re.findall(r"\bHMMA[\w.]*", disassembly)
+    if arch == "sm_75":
+        assert not mma and "BPT.TRAP" in disassembly
+    else:  # one reduction step per instantiation: 2 x 8 mma per warp
+        assert mma == ["HMMA.1688.F32.TF32"] * 16 * len(tensor), sorted(set(mma))
+    _, lowered, ptx = compiled["conv_gemm.cu", np.dtype(np.float32), "compute_90"]
+    ptx = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
+    entries = dict(re.findall(r"\.entry\s+(\w+)\s*\((.*?)\n\}", ptx, re.DOTALL))
+    for name, symbol in lowered.items():
+        tensor = name.startswith("conv_gemm_tf32_kernel")
+        assert ("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in entries[symbol]) == tensor
+        assert ("cvt.rna.tf32.f32" in entries[symbol]) == tensor, name
+
+
 @pytest.mark.parametrize("arch", [t for t in TARGETS if t.startswith("sm_")])
 def test_register_counts_and_spills(compiled, arch, request):
     rows = {}  # name expression -> (registers, spilled bytes)

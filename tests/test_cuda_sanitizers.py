@@ -27,7 +27,7 @@ EMULATION_TESTS = ["tests/test_cuda_emulated.py", "tests/test_cuda_launcher.py",
                    "tests/test_cuda_depthwise.py", "tests/test_cuda_vol2col.py",
                    "tests/test_cuda_pool3d.py", "tests/test_cuda_unpool.py",
                    "tests/test_cuda_interpolate.py", "tests/test_cuda_conv_gemm.py",
-                   "tests/test_cuda_weight_sum.py"]
+                   "tests/test_cuda_conv_gemm_tf32.py", "tests/test_cuda_weight_sum.py"]
 
 pytestmark = pytest.mark.skipif(sanitizing(), reason="this is the sanitizer pass itself")
 
