@@ -51,7 +51,9 @@ from ._cuda_unpool import adaptive_max_pool2d_outside, max_unpool2d_fits, max_un
 from ._cuda_unpool import adaptive_max_pool2d_forward, max_unpool2d_outside
 from ._cuda_conv_gemm import (conv_gemm_fits, conv_gemm_into, conv_gemm_launch,
                               conv_input_grad_into)
-from ._cuda_conv_gemm import conv_input_grad_launch
+from ._cuda_conv_gemm import (conv_input_grad_launch, conv_weight_grad_fits,
+                              conv_weight_grad_into, conv_weight_grad_launch,
+                              weight_grad_splits)
 
 __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE", "KERNELS",
            "MAX_BLOCKS", "RUNTIME_WINDOW", "UNROLLED_DTYPES", "WARP", "WINDOWS",
@@ -61,7 +63,9 @@ __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE
            "avg_pool2d_forward", "avg_pool3d_backward", "avg_pool3d_forward", "col2im_into",
            "col2vol_into", "column_launches", "compile_options", "conv_gemm_fits",
            "conv_gemm_into", "conv_gemm_launch", "conv_input_grad_into",
-           "conv_input_grad_launch", "default_launcher",
+           "conv_input_grad_launch", "conv_weight_grad_fits", "conv_weight_grad_into",
+           "conv_weight_grad_launch",
+           "default_launcher",
            "depthwise_backward_data_into", "depthwise_fits", "depthwise_forward",
            "depthwise_weight_partials_into", "im2col_into",
            "interpolate_backward", "interpolate_fits", "interpolate_forward", "kernel_dir",
@@ -70,7 +74,8 @@ __all__ = ["BLOCK", "CELLS_PER_THREAD", "CTYPES", "INDEX_LIMIT", "KERNEL_PACKAGE
            "max_pool2d_forward", "max_pool3d_backward", "max_pool3d_forward",
            "max_unpool2d_fits", "max_unpool2d_gather", "max_unpool2d_outside",
            "name_expressions", "TILES", "tiled_launch_config", "unrolled_windows", "vol2col_into",
-           "volume_args", "volume_calls", "weight_sum", "weight_sum_launch", "window_of"]
+           "volume_args", "volume_calls", "weight_grad_splits", "weight_sum", "weight_sum_launch",
+           "window_of"]
 
 _default_launcher = None
 

@@ -227,3 +227,100 @@ def _checked_input_grad_scalars(w_shape, geometry):
     if scalars is None:
         _refuse("the input gradient", geometry, w_shape)
     return scalars
+
+
+# The weight gradient's columns per split: about 512 (64 slices of 8), at most 64 splits, so
+# that S3's 32,768 columns take 64 splits of 5 column tiles (577 kernel offsets and the
+# bias's): 320 blocks, more than two per SM of an H100, and the partials, 64 x F x
+# (C*KH*KW + 1) floats, about 9 MB.
+SPLIT_COLUMNS, MAX_SPLITS = 512, 64
+
+
+def weight_grad_splits(columns: int) -> tuple[int, int]:
+    """``(splits, split)``: how many splits the weight gradient's ``columns`` (images x
+    output positions) take, and the columns of each, a multiple of 8 (the last one's fewer;
+    none empty).
+
+    Examples
+    --------
+    >>> weight_grad_splits(32 * 32 * 32), weight_grad_splits(100), weight_grad_splits(0)
+    ((64, 512), (1, 104), (1, 8))
+    """
+    splits = max(1, min(MAX_SPLITS, math.ceil(columns / SPLIT_COLUMNS)))
+    split = max(8, math.ceil(columns / splits / 8) * 8)
+    return max(1, math.ceil(columns / split)), split
+
+
+def conv_weight_grad_fits(w_shape: tuple[int, ...], geometry: WindowGeometry) -> bool:
+    """Whether the implicit weight-gradient kernel takes the 2-D convolution ``geometry``
+    with filters of ``w_shape`` (F, C, KH, KW): the forward's limits
+    (:func:`conv_gemm_fits`), and each image's dout, F*OH*OW, below 2**31 elements.
+
+    Examples
+    --------
+    >>> from fastconv.shapes import window_geometry
+    >>> conv_weight_grad_fits((64, 64, 3, 3), window_geometry((32, 64, 32, 32), 3, 1, 1, 1))
+    True
+    """
+    return (conv_gemm_fits(w_shape, geometry)
+            and w_shape[0] * math.prod(geometry.out) < _cuda_launcher.PLANE_LIMIT)
+
+
+def _weight_grad_call(x_shape, w_shape, has_bias, geometry):
+    """The (kernel, work, scalars, splits) of the weight gradient for these shapes, or its
+    refusal."""
+    scalars = _checked_forward_scalars(tuple(w_shape), geometry)
+    (n, c), f = x_shape[:2], w_shape[0]
+    positions = scalars[2] * scalars[3]
+    if f * positions >= _cuda_launcher.PLANE_LIMIT:
+        raise ValueError(f"dout of {(n, f) + geometry.out} is too large for the implicit "
+                         f"weight gradient: F*OH*OW must stay below 2**31 elements")
+    splits, split = weight_grad_splits(n * positions)
+    tiles = math.ceil((c * scalars[4] * scalars[5] + int(has_bias)) / 128)
+    return ("conv_weight_grad_tf32_kernel", (f, splits * tiles * 128),
+            (n, c, f, splits, split, int(has_bias), *scalars), splits)
+
+
+def conv_weight_grad_launch(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                            has_bias: bool, geometry: WindowGeometry, dtype: Any,
+                            launcher: Any = None) -> tuple[Any, int]:
+    """The prepared launch of :func:`conv_weight_grad_into` for ``x`` of ``x_shape`` and
+    filters of ``w_shape`` in ``dtype``, and its number of splits: ``launch(x, dout,
+    partials)`` on C-contiguous arrays, unchecked.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`conv_weight_grad_into`, for the sizes.
+    """
+    kernel, work, packed, splits = _weight_grad_call(x_shape, w_shape, has_bias, geometry)
+    return resolved(launcher).prepare(kernel, dtype, work, *packed), splits
+
+
+def conv_weight_grad_into(x: Array, dout: Array, geometry: WindowGeometry, partials: Array,
+                          has_bias: bool, launcher: Any = None) -> Array:
+    """Write the weight gradient of the convolution ``geometry`` of ``x`` (N, C, H, W) with
+    ``dout`` (N, F, OH, OW) into ``partials`` (splits, F, C*KH*KW + 1), float32, on the
+    tensor cores in TF32; return ``partials``.
+
+    ``partials[s, f, k]`` sums dout times the columns im2col would write (read from x where
+    the product needs them, each entry rounded to TF32) over the columns (images x
+    positions) of split ``s`` (:func:`weight_grad_splits`), and ``partials[s, f, -1]`` sums
+    dout there where ``has_bias``: the splits summed in order
+    (:func:`fastconv._cuda.weight_sum`) are dw and db.
+
+    Raises
+    ------
+    TypeError
+        Arrays other than float32.
+    ValueError
+        ``partials`` of another shape or sharing memory with an input, a problem too
+        large for the kernel, or a GPU older than compute capability 8.0.
+    """
+    w_shape = (dout.shape[1], x.shape[1]) + geometry.kernel
+    kernel, work, packed, splits = _weight_grad_call(x.shape, w_shape, has_bias, geometry)
+    expected = (splits, w_shape[0], math.prod(w_shape[1:]) + 1)
+    if tuple(partials.shape) != expected:
+        raise ValueError(f"partials must have shape {expected} for x {tuple(x.shape)} and "
+                         f"dout {tuple(dout.shape)}, got {tuple(partials.shape)}")
+    return launch_into(resolved(launcher), kernel, work, (x, dout), partials, *packed)

@@ -63,15 +63,19 @@ KERNELS = {
     "adaptive_max_pool_forward_kernel": ("unpool.cu", "x:T out:T index:i8 NC H W OH OW"),
     "conv_gemm_kernel": ("conv_gemm.cu", _CONV_GEMM),
     "conv_gemm_tf32_kernel": ("conv_gemm.cu", _CONV_GEMM),
+    "conv_weight_grad_tf32_kernel": ("conv_gemm.cu", "x:T dout:T partials:acc N C F splits "
+                                     f"SPLIT has_bias {_WINDOW}"),
 }
 
 # The kernels built for some dtypes only, and which: every other kernel is built for each
 # dtype of CTYPES. TF32 rounds float32; float16 and float64 have their own products.
-DTYPES = {"conv_gemm_tf32_kernel": (numpy.dtype(numpy.float32),)}
+DTYPES = {"conv_gemm_tf32_kernel": (numpy.dtype(numpy.float32),),
+          "conv_weight_grad_tf32_kernel": (numpy.dtype(numpy.float32),)}
 
 # The kernels that need a GPU of at least this compute capability (major * 10 + minor),
 # and why: the launcher refuses them on an older one, where their instructions trap.
-CAPABILITY = {"conv_gemm_tf32_kernel": (80, "TF32 tensor cores (mma.sync and cvt.rna.tf32)")}
+_TF32 = (80, "TF32 tensor cores (mma.sync and cvt.rna.tf32)")
+CAPABILITY = {"conv_gemm_tf32_kernel": _TF32, "conv_weight_grad_tf32_kernel": _TF32}
 
 # The kernels whose threads take several adjacent cells of a row, and how many: the 2-D
 # pools' backward, a pair each (fc_pairs, kernels/common.cuh). A launch has ceil(W / n)
@@ -83,7 +87,8 @@ CELLS_PER_THREAD = {"max_pool_backward_kernel": 2, "avg_pool_backward_kernel": 2
 # kernel's file. A launch over ``(rows, columns)`` has a block of that many threads per
 # tile (:func:`fastconv._cuda_launcher.tiled_launch_config`), every other kernel one thread
 # per item.
-TILES = {"conv_gemm_kernel": (64, 128, 8, 128), "conv_gemm_tf32_kernel": (64, 128, 8, 128)}
+TILES = {kernel: (64, 128, 8, 128) for kernel in
+         ("conv_gemm_kernel", "conv_gemm_tf32_kernel", "conv_weight_grad_tf32_kernel")}
 
 # The windows each file's kernels are instantiated for, as (K, S): a K x K
 # kernel, stride S on both axes, no dilation, unrolled at compile time. Any

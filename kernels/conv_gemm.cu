@@ -295,3 +295,173 @@ __global__ void __launch_bounds__(FC_TILE_THREADS)
 conv_gemm_tf32_kernel(FC_CONV_GEMM_PARAMETERS(T)) {
     fc_conv_gemm<fc_tf32_product, T, K, S>(FC_CONV_GEMM_ARGUMENTS);
 }
+
+// The weight gradient as an implicit product, in slices of the columns ("splits"):
+//
+//   partials[s][f][k] = sum over the columns j of split s of dout[f][j] * col[k][j],
+//
+// col being im2col's columns (k = (c*KH + kh)*KW + kw, j = n*OH*OW + oh*OW + ow), read from
+// x where the product needs them, and col[K][j] = 1 where has_bias: partials[s][f][K] sums
+// dout, the bias gradient. Split s takes the columns [s * SPLIT, (s + 1) * SPLIT), SPLIT a
+// multiple of TILE_K; partials has a row of K + 1 entries per filter, as the GPU backend's
+// per-image partials have, and kernels/weight_sum.cu sums the splits in ascending order.
+// It is the forward's product with the roles turned: the rows are the filters (dout's
+// channels), the tile's columns the kernel offsets, the reduction the columns j. One
+// block per (split, column tile) on x and filter tile on y, in grid-stride loops. Thread t
+// stages the entries of kernel offsets t % 32 + 32 * q (q < 4) of the tile, their (c, kh,
+// kw) found once per tile, at columns j0 + 2 * (t / 32) and the next (their images and
+// output positions moved on step by step), and dout at column j0 + k_pair + (t % 32) / 16 in rows
+// t % 16 + 16 * r (r < 4). The wrapper keeps each image's input, F*OH*OW and the window's
+// extents within the 32-bit limits of the forward.
+template <class Product, class T, int K, int S>
+__device__ __forceinline__ void fc_conv_weight_grad(
+    const T* __restrict__ x, const T* __restrict__ dout,
+    typename Product::value_t* __restrict__ partials, idx_t N, idx_t C, idx_t F, idx_t splits,
+    idx_t SPLIT, idx_t has_bias, idx_t H, idx_t W, idx_t OH, idx_t OW, idx_t KH, idx_t KW,
+    idx_t SH, idx_t SW, idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
+    typedef typename Product::value_t value_t;
+    __shared__ __align__(16) value_t a_tile[FC_TILE_K][FC_TILE_M + Product::PAD_M];
+    __shared__ __align__(16) value_t col_tile[FC_TILE_K][FC_TILE_N + Product::PAD_N];
+
+    const fc_axis<K, S> rows(KH, SH, DH, PT), columns(KW, SW, DW, PL);
+    const int taps = rows.size * columns.size, reduction = (int)C * taps;
+    const int width = reduction + (int)(has_bias != 0);  // the partials' entries used
+    const int positions = (int)(OH * OW), plane = (int)(H * W);
+    const idx_t total_columns = N * positions;
+    const idx_t tiles = (width + FC_TILE_N - 1) / FC_TILE_N;
+    const int t = threadIdx.x;
+    const Product product(t);
+    const int lane = t % 32, k_pair = 2 * (t / 32), a_row = t % 16, a_half = lane / 16;
+    const int outside = -(1 << 30);  // a kernel offset's rows past every input row
+
+    for (idx_t tile_m = blockIdx.y; tile_m * FC_TILE_M < F; tile_m += gridDim.y) {
+        const idx_t m0 = tile_m * FC_TILE_M;
+        for (idx_t block = blockIdx.x; block < splits * tiles; block += gridDim.x) {
+            const idx_t split = block / tiles, k0 = (block - split * tiles) * FC_TILE_N;
+            const idx_t first_column = split * SPLIT;
+            const idx_t end = first_column + SPLIT < total_columns ? first_column + SPLIT
+                                                                    : total_columns;
+            // the kernel offsets this thread stages: each one's place in an image, its
+            // cells' offsets from a window's origin; the ones of the bias gradient
+            unsigned offset[4];
+            int dh[4], dw[4];
+            bool ones[4];
+            FC_UNROLL
+            for (int q = 0; q < 4; ++q) {
+                const int k = (int)k0 + lane + 32 * q;
+                const int c = k / taps, tap = k - c * taps, kh = tap / columns.size;
+                const int kw = tap - kh * columns.size;
+                ones[q] = k == reduction && has_bias;
+                dh[q] = k < reduction ? kh * rows.dilation : outside;
+                dw[q] = kw * columns.dilation;
+                offset[q] = (unsigned)c * (unsigned)plane + (unsigned)dh[q] * (unsigned)W +
+                            (unsigned)dw[q];
+            }
+
+            // the two columns j0 + k_pair + r this thread stages: each one's image, output
+            // row and column, found once per tile and then moved on by the slice's 8
+            // columns at each step (no division in the loop)
+            idx_t image[2];
+            int oh[2], ow[2];
+            FC_UNROLL
+            for (int r = 0; r < 2; ++r) {
+                const idx_t j = first_column + k_pair + r;
+                image[r] = j / positions;
+                const int pos = (int)(j - image[r] * positions);
+                oh[r] = pos / (int)OW;
+                ow[r] = pos - oh[r] * (int)OW;
+            }
+            auto advance = [&]() {
+                FC_UNROLL
+                for (int r = 0; r < 2; ++r) {
+                    ow[r] += FC_TILE_K;
+                    while (ow[r] >= (int)OW) ow[r] -= (int)OW, ++oh[r];
+                    while (oh[r] >= (int)OH) oh[r] -= (int)OH, ++image[r];
+                }
+            };
+
+            T staged_a[4], staged_col[2][4];
+            // dout and the column entries of the slice at column j0, 0 past the split
+            auto load = [&](idx_t j0) {
+                // dout at the one of the two columns this thread stages it for
+                const bool a_valid = j0 + k_pair + a_half < end;
+                const T* a_at = dout + ((a_half ? image[1] : image[0]) * F + m0 + a_row) *
+                                positions + (a_half ? oh[1] : oh[0]) * (int)OW +
+                                (a_half ? ow[1] : ow[0]);
+                FC_UNROLL
+                for (int r = 0; r < 4; ++r)
+                    staged_a[r] = a_valid && m0 + a_row + 16 * r < F ? a_at[16 * r * positions]
+                                                                     : fc_zero<T>();
+                FC_UNROLL
+                for (int r = 0; r < 2; ++r) {
+                    const bool valid = j0 + k_pair + r < end;
+                    const int top = valid ? oh[r] * rows.stride - rows.pad : outside;
+                    const int left = ow[r] * columns.stride - columns.pad;
+                    // wraps where the origin is in the padding; only inside cells are read
+                    const unsigned origin = (unsigned)top * (unsigned)W + (unsigned)left;
+                    const T* image_x = x + (valid ? image[r] : 0) * C * plane;
+                    FC_UNROLL
+                    for (int q = 0; q < 4; ++q) {
+                        const int h = top + dh[q], w = left + dw[q];
+                        const bool inside = (unsigned)h < (unsigned)H && (unsigned)w < (unsigned)W;
+                        staged_col[r][q] = ones[q] ? (valid ? fc_store<T>(1) : fc_zero<T>())
+                                           : inside ? image_x[origin + offset[q]] : fc_zero<T>();
+                    }
+                }
+            };
+
+            value_t sum[Product::ROWS][Product::COLUMNS];
+            FC_UNROLL
+            for (int i = 0; i < Product::ROWS; ++i) {
+                FC_UNROLL
+                for (int jj = 0; jj < Product::COLUMNS; ++jj) sum[i][jj] = 0;
+            }
+            if (first_column < end) load(first_column);
+            for (idx_t j0 = first_column; j0 < end; j0 += FC_TILE_K) {
+                FC_UNROLL
+                for (int r = 0; r < 4; ++r)
+                    a_tile[k_pair + a_half][a_row + 16 * r] = Product::staged(staged_a[r]);
+                FC_UNROLL
+                for (int r = 0; r < 2; ++r) {
+                    FC_UNROLL
+                    for (int q = 0; q < 4; ++q) col_tile[k_pair + r][lane + 32 * q] =
+                        Product::staged(staged_col[r][q]);
+                }
+                __syncthreads();
+                // the next slice's loads are in flight while this one is multiplied
+                if (j0 + FC_TILE_K < end) {
+                    advance();
+                    load(j0 + FC_TILE_K);
+                }
+                product.multiply(a_tile, col_tile, sum);
+                __syncthreads();  // every thread has read the slice before it is replaced
+            }
+
+            value_t* split_partials = partials + split * F * (reduction + 1);
+            FC_UNROLL
+            for (int i = 0; i < Product::ROWS; ++i) {
+                const idx_t m = m0 + product.row(i);
+                if (m >= F) continue;
+                FC_UNROLL
+                for (int jj = 0; jj < Product::COLUMNS; ++jj) {
+                    const idx_t k = k0 + product.column(jj);
+                    if (k < width) split_partials[m * (reduction + 1) + k] = sum[i][jj];
+                }
+            }
+        }
+    }
+}
+
+// The weight gradient on the tensor cores in TF32, for float32 with TF32 allowed on sm_80+:
+// each partial is one thread's, its columns in ascending slices, the same bits every run.
+template <class T, int K, int S>
+__global__ void __launch_bounds__(FC_TILE_THREADS)
+conv_weight_grad_tf32_kernel(const T* __restrict__ x, const T* __restrict__ dout,
+                             float* __restrict__ partials, idx_t N, idx_t C, idx_t F,
+                             idx_t splits, idx_t SPLIT, idx_t has_bias, idx_t H, idx_t W,
+                             idx_t OH, idx_t OW, idx_t KH, idx_t KW, idx_t SH, idx_t SW,
+                             idx_t PT, idx_t PL, idx_t DH, idx_t DW) {
+    fc_conv_weight_grad<fc_tf32_product, T, K, S>(x, dout, partials, N, C, F, splits, SPLIT,
+                                                  has_bias, H, W, OH, OW, KH, KW, SH, SW, PT,
+                                                  PL, DH, DW);
+}

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import fastconv.functional as F
 from conftest import gpu_dispatch
 from fastconv import _cuda, _gpu
+from fastconv.im2col import im2col_into
 from fastconv.shapes import window_geometry
 from test_cuda_conv_gemm import input_grad_oracle, problems, slab_conv
 from test_cuda_emulated import SETTINGS, launcher, normal
@@ -155,26 +156,25 @@ def conv_through_the_gpu_backend(emu, x, w, b, dout, **args):
 @pytest.mark.parametrize("args", [dict(padding=1), dict(padding=(2, 0), dilation=2),
                                   dict(stride=2, padding=1)],
                          ids=["3x3", "dilated", "strided"])
-def test_tf32_layers_run_forward_and_dx_on_the_tensor_cores(args):
+def test_tf32_layers_run_on_the_tensor_cores(args):
     """With TF32 allowed on a GPU with tensor cores, conv2d's forward is one launch of the
-    TF32 kernel (no im2col, no product, the bias in it; no columns held), the backward
-    writes the columns for dW and takes a stride-1 dx from the TF32 kernel too (a strided
-    one from the column gradient and col2im). out and dx meet the float64 convolution of
-    the TF32-rounded inputs, dw and db the float64 ones within float32 sums."""
+    TF32 kernel (no im2col, no product, the bias in it; no columns), and the backward
+    writes no columns either: dW and db from the TF32 weight-gradient kernel and the weight
+    sum, a stride-1 dx from the TF32 kernel (a strided one from the column-gradient product
+    and col2im). out, dw, db and a stride-1 dx meet the float64 convolution of the
+    TF32-rounded inputs, a strided dx the float64 one within float32 sums."""
     x, w, b = normal(0, (2, 3, 7, 8), np.float32), normal(1, (6, 3, 3, 3), np.float32), \
         normal(2, (6,), np.float32)
     out_shape = F.conv2d_forward(x, w, b, **args)[0].shape
     dout = normal(3, out_shape, np.float32)
     launched, out, dx, dw, db = conv_through_the_gpu_backend(launcher(), x, w, b, dout, **args)
-    forward, backward = launched[:1], launched[1:]
-    assert forward == ["conv_gemm_tf32_kernel"], launched
-    assert backward[0] == "im2col_kernel" and backward[-1] == "weight_sum_kernel", launched
     stride_one = args.get("stride", 1) == 1
-    assert ("conv_gemm_tf32_kernel" in backward) == stride_one, launched
-    assert ("col2im_kernel" in backward) != stride_one, launched
-
+    dx_steps = ["conv_gemm_tf32_kernel"] if stride_one else ["gemm", "col2im_kernel"]
+    assert launched == (["conv_gemm_tf32_kernel"] + (dx_steps if not stride_one else [])
+                        + (dx_steps if stride_one else [])
+                        + ["conv_weight_grad_tf32_kernel", "weight_sum_kernel"]), launched
     # (value, magnitude) of the float64 CPU path, on the TF32-rounded inputs (what the TF32
-    # kernel multiplies) and on the inputs themselves (what the FP32 products multiply)
+    # kernels multiply) and on the inputs themselves (what the FP32 products multiply)
     rounded = [float64_conv(tf32(x), tf32(w), b, tf32(dout), m, **args) for m in (False, True)]
     exact = [float64_conv(x, w, b, dout, m, **args) for m in (False, True)]
     assert_tf32_sum(out, rounded[0][0], rounded[1][0], 3 * 9)
@@ -182,7 +182,7 @@ def test_tf32_layers_run_forward_and_dx_on_the_tensor_cores(args):
     assert_tf32_sum(dx, dx_oracle[0][1], dx_oracle[1][1], 6 * 9)
     positions = int(np.prod(out_shape[2:])) * out_shape[0]
     for got, at in ((dw, 2), (db, 3)):
-        assert_tf32_sum(got, exact[0][at], exact[1][at], positions)
+        assert_tf32_sum(got, rounded[0][at], rounded[1][at], positions)
 
 
 def float64_conv(x, w, b, dout, magnitude, **args):
@@ -206,3 +206,72 @@ def test_tf32_on_a_gpu_without_tensor_cores_keeps_the_fp32_paths():
     assert launched[:2] == ["im2col_kernel", "gemm"] and "conv_gemm_kernel" in launched, \
         launched
     assert "conv_gemm_tf32_kernel" not in launched, launched
+
+
+def columns_of(x, geometry):
+    """im2col's columns of float64 ``x`` as one (C*KH*KW, N*OH*OW) matrix, the CPU path's."""
+    cols = np.empty(x.shape[:2] + geometry.kernel + geometry.out, np.float64)
+    im2col_into(x, geometry, cols)
+    n, rows = x.shape[0], int(np.prod(cols.shape[1:4]))
+    return cols.reshape(n, rows, -1).transpose(1, 0, 2).reshape(rows, -1)
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(problem=problems(), seed=st.integers(0, 2**16), max_blocks=st.sampled_from([1, 2, None]))
+def test_weight_grad_partials_are_the_tf32_products_of_each_split(problem, seed, max_blocks):
+    """Each split's partials are dout times the TF32-rounded columns over its columns, and
+    the bias slot dout's sum there (or, without a bias, never written: NaN poison)."""
+    note(problem)
+    check_weight_grad(*problem[:4], seed, launcher(max_blocks=max_blocks))
+
+
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("window", [(3, 1, 1), (5, 2, 2), (1, 2, 0)])
+def test_weight_grad_over_several_splits_and_tiles(window, has_bias):
+    """1,200-odd columns in 3 splits, 70 filters over two row tiles, 15 channels' 135 kernel
+    offsets (and the bias's) over two column tiles; grids of 1 block per axis, so the
+    grid-stride loop walks the (split, tile) pairs."""
+    k, s, p = window
+    shape = (3, 15, 20, 21)
+    geometry = window_geometry(shape, k, s, p, 1)
+    check_weight_grad(shape, 70, geometry, has_bias, 11, launcher(max_blocks=1))
+
+
+def check_weight_grad(shape, filters, geometry, has_bias, seed, emu):
+    """conv_weight_grad_into on ``emu`` against each split's float64 products of the
+    TF32-rounded dout and columns; without a bias the last slot is never written."""
+    x = normal(seed, shape, np.float32)
+    dout = normal(seed + 1, (shape[0], filters) + geometry.out, np.float32)
+    splits, _ = _cuda.weight_grad_splits(dout.size // filters)
+    partials = emu.empty((splits, filters, int(np.prod(shape[1:2] + geometry.kernel)) + 1),
+                         np.float32)
+    _cuda.conv_weight_grad_into(x, dout, geometry, partials, has_bias, emu)
+    assert_weight_grad_partials(partials, x, dout, geometry, has_bias, 1)
+    assert np.isnan(partials[..., -1]).all() != has_bias
+
+
+def assert_weight_grad_partials(partials, x, dout, geometry, has_bias, slack):
+    """Each split's ``partials`` within ``slack`` times a float32 sum's rounding of the
+    float64 products of the TF32-rounded dout and columns (and of dout's sums, the bias
+    slot, where ``has_bias``)."""
+    columns = columns_of(tf32(x).astype(np.float64), geometry)
+    filters = dout.shape[1]
+    d = tf32(dout).astype(np.float64).transpose(1, 0, 2, 3).reshape(filters, -1)
+    splits, split = _cuda.weight_grad_splits(d.shape[1])
+    assert partials.shape == (splits, filters, columns.shape[0] + 1)
+    used = columns.shape[0] + has_bias
+    for s in range(splits):
+        part = slice(s * split, (s + 1) * split)
+        rows = np.vstack([columns[:, part], np.ones((1, d[:, part].shape[1]))])[:used]
+        assert_tf32_sum(partials[s][:, :used], d[:, part] @ rows.T,
+                        np.abs(d[:, part]) @ np.abs(rows).T, slack * split)
+
+
+def test_weight_grad_splits_cover_the_columns_once():
+    """Every column in exactly one split, each a multiple of 8 columns but the last, none
+    empty, at most 64; S3's 32,768 in 64 of 512."""
+    for columns in (1, 7, 8, 100, 511, 513, 4096, 32768, 10**6):
+        splits, split = _cuda.weight_grad_splits(columns)
+        assert split % 8 == 0 and 1 <= splits <= 64
+        assert (splits - 1) * split < columns <= splits * split, columns
+    assert _cuda.weight_grad_splits(32768) == (64, 512)

@@ -21,7 +21,8 @@ from cuda_emu.report import summary_lines
 from fastconv import _cuda, _gpu
 from fastconv.bench.tf32 import fastconv_tf32
 from fastconv.shapes import window_geometry
-from test_cuda_conv_gemm_tf32 import assert_tf32_sum, float64_conv, tf32
+from test_cuda_conv_gemm_tf32 import (assert_tf32_sum, assert_weight_grad_partials,
+                                      float64_conv, tf32)
 from test_cuda_gpu import DTYPES, _launcher, assert_close, bits, rand
 
 # FP32 products whatever FASTCONV_TF32 says (the float32 tolerances are FP32's)
@@ -115,14 +116,14 @@ def test_s3_backward_on_the_kernel_against_col2im_time(cp, monkeypatch, request)
         f"gradient and col2im")
 
 
-def without_kernel(monkeypatch, forward=False):
+def without_kernel(monkeypatch, tf32=False):
     """The layers' steps prepared again without the implicit product for dx (and, where
-    ``forward``, for the forward): the column-gradient product and col2im, the explicit
-    forward."""
+    ``tf32``, for the forward and dW): the column-gradient product and col2im, and the
+    explicit products."""
     steps = _gpu.conv_steps
     monkeypatch.setattr(steps, "implicit_input_grad_fits", lambda *args: False)
-    if forward:
-        monkeypatch.setattr(_gpu.conv, "implicit_forward_fits", lambda *args: False)
+    if tf32:
+        monkeypatch.setattr(_gpu.conv, "implicit_tf32_fits", lambda *args: False)
     for memo in (steps.forward_plan, steps.forward_steps, steps.backward_plan,
                  steps.backward_steps):
         memo.cache_clear()
@@ -160,9 +161,25 @@ def test_the_tf32_kernel_meets_the_tf32_convolution(cp, tensor_cores, case):
                         2 * w.shape[0] * int(np.prod(w.shape[2:])))
 
 
-def test_tf32_layers_take_the_tf32_kernel(cp, tensor_cores, monkeypatch):
-    """conv2d with TF32 allowed: the forward and a stride-1 dx from the TF32 kernel, no
-    col2im; out and dx within TF32's documented error of the float64 result."""
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("case", CASES)
+def test_the_tf32_weight_grad_meets_the_tf32_products(cp, tensor_cores, case, has_bias):
+    """Each split's partials against the float64 products of the TF32-rounded dout and
+    columns (twice a float32 sum's rounding), the bias slot dout's sums."""
+    x, w, _, args = _operands(case, np.float32)
+    geometry = window_geometry(x.shape, w.shape[2:], args.get("stride", 1), args["padding"],
+                               args.get("dilation", 1))
+    dout = rand((x.shape[0], w.shape[0]) + geometry.out, np.float32, 72)
+    splits, _ = _cuda.weight_grad_splits(dout.size // w.shape[0])
+    partials = cp.zeros((splits, w.shape[0], int(np.prod(w.shape[1:])) + 1), np.float32)
+    _cuda.conv_weight_grad_into(cp.asarray(x), cp.asarray(dout), geometry, partials, has_bias)
+    assert_weight_grad_partials(partials.get(), x, dout, geometry, has_bias, 2)
+
+
+def test_tf32_layers_take_the_tf32_kernels(cp, tensor_cores, monkeypatch):
+    """conv2d with TF32 allowed: the forward, dW and db, and a stride-1 dx from the TF32
+    kernels, no im2col, no col2im; every result within TF32's documented error of the
+    float64 one."""
     x, w, b, args = _operands("3x3 (unrolled), tiles across images", np.float32)
     calls = record_calls(monkeypatch, gemm=(_gpu.gemm.GemmCall, "__call__"))
     with fastconv_tf32(True):
@@ -170,7 +187,8 @@ def test_tf32_layers_take_the_tf32_kernel(cp, tensor_cores, monkeypatch):
         dout = rand(out.shape, np.float32, 69)
         dx, dw, db = F.conv2d_backward(cp.asarray(dout), cache)
     assert calls[0] == "conv_gemm_tf32_kernel" and calls.count("conv_gemm_tf32_kernel") == 2
-    assert "col2im_kernel" not in calls, calls
+    assert "conv_weight_grad_tf32_kernel" in calls, calls
+    assert "col2im_kernel" not in calls and "im2col_kernel" not in calls, calls
     exact = float64_conv(x, w, b, dout, False, **args)
     for got, want in zip((out, dx, dw, db), exact):
         error = np.abs(got.get() - want).max() / np.abs(want).max()
@@ -180,8 +198,8 @@ def test_tf32_layers_take_the_tf32_kernel(cp, tensor_cores, monkeypatch):
 def test_s3_with_tf32_on_the_kernel_against_the_explicit_products_time(cp, tensor_cores,
                                                                        monkeypatch, request):
     """Reports (no assertion on times) S3's float32 forward and backward with TF32 allowed,
-    on the TF32 kernel and on the explicit TF32 products, im2col and col2im; and the
-    kernel's rate in TFLOP/s."""
+    on the TF32 kernels and on the explicit TF32 products, im2col and col2im; and the
+    forward kernel's rate in TFLOP/s."""
     x = cp.asarray(rand((32, 64, 32, 32), np.float32, 70))
     w, b = cp.asarray(rand((64, 64, 3, 3), np.float32, 71)), cp.zeros(64, cp.float32)
     out = cp.empty((32, 64, 32, 32), np.float32)
@@ -195,10 +213,10 @@ def test_s3_with_tf32_on_the_kernel_against_the_explicit_products_time(cp, tenso
         kernel = gpu_milliseconds(cp, lambda: _cuda.conv_gemm_into(x, w, b, geometry, out,
                                                                    tf32=True))
         implicit = gpu_milliseconds(cp, step)
-        without_kernel(monkeypatch, forward=True)
+        without_kernel(monkeypatch, tf32=True)
         explicit = gpu_milliseconds(cp, step)
     tflops = 2 * 32 * 1024 * 64 * 576 / (kernel * 1e-3) / 1e12
     summary_lines(request.config).append(
-        f"S3 float32 forward+backward, TF32: {implicit:.3f} ms on conv_gemm_tf32_kernel "
+        f"S3 float32 forward+backward, TF32: {implicit:.3f} ms on the TF32 kernels "
         f"(forward {kernel:.3f} ms, {tflops:.1f} TFLOP/s), {explicit:.3f} ms on the explicit "
         f"TF32 products, im2col and col2im")

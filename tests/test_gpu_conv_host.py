@@ -332,7 +332,7 @@ def test_tf32_setting_leaves_the_model_path_unchanged(gpu_path, monkeypatch):
 
 def test_prepared_steps_follow_the_tf32_setting_between_calls(gpu_path, monkeypatch):
     """The steps of one set of sizes are prepared once per TF32 setting: after set_tf32 the
-    same layer's products take the other compute type (and dx the other path), and back."""
+    same layer's products take the other path (cuBLAS's FP32, or the TF32 kernels), and back."""
     computes, launch_names = [], []
     product, launch = _gpu.gemm.GemmCall.__call__, PreparedLaunch.__call__
     monkeypatch.setattr(_gpu.gemm.GemmCall, "__call__",
@@ -343,15 +343,16 @@ def test_prepared_steps_follow_the_tf32_setting_between_calls(gpu_path, monkeypa
                                                    launch(prepared, *arrays)))
     monkeypatch.setattr(_gpu.gemm, "_tf32", False)
     x, w, b = rand((2, 3, 6, 6), np.float32, 18), rand((4, 3, 3, 3), np.float32, 19), None
-    for tf32, compute, input_grad in ((False, "32F", "conv_gemm_kernel"),
-                                      (True, "32F_FAST_TF32", "conv_gemm_tf32_kernel"),
-                                      (False, "32F", "conv_gemm_kernel")):
+    # with TF32 every product is a TF32 kernel's: none is cuBLAS's
+    for tf32, compute, input_grad in ((False, {"32F"}, "conv_gemm_kernel"),
+                                      (True, set(), "conv_gemm_tf32_kernel"),
+                                      (False, {"32F"}, "conv_gemm_kernel")):
         fastconv.set_tf32(tf32)
         computes.clear(), launch_names.clear()
         out, cache = F.conv2d_forward(x, w, b, padding=1)
         F.conv2d_backward(np.ones_like(out), cache)
-        assert set(computes) == {compute} and input_grad in launch_names, (computes,
-                                                                           launch_names)
+        assert set(computes) == compute and input_grad in launch_names, (computes,
+                                                                          launch_names)
 
 
 def test_prepared_steps_follow_the_workspace_limit_between_calls(gpu_path):
@@ -389,12 +390,11 @@ def test_the_host_time_script_times_both_passes_without_a_gpu():
     assert all("(2, 3, 5, 5)" in line and "us per call" in line for line in lines), lines
 
 
-def test_a_tf32_convolution_launches_one_kernel_forward(monkeypatch):
+def test_a_tf32_convolution_launches_one_kernel_forward_and_three_backward(monkeypatch):
     """With TF32 allowed (and the emulated GPU's tensor cores), the 3x3 layer's forward is one
-    launch and one allocation, its output; the backward writes the columns into a buffer of
-    its own for dW, and dx comes from the TF32 kernel: im2col, the dW and db products, dx
-    and the weight sum, with the columns, the partials, dx, dw and db (which kernels:
-    tests/test_cuda_conv_gemm_tf32.py)."""
+    launch and one allocation, its output; the backward is dx's and dW's implicit products
+    and the weight sum, with dx, the splits' partials, dw and db (which kernels:
+    tests/test_cuda_conv_gemm_tf32.py). No columns anywhere."""
     monkeypatch.setattr(_gpu.conv, "get_tf32", lambda: True)
     counted, log = count_conv(monkeypatch, "3x3", "float32")
-    assert counted == {"forward": (1, 1), "backward": (5, 5)}, log
+    assert counted == {"forward": (1, 1), "backward": (3, 4)}, log

@@ -68,12 +68,12 @@ from typing import Any
 
 from .. import _cuda
 from .._typing import Array
-from ..backend import get_array_module
+from ..backend import accumulator_dtype, get_array_module
 from ..shapes import WindowGeometry
 from ..workspace import chunk_of
 from .bias import bias_slots
 from .conv_steps import (backward_plan, backward_steps, forward_plan, forward_steps,
-                         implicit_forward_fits, tensor_cores)
+                         implicit_tf32_fits, tensor_cores)
 from .depthwise import DepthwiseBackward, DepthwiseForward, runs_depthwise
 from .gemm import get_tf32
 
@@ -168,7 +168,7 @@ class _Forward:
                                   for a in (x, w, b))
         self.geometry, self.groups, self.tf32 = geometry, groups, get_tf32()
         # the device is asked for its tensor cores only where TF32 is allowed
-        self.implicit = self.tf32 and implicit_forward_fits(
+        self.implicit = self.tf32 and implicit_tf32_fits(
             tuple(w.shape), x.dtype, geometry, groups,
             tensor_cores(_cuda.default_launcher(), self.tf32))
         self.plan = forward_plan(x.shape, w.shape, x.dtype, geometry, groups, self.implicit)
@@ -224,8 +224,14 @@ class _Backward:
         self.columns = None if cache.columns is None else cache.columns.take()
         self.x, self.w, self.dout = (xp.ascontiguousarray(a) for a in (cache.x, cache.w, dout))
         self.cache, self.needs_input_grad, self.tf32 = cache, needs_input_grad, get_tf32()
+        # held columns are cheaper to read than to gather again; the device is asked for its
+        # tensor cores only where TF32 is allowed
+        self.implicit_weight_grad = self.tf32 and self.columns is None and implicit_tf32_fits(
+            tuple(self.w.shape), self.x.dtype, cache.geometry, cache.groups,
+            tensor_cores(_cuda.default_launcher(), self.tf32))
         self.plan, _ = backward_plan(self.x.shape, self.w.shape, self.x.dtype, cache.geometry,
-                                     cache.groups, self.columns is not None, needs_input_grad)
+                                     cache.groups, self.columns is not None, needs_input_grad,
+                                     self.implicit_weight_grad)
         self.dx = xp.empty(self.x.shape, dtype=self.x.dtype) if needs_input_grad else None
         self._steps = None
 
@@ -239,7 +245,8 @@ class _Backward:
             self._steps = backward_steps(self.x.shape, self.w.shape, self.x.dtype,
                                          cache.has_bias, cache.geometry, cache.groups,
                                          self.columns is not None, self.needs_input_grad,
-                                         launcher, device, self.tf32)
+                                         self.implicit_weight_grad, launcher, device,
+                                         self.tf32)
         return self._steps
 
     def run(self, chunk, buffers):
@@ -247,16 +254,18 @@ class _Backward:
             chunk.stop - chunk.start)
         if self.columns is not None:
             cols = chunk_of(self.columns, chunk)
-        elif im2col is None:  # an identity geometry: x is its own columns
+        elif self.cache.geometry.is_identity:  # x is its own columns
             cols = chunk_of(self.x, chunk)
-        else:
-            cols = buffers["cols"]
-            im2col(chunk_of(self.x, chunk), cols)
-        dout, partials = chunk_of(self.dout, chunk), buffers["partials"]
-        later = chunk.start > 0
-        weight_grad[later](dout, cols, partials)
-        if bias_grad is not None:
-            bias_grad[later](self.steps.ones, dout, bias_slots(partials))
+        else:  # written for dW, or (the implicit product taking dW) scratch for dx
+            cols = buffers["cols"] if "cols" in buffers else None
+            if im2col is not None:
+                im2col(chunk_of(self.x, chunk), cols)
+        dout = chunk_of(self.dout, chunk)
+        if weight_grad is not None:  # else the implicit product's, at the end
+            partials, later = buffers["partials"], chunk.start > 0
+            weight_grad[later](dout, cols, partials)
+            if bias_grad is not None:
+                bias_grad[later](self.steps.ones, dout, bias_slots(partials))
         if data_grad is not None:
             weights = _weights(self.w, self.steps.weights_shape, chunk, buffers)
             dx = chunk_of(self.dx, chunk)
@@ -270,9 +279,17 @@ class _Backward:
         """dx, dw and db: dw and db are the partials summed, in one launch."""
         if self.held is not None:  # used: the memory goes back to CuPy's pool
             self.held.release()
-        if self.steps.input_grad is not None:  # needs no workspace: one launch for all images
-            self.steps.input_grad(self.dout, self.w, self.w, self.dx)
-        partials, steps = workspace.buffers["partials"], self.steps
+        steps = self.steps
+        if steps.input_grad is not None:  # needs no workspace: one launch for all images
+            steps.input_grad(self.dout, self.w, self.w, self.dx)
+        if steps.weight_grad is not None:  # the implicit product: one partial per split
+            launch, splits = steps.weight_grad
+            _, _, filters, taps = steps.weights_shape
+            partials = steps.launcher.empty((splits, filters, taps + 1),
+                                            accumulator_dtype(self.x.dtype))
+            launch(self.x, self.dout, partials)
+        else:
+            partials = workspace.buffers["partials"]
         dw = steps.launcher.empty(tuple(self.w.shape), self.x.dtype)
         db = steps.launcher.empty((self.w.shape[0],), self.x.dtype) if steps.has_bias else None
         steps.weight_sum(partials.shape[0])(partials, dw, dw if db is None else db)

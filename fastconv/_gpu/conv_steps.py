@@ -58,17 +58,18 @@ def implicit_input_grad_fits(w_shape, dtype, geometry, groups):
     return geometry.stride == (1, 1) and _implicit_fits(w_shape, dtype, geometry, groups, True)
 
 
-def implicit_forward_fits(w_shape, dtype, geometry, groups, tensor_core_products):
-    """Whether the forward comes from the implicit product on the tensor cores: float32 with
-    ``tensor_core_products`` (:func:`tensor_cores`), a 2-D window other than the identity's,
-    no groups, within the kernel's limits.
+def implicit_tf32_fits(w_shape, dtype, geometry, groups, tensor_core_products):
+    """Whether the forward, and dW and db, come from the implicit products on the tensor
+    cores: float32 with ``tensor_core_products`` (:func:`tensor_cores`), a 2-D window other
+    than the identity's, no groups, within the kernels' limits.
 
-    It replaces im2col, which writes the columns, and a product that reads them: in TF32
-    both are bound by memory, about twice the time of the implicit product, which then
-    leaves the backward to write the columns for dW (no columns are held). On the CUDA
-    cores the implicit product is bound by its multiply-adds, no faster than cuBLAS's, and
-    the held columns spare the backward its im2col: the explicit forward stays."""
-    return tensor_core_products and _implicit_fits(w_shape, dtype, geometry, groups, False)
+    Each replaces a pass that writes the columns (im2col) and a product that reads them:
+    in TF32 both are bound by memory, together about twice the time of the implicit
+    product, and no columns are written, held or read at all. On the CUDA cores the
+    implicit products are bound by their multiply-adds, no faster than cuBLAS's, and the
+    forward's held columns spare the backward its im2col: the explicit products stay."""
+    return (tensor_core_products and _implicit_fits(w_shape, dtype, geometry, groups, False)
+            and _cuda.conv_weight_grad_fits(w_shape, geometry))
 
 
 def shared_weights_shape(w_shape, groups):
@@ -162,19 +163,25 @@ class BackwardSteps:
     (unless the forward's columns are held), the dW product and the bias gradient's into
     the partials (writing them in the first chunk, adding in later ones), and dx's product
     and column kernel (unless the implicit-product kernel takes dx at the end); at the end
-    that kernel and the weight sum."""
+    that kernel and the weight sum. Where the implicit product on the tensor cores takes
+    dW and db (``implicit_weight_grad``), no chunk has a column kernel or a dW product:
+    that one launch writes the partials of its splits at the end."""
 
     def __init__(self, x_shape, w_shape, dtype, has_bias, geometry, groups, held,
-                 needs_input_grad, launcher, tf32):
+                 needs_input_grad, implicit_weight_grad, launcher, tf32):
         self.x_shape, self.w_shape, self.geometry = x_shape, w_shape, geometry
         self.dtype, self.launcher, self.held = numpy.dtype(dtype), launcher, held
         self.has_bias, self.needs_input_grad = has_bias, needs_input_grad
         self.weights_shape = shared_weights_shape(w_shape, groups)
         positions = math.prod(geometry.out)
         self.plan, self.implicit_input_grad = backward_plan(
-            x_shape, w_shape, self.dtype, geometry, groups, held, needs_input_grad)
-        self.ones = (ones_like_device(launcher.xp.empty(0, dtype), positions) if has_bias
-                     else None)
+            x_shape, w_shape, self.dtype, geometry, groups, held, needs_input_grad,
+            implicit_weight_grad)
+        self.weight_grad = (_cuda.conv_weight_grad_launch(x_shape, w_shape, has_bias, geometry,
+                                                          dtype, launcher)
+                            if implicit_weight_grad else None)  # (launch, splits)
+        self.ones = (ones_like_device(launcher.xp.empty(0, dtype), positions)
+                     if has_bias and not implicit_weight_grad else None)
         self.input_grad = (_cuda.conv_input_grad_launch(
             (x_shape[0], w_shape[0]) + geometry.out, w_shape, geometry, dtype, launcher,
             tf32=tensor_cores(launcher, tf32)) if self.implicit_input_grad else None)
@@ -198,11 +205,13 @@ class BackwardSteps:
             self.geometry, images, channels, self.dtype, self.launcher)
         # [first chunk, later chunks]: partials i sum image i of every chunk, so the first
         # chunk, the largest, writes every image's and later ones add to theirs
-        weight_grad = [plan_matmul(dout, columns, partials, (self.dtype, self.dtype, acc),
-                                   transpose_b=True, accumulate=accumulate, out_columns=taps)
-                       for accumulate in (False, True)]
-        bias_grad = None
-        if self.has_bias:
+        weight_grad = bias_grad = None
+        if self.weight_grad is None:
+            weight_grad = [plan_matmul(dout, columns, partials, (self.dtype, self.dtype, acc),
+                                       transpose_b=True, accumulate=accumulate,
+                                       out_columns=taps)
+                           for accumulate in (False, True)]
+        if self.has_bias and self.weight_grad is None:
             sizes = (self.ones.size, images * filters * positions,
                      images * filters * (taps + 1))
             bias_grad = [bias_grad_call(images, filters, positions, taps + 1, self.dtype, acc,
@@ -216,25 +225,31 @@ class BackwardSteps:
                       if self.geometry.is_identity else columns)
             data_grad = plan_matmul(weights, dout, target, (self.dtype,) * 3,
                                     transpose_a=True)
-        if self.held:  # the forward's columns: no column kernel
+        if self.held or self.weight_grad is not None:  # no columns to write for dW
             im2col = None
         return im2col, col2im, weight_grad, bias_grad, data_grad
 
 
 @functools.lru_cache(maxsize=256)
-def backward_plan(x_shape, w_shape, dtype, geometry, groups, held, needs_input_grad):
+def backward_plan(x_shape, w_shape, dtype, geometry, groups, held, needs_input_grad,
+                  implicit_weight_grad=False):
     """A backward's workspace plan, and whether the implicit-product kernel takes dx: the
     partials of one image (its dW, and its db in each filter's last slot, which stays
-    unused without a bias), the columns unless the forward's are ``held``, and the weights
-    for dx where copied per image."""
+    unused without a bias) unless the ``implicit_weight_grad`` product writes them; the
+    columns unless the forward's are ``held`` or nothing needs them (that product, and dx
+    from the implicit kernel or without col2im); and the weights for dx where copied per
+    image."""
     weights_shape = shared_weights_shape(w_shape, groups)
     _, groups, f_group, taps = weights_shape
     implicit_input_grad = needs_input_grad and implicit_input_grad_fits(
         tuple(w_shape), dtype, geometry, groups)
-    plan = (Buffer("partials", (groups, f_group, taps + 1), accumulator_dtype(dtype)),)
-    if not held:
+    explicit_input_grad = needs_input_grad and not implicit_input_grad
+    plan = ()
+    if not implicit_weight_grad:
+        plan += (Buffer("partials", (groups, f_group, taps + 1), accumulator_dtype(dtype)),)
+    if not held and (explicit_input_grad or not implicit_weight_grad):
         plan += _columns_plan(x_shape[1], geometry, groups, dtype)
-    if needs_input_grad and not implicit_input_grad:
+    if explicit_input_grad:
         plan += _weights_plan(weights_shape, dtype, x_shape[0], math.prod(geometry.out))
     return plan, implicit_input_grad
 
@@ -242,8 +257,9 @@ def backward_plan(x_shape, w_shape, dtype, geometry, groups, held, needs_input_g
 # Memoised: a training loop's layers repeat their sizes every step
 @functools.lru_cache(maxsize=256)
 def backward_steps(x_shape, w_shape, dtype, has_bias, geometry, groups, held,
-                   needs_input_grad, launcher, device, tf32):
+                   needs_input_grad, implicit_weight_grad, launcher, device, tf32):
     """The :class:`BackwardSteps` of these sizes on ``launcher``'s ``device``, the
-    forward's columns ``held`` or not, TF32 allowed or not."""
+    forward's columns ``held`` or not, the implicit product taking dW or not, TF32 allowed
+    or not."""
     return BackwardSteps(x_shape, w_shape, dtype, has_bias, geometry, groups, held,
-                          needs_input_grad, launcher, tf32)
+                         needs_input_grad, implicit_weight_grad, launcher, tf32)

@@ -228,9 +228,12 @@ def bandwidth_model(rows):
 # multiply-adds per thread in one of its product instructions: an FFMA's 1, an HMMA.1688's
 # 16 x 8 x 8 over a warp's 32 threads). S3's forward and its input gradient are both
 # (32 x 32*32 positions) x 64 channels x 64*3*3 terms.
+# S3's weight gradient is 64 filters x 32*32*32 columns x 5 tiles of 128 kernel offsets
+# (576 and the bias's; the tiles' last 63 columns computed and dropped).
 _S3_PRODUCT = 32 * 32 * 32 * 64 * 64 * 9
 PRODUCTS = [("conv_gemm_kernel<float, 3, 1>", "S3 dx", _S3_PRODUCT, 1),
-            ("conv_gemm_tf32_kernel<float, 3, 1>", "S3 TF32", _S3_PRODUCT, 32)]
+            ("conv_gemm_tf32_kernel<float, 3, 1>", "S3 TF32", _S3_PRODUCT, 32),
+            ("conv_weight_grad_tf32_kernel<float, 3, 1>", "S3 dW TF32", 64 * 32768 * 640, 32)]
 # What mma.sync reaches of an H100 SXM's dense TF32 peak (494.7 TFLOPS, which wgmma is quoted
 # at; mma.sync is quoted at about 60% of it on Hopper): the tensor cores' bound.
 MMA_TF32_FLOPS = 0.6 * 494.7e12
