@@ -37,10 +37,11 @@ and dx the column gradient.
 The input gradient of a float32 2-D stride-1 convolution without groups is a convolution of
 dout itself: an implicit product (kernels/conv_gemm.cu) computes it without the column
 gradient or col2im, in one launch at the end. With TF32 allowed on a GPU with TF32 tensor
-cores that kernel runs on them, and takes every float32 2-D forward without groups too (one
-launch, the bias in it, no columns; the backward then writes them for dW): in TF32 the
-explicit products are bound by memory, the columns' writing and reading
-(:mod:`fastconv._gpu.conv_steps`, :func:`~fastconv._gpu.conv_steps.implicit_forward_fits`).
+cores that kernel runs on them, and it takes every float32 2-D forward without groups too
+(one launch, the bias in it), and a third implicit product dW and db (one launch, its
+splits' partials summed by the weight sum): no columns are written. In TF32 the explicit
+products are bound by memory, the columns' writing and reading
+(:mod:`fastconv._gpu.conv_steps`, :func:`~fastconv._gpu.conv_steps.implicit_tf32_fits`).
 
 A 2-D depthwise convolution (groups == C) takes neither: :mod:`fastconv._gpu.depthwise`
 runs it on direct kernels (:func:`forward` and :func:`backward` dispatch to it).
@@ -213,8 +214,9 @@ class _Forward:
 
 class _Backward:
     """Per chunk: the columns, dW partials += dout @ cols^T and the bias slots += dout's
-    sums, then (unless the implicit-product kernel takes it at the end, for all the
-    images) dx from W^T @ dout and col2im; at the end dw and db from the partials."""
+    sums (unless the implicit product on the tensor cores writes the partials at the end),
+    then (unless the implicit-product kernel takes it at the end, for all the images) dx
+    from W^T @ dout and col2im; at the end dw and db from the partials."""
 
     def __init__(self, dout, cache, needs_input_grad):
         xp = get_array_module(dout, cache.x)
