@@ -9,6 +9,11 @@ and per batch-chunk size every kernel launch (scalars, instantiation, grid and f
 checked (:func:`fastconv._gpu.matmul.plan_matmul`, :func:`fastconv._gpu.bias.add_bias_call`
 and :func:`~fastconv._gpu.bias.bias_grad_call`). The prepared calls take pointers, so the
 arrays they are given are passed as they are, without reshaped views.
+
+Which products are implicit, their columns read from the input and never written
+(kernels/conv_gemm.cu), follows from the sizes too: dx of a stride-1 window
+(:func:`implicit_input_grad_fits`), and with TF32 on a GPU with TF32 tensor cores
+(:func:`tensor_cores`) the forward and dW and db (:func:`implicit_tf32_fits`).
 """
 
 from __future__ import annotations
