@@ -1,6 +1,7 @@
 """fastconv's own host time per call of the GPU path, without a GPU.
 
     python benchmarks/host_time.py [--arrays numpy|cupy] [--shape N C H W] [--repeats 200]
+                                   [--tf32]
 
 Runs ``conv2d_forward`` and ``conv2d_backward`` (3x3, padding 1, float32, C filters) through
 the GPU backend with the device work replaced by nothing: each kernel launch is checked by
@@ -18,6 +19,9 @@ NumPy's cost several times less, and runs fastconv's cuBLAS wrapper against a cu
 calls do nothing. What neither measures is CuPy's cost per kernel launch (argument packing
 and the driver call, a few microseconds each), cuBLAS's own host work per call, and a
 device allocation from CuPy's pool in place of the host blocks here.
+
+``--tf32`` allows TF32 and has the launcher report an sm_90 GPU: the path of TF32 tensor
+cores, the implicit products' three launches and no columns.
 """
 
 import argparse
@@ -48,9 +52,13 @@ class _NullModule:
         return lambda grid, block, args: None
 
 
+# the compute capability the null devices report: sm_90's, TF32 tensor cores and all
+CAPABILITY = 90
+
+
 def null_device():
     """Route NumPy arrays to the GPU backend with the kernels and products dropped."""
-    launcher = _cuda.Launcher(numpy, _NullModule, options=())
+    launcher = _cuda.Launcher(numpy, _NullModule, options=(), capability=lambda: CAPABILITY)
     _backends.backend_for = lambda *arrays: _gpu
     _cuda.default_launcher = lambda: launcher
     gemm.model_gemm = lambda *args, **kwargs: None
@@ -146,7 +154,8 @@ def null_cupy_device(largest_plane):
 
     cupy.cuda.set_allocator(_HostPool())
     launcher = _cuda.Launcher(cupy, _NullModule, options=(), device_id=lambda: 0,
-                              device_of=lambda array: array.device.id)
+                              device_of=lambda array: array.device.id,
+                              capability=lambda: CAPABILITY)
     _cuda.default_launcher = lambda: launcher
     gemm._cupy_libraries = lambda: (_NullCublas, _NullDevice, _NullRuntime)
     bias._ones[(cupy, 0, numpy.dtype(numpy.float32))] = cupy.empty(largest_plane, numpy.float32)
@@ -172,7 +181,11 @@ def main(argv=None):
                         metavar=("N", "C", "H", "W"))
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--arrays", choices=("numpy", "cupy"), default="numpy")
+    parser.add_argument("--tf32", action="store_true", help="TF32 allowed")
     args = parser.parse_args(argv)
+    import fastconv
+
+    fastconv.set_tf32(args.tf32)
     if args.arrays == "cupy":
         xp = null_cupy_device(args.shape[2] * args.shape[3])
     else:

@@ -374,16 +374,17 @@ def test_prepared_steps_follow_the_workspace_limit_between_calls(gpu_path):
             np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_the_host_time_script_times_both_passes_without_a_gpu():
+@pytest.mark.parametrize("tf32", [[], ["--tf32"]], ids=["fp32", "tf32"])
+def test_the_host_time_script_times_both_passes_without_a_gpu(tf32):
     """benchmarks/host_time.py runs the GPU path on a null device and prints one timing
-    line per pass; the numbers are for reading, not asserted."""
+    line per pass, TF32 allowed or not; the numbers are for reading, not asserted."""
     import subprocess
     import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "host_time.py"
     proc = subprocess.run([sys.executable, str(script), "--repeats", "4", "--shape", "2", "3",
-                           "5", "5"], capture_output=True, text=True, timeout=120)
+                           "5", "5", *tf32], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["forward", "forward+backward"], lines

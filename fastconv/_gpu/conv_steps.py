@@ -63,6 +63,8 @@ def implicit_input_grad_fits(w_shape, dtype, geometry, groups):
     return geometry.stride == (1, 1) and _implicit_fits(w_shape, dtype, geometry, groups, True)
 
 
+# Memoised: asked by every call's forward and backward where TF32 is allowed
+@functools.lru_cache(maxsize=256)
 def implicit_tf32_fits(w_shape, dtype, geometry, groups, tensor_core_products):
     """Whether the forward, and dW and db, come from the implicit products on the tensor
     cores: float32 with ``tensor_core_products`` (:func:`tensor_cores`), a 2-D window other
