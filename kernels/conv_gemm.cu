@@ -331,7 +331,8 @@ __device__ __forceinline__ void fc_conv_weight_grad(
     const idx_t tiles = (width + FC_TILE_N - 1) / FC_TILE_N;
     const int t = threadIdx.x;
     const Product product(t);
-    const int lane = t % 32, k_pair = 2 * (t / 32), a_row = t % 16, a_half = lane / 16;
+    const int lane = t % 32, k_pair = 2 * (t / 32), a_row = t % 16;
+    const int a_half = lane / 16;  // which column of its pair the thread stages dout at
     const int outside = -(1 << 30);  // a kernel offset's rows past every input row
 
     for (idx_t tile_m = blockIdx.y; tile_m * FC_TILE_M < F; tile_m += gridDim.y) {
@@ -434,7 +435,7 @@ __device__ __forceinline__ void fc_conv_weight_grad(
                     load(j0 + FC_TILE_K);
                 }
                 product.multiply(a_tile, col_tile, sum);
-                __syncthreads();  // every thread has read the slice before it is replaced
+                __syncthreads();  // the slice read by every thread before the next is staged
             }
 
             value_t* split_partials = partials + split * F * (reduction + 1);

@@ -334,7 +334,7 @@ MUTANTS = [
     ("conv_gemm.cu", "return (i < 4 ? 0 : half) + 4 * lane_group + (i & 3);",
      "return (i < 4 ? 0 : half) + 4 * lane_group + (i & 1);",
      "implicit product: a sub-tile's values overlap"),
-    ("conv_gemm.cu", "a_half = lane / 16;", "a_half = lane / 32;",
+    ("conv_gemm.cu", "a_row = t % 16, a_half = lane / 16;", "a_row = t % 16, a_half = lane / 32;",
      "implicit product: the filters staged at half the slice's offsets"),
     ("conv_gemm.cu", "(unsigned)(FLIP ? taps - 1 - a_tap : a_tap);",
      "(unsigned)(FLIP ? a_tap : a_tap);",
@@ -350,8 +350,10 @@ MUTANTS = [
      "implicit product: a tap split with the kernel's height for its width"),
     ("conv_gemm.cu", "const int dw = kw * columns.dilation;", "const int dw = kw * rows.dilation;",
      "implicit product: the columns dilated as the rows"),
-    ("conv_gemm.cu", "__syncthreads();\n                // the next slice",
-     "\n                // the next slice",
+    ("conv_gemm.cu", "__syncthreads();\n                // the next slice's loads are in flight "
+     "while this one is multiplied\n                if (overlapped",
+     "\n                // the next slice's loads are in flight while this one is multiplied\n"
+     "                if (overlapped",
      "implicit product: the slice multiplied before every thread has staged its part"),
     ("conv_gemm.cu", "__syncthreads();  // every thread has read",
      "// every thread has read", "implicit product: a slice replaced while still being read"),
@@ -384,6 +386,16 @@ MUTANTS = [
     ("conv_gemm.cu", "const bool a_valid = j0 + k_pair + a_half < end;",
      "const bool a_valid = j0 + k_pair < end;",
      "weight gradient: dout read one column past the split"),
+    ("conv_gemm.cu", "const int a_half = lane / 16;  // which column",
+     "const int a_half = lane / 32;  // which column",
+     "weight gradient: dout staged at half the slice's columns"),
+    ("conv_gemm.cu", "__syncthreads();\n                // the next slice's loads are in flight "
+     "while this one is multiplied\n                if (j0",
+     "\n                // the next slice's loads are in flight while this one is multiplied\n"
+     "                if (j0", "weight gradient: the slice multiplied before it is staged"),
+    ("conv_gemm.cu", "__syncthreads();  // the slice read by every thread",
+     "// the slice read by every thread",
+     "weight gradient: a slice replaced while still being read"),
     ("conv_gemm.cu", "__device__ static float staged(float v) { return fc_tf32(v); }",
      "__device__ static float staged(float v) { return v; }",
      "tensor cores: operands not rounded to TF32 (the hardware would truncate them)"),
