@@ -28,7 +28,9 @@
 // Two kernels share the staging and differ in how a staged slice is multiplied:
 // conv_gemm_kernel on the CUDA cores (fc_cuda_core_product), conv_gemm_tf32_kernel on
 // the tensor cores in TF32 (fc_tf32_product), which is what makes an implicit product
-// pay where cuBLAS would run the explicit one on tensor cores too.
+// pay where cuBLAS would run the explicit one on tensor cores too. A third,
+// conv_weight_grad_tf32_kernel (at the end), turns the product's roles for the weight
+// gradient: dout times the columns, summed over the columns j.
 // fastconv/_cuda_conv_gemm.py keeps K, OH*OW, each image's input and the filters below 2^31
 // elements and every extent of the window below 2^29, and launches the blocks this file's
 // tile sizes need (fastconv/_cuda_registry.py, TILES).
@@ -36,7 +38,7 @@
 
 // The tile of a block (fastconv/_cuda_registry.py's TILES holds the same four numbers):
 constexpr int FC_TILE_M = 64;         // filters m
-constexpr int FC_TILE_N = 128;        // columns j
+constexpr int FC_TILE_N = 128;        // columns j (the weight gradient's: kernel offsets k)
 constexpr int FC_TILE_K = 8;          // the reduction slice staged per step
 constexpr int FC_TILE_THREADS = 128;  // threads, an 8 x 8 sub-tile each
 
