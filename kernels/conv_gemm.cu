@@ -354,7 +354,7 @@ __device__ __forceinline__ void fc_conv_weight_grad(
                 const int k = (int)k0 + lane + 32 * q;
                 const int c = k / taps, tap = k - c * taps, kh = tap / columns.size;
                 const int kw = tap - kh * columns.size;
-                ones[q] = k == reduction && has_bias;
+                ones[q] = k == reduction;  // the bias's (its partial kept where has_bias)
                 dh[q] = k < reduction ? kh * rows.dilation : outside;
                 dw[q] = kw * columns.dilation;
                 offset[q] = (unsigned)c * (unsigned)plane + (unsigned)dh[q] * (unsigned)W +
