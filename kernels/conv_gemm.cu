@@ -145,6 +145,26 @@ struct fc_tf32_product {
 // tiles' remainders, are zeros, not loads. The wrapper keeps C*H*W and a's M*K entries below
 // 2^31: offsets inside an image and into a are 32-bit (a's unsigned: they wrap, exactly, for
 // the rows and k's it does not load).
+// A thread's part of a slice, stored for the product: a at (k_pair + a_half, a_row + 16 r),
+// the columns at (k_pair + r, lane + 32 q), each value as Product stages it. Both staging
+// loops (the convolution's and the weight gradient's) share these thread roles.
+template <class Product, class T>
+__device__ __forceinline__ void fc_stage(
+    typename Product::value_t (&a_tile)[FC_TILE_K][FC_TILE_M + Product::PAD_M],
+    typename Product::value_t (&col_tile)[FC_TILE_K][FC_TILE_N + Product::PAD_N],
+    const T (&staged_a)[4], const T (&staged_col)[2][4], int k_pair, int a_half, int a_row,
+    int lane) {
+    FC_UNROLL
+    for (int r = 0; r < 4; ++r)
+        a_tile[k_pair + a_half][a_row + 16 * r] = Product::staged(staged_a[r]);
+    FC_UNROLL
+    for (int r = 0; r < 2; ++r) {
+        FC_UNROLL
+        for (int q = 0; q < 4; ++q)
+            col_tile[k_pair + r][lane + 32 * q] = Product::staged(staged_col[r][q]);
+    }
+}
+
 #define FC_CONV_GEMM_PARAMETERS(T)                                                         \
     const T* __restrict__ x, const T* __restrict__ a, const T* __restrict__ b,             \
         T* __restrict__ out, idx_t N, idx_t C, idx_t M, idx_t A_ROW, idx_t A_OUTER,        \
@@ -249,15 +269,8 @@ __device__ __forceinline__ void fc_conv_gemm(FC_CONV_GEMM_PARAMETERS(T)) {
             if (overlapped) load(0);
             for (int k0 = 0; k0 < reduction; k0 += FC_TILE_K) {
                 if (!overlapped) load(k0);
-                FC_UNROLL
-                for (int r = 0; r < 4; ++r)
-                    a_tile[k_pair + a_half][a_row + 16 * r] = Product::staged(staged_a[r]);
-                FC_UNROLL
-                for (int r = 0; r < 2; ++r) {
-                    FC_UNROLL
-                    for (int q = 0; q < 4; ++q) col_tile[k_pair + r][lane + 32 * q] =
-                        Product::staged(staged_col[r][q]);
-                }
+                fc_stage<Product>(a_tile, col_tile, staged_a, staged_col, k_pair, a_half, a_row,
+                                  lane);
                 __syncthreads();
                 // the next slice's loads are in flight while this one is multiplied
                 if (overlapped && k0 + FC_TILE_K < reduction) load(k0 + FC_TILE_K);
@@ -421,15 +434,8 @@ __device__ __forceinline__ void fc_conv_weight_grad(
             }
             if (first_column < end) load(first_column);
             for (idx_t j0 = first_column; j0 < end; j0 += FC_TILE_K) {
-                FC_UNROLL
-                for (int r = 0; r < 4; ++r)
-                    a_tile[k_pair + a_half][a_row + 16 * r] = Product::staged(staged_a[r]);
-                FC_UNROLL
-                for (int r = 0; r < 2; ++r) {
-                    FC_UNROLL
-                    for (int q = 0; q < 4; ++q) col_tile[k_pair + r][lane + 32 * q] =
-                        Product::staged(staged_col[r][q]);
-                }
+                fc_stage<Product>(a_tile, col_tile, staged_a, staged_col, k_pair, a_half, a_row,
+                                  lane);
                 __syncthreads();
                 // the next slice's loads are in flight while this one is multiplied
                 if (j0 + FC_TILE_K < end) {
